@@ -1,0 +1,122 @@
+/**
+ * The `mprun` command.
+ *   mprun -n N [options] app.ts|app.js [args...]
+ *   mprun info
+ */
+import { cpus } from 'node:os';
+import { existsSync } from 'node:fs';
+import { infoText, packageVersion } from './info.js';
+import { runJob, type JobOptions } from './job.js';
+
+const USAGE = `Usage: mprun [options] app.ts|app.js [app args...]
+       mprun info
+
+Starts N ranks of a TypeScript or JavaScript program (a .ts app is compiled
+once per job). Every rank calls \`await init()\` from 'mprun'.
+
+Options:
+  -n, -np, --np N      number of ranks (default: the number of cores, ${cpus().length})
+  -x VAR[=value]       export VAR to every rank (its value here, or the one given)
+  --tag-output         prefix each output line with [job,rank]<stdout|stderr>:
+  --timeout SECONDS    stop the job (exit code 124) when it runs longer
+  -h, --help           this text
+  -V, --version        the version of mprun
+
+Exit code: that of the lowest rank that failed; a rank that dies aborts the
+whole job. Ctrl-C and SIGTERM reach every rank, then SIGKILL after
+MPRUN_KILL_GRACE_MS. See \`mprun info\` for transports and configuration.
+`;
+
+export class UsageError extends Error {}
+
+export function parseArgs(argv: readonly string[]): JobOptions | { command: 'help' | 'version' | 'info' } {
+  const opts: JobOptions = { np: cpus().length, app: '', args: [], env: {}, tagOutput: false, timeoutSeconds: null };
+  let i = 0;
+  const value = (flag: string): string => {
+    const v = argv[++i];
+    if (v === undefined) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  if (argv[0] === 'info') return { command: 'info' };
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') break;
+    const eq = a.indexOf('=');
+    const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const arg = (): string => inline ?? value(flag);
+    switch (flag) {
+      case '-n':
+      case '-np':
+      case '--np':
+      case '--n': {
+        const v = arg();
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a positive number of ranks, not '${v}'`);
+        opts.np = n;
+        break;
+      }
+      case '-x': {
+        const v = arg();
+        const k = v.indexOf('=');
+        const name = k < 0 ? v : v.slice(0, k);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`-x takes VAR or VAR=value, not '${v}'`);
+        if (k >= 0) opts.env[name] = v.slice(k + 1);
+        else if (process.env[name] !== undefined) opts.env[name] = process.env[name]!;
+        break;
+      }
+      case '--tag-output':
+        opts.tagOutput = true;
+        break;
+      case '--timeout': {
+        const v = arg();
+        const t = Number(v);
+        if (!(t > 0)) throw new UsageError(`--timeout takes a positive number of seconds, not '${v}'`);
+        opts.timeoutSeconds = t;
+        break;
+      }
+      case '-h':
+      case '--help':
+        return { command: 'help' };
+      case '-V':
+      case '--version':
+        return { command: 'version' };
+      default:
+        throw new UsageError(`unknown option ${a} (see mprun --help)`);
+    }
+  }
+  const app = argv[i];
+  if (app === undefined) throw new UsageError('no program given (see mprun --help)');
+  opts.app = app;
+  opts.args = argv.slice(i + 1);
+  if (!existsSync(app)) throw new UsageError(`${app}: no such file`);
+  return opts;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`mprun: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if ('command' in parsed) {
+    if (parsed.command === 'help') process.stdout.write(USAGE);
+    else if (parsed.command === 'version') process.stdout.write(`mprun ${packageVersion()}\n`);
+    else process.stdout.write(infoText());
+    return 0;
+  }
+  try {
+    return await runJob(parsed);
+  } catch (e) {
+    process.stderr.write(`mprun: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The job controller's wire-up service (PMI-like): each rank authenticates,
+ * puts its business card, and fences; when every rank has reached a fence,
+ * each gets every card put before it. Ranks also report finalize and abort
+ * here. It listens on a Unix socket in the job's private (0700) directory.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { encodeFrame, serveConnection, type Frame } from './wire.js';
+
+export interface ControllerEvents {
+  /** A rank asked the job to abort (world.abort). */
+  abort(rank: number, code: number, message: string): void;
+  /** A rank called finalize. */
+  finalized(rank: number): void;
+  /** A connection broke the protocol; it has been closed. */
+  rejected(why: string): void;
+  /** A rank authenticated. */
+  connected(rank: number): void;
+}
+
+export class Controller {
+  readonly #server: Server;
+  readonly #secret: string;
+  readonly #size: number;
+  readonly #events: ControllerEvents;
+  readonly #kv = new Map<string, unknown>();
+  readonly #sockets = new Map<number, Socket>();
+  #fenceWaiting = new Set<number>();
+  #fenceEpoch = 0;
+
+  constructor(secret: string, size: number, events: ControllerEvents) {
+    this.#secret = secret;
+    this.#size = size;
+    this.#events = events;
+    this.#server = createServer((socket) => this.#accept(socket));
+  }
+
+  listen(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(path, () => resolve());
+    });
+  }
+
+  close(): void {
+    for (const s of this.#sockets.values()) s.destroy();
+    this.#server.close();
+  }
+
+  #accept(socket: Socket): void {
+    let rank = -1;
+    serveConnection(
+      socket,
+      this.#secret,
+      (auth) => {
+        const r = auth.rank;
+        if (typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r >= this.#size || this.#sockets.has(r)) throw new Error(`bad rank ${String(r)}`);
+        rank = r;
+        this.#sockets.set(rank, socket);
+        this.#events.connected(rank);
+        socket.on('close', () => {
+          if (this.#sockets.get(rank) === socket) this.#sockets.delete(rank);
+        });
+      },
+      (f) => this.#frame(rank, f),
+      (why) => this.#events.rejected(why),
+    );
+  }
+
+  #frame(rank: number, f: Frame): void {
+    switch (f.t) {
+      case 'put':
+        if (typeof f.key !== 'string') throw new Error('put without a key');
+        this.#kv.set(f.key, f.value);
+        return;
+      case 'fence':
+        this.#fenceWaiting.add(rank);
+        if (this.#fenceWaiting.size === this.#size) {
+          const kv = Object.fromEntries(this.#kv);
+          const reply = encodeFrame({ t: 'fenced', epoch: this.#fenceEpoch++, kv });
+          for (const s of this.#sockets.values()) s.write(reply);
+          this.#fenceWaiting = new Set();
+        }
+        return;
+      case 'abort':
+        this.#events.abort(rank, typeof f.code === 'number' ? f.code : 1, typeof f.message === 'string' ? f.message : '');
+        return;
+      case 'finalize':
+        this.#events.finalized(rank);
+        socketReply(this.#sockets.get(rank), { t: 'finalized' });
+        return;
+      default:
+        throw new Error(`unknown frame type '${f.t}'`);
+    }
+  }
+}
+
+function socketReply(s: Socket | undefined, f: Frame): void {
+  s?.write(encodeFrame(f));
+}

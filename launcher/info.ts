@@ -1,0 +1,51 @@
+/** `mprun info`: what this build can do on this machine, like ompi_info / ucx_info -d. */
+import { readFileSync } from 'node:fs';
+import { cpus, hostname } from 'node:os';
+import { join } from 'node:path';
+import { nativeError, nativePath, packageRoot } from '../native/index.js';
+import { CONFIG_FIELDS } from '../runtime/config.js';
+import { BUILTIN_TRANSPORTS } from '../runtime/select.js';
+import { backendName, backends, version as xpmemVersion } from '../transports/xpmem/index.js';
+
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function fmtBandwidth(bps: number): string {
+  return `${(bps / 1e9).toFixed(1)} GB/s`;
+}
+
+export function infoText(): string {
+  const out: string[] = [];
+  const row = (k: string, v: string): void => void out.push(`${k.padStart(24)}: ${v}`);
+  row('mprun', packageVersion());
+  row('node', process.version);
+  row('host', `${hostname()} (${cpus().length} cores)`);
+  row('native addon', nativeError === null ? `loaded from ${nativePath}` : `NOT AVAILABLE: ${nativeError}`);
+  out.push('');
+  out.push('Transports:');
+  for (const t of BUILTIN_TRANSPORTS) {
+    const a = t.attrs;
+    const scope = t.name === 'self' ? 'the rank itself' : 'ranks on the same node';
+    let status = 'available';
+    if (t.name === 'xpmem') {
+      const b = backendName();
+      status = b === null ? 'UNAVAILABLE: no backend' : `available, backend ${b}`;
+    }
+    row(t.name, `${status}; reaches ${scope}; latency ${(a.latency * 1e6).toFixed(2)} us, bandwidth ${fmtBandwidth(a.bandwidth)}, map ${a.canMap ? 'yes' : 'no'}, atomics ${a.hardwareAtomics ? 'hardware' : 'none'}`);
+  }
+  out.push('');
+  out.push('XPMEM backends (best first):');
+  const chosen = backendName();
+  for (const b of backends()) {
+    row(b.name, `${b.available ? 'available' : 'unavailable'}${b.name === chosen ? ' [in use]' : ''}; ${b.canMap ? 'maps memory (loads/stores)' : 'copies only'}; ${b.reason}`);
+  }
+  if (chosen !== null) row('interface version', `0x${xpmemVersion().toString(16)}`);
+  out.push('');
+  out.push('Configuration (environment; forward with mprun -x VAR=value):');
+  for (const f of CONFIG_FIELDS) {
+    const cur = process.env[f.name];
+    row(f.name, `${cur !== undefined && cur !== '' ? cur : f.default}${cur !== undefined && cur !== '' ? ' (set)' : ' (default)'}  ${f.help}`);
+  }
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,16 @@
+/**
+ * The first module of every rank process: ties the rank's life to mprun's,
+ * then runs the (already compiled) app with the argv it expects.
+ */
+import { pathToFileURL } from 'node:url';
+import { native } from '../native/index.js';
+
+const [nodePath, , app, ...args] = process.argv;
+if (app === undefined) {
+  process.stderr.write('mprun rank-main: no app given\n');
+  process.exit(2);
+}
+const parent = Number(process.env.MPRUN_PARENT_PID);
+if (Number.isInteger(parent) && parent > 0) native().dieWithParent(parent);
+process.argv = [nodePath!, app, ...args];
+await import(pathToFileURL(app).href);

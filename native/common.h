@@ -1,0 +1,36 @@
+// Shared declarations of the addon. The addon does syscalls only; every policy
+// (which backend, what to retry, what to tell the user) lives in TypeScript.
+#pragma once
+#include <napi.h>
+#include <cstdint>
+#include <string>
+
+namespace mprun {
+
+// Throws the JS error class registered by setErrorClass() (MprunError), with
+// `code`, and `errno`/`syscall` when a system call failed. Returns undefined so
+// that callers can `return ThrowErrno(...)`.
+Napi::Value ThrowErrno(Napi::Env env, const char* code, int err, const char* syscall, const std::string& detail = "");
+Napi::Value ThrowCode(Napi::Env env, const char* code, const std::string& message);
+const char* ErrnoName(int err);
+void SetErrorClass(const Napi::CallbackInfo& info);
+
+// Pointer and length of the bytes behind a TypedArray, DataView or ArrayBuffer.
+// Returns false (with a pending TypeError) for anything else.
+bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length);
+// A JS bigint or number as an unsigned 64-bit value.
+bool U64Of(Napi::Env env, Napi::Value v, uint64_t* out);
+
+void InitShm(Napi::Env env, Napi::Object exports);
+void InitCma(Napi::Env env, Napi::Object exports);
+void InitFutex(Napi::Env env, Napi::Object exports);
+void InitXpmem(Napi::Env env, Napi::Object exports);
+
+// Wraps [addr, addr+length) as an external ArrayBuffer. `unmap` is called once,
+// either from release() or from the GC finalizer, whichever comes first.
+using UnmapFn = void (*)(void* addr, size_t length, void* hint);
+Napi::ArrayBuffer WrapMapping(Napi::Env env, void* addr, size_t length, UnmapFn unmap, void* hint);
+// Detaches the ArrayBuffer (its views become length 0) and unmaps it now.
+bool ReleaseMapping(Napi::Env env, Napi::Value buffer);
+
+}  // namespace mprun

@@ -1,0 +1,103 @@
+#include "common.h"
+#include <cerrno>
+#include <cstring>
+
+namespace mprun {
+
+static Napi::FunctionReference* errorClass = nullptr;
+
+void SetErrorClass(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(info.Env(), "setErrorClass expects a constructor").ThrowAsJavaScriptException();
+    return;
+  }
+  if (errorClass == nullptr) errorClass = new Napi::FunctionReference();
+  *errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+}
+
+const char* ErrnoName(int err) {
+  switch (err) {
+#define E(x) case x: return #x;
+    E(EPERM) E(ENOENT) E(ESRCH) E(EINTR) E(EIO) E(ENXIO) E(E2BIG) E(EBADF) E(EAGAIN) E(ENOMEM)
+    E(EACCES) E(EFAULT) E(EBUSY) E(EEXIST) E(ENODEV) E(ENOTDIR) E(EISDIR) E(EINVAL) E(ENFILE)
+    E(EMFILE) E(ENOTTY) E(EFBIG) E(ENOSPC) E(ESPIPE) E(EROFS) E(ERANGE) E(ENOSYS) E(ETIMEDOUT)
+    E(EOVERFLOW) E(EOPNOTSUPP) E(ECONNREFUSED) E(ECONNRESET) E(EPIPE) E(EDQUOT)
+#undef E
+    default: return "EUNKNOWN";
+  }
+}
+
+static Napi::Value Throw(Napi::Env env, const char* code, const std::string& message, int err, const char* syscall) {
+  if (env.IsExceptionPending()) return env.Undefined();
+  Napi::Object e;
+  if (errorClass != nullptr && !errorClass->IsEmpty()) {
+    e = errorClass->New({Napi::String::New(env, code), Napi::String::New(env, message)});
+    if (env.IsExceptionPending()) return env.Undefined();
+  } else {
+    e = Napi::Error::New(env, message).Value();
+    e.Set("code", code);
+  }
+  if (err != 0) e.Set("errno", ErrnoName(err));
+  if (syscall != nullptr) e.Set("syscall", syscall);
+  Napi::Error(env, e).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowErrno(Napi::Env env, const char* code, int err, const char* syscall, const std::string& detail) {
+  std::string msg = std::string(syscall) + " failed: " + ErrnoName(err) + " (" + std::strerror(err) + ")";
+  if (!detail.empty()) msg += ": " + detail;
+  return Throw(env, code, msg, err, syscall);
+}
+
+Napi::Value ThrowCode(Napi::Env env, const char* code, const std::string& message) {
+  return Throw(env, code, message, 0, nullptr);
+}
+
+bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length) {
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    auto ab = ta.ArrayBuffer();
+    *data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+    *length = ta.ByteLength();
+    return true;
+  }
+  if (v.IsDataView()) {
+    auto dv = v.As<Napi::DataView>();
+    *data = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    *length = dv.ByteLength();
+    return true;
+  }
+  if (v.IsArrayBuffer()) {
+    auto ab = v.As<Napi::ArrayBuffer>();
+    *data = static_cast<uint8_t*>(ab.Data());
+    *length = ab.ByteLength();
+    return true;
+  }
+  Napi::TypeError::New(env, "expected a TypedArray, DataView or ArrayBuffer").ThrowAsJavaScriptException();
+  return false;
+}
+
+bool U64Of(Napi::Env env, Napi::Value v, uint64_t* out) {
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    *out = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) {
+      Napi::RangeError::New(env, "bigint does not fit in 64 bits").ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d < 0 || d != static_cast<double>(static_cast<uint64_t>(d))) {
+      Napi::RangeError::New(env, "expected a non-negative integer").ThrowAsJavaScriptException();
+      return false;
+    }
+    *out = static_cast<uint64_t>(d);
+    return true;
+  }
+  Napi::TypeError::New(env, "expected a bigint or a number").ThrowAsJavaScriptException();
+  return false;
+}
+
+}  // namespace mprun

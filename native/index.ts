@@ -1,0 +1,95 @@
+/**
+ * Typed loader of the native addon (native/*.cc, built by `npm install`).
+ * The addon does system calls only; every policy lives in TypeScript.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MprunError } from '../runtime/errors.js';
+
+export interface XpmemProbe {
+  available: boolean;
+  reason?: string;
+  version?: number;
+}
+
+export interface NativeXpmem {
+  probe(): XpmemProbe;
+  make(addr: bigint, size: bigint, permit: number): bigint;
+  remove(segid: bigint): void;
+  get(segid: bigint, flags: number): bigint;
+  release(apid: bigint): void;
+  attach(apid: bigint, offset: bigint, size: bigint): ArrayBuffer;
+}
+
+type Bytes = ArrayBufferView | ArrayBuffer;
+
+export interface NativeBinding {
+  setErrorClass(cls: typeof MprunError): void;
+  memfdCreate(name: string, size: number): number;
+  shmCreate(name: string, size: number): number;
+  openPeerFd(pid: number, fd: number): number;
+  fdSize(fd: number): number;
+  /** Maps [offset, offset+length) of fd MAP_SHARED; `exportedFd` is recorded for locate(). */
+  mapFd(fd: number, offset: number, length: number, exportedFd?: number): ArrayBuffer;
+  /** Detaches the buffer (views become empty) and unmaps it now. */
+  release(buffer: ArrayBuffer): boolean;
+  closeFd(fd: number): void;
+  /** [exportedFd, offset in mapping, mapping length] when `view` lies in a live mapping. */
+  locate(view: Bytes): [number, number, number] | null;
+  addressOf(view: Bytes): bigint;
+  pageSize(): number;
+  dieWithParent(parentPid: number): void;
+  allowPtraceAny(): void;
+  cmaRead(pid: number, remoteAddr: bigint, dst: Bytes): number;
+  cmaWrite(pid: number, remoteAddr: bigint, src: Bytes): number;
+  /** 0: woken, 1: value differed, 2: timed out. */
+  futexWait(word: Int32Array, index: number, expected: number, timeoutMs: number): 0 | 1 | 2;
+  futexWake(word: Int32Array, index: number, count?: number): number;
+  yield(): void;
+  /** A full memory fence (mfence): orders non-temporal stores of large copies. */
+  fence(): void;
+  xpmem: NativeXpmem;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The package root, whether running from sources (vitest) or from dist/. */
+export const packageRoot = [resolve(here, '..'), resolve(here, '../..')].find((p) => existsSync(join(p, 'binding.gyp'))) ?? resolve(here, '..');
+
+function load(): { binding: NativeBinding | null; error: string | null; path: string | null } {
+  const candidates = [process.env.MPRUN_NATIVE_PATH, join(packageRoot, 'build/Release/mprun_native.node'), join(packageRoot, 'build/Debug/mprun_native.node')].filter(
+    (p): p is string => typeof p === 'string' && p.length > 0,
+  );
+  const require = createRequire(import.meta.url);
+  const errors: string[] = [];
+  for (const path of candidates) {
+    if (!existsSync(path)) continue;
+    try {
+      const binding = require(path) as NativeBinding;
+      binding.setErrorClass(MprunError);
+      return { binding, error: null, path };
+    } catch (e) {
+      errors.push(`${path}: ${(e as Error).message}`);
+    }
+  }
+  const why = errors.length > 0 ? errors.join('; ') : `no build at ${candidates.join(', ')}`;
+  return { binding: null, error: `the native addon is not built (${why}); run \`npm install\` (needs python3, make and g++)`, path: null };
+}
+
+const loaded = load();
+
+/** Why the addon could not be loaded, or null when it is loaded. */
+export const nativeError: string | null = loaded.error;
+export const nativePath: string | null = loaded.path;
+
+/** The addon; throws a clear error when it was not built. */
+export function native(): NativeBinding {
+  if (loaded.binding === null) throw new MprunError('ERR_MPRUN_NATIVE', loaded.error ?? 'native addon unavailable');
+  return loaded.binding;
+}
+
+export function nativeAvailable(): boolean {
+  return loaded.binding !== null;
+}

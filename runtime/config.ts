@@ -1,0 +1,67 @@
+/**
+ * Configuration variables, declared once with their defaults and help, so that
+ * `mprun info` can list them (as ompi_info lists MCA parameters). Read from the
+ * environment; `mprun -x VAR=value` forwards them to every rank.
+ */
+import { cpus } from 'node:os';
+
+export interface ConfigField {
+  name: string;
+  default: string;
+  help: string;
+}
+
+export const CONFIG_FIELDS: readonly ConfigField[] = [
+  { name: 'MPRUN_HEAP_SIZE', default: '256M', help: 'bytes of symmetric heap per rank (suffixes K, M, G); world.alloc() draws from it' },
+  { name: 'MPRUN_QUEUE_SIZE', default: '64K', help: 'bytes of each shared-memory message ring between two ranks of a node (a power of two)' },
+  { name: 'MPRUN_EAGER_LIMIT', default: '16K', help: 'largest message copied through the ring; larger ones are read by the receiver in a single copy (CMA)' },
+  { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
+  { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
+  { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
+  { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
+  { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer and wire-up steps to stderr' },
+];
+
+/** Parses a byte count with an optional K/M/G suffix (powers of 1024). */
+export function parseBytes(text: string, what: string): number {
+  const m = /^\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*$/.exec(text);
+  if (m === null) throw new RangeError(`${what} must be a byte count such as 65536, 64K or 1G, not '${text}'`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * mult;
+}
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (v !== undefined && v !== '') return v;
+  return CONFIG_FIELDS.find((f) => f.name === name)!.default;
+}
+
+export interface RuntimeConfig {
+  heapBytes: number;
+  queueBytes: number;
+  eagerLimit: number;
+  spinMicros: number;
+  yieldWhileSpinning: boolean;
+  blockSliceMs: number;
+  debug: boolean;
+}
+
+export function readConfig(localSize: number): RuntimeConfig {
+  const oversubscribed = localSize > cpus().length;
+  const spin = env('MPRUN_SPIN_US');
+  const queueBytes = parseBytes(env('MPRUN_QUEUE_SIZE'), 'MPRUN_QUEUE_SIZE');
+  if (queueBytes < 4096 || (queueBytes & (queueBytes - 1)) !== 0) throw new RangeError('MPRUN_QUEUE_SIZE must be a power of two of at least 4K');
+  const eagerLimit = parseBytes(env('MPRUN_EAGER_LIMIT'), 'MPRUN_EAGER_LIMIT');
+  const blockSliceMs = Number(env('MPRUN_BLOCK_SLICE_MS'));
+  if (!(blockSliceMs > 0)) throw new RangeError('MPRUN_BLOCK_SLICE_MS must be a positive number');
+  return {
+    heapBytes: parseBytes(env('MPRUN_HEAP_SIZE'), 'MPRUN_HEAP_SIZE'),
+    queueBytes,
+    // A message must fit in a quarter ring, so that the ring never waits on one record.
+    eagerLimit: Math.min(eagerLimit, queueBytes / 4 - 64),
+    spinMicros: spin === 'auto' ? (oversubscribed ? 20 : 200) : Number(spin),
+    yieldWhileSpinning: oversubscribed,
+    blockSliceMs,
+    debug: env('MPRUN_DEBUG') !== '0',
+  };
+}

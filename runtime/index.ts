@@ -1,0 +1,11 @@
+/**
+ * mprun: an MPI-style HPC runtime for TypeScript on Node.js.
+ *
+ *   import { init } from 'mprun';
+ *   const world = await init();
+ */
+export { init, World, RemoteAtomics, type LocalGroup } from './world.js';
+export { ANY_SOURCE, ANY_TAG, type Message } from './p2p.js';
+export { MprunError, isMprunError, type MprunErrorCode } from './errors.js';
+export type { TypedArray, TypedArrayConstructor, AtomicArray, AtomicValue, Comparison } from './types.js';
+export { CONFIG_FIELDS } from './config.js';

@@ -1,0 +1,506 @@
+/**
+ * The World a rank sees: its rank and size, the symmetric heap with one-sided
+ * put/get/atomics, point-to-point messages, barrier and finalize. Each peer is
+ * reached by the transport the selector picked at init; for ranks of this node
+ * that is xpmem (their heaps attached once, a put is one TypedArray.set into
+ * the attached memory: one copy, no syscall, no work for the target).
+ */
+import { hostname } from 'node:os';
+import { native } from '../native/index.js';
+import * as xpmem from '../transports/xpmem/index.js';
+import { allocShared } from '../transports/xpmem/arena.js';
+import { ControlSegment, MAX_BARRIER_ROUNDS } from '../transports/xpmem/control.js';
+import { NodeQueues } from '../transports/xpmem/queue.js';
+import { readConfig, type RuntimeConfig } from './config.js';
+import { ControlClient } from './control.js';
+import { MprunError } from './errors.js';
+import { SymmetricHeap } from './heap.js';
+import { ANY_SOURCE, ANY_TAG, Messenger, type Message } from './p2p.js';
+import { BUILTIN_TRANSPORTS, selectTransport } from './select.js';
+import { isTypedArray, isTypedArrayCtor, type AtomicArray, type AtomicValue, type Comparison, type TypedArray, type TypedArrayConstructor } from './types.js';
+import { Waiter } from './wait.js';
+
+/** Above this many bytes a put ends with a full fence: memcpy uses non-temporal stores there. */
+const NT_STORE_BYTES = 256 * 1024;
+
+interface BusinessCard {
+  pid: number;
+  node: string;
+  localRank: number;
+  heapSegid: string;
+  heapBytes: number;
+}
+
+interface Peer {
+  rank: number;
+  pid: number;
+  localRank: number;
+  transport: string;
+  /** The peer's heap, mapped here; null when the peer is not reachable by mapping. */
+  heap: ArrayBuffer | null;
+  attachment: xpmem.Attachment | null;
+}
+
+/** The ranks of one node, as world ranks. */
+export interface LocalGroup {
+  readonly rank: number;
+  readonly size: number;
+}
+
+export interface JobEnvironment {
+  rank: number;
+  size: number;
+  localRank: number;
+  localSize: number;
+  controller: string | null;
+  secret: string;
+  controlFd: number | null;
+  jobId: string;
+}
+
+export function jobEnvironment(): JobEnvironment | null {
+  const e = process.env;
+  if (e.MPRUN_RANK === undefined) return null;
+  const num = (name: string): number => {
+    const v = Number(e[name]);
+    if (!Number.isInteger(v) || v < 0) throw new MprunError('ERR_MPRUN_ARG', `${name}=${String(e[name])} is not a valid value; was this process started by mprun?`);
+    return v;
+  };
+  return {
+    rank: num('MPRUN_RANK'),
+    size: num('MPRUN_SIZE'),
+    localRank: num('MPRUN_LOCAL_RANK'),
+    localSize: num('MPRUN_LOCAL_SIZE'),
+    controller: e.MPRUN_CONTROLLER ?? null,
+    secret: e.MPRUN_SECRET ?? '',
+    controlFd: e.MPRUN_CTRL_FD === undefined ? null : num('MPRUN_CTRL_FD'),
+    jobId: e.MPRUN_JOBID ?? 'singleton',
+  };
+}
+
+type Atom = Int32Array | BigInt64Array;
+
+export class World {
+  readonly rank: number;
+  readonly size: number;
+  readonly local: LocalGroup;
+  readonly jobId: string;
+  readonly config: RuntimeConfig;
+  readonly atomics: RemoteAtomics;
+
+  readonly #ctrl: ControlSegment;
+  readonly #ownsCtrl: boolean;
+  readonly #heap: SymmetricHeap;
+  readonly #peers: Peer[];
+  readonly #waiter: Waiter;
+  readonly #messenger: Messenger;
+  readonly #client: ControlClient | null;
+  readonly #localRanks: number[];
+  /** Peer views of each allocation, by world rank (null: not mappable). */
+  readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
+  #barrierEpoch = 0;
+  #finalized = false;
+
+  /** @internal use init() */
+  constructor(parts: {
+    env: JobEnvironment;
+    config: RuntimeConfig;
+    ctrl: ControlSegment;
+    ownsCtrl: boolean;
+    heap: ArrayBuffer;
+    peers: Peer[];
+    client: ControlClient | null;
+  }) {
+    const { env, config, ctrl } = parts;
+    this.rank = env.rank;
+    this.size = env.size;
+    this.local = { rank: env.localRank, size: env.localSize };
+    this.jobId = env.jobId;
+    this.config = config;
+    this.#ctrl = ctrl;
+    this.#ownsCtrl = parts.ownsCtrl;
+    this.#heap = new SymmetricHeap(parts.heap);
+    this.#peers = parts.peers;
+    this.#client = parts.client;
+    this.#localRanks = parts.peers.filter((p) => p.localRank >= 0).sort((a, b) => a.localRank - b.localRank).map((p) => p.rank);
+    this.#waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
+    const localOfWorld = parts.peers.map((p) => p.localRank);
+    const queues = new NodeQueues(ctrl, env.localRank, this.#localRanks.map((r) => parts.peers[r]!.pid));
+    this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld);
+    this.atomics = new RemoteAtomics(this);
+  }
+
+  // --- symmetric heap --------------------------------------------------------
+
+  /**
+   * Collective: allocates `length` elements of `Type` on the symmetric heap of
+   * every rank, at the same offset everywhere. Zero-filled. Like shmem_malloc
+   * it ends with a barrier, so peers may put into it as soon as it returns.
+   */
+  alloc<T extends TypedArray>(Type: TypedArrayConstructor<T>, length: number): T {
+    this.#live();
+    if (!isTypedArrayCtor(Type)) throw new TypeError('alloc expects a typed array constructor such as Float64Array');
+    if (!Number.isInteger(length) || length < 0) throw new RangeError(`alloc length must be a non-negative integer, not ${length}`);
+    const offset = this.#heap.reserve(length * Type.BYTES_PER_ELEMENT);
+    const view = new Type(this.#heap.buffer, offset, length);
+    this.#views.set(view, new Array<TypedArray | null>(this.size).fill(null));
+    this.#barrierSync();
+    return view;
+  }
+
+  /** Bytes of the symmetric heap in use and in all. */
+  heapUsage(): { used: number; size: number } {
+    return { used: this.#heap.used, size: this.#heap.buffer.byteLength };
+  }
+
+  #allocation(a: TypedArray, what: string): (TypedArray | null)[] {
+    const views = isTypedArray(a) ? this.#views.get(a) : undefined;
+    if (views === undefined) throw new TypeError(`${what}: the array is not a symmetric allocation of this world (use world.alloc)`);
+    return views;
+  }
+
+  #peer(pe: number): Peer {
+    if (!Number.isInteger(pe) || pe < 0 || pe >= this.size) throw new RangeError(`pe ${pe} is not a rank of this world (size ${this.size})`);
+    return this.#peers[pe]!;
+  }
+
+  #peerView<T extends TypedArray>(a: T, pe: number, what: string): T {
+    const views = this.#allocation(a, what);
+    const peer = this.#peer(pe);
+    let v = views[pe];
+    if (v === null || v === undefined) {
+      if (peer.heap === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `${what}: rank ${pe} is reached by ${peer.transport}, which cannot map its memory`);
+      const Ctor = a.constructor as TypedArrayConstructor<T>;
+      v = new Ctor(peer.heap, a.byteOffset, a.length);
+      views[pe] = v;
+    }
+    return v as T;
+  }
+
+  /** A view of `pe`'s copy of `a` for direct loads and stores, or null when it cannot be mapped. */
+  ptr<T extends TypedArray>(a: T, pe: number): T | null {
+    this.#live();
+    this.#allocation(a, 'ptr');
+    if (this.#peer(pe).heap === null) return null;
+    return this.#peerView(a, pe, 'ptr');
+  }
+
+  #checkRange(a: TypedArray, count: number, offset: number, what: string): void {
+    if (!Number.isInteger(offset) || offset < 0) throw new RangeError(`${what}: offset must be a non-negative integer, not ${offset}`);
+    if (offset + count > a.length) throw new RangeError(`${what}: elements [${offset}, ${offset + count}) are outside the allocation of ${a.length}`);
+  }
+
+  #checkSameType(a: TypedArray, b: unknown, what: string): void {
+    if (!isTypedArray(b) || b.constructor !== a.constructor) throw new TypeError(`${what}: expected a ${a.constructor.name}, got ${describe(b)}`);
+  }
+
+  /** Copies `src` into `pe`'s `a[offset ...]`; `src` may be reused on return. */
+  put<T extends TypedArray>(a: T, src: T, pe: number, offset = 0): void {
+    this.#live();
+    this.#checkSameType(a, src, 'put');
+    this.#checkRange(a, src.length, offset, 'put');
+    const dst = this.#peerView(a, pe, 'put');
+    (dst as Float64Array).set(src as unknown as Float64Array, offset);
+    if (src.byteLength >= NT_STORE_BYTES) native().fence();
+    this.#notify(pe);
+  }
+
+  /** Copies `pe`'s `a[offset .. offset + dst.length)` into `dst`. */
+  async get<T extends TypedArray>(dst: T, a: T, pe: number, offset = 0): Promise<T> {
+    this.#live();
+    this.#checkSameType(a, dst, 'get');
+    this.#checkRange(a, dst.length, offset, 'get');
+    const src = this.#peerView(a, pe, 'get');
+    (dst as Float64Array).set((src as Float64Array).subarray(offset, offset + dst.length));
+    return dst;
+  }
+
+  /** Completes every put issued so far (OpenSHMEM quiet). Puts to node peers complete on return already. */
+  async quiet(): Promise<void> {
+    this.#live();
+    native().fence();
+  }
+
+  /** Orders puts to each peer (OpenSHMEM fence): stores to shared memory are already ordered here. */
+  fence(): void {
+    this.#live();
+    native().fence();
+  }
+
+  /** Rings `pe`'s doorbell: it may be waiting for what we just wrote. */
+  #notify(pe: number): void {
+    const l = this.#peers[pe]!.localRank;
+    if (l >= 0) this.#ctrl.ring(l);
+  }
+
+  /** @internal the view of `pe`'s element for an atomic. */
+  atomicTarget(arr: AtomicArray, index: number, pe: number, value: unknown, what: string): Atom {
+    this.#live();
+    if (!(arr instanceof Int32Array) && !(arr instanceof BigInt64Array)) throw new TypeError(`${what}: atomics work on Int32Array and BigInt64Array, not ${describe(arr)}`);
+    this.#allocation(arr, what);
+    if (!Number.isInteger(index) || index < 0 || index >= arr.length) throw new RangeError(`${what}: index ${index} is outside the allocation of ${arr.length}`);
+    checkAtomicValue(arr, value, what);
+    return this.#peerView(arr as Atom, pe, what);
+  }
+
+  /** @internal */
+  atomicDone(pe: number): void {
+    this.#notify(pe);
+  }
+
+  /** Waits until this rank's `arr[index] <cmp> value` holds (OpenSHMEM wait_until). */
+  async waitUntil<T extends TypedArray>(arr: T, index: number, cmp: Comparison, value: T extends BigInt64Array | BigUint64Array ? bigint : number): Promise<void> {
+    this.#live();
+    this.#allocation(arr, 'waitUntil');
+    if (!Number.isInteger(index) || index < 0 || index >= arr.length) throw new RangeError(`waitUntil: index ${index} is outside the allocation of ${arr.length}`);
+    const test = comparator(cmp);
+    const atomic = arr instanceof Int32Array || arr instanceof BigInt64Array || arr instanceof Uint32Array || arr instanceof BigUint64Array || arr instanceof Int16Array || arr instanceof Uint16Array || arr instanceof Int8Array || arr instanceof Uint8Array;
+    if ((typeof arr[0] === 'bigint') !== (typeof value === 'bigint')) throw new TypeError(`waitUntil: value must be a ${typeof arr[0] === 'bigint' ? 'bigint' : 'number'}`);
+    const read = atomic ? () => Atomics.load(arr as Int32Array, index) : () => (arr as Float64Array)[index]!;
+    const ready = (): boolean => test(read(), value as number);
+    if (ready()) return;
+    await this.#waiter.wait(ready);
+  }
+
+  // --- messages ------------------------------------------------------------
+
+  /** Sends any msgpack-able value (typed arrays as raw bytes); resolves when `data` may be reused. */
+  send(dest: number, data: unknown, tag = 0): Promise<void> {
+    this.#live();
+    return this.#messenger.send(dest, data, tag);
+  }
+
+  /** Receives the first message matching `source` and `tag` (ANY_SOURCE / ANY_TAG by default). */
+  recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {
+    this.#live();
+    return this.#messenger.recv<T>(source, tag);
+  }
+
+  /** Whether a matching message has arrived, without receiving it. */
+  probe(source: number = ANY_SOURCE, tag: number = ANY_TAG): { source: number; tag: number } | null {
+    this.#live();
+    return this.#messenger.probe(source, tag);
+  }
+
+  // --- synchronisation ---------------------------------------------------------
+
+  /** Dissemination barrier over the node's ranks with monotonically increasing flags (no reset phase). */
+  #barrierStep(): { rounds: number; epoch: number } {
+    const epoch = (this.#barrierEpoch = (this.#barrierEpoch + 1) | 0);
+    const n = this.#localRanks.length;
+    let rounds = 0;
+    while (1 << rounds < n) rounds++;
+    if (rounds > MAX_BARRIER_ROUNDS) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'too many ranks on one node for the barrier');
+    return { rounds, epoch };
+  }
+
+  #barrierSignal(round: number, epoch: number): void {
+    const n = this.#localRanks.length;
+    const partner = (this.local.rank + (1 << round)) % n;
+    Atomics.store(this.#ctrl.i32, this.#ctrl.barrierIndex(partner, round), epoch);
+    this.#ctrl.ring(partner);
+  }
+
+  #barrierArrived(round: number, epoch: number): () => boolean {
+    const i32 = this.#ctrl.i32;
+    const at = this.#ctrl.barrierIndex(this.local.rank, round);
+    return () => ((Atomics.load(i32, at) - epoch) | 0) >= 0;
+  }
+
+  #barrierSync(): void {
+    const { rounds, epoch } = this.#barrierStep();
+    for (let k = 0; k < rounds; k++) {
+      this.#barrierSignal(k, epoch);
+      this.#waiter.block(this.#barrierArrived(k, epoch));
+    }
+  }
+
+  /** Waits for every rank; completes outstanding puts first (implies quiet). */
+  async barrier(): Promise<void> {
+    this.#live();
+    native().fence();
+    const { rounds, epoch } = this.#barrierStep();
+    for (let k = 0; k < rounds; k++) {
+      this.#barrierSignal(k, epoch);
+      await this.#waiter.wait(this.#barrierArrived(k, epoch));
+    }
+  }
+
+  /** Aborts the whole job with `code` (MPI_Abort): mprun stops every rank. */
+  abort(code = 1, message = ''): never {
+    const text = message || `rank ${this.rank} called abort(${code})`;
+    if (this.#client !== null) this.#client.abort(code, text);
+    else process.stderr.write(`mprun: ${text}\n`);
+    // mprun kills every rank; exiting with the code is the fallback.
+    process.exit(code);
+  }
+
+  get finalized(): boolean {
+    return this.#finalized;
+  }
+
+  /** Collective: waits for every rank, then releases this rank's resources. */
+  async finalize(): Promise<void> {
+    if (this.#finalized) return;
+    await this.barrier();
+    this.#finalized = true;
+    if (this.#client !== null) {
+      await this.#client.finalize();
+      this.#client.close();
+    }
+    for (const p of this.#peers) {
+      if (p.rank !== this.rank) p.attachment?.detach();
+    }
+    if (this.#ownsCtrl) this.#ctrl.unmap();
+  }
+
+  #live(): void {
+    if (this.#finalized) throw new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized');
+  }
+
+  /** The transport serving each rank (for `MPRUN_DEBUG` and tests). */
+  transports(): string[] {
+    return this.#peers.map((p) => p.transport);
+  }
+}
+
+/** One-sided atomics on `pe`'s copy of a symmetric Int32Array or BigInt64Array. */
+export class RemoteAtomics {
+  readonly #world: World;
+  constructor(world: World) {
+    this.#world = world;
+  }
+
+  async fetchAdd<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
+    const t = this.#world.atomicTarget(arr, index, pe, value, 'fetchAdd');
+    const old = Atomics.add(t as Int32Array, index, value as number);
+    this.#world.atomicDone(pe);
+    return old as AtomicValue<A>;
+  }
+
+  async add<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<void> {
+    await this.fetchAdd(arr, index, value, pe);
+  }
+
+  async compareSwap<A extends AtomicArray>(arr: A, index: number, expected: AtomicValue<A>, desired: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
+    const t = this.#world.atomicTarget(arr, index, pe, expected, 'compareSwap');
+    checkAtomicValue(arr, desired, 'compareSwap');
+    const old = Atomics.compareExchange(t as Int32Array, index, expected as number, desired as number);
+    this.#world.atomicDone(pe);
+    return old as AtomicValue<A>;
+  }
+
+  async swap<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
+    const t = this.#world.atomicTarget(arr, index, pe, value, 'swap');
+    const old = Atomics.exchange(t as Int32Array, index, value as number);
+    this.#world.atomicDone(pe);
+    return old as AtomicValue<A>;
+  }
+
+  async fetch<A extends AtomicArray>(arr: A, index: number, pe: number): Promise<AtomicValue<A>> {
+    const t = this.#world.atomicTarget(arr, index, pe, arr instanceof BigInt64Array ? 0n : 0, 'fetch');
+    return Atomics.load(t as Int32Array, index) as AtomicValue<A>;
+  }
+
+  async set<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<void> {
+    const t = this.#world.atomicTarget(arr, index, pe, value, 'set');
+    Atomics.store(t as Int32Array, index, value as number);
+    this.#world.atomicDone(pe);
+  }
+}
+
+function checkAtomicValue(arr: AtomicArray, value: unknown, what: string): void {
+  if (arr instanceof BigInt64Array) {
+    if (typeof value !== 'bigint') throw new TypeError(`${what}: a BigInt64Array takes bigint values, not ${typeof value}`);
+  } else if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`${what}: an Int32Array takes integer numbers, not ${String(value)}`);
+  }
+}
+
+function comparator(cmp: Comparison): (a: number, b: number) => boolean {
+  switch (cmp) {
+    case '==': return (a, b) => a === b;
+    case '!=': return (a, b) => a !== b;
+    case '<': return (a, b) => a < b;
+    case '<=': return (a, b) => a <= b;
+    case '>': return (a, b) => a > b;
+    case '>=': return (a, b) => a >= b;
+    default: throw new TypeError(`comparison must be one of == != < <= > >=, not ${String(cmp)}`);
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}
+
+// --- init ------------------------------------------------------------------------
+
+let current: World | null = null;
+let pending: Promise<World> | null = null;
+
+/** Joins the job (or, outside mprun, makes a world of size 1). Idempotent. */
+export function init(): Promise<World> {
+  if (current !== null) return Promise.resolve(current);
+  pending ??= start().then((w) => (current = w));
+  return pending;
+}
+
+async function start(): Promise<World> {
+  const env = jobEnvironment() ?? { rank: 0, size: 1, localRank: 0, localSize: 1, controller: null, secret: '', controlFd: null, jobId: 'singleton' };
+  const config = readConfig(env.localSize);
+  const n = native();
+  n.allowPtraceAny();
+  let ctrl: ControlSegment;
+  let ownsCtrl = false;
+  if (env.controlFd !== null) {
+    ctrl = ControlSegment.open(env.controlFd);
+  } else {
+    const made = ControlSegment.create(1, config.queueBytes);
+    ctrl = made.segment;
+    n.closeFd(made.fd);
+    ownsCtrl = true;
+  }
+  if (ctrl.nlocal !== env.localSize) throw new MprunError('ERR_MPRUN_ARG', `the control segment is for ${ctrl.nlocal} ranks, but MPRUN_LOCAL_SIZE is ${env.localSize}`);
+  Atomics.store(ctrl.i32, ctrl.pidIndex(env.localRank), process.pid);
+  const heap = allocShared(config.heapBytes, 'mprun-heap');
+  const segid = xpmem.make(heap, 0o600);
+  const node = process.env.MPRUN_NODE_NAME ?? hostname();
+  const mine: BusinessCard = { pid: process.pid, node, localRank: env.localRank, heapSegid: segid.toString(), heapBytes: heap.byteLength };
+
+  let cards: BusinessCard[] = [mine];
+  let client: ControlClient | null = null;
+  if (env.size > 1 || env.controller !== null) {
+    if (env.controller === null) throw new MprunError('ERR_MPRUN_ARG', 'MPRUN_CONTROLLER is not set; start the job with mprun');
+    client = await ControlClient.connect(env.controller, env.secret, env.rank);
+    client.put(`card:${env.rank}`, mine);
+    const kv = await client.fence();
+    cards = [];
+    for (let r = 0; r < env.size; r++) {
+      const c = kv[`card:${r}`] as BusinessCard | undefined;
+      if (c === undefined) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${r} put no business card`);
+      cards.push(c);
+    }
+    client.unref();
+  }
+
+  const self = { rank: env.rank, node };
+  const peers: Peer[] = cards.map((c, r) => {
+    const sel = selectTransport(self, { rank: r, node: c.node }, BUILTIN_TRANSPORTS);
+    if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
+    if (r === env.rank) return { rank: r, pid: c.pid, localRank: c.localRank, transport: sel.transport, heap, attachment: null };
+    const att = xpmem.attach(xpmem.get(BigInt(c.heapSegid), xpmem.XPMEM_RDWR), 0, c.heapBytes);
+    return { rank: r, pid: c.pid, localRank: c.localRank, transport: `${sel.transport}/${att.backend}`, heap: att.mapped ? att.bytes!.buffer as ArrayBuffer : null, attachment: att };
+  });
+  if (config.debug) {
+    process.stderr.write(`mprun[${env.rank}]: pid ${process.pid} node ${node}; peers: ${peers.map((p) => `${p.rank}:${p.transport}`).join(' ')}\n`);
+  }
+  const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client });
+  // A rank that returns from its program without finalize still finalizes,
+  // so that its peers' last collective completes.
+  process.once('beforeExit', () => {
+    if (!world.finalized) void world.finalize();
+  });
+  return world;
+}

@@ -1,0 +1,167 @@
+/**
+ * The node control segment: one memfd per node, made by the launcher (or the
+ * node agent) and inherited by every local rank. It holds what must never live
+ * in XPMEM-attached memory (futexes fail there, and an attachment dies with its
+ * owner): the job's abort word, each rank's doorbell (a futex word every event
+ * for that rank increments), barrier flags, and one message ring per ordered
+ * pair of local ranks.
+ *
+ * Layout (bytes):
+ *   [0, 4096)                header: magic, version, nlocal, ring bytes, abort word, abort text
+ *   RANKS  + 256 * r         rank r: doorbell, sleeping, pid, barrier flags (2 cache lines each)
+ *   PAIRS  + 256 * (s*n + r) ring s->r control: tail (line 0), head (line 1), rendezvous done (line 2)
+ *   RINGS  + ring * (s*n+r)  ring s->r data
+ */
+import { native } from '../../native/index.js';
+
+const MAGIC = 0x4e52504d; // 'MPRN'
+const VERSION = 1;
+const HEADER_BYTES = 4096;
+const RANK_STRIDE = 256;
+const PAIR_STRIDE = 256;
+const ABORT_TEXT_OFFSET = 1024;
+const ABORT_TEXT_MAX = HEADER_BYTES - ABORT_TEXT_OFFSET;
+
+// header words
+const H_MAGIC = 0;
+const H_VERSION = 1;
+const H_NLOCAL = 2;
+const H_RING = 3;
+const H_ABORT = 4;
+const H_ABORT_LEN = 5;
+// rank block words (relative)
+const R_DOOR = 0;
+const R_SLEEPING = 1;
+const R_PID = 2;
+/** Barrier flags start on the second cache line of the rank block. */
+const R_BARRIER = 16;
+export const MAX_BARRIER_ROUNDS = 32;
+// pair block words (relative)
+const P_TAIL = 0;
+const P_HEAD = 16;
+const P_RTS_DONE = 32;
+
+function align(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+export function controlLayout(nlocal: number, ringBytes: number): { ranks: number; pairs: number; rings: number; total: number } {
+  const ranks = HEADER_BYTES;
+  const pairs = align(ranks + RANK_STRIDE * nlocal, 4096);
+  const rings = align(pairs + PAIR_STRIDE * nlocal * nlocal, 4096);
+  return { ranks, pairs, rings, total: rings + ringBytes * nlocal * nlocal };
+}
+
+export class ControlSegment {
+  readonly i32: Int32Array;
+  readonly u8: Uint8Array;
+  readonly nlocal: number;
+  readonly ringBytes: number;
+  readonly #ranks: number;
+  readonly #pairs: number;
+  readonly #rings: number;
+
+  private constructor(readonly buffer: ArrayBuffer) {
+    this.i32 = new Int32Array(buffer);
+    this.u8 = new Uint8Array(buffer);
+    if (this.i32[H_MAGIC] !== MAGIC || this.i32[H_VERSION] !== VERSION) throw new Error('not an mprun control segment (magic or version mismatch)');
+    this.nlocal = this.i32[H_NLOCAL]!;
+    this.ringBytes = this.i32[H_RING]!;
+    const l = controlLayout(this.nlocal, this.ringBytes);
+    this.#ranks = l.ranks;
+    this.#pairs = l.pairs;
+    this.#rings = l.rings;
+  }
+
+  /** Creates the segment for `nlocal` ranks; returns it and the fd to hand to the ranks. */
+  static create(nlocal: number, ringBytes: number): { segment: ControlSegment; fd: number } {
+    if (ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0) throw new RangeError('ring size must be a power of two of at least 4096 bytes');
+    const n = native();
+    const { total } = controlLayout(nlocal, ringBytes);
+    const fd = n.memfdCreate('mprun-control', total);
+    const buffer = n.mapFd(fd, 0, total, fd);
+    const i32 = new Int32Array(buffer);
+    i32[H_NLOCAL] = nlocal;
+    i32[H_RING] = ringBytes;
+    i32[H_VERSION] = VERSION;
+    Atomics.store(i32, H_MAGIC, MAGIC);
+    return { segment: new ControlSegment(buffer), fd };
+  }
+
+  /** Maps an inherited control segment. */
+  static open(fd: number): ControlSegment {
+    const n = native();
+    return new ControlSegment(n.mapFd(fd, 0, n.fdSize(fd)));
+  }
+
+  unmap(): void {
+    native().release(this.buffer);
+  }
+
+  // --- abort -------------------------------------------------------------
+  /** Marks the job aborted with a reason and wakes every rank of this node. */
+  abort(reason: string): void {
+    if (Atomics.compareExchange(this.i32, H_ABORT, 0, 1) !== 0) return;
+    const text = Buffer.from(reason, 'utf8').subarray(0, ABORT_TEXT_MAX);
+    this.u8.set(text, ABORT_TEXT_OFFSET);
+    Atomics.store(this.i32, H_ABORT_LEN, text.length);
+    Atomics.store(this.i32, H_ABORT, 2);
+    for (let r = 0; r < this.nlocal; r++) this.wakeAlways(r);
+  }
+
+  aborted(): boolean {
+    return Atomics.load(this.i32, H_ABORT) !== 0;
+  }
+
+  abortReason(): string {
+    if (Atomics.load(this.i32, H_ABORT) !== 2) return 'the job is aborting';
+    const len = Atomics.load(this.i32, H_ABORT_LEN);
+    return Buffer.from(this.u8.subarray(ABORT_TEXT_OFFSET, ABORT_TEXT_OFFSET + len)).toString('utf8');
+  }
+
+  // --- doorbells -----------------------------------------------------------
+  /** Word index of rank r's doorbell (futex word). */
+  doorIndex(r: number): number {
+    return (this.#ranks + RANK_STRIDE * r) / 4 + R_DOOR;
+  }
+  sleepingIndex(r: number): number {
+    return (this.#ranks + RANK_STRIDE * r) / 4 + R_SLEEPING;
+  }
+  pidIndex(r: number): number {
+    return (this.#ranks + RANK_STRIDE * r) / 4 + R_PID;
+  }
+  barrierIndex(r: number, round: number): number {
+    return (this.#ranks + RANK_STRIDE * r) / 4 + R_BARRIER + round;
+  }
+
+  /** Tells local rank r that something it may wait for happened. */
+  ring(r: number): void {
+    const door = this.doorIndex(r);
+    Atomics.add(this.i32, door, 1);
+    if (Atomics.load(this.i32, door + R_SLEEPING) !== 0) native().futexWake(this.i32, door);
+  }
+
+  wakeAlways(r: number): void {
+    const door = this.doorIndex(r);
+    Atomics.add(this.i32, door, 1);
+    native().futexWake(this.i32, door);
+  }
+
+  // --- rings -----------------------------------------------------------------
+  pairWord(s: number, r: number): number {
+    return (this.#pairs + PAIR_STRIDE * (s * this.nlocal + r)) / 4;
+  }
+  tailIndex(s: number, r: number): number {
+    return this.pairWord(s, r) + P_TAIL;
+  }
+  headIndex(s: number, r: number): number {
+    return this.pairWord(s, r) + P_HEAD;
+  }
+  rtsDoneIndex(s: number, r: number): number {
+    return this.pairWord(s, r) + P_RTS_DONE;
+  }
+  /** Byte offset of ring s->r's data. */
+  ringOffset(s: number, r: number): number {
+    return this.#rings + this.ringBytes * (s * this.nlocal + r);
+  }
+}
