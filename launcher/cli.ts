@@ -19,6 +19,7 @@ Options:
   -x VAR[=value]       export VAR to every rank (its value here, or the one given)
   --tag-output         prefix each output line with [job,rank]<stdout|stderr>:
   --timeout SECONDS    stop the job (exit code 124) when it runs longer
+  --bind-to core|none  bind each rank to a core (default: core when ranks <= cores)
   -h, --help           this text
   -V, --version        the version of mprun
 
@@ -30,7 +31,7 @@ MPRUN_KILL_GRACE_MS. See \`mprun info\` for transports and configuration.
 export class UsageError extends Error {}
 
 export function parseArgs(argv: readonly string[]): JobOptions | { command: 'help' | 'version' | 'info' } {
-  const opts: JobOptions = { np: cpus().length, app: '', args: [], env: {}, tagOutput: false, timeoutSeconds: null };
+  const opts: JobOptions = { np: cpus().length, app: '', args: [], env: {}, tagOutput: false, timeoutSeconds: null, bindTo: 'auto' };
   let i = 0;
   const value = (flag: string): string => {
     const v = argv[++i];
@@ -76,6 +77,12 @@ export function parseArgs(argv: readonly string[]): JobOptions | { command: 'hel
         const t = Number(v);
         if (!(t > 0)) throw new UsageError(`--timeout takes a positive number of seconds, not '${v}'`);
         opts.timeoutSeconds = t;
+        break;
+      }
+      case '--bind-to': {
+        const v = arg();
+        if (v !== 'core' && v !== 'none') throw new UsageError(`--bind-to takes core or none, not '${v}'`);
+        opts.bindTo = v;
         break;
       }
       case '-h':

@@ -30,6 +30,8 @@ export interface JobOptions {
   env: Record<string, string>;
   tagOutput: boolean;
   timeoutSeconds: number | null;
+  /** 'core': each rank to one core (the default when ranks <= cores); 'none': let the kernel place them. */
+  bindTo: 'core' | 'none' | 'auto';
 }
 
 /** Exit code when --timeout expires (as timeout(1)). */
@@ -152,10 +154,15 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   const nodeArgs = ['--enable-source-maps', join(here, 'rank-main.js'), app, ...opts.args];
   const outputs: Promise<void>[] = [];
 
+  const cpuList = native().getAffinity();
+  // As Open MPI: bind to cores unless that would put two ranks on one core.
+  const bind = opts.bindTo === 'core' || (opts.bindTo === 'auto' && opts.np <= cpuList.length);
   for (let rank = 0; rank < opts.np; rank++) {
+    const rankEnv: NodeJS.ProcessEnv = { ...baseEnv, MPRUN_RANK: String(rank), MPRUN_LOCAL_RANK: String(rank) };
+    if (bind) rankEnv.MPRUN_BIND_CPU = String(cpuList[rank % cpuList.length]);
     const child = spawn(process.execPath, nodeArgs, {
       stdio: [rank === 0 ? 'pipe' : 'ignore', 'pipe', 'pipe', ctrlFd],
-      env: { ...baseEnv, MPRUN_RANK: String(rank), MPRUN_LOCAL_RANK: String(rank) },
+      env: rankEnv,
       detached: true, // its own process group, so that signals reach its children too
     });
     const r: RankProcess = { rank, child, pid: child.pid ?? -1, exited: false, connected: false, finalized: false, failure: null };

@@ -12,5 +12,7 @@ if (app === undefined) {
 }
 const parent = Number(process.env.MPRUN_PARENT_PID);
 if (Number.isInteger(parent) && parent > 0) native().dieWithParent(parent);
+const cpu = process.env.MPRUN_BIND_CPU;
+if (cpu !== undefined && cpu !== '') native().setAffinity([Number(cpu)]);
 process.argv = [nodePath!, app, ...args];
 await import(pathToFileURL(app).href);

@@ -42,6 +42,8 @@ export interface NativeBinding {
   pageSize(): number;
   dieWithParent(parentPid: number): void;
   allowPtraceAny(): void;
+  setAffinity(cpus: number[]): void;
+  getAffinity(): number[];
   cmaRead(pid: number, remoteAddr: bigint, dst: Bytes): number;
   cmaWrite(pid: number, remoteAddr: bigint, src: Bytes): number;
   /** 0: woken, 1: value differed, 2: timed out. */

@@ -4,9 +4,7 @@
 #include "common.h"
 #include <cerrno>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <string>
@@ -157,26 +155,6 @@ Napi::Value PageSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(sysconf(_SC_PAGESIZE)));
 }
 
-// Ties this process's life to its parent's: a rank must never outlive the
-// launcher that started it (no orphans, even when mprun is SIGKILLed).
-Napi::Value DieWithParent(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  int expectedParent = info[0].As<Napi::Number>().Int32Value();
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "prctl");
-  // The parent may have died before prctl took effect.
-  if (getppid() != expectedParent) kill(getpid(), SIGKILL);
-  return env.Undefined();
-}
-
-// Yama's ptrace_scope=1 allows CMA only from a declared tracer; declaring any
-// is what Open MPI and UCX do. Harmless where Yama is absent.
-Napi::Value AllowPtraceAny(const Napi::CallbackInfo& info) {
-#ifdef PR_SET_PTRACER
-  prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
-#endif
-  return info.Env().Undefined();
-}
-
 }  // namespace
 
 Napi::ArrayBuffer WrapMapping(Napi::Env env, void* addr, size_t length, UnmapFn unmap, void* hint) {
@@ -210,8 +188,6 @@ void InitShm(Napi::Env env, Napi::Object exports) {
   exports.Set("locate", Napi::Function::New(env, Locate));
   exports.Set("addressOf", Napi::Function::New(env, AddressOf));
   exports.Set("pageSize", Napi::Function::New(env, PageSize));
-  exports.Set("dieWithParent", Napi::Function::New(env, DieWithParent));
-  exports.Set("allowPtraceAny", Napi::Function::New(env, AllowPtraceAny));
 }
 
 }  // namespace mprun

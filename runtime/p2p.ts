@@ -6,13 +6,17 @@
  * draining its own incoming rings, so two ranks that send to each other before
  * they receive do not deadlock, whatever the message sizes.
  */
-import { allocate, cloneValue, decodeCopy, encode } from './codec.js';
+import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, encode, finish } from './codec.js';
+import type { TypedArray } from './types.js';
 import { MprunError } from './errors.js';
 import type { NodeQueues, RecordSink } from '../transports/xpmem/queue.js';
+import { WAKE_MESSAGE } from '../transports/xpmem/control.js';
 import type { Waiter } from './wait.js';
 
 export const ANY_SOURCE = -1;
 export const ANY_TAG = -1;
+
+const DONE: Promise<void> = Promise.resolve();
 
 export interface Message<T = unknown> {
   data: T;
@@ -44,40 +48,47 @@ export class Messenger implements RecordSink {
   }
 
   // RecordSink: called by NodeQueues.poll
-  eager(source: number, tag: number, dtype: number, bytes: Uint8Array): void {
-    this.#lastPolled = { data: decodeCopy(dtype, bytes), source: this.#worldOfLocal[source]!, tag };
+  eager(source: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void {
+    this.#lastPolled = { data: decodeFrom(dtype, view, byteOffset, byteLength), source: this.#worldOfLocal[source]!, tag };
   }
-  rendezvous(source: number, tag: number, dtype: number, byteLength: number, pull: (dst: Uint8Array) => void): void {
+  rendezvous(source: number, tag: number, dtype: number, byteLength: number, pull: (dst: TypedArray) => void): void {
     const out = allocate(dtype, byteLength);
-    pull(out.bytes);
-    this.#lastPolled = { data: out.finish(), source: this.#worldOfLocal[source]!, tag };
+    pull(out);
+    this.#lastPolled = { data: finish(dtype, out), source: this.#worldOfLocal[source]!, tag };
   }
 
   #checkPeer(rank: number, what: string): void {
     if (!Number.isInteger(rank) || rank < 0 || rank >= this.#size) throw new RangeError(`${what} ${rank} is not a rank of this world (size ${this.#size})`);
   }
 
-  async send(dest: number, data: unknown, tag = 0): Promise<void> {
+  /**
+   * Not an async function: a send that completes at once (the common eager
+   * case) returns one shared resolved promise and costs no extra ticks.
+   */
+  send(dest: number, data: unknown, tag = 0): Promise<void> {
     this.#checkPeer(dest, 'destination');
     if (!Number.isInteger(tag) || tag < 0) throw new RangeError(`tag must be a non-negative integer, not ${tag}`);
     if (dest === this.#me) {
       this.#unexpected.push({ data: cloneValue(data), source: dest, tag });
-      return;
+      return DONE;
     }
     const local = this.#localOfWorld[dest]!;
-    const { dtype, bytes } = encode(data);
+    const { dtype, payload } = encode(data);
+    if (payload.byteLength <= this.#eagerLimit && this.#queues.trySendEager(local, tag, dtype, payload)) return DONE;
+    // The packer's buffer is reused by the next encode: keep a copy of msgpack payloads.
+    return this.#sendSlow(local, tag, dtype, dtype === DTYPE_MSGPACK ? payload.slice() : payload);
+  }
+
+  async #sendSlow(local: number, tag: number, dtype: number, payload: TypedArray): Promise<void> {
     const q = this.#queues;
-    if (bytes.byteLength <= this.#eagerLimit) {
-      if (q.trySendEager(local, tag, dtype, bytes)) return;
-      const copy = dtype === 0 ? bytes.slice() : bytes; // the packer's buffer is reused
-      await this.#waiter.wait(() => q.trySendEager(local, tag, dtype, copy) || (this.#drain(), false));
+    if (payload.byteLength <= this.#eagerLimit) {
+      await this.#waiter.wait(() => q.trySendEager(local, tag, dtype, payload) || (this.#drain(), false), WAKE_MESSAGE);
       return;
     }
-    const payload = dtype === 0 ? bytes.slice() : bytes;
     let seq = q.trySendRendezvous(local, tag, dtype, payload);
-    if (seq < 0) await this.#waiter.wait(() => (seq = q.trySendRendezvous(local, tag, dtype, payload)) >= 0 || (this.#drain(), false));
+    if (seq < 0) await this.#waiter.wait(() => (seq = q.trySendRendezvous(local, tag, dtype, payload)) >= 0 || (this.#drain(), false), WAKE_MESSAGE);
     if (q.rendezvousDone(local, seq)) return;
-    await this.#waiter.wait(() => q.rendezvousDone(local, seq) || (this.#drain(), false));
+    await this.#waiter.wait(() => q.rendezvousDone(local, seq) || (this.#drain(), false), WAKE_MESSAGE);
   }
 
   /** Moves every waiting record into the unexpected queue. */
@@ -127,17 +138,21 @@ export class Messenger implements RecordSink {
     return null;
   }
 
-  async recv<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
+  recv<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
     if (source !== ANY_SOURCE) this.#checkPeer(source, 'source');
     if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0)) throw new RangeError(`tag must be a non-negative integer or ANY_TAG, not ${tag}`);
     let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
     if (m === null) m = this.#tryRecv(source, tag);
-    if (m === null) {
-      if (source === this.#me) throw new MprunError('ERR_MPRUN_ARG', `rank ${this.#me} waits for a message from itself that was never sent`);
-      // Another operation blocked meanwhile (a send) may drain our match into
-      // the unexpected queue, so look there too.
-      await this.#waiter.wait(() => (m = (this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null) ?? this.#tryRecv(source, tag)) !== null);
-    }
+    if (m !== null) return Promise.resolve(m as Message<T>);
+    if (source === this.#me) return Promise.reject(new MprunError('ERR_MPRUN_ARG', `rank ${this.#me} waits for a message from itself that was never sent`));
+    return this.#recvSlow<T>(source, tag);
+  }
+
+  async #recvSlow<T>(source: number, tag: number): Promise<Message<T>> {
+    let m: Message | null = null;
+    // Another operation blocked meanwhile (a send) may drain our match into
+    // the unexpected queue, so look there too.
+    await this.#waiter.wait(() => (m = (this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null) ?? this.#tryRecv(source, tag)) !== null, WAKE_MESSAGE);
     return m as unknown as Message<T>;
   }
 

@@ -35,27 +35,29 @@ export class Waiter {
 
   /**
    * Waits on this thread until `ready()` holds, for at most `budgetMs` when
-   * given; returns whether it holds. Used directly by synchronous collectives
+   * given; returns whether it holds. `wake` names the classes of events
+   * (WAKE_MESSAGE, WAKE_HEAP, WAKE_SYNC) that can make it hold. Used directly by synchronous collectives
    * (alloc), and in slices by wait().
    */
-  block(ready: () => boolean, budgetMs = Infinity): boolean {
+  block(ready: () => boolean, wake: number, budgetMs = Infinity): boolean {
     if (ready()) return true;
     const n = native();
-    const start = performance.now();
-    const spinUntil = start + this.#spinMs;
-    for (let i = 1; ; i++) {
-      if (ready()) return true;
-      if (this.#yield) n.yield();
-      if ((i & 63) === 0) {
-        this.checkAbort();
-        if (performance.now() >= spinUntil) break;
-      }
-    }
     const i32 = this.#i32;
+    const start = performance.now();
     for (;;) {
+      // Poll for a bounded time: after a wake-up too, so that a stream of
+      // events costs one wake syscall per spin period, not one per event.
+      const spinUntil = performance.now() + this.#spinMs;
+      for (let i = 1; ; i++) {
+        if (ready()) return true;
+        if (this.#yield) n.yield();
+        if ((i & 63) === 0) {
+          this.checkAbort();
+          if (performance.now() >= spinUntil) break;
+        }
+      }
       const seen = Atomics.load(i32, this.#door);
-      if (ready()) return true;
-      Atomics.store(i32, this.#sleeping, 1);
+      Atomics.store(i32, this.#sleeping, wake);
       if (ready()) {
         Atomics.store(i32, this.#sleeping, 0);
         return true;
@@ -73,8 +75,8 @@ export class Waiter {
   }
 
   /** Waits until `ready()` holds, letting the event loop run between slices. */
-  async wait(ready: () => boolean): Promise<void> {
-    while (!this.block(ready, this.#sliceMs)) {
+  async wait(ready: () => boolean, wake: number): Promise<void> {
+    while (!this.block(ready, wake, this.#sliceMs)) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       this.checkAbort();
     }

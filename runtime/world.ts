@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { native } from '../native/index.js';
 import * as xpmem from '../transports/xpmem/index.js';
 import { allocShared } from '../transports/xpmem/arena.js';
-import { ControlSegment, MAX_BARRIER_ROUNDS } from '../transports/xpmem/control.js';
+import { ControlSegment, MAX_BARRIER_ROUNDS, WAKE_HEAP, WAKE_SYNC } from '../transports/xpmem/control.js';
 import { NodeQueues } from '../transports/xpmem/queue.js';
 import { readConfig, type RuntimeConfig } from './config.js';
 import { ControlClient } from './control.js';
@@ -230,7 +230,7 @@ export class World {
   /** Rings `pe`'s doorbell: it may be waiting for what we just wrote. */
   #notify(pe: number): void {
     const l = this.#peers[pe]!.localRank;
-    if (l >= 0) this.#ctrl.ring(l);
+    if (l >= 0) this.#ctrl.ring(l, WAKE_HEAP);
   }
 
   /** @internal the view of `pe`'s element for an atomic. */
@@ -259,7 +259,7 @@ export class World {
     const read = atomic ? () => Atomics.load(arr as Int32Array, index) : () => (arr as Float64Array)[index]!;
     const ready = (): boolean => test(read(), value as number);
     if (ready()) return;
-    await this.#waiter.wait(ready);
+    await this.#waiter.wait(ready, WAKE_HEAP);
   }
 
   // --- messages ------------------------------------------------------------
@@ -298,7 +298,7 @@ export class World {
     const n = this.#localRanks.length;
     const partner = (this.local.rank + (1 << round)) % n;
     Atomics.store(this.#ctrl.i32, this.#ctrl.barrierIndex(partner, round), epoch);
-    this.#ctrl.ring(partner);
+    this.#ctrl.ring(partner, WAKE_SYNC);
   }
 
   #barrierArrived(round: number, epoch: number): () => boolean {
@@ -311,7 +311,7 @@ export class World {
     const { rounds, epoch } = this.#barrierStep();
     for (let k = 0; k < rounds; k++) {
       this.#barrierSignal(k, epoch);
-      this.#waiter.block(this.#barrierArrived(k, epoch));
+      this.#waiter.block(this.#barrierArrived(k, epoch), WAKE_SYNC);
     }
   }
 
@@ -322,7 +322,7 @@ export class World {
     const { rounds, epoch } = this.#barrierStep();
     for (let k = 0; k < rounds; k++) {
       this.#barrierSignal(k, epoch);
-      await this.#waiter.wait(this.#barrierArrived(k, epoch));
+      await this.#waiter.wait(this.#barrierArrived(k, epoch), WAKE_SYNC);
     }
   }
 

@@ -9,7 +9,7 @@
  * Layout (bytes):
  *   [0, 4096)                header: magic, version, nlocal, ring bytes, abort word, abort text
  *   RANKS  + 256 * r         rank r: doorbell, sleeping, pid, barrier flags (2 cache lines each)
- *   PAIRS  + 256 * (s*n + r) ring s->r control: tail (line 0), head (line 1), rendezvous done (line 2)
+ *   PAIRS  + 256 * (s*n + r) ring s->r control: head (line 0), rendezvous done (line 1)
  *   RINGS  + ring * (s*n+r)  ring s->r data
  */
 import { native } from '../../native/index.js';
@@ -37,9 +37,17 @@ const R_PID = 2;
 const R_BARRIER = 16;
 export const MAX_BARRIER_ROUNDS = 32;
 // pair block words (relative)
-const P_TAIL = 0;
-const P_HEAD = 16;
-const P_RTS_DONE = 32;
+const P_HEAD = 0;
+const P_RTS_DONE = 16;
+
+/**
+ * What a sleeping rank waits for; ringers wake it only for a matching class,
+ * so a rank asleep in a barrier is not woken by every put into its heap.
+ */
+export const WAKE_MESSAGE = 1;
+export const WAKE_HEAP = 2;
+export const WAKE_SYNC = 4;
+export const WAKE_ANY = WAKE_MESSAGE | WAKE_HEAP | WAKE_SYNC;
 
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
@@ -134,11 +142,19 @@ export class ControlSegment {
     return (this.#ranks + RANK_STRIDE * r) / 4 + R_BARRIER + round;
   }
 
-  /** Tells local rank r that something it may wait for happened. */
-  ring(r: number): void {
-    const door = this.doorIndex(r);
-    Atomics.add(this.i32, door, 1);
-    if (Atomics.load(this.i32, door + R_SLEEPING) !== 0) native().futexWake(this.i32, door);
+  /**
+   * Tells local rank r that something of class `wake` happened. Costs one
+   * load unless r sleeps waiting for that class: a waiter publishes what it
+   * waits for in `sleeping` before its last
+   * check (seq-cst), so a ringer that reads 0 wrote its data before that check.
+   * When r sleeps, the door moves (its futex wait then cannot miss the
+   * change) and the first ringer to clear the flag pays the wake syscall.
+   */
+  ring(r: number, wake: number): void {
+    const sleeping = this.sleepingIndex(r);
+    if ((Atomics.load(this.i32, sleeping) & wake) === 0) return;
+    Atomics.add(this.i32, sleeping - R_SLEEPING + R_DOOR, 1);
+    if (Atomics.exchange(this.i32, sleeping, 0) !== 0) native().futexWake(this.i32, sleeping - R_SLEEPING + R_DOOR);
   }
 
   wakeAlways(r: number): void {
@@ -150,9 +166,6 @@ export class ControlSegment {
   // --- rings -----------------------------------------------------------------
   pairWord(s: number, r: number): number {
     return (this.#pairs + PAIR_STRIDE * (s * this.nlocal + r)) / 4;
-  }
-  tailIndex(s: number, r: number): number {
-    return this.pairWord(s, r) + P_TAIL;
   }
   headIndex(s: number, r: number): number {
     return this.pairWord(s, r) + P_HEAD;

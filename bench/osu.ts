@@ -1,0 +1,41 @@
+/**
+ * The OSU-style benchmark suite of mprun.
+ *   mprun -n 2 bench/osu.ts NAME [-m [min:]max] [-i ITER] [-x WARMUP] [-W WINDOW] [-f] [-c] [--json]
+ * NAME: latency, put_latency, get_latency, put_bw, get_bw.
+ */
+import { init } from 'mprun';
+import { OsuUsageError, parseOsuArgs, type OsuOptions } from './osu/options.js';
+import { latency } from './osu/pt2pt.js';
+import { rmaBandwidth, rmaLatency } from './osu/rma.js';
+import type { World } from 'mprun';
+
+type Bench = { run: (w: World, o: OsuOptions) => Promise<void>; minRanks: number; bandwidth: boolean; p2p: boolean };
+
+const BENCHMARKS: Record<string, Bench> = {
+  latency: { run: latency, minRanks: 2, bandwidth: false, p2p: true },
+  put_latency: { run: (w, o) => rmaLatency(w, o, 'put'), minRanks: 2, bandwidth: false, p2p: true },
+  get_latency: { run: (w, o) => rmaLatency(w, o, 'get'), minRanks: 2, bandwidth: false, p2p: true },
+  put_bw: { run: (w, o) => rmaBandwidth(w, o, 'put'), minRanks: 2, bandwidth: true, p2p: true },
+  get_bw: { run: (w, o) => rmaBandwidth(w, o, 'get'), minRanks: 2, bandwidth: true, p2p: true },
+};
+
+const world = await init();
+const name = process.argv[2] ?? '';
+const bench = BENCHMARKS[name];
+if (bench === undefined) {
+  if (world.rank === 0) console.error(`unknown benchmark '${name}'; one of: ${Object.keys(BENCHMARKS).join(', ')}`);
+  process.exit(2);
+}
+let opts: OsuOptions;
+try {
+  opts = parseOsuArgs(process.argv.slice(2), { minSize: bench.p2p ? 0 : 1, maxSize: bench.p2p ? 4 * 1024 * 1024 : 1024 * 1024, bandwidth: bench.bandwidth });
+} catch (e) {
+  if (world.rank === 0 && e instanceof OsuUsageError) console.error(e.message);
+  process.exit(2);
+}
+if (world.size < bench.minRanks) {
+  if (world.rank === 0) console.error(`${name} needs at least ${bench.minRanks} ranks (mprun -n ${bench.minRanks} bench/osu.ts ${name})`);
+  process.exit(2);
+}
+await bench.run(world, opts);
+await world.finalize();

@@ -1,0 +1,112 @@
+/**
+ * One-sided benchmarks between ranks 0 and 1 (osu_put_latency, osu_get_latency,
+ * osu_put_bw, osu_get_bw). Bandwidth rows carry, as a baseline measured in the
+ * same run by the same rank, a plain memcpy (TypedArray.set) of the same size
+ * and the ratio of the two.
+ */
+import type { World } from 'mprun';
+import { loops, sizes, type OsuOptions } from './options.js';
+import { Report } from './report.js';
+import { JIT_NOTE, JIT_WARMUP } from './pt2pt.js';
+
+async function symmetricBuffer(world: World, o: OsuOptions): Promise<Uint8Array> {
+  return world.alloc(Uint8Array, Math.max(1, o.maxSize));
+}
+
+async function rmaWarmup(world: World, win: Uint8Array, op: 'put' | 'get', peer: number): Promise<void> {
+  const buf = new Uint8Array(1);
+  for (let i = 0; i < JIT_WARMUP; i++) {
+    if (op === 'put') world.put(win, buf, peer);
+    else await world.get(buf, win, peer);
+    if ((i & 63) === 63) await world.quiet();
+  }
+}
+
+function validateRange(buf: Uint8Array, size: number, seed: number): void {
+  for (let i = 0; i < size; i++) {
+    if (buf[i] !== ((seed + i) & 0xff)) throw new Error(`validation failed at byte ${i}: ${buf[i]} != ${(seed + i) & 0xff}`);
+  }
+}
+
+export async function rmaLatency(world: World, o: OsuOptions, op: 'put' | 'get'): Promise<void> {
+  const report = new Report(o, `mprun OSU-style ${op === 'put' ? 'Put' : 'Get'} Latency Test`, 'Latency (us)');
+  if (world.rank === 0) report.header([`Synchronization: ${op === 'put' ? 'quiet after each put' : 'get completes on return'}`, JIT_NOTE]);
+  const win = await symmetricBuffer(world, o);
+  const local = new Uint8Array(Math.max(1, o.maxSize));
+  for (let i = 0; i < local.length; i++) local[i] = i & 0xff;
+  if (op === 'get') {
+    win.set(local.subarray(0, win.length));
+  }
+  if (world.rank === 0) await rmaWarmup(world, win, op, 1);
+  await world.barrier();
+  for (const size of sizes(o)) {
+    if (size === 0) continue;
+    const { iterations, skip } = loops(o, size);
+    if (world.rank === 0) {
+      const src = local.subarray(0, size);
+      let t0 = 0;
+      for (let i = 0; i < iterations + skip; i++) {
+        if (i === skip) t0 = performance.now();
+        if (op === 'put') {
+          world.put(win, src, 1);
+          await world.quiet();
+        } else {
+          await world.get(src, win, 1);
+        }
+      }
+      report.row({ size, value: ((performance.now() - t0) * 1000) / iterations, iterations });
+      if (o.validate && op === 'get') validateRange(src, size, 0);
+    }
+    await world.barrier();
+    if (o.validate && op === 'put' && world.rank === 1) validateRange(win, size, 0);
+  }
+}
+
+function memcpyMBps(size: number, window: number, iterations: number, skip: number): number {
+  const src = new Uint8Array(size).fill(7);
+  const dst = new Uint8Array(size);
+  let t0 = 0;
+  for (let i = 0; i < iterations + skip; i++) {
+    if (i === skip) t0 = performance.now();
+    for (let w = 0; w < window; w++) dst.set(src);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return (size * window * iterations) / seconds / 1e6;
+}
+
+export async function rmaBandwidth(world: World, o: OsuOptions, op: 'put' | 'get'): Promise<void> {
+  const report = new Report(o, `mprun OSU-style ${op === 'put' ? 'Put' : 'Get'} Bandwidth Test`, 'Bandwidth (MB/s)');
+  if (world.rank === 0) report.header([`Window size: ${o.window}; synchronization: quiet after each window`, 'memcpy: TypedArray.set of the same size in this process, measured in this run', JIT_NOTE]);
+  const win = await symmetricBuffer(world, o);
+  const local = new Uint8Array(Math.max(1, o.maxSize));
+  for (let i = 0; i < local.length; i++) local[i] = i & 0xff;
+  if (op === 'get') win.set(local.subarray(0, win.length));
+  if (world.rank === 0) {
+    await rmaWarmup(world, win, op, 1);
+    memcpyMBps(1, o.window, JIT_WARMUP / o.window, 0);
+  }
+  await world.barrier();
+  for (const size of sizes(o)) {
+    if (size === 0) continue;
+    const { iterations, skip } = loops(o, size);
+    if (world.rank === 0) {
+      const buf = local.subarray(0, size);
+      let t0 = 0;
+      for (let i = 0; i < iterations + skip; i++) {
+        if (i === skip) t0 = performance.now();
+        for (let w = 0; w < o.window; w++) {
+          if (op === 'put') world.put(win, buf, 1);
+          else await world.get(buf, win, 1);
+        }
+        await world.quiet();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const mbps = (size * o.window * iterations) / seconds / 1e6;
+      const base = memcpyMBps(size, o.window, iterations, skip);
+      report.row({ size, value: mbps, iterations, extra: { 'memcpy (MB/s)': base, [`${op}/memcpy`]: mbps / base } });
+      if (o.validate && op === 'get') validateRange(buf, size, 0);
+    }
+    await world.barrier();
+    if (o.validate && op === 'put' && world.rank === 1) validateRange(win, size, 0);
+  }
+}
