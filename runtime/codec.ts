@@ -28,6 +28,12 @@ const codeOfCtor = new Map<unknown, number>(DTYPE_CTORS.map((c, i) => [c, i + 1]
 
 const packr = new Packr({ useRecords: false, moreTypes: true, int64AsType: 'bigint', copyBuffers: true } as ConstructorParameters<typeof Packr>[0]);
 
+/** The type code of a value as it would be sent (DTYPE_MSGPACK for anything not a typed array). */
+export function dtypeOf(value: unknown): number {
+  if (!ArrayBuffer.isView(value)) return DTYPE_MSGPACK;
+  return codeOfCtor.get(value.constructor) ?? (Buffer.isBuffer(value) ? DTYPE_BUFFER : value instanceof DataView ? DTYPE_DATAVIEW : DTYPE_MSGPACK);
+}
+
 /** The element type a payload of `dtype` is moved as. */
 export function moveCtor(dtype: number): ViewCtor {
   return DTYPE_CTORS[(dtype === DTYPE_MSGPACK || dtype === DTYPE_BUFFER || dtype === DTYPE_DATAVIEW ? DTYPE_UINT8 : dtype) - 1]!;

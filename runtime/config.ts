@@ -16,6 +16,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_QUEUE_SIZE', default: '64K', help: 'bytes of each shared-memory message ring between two ranks of a node (a power of two)' },
   { name: 'MPRUN_EAGER_LIMIT', default: '16K', help: 'largest message copied through the ring; larger ones are read by the receiver in a single copy (CMA)' },
   { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
+  { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
   { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
   { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
@@ -43,6 +44,7 @@ export interface RuntimeConfig {
   spinMicros: number;
   yieldWhileSpinning: boolean;
   blockSliceMs: number;
+  recvPollNs: number;
   debug: boolean;
 }
 
@@ -62,6 +64,7 @@ export function readConfig(localSize: number): RuntimeConfig {
     spinMicros: spin === 'auto' ? (oversubscribed ? 20 : 200) : Number(spin),
     yieldWhileSpinning: oversubscribed,
     blockSliceMs,
+    recvPollNs: env('MPRUN_RECV_POLL_NS') === 'auto' ? (oversubscribed ? 0 : 3000) : Number(env('MPRUN_RECV_POLL_NS')),
     debug: env('MPRUN_DEBUG') !== '0',
   };
 }

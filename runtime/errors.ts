@@ -19,7 +19,8 @@ export type MprunErrorCode =
   | 'ERR_MPRUN_AUTH'
   | 'ERR_MPRUN_UNREACHABLE'
   | 'ERR_MPRUN_UNSUPPORTED'
-  | 'ERR_MPRUN_TIMEOUT';
+  | 'ERR_MPRUN_TIMEOUT'
+  | 'ERR_MPRUN_TRUNCATE';
 
 export class MprunError extends Error {
   readonly code: MprunErrorCode;

@@ -1,14 +1,23 @@
 /**
- * Point-to-point messaging with MPI's matching rules: a receive takes the
- * first message from `source` (or any) with `tag` (or any), and messages
- * between one pair never overtake each other. Records that arrive before a
- * matching receive wait in the unexpected queue. A rank blocked in send keeps
- * draining its own incoming rings, so two ranks that send to each other before
- * they receive do not deadlock, whatever the message sizes.
+ * Point-to-point messaging with MPI's matching rules, driven by one progress
+ * engine per rank.
+ *
+ * Matching: a message goes to the earliest posted receive it matches (source
+ * or ANY_SOURCE, tag or ANY_TAG); one that arrives before any matching
+ * receive waits in the unexpected queue, which a new receive searches first.
+ * Messages between one pair never overtake each other: sends to one
+ * destination post in call order.
+ *
+ * Progress: sends that cannot post at once (ring full, or a large message
+ * streaming as fragments) and receives that cannot match at once are pending
+ * operations. Every wait of this rank, whatever it waits for, drives all of
+ * them (progress()), so concurrent operations never starve each other, and a
+ * rank blocked on a full ring drains its own incoming rings, so ranks that
+ * send to each other before they receive do not deadlock.
  */
-import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, encode, finish } from './codec.js';
-import type { TypedArray } from './types.js';
+import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish } from './codec.js';
 import { MprunError } from './errors.js';
+import type { TypedArray } from './types.js';
 import type { NodeQueues, RecordSink } from '../transports/xpmem/queue.js';
 import { WAKE_MESSAGE } from '../transports/xpmem/control.js';
 import type { Waiter } from './wait.js';
@@ -24,100 +33,297 @@ export interface Message<T = unknown> {
   tag: number;
 }
 
+interface PendingSend {
+  tag: number;
+  dtype: number;
+  payload: TypedArray;
+  /** Bytes posted so far (fragments). */
+  offset: number;
+  done: boolean;
+}
+
+interface PendingRecv {
+  source: number;
+  tag: number;
+  message: Message | null;
+  /** recvInto's buffer: a matching typed message is assembled straight into it. */
+  into: TypedArray | null;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  return typeof v === 'object' ? ((v as object).constructor?.name ?? 'object') : typeof v;
+}
+
+function matches(m: { source: number; tag: number }, source: number, tag: number): boolean {
+  return (source === ANY_SOURCE || m.source === source) && (tag === ANY_TAG || m.tag === tag);
+}
+
 export class Messenger implements RecordSink {
   readonly #me: number;
   readonly #size: number;
   readonly #queues: NodeQueues;
   readonly #waiter: Waiter;
   readonly #eagerLimit: number;
+  readonly #fragment: number;
   /** World rank of each local rank, and local rank of each world rank. */
   readonly #worldOfLocal: readonly number[];
   readonly #localOfWorld: readonly number[];
   readonly #unexpected: Message[] = [];
+  /** Per local destination, sends waiting to post, in call order. */
+  readonly #sends: PendingSend[][];
+  #sendsPending = 0;
+  /** Posted receives not yet matched, in posting order. */
+  readonly #recvs: PendingRecv[] = [];
+  /** Per local source: the large message being reassembled from its fragments. */
+  readonly #assembling: Array<{ tag: number; dtype: number; dst: TypedArray; filled: number } | null>;
   #lastPolled: Message | null = null;
   #nextSource = 0;
+  /** The recvInto being served by the synchronous fast path, if any. */
+  #fastInto: { source: number; tag: number; into: TypedArray } | null = null;
+  /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
+  readonly #pollNs: number;
 
-  constructor(me: number, size: number, queues: NodeQueues, waiter: Waiter, eagerLimit: number, worldOfLocal: readonly number[], localOfWorld: readonly number[]) {
+  constructor(me: number, size: number, queues: NodeQueues, waiter: Waiter, eagerLimit: number, worldOfLocal: readonly number[], localOfWorld: readonly number[], recvPollNs = 0) {
+    this.#pollNs = recvPollNs;
     this.#me = me;
     this.#size = size;
     this.#queues = queues;
     this.#waiter = waiter;
     this.#eagerLimit = Math.min(eagerLimit, queues.maxEager);
+    this.#fragment = queues.fragmentBytes;
     this.#worldOfLocal = worldOfLocal;
     this.#localOfWorld = localOfWorld;
+    this.#sends = worldOfLocal.map(() => []);
+    this.#assembling = worldOfLocal.map(() => null);
+    waiter.attach(() => this.progress(), () => this.busy());
   }
 
-  // RecordSink: called by NodeQueues.poll
+  // --- RecordSink: called by NodeQueues.poll ---------------------------------
   eager(source: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void {
-    this.#lastPolled = { data: decodeFrom(dtype, view, byteOffset, byteLength), source: this.#worldOfLocal[source]!, tag };
+    const from = this.#worldOfLocal[source]!;
+    const into = this.#destination(from, tag, dtype, byteLength);
+    let data: unknown;
+    if (into === null) data = decodeFrom(dtype, view, byteOffset, byteLength);
+    else {
+      const bpe = view.BYTES_PER_ELEMENT;
+      (into as Float64Array).set((view as Float64Array).subarray(byteOffset / bpe, (byteOffset + byteLength) / bpe));
+      data = into;
+    }
+    this.#lastPolled = { data, source: from, tag };
   }
-  rendezvous(source: number, tag: number, dtype: number, byteLength: number, pull: (dst: TypedArray) => void): void {
-    const out = allocate(dtype, byteLength);
-    pull(out);
-    this.#lastPolled = { data: finish(dtype, out), source: this.#worldOfLocal[source]!, tag };
+  first(source: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void {
+    const dst = this.#destination(this.#worldOfLocal[source]!, tag, dtype, totalBytes) ?? allocate(dtype, totalBytes);
+    this.#assembling[source] = { tag, dtype, dst, filled: 0 };
+    this.next(source, view, byteOffset, byteLength);
+  }
+
+  /**
+   * Where a message from `source` with `tag` should land: the buffer of the
+   * receive it will match, if that is a recvInto whose buffer has the
+   * message's type and room for it; else null (fresh memory).
+   */
+  #destination(source: number, tag: number, dtype: number, bytes: number): TypedArray | null {
+    let into: TypedArray | null = null;
+    const fast = this.#fastInto;
+    if (fast !== null) {
+      if (matches({ source, tag }, fast.source, fast.tag)) into = fast.into;
+    } else {
+      for (const r of this.#recvs) {
+        if (matches({ source, tag }, r.source, r.tag)) {
+          into = r.into;
+          break;
+        }
+      }
+    }
+    if (into === null || dtypeOf(into) !== dtype || into.byteLength < bytes) return null;
+    return into.subarray(0, bytes / into.BYTES_PER_ELEMENT) as TypedArray;
+  }
+  next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void {
+    const a = this.#assembling[source];
+    if (a === undefined || a === null) throw new MprunError('ERR_MPRUN_PROTOCOL', `a message fragment from local rank ${source} without its start`);
+    const bpe = view.BYTES_PER_ELEMENT;
+    (a.dst as Float64Array).set((view as Float64Array).subarray(byteOffset / bpe, (byteOffset + byteLength) / bpe), a.filled / bpe);
+    a.filled += byteLength;
+    if (a.filled === a.dst.byteLength) {
+      this.#assembling[source] = null;
+      this.#lastPolled = { data: finish(a.dtype, a.dst), source: this.#worldOfLocal[source]!, tag: a.tag };
+    }
   }
 
   #checkPeer(rank: number, what: string): void {
     if (!Number.isInteger(rank) || rank < 0 || rank >= this.#size) throw new RangeError(`${what} ${rank} is not a rank of this world (size ${this.#size})`);
   }
 
+  // --- send --------------------------------------------------------------------
+
   /**
-   * Not an async function: a send that completes at once (the common eager
-   * case) returns one shared resolved promise and costs no extra ticks.
+   * Not an async function: a send that posts at once (the common eager case)
+   * returns one shared resolved promise and costs no extra ticks. It resolves
+   * when `data` may be reused: once every byte is in the ring.
    */
   send(dest: number, data: unknown, tag = 0): Promise<void> {
     this.#checkPeer(dest, 'destination');
     if (!Number.isInteger(tag) || tag < 0) throw new RangeError(`tag must be a non-negative integer, not ${tag}`);
     if (dest === this.#me) {
-      this.#unexpected.push({ data: cloneValue(data), source: dest, tag });
+      this.#arrived({ data: cloneValue(data), source: dest, tag });
       return DONE;
     }
     const local = this.#localOfWorld[dest]!;
     const { dtype, payload } = encode(data);
-    if (payload.byteLength <= this.#eagerLimit && this.#queues.trySendEager(local, tag, dtype, payload)) return DONE;
+    const queue = this.#sends[local]!;
+    if (queue.length === 0 && payload.byteLength <= this.#eagerLimit && this.#queues.trySendEager(local, tag, dtype, payload)) return DONE;
     // The packer's buffer is reused by the next encode: keep a copy of msgpack payloads.
-    return this.#sendSlow(local, tag, dtype, dtype === DTYPE_MSGPACK ? payload.slice() : payload);
+    const s: PendingSend = { tag, dtype, payload: dtype === DTYPE_MSGPACK ? payload.slice() : payload, offset: 0, done: false };
+    queue.push(s);
+    this.#sendsPending++;
+    this.#advanceSends(local);
+    return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE);
   }
 
-  async #sendSlow(local: number, tag: number, dtype: number, payload: TypedArray): Promise<void> {
+  /** Posts what it can of the sends queued for `local`; returns whether one completed. */
+  #advanceSends(local: number): boolean {
     const q = this.#queues;
-    if (payload.byteLength <= this.#eagerLimit) {
-      await this.#waiter.wait(() => q.trySendEager(local, tag, dtype, payload) || (this.#drain(), false), WAKE_MESSAGE);
-      return;
+    const queue = this.#sends[local]!;
+    let completed = false;
+    while (queue.length > 0) {
+      const s = queue[0]!;
+      const total = s.payload.byteLength;
+      if (total <= this.#eagerLimit) {
+        if (!q.trySendEager(local, s.tag, s.dtype, s.payload)) break;
+      } else {
+        while (s.offset < total) {
+          const length = Math.min(this.#fragment, total - s.offset);
+          if (!q.trySendFragment(local, s.tag, s.dtype, s.payload, s.offset, length)) break;
+          s.offset += length;
+        }
+        if (s.offset < total) break;
+      }
+      queue.shift();
+      this.#sendsPending--;
+      s.done = true;
+      completed = true;
     }
-    let seq = q.trySendRendezvous(local, tag, dtype, payload);
-    if (seq < 0) await this.#waiter.wait(() => (seq = q.trySendRendezvous(local, tag, dtype, payload)) >= 0 || (this.#drain(), false), WAKE_MESSAGE);
-    if (q.rendezvousDone(local, seq)) return;
-    await this.#waiter.wait(() => q.rendezvousDone(local, seq) || (this.#drain(), false), WAKE_MESSAGE);
+    return completed;
   }
 
-  /** Moves every waiting record into the unexpected queue. */
-  #drain(): void {
-    const q = this.#queues;
+  // --- receive -------------------------------------------------------------------
+
+  recv<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
+    return this.#receive(source, tag, null) as Promise<Message<T>>;
+  }
+
+  /**
+   * Receives into `into` (MPI_Recv): a message of the same typed-array type
+   * lands in it with no allocation; `data` is the filled prefix. A message of
+   * another type, or longer than `into`, is taken and reported as an error.
+   */
+  recvInto<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
+    if (dtypeOf(into) === DTYPE_MSGPACK) throw new TypeError('recvInto needs a typed array to receive into');
+    return this.#receive(source, tag, into).then((m) => {
+      if (m.data instanceof into.constructor && (m.data as TypedArray).buffer === into.buffer && (m.data as TypedArray).byteOffset === into.byteOffset) return m as Message<T>;
+      // It arrived before the receive was posted (or did not fit): check, then copy.
+      const d = m.data;
+      if (!ArrayBuffer.isView(d) || d.constructor !== into.constructor) {
+        throw new MprunError('ERR_MPRUN_TRUNCATE', `recvInto(${into.constructor.name}) matched a message of type ${describe(d)} from rank ${m.source} (tag ${m.tag})`, { rank: m.source });
+      }
+      if ((d as TypedArray).length > into.length) {
+        throw new MprunError('ERR_MPRUN_TRUNCATE', `recvInto: a message of ${(d as TypedArray).length} elements from rank ${m.source} (tag ${m.tag}) does not fit in ${into.length}`, { rank: m.source });
+      }
+      (into as unknown as Float64Array).set(d as unknown as Float64Array);
+      return { data: into.subarray(0, (d as TypedArray).length) as T, source: m.source, tag: m.tag };
+    });
+  }
+
+  #receive(source: number, tag: number, into: TypedArray | null): Promise<Message> {
+    if (source !== ANY_SOURCE) this.#checkPeer(source, 'source');
+    if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0)) throw new RangeError(`tag must be a non-negative integer or ANY_TAG, not ${tag}`);
+    let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
+    // Straight from the rings, unless an earlier receive is still waiting (it
+    // has first claim). Poll for a few microseconds before going async: a
+    // reply already in flight lands then, and a bounded poll cannot deadlock.
+    if (m === null && this.#recvs.length === 0 && this.#sendsPending === 0) {
+      if (into !== null) this.#fastInto = { source, tag, into };
+      try {
+        m = this.#tryRecv(source, tag);
+        if (m === null && this.#pollNs > 0) {
+          const until = performance.now() + this.#pollNs / 1e6;
+          for (let i = 1; m === null; i++) {
+            m = this.#tryRecv(source, tag);
+            if ((i & 15) === 0 && performance.now() > until) break;
+          }
+        }
+      } finally {
+        this.#fastInto = null;
+      }
+    }
+    if (m !== null) return Promise.resolve(m);
+    const r: PendingRecv = { source, tag, message: null, into };
+    this.#recvs.push(r);
+    return this.#waiter.wait(() => r.message !== null, WAKE_MESSAGE).then(
+      () => r.message!,
+      (e: unknown) => {
+        const i = this.#recvs.indexOf(r);
+        if (i >= 0) this.#recvs.splice(i, 1);
+        throw e;
+      },
+    );
+  }
+
+  /** Whether a matching message has arrived (MPI_Iprobe), without taking it. */
+  probe(source = ANY_SOURCE, tag = ANY_TAG): { source: number; tag: number } | null {
+    this.#drainAll();
+    const m = this.#unexpected.find((u) => matches(u, source, tag));
+    return m === undefined ? null : { source: m.source, tag: m.tag };
+  }
+
+  /** A message that arrived: to the earliest posted receive it matches, else the unexpected queue. */
+  #arrived(m: Message): boolean {
+    const recvs = this.#recvs;
+    for (let i = 0; i < recvs.length; i++) {
+      const r = recvs[i]!;
+      if (matches(m, r.source, r.tag)) {
+        recvs.splice(i, 1);
+        r.message = m;
+        return true;
+      }
+    }
+    this.#unexpected.push(m);
+    return false;
+  }
+
+  /** Takes one record from local rank `l`; #lastPolled is the message it completed, if any. */
+  #poll(l: number): boolean {
+    this.#lastPolled = null;
+    return this.#queues.poll(l, this);
+  }
+
+  /** Everything waiting in our rings goes to posted receives or the unexpected queue. */
+  #drainAll(): boolean {
+    let completed = false;
     for (let l = 0; l < this.#worldOfLocal.length; l++) {
-      while (q.poll(l, this)) this.#unexpected.push(this.#lastPolled!);
+      while (this.#poll(l)) {
+        if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) completed = true;
+      }
     }
+    return completed;
   }
 
   #takeUnexpected(source: number, tag: number): Message | null {
     const u = this.#unexpected;
     for (let i = 0; i < u.length; i++) {
-      const m = u[i]!;
-      if ((source === ANY_SOURCE || m.source === source) && (tag === ANY_TAG || m.tag === tag)) {
-        u.splice(i, 1);
-        return m;
-      }
+      if (matches(u[i]!, source, tag)) return u.splice(i, 1)[0]!;
     }
     return null;
   }
 
-  /** One step of matching: a message for (source, tag) if one has arrived. */
+  /** The fast path of a receive with nothing posted before it: poll the rings for a match. */
   #tryRecv(source: number, tag: number): Message | null {
-    const q = this.#queues;
     if (source !== ANY_SOURCE) {
       const l = this.#localOfWorld[source]!;
-      while (q.poll(l, this)) {
-        const m = this.#lastPolled!;
+      while (this.#poll(l)) {
+        const m = this.#lastPolled;
+        if (m === null) continue;
         if (tag === ANY_TAG || m.tag === tag) return m;
         this.#unexpected.push(m);
       }
@@ -126,8 +332,9 @@ export class Messenger implements RecordSink {
     const n = this.#worldOfLocal.length;
     for (let k = 0; k < n; k++) {
       const l = (this.#nextSource + k) % n;
-      while (q.poll(l, this)) {
-        const m = this.#lastPolled!;
+      while (this.#poll(l)) {
+        const m = this.#lastPolled;
+        if (m === null) continue;
         if (tag === ANY_TAG || m.tag === tag) {
           this.#nextSource = (l + 1) % n;
           return m;
@@ -138,28 +345,30 @@ export class Messenger implements RecordSink {
     return null;
   }
 
-  recv<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
-    if (source !== ANY_SOURCE) this.#checkPeer(source, 'source');
-    if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0)) throw new RangeError(`tag must be a non-negative integer or ANY_TAG, not ${tag}`);
-    let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
-    if (m === null) m = this.#tryRecv(source, tag);
-    if (m !== null) return Promise.resolve(m as Message<T>);
-    if (source === this.#me) return Promise.reject(new MprunError('ERR_MPRUN_ARG', `rank ${this.#me} waits for a message from itself that was never sent`));
-    return this.#recvSlow<T>(source, tag);
+  // --- progress --------------------------------------------------------------------
+
+  /** Whether operations are pending (a waiting rank must then wake for messages too). */
+  busy(): boolean {
+    return this.#sendsPending > 0 || this.#recvs.length > 0;
   }
 
-  async #recvSlow<T>(source: number, tag: number): Promise<Message<T>> {
-    let m: Message | null = null;
-    // Another operation blocked meanwhile (a send) may drain our match into
-    // the unexpected queue, so look there too.
-    await this.#waiter.wait(() => (m = (this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null) ?? this.#tryRecv(source, tag)) !== null, WAKE_MESSAGE);
-    return m as unknown as Message<T>;
-  }
-
-  /** Whether a matching message has arrived (MPI_Iprobe), without taking it. */
-  probe(source = ANY_SOURCE, tag = ANY_TAG): { source: number; tag: number } | null {
-    this.#drain();
-    const m = this.#unexpected.find((u) => (source === ANY_SOURCE || u.source === source) && (tag === ANY_TAG || u.tag === tag));
-    return m === undefined ? null : { source: m.source, tag: m.tag };
+  /**
+   * Drives every pending operation as far as it can go now; returns whether
+   * one completed. Called by every wait of this rank.
+   */
+  progress(): boolean {
+    let completed = false;
+    if (this.#sendsPending > 0) {
+      let stuck = false;
+      for (let l = 0; l < this.#sends.length; l++) {
+        if (this.#sends[l]!.length === 0) continue;
+        if (this.#advanceSends(l)) completed = true;
+        if (this.#sends[l]!.length > 0) stuck = true;
+      }
+      // A full ring: drain our own, so that a peer blocked sending to us moves too.
+      if (stuck && this.#drainAll()) completed = true;
+    }
+    if (this.#recvs.length > 0 && this.#drainAll()) completed = true;
+    return completed;
   }
 }

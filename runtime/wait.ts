@@ -2,12 +2,24 @@
  * How a rank waits: poll for a bounded time (yielding the core when ranks
  * outnumber cores), then sleep on this rank's doorbell futex in the node
  * control segment. Whoever makes a waited-for event (a message, a put, an
- * atomic, a barrier flag) rings the doorbell, so sleepers wake at once; an
- * aborting job rings every doorbell. Never a busy loop without a bound.
+ * atomic, a barrier flag) rings the doorbell of the ranks sleeping for that
+ * class of event, so sleepers wake at once; an aborting job rings every
+ * doorbell. Never a busy loop without a bound.
+ *
+ * Every wait drives the rank's progress engine (pending sends and receives),
+ * so concurrent operations never starve each other; a wait that completes
+ * another operation returns, so that operation's continuation runs at once.
  */
 import { native } from '../native/index.js';
-import type { ControlSegment } from '../transports/xpmem/control.js';
+import { WAKE_MESSAGE, type ControlSegment } from '../transports/xpmem/control.js';
 import { MprunError } from './errors.js';
+
+/** block() results */
+export const READY = 1;
+export const TIMED_OUT = 0;
+export const OTHER_COMPLETED = 2;
+
+const nothing = (): boolean => false;
 
 export class Waiter {
   readonly #ctrl: ControlSegment;
@@ -17,6 +29,8 @@ export class Waiter {
   readonly #spinMs: number;
   readonly #yield: boolean;
   readonly #sliceMs: number;
+  #progress: () => boolean = nothing;
+  #busy: () => boolean = nothing;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -28,19 +42,25 @@ export class Waiter {
     this.#sliceMs = sliceMs;
   }
 
+  /** The progress engine every wait drives, and whether it has pending operations. */
+  attach(progress: () => boolean, busy: () => boolean): void {
+    this.#progress = progress;
+    this.#busy = busy;
+  }
+
   /** Throws when the job is aborting (a peer died, mprun was signalled, ...). */
   checkAbort(): void {
     if (this.#ctrl.aborted()) throw new MprunError('ERR_MPRUN_ABORTED', `job aborted: ${this.#ctrl.abortReason()}`);
   }
 
   /**
-   * Waits on this thread until `ready()` holds, for at most `budgetMs` when
-   * given; returns whether it holds. `wake` names the classes of events
-   * (WAKE_MESSAGE, WAKE_HEAP, WAKE_SYNC) that can make it hold. Used directly by synchronous collectives
-   * (alloc), and in slices by wait().
+   * Waits on this thread until `ready()` holds (READY), another pending
+   * operation completes (OTHER_COMPLETED), or `budgetMs` passes (TIMED_OUT).
+   * `wake` names the classes of events (WAKE_MESSAGE, WAKE_HEAP, WAKE_SYNC)
+   * that can make it hold.
    */
-  block(ready: () => boolean, wake: number, budgetMs = Infinity): boolean {
-    if (ready()) return true;
+  block(ready: () => boolean, wake: number, budgetMs = Infinity): number {
+    if (ready()) return READY;
     const n = native();
     const i32 = this.#i32;
     const start = performance.now();
@@ -49,7 +69,8 @@ export class Waiter {
       // events costs one wake syscall per spin period, not one per event.
       const spinUntil = performance.now() + this.#spinMs;
       for (let i = 1; ; i++) {
-        if (ready()) return true;
+        if (this.#progress()) return ready() ? READY : OTHER_COMPLETED;
+        if (ready()) return READY;
         if (this.#yield) n.yield();
         if ((i & 63) === 0) {
           this.checkAbort();
@@ -57,16 +78,20 @@ export class Waiter {
         }
       }
       const seen = Atomics.load(i32, this.#door);
-      Atomics.store(i32, this.#sleeping, wake);
+      Atomics.store(i32, this.#sleeping, this.#busy() ? wake | WAKE_MESSAGE : wake);
+      if (this.#progress()) {
+        Atomics.store(i32, this.#sleeping, 0);
+        return ready() ? READY : OTHER_COMPLETED;
+      }
       if (ready()) {
         Atomics.store(i32, this.#sleeping, 0);
-        return true;
+        return READY;
       }
       this.checkAbort();
       const left = budgetMs - (performance.now() - start);
       if (left <= 0) {
         Atomics.store(i32, this.#sleeping, 0);
-        return false;
+        return TIMED_OUT;
       }
       n.futexWait(i32, this.#door, seen, Math.min(left, this.#sliceMs));
       Atomics.store(i32, this.#sleeping, 0);
@@ -74,10 +99,24 @@ export class Waiter {
     }
   }
 
-  /** Waits until `ready()` holds, letting the event loop run between slices. */
+  /** Blocks this thread until `ready()` holds (for synchronous collectives such as alloc). */
+  blockUntil(ready: () => boolean, wake: number): void {
+    while (this.block(ready, wake) !== READY);
+  }
+
+  /**
+   * Waits until `ready()` holds. Starts after the caller's synchronous code
+   * (so that `const r = recv(); await send(); await r` posts the send before
+   * it blocks), lets continuations of other completed operations run, and lets
+   * the event loop run between slices.
+   */
   async wait(ready: () => boolean, wake: number): Promise<void> {
-    while (!this.block(ready, wake, this.#sliceMs)) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    await null;
+    for (;;) {
+      const r = this.block(ready, wake, this.#sliceMs);
+      if (r === READY) return;
+      if (r === OTHER_COMPLETED) await null;
+      else await new Promise<void>((resolve) => setImmediate(resolve));
       this.checkAbort();
     }
   }

@@ -125,8 +125,8 @@ export class World {
     this.#localRanks = parts.peers.filter((p) => p.localRank >= 0).sort((a, b) => a.localRank - b.localRank).map((p) => p.rank);
     this.#waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
     const localOfWorld = parts.peers.map((p) => p.localRank);
-    const queues = new NodeQueues(ctrl, env.localRank, this.#localRanks.map((r) => parts.peers[r]!.pid));
-    this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld);
+    const queues = new NodeQueues(ctrl, env.localRank);
+    this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld, config.recvPollNs);
     this.atomics = new RemoteAtomics(this);
   }
 
@@ -276,6 +276,17 @@ export class World {
     return this.#messenger.recv<T>(source, tag);
   }
 
+  /**
+   * Receives into `buf` (MPI_Recv): a message of the same typed-array type is
+   * written into it with no allocation, and `data` is the filled prefix. A
+   * message of another type, or longer than `buf`, fails with ERR_MPRUN_TRUNCATE.
+   */
+  recvInto<T extends TypedArray>(buf: T, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {
+    this.#live();
+    if (!isTypedArray(buf)) throw new TypeError(`recvInto needs a typed array to receive into, not ${describe(buf)}`);
+    return this.#messenger.recvInto(buf, source, tag);
+  }
+
   /** Whether a matching message has arrived, without receiving it. */
   probe(source: number = ANY_SOURCE, tag: number = ANY_TAG): { source: number; tag: number } | null {
     this.#live();
@@ -311,7 +322,7 @@ export class World {
     const { rounds, epoch } = this.#barrierStep();
     for (let k = 0; k < rounds; k++) {
       this.#barrierSignal(k, epoch);
-      this.#waiter.block(this.#barrierArrived(k, epoch), WAKE_SYNC);
+      this.#waiter.blockUntil(this.#barrierArrived(k, epoch), WAKE_SYNC);
     }
   }
 

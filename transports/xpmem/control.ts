@@ -9,7 +9,7 @@
  * Layout (bytes):
  *   [0, 4096)                header: magic, version, nlocal, ring bytes, abort word, abort text
  *   RANKS  + 256 * r         rank r: doorbell, sleeping, pid, barrier flags (2 cache lines each)
- *   PAIRS  + 256 * (s*n + r) ring s->r control: head (line 0), rendezvous done (line 1)
+ *   PAIRS  + 64 * (s*n + r)  ring s->r control: the consumer's head (a cache line of its own)
  *   RINGS  + ring * (s*n+r)  ring s->r data
  */
 import { native } from '../../native/index.js';
@@ -18,7 +18,7 @@ const MAGIC = 0x4e52504d; // 'MPRN'
 const VERSION = 1;
 const HEADER_BYTES = 4096;
 const RANK_STRIDE = 256;
-const PAIR_STRIDE = 256;
+const PAIR_STRIDE = 64;
 const ABORT_TEXT_OFFSET = 1024;
 const ABORT_TEXT_MAX = HEADER_BYTES - ABORT_TEXT_OFFSET;
 
@@ -38,7 +38,6 @@ const R_BARRIER = 16;
 export const MAX_BARRIER_ROUNDS = 32;
 // pair block words (relative)
 const P_HEAD = 0;
-const P_RTS_DONE = 16;
 
 /**
  * What a sleeping rank waits for; ringers wake it only for a matching class,
@@ -169,9 +168,6 @@ export class ControlSegment {
   }
   headIndex(s: number, r: number): number {
     return this.pairWord(s, r) + P_HEAD;
-  }
-  rtsDoneIndex(s: number, r: number): number {
-    return this.pairWord(s, r) + P_RTS_DONE;
   }
   /** Byte offset of ring s->r's data. */
   ringOffset(s: number, r: number): number {

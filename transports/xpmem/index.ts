@@ -91,7 +91,8 @@ export function backendName(): XpmemBackendName | null {
 /** Forces a backend (tests run the same conformance suite over each). */
 export function useBackend(name: XpmemBackendName | null): void {
   if (name !== null) {
-    const s = backends().find((b) => b.name === name)!;
+    const s = backends().find((b) => b.name === name);
+    if (s === undefined) throw xpmemError('EINVAL', `no XPMEM backend named '${String(name)}'; one of ${BACKEND_ORDER.join(', ')}`);
     if (!s.available) throw xpmemError('ENODEV', `${name} is unavailable: ${s.reason}`);
   }
   selected = name === null ? undefined : name;

@@ -13,21 +13,22 @@
  * for the expected sequence number. The consumer's position (head) lives in
  * its own line and is read by the producer only when the ring looks full.
  *
- * Small messages are copied in and out (eager). Large ones send a
- * rendezvous record holding the sender's address; the receiver reads the
- * payload straight into its destination with process_vm_readv (one copy) and
- * bumps the pair's done counter, which the sender waits on.
+ * Small messages are one record. Larger ones stream as fragments (a first
+ * record with the total length, then continuations), so that the sender
+ * copies fragment k while the receiver copies out fragment k-1. Measured on
+ * the reference machine, two pipelined memcpys beat one process_vm_readv at
+ * every size (1 MiB: 23 us per memcpy, 81 us for CMA), so CMA is not used here.
  */
-import { native } from '../../native/index.js';
 import { moveCtor } from '../../runtime/codec.js';
 import type { TypedArray } from '../../runtime/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
 
 export const KIND_EAGER = 1;
-export const KIND_RENDEZVOUS = 2;
+export const KIND_FIRST = 2;
+export const KIND_NEXT = 3;
 const HEADER = 16;
-/** Rendezvous payload: address (8 bytes) and length (4). */
-const RTS_PAYLOAD = 12;
+/** A first fragment carries the message's total length in 8 bytes before its data. */
+const FIRST_EXTRA = 8;
 
 /** What the receiving side hands a decoded record to. */
 export interface RecordSink {
@@ -36,8 +37,10 @@ export interface RecordSink {
    * payload's own element type over the whole segment): copy it out before returning.
    */
   eager(source: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void;
-  /** Rendezvous: `pull(dst)` reads the payload into dst (length `byteLength`). */
-  rendezvous(source: number, tag: number, dtype: number, byteLength: number, pull: (dst: TypedArray) => void): void;
+  /** The first fragment of a message of `totalBytes`; same memory rules as eager(). */
+  first(source: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void;
+  /** A continuation fragment of the message `first` began. */
+  next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void;
 }
 
 export class NodeQueues {
@@ -54,16 +57,9 @@ export class NodeQueues {
   /** Consumer: our position and the sequence number expected per source. */
   readonly #head: Int32Array;
   readonly #seqIn: Int32Array;
-  /** Rendezvous records sent per destination (compared with its done counter). */
-  readonly #rtsSent: Int32Array;
-  readonly #pids: Int32Array;
   /** Views of the segment by element type, so that payloads move with TypedArray.set/slice. */
   readonly #views = new Map<unknown, TypedArray>();
-  // scratch for the rendezvous address, reused
-  readonly #addr = new BigInt64Array(1);
-  readonly #addrWords = new Int32Array(this.#addr.buffer);
-
-  constructor(ctrl: ControlSegment, me: number, pids: readonly number[]) {
+  constructor(ctrl: ControlSegment, me: number) {
     this.#ctrl = ctrl;
     this.#i32 = ctrl.i32;
     this.#me = me;
@@ -75,13 +71,16 @@ export class NodeQueues {
     this.#headSeen = new Int32Array(n);
     this.#head = new Int32Array(n);
     this.#seqIn = new Int32Array(n).fill(1);
-    this.#rtsSent = new Int32Array(n);
-    this.#pids = Int32Array.from(pids);
   }
 
   /** The largest record payload a ring takes. */
   get maxEager(): number {
     return this.#cap / 4 - HEADER;
+  }
+
+  /** The bytes of message data in one fragment (a multiple of 8, so every element type divides it). */
+  get fragmentBytes(): number {
+    return (this.#cap / 4 - HEADER - FIRST_EXTRA) & ~7;
   }
 
   #view(Ctor: { new (b: ArrayBuffer): TypedArray }): TypedArray {
@@ -160,26 +159,26 @@ export class NodeQueues {
   }
 
   /**
-   * Posts a rendezvous for `bytes` (which must stay untouched until
-   * rendezvousDone() says so); returns its sequence number, or -1 when full.
+   * Copies bytes [offset, offset + length) of `payload` into the ring to
+   * `dest` as one fragment of a message of `payload.byteLength` bytes (the
+   * first when offset is 0); false when the ring has no room now.
    */
-  trySendRendezvous(dest: number, tag: number, dtype: number, bytes: TypedArray): number {
-    const at = this.#reserve(dest, RTS_PAYLOAD);
-    if (at < 0) return -1;
+  trySendFragment(dest: number, tag: number, dtype: number, payload: TypedArray, offset: number, length: number): boolean {
+    const first = offset === 0;
+    const extra = first ? FIRST_EXTRA : 0;
+    const at = this.#reserve(dest, extra + length);
+    if (at < 0) return false;
     const w = at >> 2;
     this.#i32[w + 2] = tag;
-    this.#addr[0] = native().addressOf(bytes);
-    this.#i32[w + 4] = this.#addrWords[0]!;
-    this.#i32[w + 5] = this.#addrWords[1]!;
-    this.#i32[w + 6] = bytes.byteLength;
-    this.#commit(dest, at, RTS_PAYLOAD, KIND_RENDEZVOUS | (dtype << 4));
-    const seq = (this.#rtsSent[dest]! + 1) | 0;
-    this.#rtsSent[dest] = seq;
-    return seq;
-  }
-
-  rendezvousDone(dest: number, seq: number): boolean {
-    return ((Atomics.load(this.#i32, this.#ctrl.rtsDoneIndex(this.#me, dest)) - seq) | 0) >= 0;
+    if (first) {
+      this.#i32[w + 4] = payload.byteLength % 0x100000000;
+      this.#i32[w + 5] = Math.floor(payload.byteLength / 0x100000000);
+    }
+    const view = this.#view(moveCtor(dtype));
+    const bpe = view.BYTES_PER_ELEMENT;
+    (view as Float64Array).set((payload as Float64Array).subarray(offset / bpe, (offset + length) / bpe), (at + HEADER + extra) / bpe);
+    this.#commit(dest, at, extra + length, (first ? KIND_FIRST : KIND_NEXT) | (dtype << 4));
+    return true;
   }
 
   /** Whether `source` has a record waiting for us. */
@@ -211,24 +210,23 @@ export class NodeQueues {
     const tag = i32[w + 2]!;
     const meta = i32[w + 3]!;
     const dtype = (meta >> 4) & 0xf;
-    if ((meta & 0xf) === KIND_EAGER) {
-      const length = size - HEADER - (meta >> 8);
-      sink.eager(source, tag, dtype, this.#view(moveCtor(dtype)), (w << 2) + HEADER, length);
+    const kind = meta & 0xf;
+    const length = size - HEADER - (meta >> 8);
+    const view = this.#view(moveCtor(dtype));
+    const data = (w << 2) + HEADER;
+    if (kind === KIND_EAGER) {
+      sink.eager(source, tag, dtype, view, data, length);
+    } else if (kind === KIND_FIRST) {
+      const total = (i32[w + 4]! >>> 0) + i32[w + 5]! * 0x100000000;
+      sink.first(source, tag, dtype, total, view, data + FIRST_EXTRA, length - FIRST_EXTRA);
     } else {
-      this.#addrWords[0] = i32[w + 4]!;
-      this.#addrWords[1] = i32[w + 5]!;
-      const addr = this.#addr[0]!;
-      const pid = this.#pids[source]!;
-      sink.rendezvous(source, tag, dtype, i32[w + 6]!, (dst) => {
-        native().cmaRead(pid, addr, dst);
-      });
-      Atomics.add(i32, ctrl.rtsDoneIndex(source, this.#me), 1);
+      sink.next(source, view, data, length);
     }
     this.#nextIn(source);
     head = (head + size) | 0;
     this.#head[source] = head;
     Atomics.store(i32, ctrl.headIndex(source, this.#me), head);
-    // The sender may be asleep, waiting for room or for its rendezvous.
+    // The sender may be asleep, waiting for room.
     ctrl.ring(source, WAKE_MESSAGE);
     return true;
   }

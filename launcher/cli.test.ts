@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { parseArgs, UsageError } from './cli.js';
+
+const here = 'package.json'; // any existing file stands in for the app
+
+describe('mprun command line', () => {
+  it('parses mpirun-style options and leaves the app its own arguments', () => {
+    const o = parseArgs(['-np', '4', '-x', 'A=1', '--tag-output', '--timeout=30', '--bind-to', 'none', here, '-n', '9', '--flag']);
+    expect(o).toMatchObject({ np: 4, env: { A: '1' }, tagOutput: true, timeoutSeconds: 30, bindTo: 'none', app: here, args: ['-n', '9', '--flag'] });
+    expect(parseArgs(['-n', '2', '--', here])).toMatchObject({ np: 2, app: here, args: [] });
+  });
+
+  it('knows the commands', () => {
+    expect(parseArgs(['info'])).toEqual({ command: 'info' });
+    expect(parseArgs(['--help'])).toEqual({ command: 'help' });
+    expect(parseArgs(['-V'])).toEqual({ command: 'version' });
+  });
+
+  it('explains bad input', () => {
+    expect(() => parseArgs(['-n', '0', here])).toThrow(UsageError);
+    expect(() => parseArgs(['-n'])).toThrow(/needs a value/);
+    expect(() => parseArgs(['--frobnicate', here])).toThrow(/unknown option --frobnicate/);
+    expect(() => parseArgs(['-x', '1BAD', here])).toThrow(/-x takes VAR/);
+    expect(() => parseArgs(['--timeout', '-1', here])).toThrow(/--timeout/);
+    expect(() => parseArgs(['-n', '2'])).toThrow(/no program given/);
+    expect(() => parseArgs(['-n', '2', 'missing.ts'])).toThrow(/no such file/);
+  });
+});

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { BUILTIN_TRANSPORTS, modelledTime, selectTransport, type TransportCandidate } from './select.js';
+
+const fake = (name: string, latency: number, bandwidth: number, sameNodeOnly: boolean): TransportCandidate => ({
+  name,
+  attrs: { latency, bandwidth, canMap: false, hardwareAtomics: false },
+  reach: (s, p) => (!sameNodeOnly || s.node === p.node ? { ok: true } : { ok: false, reason: `${name} is node-local` }),
+});
+
+describe('transport selection', () => {
+  it('picks the reachable transport with the lowest modelled time', () => {
+    const c = [fake('slow', 5e-6, 1e9, false), fake('fast', 1e-7, 10e9, true)];
+    expect(selectTransport({ rank: 0, node: 'a' }, { rank: 1, node: 'a' }, c)).toMatchObject({ ok: true, transport: 'fast' });
+    expect(selectTransport({ rank: 0, node: 'a' }, { rank: 1, node: 'b' }, c)).toMatchObject({ ok: true, transport: 'slow' });
+  });
+
+  it('weighs bandwidth at large representative sizes', () => {
+    const c = [fake('lowlat', 1e-7, 1e9, false), fake('highbw', 2e-6, 20e9, false)];
+    expect(selectTransport({ rank: 0, node: 'a' }, { rank: 1, node: 'a' }, c, 8)).toMatchObject({ transport: 'lowlat' });
+    expect(selectTransport({ rank: 0, node: 'a' }, { rank: 1, node: 'a' }, c, 1 << 20)).toMatchObject({ transport: 'highbw' });
+    expect(modelledTime(c[1]!.attrs, 20e9)).toBeCloseTo(1 + 2e-6);
+  });
+
+  it('carries every reason when nothing reaches the peer', () => {
+    const r = selectTransport({ rank: 0, node: 'a' }, { rank: 3, node: 'b' }, BUILTIN_TRANSPORTS);
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.reasons).toHaveLength(2);
+      expect(r.reasons.join('\n')).toMatch(/self: not this rank/);
+      expect(r.reasons.join('\n')).toMatch(/xpmem: rank 3 is on node b, not a/);
+    }
+  });
+
+  it('uses self for the rank itself and xpmem within a node', () => {
+    expect(selectTransport({ rank: 2, node: 'a' }, { rank: 2, node: 'a' }, BUILTIN_TRANSPORTS)).toMatchObject({ transport: 'self' });
+    expect(selectTransport({ rank: 2, node: 'a' }, { rank: 1, node: 'a' }, BUILTIN_TRANSPORTS)).toMatchObject({ transport: 'xpmem' });
+  });
+});

@@ -1,0 +1,2 @@
+// Deliberately does not compile.
+const x: number = ;

@@ -1,0 +1,40 @@
+/** The whole rank API, through real jobs started by mprun, at several sizes. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { app, rankProcesses, runMprun, shmFiles, root } from '../helpers.js';
+import { join } from 'node:path';
+
+afterEach(() => {
+  expect(rankProcesses()).toEqual([]);
+  expect(shmFiles()).toEqual([]);
+});
+
+describe('rank API', () => {
+  for (const n of [1, 2, 3, 4, 8]) {
+    it(`every call works with ${n} rank(s)`, async () => {
+      const r = await runMprun(['-n', String(n), '-x', `EXPECT_SIZE=${n}`, app('api.ts')]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trim().split('\n').sort();
+      expect(lines).toEqual(Array.from({ length: n }, (_, i) => `api ok ${i}`).sort());
+    });
+  }
+
+  it('runs the README example with 8 ranks', async () => {
+    const r = await runMprun(['-n', '8', join(root, 'examples', 'hello.ts')]);
+    expect(r.code).toBe(0);
+    for (let i = 0; i < 8; i++) expect(r.stdout).toContain(`hello from rank ${i} of 8`);
+    expect(r.stdout).toContain('token came back after 8 hops: 0 -> 1 -> 2 -> 3 -> 4 -> 5 -> 6 -> 7 -> 0');
+    expect(r.stdout).toContain('sum of (rank + 1) over 8 ranks: 36 (expected 36)');
+  });
+
+  it('runs a plain .js app too', async () => {
+    const r = await runMprun(['-n', '2', app('plain.mjs')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['plain 0 of 2', 'plain 1 of 2']);
+  });
+
+  it('8 ranks forced onto the cores (4 per core) still all make progress', async () => {
+    const r = await runMprun(['-n', '8', '--bind-to', 'core', app('api.ts')]);
+    expect(r.code).toBe(0);
+  });
+});

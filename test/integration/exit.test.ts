@@ -1,0 +1,153 @@
+/** Exit semantics, signals, stdio and the control socket, through real jobs. */
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { app, eventually, pidAlive, rankProcesses, runMprun, shmFiles } from '../helpers.js';
+
+afterEach(async () => {
+  expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
+  expect(shmFiles()).toEqual([]);
+});
+
+const exitApp = app('exit.ts');
+
+describe('exit semantics', () => {
+  it('a rank exiting 3 makes mprun exit 3, naming the rank', async () => {
+    const r = await runMprun(['-n', '4', exitApp, 'code', '2', '3']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/rank 2 \(pid \d+\) exited with code 3; aborting the job/);
+  });
+
+  it('a rank killed with SIGKILL aborts the job promptly', async () => {
+    const r = await runMprun(['-n', '4', exitApp, 'kill', '1']);
+    expect(r.code).toBe(128 + 9);
+    expect(r.stderr).toMatch(/rank 1 \(pid \d+\) was killed by SIGKILL/);
+    expect(r.ms).toBeLessThan(10_000);
+  });
+
+  it('a rank that exits 0 without finalize while others run aborts the job', async () => {
+    const r = await runMprun(['-n', '3', exitApp, 'nofinalize', '1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/rank 1 \(pid \d+\) exited without calling finalize/);
+  });
+
+  it('world.abort(code) stops every rank with that code', async () => {
+    const r = await runMprun(['-n', '3', exitApp, 'abort', '2', '7']);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toMatch(/rank 2 \(pid \d+\) called abort: giving up/);
+  });
+
+  it('--timeout stops a job that runs too long with exit code 124', async () => {
+    const r = await runMprun(['-n', '2', '--timeout', '1', exitApp, 'sleep']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/exceeded --timeout 1 s/);
+    expect(r.ms).toBeLessThan(8000);
+  });
+
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${sig} to mprun reaches every rank and leaves nothing behind`, async () => {
+      const pids: number[] = [];
+      let sent = false;
+      const r = await runMprun(['-n', '3', exitApp, 'sleep'], {
+        onStdout: (text, child) => {
+          pids.splice(0, pids.length, ...[...text.matchAll(/pid (\d+)/g)].map((m) => Number(m[1])));
+          if (pids.length === 3 && !sent) {
+            sent = true;
+            child.kill(sig);
+          }
+        },
+      });
+      expect(pids.length).toBe(3);
+      expect(r.code).toBe(128 + (sig === 'SIGINT' ? 2 : 15));
+      expect(r.stderr).toContain(`received ${sig}`);
+      for (const pid of pids) expect(pidAlive(pid)).toBe(false);
+    });
+  }
+
+  it('ranks die with mprun even when mprun is SIGKILLed', async () => {
+    const pids: number[] = [];
+    let sent = false;
+    await runMprun(['-n', '2', exitApp, 'sleep'], {
+      onStdout: (text, child) => {
+        pids.splice(0, pids.length, ...[...text.matchAll(/pid (\d+)/g)].map((m) => Number(m[1])));
+        if (pids.length === 2 && !sent) {
+          sent = true;
+          child.kill('SIGKILL');
+        }
+      },
+    });
+    expect(pids.length).toBe(2);
+    expect(await eventually(() => pids.every((p) => !pidAlive(p)))).toBe(true);
+  });
+});
+
+describe('stdio and environment', () => {
+  it('stdin goes to rank 0', async () => {
+    const r = await runMprun(['-n', '2', exitApp, 'stdin'], { input: 'hello ranks\n' });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe('HELLO RANKS');
+  });
+
+  it('-x forwards variables, with or without a value', async () => {
+    const r = await runMprun(['-n', '2', '-x', 'MPRUN_TEST_A=given', exitApp, 'env', 'MPRUN_TEST_A'], { env: { MPRUN_TEST_A: 'ignored' } });
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['0:given', '1:given']);
+    const r2 = await runMprun(['-n', '1', '-x', 'MPRUN_TEST_B', exitApp, 'env', 'MPRUN_TEST_B'], { env: { MPRUN_TEST_B: 'from-here' } });
+    expect(r2.stdout.trim()).toBe('0:from-here');
+  });
+
+  it('--tag-output prefixes every line, Open MPI style, and never splits lines', async () => {
+    const r = await runMprun(['-n', '2', '--tag-output', exitApp, 'lines']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(6);
+    for (const rank of [0, 1]) {
+      for (const text of [`first ${rank}`, `second ${rank}`, `no newline ${rank}`]) {
+        expect(lines.some((l) => new RegExp(`^\\[[\\w.]+,${rank}\\]<stdout>:${text}$`).test(l))).toBe(true);
+      }
+    }
+  });
+});
+
+describe('command line', () => {
+  it('--help, --version and bad options', async () => {
+    const h = await runMprun(['--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('Usage: mprun');
+    const v = await runMprun(['--version']);
+    expect(v.stdout).toMatch(/^mprun \d+\.\d+\.\d+/);
+    const bad = await runMprun(['-n', 'zero', exitApp]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('-n takes a positive number of ranks');
+    const missing = await runMprun(['-n', '2', 'no-such-app.ts']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('no-such-app.ts: no such file');
+  });
+
+  it('a TypeScript error is reported before any rank starts', async () => {
+    const r = await runMprun(['-n', '2', app('broken.ts')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot compile .*broken\.ts/);
+  });
+
+  it('mprun info tells which XPMEM backend runs and why', async () => {
+    const r = await runMprun(['info']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/xpmem: available, backend (kernel|shm)/);
+    expect(r.stdout).toMatch(/kernel: (available|unavailable).*\n/);
+    expect(r.stdout).toMatch(/shm: available/);
+    expect(r.stdout).toMatch(/cma: available; copies only/);
+    expect(r.stdout).toContain('MPRUN_HEAP_SIZE');
+  });
+});
+
+describe('control socket security', () => {
+  it('a connection without the secret, or with garbage, is closed and the job goes on', async () => {
+    const r = await runMprun(['-n', '2', app('intruder.ts')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('intruder closed: wrong secret');
+    expect(r.stdout).toContain('intruder closed: garbage');
+    expect(r.stderr).toContain('closed a control connection: wrong job secret');
+    expect(r.stderr).toMatch(/closed a control connection: (frame length|undecodable|frame without)/);
+  });
+});
+
+void connect;
