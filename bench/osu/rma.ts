@@ -9,8 +9,18 @@ import { loops, sizes, type OsuOptions } from './options.js';
 import { Report } from './report.js';
 import { JIT_NOTE, JIT_WARMUP } from './pt2pt.js';
 
-async function symmetricBuffer(world: World, o: OsuOptions): Promise<Uint8Array> {
-  return world.alloc(Uint8Array, Math.max(1, o.maxSize));
+/**
+ * The target window (symmetric, max size) and rank 0's local buffer, filled
+ * with i & 0xff (the window too, for gets), and the path warmed up.
+ */
+async function prepare(world: World, o: OsuOptions, op: 'put' | 'get'): Promise<{ win: Uint8Array; local: Uint8Array }> {
+  const win = world.alloc(Uint8Array, Math.max(1, o.maxSize));
+  const local = new Uint8Array(Math.max(1, o.maxSize));
+  for (let i = 0; i < local.length; i++) local[i] = i & 0xff;
+  if (op === 'get') win.set(local.subarray(0, win.length));
+  if (world.rank === 0) await rmaWarmup(world, win, op, 1);
+  await world.barrier();
+  return { win, local };
 }
 
 async function rmaWarmup(world: World, win: Uint8Array, op: 'put' | 'get', peer: number): Promise<void> {
@@ -31,14 +41,7 @@ function validateRange(buf: Uint8Array, size: number, seed: number): void {
 export async function rmaLatency(world: World, o: OsuOptions, op: 'put' | 'get'): Promise<void> {
   const report = new Report(o, `mprun OSU-style ${op === 'put' ? 'Put' : 'Get'} Latency Test`, 'Latency (us)');
   if (world.rank === 0) report.header([`Synchronization: ${op === 'put' ? 'quiet after each put' : 'get completes on return'}`, JIT_NOTE]);
-  const win = await symmetricBuffer(world, o);
-  const local = new Uint8Array(Math.max(1, o.maxSize));
-  for (let i = 0; i < local.length; i++) local[i] = i & 0xff;
-  if (op === 'get') {
-    win.set(local.subarray(0, win.length));
-  }
-  if (world.rank === 0) await rmaWarmup(world, win, op, 1);
-  await world.barrier();
+  const { win, local } = await prepare(world, o, op);
   for (const size of sizes(o)) {
     if (size === 0) continue;
     const { iterations, skip } = loops(o, size);
@@ -77,15 +80,8 @@ function memcpyMBps(size: number, window: number, iterations: number, skip: numb
 export async function rmaBandwidth(world: World, o: OsuOptions, op: 'put' | 'get'): Promise<void> {
   const report = new Report(o, `mprun OSU-style ${op === 'put' ? 'Put' : 'Get'} Bandwidth Test`, 'Bandwidth (MB/s)');
   if (world.rank === 0) report.header([`Window size: ${o.window}; synchronization: quiet after each window`, 'memcpy: TypedArray.set of the same size in this process, measured in this run', JIT_NOTE]);
-  const win = await symmetricBuffer(world, o);
-  const local = new Uint8Array(Math.max(1, o.maxSize));
-  for (let i = 0; i < local.length; i++) local[i] = i & 0xff;
-  if (op === 'get') win.set(local.subarray(0, win.length));
-  if (world.rank === 0) {
-    await rmaWarmup(world, win, op, 1);
-    memcpyMBps(1, o.window, JIT_WARMUP / o.window, 0);
-  }
-  await world.barrier();
+  if (world.rank === 0) memcpyMBps(1, o.window, JIT_WARMUP / o.window, 0);
+  const { win, local } = await prepare(world, o, op);
   for (const size of sizes(o)) {
     if (size === 0) continue;
     const { iterations, skip } = loops(o, size);
