@@ -84,7 +84,7 @@ export async function runJob(opts: JobOptions): Promise<number> {
 async function launch(opts: JobOptions, jobId: string, dir: string, app: string, cleanups: Array<() => void>): Promise<number> {
   const secret = randomBytes(32).toString('hex');
   const config = readConfig(opts.np);
-  const { segment: ctrl, fd: ctrlFd } = ControlSegment.create(opts.np, config.queueBytes);
+  const { segment: ctrl, fd: ctrlFd } = ControlSegment.create(opts.np, config.queueBytes, config.teamSlots);
   cleanups.push(() => {
     ctrl.unmap();
     native().closeFd(ctrlFd);

@@ -15,6 +15,9 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_HEAP_SIZE', default: '256M', help: 'bytes of symmetric heap per rank (suffixes K, M, G); world.alloc() draws from it' },
   { name: 'MPRUN_QUEUE_SIZE', default: '64K', help: 'bytes of each shared-memory message ring between two ranks of a node (a power of two)' },
   { name: 'MPRUN_EAGER_LIMIT', default: '16K', help: 'largest message copied through the ring; larger ones are read by the receiver in a single copy (CMA)' },
+  { name: 'MPRUN_TEAM_SLOTS', default: '32', help: 'how many teams (world, shared and splits) a rank can be in over a job' },
+  { name: 'MPRUN_COLL_BANK', default: '1M', help: 'bytes of each of the two scratch banks per team and rank (collective arena)' },
+  { name: 'MPRUN_COLL_CHUNK', default: '256K', help: 'bytes a collective moves per round and rank (pipelining granule)' },
   { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
   { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
@@ -45,6 +48,9 @@ export interface RuntimeConfig {
   yieldWhileSpinning: boolean;
   blockSliceMs: number;
   recvPollNs: number;
+  teamSlots: number;
+  collBankBytes: number;
+  collChunkBytes: number;
   debug: boolean;
 }
 
@@ -56,7 +62,14 @@ export function readConfig(localSize: number): RuntimeConfig {
   const eagerLimit = parseBytes(env('MPRUN_EAGER_LIMIT'), 'MPRUN_EAGER_LIMIT');
   const blockSliceMs = Number(env('MPRUN_BLOCK_SLICE_MS'));
   if (!(blockSliceMs > 0)) throw new RangeError('MPRUN_BLOCK_SLICE_MS must be a positive number');
+  const teamSlots = Number(env('MPRUN_TEAM_SLOTS'));
+  if (!Number.isInteger(teamSlots) || teamSlots < 2 || teamSlots > 1024) throw new RangeError('MPRUN_TEAM_SLOTS must be an integer from 2 to 1024');
+  const collBankBytes = parseBytes(env('MPRUN_COLL_BANK'), 'MPRUN_COLL_BANK');
+  if (collBankBytes < 64 * 1024 || collBankBytes % 4096 !== 0) throw new RangeError('MPRUN_COLL_BANK must be a multiple of 4K, at least 64K');
   return {
+    teamSlots,
+    collBankBytes,
+    collChunkBytes: Math.max(4096, parseBytes(env('MPRUN_COLL_CHUNK'), 'MPRUN_COLL_CHUNK')),
     heapBytes: parseBytes(env('MPRUN_HEAP_SIZE'), 'MPRUN_HEAP_SIZE'),
     queueBytes,
     // A message must fit in a quarter ring, so that the ring never waits on one record.

@@ -5,6 +5,8 @@
  *   const world = await init();
  */
 export { init, World, RemoteAtomics, type LocalGroup } from './world.js';
+export { Team, type ReduceOp } from './team.js';
+export { REDUCE_OPS } from './coll/ops.js';
 export { ANY_SOURCE, ANY_TAG, type Message } from './p2p.js';
 export { MprunError, isMprunError, type MprunErrorCode } from './errors.js';
 export type { TypedArray, TypedArrayConstructor, AtomicArray, AtomicValue, Comparison } from './types.js';

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { native } from '../native/index.js';
 import * as xpmem from '../transports/xpmem/index.js';
 import { allocShared } from '../transports/xpmem/arena.js';
-import { ControlSegment, MAX_BARRIER_ROUNDS, WAKE_HEAP, WAKE_SYNC } from '../transports/xpmem/control.js';
+import { ControlSegment, WAKE_HEAP } from '../transports/xpmem/control.js';
 import { NodeQueues } from '../transports/xpmem/queue.js';
 import { readConfig, type RuntimeConfig } from './config.js';
 import { ControlClient } from './control.js';
@@ -19,6 +19,7 @@ import { ANY_SOURCE, ANY_TAG, Messenger, type Message } from './p2p.js';
 import { BUILTIN_TRANSPORTS, selectTransport } from './select.js';
 import { isTypedArray, isTypedArrayCtor, type AtomicArray, type AtomicValue, type Comparison, type TypedArray, type TypedArrayConstructor } from './types.js';
 import { Waiter } from './wait.js';
+import { Team, type TeamContext } from './team.js';
 
 /** Above this many bytes a put ends with a full fence: memcpy uses non-temporal stores there. */
 const NT_STORE_BYTES = 256 * 1024;
@@ -29,16 +30,21 @@ interface BusinessCard {
   localRank: number;
   heapSegid: string;
   heapBytes: number;
+  collSegid: string;
+  collBytes: number;
 }
 
 interface Peer {
   rank: number;
   pid: number;
   localRank: number;
+  node: string;
   transport: string;
   /** The peer's heap, mapped here; null when the peer is not reachable by mapping. */
   heap: ArrayBuffer | null;
-  attachment: xpmem.Attachment | null;
+  /** The peer's collective arena (team scratch), mapped here. */
+  coll: ArrayBuffer | null;
+  attachments: xpmem.Attachment[];
 }
 
 /** The ranks of one node, as world ranks. */
@@ -80,9 +86,11 @@ export function jobEnvironment(): JobEnvironment | null {
 
 type Atom = Int32Array | BigInt64Array;
 
-export class World {
-  readonly rank: number;
-  readonly size: number;
+/** World team slots: 0 is the world, 1 the node's ranks (team('shared')). */
+const WORLD_SLOT = 0;
+const SHARED_SLOT = 1;
+
+export class World extends Team {
   readonly local: LocalGroup;
   readonly jobId: string;
   readonly config: RuntimeConfig;
@@ -96,9 +104,9 @@ export class World {
   readonly #messenger: Messenger;
   readonly #client: ControlClient | null;
   readonly #localRanks: number[];
+  readonly #shared: Team;
   /** Peer views of each allocation, by world rank (null: not mappable). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
-  #barrierEpoch = 0;
   #finalized = false;
 
   /** @internal use init() */
@@ -110,10 +118,26 @@ export class World {
     heap: ArrayBuffer;
     peers: Peer[];
     client: ControlClient | null;
+    waiter: Waiter;
   }) {
-    const { env, config, ctrl } = parts;
-    this.rank = env.rank;
-    this.size = env.size;
+    const { env, config, ctrl, peers, waiter } = parts;
+    const ctx: TeamContext = {
+      ctrl,
+      waiter,
+      worldRank: env.rank,
+      localRankOf: (w) => peers[w]!.localRank,
+      arenaOf: (w) => {
+        const a = peers[w]!.coll;
+        if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective arena is not mapped here`);
+        return a;
+      },
+      bankBytes: config.collBankBytes,
+      chunkBytes: config.collChunkBytes,
+      slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
+    };
+    super(ctx, peers.map((p) => p.rank), WORLD_SLOT);
+    const me = peers[env.rank]!;
+    this.#shared = new Team(ctx, peers.filter((p) => p.node === me.node).map((p) => p.rank), SHARED_SLOT);
     this.local = { rank: env.localRank, size: env.localSize };
     this.jobId = env.jobId;
     this.config = config;
@@ -123,7 +147,7 @@ export class World {
     this.#peers = parts.peers;
     this.#client = parts.client;
     this.#localRanks = parts.peers.filter((p) => p.localRank >= 0).sort((a, b) => a.localRank - b.localRank).map((p) => p.rank);
-    this.#waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
+    this.#waiter = waiter;
     const localOfWorld = parts.peers.map((p) => p.localRank);
     const queues = new NodeQueues(ctrl, env.localRank);
     this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld, config.recvPollNs);
@@ -144,7 +168,7 @@ export class World {
     const offset = this.#heap.reserve(length * Type.BYTES_PER_ELEMENT);
     const view = new Type(this.#heap.buffer, offset, length);
     this.#views.set(view, new Array<TypedArray | null>(this.size).fill(null));
-    this.#barrierSync();
+    this.barrierSync();
     return view;
   }
 
@@ -293,48 +317,13 @@ export class World {
     return this.#messenger.probe(source, tag);
   }
 
-  // --- synchronisation ---------------------------------------------------------
+  // --- teams -----------------------------------------------------------------------
 
-  /** Dissemination barrier over the node's ranks with monotonically increasing flags (no reset phase). */
-  #barrierStep(): { rounds: number; epoch: number } {
-    const epoch = (this.#barrierEpoch = (this.#barrierEpoch + 1) | 0);
-    const n = this.#localRanks.length;
-    let rounds = 0;
-    while (1 << rounds < n) rounds++;
-    if (rounds > MAX_BARRIER_ROUNDS) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'too many ranks on one node for the barrier');
-    return { rounds, epoch };
-  }
-
-  #barrierSignal(round: number, epoch: number): void {
-    const n = this.#localRanks.length;
-    const partner = (this.local.rank + (1 << round)) % n;
-    Atomics.store(this.#ctrl.i32, this.#ctrl.barrierIndex(partner, round), epoch);
-    this.#ctrl.ring(partner, WAKE_SYNC);
-  }
-
-  #barrierArrived(round: number, epoch: number): () => boolean {
-    const i32 = this.#ctrl.i32;
-    const at = this.#ctrl.barrierIndex(this.local.rank, round);
-    return () => ((Atomics.load(i32, at) - epoch) | 0) >= 0;
-  }
-
-  #barrierSync(): void {
-    const { rounds, epoch } = this.#barrierStep();
-    for (let k = 0; k < rounds; k++) {
-      this.#barrierSignal(k, epoch);
-      this.#waiter.blockUntil(this.#barrierArrived(k, epoch), WAKE_SYNC);
-    }
-  }
-
-  /** Waits for every rank; completes outstanding puts first (implies quiet). */
-  async barrier(): Promise<void> {
-    this.#live();
-    native().fence();
-    const { rounds, epoch } = this.#barrierStep();
-    for (let k = 0; k < rounds; k++) {
-      this.#barrierSignal(k, epoch);
-      await this.#waiter.wait(this.#barrierArrived(k, epoch), WAKE_SYNC);
-    }
+  /** A predefined team: 'shared' is the ranks of this node (OpenSHMEM's TEAM_SHARED), 'world' the world. */
+  team(name: 'shared' | 'world'): Team {
+    if (name === 'shared') return this.#shared;
+    if (name === 'world') return this;
+    throw new TypeError(`team() knows 'shared' and 'world', not ${String(name)}`);
   }
 
   /** Aborts the whole job with `code` (MPI_Abort): mprun stops every rank. */
@@ -360,7 +349,7 @@ export class World {
       this.#client.close();
     }
     for (const p of this.#peers) {
-      if (p.rank !== this.rank) p.attachment?.detach();
+      if (p.rank !== this.rank) for (const a of p.attachments) a.detach();
     }
     if (this.#ownsCtrl) this.#ctrl.unmap();
   }
@@ -448,6 +437,18 @@ function describe(v: unknown): string {
 
 // --- init ------------------------------------------------------------------------
 
+/** Attaches a peer's whole segment (made from page-aligned memory at its offset 0). */
+function attachWhole(segid: string, bytes: number): xpmem.Attachment {
+  return xpmem.attach(xpmem.get(BigInt(segid), xpmem.XPMEM_RDWR), 0, bytes);
+}
+
+/** The mapped memory of an attachment, so that offsets in it are the owner's offsets. */
+function mappedBuffer(att: xpmem.Attachment): ArrayBuffer | null {
+  if (!att.mapped) return null;
+  if (att.mapOffset !== 0) throw new MprunError('ERR_MPRUN_XPMEM', 'a whole-segment attachment must start at a page boundary');
+  return att.bytes!.buffer as ArrayBuffer;
+}
+
 let current: World | null = null;
 let pending: Promise<World> | null = null;
 
@@ -468,17 +469,26 @@ async function start(): Promise<World> {
   if (env.controlFd !== null) {
     ctrl = ControlSegment.open(env.controlFd);
   } else {
-    const made = ControlSegment.create(1, config.queueBytes);
+    const made = ControlSegment.create(1, config.queueBytes, config.teamSlots);
     ctrl = made.segment;
     n.closeFd(made.fd);
     ownsCtrl = true;
   }
   if (ctrl.nlocal !== env.localSize) throw new MprunError('ERR_MPRUN_ARG', `the control segment is for ${ctrl.nlocal} ranks, but MPRUN_LOCAL_SIZE is ${env.localSize}`);
   Atomics.store(ctrl.i32, ctrl.pidIndex(env.localRank), process.pid);
+  if (ctrl.teamSlots !== config.teamSlots) throw new MprunError('ERR_MPRUN_ARG', `the control segment has ${ctrl.teamSlots} team slots, but MPRUN_TEAM_SLOTS is ${config.teamSlots}; set it for mprun, not per rank`);
   const heap = allocShared(config.heapBytes, 'mprun-heap');
-  const segid = xpmem.make(heap, 0o600);
+  const coll = allocShared(config.teamSlots * 2 * config.collBankBytes, 'mprun-coll');
   const node = process.env.MPRUN_NODE_NAME ?? hostname();
-  const mine: BusinessCard = { pid: process.pid, node, localRank: env.localRank, heapSegid: segid.toString(), heapBytes: heap.byteLength };
+  const mine: BusinessCard = {
+    pid: process.pid,
+    node,
+    localRank: env.localRank,
+    heapSegid: xpmem.make(heap, 0o600).toString(),
+    heapBytes: heap.byteLength,
+    collSegid: xpmem.make(coll, 0o600).toString(),
+    collBytes: coll.byteLength,
+  };
 
   let cards: BusinessCard[] = [mine];
   let client: ControlClient | null = null;
@@ -500,14 +510,16 @@ async function start(): Promise<World> {
   const peers: Peer[] = cards.map((c, r) => {
     const sel = selectTransport(self, { rank: r, node: c.node }, BUILTIN_TRANSPORTS);
     if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
-    if (r === env.rank) return { rank: r, pid: c.pid, localRank: c.localRank, transport: sel.transport, heap, attachment: null };
-    const att = xpmem.attach(xpmem.get(BigInt(c.heapSegid), xpmem.XPMEM_RDWR), 0, c.heapBytes);
-    return { rank: r, pid: c.pid, localRank: c.localRank, transport: `${sel.transport}/${att.backend}`, heap: att.mapped ? att.bytes!.buffer as ArrayBuffer : null, attachment: att };
+    if (r === env.rank) return { rank: r, pid: c.pid, localRank: c.localRank, node: c.node, transport: sel.transport, heap, coll, attachments: [] };
+    const att = attachWhole(c.heapSegid, c.heapBytes);
+    const collAtt = attachWhole(c.collSegid, c.collBytes);
+    return { rank: r, pid: c.pid, localRank: c.localRank, node: c.node, transport: `${sel.transport}/${att.backend}`, heap: mappedBuffer(att), coll: mappedBuffer(collAtt), attachments: [att, collAtt] };
   });
   if (config.debug) {
     process.stderr.write(`mprun[${env.rank}]: pid ${process.pid} node ${node}; peers: ${peers.map((p) => `${p.rank}:${p.transport}`).join(' ')}\n`);
   }
-  const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client });
+  const waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
+  const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client, waiter });
   // A rank that returns from its program without finalize still finalizes,
   // so that its peers' last collective completes.
   process.once('beforeExit', () => {

@@ -8,7 +8,8 @@
  *
  * Layout (bytes):
  *   [0, 4096)                header: magic, version, nlocal, ring bytes, abort word, abort text
- *   RANKS  + 256 * r         rank r: doorbell, sleeping, pid, barrier flags (2 cache lines each)
+ *   RANKS  + stride * r      rank r: doorbell, sleeping, pid (a cache line), then per team slot
+ *                            a cache line with the rank's ack and data words for that team
  *   PAIRS  + 64 * (s*n + r)  ring s->r control: the consumer's head (a cache line of its own)
  *   RINGS  + ring * (s*n+r)  ring s->r data
  */
@@ -17,7 +18,6 @@ import { native } from '../../native/index.js';
 const MAGIC = 0x4e52504d; // 'MPRN'
 const VERSION = 1;
 const HEADER_BYTES = 4096;
-const RANK_STRIDE = 256;
 const PAIR_STRIDE = 64;
 const ABORT_TEXT_OFFSET = 1024;
 const ABORT_TEXT_MAX = HEADER_BYTES - ABORT_TEXT_OFFSET;
@@ -29,13 +29,14 @@ const H_NLOCAL = 2;
 const H_RING = 3;
 const H_ABORT = 4;
 const H_ABORT_LEN = 5;
+const H_SLOTS = 6;
 // rank block words (relative)
 const R_DOOR = 0;
 const R_SLEEPING = 1;
 const R_PID = 2;
-/** Barrier flags start on the second cache line of the rank block. */
-const R_BARRIER = 16;
-export const MAX_BARRIER_ROUNDS = 32;
+/** Team slot s of a rank block: a cache line at byte 64 * (s + 1): ack, then data. */
+const T_ACK = 0;
+const T_DATA = 1;
 // pair block words (relative)
 const P_HEAD = 0;
 
@@ -52,11 +53,12 @@ function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
 
-export function controlLayout(nlocal: number, ringBytes: number): { ranks: number; pairs: number; rings: number; total: number } {
+export function controlLayout(nlocal: number, ringBytes: number, teamSlots: number): { ranks: number; stride: number; pairs: number; rings: number; total: number } {
   const ranks = HEADER_BYTES;
-  const pairs = align(ranks + RANK_STRIDE * nlocal, 4096);
+  const stride = 64 * (teamSlots + 1);
+  const pairs = align(ranks + stride * nlocal, 4096);
   const rings = align(pairs + PAIR_STRIDE * nlocal * nlocal, 4096);
-  return { ranks, pairs, rings, total: rings + ringBytes * nlocal * nlocal };
+  return { ranks, stride, pairs, rings, total: rings + ringBytes * nlocal * nlocal };
 }
 
 export class ControlSegment {
@@ -64,7 +66,9 @@ export class ControlSegment {
   readonly u8: Uint8Array;
   readonly nlocal: number;
   readonly ringBytes: number;
+  readonly teamSlots: number;
   readonly #ranks: number;
+  readonly #stride: number;
   readonly #pairs: number;
   readonly #rings: number;
 
@@ -74,22 +78,25 @@ export class ControlSegment {
     if (this.i32[H_MAGIC] !== MAGIC || this.i32[H_VERSION] !== VERSION) throw new Error('not an mprun control segment (magic or version mismatch)');
     this.nlocal = this.i32[H_NLOCAL]!;
     this.ringBytes = this.i32[H_RING]!;
-    const l = controlLayout(this.nlocal, this.ringBytes);
+    this.teamSlots = this.i32[H_SLOTS]!;
+    const l = controlLayout(this.nlocal, this.ringBytes, this.teamSlots);
     this.#ranks = l.ranks;
+    this.#stride = l.stride;
     this.#pairs = l.pairs;
     this.#rings = l.rings;
   }
 
   /** Creates the segment for `nlocal` ranks; returns it and the fd to hand to the ranks. */
-  static create(nlocal: number, ringBytes: number): { segment: ControlSegment; fd: number } {
+  static create(nlocal: number, ringBytes: number, teamSlots: number): { segment: ControlSegment; fd: number } {
     if (ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0) throw new RangeError('ring size must be a power of two of at least 4096 bytes');
     const n = native();
-    const { total } = controlLayout(nlocal, ringBytes);
+    const { total } = controlLayout(nlocal, ringBytes, teamSlots);
     const fd = n.memfdCreate('mprun-control', total);
     const buffer = n.mapFd(fd, 0, total, fd);
     const i32 = new Int32Array(buffer);
     i32[H_NLOCAL] = nlocal;
     i32[H_RING] = ringBytes;
+    i32[H_SLOTS] = teamSlots;
     i32[H_VERSION] = VERSION;
     Atomics.store(i32, H_MAGIC, MAGIC);
     return { segment: new ControlSegment(buffer), fd };
@@ -129,16 +136,21 @@ export class ControlSegment {
   // --- doorbells -----------------------------------------------------------
   /** Word index of rank r's doorbell (futex word). */
   doorIndex(r: number): number {
-    return (this.#ranks + RANK_STRIDE * r) / 4 + R_DOOR;
+    return (this.#ranks + this.#stride * r) / 4 + R_DOOR;
   }
   sleepingIndex(r: number): number {
-    return (this.#ranks + RANK_STRIDE * r) / 4 + R_SLEEPING;
+    return (this.#ranks + this.#stride * r) / 4 + R_SLEEPING;
   }
   pidIndex(r: number): number {
-    return (this.#ranks + RANK_STRIDE * r) / 4 + R_PID;
+    return (this.#ranks + this.#stride * r) / 4 + R_PID;
   }
-  barrierIndex(r: number, round: number): number {
-    return (this.#ranks + RANK_STRIDE * r) / 4 + R_BARRIER + round;
+  /** Local rank r's ack word for team slot `slot` (written by r only). */
+  teamAckIndex(r: number, slot: number): number {
+    return (this.#ranks + this.#stride * r + 64 * (slot + 1)) / 4 + T_ACK;
+  }
+  /** Local rank r's data word for team slot `slot` (written by r only). */
+  teamDataIndex(r: number, slot: number): number {
+    return (this.#ranks + this.#stride * r + 64 * (slot + 1)) / 4 + T_DATA;
   }
 
   /**

@@ -5,7 +5,7 @@ import { decodeFrom, encode, allocate, finish } from '../../runtime/codec.js';
 import type { TypedArray } from '../../runtime/types.js';
 
 function pair(ringBytes = 4096) {
-  const { segment } = ControlSegment.create(2, ringBytes);
+  const { segment } = ControlSegment.create(2, ringBytes, 2);
   return { segment, a: new NodeQueues(segment, 0), b: new NodeQueues(segment, 1) };
 }
 

@@ -1,0 +1,252 @@
+/**
+ * Teams (MPI communicators, OpenSHMEM teams): an ordered group of ranks with
+ * collectives. Every team has a slot, agreed by its members when it is made,
+ * that fixes where its flags (control segment) and scratch (each member's
+ * collective arena) are. Collectives on one team run in call order; every
+ * member must call them in the same order, as MPI requires.
+ */
+import { native } from '../native/index.js';
+import { WAKE_SYNC, type ControlSegment } from '../transports/xpmem/control.js';
+import { MprunError } from './errors.js';
+import { KIND, partsOf, ShmCollectives, type Steps } from './coll/shm.js';
+import { checkOp, type ReduceOp } from './coll/ops.js';
+import { isTypedArray, type TypedArray } from './types.js';
+import type { Waiter } from './wait.js';
+
+export type { ReduceOp } from './coll/ops.js';
+
+/** What a team needs of its rank's runtime. @internal */
+export interface TeamContext {
+  ctrl: ControlSegment;
+  waiter: Waiter;
+  /** This rank's world rank. */
+  worldRank: number;
+  /** The node-local rank of a world rank, or -1 if it is on another node. */
+  localRankOf(worldRank: number): number;
+  /** The collective arena of a world rank, mapped here. */
+  arenaOf(worldRank: number): ArrayBuffer;
+  bankBytes: number;
+  chunkBytes: number;
+  /** The next team slot this rank has not used, and how many there are. */
+  slots: { next: number; count: number };
+}
+
+/** Runs a collective's steps, waiting (and driving progress) between them. */
+async function runAsync<T>(steps: Steps<T>, waiter: Waiter): Promise<T> {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    if (!r.value()) await waiter.wait(r.value, WAKE_SYNC);
+  }
+}
+
+/** The same, blocking this thread (for collectives that return synchronously). */
+function runSync<T>(steps: Steps<T>, waiter: Waiter): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    waiter.blockUntil(r.value, WAKE_SYNC);
+  }
+}
+
+type Scalar = number | bigint;
+
+export class Team {
+  /** This rank's rank in the team, and the team's size. */
+  readonly rank: number;
+  readonly size: number;
+  /** World rank of each team rank. */
+  readonly worldRanks: readonly number[];
+  readonly #ctx: TeamContext;
+  readonly #engine: ShmCollectives;
+  #tail: Promise<unknown> = Promise.resolve();
+  #inFlight = 0;
+  #broken: Error | null = null;
+
+  /** @internal teams are made by world.split(), team.split() and world.team() */
+  constructor(ctx: TeamContext, worldRanks: readonly number[], slot: number) {
+    this.#ctx = ctx;
+    this.worldRanks = worldRanks;
+    this.size = worldRanks.length;
+    this.rank = worldRanks.indexOf(ctx.worldRank);
+    if (this.rank < 0) throw new MprunError('ERR_MPRUN_ARG', 'this rank is not a member of the team');
+    const locals = worldRanks.map((w) => ctx.localRankOf(w));
+    if (locals.some((l) => l < 0)) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'a team across nodes needs the cross-node transport');
+    const slotBytes = 2 * ctx.bankBytes;
+    this.#engine = new ShmCollectives({
+      ctrl: ctx.ctrl,
+      me: this.rank,
+      size: this.size,
+      worldRanks,
+      ackIndex: locals.map((l) => ctx.ctrl.teamAckIndex(l, slot)),
+      dataIndex: locals.map((l) => ctx.ctrl.teamDataIndex(l, slot)),
+      localRanks: locals,
+      scratch: worldRanks.map((w) => ctx.arenaOf(w)),
+      scratchOffset: slot * slotBytes,
+      bankBytes: ctx.bankBytes,
+      chunkBytes: ctx.chunkBytes,
+    });
+  }
+
+  /** World rank of team rank `r`. */
+  worldRank(r: number): number {
+    const w = this.worldRanks[r];
+    if (w === undefined) throw new RangeError(`${r} is not a rank of this team (size ${this.size})`);
+    return w;
+  }
+
+  #root(root: number): number {
+    if (!Number.isInteger(root) || root < 0 || root >= this.size) throw new RangeError(`root ${root} is not a rank of this team (size ${this.size})`);
+    return root;
+  }
+
+  /** Runs collectives one after another, in call order. */
+  #run<T>(make: () => Steps<T>): Promise<T> {
+    if (this.#broken !== null) return Promise.reject(this.#broken);
+    const start = (): Promise<T> =>
+      runAsync(make(), this.#ctx.waiter).catch((e: unknown) => {
+        // A collective that failed half-way leaves the team's rounds out of step.
+        this.#broken ??= e instanceof Error ? e : new Error(String(e));
+        throw e;
+      });
+    const p = this.#inFlight === 0 ? start() : this.#tail.then(start, start);
+    this.#inFlight++;
+    const settle = (): void => void this.#inFlight--;
+    this.#tail = p.then(settle, settle);
+    return p;
+  }
+
+  #runSync<T>(make: () => Steps<T>): T {
+    if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'split() while a collective on the same team is in flight; await it first');
+    if (this.#broken !== null) throw this.#broken;
+    return runSync(make(), this.#ctx.waiter);
+  }
+
+  /** Waits for every member (puts to node peers are complete by then). */
+  barrier(): Promise<void> {
+    native().fence();
+    return this.#run(() => this.#engine.barrier());
+  }
+
+  /** Blocks this thread until every member arrives (for synchronous collectives such as alloc). @internal */
+  barrierSync(): void {
+    native().fence();
+    this.#runSync(() => this.#engine.barrier());
+  }
+
+  /**
+   * Broadcasts from `root`. A typed array is filled in place on every member
+   * (same type and length everywhere) and returned; any other value is
+   * serialized and returned on every member (others may pass anything).
+   */
+  bcast<T>(data: T, root = 0): Promise<T> {
+    this.#root(root);
+    return this.#run(() => this.#engine.bcast(data, root)) as Promise<T>;
+  }
+
+  /** Reduces `buf` over the team with `op`: the result on `root` (in place for typed arrays), null elsewhere. */
+  reduce<T extends TypedArray>(buf: T, op: ReduceOp, root?: number): Promise<T | null>;
+  reduce(buf: number, op: ReduceOp, root?: number): Promise<number | null>;
+  reduce(buf: bigint, op: ReduceOp, root?: number): Promise<bigint | null>;
+  reduce(buf: TypedArray | Scalar, op: ReduceOp, root = 0): Promise<TypedArray | Scalar | null> {
+    this.#root(root);
+    return this.#reduction(buf, op, KIND.reduce, root).then((v) => (this.rank === root ? v : null));
+  }
+
+  /** Reduces `buf` over the team with `op`, the result everywhere: typed arrays in place (and returned), scalars returned. */
+  allreduce<T extends TypedArray>(buf: T, op: ReduceOp): Promise<T>;
+  allreduce(buf: number, op: ReduceOp): Promise<number>;
+  allreduce(buf: bigint, op: ReduceOp): Promise<bigint>;
+  allreduce(buf: TypedArray | Scalar, op: ReduceOp): Promise<TypedArray | Scalar> {
+    return this.#reduction(buf, op, KIND.allreduce, 0);
+  }
+
+  /** Inclusive prefix reduction: team rank i gets buf(0) op ... op buf(i). */
+  scan<T extends TypedArray>(buf: T, op: ReduceOp): Promise<T>;
+  scan(buf: number, op: ReduceOp): Promise<number>;
+  scan(buf: bigint, op: ReduceOp): Promise<bigint>;
+  scan(buf: TypedArray | Scalar, op: ReduceOp): Promise<TypedArray | Scalar> {
+    return this.#reduction(buf, op, KIND.scan, 0);
+  }
+
+  #reduction(buf: TypedArray | Scalar, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number): Promise<TypedArray | Scalar> {
+    let arr: TypedArray;
+    let scalar: ((a: TypedArray) => Scalar) | null = null;
+    if (isTypedArray(buf)) arr = buf;
+    else if (typeof buf === 'bigint') {
+      arr = BigInt64Array.of(buf);
+      scalar = (a) => a[0]!;
+    } else if (typeof buf === 'number') {
+      // Bitwise operators on numbers work on their integer values (as 64-bit integers).
+      const bitwise = op === 'band' || op === 'bor' || op === 'bxor';
+      if (bitwise && !Number.isSafeInteger(buf)) return Promise.reject(new TypeError(`'${op}' needs an integer, not ${buf}`));
+      arr = bitwise ? BigInt64Array.of(BigInt(buf)) : Float64Array.of(buf);
+      scalar = bitwise ? (a) => Number(a[0]!) : (a) => a[0]!;
+    } else {
+      return Promise.reject(new TypeError(`reductions take a typed array, a number or a bigint, not ${typeof buf}`));
+    }
+    try {
+      checkOp(op, arr.constructor);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#run(() => this.#engine.reduce(arr, op, kind, root)).then(() => (scalar === null ? arr : scalar(arr)));
+  }
+
+  /** Every member's value, in team-rank order; typed arrays of one type come back concatenated. */
+  allgather<T extends TypedArray>(value: T): Promise<T>;
+  allgather<T>(value: T): Promise<T[]>;
+  allgather(value: unknown): Promise<unknown> {
+    return this.#run(() => this.#engine.gather(value, null));
+  }
+
+  /** As allgather, on `root` only; null elsewhere. */
+  gather<T extends TypedArray>(value: T, root?: number): Promise<T | null>;
+  gather<T>(value: T, root?: number): Promise<T[] | null>;
+  gather(value: unknown, root = 0): Promise<unknown> {
+    this.#root(root);
+    return this.#run(() => this.#engine.gather(value, root));
+  }
+
+  /**
+   * From `root`: values[i] goes to team rank i (or, for a typed array, its
+   * i-th equal slice). Others may pass anything; each gets its own part.
+   */
+  scatter<T extends TypedArray>(values: T | null, root?: number): Promise<T>;
+  scatter<T>(values: T[] | null, root?: number): Promise<T>;
+  scatter(values: unknown, root = 0): Promise<unknown> {
+    this.#root(root);
+    const parts = this.rank === root ? partsOf(values, this.size, 'scatter') : null;
+    return this.#run(() => this.#engine.scatter(parts, root));
+  }
+
+  /** values[i] (or a typed array's i-th equal slice) goes to team rank i; returns what each sent here. */
+  alltoall<T extends TypedArray>(values: T): Promise<T>;
+  alltoall<T>(values: T[]): Promise<T[]>;
+  alltoall(values: unknown): Promise<unknown> {
+    const parts = partsOf(values, this.size, 'alltoall');
+    return this.#run(() => this.#engine.alltoall(parts));
+  }
+
+  /**
+   * Collective over this team, like MPI_Comm_split: members with the same
+   * `color` form a new team, ordered by `key` (default: their rank here), then
+   * by rank here. A negative color (MPI_UNDEFINED) joins no team: null.
+   * Synchronous: it returns the team itself.
+   */
+  split(color: number, key: number = this.rank): Team | null {
+    if (!Number.isInteger(color)) throw new TypeError(`split: color must be an integer, not ${String(color)}`);
+    if (!Number.isInteger(key)) throw new TypeError(`split: key must be an integer, not ${String(key)}`);
+    const slots = this.#ctx.slots;
+    const all = this.#runSync(() => this.#engine.gather([color, key, slots.next], null)) as Array<[number, number, number]>;
+    if (color < 0) return null;
+    const members = all
+      .map(([c, k, next], r) => ({ c, k, next, r }))
+      .filter((m) => m.c === color)
+      .sort((a, b) => a.k - b.k || a.r - b.r);
+    const slot = Math.max(...members.map((m) => m.next));
+    if (slot >= slots.count) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `no team slot left (${slots.count} in all); raise MPRUN_TEAM_SLOTS`);
+    slots.next = slot + 1;
+    return new Team(this.#ctx, members.map((m) => this.worldRanks[m.r]!), slot);
+  }
+}
