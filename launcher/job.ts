@@ -151,7 +151,9 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     MPRUN_CTRL_FD: '3',
     MPRUN_PARENT_PID: String(process.pid),
   };
-  const nodeArgs = ['--enable-source-maps', join(here, 'rank-main.js'), app, ...opts.args];
+  // MPRUN_NODE_ARGS: extra Node.js flags for every rank (profiling: --cpu-prof, --trace-deopt).
+  const extra = (process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+  const nodeArgs = ['--enable-source-maps', ...extra, join(here, 'rank-main.js'), app, ...opts.args];
   const outputs: Promise<void>[] = [];
 
   const cpuList = native().getAffinity();

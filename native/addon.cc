@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFutex(env, exports);
   InitXpmem(env, exports);
   InitProcess(env, exports);
+  InitReduce(env, exports);
   return exports;
 }
 

@@ -52,6 +52,8 @@ export interface NativeBinding {
   yield(): void;
   /** A full memory fence (mfence): orders non-temporal stores of large copies. */
   fence(): void;
+  /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */
+  reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
   xpmem: NativeXpmem;
 }
 

@@ -20,9 +20,11 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_COLL_CHUNK', default: '256K', help: 'bytes a collective moves per round and rank (pipelining granule)' },
   { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
   { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
+  { name: 'MPRUN_COLL_POLL_US', default: 'auto', help: 'microseconds a collective polls before it waits asynchronously (auto: MPRUN_SPIN_US, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
   { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
   { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
+  { name: 'MPRUN_NODE_ARGS', default: '', help: 'extra Node.js flags for every rank, e.g. --cpu-prof or --trace-deopt (read by mprun)' },
   { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer and wire-up steps to stderr' },
 ];
 
@@ -48,6 +50,7 @@ export interface RuntimeConfig {
   yieldWhileSpinning: boolean;
   blockSliceMs: number;
   recvPollNs: number;
+  collPollNs: number;
   teamSlots: number;
   collBankBytes: number;
   collChunkBytes: number;
@@ -57,6 +60,7 @@ export interface RuntimeConfig {
 export function readConfig(localSize: number): RuntimeConfig {
   const oversubscribed = localSize > cpus().length;
   const spin = env('MPRUN_SPIN_US');
+  const spinMicros = spin === 'auto' ? (oversubscribed ? 20 : 200) : Number(spin);
   const queueBytes = parseBytes(env('MPRUN_QUEUE_SIZE'), 'MPRUN_QUEUE_SIZE');
   if (queueBytes < 4096 || (queueBytes & (queueBytes - 1)) !== 0) throw new RangeError('MPRUN_QUEUE_SIZE must be a power of two of at least 4K');
   const eagerLimit = parseBytes(env('MPRUN_EAGER_LIMIT'), 'MPRUN_EAGER_LIMIT');
@@ -74,10 +78,11 @@ export function readConfig(localSize: number): RuntimeConfig {
     queueBytes,
     // A message must fit in a quarter ring, so that the ring never waits on one record.
     eagerLimit: Math.min(eagerLimit, queueBytes / 4 - 64),
-    spinMicros: spin === 'auto' ? (oversubscribed ? 20 : 200) : Number(spin),
+    spinMicros,
     yieldWhileSpinning: oversubscribed,
     blockSliceMs,
     recvPollNs: env('MPRUN_RECV_POLL_NS') === 'auto' ? (oversubscribed ? 0 : 3000) : Number(env('MPRUN_RECV_POLL_NS')),
+    collPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? (oversubscribed ? 0 : spinMicros * 1000) : Number(env('MPRUN_COLL_POLL_US')) * 1000,
     debug: env('MPRUN_DEBUG') !== '0',
   };
 }

@@ -27,18 +27,12 @@ export interface TeamContext {
   arenaOf(worldRank: number): ArrayBuffer;
   bankBytes: number;
   chunkBytes: number;
+  /** Nanoseconds a collective polls (bounded, driving progress) before it waits asynchronously. */
+  pollNs: number;
   /** The next team slot this rank has not used, and how many there are. */
   slots: { next: number; count: number };
 }
 
-/** Runs a collective's steps, waiting (and driving progress) between them. */
-async function runAsync<T>(steps: Steps<T>, waiter: Waiter): Promise<T> {
-  for (;;) {
-    const r = steps.next();
-    if (r.done === true) return r.value;
-    if (!r.value()) await waiter.wait(r.value, WAKE_SYNC);
-  }
-}
 
 /** The same, blocking this thread (for collectives that return synchronously). */
 function runSync<T>(steps: Steps<T>, waiter: Waiter): T {
@@ -100,24 +94,66 @@ export class Team {
     return root;
   }
 
-  /** Runs collectives one after another, in call order. */
+  /**
+   * Runs collectives one after another, in call order. An idle team runs the
+   * steps at once, polling briefly at each wait; a collective that completes
+   * so (the common small case) costs no async machinery at all.
+   */
   #run<T>(make: () => Steps<T>): Promise<T> {
     if (this.#broken !== null) return Promise.reject(this.#broken);
-    const start = (): Promise<T> =>
-      runAsync(make(), this.#ctx.waiter).catch((e: unknown) => {
-        // A collective that failed half-way leaves the team's rounds out of step.
-        this.#broken ??= e instanceof Error ? e : new Error(String(e));
-        throw e;
-      });
-    const p = this.#inFlight === 0 ? start() : this.#tail.then(start, start);
+    if (this.#inFlight > 0) {
+      const next = (): Promise<T> => this.#run(make);
+      const p = this.#tail.then(next, next);
+      this.#tail = p;
+      return p;
+    }
+    const { waiter, pollNs } = this.#ctx;
+    try {
+      const steps = make();
+      for (;;) {
+        const r = steps.next();
+        if (r.done === true) return Promise.resolve(r.value);
+        if (!waiter.poll(r.value, pollNs)) {
+          const p = this.#continue(steps, r.value);
+          this.#tail = p;
+          return p;
+        }
+      }
+    } catch (e) {
+      return Promise.reject(this.#fail(e));
+    }
+  }
+
+  /** Continues a collective that must wait: asynchronously, driving progress while it waits. */
+  async #continue<T>(steps: Steps<T>, pending: () => boolean): Promise<T> {
+    const { waiter, pollNs } = this.#ctx;
     this.#inFlight++;
-    const settle = (): void => void this.#inFlight--;
-    this.#tail = p.then(settle, settle);
-    return p;
+    try {
+      let ready = pending;
+      for (;;) {
+        await waiter.wait(ready, WAKE_SYNC);
+        for (;;) {
+          const r = steps.next();
+          if (r.done === true) return r.value;
+          ready = r.value;
+          if (!waiter.poll(ready, pollNs)) break;
+        }
+      }
+    } catch (e) {
+      return this.#fail(e);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  /** A collective that failed half-way leaves the team's rounds out of step: later ones fail too. */
+  #fail(e: unknown): never {
+    this.#broken ??= e instanceof Error ? e : new Error(String(e));
+    throw e;
   }
 
   #runSync<T>(make: () => Steps<T>): T {
-    if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'split() while a collective on the same team is in flight; await it first');
+    if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
     if (this.#broken !== null) throw this.#broken;
     return runSync(make(), this.#ctx.waiter);
   }
@@ -150,7 +186,7 @@ export class Team {
   reduce(buf: bigint, op: ReduceOp, root?: number): Promise<bigint | null>;
   reduce(buf: TypedArray | Scalar, op: ReduceOp, root = 0): Promise<TypedArray | Scalar | null> {
     this.#root(root);
-    return this.#reduction(buf, op, KIND.reduce, root).then((v) => (this.rank === root ? v : null));
+    return this.#reduction(buf, op, KIND.reduce, root);
   }
 
   /** Reduces `buf` over the team with `op`, the result everywhere: typed arrays in place (and returned), scalars returned. */
@@ -158,7 +194,7 @@ export class Team {
   allreduce(buf: number, op: ReduceOp): Promise<number>;
   allreduce(buf: bigint, op: ReduceOp): Promise<bigint>;
   allreduce(buf: TypedArray | Scalar, op: ReduceOp): Promise<TypedArray | Scalar> {
-    return this.#reduction(buf, op, KIND.allreduce, 0);
+    return this.#reduction(buf, op, KIND.allreduce, 0) as Promise<TypedArray | Scalar>;
   }
 
   /** Inclusive prefix reduction: team rank i gets buf(0) op ... op buf(i). */
@@ -166,10 +202,10 @@ export class Team {
   scan(buf: number, op: ReduceOp): Promise<number>;
   scan(buf: bigint, op: ReduceOp): Promise<bigint>;
   scan(buf: TypedArray | Scalar, op: ReduceOp): Promise<TypedArray | Scalar> {
-    return this.#reduction(buf, op, KIND.scan, 0);
+    return this.#reduction(buf, op, KIND.scan, 0) as Promise<TypedArray | Scalar>;
   }
 
-  #reduction(buf: TypedArray | Scalar, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number): Promise<TypedArray | Scalar> {
+  #reduction(buf: TypedArray | Scalar, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number): Promise<TypedArray | Scalar | null> {
     let arr: TypedArray;
     let scalar: ((a: TypedArray) => Scalar) | null = null;
     if (isTypedArray(buf)) arr = buf;
@@ -190,7 +226,8 @@ export class Team {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#run(() => this.#engine.reduce(arr, op, kind, root)).then(() => (scalar === null ? arr : scalar(arr)));
+    const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
+    return this.#run(() => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }
 
   /** Every member's value, in team-rank order; typed arrays of one type come back concatenated. */

@@ -99,6 +99,21 @@ export class Waiter {
     }
   }
 
+  /**
+   * Polls `ready()` (driving progress) for at most `ns` nanoseconds; returns
+   * whether it holds. Bounded, so it cannot deadlock; it spares a short wait
+   * the cost of going asynchronous.
+   */
+  poll(ready: () => boolean, ns: number): boolean {
+    if (ns <= 0) return ready();
+    const until = performance.now() + ns / 1e6;
+    for (let i = 1; ; i++) {
+      this.#progress();
+      if (ready()) return true;
+      if ((i & 15) === 0 && performance.now() > until) return false;
+    }
+  }
+
   /** Blocks this thread until `ready()` holds (for synchronous collectives such as alloc). */
   blockUntil(ready: () => boolean, wake: number): void {
     while (this.block(ready, wake) !== READY);

@@ -133,6 +133,7 @@ export class World extends Team {
       },
       bankBytes: config.collBankBytes,
       chunkBytes: config.collChunkBytes,
+      pollNs: config.collPollNs,
       slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
     };
     super(ctx, peers.map((p) => p.rank), WORLD_SLOT);

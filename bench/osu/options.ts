@@ -26,16 +26,18 @@ function parseSize(v: string): number {
   return Number(m[1]) * (m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1024 : 1024 * 1024);
 }
 
-export function parseOsuArgs(argv: readonly string[], defaults: { minSize: number; maxSize: number; bandwidth: boolean }): OsuOptions {
+export function parseOsuArgs(argv: readonly string[], defaults: { minSize: number; maxSize: number; bandwidth: boolean; collective: boolean }): OsuOptions {
   const name = argv[0];
   if (name === undefined || name.startsWith('-')) throw new OsuUsageError('usage: osu NAME [-m [min:]max] [-i ITER] [-x WARMUP] [-W WINDOW] [-f] [-c] [--json]');
   const o: OsuOptions = {
     name,
     minSize: defaults.minSize,
     maxSize: defaults.maxSize,
-    iterations: defaults.bandwidth ? 100 : 10000,
-    skip: defaults.bandwidth ? 10 : 100,
-    iterationsLarge: defaults.bandwidth ? 20 : 1000,
+    // OSU's defaults: point-to-point latency 10000/100 (1000/10 above 8 KiB),
+    // bandwidth 100/10 (20/2), collectives 1000/200 (100/10).
+    iterations: defaults.bandwidth ? 100 : defaults.collective ? 1000 : 10000,
+    skip: defaults.bandwidth ? 10 : defaults.collective ? 200 : 100,
+    iterationsLarge: defaults.bandwidth ? 20 : defaults.collective ? 100 : 1000,
     skipLarge: defaults.bandwidth ? 2 : 10,
     window: 64,
     full: false,

@@ -106,3 +106,28 @@ export async function rmaBandwidth(world: World, o: OsuOptions, op: 'put' | 'get
     if (o.validate && op === 'put' && world.rank === 1) validateRange(win, size, 0);
   }
 }
+
+/** Remote atomics latency on rank 1's memory, per operation (osu_oshm_atomics style). */
+export async function atomicLatency(world: World, o: OsuOptions): Promise<void> {
+  const report = new Report(o, 'mprun OSU-style Atomic Latency Test', 'Latency (us)');
+  if (world.rank === 0) report.header(['Rows: 1 = fetchAdd (Int32Array), 2 = compareSwap (Int32Array), 3 = fetchAdd (BigInt64Array), 4 = compareSwap (BigInt64Array)', JIT_NOTE]);
+  const i32 = world.alloc(Int32Array, 1);
+  const i64 = world.alloc(BigInt64Array, 1);
+  await world.barrier();
+  const kinds: Array<() => Promise<unknown>> = [
+    () => world.atomics.fetchAdd(i32, 0, 1, 1),
+    () => world.atomics.compareSwap(i32, 0, 0, 0, 1),
+    () => world.atomics.fetchAdd(i64, 0, 1n, 1),
+    () => world.atomics.compareSwap(i64, 0, 0n, 0n, 1),
+  ];
+  if (world.rank === 0) {
+    for (const [k, op] of kinds.entries()) {
+      for (let i = 0; i < JIT_WARMUP; i++) await op();
+      const t0 = performance.now();
+      for (let i = 0; i < o.iterations; i++) await op();
+      report.row({ size: k + 1, value: ((performance.now() - t0) * 1000) / o.iterations, iterations: o.iterations });
+    }
+  }
+  await world.barrier();
+  if (o.validate && world.rank === 1 && i32[0] !== JIT_WARMUP + o.iterations) throw new Error(`validation failed: ${i32[0]} fetchAdds arrived`);
+}

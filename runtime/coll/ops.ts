@@ -4,13 +4,17 @@
  * monomorphic in V8 (one shared function over all types would not).
  * Integer arithmetic wraps as in C (Math.imul for 32-bit products).
  */
+import { native } from '../../native/index.js';
 import type { TypedArray } from '../types.js';
 
 export const REDUCE_OPS = ['sum', 'prod', 'min', 'max', 'band', 'bor', 'bxor', 'land', 'lor'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];
 
-/** dst[i] = dst[i] <op> src[i] for i in [lo, hi). */
-export type Kernel = (dst: TypedArray, src: TypedArray, lo: number, hi: number) => void;
+/** dst[dOff + i] = dst[dOff + i] <op> src[sOff + i] for i < n. */
+export type Kernel = (dst: TypedArray, dOff: number, src: TypedArray, sOff: number, n: number) => void;
+
+/** From this many elements on, the native kernel (vectorized C++) beats the JS one despite its call. */
+const NATIVE_FROM = 256;
 
 const FLOAT_TYPES = new Set<unknown>([Float32Array, Float64Array]);
 const BIGINT_TYPES = new Set<unknown>([BigInt64Array, BigUint64Array]);
@@ -34,15 +38,15 @@ function body(op: ReduceOp, big: boolean, imul: boolean): string {
   const zero = big ? '0n' : '0';
   const one = big ? '1n' : '1';
   switch (op) {
-    case 'sum': return 'd[i] += s[i];';
-    case 'prod': return imul ? 'd[i] = Math.imul(d[i], s[i]);' : 'd[i] *= s[i];';
-    case 'min': return 'if (s[i] < d[i]) d[i] = s[i];';
-    case 'max': return 'if (s[i] > d[i]) d[i] = s[i];';
-    case 'band': return 'd[i] &= s[i];';
-    case 'bor': return 'd[i] |= s[i];';
-    case 'bxor': return 'd[i] ^= s[i];';
-    case 'land': return `d[i] = (d[i] !== ${zero} && s[i] !== ${zero}) ? ${one} : ${zero};`;
-    case 'lor': return `d[i] = (d[i] !== ${zero} || s[i] !== ${zero}) ? ${one} : ${zero};`;
+    case 'sum': return 'd[a] += s[b];';
+    case 'prod': return imul ? 'd[a] = Math.imul(d[a], s[b]);' : 'd[a] *= s[b];';
+    case 'min': return 'if (s[b] < d[a]) d[a] = s[b];';
+    case 'max': return 'if (s[b] > d[a]) d[a] = s[b];';
+    case 'band': return 'd[a] &= s[b];';
+    case 'bor': return 'd[a] |= s[b];';
+    case 'bxor': return 'd[a] ^= s[b];';
+    case 'land': return `d[a] = (d[a] !== ${zero} && s[b] !== ${zero}) ? ${one} : ${zero};`;
+    case 'lor': return `d[a] = (d[a] !== ${zero} || s[b] !== ${zero}) ? ${one} : ${zero};`;
   }
 }
 
@@ -56,7 +60,10 @@ export function kernel(Ctor: unknown, op: ReduceOp): Kernel {
     const big = BIGINT_TYPES.has(Ctor);
     const imul = Ctor === Int32Array || Ctor === Uint32Array;
     // A new Function per pair: its own feedback, so its accesses stay monomorphic.
-    k = new Function('d', 's', 'lo', 'hi', `for (let i = lo; i < hi; i++) { ${body(op, big, imul)} }`) as Kernel;
+    const js = new Function('d', 'dOff', 's', 'sOff', 'n', `for (let i = 0; i < n; i++) { const a = dOff + i, b = sOff + i; ${body(op, big, imul)} }`) as Kernel;
+    const code = opCode(op);
+    const reduce = native().reduce;
+    k = (d, dOff, src, sOff, n) => (n < NATIVE_FROM ? js(d, dOff, src, sOff, n) : reduce(d, dOff, src, sOff, n, code));
     byOp.set(op, k);
   }
   return k;
@@ -68,6 +75,6 @@ export function combineScalars(op: ReduceOp, a: bigint, b: bigint): bigint;
 export function combineScalars(op: ReduceOp, a: number | bigint, b: number | bigint): number | bigint {
   const d = typeof a === 'bigint' ? BigInt64Array.of(a) : Float64Array.of(a as number);
   const s = typeof b === 'bigint' ? BigInt64Array.of(b) : Float64Array.of(b as number);
-  kernel(d.constructor, op)(d, s, 0, 1);
+  kernel(d.constructor, op)(d, 0, s, 0, 1);
   return d[0]!;
 }

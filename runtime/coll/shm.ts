@@ -21,7 +21,7 @@
  * them (asynchronously for the Team API, synchronously for split()), and every
  * wait drives the rank's point-to-point progress too.
  */
-import { allocate, DTYPE_MSGPACK, encode, finish, moveCtor, unpackValue } from '../codec.js';
+import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue } from '../codec.js';
 import { MprunError } from '../errors.js';
 import type { TypedArray } from '../types.js';
 import { WAKE_SYNC, type ControlSegment } from '../../transports/xpmem/control.js';
@@ -173,6 +173,14 @@ export class ShmCollectives {
     for (const j of members) {
       if (!this.#published(j, c, stage)) yield () => this.#published(j, c, stage);
     }
+  }
+
+  #acked(j: number, c: number): boolean {
+    return modGE(Atomics.load(this.#i32, this.#t.ackIndex[j]!), c | 0);
+  }
+
+  #whenAcked(j: number, c: number): Ready {
+    return () => this.#acked(j, c);
   }
 
   /** Bank (c & 1) of ours is free once every member has acked round c - 2. */
@@ -435,61 +443,81 @@ export class ShmCollectives {
    * is a reduce-scatter (member i reduces segment i) then an allgather of the
    * segments, both through the banks.
    */
-  *reduce(buf: TypedArray, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number): Steps<void> {
+  /** Returns `result` when it is not a typed array (null for non-roots), else scalar(buf) or buf itself. */
+  *reduce<R>(buf: TypedArray, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number, result: R, scalar: ((a: TypedArray) => R) | null): Steps<R> {
     const { me, size } = this.#t;
     const Ctor = buf.constructor;
     checkOp(op, Ctor);
     const code = opCode(op);
-    const dtype = encode(buf).dtype;
+    const dtype = dtypeOf(buf);
     const k = kernel(Ctor, op);
     const bpe = buf.BYTES_PER_ELEMENT;
     // Contributions in the first half of a bank's data area, results in the second.
     const area = Math.floor(this.#capacity / 2 / 64) * 64;
     const perRound = Math.max(1, Math.floor(Math.min(area, this.#t.chunkBytes) / bpe));
     const rounds = Math.max(1, Math.ceil(buf.length / perRound));
-    const readers = kind === KIND.scan ? range(me + 1) : range(size);
+    const nRead = kind === KIND.scan ? me + 1 : size;
+    const iRead = kind !== KIND.reduce || me === root;
+    const mine = this.#view(me, Ctor);
     for (let r = 0; r < rounds; r++) {
       const c = this.#next();
       const lo = r * perRound;
-      const hi = Math.min(buf.length, lo + perRound);
-      const m = hi - lo;
-      yield* this.#untilBankFree(c);
+      const m = Math.min(buf.length, lo + perRound) - lo;
+      for (let j = 0; j < size; j++) if (!this.#acked(j, c - 2)) yield this.#whenAcked(j, c - 2);
       const at = this.#writeHeader(c, kind, dtype, code, root, buf.byteLength);
-      const contrib = (at / bpe) | 0;
-      const result = ((at + area) / bpe) | 0;
-      const mineView = this.#view(me, Ctor);
-      (mineView as Float64Array).set((buf as Float64Array).subarray(lo, hi), contrib);
+      const contrib = at / bpe;
+      const results = (at + area) / bpe;
+      copyElements(mine, contrib, buf, lo, m);
       this.#publish(c, 1);
-      const iRead = kind !== KIND.reduce || me === root;
       if (iRead) {
-        yield* this.#untilPublished(readers, c, 1);
-        if (r === 0) for (const j of readers) this.#expect(j, c, kind, { dtype, op: code, total: buf.byteLength, ...(kind === KIND.reduce ? { root } : {}) });
+        for (let j = 0; j < nRead; j++) {
+          if (!this.#published(j, c, 1)) yield this.#whenPublished(j, c, 1);
+          if (r === 0) this.#expectReduction(j, c, kind, dtype, code, buf.byteLength, root);
+        }
       }
       const flat = kind !== KIND.allreduce || size === 1 || m * bpe <= ALLREDUCE_FLAT_BYTES;
       if (iRead && flat) {
-        // Fold contributions 0..last into our own buffer, in rank order.
-        const dst = buf.subarray(lo, hi) as TypedArray;
-        (dst as Float64Array).set((this.#view(0, Ctor) as Float64Array).subarray(contrib, contrib + m));
-        for (let j = 1; j < readers.length; j++) k(dst, (this.#view(j, Ctor) as Float64Array).subarray(contrib, contrib + m) as TypedArray, 0, m);
+        // Fold contributions 0..nRead-1 into our own buffer, in rank order.
+        copyElements(buf, lo, this.#view(0, Ctor), contrib, m);
+        for (let j = 1; j < nRead; j++) k(buf, lo, this.#view(j, Ctor), contrib, m);
       } else if (!flat) {
         // Reduce-scatter: this member reduces segment `me` into its result area ...
         const seg = Math.ceil(m / size);
         const s0 = Math.min(m, me * seg);
-        const s1 = Math.min(m, s0 + seg);
-        const out = (mineView as Float64Array).subarray(result + s0, result + s1) as TypedArray;
-        (out as Float64Array).set((this.#view(0, Ctor) as Float64Array).subarray(contrib + s0, contrib + s1));
-        for (let j = 1; j < size; j++) k(out, (this.#view(j, Ctor) as Float64Array).subarray(contrib + s0, contrib + s1) as TypedArray, 0, s1 - s0);
+        const n0 = Math.min(m, s0 + seg) - s0;
+        copyElements(mine, results + s0, this.#view(0, Ctor), contrib + s0, n0);
+        for (let j = 1; j < size; j++) k(mine, results + s0, this.#view(j, Ctor), contrib + s0, n0);
         this.#publish(c, 2);
         // ... then gathers every member's segment.
-        yield* this.#untilPublished(range(size), c, 2);
         for (let j = 0; j < size; j++) {
+          if (!this.#published(j, c, 2)) yield this.#whenPublished(j, c, 2);
           const a = Math.min(m, j * seg);
-          const z = Math.min(m, a + seg);
-          if (z > a) (buf as Float64Array).set((this.#view(j, Ctor) as Float64Array).subarray(result + a, result + z), lo + a);
+          copyElements(buf, lo + a, this.#view(j, Ctor), results + a, Math.min(m, a + seg) - a);
         }
       }
       this.#finish(c);
     }
+    return result === null || scalar === null ? result : scalar(buf);
+  }
+
+  #whenPublished(j: number, c: number, stage: number): Ready {
+    return () => this.#published(j, c, stage);
+  }
+
+  #expectReduction(j: number, c: number, kind: number, dtype: number, op: number, total: number, root: number): void {
+    const h = this.#header(j, c);
+    if (h.kind !== kind || h.dtype !== dtype || h.op !== op || h.total !== total || (kind === KIND.reduce && h.root !== root)) {
+      this.#expect(j, c, kind, kind === KIND.reduce ? { dtype, op, total, root } : { dtype, op, total });
+    }
+  }
+}
+
+/** dst[dOff ..] = src[sOff ..], n elements of one type; a loop for a few, memcpy for more. */
+function copyElements(dst: TypedArray, dOff: number, src: TypedArray, sOff: number, n: number): void {
+  if (n <= 16) {
+    for (let i = 0; i < n; i++) (dst as Float64Array)[dOff + i] = (src as Float64Array)[sOff + i]!;
+  } else {
+    (dst as Float64Array).set((src as Float64Array).subarray(sOff, sOff + n), dOff);
   }
 }
 
