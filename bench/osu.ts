@@ -35,22 +35,23 @@ const BENCHMARKS: Record<string, Bench> = {
 };
 
 const world = await init();
-const name = process.argv[2] ?? '';
-const bench = BENCHMARKS[name];
-if (bench === undefined) {
-  if (world.rank === 0) console.error(`unknown benchmark '${name}'; one of: ${Object.keys(BENCHMARKS).join(', ')}`);
+
+/** A usage error: rank 0 stops the job with it (mprun prints it once); the others wait to be stopped. */
+async function usage(message: string): Promise<never> {
+  if (world.rank === 0) world.abort(2, message);
+  await world.barrier();
   process.exit(2);
 }
+
+const name = process.argv[2] ?? '';
+const bench = BENCHMARKS[name] ?? (await usage(`unknown benchmark '${name}'; one of: ${Object.keys(BENCHMARKS).join(', ')}`));
 let opts: OsuOptions;
 try {
   opts = parseOsuArgs(process.argv.slice(2), { minSize: bench.p2p ? 0 : 1, maxSize: bench.p2p ? 4 * 1024 * 1024 : 1024 * 1024, bandwidth: bench.bandwidth, collective: !bench.p2p });
 } catch (e) {
-  if (world.rank === 0 && e instanceof OsuUsageError) console.error(e.message);
-  process.exit(2);
+  if (!(e instanceof OsuUsageError)) throw e;
+  opts = await usage(e.message);
 }
-if (world.size < bench.minRanks) {
-  if (world.rank === 0) console.error(`${name} needs at least ${bench.minRanks} ranks (mprun -n ${bench.minRanks} bench/osu.ts ${name})`);
-  process.exit(2);
-}
+if (world.size < bench.minRanks) await usage(`${name} needs at least ${bench.minRanks} ranks (mprun -n ${bench.minRanks} bench/osu.ts ${name})`);
 await bench.run(world, opts);
 await world.finalize();

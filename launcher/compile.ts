@@ -5,21 +5,40 @@
  * from the app's directory to absolute paths so that the bundle can live in
  * the job's private directory.
  */
+import { existsSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { basename, join } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import { build, type Plugin } from 'esbuild';
+import { packageRoot } from '../native/index.js';
 
 const builtins = new Set(builtinModules);
+const RUNTIME_DIRS = ['runtime', 'transports', 'native', 'launcher', 'bench'];
+
+/**
+ * The compiled module of one of mprun's own TypeScript sources, so that an app
+ * importing them by path shares the runtime every rank loads (one instance,
+ * and the addon found from dist/), rather than bundling a second copy.
+ */
+function compiledSibling(path: string): string | null {
+  const rel = relative(packageRoot, path);
+  if (rel.startsWith('..') || !RUNTIME_DIRS.includes(rel.split(sep)[0]!) || !rel.endsWith('.ts')) return null;
+  const js = join(packageRoot, 'dist', rel.replace(/\.ts$/, '.js'));
+  return existsSync(js) ? js : null;
+}
 
 const externalizePackages: Plugin = {
   name: 'mprun-externalize-packages',
   setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, async (args) => {
-      if (args.pluginData === 'mprun-resolving') return undefined;
-      if (args.path.startsWith('node:') || builtins.has(args.path) || builtins.has(args.path.split('/')[0]!)) return { path: args.path, external: true };
+    b.onResolve({ filter: /.*/ }, async (args) => {
+      if (args.pluginData === 'mprun-resolving' || args.kind === 'entry-point') return undefined;
+      const bare = !/^[./]/.test(args.path);
+      if (bare && (args.path.startsWith('node:') || builtins.has(args.path) || builtins.has(args.path.split('/')[0]!))) return { path: args.path, external: true };
       const r = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: 'mprun-resolving' });
       if (r.errors.length > 0) return { errors: r.errors };
-      return { path: r.path, external: true };
+      const compiled = compiledSibling(r.path);
+      if (compiled !== null) return { path: compiled, external: true };
+      // Packages stay external, at their absolute paths; the app's own files are bundled.
+      return bare ? { path: r.path, external: true } : undefined;
     });
   },
 };

@@ -1,4 +1,7 @@
 /** The benchmark suite runs (tiny sizes, data validated); no timing is asserted here. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { root, runMprun } from '../helpers.js';
@@ -32,12 +35,40 @@ describe('OSU-style benchmarks', () => {
     });
   }
 
+  for (const [name, n] of [['bw', 2], ['bibw', 2], ['atomic_latency', 2], ['barrier', 3], ['bcast', 3], ['reduce', 3], ['allreduce', 8], ['allgather', 3], ['gather', 3], ['scatter', 3], ['alltoall', 3]] as const) {
+    it(`${name} runs with ${n} ranks and validates, OSU format`, async () => {
+      const r = await runMprun(['-n', String(n), osu, name, '-m', '1:256', '-i', '4', '-x', '1', '-c', '-f']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^# mprun OSU-style /);
+      const rows = r.stdout.trim().split('\n').filter((l) => !l.startsWith('#'));
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(Number(row.trim().split(/\s+/)[1])).toBeGreaterThan(0);
+    });
+  }
+
+  it('compare runs mprun and Open MPI alternately, prints ratios and writes the SVG', async () => {
+    const svg = join(mkdtempSync(join(tmpdir(), 'mprun-plot-')), 'latency.svg');
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'compare.js'), 'latency', '-n', '2', '-m', '0:16', '-i', '20', '-x', '2', '--rounds', '2', '--plot', svg], { encoding: 'utf8', cwd: root });
+    expect(r.stderr).toContain('round 2/2');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('mprun latency vs Open MPI latency, 2 ranks, medians of 2 alternating rounds');
+    const rows = r.stdout.trim().split('\n').filter((l) => !l.startsWith('#')).map((l) => l.trim().split(/\s+/).map(Number));
+    expect(rows.map((x) => x[0])).toEqual([0, 1, 2, 4, 8, 16]);
+    for (const [, ours, theirs, ratio] of rows) {
+      expect(ours).toBeGreaterThan(0);
+      expect(theirs).toBeGreaterThan(0);
+      expect(Math.abs(ratio! - ours! / theirs!) / ratio!).toBeLessThan(0.1); // the figures are printed rounded
+    }
+    expect(readFileSync(svg, 'utf8')).toMatch(/^<svg[\s\S]*<polyline[\s\S]*<polyline[\s\S]*<\/svg>\s*$/);
+  });
+
   it('refuses unknown benchmarks and options', async () => {
     const r = await runMprun(['-n', '2', osu, 'nonsense']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("unknown benchmark 'nonsense'");
+    expect(r.stderr).toMatch(/rank 0 \(pid \d+\) called abort: unknown benchmark 'nonsense'/);
     const r2 = await runMprun(['-n', '2', osu, 'latency', '-q']);
     expect(r2.code).toBe(2);
-    expect(r2.stderr).toContain('unknown option -q');
+    expect(r2.stderr).toMatch(/called abort: unknown option -q/);
   });
 });

@@ -1,0 +1,34 @@
+/** Collectives and teams through real jobs, against serial computations (test/apps/coll.ts). */
+import { afterEach, describe, expect, it } from 'vitest';
+import { app, eventually, rankProcesses, runMprun, shmFiles } from '../helpers.js';
+
+afterEach(async () => {
+  expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
+  expect(shmFiles()).toEqual([]);
+});
+
+describe('collectives', () => {
+  for (const n of [1, 2, 3, 4, 8]) {
+    it(`every collective, operator and type, on the world and on split teams, with ${n} rank(s)`, async () => {
+      const r = await runMprun(['-n', String(n), app('coll.ts')], { killAfterMs: 170_000 });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim().split('\n').sort()).toEqual(Array.from({ length: n }, (_, i) => `coll ok ${i}`).sort());
+    }, 180_000);
+  }
+
+  for (const [kind, message] of [
+    ['length', /collective mismatch: team rank \d \(world rank \d\) passed (64|128) bytes, this rank (128|64)/],
+    ['kind', /collective mismatch: team rank \d \(world rank \d\) called (bcast|allreduce) where this rank called (allreduce|bcast)/],
+    ['type', /collective mismatch: .* passed (Int32Array|Float64Array), this rank (Float64Array|Int32Array)/],
+    ['bcast', /collective mismatch: team rank 0 \(world rank 0\) broadcasts 64 bytes of Float64Array into this rank's Float64Array of 32 bytes/],
+  ] as const) {
+    it(`a mismatched call (${kind}) ends the job with a clear message, not a hang`, async () => {
+      const r = await runMprun(['-n', '3', '--timeout', '30', app('mismatch.ts'), kind]);
+      expect(r.code).not.toBe(0);
+      expect(r.code).not.toBe(124); // not the timeout: the mismatch was detected
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).toMatch(/rank \d \(pid \d+\) exited with code 1; aborting the job/);
+    });
+  }
+});
