@@ -8,7 +8,7 @@
 import { native } from '../native/index.js';
 import { WAKE_SYNC, type ControlSegment } from '../transports/xpmem/control.js';
 import { MprunError } from './errors.js';
-import { KIND, partsOf, ShmCollectives, type Steps } from './coll/shm.js';
+import { KIND, partsOf, ShmCollectives, type Ready, type Steps } from './coll/shm.js';
 import { checkOp, type ReduceOp } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from './types.js';
 import type { Waiter } from './wait.js';
@@ -39,7 +39,7 @@ function runSync<T>(steps: Steps<T>, waiter: Waiter): T {
   for (;;) {
     const r = steps.next();
     if (r.done === true) return r.value;
-    waiter.blockUntil(r.value, WAKE_SYNC);
+    waiter.blockUntil(r.value, r.value.wake ?? WAKE_SYNC);
   }
 }
 
@@ -125,13 +125,13 @@ export class Team {
   }
 
   /** Continues a collective that must wait: asynchronously, driving progress while it waits. */
-  async #continue<T>(steps: Steps<T>, pending: () => boolean): Promise<T> {
+  async #continue<T>(steps: Steps<T>, pending: Ready): Promise<T> {
     const { waiter, pollNs } = this.#ctx;
     this.#inFlight++;
     try {
-      let ready = pending;
+      let ready: Ready = pending;
       for (;;) {
-        await waiter.wait(ready, WAKE_SYNC);
+        await waiter.wait(ready, ready.wake ?? WAKE_SYNC);
         for (;;) {
           const r = steps.next();
           if (r.done === true) return r.value;

@@ -107,9 +107,12 @@ export class Waiter {
   poll(ready: () => boolean, ns: number): boolean {
     if (ns <= 0) return ready();
     const until = performance.now() + ns / 1e6;
+    const n = native();
     for (let i = 1; ; i++) {
       this.#progress();
       if (ready()) return true;
+      // When ranks outnumber cores, the rank we wait for may need this core.
+      if (this.#yield) n.yield();
       if ((i & 15) === 0 && performance.now() > until) return false;
     }
   }

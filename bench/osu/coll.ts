@@ -10,7 +10,7 @@ import { JIT_WARMUP } from './pt2pt.js';
 import { LARGE_MESSAGE_SIZE, loops, sizes, type OsuOptions } from './options.js';
 import { Report } from './report.js';
 
-type Op = (size: number) => { run: () => Promise<unknown>; validate?: () => void };
+type Op = (size: number) => { run: () => Promise<unknown>; validate?: () => void | Promise<void> };
 
 function pattern(n: number, seed: number): Uint8Array {
   const a = new Uint8Array(n);
@@ -32,11 +32,14 @@ function ops(world: World, name: string): Op {
     case 'reduce':
     case 'allreduce': {
       return (size) => {
-        const buf = new Float64Array(Math.max(1, size / 8));
-        const run = name === 'reduce' ? () => world.reduce(buf.fill(me + 1), 'sum', 0) : () => world.allreduce(buf.fill(me + 1), 'sum');
+        // Not refilled between timed calls (OSU does not either); validation refills first.
+        const buf = new Float64Array(Math.max(1, size / 8)).fill(me + 1);
+        const run = name === 'reduce' ? () => world.reduce(buf, 'sum', 0) : () => world.allreduce(buf, 'sum');
         return {
           run,
-          validate: () => {
+          validate: async () => {
+            buf.fill(me + 1);
+            await run();
             if (name === 'allreduce' || me === 0) {
               if (buf[buf.length - 1] !== (n * (n + 1)) / 2) throw new Error(`validation failed: ${name} gave ${buf[buf.length - 1]}`);
             }
@@ -113,7 +116,7 @@ export async function collective(world: World, o: OsuOptions): Promise<void> {
   const title = `mprun OSU-style ${o.name[0]!.toUpperCase()}${o.name.slice(1)} Latency Test`;
   const report = new Report(o, title, 'Avg Latency(us)');
   const make = ops(world, o.name);
-  if (world.rank === 0) report.header([`${world.size} ranks${o.name.includes('reduce') ? '; float64 sum' : ''}`, `untimed calls of the same code first (${JIT_WARMUP} at small sizes), so that V8 has optimized it`]);
+  if (world.rank === 0) report.header([`${world.size} ranks${o.name.includes('reduce') ? '; float64 sum' : ''}`, `untimed calls of the same code first (${JIT_WARMUP} at small sizes, ${JIT_WARMUP / 20} at large), so that V8 has optimized it`]);
   const list = o.name === 'barrier' ? [0] : sizes(o).filter((s) => s > 0 && (!o.name.includes('reduce') || s >= 8));
   for (const size of list) {
     const { iterations, skip } = o.name === 'barrier' ? { iterations: o.iterations, skip: o.skip } : loops(o, size);
@@ -121,9 +124,9 @@ export async function collective(world: World, o: OsuOptions): Promise<void> {
     await world.barrier();
     // Untimed pass of this very closure first: a new closure deoptimizes the
     // timed loop, and V8 needs thousands of calls to optimize it again.
-    await timed(world, op.run, size > LARGE_MESSAGE_SIZE ? Math.min(iterations, 50) : Math.min(JIT_WARMUP, 20 * iterations), 0);
+    await timed(world, op.run, Math.min(size > LARGE_MESSAGE_SIZE ? JIT_WARMUP / 20 : JIT_WARMUP, 20 * iterations), 0);
     const mean = await timed(world, op.run, iterations, skip);
-    if (o.validate) op.validate?.();
+    if (o.validate) await op.validate?.();
     const stats = await world.allgather(Float64Array.of(mean));
     if (world.rank === 0) {
       const avg = stats.reduce((a, b) => a + b, 0) / stats.length;

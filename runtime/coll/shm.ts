@@ -24,11 +24,11 @@
 import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue } from '../codec.js';
 import { MprunError } from '../errors.js';
 import type { TypedArray } from '../types.js';
-import { WAKE_SYNC, type ControlSegment } from '../../transports/xpmem/control.js';
+import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/xpmem/control.js';
 import { checkOp, kernel, opCode, type ReduceOp } from './ops.js';
 
-/** What a collective waits for, polled by the driver. */
-export type Ready = () => boolean;
+/** What a collective waits for, polled by the driver; `wake` is the event class that can make it true. */
+export type Ready = (() => boolean) & { wake?: number };
 export type Steps<T> = Generator<Ready, T, void>;
 
 export const KIND = { barrier: 1, bcast: 2, gather: 3, allgather: 4, scatter: 5, alltoall: 6, reduce: 7, allreduce: 8, scan: 9 } as const;
@@ -150,19 +150,21 @@ export class ShmCollectives {
     return this.#t.bankBytes - this.#headerBytes;
   }
 
-  #ring(): void {
+  /** Wakes the other members sleeping for events of class `wake` (one load each otherwise). */
+  #ring(wake: number): void {
     const ctrl = this.#t.ctrl;
-    for (const l of this.#t.localRanks) ctrl.ring(l, WAKE_SYNC);
+    const locals = this.#t.localRanks;
+    for (let j = 0; j < locals.length; j++) if (j !== this.#t.me) ctrl.ring(locals[j]!, wake);
   }
 
   #publish(c: number, stage: number): void {
     Atomics.store(this.#i32, this.#t.dataIndex[this.#t.me]!, (c * 4 + stage) | 0);
-    this.#ring();
+    this.#ring(WAKE_SYNC);
   }
 
   #finish(c: number): void {
     Atomics.store(this.#i32, this.#t.ackIndex[this.#t.me]!, c);
-    this.#ring();
+    this.#ring(WAKE_ACK);
   }
 
   #published(j: number, c: number, stage: number): boolean {
@@ -180,16 +182,14 @@ export class ShmCollectives {
   }
 
   #whenAcked(j: number, c: number): Ready {
-    return () => this.#acked(j, c);
+    const ready: Ready = () => this.#acked(j, c);
+    ready.wake = WAKE_ACK;
+    return ready;
   }
 
   /** Bank (c & 1) of ours is free once every member has acked round c - 2. */
   *#untilBankFree(c: number): Steps<void> {
-    const i32 = this.#i32;
-    const need = (c - 2) | 0;
-    for (const at of this.#t.ackIndex) {
-      if (!modGE(Atomics.load(i32, at), need)) yield () => modGE(Atomics.load(i32, at), need);
-    }
+    for (let j = 0; j < this.#t.size; j++) if (!this.#acked(j, c - 2)) yield this.#whenAcked(j, c - 2);
   }
 
   #writeHeader(c: number, kind: number, dtype: number, op: number, root: number, total: number): number {
@@ -242,10 +242,7 @@ export class ShmCollectives {
   *barrier(): Steps<void> {
     const c = this.#next();
     this.#finish(c);
-    const i32 = this.#i32;
-    for (const at of this.#t.ackIndex) {
-      if (!modGE(Atomics.load(i32, at), c)) yield () => modGE(Atomics.load(i32, at), c);
-    }
+    for (let j = 0; j < this.#t.size; j++) if (!this.#acked(j, c)) yield this.#whenAcked(j, c);
   }
 
   /** Broadcast: typed arrays in place (and returned); any other value returned on every member. */
