@@ -5,7 +5,6 @@
  * collective arena) are. Collectives on one team run in call order; every
  * member must call them in the same order, as MPI requires.
  */
-import { native } from '../native/index.js';
 import { WAKE_SYNC, type ControlSegment } from '../transports/xpmem/control.js';
 import { MprunError } from './errors.js';
 import { KIND, partsOf, ShmCollectives, type Ready, type Steps } from './coll/shm.js';
@@ -66,7 +65,8 @@ export class Team {
     if (this.rank < 0) throw new MprunError('ERR_MPRUN_ARG', 'this rank is not a member of the team');
     const locals = worldRanks.map((w) => ctx.localRankOf(w));
     if (locals.some((l) => l < 0)) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'a team across nodes needs the cross-node transport');
-    const slotBytes = 2 * ctx.bankBytes;
+    // Each team has its own region of every member's collective arena.
+    const scratchBytes = 2 * ctx.bankBytes;
     this.#engine = new ShmCollectives({
       ctrl: ctx.ctrl,
       me: this.rank,
@@ -76,8 +76,8 @@ export class Team {
       dataIndex: locals.map((l) => ctx.ctrl.teamDataIndex(l, slot)),
       localRanks: locals,
       scratch: worldRanks.map((w) => ctx.arenaOf(w)),
-      scratchOffset: slot * slotBytes,
-      bankBytes: ctx.bankBytes,
+      scratchOffset: slot * scratchBytes,
+      scratchBytes,
       chunkBytes: ctx.chunkBytes,
     });
   }
@@ -158,15 +158,18 @@ export class Team {
     return runSync(make(), this.#ctx.waiter);
   }
 
-  /** Waits for every member (puts to node peers are complete by then). */
+  /**
+   * Waits for every member. Puts to node peers are complete and visible by
+   * then: they are plain stores, ordered before the barrier's own (locked)
+   * store, and large ones, whose memcpy uses non-temporal stores, end with a
+   * fence in put() itself.
+   */
   barrier(): Promise<void> {
-    native().fence();
     return this.#run(() => this.#engine.barrier());
   }
 
   /** Blocks this thread until every member arrives (for synchronous collectives such as alloc). @internal */
   barrierSync(): void {
-    native().fence();
     this.#runSync(() => this.#engine.barrier());
   }
 

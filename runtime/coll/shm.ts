@@ -3,17 +3,17 @@
  *
  * Every member of a team has, in the node control segment, an `ack` and a
  * `data` word for the team (monotonic, never reset), and in its collective
- * arena two banks of scratch memory that the other members have mapped. A
+ * arena a ring of scratch slots that the other members have mapped. A
  * collective runs as rounds; round c (a counter every member advances alike):
- *   - a producer waits until every member has acked round c-2 (the last use
- *     of bank c & 1), writes a header and its data there, and publishes
- *     data = 4c + stage;
+ *   - a producer waits until every member has acked round c - slots (the last
+ *     use of slot c mod slots), writes a header and its data there, and
+ *     publishes data = 4c + stage;
  *   - readers wait for the producers' data words and copy (or reduce) straight
  *     out of the producers' banks: one copy in, one copy out, never through a
  *     third buffer, and readers of one producer copy in parallel;
  *   - every member then sets ack = c.
- * Two banks let a producer fill round c+1 while round c is being read, so a
- * large broadcast is pipelined. The header (kind, type, operator, root,
+ * Several slots let a producer run ahead of slow readers (ranks outnumbering
+ * cores), so a large broadcast is pipelined without waiting for slot reuse. The header (kind, type, operator, root,
  * lengths) lets readers detect members that called a different collective or
  * passed different lengths, and fail with a clear error instead of hanging.
  *
@@ -58,11 +58,11 @@ export interface ShmTeamLayout {
   dataIndex: readonly number[];
   /** Local rank of each member, to ring its doorbell. */
   localRanks: readonly number[];
-  /** Each member's scratch for this team (two banks), mapped here. */
+  /** Each member's scratch for this team (scratchBytes at scratchOffset), mapped here. */
   scratch: readonly ArrayBuffer[];
   scratchOffset: number;
-  bankBytes: number;
-  /** Bytes moved per round and member (pipelining granule). */
+  scratchBytes: number;
+  /** Bytes a reduction moves per round and member; data movement rounds carry twice this. */
   chunkBytes: number;
 }
 
@@ -108,6 +108,9 @@ export class ShmCollectives {
   readonly #t: ShmTeamLayout;
   readonly #i32: Int32Array;
   readonly #headerBytes: number;
+  /** Bytes of one slot (header and data), and how many slots the scratch holds. */
+  readonly #slotBytes: number;
+  readonly #slots: number;
   /** Per member: bytes and int32/float64 views of its scratch, and typed views by element type. */
   readonly #u8: Uint8Array[];
   readonly #h32: Int32Array[];
@@ -119,10 +122,12 @@ export class ShmCollectives {
     this.#t = layout;
     this.#i32 = layout.ctrl.i32;
     this.#headerBytes = Math.ceil((H_PARTS + 8 * (layout.size + 1) + 4 * layout.size) / 64) * 64;
-    if (this.#headerBytes * 4 > layout.bankBytes) throw new MprunError('ERR_MPRUN_ARG', `MPRUN_COLL_BANK of ${layout.bankBytes} bytes is too small for a team of ${layout.size}`);
-    this.#u8 = layout.scratch.map((b) => new Uint8Array(b, layout.scratchOffset, 2 * layout.bankBytes));
-    this.#h32 = layout.scratch.map((b) => new Int32Array(b, layout.scratchOffset, (2 * layout.bankBytes) / 4));
-    this.#h64 = layout.scratch.map((b) => new Float64Array(b, layout.scratchOffset, (2 * layout.bankBytes) / 8));
+    this.#slots = Math.max(2, Math.floor(layout.scratchBytes / (this.#headerBytes + 2 * layout.chunkBytes)));
+    this.#slotBytes = Math.floor(layout.scratchBytes / this.#slots / 64) * 64;
+    if (this.#slotBytes < this.#headerBytes + 4096) throw new MprunError('ERR_MPRUN_ARG', `MPRUN_COLL_BANK of ${layout.scratchBytes / 2} bytes is too small for a team of ${layout.size}`);
+    this.#u8 = layout.scratch.map((b) => new Uint8Array(b, layout.scratchOffset, layout.scratchBytes));
+    this.#h32 = layout.scratch.map((b) => new Int32Array(b, layout.scratchOffset, layout.scratchBytes / 4));
+    this.#h64 = layout.scratch.map((b) => new Float64Array(b, layout.scratchOffset, layout.scratchBytes / 8));
     this.#views = layout.scratch.map(() => new Map());
   }
 
@@ -140,14 +145,14 @@ export class ShmCollectives {
     return this.#c;
   }
 
-  /** Byte offset of the bank round `c` uses, within a member's scratch. */
+  /** Byte offset of the slot round `c` uses, within a member's scratch. */
   #bank(c: number): number {
-    return (c & 1) * this.#t.bankBytes;
+    return ((c >>> 0) % this.#slots) * this.#slotBytes;
   }
 
-  /** Data bytes a bank holds after its header. */
+  /** Data bytes a slot holds after its header. */
   get #capacity(): number {
-    return this.#t.bankBytes - this.#headerBytes;
+    return this.#slotBytes - this.#headerBytes;
   }
 
   /** Wakes the other members sleeping for events of class `wake` (one load each otherwise). */
@@ -187,9 +192,10 @@ export class ShmCollectives {
     return ready;
   }
 
-  /** Bank (c & 1) of ours is free once every member has acked round c - 2. */
+  /** Our slot for round c is free once every member has acked the round that used it last. */
   *#untilBankFree(c: number): Steps<void> {
-    for (let j = 0; j < this.#t.size; j++) if (!this.#acked(j, c - 2)) yield this.#whenAcked(j, c - 2);
+    const last = c - this.#slots;
+    for (let j = 0; j < this.#t.size; j++) if (!this.#acked(j, last)) yield this.#whenAcked(j, last);
   }
 
   #writeHeader(c: number, kind: number, dtype: number, op: number, root: number, total: number): number {
@@ -230,7 +236,7 @@ export class ShmCollectives {
     let v = this.#views[j]!.get(Ctor);
     if (v === undefined) {
       const C = Ctor as { new (b: ArrayBuffer, o: number, l: number): TypedArray; BYTES_PER_ELEMENT: number };
-      v = new C(this.#t.scratch[j]!, this.#t.scratchOffset, (2 * this.#t.bankBytes) / C.BYTES_PER_ELEMENT);
+      v = new C(this.#t.scratch[j]!, this.#t.scratchOffset, this.#t.scratchBytes / C.BYTES_PER_ELEMENT);
       this.#views[j]!.set(Ctor, v);
     }
     return v;
@@ -248,7 +254,7 @@ export class ShmCollectives {
   /** Broadcast: typed arrays in place (and returned); any other value returned on every member. */
   *bcast(data: unknown, root: number): Steps<unknown> {
     const { me } = this.#t;
-    const cap = Math.min(this.#capacity, this.#t.chunkBytes);
+    const cap = this.#capacity;
     let src: Part | null = null;
     if (me === root) src = encodePart(data);
     let rounds = 1;
@@ -303,7 +309,7 @@ export class ShmCollectives {
     const { me, size } = this.#t;
     const kind = root === null ? KIND.allgather : KIND.gather;
     const reader = root === null || root === me;
-    const cap = Math.min(this.#capacity, this.#t.chunkBytes);
+    const cap = this.#capacity;
     const mine = encodePart(value);
     let rounds = 1;
     let dsts: Uint8Array[] = [];
@@ -359,7 +365,7 @@ export class ShmCollectives {
    */
   *#parts(kind: number, producers: number[], mine: Part[] | null, root: number): Steps<{ dtypes: number[]; bytes: Uint8Array[] }> {
     const { me, size } = this.#t;
-    const cap = Math.min(this.#capacity, this.#t.chunkBytes);
+    const cap = this.#capacity;
     const offsets = new Float64Array(size + 1);
     let stream: Part[] = [];
     if (mine !== null) {
@@ -460,7 +466,7 @@ export class ShmCollectives {
       const c = this.#next();
       const lo = r * perRound;
       const m = Math.min(buf.length, lo + perRound) - lo;
-      for (let j = 0; j < size; j++) if (!this.#acked(j, c - 2)) yield this.#whenAcked(j, c - 2);
+      for (let j = 0; j < size; j++) if (!this.#acked(j, c - this.#slots)) yield this.#whenAcked(j, c - this.#slots);
       const at = this.#writeHeader(c, kind, dtype, code, root, buf.byteLength);
       const contrib = at / bpe;
       const results = (at + area) / bpe;
