@@ -1,0 +1,143 @@
+/**
+ * A cluster on this machine, for tests: N nodes, each a network namespace
+ * joined to a bridge by a veth pair, with its own address, its own hostname
+ * (a UTS namespace) and a private /dev/shm (a mount namespace with a tmpfs),
+ * and sshd running inside it, so that `ssh nodeI ...` lands in that node.
+ * Everything it creates (namespaces, links, daemons, keys) it removes on stop.
+ * Needs root, iproute2, unshare and openssh-server.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ClusterNode {
+  name: string;
+  address: string;
+  netns: string;
+}
+
+export interface Cluster {
+  nodes: ClusterNode[];
+  /** The host's address on the cluster network (where mprun's controller listens). */
+  hostAddress: string;
+  /** ssh client configuration naming every node (pass with ssh -F). */
+  sshConfig: string;
+  /** Open MPI style hostfile: `nodeI slots=S`. */
+  hostfile: string;
+  dir: string;
+  stop(): void;
+}
+
+/** Why the cluster cannot be built here, or null when it can. */
+export function clusterUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces, veth, sshd)';
+  for (const tool of ['ip', 'unshare', 'ssh', 'ssh-keygen', '/usr/sbin/sshd']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `needs ${tool} (Debian: iproute2, util-linux, openssh-client, openssh-server)`;
+  }
+  return null;
+}
+
+function run(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function quiet(cmd: string, args: string[]): void {
+  spawnSync(cmd, args, { stdio: 'ignore' });
+}
+
+let clusters = 0;
+
+export async function startCluster(count: number, slots = 2): Promise<Cluster> {
+  const why = clusterUnavailable();
+  if (why !== null) throw new Error(`cannot build the test cluster: ${why}`);
+  const serial = clusters++;
+  const tag = `m${process.pid % 100000}${String.fromCharCode(97 + (serial % 26))}`;
+  const net = `10.${200 + (process.pid % 50)}.${(((process.pid >> 6) % 25) * 10 + serial) % 250}`;
+  const bridge = `${tag}br`;
+  const dir = mkdtempSync(join(tmpdir(), 'mprun-cluster-'));
+  const nodes: ClusterNode[] = [];
+  const daemons: ChildProcess[] = [];
+  const stop = (): void => {
+    for (const d of daemons) {
+      try {
+        process.kill(-d.pid!, 'SIGKILL');
+      } catch {
+        d.kill('SIGKILL');
+      }
+    }
+    for (const n of nodes) quiet('ip', ['netns', 'del', n.netns]);
+    quiet('ip', ['link', 'del', bridge]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    run('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    run('ip', ['addr', 'add', `${net}.254/24`, 'dev', bridge]);
+    run('ip', ['link', 'set', bridge, 'up']);
+    // Keys: one host key for every sshd, one client key for root.
+    run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
+    run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'client_key')]);
+    execFileSync('cp', [join(dir, 'client_key.pub'), join(dir, 'authorized_keys')]);
+    chmodSync(dir, 0o700);
+    if (!existsSync('/run/sshd')) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+    const sshConfig: string[] = [];
+    for (let i = 1; i <= count; i++) {
+      const name = `node${i}`;
+      const netns = `${tag}n${i}`;
+      const address = `${net}.${i}`;
+      nodes.push({ name, address, netns });
+      run('ip', ['netns', 'add', netns]);
+      run('ip', ['link', 'add', `${tag}v${i}`, 'type', 'veth', 'peer', 'name', `${tag}p${i}`]);
+      run('ip', ['link', 'set', `${tag}v${i}`, 'master', bridge]);
+      run('ip', ['link', 'set', `${tag}v${i}`, 'up']);
+      run('ip', ['link', 'set', `${tag}p${i}`, 'netns', netns]);
+      run('ip', ['-n', netns, 'link', 'set', `${tag}p${i}`, 'name', 'eth0']);
+      run('ip', ['-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+      run('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+      run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+      const cfg = join(dir, `sshd_${name}`);
+      writeFileSync(
+        cfg,
+        [
+          `ListenAddress ${address}`,
+          'Port 22',
+          `HostKey ${join(dir, 'host_key')}`,
+          `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+          'PermitRootLogin prohibit-password',
+          'PasswordAuthentication no',
+          'KbdInteractiveAuthentication no',
+          'UsePAM no',
+          'StrictModes no',
+          'PidFile none',
+          'LogLevel ERROR',
+          '',
+        ].join('\n'),
+      );
+      // The node's own hostname and /dev/shm: sshd and every session inherit them.
+      const d = spawn('ip', ['netns', 'exec', netns, 'unshare', '--uts', '--mount', '--propagation', 'private', '--', 'sh', '-c', `hostname ${name} && mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec /usr/sbin/sshd -D -e -f ${cfg}`], {
+        stdio: 'ignore',
+        detached: true,
+      });
+      daemons.push(d);
+      sshConfig.push(`Host ${name}`, `  HostName ${address}`, '  User root', `  IdentityFile ${join(dir, 'client_key')}`, '  StrictHostKeyChecking no', '  UserKnownHostsFile /dev/null', '  LogLevel ERROR', '');
+    }
+    const sshConfigPath = join(dir, 'ssh_config');
+    writeFileSync(sshConfigPath, sshConfig.join('\n'));
+    const hostfile = join(dir, 'hostfile');
+    writeFileSync(hostfile, nodes.map((n) => `${n.name} slots=${slots}`).join('\n') + '\n');
+    // Wait until every sshd answers.
+    for (const n of nodes) {
+      const until = Date.now() + 10_000;
+      for (;;) {
+        const r = spawnSync('ssh', ['-F', sshConfigPath, '-T', '-oBatchMode=yes', '-oConnectTimeout=2', n.name, 'true'], { stdio: 'ignore' });
+        if (r.status === 0) break;
+        if (Date.now() > until) throw new Error(`sshd on ${n.name} (${n.address}) did not come up`);
+        await new Promise((r2) => setTimeout(r2, 100));
+      }
+    }
+    return { nodes, hostAddress: `${net}.254`, sshConfig: sshConfigPath, hostfile, dir, stop };
+  } catch (e) {
+    stop();
+    throw e;
+  }
+}
