@@ -7,6 +7,14 @@ describe('mprun command line', () => {
   it('parses mpirun-style options and leaves the app its own arguments', () => {
     const o = parseArgs(['-np', '4', '-x', 'A=1', '--tag-output', '--timeout=30', '--bind-to', 'none', here, '-n', '9', '--flag']);
     expect(o).toMatchObject({ np: 4, env: { A: '1' }, tagOutput: true, timeoutSeconds: 30, bindTo: 'none', app: here, args: ['-n', '9', '--flag'] });
+    expect(parseArgs(['--host', 'a:2,b:3', '--map-by', 'node', '--oversubscribe', '--launch-agent', 'ssh -p 2222', here])).toMatchObject({
+      np: 5,
+      hosts: [{ host: 'a', slots: 2 }, { host: 'b', slots: 3 }],
+      mapBy: 'node',
+      oversubscribe: true,
+      launchAgent: 'ssh -p 2222',
+    });
+    expect(parseArgs(['--agent', '10.0.0.1:4000', '--node', '2'])).toEqual({ command: 'agent', address: '10.0.0.1:4000', node: 2 });
     expect(parseArgs(['-n', '2', '--', here])).toMatchObject({ np: 2, app: here, args: [] });
   });
 

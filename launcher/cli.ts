@@ -5,6 +5,8 @@
  */
 import { cpus } from 'node:os';
 import { existsSync } from 'node:fs';
+import { agentMain } from './agent.js';
+import { HostError, parseHostList, readHostfile } from './hosts.js';
 import { infoText, packageVersion } from './info.js';
 import { runJob, type JobOptions } from './job.js';
 
@@ -15,11 +17,20 @@ Starts N ranks of a TypeScript or JavaScript program (a .ts app is compiled
 once per job). Every rank calls \`await init()\` from 'mprun'.
 
 Options:
-  -n, -np, --np N      number of ranks (default: the number of cores, ${cpus().length})
+  -n, -np, --np N      number of ranks (default: the slots of --host/--hostfile,
+                       else the number of cores, ${cpus().length})
   -x VAR[=value]       export VAR to every rank (its value here, or the one given)
   --tag-output         prefix each output line with [job,rank]<stdout|stderr>:
   --timeout SECONDS    stop the job (exit code 124) when it runs longer
   --bind-to core|none  bind each rank to a core (default: core when ranks <= cores)
+  --host H[:N],...     run on these nodes, N slots each (default 1)
+  --hostfile FILE      nodes from an Open MPI hostfile ("node slots=N" lines)
+  --map-by slot|node   fill each node in turn (slot, the default) or round-robin (node)
+  --oversubscribe      allow more ranks than the nodes' slots
+  --launch-agent CMD   start node agents with CMD instead of ssh (ssh gets
+                       -T -oBatchMode=yes and $MPRUN_SSH_ARGS)
+  --controller-address ADDR  listen for the nodes there (default: the address
+                       on the route to the first node)
   -h, --help           this text
   -V, --version        the version of mprun
 
@@ -30,8 +41,28 @@ MPRUN_KILL_GRACE_MS. See \`mprun info\` for transports and configuration.
 
 export class UsageError extends Error {}
 
-export function parseArgs(argv: readonly string[]): JobOptions | { command: 'help' | 'version' | 'info' } {
-  const opts: JobOptions = { np: cpus().length, app: '', args: [], env: {}, tagOutput: false, timeoutSeconds: null, bindTo: 'auto' };
+export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number };
+
+export function parseArgs(argv: readonly string[]): JobOptions | Command {
+  const opts: JobOptions = {
+    np: -1,
+    app: '',
+    args: [],
+    env: {},
+    tagOutput: false,
+    timeoutSeconds: null,
+    bindTo: 'auto',
+    hosts: null,
+    mapBy: 'slot',
+    oversubscribe: false,
+    launchAgent: null,
+    controllerAddress: null,
+  };
+  if (argv[0] === '--agent') {
+    const node = Number(argv[3]);
+    if (argv[2] !== '--node' || !Number.isInteger(node) || node < 0 || argv[1] === undefined) throw new UsageError('usage: mprun --agent HOST:PORT --node INDEX (started by mprun itself)');
+    return { command: 'agent', address: argv[1], node };
+  }
   let i = 0;
   const value = (flag: string): string => {
     const v = argv[++i];
@@ -85,6 +116,28 @@ export function parseArgs(argv: readonly string[]): JobOptions | { command: 'hel
         opts.bindTo = v;
         break;
       }
+      case '--host':
+        opts.hosts = [...(opts.hosts ?? []), ...parseHostList(arg())];
+        break;
+      case '--hostfile':
+      case '--machinefile':
+        opts.hosts = [...(opts.hosts ?? []), ...readHostfile(arg())];
+        break;
+      case '--map-by': {
+        const v = arg();
+        if (v !== 'slot' && v !== 'node' && v !== 'core') throw new UsageError(`--map-by takes slot or node, not '${v}'`);
+        opts.mapBy = v === 'node' ? 'node' : 'slot';
+        break;
+      }
+      case '--oversubscribe':
+        opts.oversubscribe = true;
+        break;
+      case '--launch-agent':
+        opts.launchAgent = arg();
+        break;
+      case '--controller-address':
+        opts.controllerAddress = arg();
+        break;
       case '-h':
       case '--help':
         return { command: 'help' };
@@ -97,6 +150,7 @@ export function parseArgs(argv: readonly string[]): JobOptions | { command: 'hel
   }
   const app = argv[i];
   if (app === undefined) throw new UsageError('no program given (see mprun --help)');
+  if (opts.np < 0) opts.np = opts.hosts !== null ? opts.hosts.reduce((a, h) => a + h.slots, 0) : cpus().length;
   opts.app = app;
   opts.args = argv.slice(i + 1);
   if (!existsSync(app)) throw new UsageError(`${app}: no such file`);
@@ -108,13 +162,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     parsed = parseArgs(argv);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof HostError) {
       process.stderr.write(`mprun: ${e.message}\n`);
       return 2;
     }
     throw e;
   }
   if ('command' in parsed) {
+    if (parsed.command === 'agent') return agentMain(parsed.address, parsed.node);
     if (parsed.command === 'help') process.stdout.write(USAGE);
     else if (parsed.command === 'version') process.stdout.write(`mprun ${packageVersion()}\n`);
     else process.stdout.write(infoText());
@@ -124,6 +179,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await runJob(parsed);
   } catch (e) {
     process.stderr.write(`mprun: ${(e as Error).message}\n`);
-    return 1;
+    return e instanceof HostError ? 2 : 1;
   }
 }

@@ -4,7 +4,7 @@
  * each gets every card put before it. Ranks also report finalize and abort
  * here. It listens on a Unix socket in the job's private (0700) directory.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { encodeFrame, serveConnection, type Frame } from './wire.js';
 
 export interface ControllerEvents {
@@ -16,6 +16,12 @@ export interface ControllerEvents {
   rejected(why: string): void;
   /** A rank authenticated. */
   connected(rank: number): void;
+  /** The agent of node `node` authenticated; `send` talks to it. */
+  agentConnected?(node: number, send: (f: Frame) => void): void;
+  /** A frame from the agent of node `node`. */
+  agentFrame?(node: number, f: Frame): void;
+  /** The connection of the agent of node `node` closed. */
+  agentClosed?(node: number): void;
 }
 
 export class Controller {
@@ -28,17 +34,27 @@ export class Controller {
   #fenceWaiting = new Set<number>();
   #fenceEpoch = 0;
 
-  constructor(secret: string, size: number, events: ControllerEvents) {
+  readonly #nodes: number;
+  readonly #agents = new Set<number>();
+
+  constructor(secret: string, size: number, events: ControllerEvents, nodes = 0) {
     this.#secret = secret;
     this.#size = size;
+    this.#nodes = nodes;
     this.#events = events;
     this.#server = createServer((socket) => this.#accept(socket));
   }
 
-  listen(path: string): Promise<void> {
+  /** Listens on a Unix socket path, or on host:0 (TCP) for jobs across nodes; returns the address. */
+  listen(where: { path: string } | { host: string }): Promise<string> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen(path, () => resolve());
+      if ('path' in where) this.#server.listen(where.path, () => resolve(where.path));
+      else
+        this.#server.listen({ host: where.host, port: 0, exclusive: true }, () => {
+          const a = this.#server.address() as AddressInfo;
+          resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+        });
     });
   }
 
@@ -49,10 +65,21 @@ export class Controller {
 
   #accept(socket: Socket): void {
     let rank = -1;
+    let node = -1;
     serveConnection(
       socket,
       this.#secret,
       (auth) => {
+        if (auth.role === 'agent') {
+          const n = auth.node;
+          if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n >= this.#nodes || this.#agents.has(n)) throw new Error(`bad node ${String(n)}`);
+          node = n;
+          this.#agents.add(n);
+          socket.setNoDelay(true);
+          socket.on('close', () => this.#events.agentClosed?.(n));
+          this.#events.agentConnected?.(n, (f) => void socket.write(encodeFrame(f)));
+          return;
+        }
         const r = auth.rank;
         if (typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r >= this.#size || this.#sockets.has(r)) throw new Error(`bad rank ${String(r)}`);
         rank = r;
@@ -62,7 +89,7 @@ export class Controller {
           if (this.#sockets.get(rank) === socket) this.#sockets.delete(rank);
         });
       },
-      (f) => this.#frame(rank, f),
+      (f) => (node >= 0 ? this.#events.agentFrame?.(node, f) : this.#frame(rank, f)),
       (why) => this.#events.rejected(why),
     );
   }

@@ -1,26 +1,29 @@
 /**
- * The job controller of local mode: wire-up service, one process per rank,
- * stdio forwarding, and exit semantics:
+ * The job controller: wire-up service, one agent per node (in mprun itself
+ * for a local job; `mprun --agent` over ssh on other nodes), output
+ * forwarding, and exit semantics:
  * - the job's exit code is that of the lowest rank that failed on its own;
- * - a rank that dies (signal, non-zero exit, or exit without finalize) aborts
- *   the job at once, with a message naming its rank, pid and cause;
+ * - a rank that dies (signal, non-zero exit, or exit without finalize) or a
+ *   node that is lost aborts the job at once, with a message naming the rank
+ *   (pid, cause) or the node;
  * - SIGINT/SIGTERM reach every rank, then SIGKILL after a grace period;
- * - on every path the job's private directory is removed, and ranks die with
- *   mprun (PR_SET_PDEATHSIG), so nothing is left behind.
+ * - on every path the job's private directories are removed, and ranks die
+ *   with their agent, agents with mprun, so nothing is left behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { native } from '../native/index.js';
+import { packageRoot } from '../native/index.js';
 import { readConfig } from '../runtime/config.js';
-import { ControlSegment } from '../transports/xpmem/control.js';
+import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, NodeAgent, type AgentEvent, type LaunchSpec } from './agent.js';
 import { compileApp, needsCompile } from './compile.js';
 import { Controller } from './controller.js';
-import { forwardLines } from './stdio.js';
+import { placeRanks, type HostSlots, type NodePlan } from './hosts.js';
+import { LineSink } from './stdio.js';
+import type { Frame } from './wire.js';
 
 export interface JobOptions {
   np: number;
@@ -32,14 +35,22 @@ export interface JobOptions {
   timeoutSeconds: number | null;
   /** 'core': each rank to one core (the default when ranks <= cores); 'none': let the kernel place them. */
   bindTo: 'core' | 'none' | 'auto';
+  /** Nodes to run on (--host, --hostfile); null: this machine only. */
+  hosts: HostSlots[] | null;
+  mapBy: 'slot' | 'node';
+  oversubscribe: boolean;
+  /** The command that starts agents on other nodes (default: ssh). */
+  launchAgent: string | null;
+  /** The address mprun listens on for nodes (default: the one on the route to them). */
+  controllerAddress: string | null;
 }
 
 /** Exit code when --timeout expires (as timeout(1)). */
 export const TIMEOUT_EXIT_CODE = 124;
 
-interface RankProcess {
+interface RankState {
   rank: number;
-  child: ChildProcess;
+  node: number;
   pid: number;
   exited: boolean;
   connected: boolean;
@@ -48,14 +59,68 @@ interface RankProcess {
   failure: number | null;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
+/** A node's agent, local or remote, as the controller drives it. */
+interface NodeLink {
+  plan: NodePlan;
+  send(f: Frame): void;
+  /** Ranks of this node still running. */
+  live: number;
+  /** Remote only: the ssh (or launch agent) process. */
+  process: ChildProcess | null;
+  connected: boolean;
+  /** When its agent was last heard from (remote only). */
+  lastHeard: number;
+}
 
 function log(message: string): void {
   process.stderr.write(`mprun: ${message}\n`);
 }
 
-function signalNumber(sig: NodeJS.Signals): number {
+function signalNumber(sig: string): number {
   return (osConstants.signals as Record<string, number>)[sig] ?? 15;
+}
+
+/** Splits a command line the way a shell would for simple words and quotes. */
+export function shellWords(cmd: string): string[] {
+  const out: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
+  for (let m = re.exec(cmd); m !== null; m = re.exec(cmd)) out.push(m[1] ?? m[2] ?? m[3]!);
+  return out;
+}
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The launch agent command and, for ssh, the options every call gets. */
+function launchCommand(opts: JobOptions): { cmd: string[]; ssh: boolean } {
+  const cmd = shellWords(opts.launchAgent ?? 'ssh');
+  const ssh = basename(cmd[0] ?? '') === 'ssh';
+  if (ssh) cmd.push('-T', '-oBatchMode=yes', ...shellWords(process.env.MPRUN_SSH_ARGS ?? ''));
+  return { cmd, ssh };
+}
+
+/** The address of `host` as the launch agent will reach it (ssh -G knows ssh's aliases). */
+function resolveAddress(host: string, launch: { cmd: string[]; ssh: boolean }): string {
+  let name = host.replace(/^.*@/, '');
+  if (launch.ssh) {
+    const g = spawnSync(launch.cmd[0]!, ['-G', ...launch.cmd.slice(1).filter((a) => a !== '-T'), host], { encoding: 'utf8' });
+    const m = /^hostname (\S+)$/m.exec(g.stdout ?? '');
+    if (m !== null) name = m[1]!;
+  }
+  if (/^[0-9.]+$/.test(name) || name.includes(':')) return name;
+  const r = spawnSync('getent', ['ahostsv4', name], { encoding: 'utf8' });
+  const ip = /^(\S+)/.exec(r.stdout ?? '')?.[1];
+  if (ip === undefined) throw new Error(`cannot resolve ${host} (${name}); give --controller-address`);
+  return ip;
+}
+
+/** Our address on the route to `ip` (ip route get): the one the nodes can reach back. */
+function routeSource(ip: string): string {
+  const r = spawnSync('ip', ['route', 'get', ip], { encoding: 'utf8' });
+  const src = / src (\S+)/.exec(r.stdout ?? '')?.[1];
+  if (src === undefined) throw new Error(`no route to ${ip}; give --controller-address`);
+  return src;
 }
 
 export async function runJob(opts: JobOptions): Promise<number> {
@@ -63,7 +128,11 @@ export async function runJob(opts: JobOptions): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'mprun-'));
   chmodSync(dir, 0o700);
   const cleanups: Array<() => void> = [() => rmSync(dir, { recursive: true, force: true })];
-  const cleanup = (): void => {
+  try {
+    let app = resolve(opts.app);
+    if (needsCompile(app)) app = await compileApp(app, dir);
+    return await launch(opts, jobId, dir, app, cleanups);
+  } finally {
     for (const c of cleanups.splice(0).reverse()) {
       try {
         c();
@@ -71,145 +140,222 @@ export async function runJob(opts: JobOptions): Promise<number> {
         // keep cleaning
       }
     }
-  };
-  try {
-    let app = resolve(opts.app);
-    if (needsCompile(app)) app = await compileApp(app, dir);
-    return await launch(opts, jobId, dir, app, cleanups);
-  } finally {
-    cleanup();
   }
 }
 
 async function launch(opts: JobOptions, jobId: string, dir: string, app: string, cleanups: Array<() => void>): Promise<number> {
   const secret = randomBytes(32).toString('hex');
-  const config = readConfig(opts.np);
-  const { segment: ctrl, fd: ctrlFd } = ControlSegment.create(opts.np, config.queueBytes, config.teamSlots);
-  cleanups.push(() => {
-    ctrl.unmap();
-    native().closeFd(ctrlFd);
-  });
+  const remote = opts.hosts !== null;
+  const plans: NodePlan[] = remote ? placeRanks(opts.hosts!, opts.np, opts.mapBy, opts.oversubscribe) : [{ host: hostname(), ranks: Array.from({ length: opts.np }, (_, r) => r) }];
+  const launchCmd = launchCommand(opts);
+  const config = readConfig(Math.max(...plans.map((p) => p.ranks.length)));
+  const grace = Number(process.env.MPRUN_KILL_GRACE_MS ?? 2000);
 
-  const ranks: RankProcess[] = [];
+  const ranks: RankState[] = [];
+  plans.forEach((p, node) => p.ranks.forEach((rank) => (ranks[rank] = { rank, node, pid: -1, exited: false, connected: false, finalized: false, failure: null })));
+  const links: NodeLink[] = [];
   let aborting = false;
   let abortCode = 0;
   let killTimer: NodeJS.Timeout | null = null;
   let live = opts.np;
   let allExited!: () => void;
   const done = new Promise<void>((r) => (allExited = r));
-  const grace = Number(process.env.MPRUN_KILL_GRACE_MS ?? 2000);
 
-  const signalAll = (sig: NodeJS.Signals): void => {
-    for (const r of ranks) {
-      if (r.exited) continue;
-      try {
-        process.kill(-r.pid, sig); // the rank's process group: its children too
-      } catch {
-        try {
-          process.kill(r.pid, sig);
-        } catch {
-          // already gone
-        }
-      }
-    }
-  };
+  const tag = (rank: number, stream: string): string => (opts.tagOutput ? `[${jobId},${rank}]<${stream}>:` : '');
+  const sinks = ranks.map((r) => [new LineSink(process.stdout, tag(r.rank, 'stdout')), new LineSink(process.stderr, tag(r.rank, 'stderr'))] as const);
 
   const abort = (reason: string, code: number, sig: NodeJS.Signals = 'SIGTERM'): void => {
     if (aborting) return;
     aborting = true;
     abortCode = code;
     log(reason);
-    ctrl.abort(reason);
-    signalAll(sig);
-    killTimer = setTimeout(() => signalAll('SIGKILL'), grace);
+    for (const l of links) l.send({ t: 'abort', reason, signal: sig });
+    killTimer = setTimeout(() => {
+      for (const l of links) l.send({ t: 'signal', signal: 'SIGKILL' });
+      // An agent that cannot be reached any more: its node is lost; end the wait.
+      setTimeout(() => {
+        for (const r of ranks) if (!r.exited) rankExited(r.rank, r.pid, null, 'SIGKILL');
+      }, grace).unref();
+    }, grace);
   };
 
-  const controller = new Controller(secret, opts.np, {
-    abort: (rank, code, message) => abort(`rank ${rank} (pid ${ranks[rank]?.pid ?? '?'}) called abort: ${message || `exit code ${code}`}`, code),
-    finalized: (rank) => {
-      const r = ranks[rank];
-      if (r !== undefined) r.finalized = true;
+  const rankExited = (rank: number, pid: number, code: number | null, signal: string | null): void => {
+    const r = ranks[rank];
+    if (r === undefined || r.exited) return;
+    r.exited = true;
+    if (pid > 0) r.pid = pid;
+    links[r.node]!.live--;
+    sinks[rank]![0].end();
+    sinks[rank]![1].end();
+    const failed = signal !== null || code !== 0 || (r.connected && !r.finalized && live > 1);
+    if (failed && !aborting) {
+      r.failure = signal !== null ? 128 + signalNumber(signal) : code !== 0 ? code! : 1;
+      const cause = signal !== null ? `was killed by ${signal}` : code !== 0 ? `exited with code ${code}` : 'exited without calling finalize';
+      abort(`rank ${rank} (pid ${r.pid}${remote ? ` on ${plans[r.node]!.host}` : ''}) ${cause}; aborting the job`, r.failure);
+    } else if (failed && signal === null && code !== 0 && code !== abortCode) {
+      r.failure = code; // failed on its own while the job was already aborting
+    }
+    if (--live === 0) allExited();
+  };
+
+  const onEvent = (node: number, e: AgentEvent): void => {
+    switch (e.t) {
+      case 'started':
+        ranks[e.rank]!.pid = e.pid;
+        break;
+      case 'out':
+        sinks[e.rank]?.[e.fd === 1 ? 0 : 1].push(Buffer.from(e.data));
+        break;
+      case 'exit':
+        rankExited(e.rank, e.pid, e.code, e.signal);
+        break;
+      case 'failed':
+        abort(`node ${plans[node]!.host} could not start its ranks: ${e.message}`, 1);
+        for (const rank of plans[node]!.ranks) rankExited(rank, -1, 1, null);
+        break;
+    }
+  };
+
+  const controller = new Controller(
+    secret,
+    opts.np,
+    {
+      abort: (rank, code, message) => abort(`rank ${rank} (pid ${ranks[rank]?.pid ?? '?'}) called abort: ${message || `exit code ${code}`}`, code),
+      finalized: (rank) => {
+        const r = ranks[rank];
+        if (r !== undefined) r.finalized = true;
+      },
+      rejected: (why) => log(`closed a control connection: ${why}`),
+      connected: (rank) => {
+        const r = ranks[rank];
+        if (r !== undefined) r.connected = true;
+      },
+      agentConnected: (node, send) => {
+        const l = links[node]!;
+        l.connected = true;
+        l.lastHeard = Date.now();
+        l.send = send;
+        send({ t: 'launch', spec: spec(node) as unknown as Record<string, unknown> });
+        if (aborting) send({ t: 'abort', reason: 'the job is aborting', signal: 'SIGKILL' });
+      },
+      agentFrame: (node, f) => {
+        links[node]!.lastHeard = Date.now();
+        if (f.t !== 'hb') onEvent(node, f as unknown as AgentEvent);
+      },
+      agentClosed: (node) => nodeLost(node, 'its agent disconnected'),
     },
-    rejected: (why) => log(`closed a control connection: ${why}`),
-    connected: (rank) => {
-      const r = ranks[rank];
-      if (r !== undefined) r.connected = true;
-    },
-  });
-  const socketPath = join(dir, 'control.sock');
-  await controller.listen(socketPath);
+    plans.length,
+  );
+
+  let address: string;
+  if (!remote) {
+    address = await controller.listen({ path: join(dir, 'control.sock') });
+  } else {
+    // On the interface the nodes reach us by, not on every interface.
+    const host = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(plans[0]!.host, launchCmd));
+    address = await controller.listen({ host });
+  }
   cleanups.push(() => controller.close());
 
-  const baseEnv: NodeJS.ProcessEnv = {
-    ...process.env,
+  const jobEnv: Record<string, string> = {
     ...opts.env,
     MPRUN_SIZE: String(opts.np),
-    MPRUN_LOCAL_SIZE: String(opts.np),
     MPRUN_JOBID: jobId,
-    MPRUN_CONTROLLER: socketPath,
+    MPRUN_CONTROLLER: address,
     MPRUN_SECRET: secret,
-    MPRUN_CTRL_FD: '3',
-    MPRUN_PARENT_PID: String(process.pid),
+    MPRUN_NNODES: String(plans.length),
   };
-  // MPRUN_NODE_ARGS: extra Node.js flags for every rank (profiling: --cpu-prof, --trace-deopt).
-  const extra = (process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
-  const nodeArgs = ['--enable-source-maps', ...extra, join(here, 'rank-main.js'), app, ...opts.args];
-  const outputs: Promise<void>[] = [];
+  const appSource = remote ? readFileSync(app, 'utf8') : null;
+  const spec = (node: number): LaunchSpec => ({
+    jobId,
+    nodeIndex: node,
+    node: plans[node]!.host,
+    ranks: plans[node]!.ranks,
+    size: opts.np,
+    app,
+    appSource,
+    args: opts.args,
+    env: jobEnv,
+    bind: opts.bindTo,
+    queueBytes: config.queueBytes,
+    teamSlots: config.teamSlots,
+  });
 
-  const cpuList = native().getAffinity();
-  // As Open MPI: bind to cores unless that would put two ranks on one core.
-  const bind = opts.bindTo === 'core' || (opts.bindTo === 'auto' && opts.np <= cpuList.length);
-  for (let rank = 0; rank < opts.np; rank++) {
-    const rankEnv: NodeJS.ProcessEnv = { ...baseEnv, MPRUN_RANK: String(rank), MPRUN_LOCAL_RANK: String(rank) };
-    if (bind) rankEnv.MPRUN_BIND_CPU = String(cpuList[rank % cpuList.length]);
-    const child = spawn(process.execPath, nodeArgs, {
-      stdio: [rank === 0 ? 'pipe' : 'ignore', 'pipe', 'pipe', ctrlFd],
-      env: rankEnv,
-      detached: true, // its own process group, so that signals reach its children too
-    });
-    const r: RankProcess = { rank, child, pid: child.pid ?? -1, exited: false, connected: false, finalized: false, failure: null };
-    ranks.push(r);
-    const tag = opts.tagOutput ? `[${jobId},${rank}]` : '';
-    outputs.push(forwardLines(child.stdout!, process.stdout, tag === '' ? '' : `${tag}<stdout>:`));
-    outputs.push(forwardLines(child.stderr!, process.stderr, tag === '' ? '' : `${tag}<stderr>:`));
-    child.on('error', (e) => {
-      if (!r.exited) {
-        r.exited = true;
-        r.failure = 127;
-        if (--live === 0) allExited();
-        abort(`rank ${rank} could not start: ${e.message}`, 127);
-      }
-    });
+  const nodeLost = (node: number, why: string): void => {
+    const l = links[node]!;
+    if (l.live <= 0) return;
+    if (!aborting) abort(`node ${plans[node]!.host} lost: ${why}; aborting the job`, 1, 'SIGKILL');
+    for (const rank of plans[node]!.ranks) if (!ranks[rank]!.exited) rankExited(rank, -1, null, 'SIGKILL');
+  };
+
+  plans.forEach((plan, node) => {
+    if (!remote) {
+      const agent = new NodeAgent(spec(node), (e) => onEvent(node, e));
+      const link: NodeLink = {
+        plan,
+        live: plan.ranks.length,
+        process: null,
+        connected: true,
+        lastHeard: Infinity,
+        send: (f) => {
+          if (f.t === 'abort') agent.abort(String(f.reason), f.signal as NodeJS.Signals);
+          else if (f.t === 'signal') agent.signal(f.signal as NodeJS.Signals);
+          else if (f.t === 'stdin') agent.stdin(f.data instanceof Uint8Array ? f.data : null);
+        },
+      };
+      links.push(link);
+      cleanups.push(() => agent.cleanup());
+      agent.start();
+      return;
+    }
+    const remoteCmd = ['cd', shellQuote(process.cwd()), '&&', 'exec', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(address), '--node', String(node)].join(' ');
+    const child = spawn(launchCmd.cmd[0]!, [...launchCmd.cmd.slice(1), plan.host, remoteCmd], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const link: NodeLink = { plan, live: plan.ranks.length, process: child, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined }; // ssh may take a while to connect
+    links.push(link);
+    // The secret goes on stdin, never on a command line; stdin stays open: its end stops the agent.
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(`${secret}\n`);
+    const errors = new LineSink(process.stderr, `mprun: ${plan.host}: `);
+    child.stderr.on('data', (d: Buffer) => errors.push(d));
+    child.stdout.on('data', (d: Buffer) => errors.push(d));
+    child.on('error', (e) => nodeLost(node, `cannot run ${launchCmd.cmd[0]}: ${e.message}`));
     child.on('exit', (code, signal) => {
-      if (r.exited) return;
-      r.exited = true;
-      const failed = signal !== null || code !== 0 || (r.connected && !r.finalized && live > 1);
-      if (failed && !aborting) {
-        r.failure = signal !== null ? 128 + signalNumber(signal) : code !== 0 ? code! : 1;
-        const cause = signal !== null ? `was killed by ${signal}` : code !== 0 ? `exited with code ${code}` : 'exited without calling finalize';
-        abort(`rank ${rank} (pid ${r.pid}) ${cause}; aborting the job`, r.failure);
-      } else if (failed && signal === null && code !== 0 && code !== abortCode) {
-        // failed on its own while the job was already aborting
-        r.failure = code;
-      }
-      if (--live === 0) allExited();
+      errors.end();
+      nodeLost(node, `${basename(launchCmd.cmd[0]!)} exited (${signal ?? `code ${code}`})`);
     });
+    cleanups.push(() => {
+      child.stdin.end();
+      child.kill('SIGTERM');
+    });
+  });
+
+  // Heartbeats with remote agents: a node whose network is cut goes silent, it does not disconnect.
+  if (remote) {
+    const beat = setInterval(() => {
+      links.forEach((l, node) => {
+        if (l.live <= 0) return;
+        if (Date.now() - l.lastHeard > HEARTBEAT_TIMEOUT_MS) nodeLost(node, `no heartbeat for ${HEARTBEAT_TIMEOUT_MS} ms (network or node down)`);
+        else if (l.connected) l.send({ t: 'hb' });
+      });
+    }, HEARTBEAT_MS);
+    cleanups.push(() => clearInterval(beat));
   }
 
-  if (ranks[0]?.child.stdin) {
-    const stdin = ranks[0].child.stdin;
-    stdin.on('error', () => undefined);
-    try {
-      process.stdin.on('error', () => stdin.end());
-      process.stdin.pipe(stdin);
-    } catch {
-      stdin.end();
-    }
+  // stdin goes to rank 0.
+  const rank0 = links[ranks[0]!.node]!;
+  const onStdin = (d: Buffer): void => rank0.send({ t: 'stdin', data: d });
+  const onStdinEnd = (): void => rank0.send({ t: 'stdin', data: null });
+  try {
+    process.stdin.on('data', onStdin);
+    process.stdin.on('end', onStdinEnd);
+    process.stdin.on('error', onStdinEnd);
+  } catch {
+    onStdinEnd();
   }
 
   const onSignal = (sig: NodeJS.Signals): void => {
     if (aborting) {
-      signalAll('SIGKILL');
+      for (const l of links) l.send({ t: 'signal', signal: 'SIGKILL' });
       return;
     }
     abort(`received ${sig}; stopping ${live} rank(s)`, 128 + signalNumber(sig), sig);
@@ -219,15 +365,21 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   process.on('SIGHUP', onTerm);
+  // If mprun itself is about to exit for any reason, take the ranks along.
+  const onExit = (): void => {
+    for (const l of links) l.send({ t: 'signal', signal: 'SIGKILL' });
+  };
+  process.on('exit', onExit);
   cleanups.push(() => {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     process.off('SIGHUP', onTerm);
+    process.off('exit', onExit);
+    process.stdin.off('data', onStdin);
+    process.stdin.off('end', onStdinEnd);
+    process.stdin.off('error', onStdinEnd);
+    process.stdin.pause();
   });
-  // If mprun itself is about to exit for any reason, take the ranks along.
-  const onExit = (): void => signalAll('SIGKILL');
-  process.on('exit', onExit);
-  cleanups.push(() => process.off('exit', onExit));
 
   let timeout: NodeJS.Timeout | null = null;
   if (opts.timeoutSeconds !== null) {
@@ -237,9 +389,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   await done;
   if (timeout !== null) clearTimeout(timeout);
   if (killTimer !== null) clearTimeout(killTimer);
-  process.stdin.unpipe();
-  process.stdin.pause();
-  await Promise.all(outputs);
+  for (const l of links) l.send({ t: 'done' });
 
   const failed = ranks.find((r) => r.failure !== null);
   if (failed !== undefined) return failed.failure!;

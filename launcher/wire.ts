@@ -91,8 +91,14 @@ export function serveConnection(
           socket.destroy();
           return;
         }
+        try {
+          onAuth(f);
+        } catch (e) {
+          onReject(`refused: ${(e as Error).message}`);
+          socket.destroy();
+          return;
+        }
         authed = true;
-        onAuth(f);
         continue;
       }
       try {

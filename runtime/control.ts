@@ -26,9 +26,11 @@ export class ControlClient {
     socket.on('error', () => undefined);
   }
 
+  /** `address`: a Unix socket path (local jobs) or HOST:PORT (jobs across nodes). */
   static connect(address: string, secret: string, rank: number): Promise<ControlClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect(address);
+      const tcp = /^(\[.*\]|[^/]*):(\d+)$/.exec(address);
+      const socket = tcp === null ? connect(address) : connect({ host: tcp[1]!.replace(/^\[|\]$/g, ''), port: Number(tcp[2]) });
       socket.once('error', (e) => reject(new MprunError('ERR_MPRUN_UNREACHABLE', `cannot reach mprun at ${address}: ${e.message}`)));
       socket.once('connect', () => {
         socket.setNoDelay(true);

@@ -13,6 +13,8 @@ describe.skipIf(why !== null)('namespace cluster', () => {
     if (r.status !== 0) throw new Error(`ssh ${node} ${cmd}: ${r.stderr}`);
     return r.stdout.trim();
   };
+  // sshd is the first process of its node's PID namespace
+  const onPidOf = (): string => ssh('node1', 'pgrep -o sshd');
   beforeAll(async () => {
     cluster = await startCluster(2);
   }, 30_000);
@@ -24,6 +26,11 @@ describe.skipIf(why !== null)('namespace cluster', () => {
     expect(ssh('node1', 'ip -4 -o addr show dev eth0')).toContain(`${cluster.nodes[0]!.address}/24`);
     // node2 reaches node1's sshd over the cluster network
     expect(ssh('node2', `timeout 3 bash -c '</dev/tcp/${cluster.nodes[0]!.address}/22' && echo ok`)).toBe('ok');
+  });
+
+  it('gives every node its own processes', () => {
+    const pid = onPidOf();
+    expect(pid).toBe('1');
   });
 
   it('gives every node a private /dev/shm', () => {

@@ -1,7 +1,8 @@
 /**
  * A cluster on this machine, for tests: N nodes, each a network namespace
  * joined to a bridge by a veth pair, with its own address, its own hostname
- * (a UTS namespace) and a private /dev/shm (a mount namespace with a tmpfs),
+ * (a UTS namespace), a private /dev/shm (a mount namespace with a tmpfs) and
+ * its own processes (a PID namespace),
  * and sshd running inside it, so that `ssh nodeI ...` lands in that node.
  * Everything it creates (namespaces, links, daemons, keys) it removes on stop.
  * Needs root, iproute2, unshare and openssh-server.
@@ -113,8 +114,10 @@ export async function startCluster(count: number, slots = 2): Promise<Cluster> {
           '',
         ].join('\n'),
       );
-      // The node's own hostname and /dev/shm: sshd and every session inherit them.
-      const d = spawn('ip', ['netns', 'exec', netns, 'unshare', '--uts', '--mount', '--propagation', 'private', '--', 'sh', '-c', `hostname ${name} && mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec /usr/sbin/sshd -D -e -f ${cfg}`], {
+      // The node's own hostname, /dev/shm and processes (its own PID namespace
+      // and /proc): sshd and every session inherit them. Killing the node's
+      // first process ends every process of the node.
+      const d = spawn('ip', ['netns', 'exec', netns, 'unshare', '--uts', '--mount', '--pid', '--fork', '--mount-proc', '--propagation', 'private', '--', 'sh', '-c', `hostname ${name} && mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec /usr/sbin/sshd -D -e -f ${cfg}`], {
         stdio: 'ignore',
         detached: true,
       });

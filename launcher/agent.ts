@@ -1,0 +1,281 @@
+/**
+ * The node agent (Open MPI's prted, Hydra's proxy, libdsm's arbiter): one per
+ * node. It makes the node's control segment, starts the node's ranks (bound to
+ * cores, dying with it), and relays their output, their exits and the signals
+ * mprun sends. Local jobs run it inside mprun; on other nodes it runs as
+ * `mprun --agent ADDRESS` started over ssh, reads the job secret from its
+ * stdin, and stops its ranks when that stdin closes or mprun's connection
+ * drops, so nothing outlives the job on any node.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { native } from '../native/index.js';
+import { ControlSegment } from '../transports/xpmem/control.js';
+import { encodeFrame, FrameReader, WIRE_VERSION, type Frame } from './wire.js';
+
+/** What mprun tells an agent to start. */
+export interface LaunchSpec {
+  jobId: string;
+  /** Index of this node in the job, and its name. */
+  nodeIndex: number;
+  node: string;
+  /** World ranks on this node, ascending; the index is the local rank. */
+  ranks: number[];
+  size: number;
+  /** The module to run, and its text for agents on other nodes to write locally. */
+  app: string;
+  appSource: string | null;
+  args: string[];
+  /** The job's variables (MPRUN_* and -x); ranks also get the node's own environment. */
+  env: Record<string, string>;
+  bind: 'core' | 'none' | 'auto';
+  queueBytes: number;
+  teamSlots: number;
+}
+
+/** What an agent reports. */
+export type AgentEvent =
+  | { t: 'started'; rank: number; pid: number }
+  | { t: 'out'; rank: number; fd: 1 | 2; data: Uint8Array }
+  | { t: 'exit'; rank: number; pid: number; code: number | null; signal: string | null }
+  | { t: 'failed'; message: string };
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Heartbeat period between mprun and its agents, and the silence after which the other side is lost. */
+export const HEARTBEAT_MS = 1000;
+export const HEARTBEAT_TIMEOUT_MS = Number(process.env.MPRUN_NODE_TIMEOUT_MS ?? 5000);
+
+export class NodeAgent {
+  readonly #spec: LaunchSpec;
+  readonly #emit: (e: AgentEvent) => void;
+  readonly #children = new Map<number, ChildProcess>();
+  readonly #cleanups: Array<() => void> = [];
+
+  constructor(spec: LaunchSpec, emit: (e: AgentEvent) => void) {
+    this.#spec = spec;
+    this.#emit = emit;
+  }
+
+  /** Ranks still running. */
+  get live(): number {
+    return this.#children.size;
+  }
+
+  start(): void {
+    const s = this.#spec;
+    let app = s.app;
+    if (s.appSource !== null) {
+      // On another node: the compiled app is written to a private directory of ours.
+      const dir = mkdtempSync(join(tmpdir(), 'mprun-node-'));
+      chmodSync(dir, 0o700);
+      this.#cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      app = join(dir, basename(s.app));
+      writeFileSync(app, s.appSource);
+    }
+    const nlocal = s.ranks.length;
+    const { segment: ctrl, fd: ctrlFd } = ControlSegment.create(nlocal, s.queueBytes, s.teamSlots);
+    this.#cleanups.push(() => {
+      ctrl.unmap();
+      native().closeFd(ctrlFd);
+    });
+    this.#ctrl = ctrl;
+    const cpus = native().getAffinity();
+    const bind = s.bind === 'core' || (s.bind === 'auto' && nlocal <= cpus.length);
+    const extra = (process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+    const args = ['--enable-source-maps', ...extra, join(here, 'rank-main.js'), app, ...s.args];
+    s.ranks.forEach((rank, local) => {
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        ...s.env,
+        MPRUN_RANK: String(rank),
+        MPRUN_LOCAL_RANK: String(local),
+        MPRUN_LOCAL_SIZE: String(nlocal),
+        MPRUN_NODE_NAME: s.node,
+        MPRUN_NODE_INDEX: String(s.nodeIndex),
+        MPRUN_CTRL_FD: '3',
+        MPRUN_PARENT_PID: String(process.pid),
+      };
+      if (bind) env.MPRUN_BIND_CPU = String(cpus[local % cpus.length]);
+      else delete env.MPRUN_BIND_CPU;
+      const child = spawn(process.execPath, args, {
+        stdio: [rank === 0 ? 'pipe' : 'ignore', 'pipe', 'pipe', ctrlFd],
+        env,
+        detached: true, // its own process group, so that signals reach its children too
+      });
+      this.#children.set(rank, child);
+      const pid = child.pid ?? -1;
+      child.stdout!.on('data', (d: Buffer) => this.#emit({ t: 'out', rank, fd: 1, data: d }));
+      child.stderr!.on('data', (d: Buffer) => this.#emit({ t: 'out', rank, fd: 2, data: d }));
+      child.stdin?.on('error', () => undefined);
+      let exited = false;
+      const exit = (code: number | null, signal: string | null): void => {
+        if (exited) return;
+        exited = true;
+        this.#children.delete(rank);
+        this.#emit({ t: 'exit', rank, pid, code, signal });
+      };
+      child.on('error', (e) => {
+        this.#emit({ t: 'out', rank, fd: 2, data: Buffer.from(`mprun: rank ${rank} could not start: ${e.message}\n`) });
+        exit(127, null);
+      });
+      // 'close': the exit status and the end of its output, in that order.
+      child.on('close', (code, signal) => exit(code, signal));
+      this.#emit({ t: 'started', rank, pid });
+    });
+  }
+
+  #ctrl: ControlSegment | null = null;
+
+  /** Input for rank 0 (null: end of input). */
+  stdin(data: Uint8Array | null): void {
+    const c = this.#children.get(0)?.stdin;
+    if (!c) return;
+    if (data === null) c.end();
+    else c.write(data);
+  }
+
+  /** Marks the job aborted for this node's ranks (they stop waiting) and signals them. */
+  abort(reason: string, sig: NodeJS.Signals): void {
+    this.#ctrl?.abort(reason);
+    this.signal(sig);
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    for (const child of this.#children.values()) {
+      try {
+        process.kill(-child.pid!, sig); // the rank's process group: its children too
+      } catch {
+        try {
+          child.kill(sig);
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }
+
+  cleanup(): void {
+    this.signal('SIGKILL');
+    for (const c of this.#cleanups.splice(0).reverse()) {
+      try {
+        c();
+      } catch {
+        // keep cleaning
+      }
+    }
+  }
+}
+
+/**
+ * `mprun --agent ADDRESS --node INDEX`: the agent process on another node.
+ * The secret comes as the first line of stdin; the end of stdin (mprun or its
+ * ssh gone) or of the connection stops every rank of this node.
+ */
+export async function agentMain(address: string, nodeIndex: number): Promise<number> {
+  const secret = await firstLine(process.stdin);
+  if (secret === null) {
+    process.stderr.write('mprun agent: no job secret on stdin\n');
+    return 2;
+  }
+  // Keep reading stdin, only to learn when it ends (mprun, or its ssh, gone).
+  process.stdin.on('data', () => undefined);
+  process.stdin.resume();
+  const [host, port] = splitAddress(address);
+  const socket = connect({ host, port });
+  socket.setNoDelay(true);
+  let agent: NodeAgent | null = null;
+  let finishing = false;
+  return new Promise<number>((resolve) => {
+    const finish = (code: number): void => {
+      if (finishing) return;
+      finishing = true;
+      agent?.cleanup();
+      socket.destroy();
+      resolve(code);
+    };
+    process.stdin.on('end', () => finish(1));
+    process.stdin.on('close', () => finish(1));
+    socket.on('error', (e) => {
+      process.stderr.write(`mprun agent: connection to mprun at ${address}: ${e.message}\n`);
+      finish(1);
+    });
+    socket.on('close', () => finish(agent !== null && agent.live === 0 ? 0 : 1));
+    socket.on('connect', () => socket.write(encodeFrame({ t: 'auth', v: WIRE_VERSION, secret, role: 'agent', node: nodeIndex, pid: process.pid })));
+    // Heartbeats both ways: a cut network closes no connection, silence does.
+    let lastHeard = Date.now();
+    const beat = setInterval(() => {
+      if (Date.now() - lastHeard > HEARTBEAT_TIMEOUT_MS) {
+        process.stderr.write(`mprun agent: nothing from mprun for ${HEARTBEAT_TIMEOUT_MS} ms; stopping this node's ranks\n`);
+        finish(1);
+      } else if (socket.writable) socket.write(encodeFrame({ t: 'hb' }));
+    }, HEARTBEAT_MS);
+    socket.on('close', () => clearInterval(beat));
+    const reader = new FrameReader();
+    const send = (e: AgentEvent): void => void socket.write(encodeFrame(e as unknown as Frame));
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = reader.push(chunk);
+      } catch (e) {
+        process.stderr.write(`mprun agent: bad frame from mprun: ${(e as Error).message}\n`);
+        finish(1);
+        return;
+      }
+      lastHeard = Date.now();
+      for (const f of frames) {
+        switch (f.t) {
+          case 'launch':
+            try {
+              agent = new NodeAgent(f.spec as LaunchSpec, send);
+              agent.start();
+            } catch (e) {
+              send({ t: 'failed', message: (e as Error).message });
+            }
+            break;
+          case 'stdin':
+            agent?.stdin(f.data instanceof Uint8Array ? f.data : null);
+            break;
+          case 'abort':
+            agent?.abort(String(f.reason), (f.signal as NodeJS.Signals) ?? 'SIGTERM');
+            break;
+          case 'signal':
+            agent?.signal(f.signal as NodeJS.Signals);
+            break;
+          case 'done':
+            finish(0);
+            break;
+        }
+      }
+    });
+  });
+}
+
+export function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  const host = address.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`'${address}' is not HOST:PORT`);
+  return [host, port];
+}
+
+function firstLine(stream: NodeJS.ReadableStream): Promise<string | null> {
+  return new Promise((resolve) => {
+    let text = '';
+    const onData = (d: Buffer | string): void => {
+      text += d.toString();
+      const nl = text.indexOf('\n');
+      if (nl >= 0) {
+        stream.off('data', onData);
+        stream.pause();
+        resolve(text.slice(0, nl).trim());
+      }
+    };
+    stream.on('data', onData);
+    stream.once('end', () => resolve(null));
+  });
+}

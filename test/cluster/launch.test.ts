@@ -1,0 +1,110 @@
+/**
+ * mprun across the namespace cluster: ssh (the default launch path, with the
+ * cluster's ssh configuration in MPRUN_SSH_ARGS) and --launch-agent, hostfiles
+ * and --host, placement, exit codes, signals, a lost node and a cut network.
+ */
+import { spawnSync } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { app, eventually, rankProcesses, runMprun } from '../helpers.js';
+import { clusterUnavailable, startCluster, type Cluster } from './cluster.js';
+
+const why = clusterUnavailable();
+if (why !== null) console.log(`cluster launch tests skipped: ${why}`);
+
+describe.skipIf(why !== null)('mprun across nodes', () => {
+  let cluster: Cluster;
+  let env: Record<string, string>;
+  const where = app('where.ts');
+  const onNode = (node: string, cmd: string): string =>
+    spawnSync('ssh', ['-F', cluster.sshConfig, '-T', '-oBatchMode=yes', node, cmd], { encoding: 'utf8' }).stdout.trim();
+  /** Processes of mprun (agents, ranks) on every node of the cluster. */
+  const leftovers = (): string[] =>
+    cluster.nodes.flatMap((n) => onNode(n.name, "pgrep -af '[m]prun.js --agent|[r]ank-main.js' || true").split('\n').filter((l) => l.trim() !== ''));
+
+  beforeAll(async () => {
+    cluster = await startCluster(2, 2);
+    env = { MPRUN_SSH_ARGS: `-F ${cluster.sshConfig}`, MPRUN_NODE_TIMEOUT_MS: '3000' };
+  }, 30_000);
+  afterAll(() => cluster?.stop());
+  afterEach(async () => {
+    expect(await eventually(() => leftovers().length === 0, 8000)).toBe(true);
+    expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
+  });
+
+  const lines = (out: string): string[] => out.trim().split('\n').filter((l) => l.startsWith('rank ')).sort();
+
+  it('starts ranks on every node of a hostfile over ssh, filling nodes by slot', async () => {
+    const r = await runMprun(['--hostfile', cluster.hostfile, where], { env });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(lines(r.stdout)).toEqual([
+      'rank 0 of 4 on node1 (node node1, local 0 of 2) shm-probe=false',
+      'rank 1 of 4 on node1 (node node1, local 1 of 2) shm-probe=false',
+      'rank 2 of 4 on node2 (node node2, local 0 of 2) shm-probe=false',
+      'rank 3 of 4 on node2 (node node2, local 1 of 2) shm-probe=false',
+    ]);
+  });
+
+  it('--host with --map-by node round-robins, and --launch-agent replaces ssh', async () => {
+    const r = await runMprun(['-n', '4', '--host', 'node1:2,node2:2', '--map-by', 'node', '--launch-agent', `ssh -F ${cluster.sshConfig}`, where]);
+    expect(r.code).toBe(0);
+    expect(lines(r.stdout).map((l) => /^rank (\d) of 4 on (node\d)/.exec(l)!.slice(1).join('@'))).toEqual(['0@node1', '1@node2', '2@node1', '3@node2']);
+  });
+
+  it('a remote rank exiting 5 makes mprun exit 5, naming rank, pid and node', async () => {
+    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'fail', '3', '5'], { env });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/rank 3 \(pid \d+ on node2\) exited with code 5; aborting the job/);
+  });
+
+  it('SIGTERM to mprun stops the ranks on every node', async () => {
+    let sent = false;
+    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'sleep'], {
+      env,
+      onStdout: (text, child) => {
+        if (!sent && (text.match(/pid \d+/g) ?? []).length === 4) {
+          sent = true;
+          child.kill('SIGTERM');
+        }
+      },
+    });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(128 + 15);
+  });
+
+  it('a killed node agent aborts the job within seconds, naming the node', async () => {
+    let killed = false;
+    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'sleep'], {
+      env,
+      onStdout: (text) => {
+        if (!killed && (text.match(/pid \d+/g) ?? []).length === 4) {
+          killed = true;
+          onNode('node2', "pkill -KILL -f '[m]prun.js --agent'");
+        }
+      },
+    });
+    expect(killed).toBe(true);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/node node2 lost/);
+    expect(r.ms).toBeLessThan(20_000);
+  });
+
+  it("a node whose network is cut (veth down) aborts the job within seconds, naming it", async () => {
+    let cut = false;
+    const veth = `${cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
+    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'sleep'], {
+      env,
+      onStdout: (text) => {
+        if (!cut && (text.match(/pid \d+/g) ?? []).length === 4) {
+          cut = true;
+          spawnSync('ip', ['link', 'set', veth, 'down']);
+        }
+      },
+    });
+    spawnSync('ip', ['link', 'set', veth, 'up']);
+    expect(cut).toBe(true);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/node node2 lost: no heartbeat for 3000 ms/);
+    expect(r.ms).toBeLessThan(20_000);
+  });
+});
