@@ -6,7 +6,8 @@
 import { cpus } from 'node:os';
 import { existsSync } from 'node:fs';
 import { agentMain } from './agent.js';
-import { HostError, parseHostList, readHostfile } from './hosts.js';
+import { spawnSync } from 'node:child_process';
+import { HostError, parseHostList, readHostfile, slurmAllocation } from './hosts.js';
 import { infoText, packageVersion } from './info.js';
 import { runJob, type JobOptions } from './job.js';
 
@@ -41,6 +42,12 @@ MPRUN_KILL_GRACE_MS. See \`mprun info\` for transports and configuration.
 
 export class UsageError extends Error {}
 
+function expandSlurmNodes(list: string): string[] {
+  const r = spawnSync('scontrol', ['show', 'hostnames', list], { encoding: 'utf8' });
+  if (r.status !== 0) throw new HostError(`scontrol cannot expand the node list '${list}': ${r.stderr ?? r.error?.message}`);
+  return r.stdout.split('\n').filter((l) => l !== '');
+}
+
 export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number };
 
 export function parseArgs(argv: readonly string[]): JobOptions | Command {
@@ -57,10 +64,12 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
     oversubscribe: false,
     launchAgent: null,
     controllerAddress: null,
+    slurm: false,
   };
   if (argv[0] === '--agent') {
-    const node = Number(argv[3]);
-    if (argv[2] !== '--node' || !Number.isInteger(node) || node < 0 || argv[1] === undefined) throw new UsageError('usage: mprun --agent HOST:PORT --node INDEX (started by mprun itself)');
+    // Under srun, every node's agent has the same command line: its index is SLURM_NODEID.
+    const node = Number(argv[3] === 'slurm' ? process.env.SLURM_NODEID : argv[3]);
+    if (argv[2] !== '--node' || !Number.isInteger(node) || node < 0 || argv[1] === undefined) throw new UsageError('usage: mprun --agent HOST:PORT --node INDEX|slurm (started by mprun itself)');
     return { command: 'agent', address: argv[1], node };
   }
   let i = 0;
@@ -119,6 +128,10 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
       case '--host':
         opts.hosts = [...(opts.hosts ?? []), ...parseHostList(arg())];
         break;
+      case '--no-slurm':
+        // Ignore a surrounding Slurm allocation (run locally, or on --host).
+        delete process.env.SLURM_JOB_ID;
+        break;
       case '--hostfile':
       case '--machinefile':
         opts.hosts = [...(opts.hosts ?? []), ...readHostfile(arg())];
@@ -150,6 +163,11 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
   }
   const app = argv[i];
   if (app === undefined) throw new UsageError('no program given (see mprun --help)');
+  if (opts.hosts === null) {
+    // Inside a Slurm allocation, plain `mprun app` runs on it (srun starts the agents).
+    opts.hosts = slurmAllocation(process.env, expandSlurmNodes);
+    if (opts.hosts !== null) opts.slurm = true;
+  }
   if (opts.np < 0) opts.np = opts.hosts !== null ? opts.hosts.reduce((a, h) => a + h.slots, 0) : cpus().length;
   opts.app = app;
   opts.args = argv.slice(i + 1);

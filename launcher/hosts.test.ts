@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HostError, parseHostfile, parseHostList, placeRanks } from './hosts.js';
+import { HostError, parseHostfile, parseHostList, placeRanks, slurmAllocation } from './hosts.js';
 
 describe('hosts and placement', () => {
   it('parses --host lists and hostfiles', () => {
@@ -22,6 +22,17 @@ describe('hosts and placement', () => {
     expect(placeRanks(hosts, 3, 'slot')).toEqual([{ host: 'a', ranks: [0, 1] }, { host: 'b', ranks: [2] }]);
     expect(placeRanks(hosts, 4, 'node')).toEqual([{ host: 'a', ranks: [0, 2] }, { host: 'b', ranks: [1, 3] }]);
     expect(placeRanks(hosts, 1, 'slot')).toEqual([{ host: 'a', ranks: [0] }]);
+  });
+
+  it('reads a Slurm allocation', () => {
+    const expand = (l: string): string[] => (l === 'n[1-3]' ? ['n1', 'n2', 'n3'] : []);
+    expect(slurmAllocation({}, expand)).toBeNull();
+    expect(slurmAllocation({ SLURM_JOB_ID: '7', SLURM_JOB_NODELIST: 'n[1-3]', SLURM_TASKS_PER_NODE: '2(x2),1' }, expand)).toEqual([
+      { host: 'n1', slots: 2 },
+      { host: 'n2', slots: 2 },
+      { host: 'n3', slots: 1 },
+    ]);
+    expect(() => slurmAllocation({ SLURM_JOB_ID: '7', SLURM_JOB_NODELIST: 'n[1-3]', SLURM_TASKS_PER_NODE: '4' }, expand)).toThrow(/3 nodes but tasks for 1/);
   });
 
   it('refuses more ranks than slots unless oversubscribing', () => {

@@ -97,3 +97,23 @@ export function placeRanks(hosts: HostSlots[], np: number, mapBy: 'slot' | 'node
   }
   return plan.filter((p) => p.ranks.length > 0);
 }
+
+/**
+ * The nodes and task counts of the Slurm allocation this process runs in
+ * (SLURM_JOB_NODELIST expanded by scontrol, SLURM_TASKS_PER_NODE such as
+ * "2(x2),1"), or null outside one.
+ */
+export function slurmAllocation(env: NodeJS.ProcessEnv, expand: (list: string) => string[]): HostSlots[] | null {
+  if (env.SLURM_JOB_ID === undefined) return null;
+  const list = env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST;
+  if (list === undefined) throw new HostError('in a Slurm job, but SLURM_JOB_NODELIST is not set');
+  const names = expand(list);
+  const counts: number[] = [];
+  for (const part of (env.SLURM_TASKS_PER_NODE ?? env.SLURM_JOB_CPUS_PER_NODE ?? '').split(',').filter((p) => p !== '')) {
+    const m = /^(\d+)(?:\(x(\d+)\))?$/.exec(part);
+    if (m === null) throw new HostError(`cannot read SLURM_TASKS_PER_NODE '${part}'`);
+    for (let i = 0; i < Number(m[2] ?? 1); i++) counts.push(Number(m[1]));
+  }
+  if (counts.length !== names.length) throw new HostError(`the allocation has ${names.length} nodes but tasks for ${counts.length}`);
+  return names.map((host, i) => ({ host, slots: counts[i]! }));
+}

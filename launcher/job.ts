@@ -43,6 +43,8 @@ export interface JobOptions {
   launchAgent: string | null;
   /** The address mprun listens on for nodes (default: the one on the route to them). */
   controllerAddress: string | null;
+  /** The hosts are a Slurm allocation's: srun starts the agents. */
+  slurm: boolean;
 }
 
 /** Exit code when --timeout expires (as timeout(1)). */
@@ -100,10 +102,14 @@ function launchCommand(opts: JobOptions): { cmd: string[]; ssh: boolean } {
   return { cmd, ssh };
 }
 
-/** The address of `host` as the launch agent will reach it (ssh -G knows ssh's aliases). */
-function resolveAddress(host: string, launch: { cmd: string[]; ssh: boolean }): string {
+/** The address of `host` as the launch agent will reach it (ssh -G knows ssh's aliases, scontrol Slurm's). */
+function resolveAddress(host: string, launch: { cmd: string[]; ssh: boolean }, slurm: boolean): string {
   let name = host.replace(/^.*@/, '');
-  if (launch.ssh) {
+  if (slurm) {
+    const s = spawnSync('scontrol', ['show', 'node', host], { encoding: 'utf8' });
+    const m = /NodeAddr=(\S+)/.exec(s.stdout ?? '');
+    if (m !== null) name = m[1]!;
+  } else if (launch.ssh) {
     const g = spawnSync(launch.cmd[0]!, ['-G', ...launch.cmd.slice(1).filter((a) => a !== '-T'), host], { encoding: 'utf8' });
     const m = /^hostname (\S+)$/m.exec(g.stdout ?? '');
     if (m !== null) name = m[1]!;
@@ -252,7 +258,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     address = await controller.listen({ path: join(dir, 'control.sock') });
   } else {
     // On the interface the nodes reach us by, not on every interface.
-    const host = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(plans[0]!.host, launchCmd));
+    const host = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(plans[0]!.host, launchCmd, opts.slurm));
     address = await controller.listen({ host });
   }
   cleanups.push(() => controller.close());
@@ -288,6 +294,29 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     for (const rank of plans[node]!.ranks) if (!ranks[rank]!.exited) rankExited(rank, -1, null, 'SIGKILL');
   };
 
+  /** Starts remote agents: `argv` runs them; a lost process loses `nodes`. */
+  const startAgents = (argv: string[], nodes: number[], label: string): void => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    for (const node of nodes) links[node]!.process = child;
+    // The secret goes on stdin, never on a command line; stdin stays open: its end stops the agents.
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(`${secret}\n`);
+    const errors = new LineSink(process.stderr, `mprun: ${label}: `);
+    child.stderr.on('data', (d: Buffer) => errors.push(d));
+    child.stdout.on('data', (d: Buffer) => errors.push(d));
+    child.on('error', (e) => nodes.forEach((n) => nodeLost(n, `cannot run ${argv[0]}: ${e.message}`)));
+    child.on('exit', (code, signal) => {
+      errors.end();
+      nodes.forEach((n) => nodeLost(n, `${basename(argv[0]!)} exited (${signal ?? `code ${code}`})`));
+    });
+    cleanups.push(() => {
+      child.stdin.end();
+      child.kill('SIGTERM');
+    });
+  };
+  const agentCmd = (node: string): string =>
+    ['cd', shellQuote(process.cwd()), '&&', 'exec', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(address), '--node', node].join(' ');
+
   plans.forEach((plan, node) => {
     if (!remote) {
       const agent = new NodeAgent(spec(node), (e) => onEvent(node, e));
@@ -308,26 +337,21 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
       agent.start();
       return;
     }
-    const remoteCmd = ['cd', shellQuote(process.cwd()), '&&', 'exec', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(address), '--node', String(node)].join(' ');
-    const child = spawn(launchCmd.cmd[0]!, [...launchCmd.cmd.slice(1), plan.host, remoteCmd], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const link: NodeLink = { plan, live: plan.ranks.length, process: child, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined }; // ssh may take a while to connect
-    links.push(link);
-    // The secret goes on stdin, never on a command line; stdin stays open: its end stops the agent.
-    child.stdin.on('error', () => undefined);
-    child.stdin.write(`${secret}\n`);
-    const errors = new LineSink(process.stderr, `mprun: ${plan.host}: `);
-    child.stderr.on('data', (d: Buffer) => errors.push(d));
-    child.stdout.on('data', (d: Buffer) => errors.push(d));
-    child.on('error', (e) => nodeLost(node, `cannot run ${launchCmd.cmd[0]}: ${e.message}`));
-    child.on('exit', (code, signal) => {
-      errors.end();
-      nodeLost(node, `${basename(launchCmd.cmd[0]!)} exited (${signal ?? `code ${code}`})`);
-    });
-    cleanups.push(() => {
-      child.stdin.end();
-      child.kill('SIGTERM');
-    });
+    // The agent may take a while to connect (ssh, srun): grace before heartbeats count.
+    links.push({ plan, live: plan.ranks.length, process: null, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined });
+    if (!opts.slurm) startAgents([...launchCmd.cmd, plan.host, agentCmd(String(node))], [node], plan.host);
   });
+  if (remote && opts.slurm) {
+    // One srun for every node's agent, one task per node, stdin (the secret) to all.
+    const nodes = plans.map((p) => p.host);
+    // Where Slurm binds tasks, an agent bound to one CPU would confine its ranks to it.
+    const binds = /TaskPlugin\s*=.*(affinity|cgroup)/.test(spawnSync('scontrol', ['show', 'config'], { encoding: 'utf8' }).stdout ?? '');
+    startAgents(
+      ['srun', `--nodes=${nodes.length}`, `--ntasks=${nodes.length}`, '--ntasks-per-node=1', `--nodelist=${nodes.join(',')}`, '--input=all', '--kill-on-bad-exit=1', ...(binds ? ['--cpu-bind=none'] : []), 'sh', '-c', agentCmd('slurm')],
+      plans.map((_, i) => i),
+      'srun',
+    );
+  }
 
   // Heartbeats with remote agents: a node whose network is cut goes silent, it does not disconnect.
   if (remote) {
