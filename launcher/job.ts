@@ -24,6 +24,7 @@ import { Controller } from './controller.js';
 import { placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
 import type { Frame } from './wire.js';
+import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
 
 export interface JobOptions {
   np: number;
@@ -47,8 +48,7 @@ export interface JobOptions {
   slurm: boolean;
 }
 
-/** Exit code when --timeout expires (as timeout(1)). */
-export const TIMEOUT_EXIT_CODE = 124;
+export { TIMEOUT_EXIT_CODE } from './exit-codes.js';
 
 interface RankState {
   rank: number;
@@ -193,7 +193,8 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     links[r.node]!.live--;
     sinks[rank]![0].end();
     sinks[rank]![1].end();
-    const failed = signal !== null || code !== 0 || (r.connected && !r.finalized && live > 1);
+    // A rank that left because the job is aborting did not fail on its own.
+    const failed = code !== ABORTED_EXIT_CODE && (signal !== null || code !== 0 || (r.connected && !r.finalized && live > 1));
     if (failed && !aborting) {
       r.failure = signal !== null ? 128 + signalNumber(signal) : code !== 0 ? code! : 1;
       const cause = signal !== null ? `was killed by ${signal}` : code !== 0 ? `exited with code ${code}` : 'exited without calling finalize';

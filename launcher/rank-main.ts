@@ -4,6 +4,18 @@
  */
 import { pathToFileURL } from 'node:url';
 import { native } from '../native/index.js';
+import { isMprunError } from '../runtime/errors.js';
+import { ABORTED_EXIT_CODE } from './exit-codes.js';
+
+// A rank whose job is aborting (another rank died, mprun was signalled) sees
+// ERR_MPRUN_ABORTED from its waits. It did not fail: it leaves quietly with a
+// code mprun knows, and mprun has already said why the job stops.
+const leaveIfAborted = (e: unknown): void => {
+  if (isMprunError(e, 'ERR_MPRUN_ABORTED')) process.exit(ABORTED_EXIT_CODE);
+  throw e;
+};
+process.on('uncaughtException', leaveIfAborted);
+process.on('unhandledRejection', leaveIfAborted);
 
 const [nodePath, , app, ...args] = process.argv;
 if (app === undefined) {
