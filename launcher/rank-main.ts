@@ -10,9 +10,11 @@ import { ABORTED_EXIT_CODE } from './exit-codes.js';
 // A rank whose job is aborting (another rank died, mprun was signalled) sees
 // ERR_MPRUN_ABORTED from its waits. It did not fail: it leaves quietly with a
 // code mprun knows, and mprun has already said why the job stops.
+// Anything else is reported as Node would (the error, its stack and fields) with exit code 1.
 const leaveIfAborted = (e: unknown): void => {
   if (isMprunError(e, 'ERR_MPRUN_ABORTED')) process.exit(ABORTED_EXIT_CODE);
-  throw e;
+  console.error(e);
+  process.exit(1);
 };
 process.on('uncaughtException', leaveIfAborted);
 process.on('unhandledRejection', leaveIfAborted);
