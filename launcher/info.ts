@@ -1,4 +1,5 @@
 /** `mprun info`: what this build can do on this machine, like ompi_info / ucx_info -d. */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,12 @@ export function infoText(): string {
     }
     row(t.name, `${status}; reaches ${scope}; latency ${(a.latency * 1e6).toFixed(2)} us, bandwidth ${fmtBandwidth(a.bandwidth)}, map ${a.canMap ? 'yes' : 'no'}, atomics ${a.hardwareAtomics ? 'hardware' : 'none'}`);
   }
+  out.push('');
+  out.push('Launchers:');
+  const has = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+  row('local', 'available; the agent runs inside mprun (no --host, no Slurm allocation)');
+  row('ssh', has('ssh') ? 'available; --host/--hostfile start `mprun --agent` with ssh -T -oBatchMode=yes ($MPRUN_SSH_ARGS), or --launch-agent CMD' : 'unavailable: no ssh in PATH (--launch-agent CMD still works)');
+  row('slurm', process.env.SLURM_JOB_ID !== undefined ? `in allocation ${process.env.SLURM_JOB_ID} (${process.env.SLURM_JOB_NODELIST ?? '?'}): plain mprun runs on it with srun` : has('srun') ? 'available inside an allocation (salloc/sbatch); not in one now' : 'unavailable: no srun in PATH');
   out.push('');
   out.push('XPMEM backends (best first):');
   const chosen = backendName();

@@ -136,6 +136,9 @@ describe('command line', () => {
     expect(r.stdout).toMatch(/shm: available/);
     expect(r.stdout).toMatch(/cma: available; copies only/);
     expect(r.stdout).toContain('MPRUN_HEAP_SIZE');
+    expect(r.stdout).toMatch(/local: available/);
+    expect(r.stdout).toMatch(/ssh: (available|unavailable)/);
+    expect(r.stdout).toMatch(/slurm: /);
   });
 });
 
