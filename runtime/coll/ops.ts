@@ -68,13 +68,3 @@ export function kernel(Ctor: unknown, op: ReduceOp): Kernel {
   }
   return k;
 }
-
-/** Applies `op` to two scalars (numbers or bigints), for tests and scalar paths. */
-export function combineScalars(op: ReduceOp, a: number, b: number): number;
-export function combineScalars(op: ReduceOp, a: bigint, b: bigint): bigint;
-export function combineScalars(op: ReduceOp, a: number | bigint, b: number | bigint): number | bigint {
-  const d = typeof a === 'bigint' ? BigInt64Array.of(a) : Float64Array.of(a as number);
-  const s = typeof b === 'bigint' ? BigInt64Array.of(b) : Float64Array.of(b as number);
-  kernel(d.constructor, op)(d, 0, s, 0, 1);
-  return d[0]!;
-}

@@ -26,6 +26,8 @@ const u8 = world.alloc(Uint8Array, 33);
 equal(f.length, 100, 'alloc length');
 check(f.every((x) => x === 0), 'alloc zero-fills');
 check(f.byteOffset % 64 === 0 && i32.byteOffset % 64 === 0, 'allocations are cache-line aligned');
+const usage = world.heapUsage();
+check(usage.used >= 800 + 64 + 128 + 64 && usage.size >= usage.used, 'heapUsage counts the allocations');
 const empty = world.alloc(Float32Array, 0);
 equal(empty.length, 0, 'zero-length allocation');
 

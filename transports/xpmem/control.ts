@@ -50,7 +50,6 @@ export const WAKE_HEAP = 2;
 export const WAKE_SYNC = 4;
 /** A member's end of a collective round (barriers and bank reuse wait for these). */
 export const WAKE_ACK = 8;
-export const WAKE_ANY = WAKE_MESSAGE | WAKE_HEAP | WAKE_SYNC | WAKE_ACK;
 
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
