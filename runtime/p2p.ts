@@ -50,13 +50,24 @@ interface PendingRecv {
   into: TypedArray | null;
 }
 
+/** Whether a received message's data is the prefix of `into` (it was assembled there). */
+function landedIn(m: Message, into: TypedArray): boolean {
+  const d = m.data as TypedArray;
+  return ArrayBuffer.isView(d) && d.buffer === into.buffer && d.byteOffset === into.byteOffset && d.constructor === into.constructor;
+}
+
 function describe(v: unknown): string {
   if (v === null) return 'null';
   return typeof v === 'object' ? ((v as object).constructor?.name ?? 'object') : typeof v;
 }
 
-function matches(m: { source: number; tag: number }, source: number, tag: number): boolean {
-  return (source === ANY_SOURCE || m.source === source) && (tag === ANY_TAG || m.tag === tag);
+function matches(m: Message, source: number, tag: number): boolean {
+  return matchesPair(m.source, m.tag, source, tag);
+}
+
+/** Whether a message from `mSource` with `mTag` answers a receive of (source, tag). */
+function matchesPair(mSource: number, mTag: number, source: number, tag: number): boolean {
+  return (source === ANY_SOURCE || mSource === source) && (tag === ANY_TAG || mTag === tag);
 }
 
 export class Messenger implements RecordSink {
@@ -79,8 +90,12 @@ export class Messenger implements RecordSink {
   readonly #assembling: Array<{ tag: number; dtype: number; dst: TypedArray; filled: number } | null>;
   #lastPolled: Message | null = null;
   #nextSource = 0;
-  /** The recvInto being served by the synchronous fast path, if any. */
-  #fastInto: { source: number; tag: number; into: TypedArray } | null = null;
+  /** The recvInto being served by the synchronous fast path, if any (no allocation per call). */
+  #fastInto: TypedArray | null = null;
+  #fastSource = 0;
+  #fastTag = 0;
+  /** The message the last #receive returned at once, if it did. */
+  #lastReady: Message | null = null;
   /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
   readonly #pollNs: number;
 
@@ -125,12 +140,11 @@ export class Messenger implements RecordSink {
    */
   #destination(source: number, tag: number, dtype: number, bytes: number): TypedArray | null {
     let into: TypedArray | null = null;
-    const fast = this.#fastInto;
-    if (fast !== null) {
-      if (matches({ source, tag }, fast.source, fast.tag)) into = fast.into;
+    if (this.#fastInto !== null) {
+      if (matchesPair(source, tag, this.#fastSource, this.#fastTag)) into = this.#fastInto;
     } else {
       for (const r of this.#recvs) {
-        if (matches({ source, tag }, r.source, r.tag)) {
+        if (matchesPair(source, tag, r.source, r.tag)) {
           into = r.into;
           break;
         }
@@ -220,8 +234,11 @@ export class Messenger implements RecordSink {
    */
   recvInto<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
     if (dtypeOf(into) === DTYPE_MSGPACK) throw new TypeError('recvInto needs a typed array to receive into');
-    return this.#receive(source, tag, into).then((m) => {
-      if (m.data instanceof into.constructor && (m.data as TypedArray).buffer === into.buffer && (m.data as TypedArray).byteOffset === into.byteOffset) return m as Message<T>;
+    const got = this.#receive(source, tag, into);
+    // Already there, in our buffer: no further promise.
+    if (this.#lastReady !== null && landedIn(this.#lastReady, into)) return got as Promise<Message<T>>;
+    return got.then((m) => {
+      if (landedIn(m, into)) return m as Message<T>;
       // It arrived before the receive was posted (or did not fit): check, then copy.
       const d = m.data;
       if (!ArrayBuffer.isView(d) || d.constructor !== into.constructor) {
@@ -243,7 +260,11 @@ export class Messenger implements RecordSink {
     // has first claim). Poll for a few microseconds before going async: a
     // reply already in flight lands then, and a bounded poll cannot deadlock.
     if (m === null && this.#recvs.length === 0 && this.#sendsPending === 0) {
-      if (into !== null) this.#fastInto = { source, tag, into };
+      if (into !== null) {
+        this.#fastInto = into;
+        this.#fastSource = source;
+        this.#fastTag = tag;
+      }
       try {
         m = this.#tryRecv(source, tag);
         if (m === null && this.#pollNs > 0) {
@@ -257,6 +278,7 @@ export class Messenger implements RecordSink {
         this.#fastInto = null;
       }
     }
+    this.#lastReady = m;
     if (m !== null) return Promise.resolve(m);
     const r: PendingRecv = { source, tag, message: null, into };
     this.#recvs.push(r);
