@@ -51,6 +51,16 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
     expect(lines(r.stdout).map((l) => /^rank (\d) of 4 on (node\d)/.exec(l)!.slice(1).join('@'))).toEqual(['0@node1', '1@node2', '2@node1', '3@node2']);
   });
 
+  it('a connection to mprun without the secret, or with garbage, from another node is closed and logged; the job goes on', async () => {
+    const r = await runMprun(['--hostfile', cluster.hostfile, app('intruder-raw.ts')], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('intruder closed: wrong secret');
+    expect(r.stdout).toContain('intruder closed: garbage');
+    expect(r.stdout.match(/rank \d done/g)).toHaveLength(4);
+    expect(r.stderr).toContain('closed a control connection: wrong job secret');
+    expect(r.stderr).toMatch(/closed a control connection: (frame length|undecodable|frame without)/);
+  });
+
   it('a remote rank exiting 5 makes mprun exit 5, naming rank, pid and node', async () => {
     const r = await runMprun(['--hostfile', cluster.hostfile, where, 'fail', '3', '5'], { env });
     expect(r.code).toBe(5);
