@@ -16,7 +16,12 @@ describe.skipIf(why !== null)('mprun under Slurm', () => {
   beforeAll(async () => {
     slurm = await startSlurm(2);
   }, 60_000);
-  afterAll(() => slurm?.stop());
+  afterAll(() => {
+    slurm?.stop();
+    // Nothing of the job or of the fixture outlives it.
+    const left = spawnSync('pgrep', ['-a', 'slurmstepd|slurmd|slurmctld|munged'], { encoding: 'utf8' }).stdout.trim();
+    expect(left).toBe('');
+  });
 
   it('plain `mprun app` uses the allocation: its nodes, and -n from its task count', async () => {
     const r = salloc(['-N2', '-n4', process.execPath, mprunBin, app('where.ts')]);

@@ -5,7 +5,7 @@
  * (salloc, srun, scontrol) find it through SLURM_CONF in `env`.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -32,11 +32,25 @@ export async function startSlurm(cpusPerNode = 2): Promise<SlurmCluster> {
   chmodSync(dir, 0o755);
   const daemons: ChildProcess[] = [];
   const stop = (): void => {
+    // Let every job and step end first, so that no slurmstepd outlives its slurmd.
+    const env = { ...process.env, SLURM_CONF: join(dir, 'slurm.conf') };
+    spawnSync('scancel', ['--full', '--user=root'], { env, stdio: 'ignore' });
+    const drained = Date.now() + 10_000;
+    while (Date.now() < drained && (spawnSync('squeue', ['-h'], { env, encoding: 'utf8' }).stdout ?? '').trim() !== '') spawnSync('sleep', ['0.2']);
     // SIGTERM first: the daemons stop their own helpers (slurmscriptd, slurmstepd).
     for (const d of daemons) d.kill('SIGTERM');
     const end = Date.now() + 5000;
     while (daemons.some((d) => d.exitCode === null && d.signalCode === null && alive(d.pid!)) && Date.now() < end) spawnSync('sleep', ['0.1']);
     for (const d of daemons) if (alive(d.pid!)) d.kill('SIGKILL');
+    // Any step daemon of ours still running holds files in our spool directories.
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      try {
+        if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('slurmstepd')) continue;
+        if (readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkSafe(`/proc/${pid}/fd/${fd}`).startsWith(dir))) process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -106,6 +120,14 @@ export async function startSlurm(cpusPerNode = 2): Promise<SlurmCluster> {
   } catch (e) {
     stop();
     throw e;
+  }
+}
+
+function readlinkSafe(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
   }
 }
 
