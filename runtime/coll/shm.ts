@@ -25,7 +25,7 @@ import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue
 import { MprunError } from '../errors.js';
 import type { TypedArray } from '../types.js';
 import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/xpmem/control.js';
-import { checkOp, kernel, opCode, type ReduceOp } from './ops.js';
+import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 
 /** What a collective waits for, polled by the driver; `wake` is the event class that can make it true. */
 export type Ready = (() => boolean) & { wake?: number };
@@ -450,10 +450,7 @@ export class ShmCollectives {
   *reduce<R>(buf: TypedArray, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number, result: R, scalar: ((a: TypedArray) => R) | null): Steps<R> {
     const { me, size } = this.#t;
     const Ctor = buf.constructor;
-    checkOp(op, Ctor);
-    const code = opCode(op);
-    const dtype = dtypeOf(buf);
-    const k = kernel(Ctor, op);
+    const { code, dtype, k } = this.#plan(Ctor, op);
     const bpe = buf.BYTES_PER_ELEMENT;
     // Contributions in the first half of a bank's data area, results in the second.
     const area = Math.floor(this.#capacity / 2 / 64) * 64;
@@ -503,13 +500,31 @@ export class ShmCollectives {
     return result === null || scalar === null ? result : scalar(buf);
   }
 
+  /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
+  readonly #plans = new Map<unknown, Map<string, { code: number; dtype: number; k: Kernel }>>();
+
+  #plan(Ctor: unknown, op: ReduceOp): { code: number; dtype: number; k: Kernel } {
+    let byOp = this.#plans.get(Ctor);
+    if (byOp === undefined) this.#plans.set(Ctor, (byOp = new Map()));
+    let plan = byOp.get(op);
+    if (plan === undefined) {
+      checkOp(op, Ctor);
+      plan = { code: opCode(op), dtype: dtypeOf(new (Ctor as { new (n: number): TypedArray })(0)), k: kernel(Ctor, op) };
+      byOp.set(op, plan);
+    }
+    return plan;
+  }
+
   #whenPublished(j: number, c: number, stage: number): Ready {
     return () => this.#published(j, c, stage);
   }
 
+  /** The hot-path check: reads the header words in place, and builds the message only on a mismatch. */
   #expectReduction(j: number, c: number, kind: number, dtype: number, op: number, total: number, root: number): void {
-    const h = this.#header(j, c);
-    if (h.kind !== kind || h.dtype !== dtype || h.op !== op || h.total !== total || (kind === KIND.reduce && h.root !== root)) {
+    const b = this.#bank(c);
+    const h = this.#h32[j]!;
+    const w = b >> 2;
+    if (h[w + H_KIND] !== kind || h[w + H_DTYPE] !== dtype || h[w + H_OP] !== op || this.#h64[j]![(b + H_TOTAL * 4) >> 3] !== total || (kind === KIND.reduce && h[w + H_ROOT] !== root)) {
       this.#expect(j, c, kind, kind === KIND.reduce ? { dtype, op, total, root } : { dtype, op, total });
     }
   }
