@@ -50,6 +50,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const HEARTBEAT_MS = 1000;
 export const HEARTBEAT_TIMEOUT_MS = Number(process.env.MPRUN_NODE_TIMEOUT_MS ?? 5000);
 
+/** How long an exited rank's output may take to drain before its exit is reported anyway. */
+const OUTPUT_DRAIN_MS = 1000;
+
 export class NodeAgent {
   readonly #spec: LaunchSpec;
   readonly #emit: (e: AgentEvent) => void;
@@ -123,8 +126,19 @@ export class NodeAgent {
         this.#emit({ t: 'out', rank, fd: 2, data: Buffer.from(`mprun: rank ${rank} could not start: ${e.message}\n`) });
         exit(127, null);
       });
-      // 'close': the exit status and the end of its output, in that order.
-      child.on('close', (code, signal) => exit(code, signal));
+      // Report the exit once its output has drained ('close'), but not later than
+      // a second after it: a child the rank left behind may hold its stdout open.
+      child.on('exit', (code, signal) => {
+        const late = setTimeout(() => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+          exit(code, signal);
+        }, OUTPUT_DRAIN_MS);
+        child.once('close', () => {
+          clearTimeout(late);
+          exit(code, signal);
+        });
+      });
       this.#emit({ t: 'started', rank, pid });
     });
   }

@@ -8,7 +8,9 @@
  *   stdin          rank 0 echoes its stdin, upper-cased
  *   env NAME       every rank prints NAME's value
  *   lines          every rank prints two lines and one without a newline
+ *   leave-child    rank 0 starts a child that keeps its stdout for 30 s, then exits
  */
+import { spawn } from 'node:child_process';
 import { init } from 'mprun';
 
 const [mode, a, b] = process.argv.slice(2);
@@ -44,6 +46,13 @@ switch (mode) {
     break;
   case 'env':
     console.log(`${me}:${process.env[a!] ?? '<unset>'}`);
+    break;
+  case 'leave-child':
+    if (me === 0) {
+      const c = spawn('sleep', ['30'], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+      console.log(`child ${c.pid}`);
+      c.unref();
+    }
     break;
   case 'lines':
     process.stdout.write(`first ${me}\nsecond ${me}\nno newline ${me}`);

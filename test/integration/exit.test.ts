@@ -81,6 +81,21 @@ describe('exit semantics', () => {
 });
 
 describe('stdio and environment', () => {
+  it('a rank that leaves a child holding its stdout does not hold the job', async () => {
+    const r = await runMprun(['-n', '2', exitApp, 'leave-child']);
+    expect(r.code).toBe(0);
+    expect(r.ms).toBeLessThan(10_000);
+    const child = Number(/child (\d+)/.exec(r.stdout)?.[1]);
+    expect(child).toBeGreaterThan(0);
+    // The child left for a process group of its own (detached), beyond mprun's reach by design of
+    // the app; the test ends it.
+    try {
+      process.kill(child, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+
   it('stdin goes to rank 0', async () => {
     const r = await runMprun(['-n', '2', exitApp, 'stdin'], { input: 'hello ranks\n' });
     expect(r.code).toBe(0);
