@@ -15,7 +15,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { ControlSegment } from '../transports/xpmem/control.js';
-import { encodeFrame, FrameReader, WIRE_VERSION, type Frame } from './wire.js';
+import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from './wire.js';
 
 /** What mprun tells an agent to start. */
 export interface LaunchSpec {
@@ -199,8 +199,12 @@ export async function agentMain(address: string, nodeIndex: number): Promise<num
   // Keep reading stdin, only to learn when it ends (mprun, or its ssh, gone).
   process.stdin.on('data', () => undefined);
   process.stdin.resume();
-  const [host, port] = splitAddress(address);
-  const socket = connect({ host, port });
+  const tcp = parseTcpAddress(address);
+  if (tcp === null) {
+    process.stderr.write(`mprun agent: '${address}' is not HOST:PORT\n`);
+    return 2;
+  }
+  const socket = connect(tcp);
   socket.setNoDelay(true);
   let agent: NodeAgent | null = null;
   let finishing = false;
@@ -267,14 +271,6 @@ export async function agentMain(address: string, nodeIndex: number): Promise<num
       }
     });
   });
-}
-
-export function splitAddress(address: string): [string, number] {
-  const i = address.lastIndexOf(':');
-  const host = address.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`'${address}' is not HOST:PORT`);
-  return [host, port];
 }
 
 function firstLine(stream: NodeJS.ReadableStream): Promise<string | null> {

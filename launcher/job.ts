@@ -10,7 +10,7 @@
  * - on every path the job's private directories are removed, and ranks die
  *   with their agent, agents with mprun, so nothing is left behind.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -63,12 +63,9 @@ interface RankState {
 
 /** A node's agent, local or remote, as the controller drives it. */
 interface NodeLink {
-  plan: NodePlan;
   send(f: Frame): void;
   /** Ranks of this node still running. */
   live: number;
-  /** Remote only: the ssh (or launch agent) process. */
-  process: ChildProcess | null;
   connected: boolean;
   /** When its agent was last heard from (remote only). */
   lastHeard: number;
@@ -298,7 +295,6 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   /** Starts remote agents: `argv` runs them; a lost process loses `nodes`. */
   const startAgents = (argv: string[], nodes: number[], label: string): void => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    for (const node of nodes) links[node]!.process = child;
     // The secret goes on stdin, never on a command line; stdin stays open: its end stops the agents.
     child.stdin.on('error', () => undefined);
     child.stdin.write(`${secret}\n`);
@@ -322,9 +318,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     if (!remote) {
       const agent = new NodeAgent(spec(node), (e) => onEvent(node, e));
       const link: NodeLink = {
-        plan,
         live: plan.ranks.length,
-        process: null,
         connected: true,
         lastHeard: Infinity,
         send: (f) => {
@@ -339,7 +333,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
       return;
     }
     // The agent may take a while to connect (ssh, srun): grace before heartbeats count.
-    links.push({ plan, live: plan.ranks.length, process: null, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined });
+    links.push({ live: plan.ranks.length, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined });
     if (!opts.slurm) startAgents([...launchCmd.cmd, plan.host, agentCmd(String(node))], [node], plan.host);
   });
   if (remote && opts.slurm) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameError, FrameReader, MAX_FRAME, secretMatches } from './wire.js';
+import { encodeFrame, FrameError, FrameReader, MAX_FRAME, parseTcpAddress, secretMatches } from './wire.js';
 
 describe('control wire format', () => {
   it('reassembles frames split at any byte', () => {
@@ -21,6 +21,14 @@ describe('control wire format', () => {
     expect(() => new FrameReader().push(len(0))).toThrow(FrameError);
     expect(() => new FrameReader().push(Buffer.concat([len(1), Buffer.from([0xc1])]))).toThrow(FrameError);
     expect(() => new FrameReader().push(Buffer.concat([len(1), Buffer.from([0x01])]))).toThrow(/without a type/);
+  });
+
+  it('tells TCP addresses from Unix socket paths', () => {
+    expect(parseTcpAddress('10.1.2.254:4000')).toEqual({ host: '10.1.2.254', port: 4000 });
+    expect(parseTcpAddress('[fd00::1]:22')).toEqual({ host: 'fd00::1', port: 22 });
+    expect(parseTcpAddress('/tmp/mprun-x/control.sock')).toBeNull();
+    expect(parseTcpAddress('node1:0')).toBeNull();
+    expect(parseTcpAddress(':4000')).toBeNull();
   });
 
   it('compares secrets in constant time and only strings', () => {

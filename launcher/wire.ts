@@ -112,3 +112,12 @@ export function serveConnection(
   });
   socket.on('error', () => socket.destroy());
 }
+
+/** HOST:PORT (IPv6 hosts in brackets) as its parts, or null for anything else (a Unix socket path). */
+export function parseTcpAddress(address: string): { host: string; port: number } | null {
+  const m = /^(\[[^\]]*\]|[^/:\[\]]*):(\d+)$/.exec(address);
+  if (m === null) return null;
+  const port = Number(m[2]);
+  if (m[1] === '' || port <= 0 || port > 65535) return null;
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}

@@ -1,7 +1,7 @@
 /** A rank's connection to the job controller: business cards, fence, abort, finalize. */
 import { connect, type Socket } from 'node:net';
 import { MprunError } from './errors.js';
-import { encodeFrame, FrameReader, WIRE_VERSION, type Frame } from '../launcher/wire.js';
+import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../launcher/wire.js';
 
 export class ControlClient {
   readonly #socket: Socket;
@@ -29,8 +29,8 @@ export class ControlClient {
   /** `address`: a Unix socket path (local jobs) or HOST:PORT (jobs across nodes). */
   static connect(address: string, secret: string, rank: number): Promise<ControlClient> {
     return new Promise((resolve, reject) => {
-      const tcp = /^(\[.*\]|[^/]*):(\d+)$/.exec(address);
-      const socket = tcp === null ? connect(address) : connect({ host: tcp[1]!.replace(/^\[|\]$/g, ''), port: Number(tcp[2]) });
+      const tcp = parseTcpAddress(address);
+      const socket = tcp === null ? connect(address) : connect(tcp);
       socket.once('error', (e) => reject(new MprunError('ERR_MPRUN_UNREACHABLE', `cannot reach mprun at ${address}: ${e.message}`)));
       socket.once('connect', () => {
         socket.setNoDelay(true);

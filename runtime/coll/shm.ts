@@ -25,6 +25,7 @@ import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue
 import { MprunError } from '../errors.js';
 import type { TypedArray } from '../types.js';
 import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/xpmem/control.js';
+import { TypedViews } from '../../transports/xpmem/views.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 
 /** What a collective waits for, polled by the driver; `wake` is the event class that can make it true. */
@@ -115,7 +116,7 @@ export class ShmCollectives {
   readonly #u8: Uint8Array[];
   readonly #h32: Int32Array[];
   readonly #h64: Float64Array[];
-  readonly #views: Map<unknown, TypedArray>[];
+  readonly #views: TypedViews[];
   #c = 0;
 
   constructor(layout: ShmTeamLayout) {
@@ -128,7 +129,7 @@ export class ShmCollectives {
     this.#u8 = layout.scratch.map((b) => new Uint8Array(b, layout.scratchOffset, layout.scratchBytes));
     this.#h32 = layout.scratch.map((b) => new Int32Array(b, layout.scratchOffset, layout.scratchBytes / 4));
     this.#h64 = layout.scratch.map((b) => new Float64Array(b, layout.scratchOffset, layout.scratchBytes / 8));
-    this.#views = layout.scratch.map(() => new Map());
+    this.#views = layout.scratch.map((b) => new TypedViews(b, layout.scratchOffset, layout.scratchBytes));
   }
 
   get size(): number {
@@ -233,13 +234,7 @@ export class ShmCollectives {
 
   /** A view of member j's scratch as `Ctor` elements. */
   #view(j: number, Ctor: unknown): TypedArray {
-    let v = this.#views[j]!.get(Ctor);
-    if (v === undefined) {
-      const C = Ctor as { new (b: ArrayBuffer, o: number, l: number): TypedArray; BYTES_PER_ELEMENT: number };
-      v = new C(this.#t.scratch[j]!, this.#t.scratchOffset, this.#t.scratchBytes / C.BYTES_PER_ELEMENT);
-      this.#views[j]!.set(Ctor, v);
-    }
-    return v;
+    return this.#views[j]!.of(Ctor);
   }
 
   // --- collectives -------------------------------------------------------------

@@ -30,11 +30,16 @@ export interface Cluster {
   stop(): void;
 }
 
+/** Whether `tool` (a name in PATH, or a path) can be run. */
+export function hasTool(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+
 /** Why the cluster cannot be built here, or null when it can. */
 export function clusterUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces, veth, sshd)';
   for (const tool of ['ip', 'unshare', 'ssh', 'ssh-keygen', '/usr/sbin/sshd']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `needs ${tool} (Debian: iproute2, util-linux, openssh-client, openssh-server)`;
+    if (!hasTool(tool)) return `needs ${tool} (Debian: iproute2, util-linux, openssh-client, openssh-server)`;
   }
   return null;
 }

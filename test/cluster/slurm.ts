@@ -7,6 +7,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
+import { hasTool } from './cluster.js';
 import { join } from 'node:path';
 
 export interface SlurmCluster {
@@ -20,7 +21,7 @@ export interface SlurmCluster {
 export function slurmUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (slurmd runs jobs as any user)';
   for (const tool of ['/usr/sbin/slurmctld', '/usr/sbin/slurmd', '/usr/sbin/munged', 'salloc', 'srun', 'scontrol']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `needs ${tool} (Debian: slurm-wlm, munge)`;
+    if (!hasTool(tool)) return `needs ${tool} (Debian: slurm-wlm, munge)`;
   }
   return null;
 }

@@ -22,6 +22,7 @@
 import { moveCtor } from '../../runtime/codec.js';
 import type { TypedArray } from '../../runtime/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
+import { TypedViews } from './views.js';
 
 export const KIND_EAGER = 1;
 export const KIND_FIRST = 2;
@@ -58,10 +59,11 @@ export class NodeQueues {
   readonly #head: Int32Array;
   readonly #seqIn: Int32Array;
   /** Views of the segment by element type, so that payloads move with TypedArray.set/slice. */
-  readonly #views = new Map<unknown, TypedArray>();
+  readonly #views: TypedViews;
   constructor(ctrl: ControlSegment, me: number) {
     this.#ctrl = ctrl;
     this.#i32 = ctrl.i32;
+    this.#views = new TypedViews(ctrl.buffer);
     this.#me = me;
     this.#cap = ctrl.ringBytes;
     this.#mask = ctrl.ringBytes - 1;
@@ -81,15 +83,6 @@ export class NodeQueues {
   /** The bytes of message data in one fragment (a multiple of 8, so every element type divides it). */
   get fragmentBytes(): number {
     return (this.#cap / 4 - HEADER - FIRST_EXTRA) & ~7;
-  }
-
-  #view(Ctor: { new (b: ArrayBuffer): TypedArray }): TypedArray {
-    let v = this.#views.get(Ctor);
-    if (v === undefined) {
-      v = new Ctor(this.#ctrl.buffer);
-      this.#views.set(Ctor, v);
-    }
-    return v;
   }
 
   /**
@@ -151,7 +144,7 @@ export class NodeQueues {
     if (at < 0) return false;
     this.#i32[(at >> 2) + 2] = tag;
     if (bytes > 0) {
-      const view = this.#view(moveCtor(dtype));
+      const view = this.#views.of(moveCtor(dtype));
       (view as Float64Array).set(payload as Float64Array, (at + HEADER) / view.BYTES_PER_ELEMENT);
     }
     this.#commit(dest, at, bytes, KIND_EAGER | (dtype << 4));
@@ -174,7 +167,7 @@ export class NodeQueues {
       this.#i32[w + 4] = payload.byteLength % 0x100000000;
       this.#i32[w + 5] = Math.floor(payload.byteLength / 0x100000000);
     }
-    const view = this.#view(moveCtor(dtype));
+    const view = this.#views.of(moveCtor(dtype));
     const bpe = view.BYTES_PER_ELEMENT;
     (view as Float64Array).set((payload as Float64Array).subarray(offset / bpe, (offset + length) / bpe), (at + HEADER + extra) / bpe);
     this.#commit(dest, at, extra + length, (first ? KIND_FIRST : KIND_NEXT) | (dtype << 4));
@@ -212,7 +205,7 @@ export class NodeQueues {
     const dtype = (meta >> 4) & 0xf;
     const kind = meta & 0xf;
     const length = size - HEADER - (meta >> 8);
-    const view = this.#view(moveCtor(dtype));
+    const view = this.#views.of(moveCtor(dtype));
     const data = (w << 2) + HEADER;
     if (kind === KIND_EAGER) {
       sink.eager(source, tag, dtype, view, data, length);
