@@ -18,6 +18,8 @@ export type { ReduceOp } from './coll/ops.js';
 export interface TeamContext {
   ctrl: ControlSegment;
   waiter: Waiter;
+  /** Throws when the rank's runtime is finalized (teams then have no memory to work in). */
+  checkLive(): void;
   /** This rank's world rank. */
   worldRank: number;
   /** The node-local rank of a world rank, or -1 if it is on another node. */
@@ -101,6 +103,11 @@ export class Team {
    */
   #run<T>(make: () => Steps<T>): Promise<T> {
     if (this.#broken !== null) return Promise.reject(this.#broken);
+    try {
+      this.#ctx.checkLive();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.#inFlight > 0) {
       const next = (): Promise<T> => this.#run(make);
       const p = this.#tail.then(next, next);
@@ -153,6 +160,7 @@ export class Team {
   }
 
   #runSync<T>(make: () => Steps<T>): T {
+    this.#ctx.checkLive();
     if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
     if (this.#broken !== null) throw this.#broken;
     return runSync(make(), this.#ctx.waiter);

@@ -121,9 +121,14 @@ export class World extends Team {
     waiter: Waiter;
   }) {
     const { env, config, ctrl, peers, waiter } = parts;
+    // The teams' liveness is this world's; `self` is set once super() has run.
+    let self: World | null = null;
     const ctx: TeamContext = {
       ctrl,
       waiter,
+      checkLive: () => {
+        if (self !== null) self.#live();
+      },
       worldRank: env.rank,
       localRankOf: (w) => peers[w]!.localRank,
       arenaOf: (w) => {
@@ -137,6 +142,7 @@ export class World extends Team {
       slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
     };
     super(ctx, peers.map((p) => p.rank), WORLD_SLOT);
+    self = this;
     const me = peers[env.rank]!;
     this.#shared = new Team(ctx, peers.filter((p) => p.node === me.node).map((p) => p.rank), SHARED_SLOT);
     this.local = { rank: env.localRank, size: env.localSize };

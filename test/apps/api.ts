@@ -258,3 +258,6 @@ console.log(`api ok ${rank}`);
 await world.finalize();
 check(world.finalized, 'finalized');
 throws(() => world.put(f, src, right), MprunError, 'use after finalize');
+await rejects(() => world.barrier(), MprunError, 'barrier after finalize');
+await rejects(() => world.allreduce(1, 'sum'), MprunError, 'collective after finalize');
+throws(() => world.split(0), MprunError, 'split after finalize');
