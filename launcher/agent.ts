@@ -15,6 +15,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { ControlSegment } from '../transports/xpmem/control.js';
+import { DsmService } from '../transports/dsm/service.js';
 import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from './wire.js';
 
 /** What mprun tells an agent to start. */
@@ -53,15 +54,24 @@ export const HEARTBEAT_TIMEOUT_MS = Number(process.env.MPRUN_NODE_TIMEOUT_MS ?? 
 /** How long an exited rank's output may take to drain before its exit is reported anyway. */
 const OUTPUT_DRAIN_MS = 1000;
 
+/** Where an agent's data service listens (for other nodes: TCP on the node's address; else a Unix socket), and its secret. */
+export interface DataService {
+  secret: string;
+  listen: { host: string } | { path: string };
+  log(message: string): void;
+}
+
 export class NodeAgent {
   readonly #spec: LaunchSpec;
   readonly #emit: (e: AgentEvent) => void;
+  readonly #data: DataService;
   readonly #children = new Map<number, ChildProcess>();
   readonly #cleanups: Array<() => void> = [];
 
-  constructor(spec: LaunchSpec, emit: (e: AgentEvent) => void) {
+  constructor(spec: LaunchSpec, emit: (e: AgentEvent) => void, data: DataService) {
     this.#spec = spec;
     this.#emit = emit;
+    this.#data = data;
   }
 
   /** Ranks still running. */
@@ -69,7 +79,8 @@ export class NodeAgent {
     return this.#children.size;
   }
 
-  start(): void {
+  /** Makes the node's control segment, starts its data service, then its ranks. */
+  async start(): Promise<void> {
     const s = this.#spec;
     let app = s.app;
     if (s.appSource !== null) {
@@ -87,6 +98,9 @@ export class NodeAgent {
       native().closeFd(ctrlFd);
     });
     this.#ctrl = ctrl;
+    const service = new DsmService({ ctrl, ranks: s.ranks, nodeIndex: s.nodeIndex, nnodes: Number(s.env.MPRUN_NNODES ?? 1), secret: this.#data.secret, log: this.#data.log });
+    this.#cleanups.push(() => service.close());
+    const agentAddress = await service.listen(this.#data.listen);
     const cpus = native().getAffinity();
     const bind = s.bind === 'core' || (s.bind === 'auto' && nlocal <= cpus.length);
     const extra = (process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
@@ -102,6 +116,7 @@ export class NodeAgent {
         MPRUN_NODE_INDEX: String(s.nodeIndex),
         MPRUN_CTRL_FD: '3',
         MPRUN_PARENT_PID: String(process.pid),
+        MPRUN_AGENT_ADDR: agentAddress,
       };
       if (bind) env.MPRUN_BIND_CPU = String(cpus[local % cpus.length]);
       else delete env.MPRUN_BIND_CPU;
@@ -141,12 +156,22 @@ export class NodeAgent {
       });
       this.#emit({ t: 'started', rank, pid });
     });
+    const early = this.#earlyInput ?? [];
+    this.#earlyInput = null;
+    for (const d of early) this.stdin(d);
   }
 
   #ctrl: ControlSegment | null = null;
 
+  /** Input for rank 0 before it started, in order. */
+  #earlyInput: Array<Uint8Array | null> | null = [];
+
   /** Input for rank 0 (null: end of input). */
   stdin(data: Uint8Array | null): void {
+    if (this.#earlyInput !== null) {
+      this.#earlyInput.push(data);
+      return;
+    }
     const c = this.#children.get(0)?.stdin;
     if (!c) return;
     if (data === null) c.end();
@@ -247,14 +272,14 @@ export async function agentMain(address: string, nodeIndex: number): Promise<num
       lastHeard = Date.now();
       for (const f of frames) {
         switch (f.t) {
-          case 'launch':
-            try {
-              agent = new NodeAgent(f.spec as LaunchSpec, send);
-              agent.start();
-            } catch (e) {
-              send({ t: 'failed', message: (e as Error).message });
-            }
+          case 'launch': {
+            const spec = f.spec as LaunchSpec;
+            // Other nodes reach this one's data service at the address mprun reached us by.
+            const log = (m: string): void => void process.stderr.write(`mprun agent on ${spec.node}: ${m}\n`);
+            agent = new NodeAgent(spec, send, { secret, listen: { host: socket.localAddress ?? '127.0.0.1' }, log });
+            agent.start().catch((e: unknown) => send({ t: 'failed', message: (e as Error).message }));
             break;
+          }
           case 'stdin':
             agent?.stdin(f.data instanceof Uint8Array ? f.data : null);
             break;

@@ -316,7 +316,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
 
   plans.forEach((plan, node) => {
     if (!remote) {
-      const agent = new NodeAgent(spec(node), (e) => onEvent(node, e));
+      const agent = new NodeAgent(spec(node), (e) => onEvent(node, e), { secret, listen: { path: join(dir, 'agent.sock') }, log });
       const link: NodeLink = {
         live: plan.ranks.length,
         connected: true,
@@ -329,7 +329,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
       };
       links.push(link);
       cleanups.push(() => agent.cleanup());
-      agent.start();
+      agent.start().catch((e: unknown) => onEvent(node, { t: 'failed', message: (e as Error).message }));
       return;
     }
     // The agent may take a while to connect (ssh, srun): grace before heartbeats count.

@@ -14,6 +14,15 @@
  * them (progress()), so concurrent operations never starve each other, and a
  * rank blocked on a full ring drains its own incoming rings, so ranks that
  * send to each other before they receive do not deadlock.
+ *
+ * Ranks on other nodes: a send goes over TCP to the destination's node agent
+ * (RemoteMessages), which relays it into its ring to the destination; so every
+ * message a rank receives comes through a ring, and a receive can wait
+ * synchronously. One connection and one relay ring keep each pair in order.
+ *
+ * Tags from INTERNAL_TAG up carry the runtime's own traffic (collectives
+ * across nodes): they never match a user's receive, ANY_TAG included, and wait
+ * in their own queues for takeInternal().
  */
 import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish } from './codec.js';
 import { MprunError } from './errors.js';
@@ -24,6 +33,13 @@ import type { Waiter } from './wait.js';
 
 export const ANY_SOURCE = -1;
 export const ANY_TAG = -1;
+/** User tags are below this; the runtime's own messages use the tags above. */
+export const INTERNAL_TAG = 0x40000000;
+
+/** Sends to ranks on other nodes (transports/dsm): posted at once, the payload copied. */
+export interface RemoteMessages {
+  send(dest: number, tag: number, dtype: number, payload: TypedArray): void;
+}
 
 const DONE: Promise<void> = Promise.resolve();
 
@@ -83,11 +99,16 @@ export class Messenger implements RecordSink {
   readonly #unexpected: Message[] = [];
   /** Per local destination, sends waiting to post, in call order. */
   readonly #sends: PendingSend[][];
+  /** Sends to other nodes, and the ring their node agent relays messages to us through. */
+  readonly #remote: RemoteMessages | null;
+  readonly #gateway: number;
+  /** The runtime's own messages that arrived, by source and tag. */
+  readonly #internal = new Map<number, Message[]>();
   #sendsPending = 0;
   /** Posted receives not yet matched, in posting order. */
   readonly #recvs: PendingRecv[] = [];
   /** Per local source: the large message being reassembled from its fragments. */
-  readonly #assembling: Array<{ tag: number; dtype: number; dst: TypedArray; filled: number } | null>;
+  readonly #assembling: Array<{ from: number; tag: number; dtype: number; dst: TypedArray; filled: number } | null>;
   #lastPolled: Message | null = null;
   #nextSource = 0;
   /** The recvInto being served by the synchronous fast path, if any (no allocation per call). */
@@ -99,7 +120,9 @@ export class Messenger implements RecordSink {
   /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
   readonly #pollNs: number;
 
-  constructor(me: number, size: number, queues: NodeQueues, waiter: Waiter, eagerLimit: number, worldOfLocal: readonly number[], localOfWorld: readonly number[], recvPollNs = 0) {
+  constructor(me: number, size: number, queues: NodeQueues, waiter: Waiter, eagerLimit: number, worldOfLocal: readonly number[], localOfWorld: readonly number[], recvPollNs = 0, remote: RemoteMessages | null = null) {
+    this.#remote = remote;
+    this.#gateway = worldOfLocal.length;
     this.#pollNs = recvPollNs;
     this.#me = me;
     this.#size = size;
@@ -110,13 +133,13 @@ export class Messenger implements RecordSink {
     this.#worldOfLocal = worldOfLocal;
     this.#localOfWorld = localOfWorld;
     this.#sends = worldOfLocal.map(() => []);
-    this.#assembling = worldOfLocal.map(() => null);
+    this.#assembling = [...worldOfLocal, -1].map(() => null);
     waiter.attach(() => this.progress(), () => this.busy());
   }
 
   // --- RecordSink: called by NodeQueues.poll ---------------------------------
-  eager(source: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void {
-    const from = this.#worldOfLocal[source]!;
+  eager(ring: number, origin: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void {
+    const from = origin >= 0 ? origin : this.#worldOfLocal[ring]!;
     const into = this.#destination(from, tag, dtype, byteLength);
     let data: unknown;
     if (into === null) data = decodeFrom(dtype, view, byteOffset, byteLength);
@@ -127,10 +150,11 @@ export class Messenger implements RecordSink {
     }
     this.#lastPolled = { data, source: from, tag };
   }
-  first(source: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void {
-    const dst = this.#destination(this.#worldOfLocal[source]!, tag, dtype, totalBytes) ?? allocate(dtype, totalBytes);
-    this.#assembling[source] = { tag, dtype, dst, filled: 0 };
-    this.next(source, view, byteOffset, byteLength);
+  first(ring: number, origin: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void {
+    const from = origin >= 0 ? origin : this.#worldOfLocal[ring]!;
+    const dst = this.#destination(from, tag, dtype, totalBytes) ?? allocate(dtype, totalBytes);
+    this.#assembling[ring] = { from, tag, dtype, dst, filled: 0 };
+    this.next(ring, view, byteOffset, byteLength);
   }
 
   /**
@@ -140,6 +164,7 @@ export class Messenger implements RecordSink {
    */
   #destination(source: number, tag: number, dtype: number, bytes: number): TypedArray | null {
     let into: TypedArray | null = null;
+    if (tag >= INTERNAL_TAG) return null;
     if (this.#fastInto !== null) {
       if (matchesPair(source, tag, this.#fastSource, this.#fastTag)) into = this.#fastInto;
     } else {
@@ -161,7 +186,7 @@ export class Messenger implements RecordSink {
     a.filled += byteLength;
     if (a.filled === a.dst.byteLength) {
       this.#assembling[source] = null;
-      this.#lastPolled = { data: finish(a.dtype, a.dst), source: this.#worldOfLocal[source]!, tag: a.tag };
+      this.#lastPolled = { data: finish(a.dtype, a.dst), source: a.from, tag: a.tag };
     }
   }
 
@@ -178,17 +203,31 @@ export class Messenger implements RecordSink {
    */
   send(dest: number, data: unknown, tag = 0): Promise<void> {
     this.#checkPeer(dest, 'destination');
-    if (!Number.isInteger(tag) || tag < 0) throw new RangeError(`tag must be a non-negative integer, not ${tag}`);
+    if (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1}, not ${tag}`);
+    return this.#send(dest, data, tag);
+  }
+
+  /** Sends one of the runtime's own messages (tag >= INTERNAL_TAG); the data may be reused at once. */
+  sendInternal(dest: number, data: unknown, tag: number): void {
+    void this.#send(dest, data, tag, true);
+  }
+
+  #send(dest: number, data: unknown, tag: number, copy = false): Promise<void> {
     if (dest === this.#me) {
       this.#arrived({ data: cloneValue(data), source: dest, tag });
       return DONE;
     }
     const local = this.#localOfWorld[dest]!;
     const { dtype, payload } = encode(data);
+    if (local < 0) {
+      if (this.#remote === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${dest} is on another node, and this world has no cross-node transport`, { rank: dest });
+      this.#remote.send(dest, tag, dtype, payload);
+      return DONE;
+    }
     const queue = this.#sends[local]!;
     if (queue.length === 0 && payload.byteLength <= this.#eagerLimit && this.#queues.trySendEager(local, tag, dtype, payload)) return DONE;
     // The packer's buffer is reused by the next encode: keep a copy of msgpack payloads.
-    const s: PendingSend = { tag, dtype, payload: dtype === DTYPE_MSGPACK ? payload.slice() : payload, offset: 0, done: false };
+    const s: PendingSend = { tag, dtype, payload: dtype === DTYPE_MSGPACK || copy ? payload.slice() : payload, offset: 0, done: false };
     queue.push(s);
     this.#sendsPending++;
     this.#advanceSends(local);
@@ -254,7 +293,7 @@ export class Messenger implements RecordSink {
 
   #receive(source: number, tag: number, into: TypedArray | null): Promise<Message> {
     if (source !== ANY_SOURCE) this.#checkPeer(source, 'source');
-    if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0)) throw new RangeError(`tag must be a non-negative integer or ANY_TAG, not ${tag}`);
+    if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG)) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1} or ANY_TAG, not ${tag}`);
     let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
     // Straight from the rings, unless an earlier receive is still waiting (it
     // has first claim). Poll for a few microseconds before going async: a
@@ -301,6 +340,10 @@ export class Messenger implements RecordSink {
 
   /** A message that arrived: to the earliest posted receive it matches, else the unexpected queue. */
   #arrived(m: Message): boolean {
+    if (m.tag >= INTERNAL_TAG) {
+      this.#stashInternal(m);
+      return false;
+    }
     const recvs = this.#recvs;
     for (let i = 0; i < recvs.length; i++) {
       const r = recvs[i]!;
@@ -314,16 +357,49 @@ export class Messenger implements RecordSink {
     return false;
   }
 
-  /** Takes one record from local rank `l`; #lastPolled is the message it completed, if any. */
+  /** Takes one record from ring `l`; #lastPolled is the message it completed, if any (not an internal one). */
   #poll(l: number): boolean {
     this.#lastPolled = null;
-    return this.#queues.poll(l, this);
+    if (!this.#queues.poll(l, this)) return false;
+    const m = this.#lastPolled as Message | null;
+    if (m !== null && m.tag >= INTERNAL_TAG) {
+      this.#stashInternal(m);
+      this.#lastPolled = null;
+    }
+    return true;
+  }
+
+  #stashInternal(m: Message): void {
+    const key = m.source * INTERNAL_TAG + (m.tag - INTERNAL_TAG);
+    const q = this.#internal.get(key);
+    if (q === undefined) this.#internal.set(key, [m]);
+    else q.push(m);
+  }
+
+  /** Takes the first internal message from `source` with `tag`, polling the rings first; null if none yet. */
+  takeInternal(source: number, tag: number): Message | null {
+    const key = source * INTERNAL_TAG + (tag - INTERNAL_TAG);
+    let q = this.#internal.get(key);
+    if (q === undefined) {
+      this.#drainAll();
+      q = this.#internal.get(key);
+      if (q === undefined) return null;
+    }
+    const m = q.shift()!;
+    if (q.length === 0) this.#internal.delete(key);
+    return m;
+  }
+
+  /** The ring messages from world rank `source` arrive in: its own, or our node agent's relay ring. */
+  #ringOf(source: number): number {
+    const l = this.#localOfWorld[source]!;
+    return l >= 0 ? l : this.#gateway;
   }
 
   /** Everything waiting in our rings goes to posted receives or the unexpected queue. */
   #drainAll(): boolean {
     let completed = false;
-    for (let l = 0; l < this.#worldOfLocal.length; l++) {
+    for (let l = 0; l <= this.#gateway; l++) {
       while (this.#poll(l)) {
         if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) completed = true;
       }
@@ -342,16 +418,16 @@ export class Messenger implements RecordSink {
   /** The fast path of a receive with nothing posted before it: poll the rings for a match. */
   #tryRecv(source: number, tag: number): Message | null {
     if (source !== ANY_SOURCE) {
-      const l = this.#localOfWorld[source]!;
+      const l = this.#ringOf(source);
       while (this.#poll(l)) {
         const m = this.#lastPolled;
         if (m === null) continue;
-        if (tag === ANY_TAG || m.tag === tag) return m;
-        this.#unexpected.push(m);
+        if (m.source === source && (tag === ANY_TAG || m.tag === tag)) return m;
+        this.#arrived(m);
       }
       return null;
     }
-    const n = this.#worldOfLocal.length;
+    const n = this.#gateway + 1;
     for (let k = 0; k < n; k++) {
       const l = (this.#nextSource + k) % n;
       while (this.#poll(l)) {

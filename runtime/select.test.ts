@@ -25,14 +25,19 @@ describe('transport selection', () => {
     const r = selectTransport({ rank: 0, node: 'a' }, { rank: 3, node: 'b' }, BUILTIN_TRANSPORTS);
     expect(r.ok).toBe(false);
     if (!r.ok) {
-      expect(r.reasons).toHaveLength(2);
+      expect(r.reasons).toHaveLength(3);
       expect(r.reasons.join('\n')).toMatch(/self: not this rank/);
       expect(r.reasons.join('\n')).toMatch(/xpmem: rank 3 is on node b, not a/);
+      expect(r.reasons.join('\n')).toMatch(/dsm: rank 3's node b has no agent serving data/);
     }
   });
 
   it('uses self for the rank itself and xpmem within a node', () => {
     expect(selectTransport({ rank: 2, node: 'a' }, { rank: 2, node: 'a' }, BUILTIN_TRANSPORTS)).toMatchObject({ transport: 'self' });
-    expect(selectTransport({ rank: 2, node: 'a' }, { rank: 1, node: 'a' }, BUILTIN_TRANSPORTS)).toMatchObject({ transport: 'xpmem' });
+    expect(selectTransport({ rank: 2, node: 'a' }, { rank: 1, node: 'a', agent: '10.0.0.1:4000' }, BUILTIN_TRANSPORTS)).toMatchObject({ transport: 'xpmem' });
+  });
+
+  it('uses dsm for a rank on another node whose agent serves data', () => {
+    expect(selectTransport({ rank: 0, node: 'a' }, { rank: 5, node: 'b', agent: '10.0.0.2:4000' }, BUILTIN_TRANSPORTS)).toMatchObject({ ok: true, transport: 'dsm' });
   });
 });

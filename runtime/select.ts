@@ -19,6 +19,8 @@ export interface TransportAttrs {
 export interface PeerLocation {
   rank: number;
   node: string;
+  /** The data address of the peer's node agent, when the job spans nodes. */
+  agent?: string | null;
 }
 
 export interface TransportCandidate {
@@ -62,4 +64,18 @@ export const XPMEM: TransportCandidate = {
   reach: (self, peer) => (self.node === peer.node ? { ok: true } : { ok: false, reason: `rank ${peer.rank} is on node ${peer.node}, not ${self.node}` }),
 };
 
-export const BUILTIN_TRANSPORTS: readonly TransportCandidate[] = [SELF, XPMEM];
+/**
+ * Ranks on other nodes, through their node agent over TCP (transports/dsm).
+ * Latency and bandwidth measured over a veth pair on the reference machine.
+ */
+export const DSM: TransportCandidate = {
+  name: 'dsm',
+  attrs: { latency: 4e-5, bandwidth: 1.5e9, canMap: false, hardwareAtomics: false },
+  reach: (self, peer) => {
+    if (self.node === peer.node) return { ok: false, reason: 'same node' };
+    if (peer.agent === null || peer.agent === undefined) return { ok: false, reason: `rank ${peer.rank}'s node ${peer.node} has no agent serving data (the job was not started across nodes)` };
+    return { ok: true };
+  },
+};
+
+export const BUILTIN_TRANSPORTS: readonly TransportCandidate[] = [SELF, XPMEM, DSM];

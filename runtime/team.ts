@@ -7,7 +7,9 @@
  */
 import { WAKE_SYNC, type ControlSegment } from '../transports/xpmem/control.js';
 import { MprunError } from './errors.js';
-import { KIND, partsOf, ShmCollectives, type Ready, type Steps } from './coll/shm.js';
+import { KIND, partsOf, ShmCollectives, type CollectiveEngine, type Ready, type Steps } from './coll/shm.js';
+import { MsgCollectives } from './coll/msg.js';
+import type { Messenger } from './p2p.js';
 import { checkOp, type ReduceOp } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from './types.js';
 import type { Waiter } from './wait.js';
@@ -24,6 +26,10 @@ export interface TeamContext {
   worldRank: number;
   /** The node-local rank of a world rank, or -1 if it is on another node. */
   localRankOf(worldRank: number): number;
+  /** The index of the node a world rank runs on. */
+  nodeOf(worldRank: number): number;
+  /** The rank's messenger (teams across nodes run their collectives over its internal messages). */
+  messenger(): Messenger;
   /** The collective arena of a world rank, mapped here. */
   arenaOf(worldRank: number): ArrayBuffer;
   bankBytes: number;
@@ -53,7 +59,7 @@ export class Team {
   /** World rank of each team rank. */
   readonly worldRanks: readonly number[];
   readonly #ctx: TeamContext;
-  readonly #engine: ShmCollectives;
+  readonly #engine: CollectiveEngine;
   #tail: Promise<unknown> = Promise.resolve();
   #inFlight = 0;
   #broken: Error | null = null;
@@ -66,7 +72,10 @@ export class Team {
     this.rank = worldRanks.indexOf(ctx.worldRank);
     if (this.rank < 0) throw new MprunError('ERR_MPRUN_ARG', 'this rank is not a member of the team');
     const locals = worldRanks.map((w) => ctx.localRankOf(w));
-    if (locals.some((l) => l < 0)) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'a team across nodes needs the cross-node transport');
+    if (locals.some((l) => l < 0)) {
+      this.#engine = new MsgCollectives({ me: this.rank, size: this.size, worldRanks, nodes: worldRanks.map((w) => ctx.nodeOf(w)), slot, messenger: ctx.messenger });
+      return;
+    }
     // Each team has its own region of every member's collective arena.
     const scratchBytes = 2 * ctx.bankBytes;
     this.#engine = new ShmCollectives({

@@ -31,6 +31,8 @@ export class Waiter {
   readonly #sliceMs: number;
   #progress: () => boolean = nothing;
   #busy: () => boolean = nothing;
+  #network: () => boolean = nothing;
+  #pump: () => void = () => undefined;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -46,6 +48,17 @@ export class Waiter {
   attach(progress: () => boolean, busy: () => boolean): void {
     this.#progress = progress;
     this.#busy = busy;
+  }
+
+  /**
+   * Connections to other nodes: `pending` says whether replies are awaited
+   * or output is queued; `pump` pushes queued output. Replies are read by the
+   * event loop, so an asynchronous wait then never sleeps on the doorbell but
+   * yields to the loop; a synchronous one sleeps in short slices, pumping.
+   */
+  network(pending: () => boolean, pump: () => void): void {
+    this.#network = pending;
+    this.#pump = pump;
   }
 
   /** Throws when the job is aborting (a peer died, mprun was signalled, ...). */
@@ -69,6 +82,7 @@ export class Waiter {
       // events costs one wake syscall per spin period, not one per event.
       const spinUntil = performance.now() + this.#spinMs;
       for (let i = 1; ; i++) {
+        this.#pump();
         if (this.#progress()) return ready() ? READY : OTHER_COMPLETED;
         if (ready()) return READY;
         if (this.#yield) n.yield();
@@ -77,6 +91,8 @@ export class Waiter {
           if (performance.now() >= spinUntil) break;
         }
       }
+      const network = this.#network();
+      if (budgetMs !== Infinity && network) return TIMED_OUT;
       const seen = Atomics.load(i32, this.#door);
       Atomics.store(i32, this.#sleeping, this.#busy() ? wake | WAKE_MESSAGE : wake);
       if (this.#progress()) {
@@ -93,7 +109,7 @@ export class Waiter {
         Atomics.store(i32, this.#sleeping, 0);
         return TIMED_OUT;
       }
-      n.futexWait(i32, this.#door, seen, Math.min(left, this.#sliceMs));
+      n.futexWait(i32, this.#door, seen, Math.min(left, network ? 1 : this.#sliceMs));
       Atomics.store(i32, this.#sleeping, 0);
       this.checkAbort();
     }
@@ -109,6 +125,7 @@ export class Waiter {
     const until = performance.now() + ns / 1e6;
     const n = native();
     for (let i = 1; ; i++) {
+      this.#pump();
       this.#progress();
       if (ready()) return true;
       // When ranks outnumber cores, the rank we wait for may need this core.

@@ -11,6 +11,11 @@ import * as xpmem from '../transports/xpmem/index.js';
 import { allocShared } from '../transports/xpmem/arena.js';
 import { ControlSegment, WAKE_HEAP } from '../transports/xpmem/control.js';
 import { NodeQueues } from '../transports/xpmem/queue.js';
+import { AgentLink, outputQueued, pumpAll } from '../transports/dsm/client.js';
+import { AMO, T } from '../transports/dsm/frames.js';
+import { isBigDtype } from '../transports/dsm/atomic.js';
+import { SharedMemory } from '../transports/dsm/shared.js';
+import { dtypeOf } from './codec.js';
 import { readConfig, type RuntimeConfig } from './config.js';
 import { ControlClient } from './control.js';
 import { MprunError } from './errors.js';
@@ -32,6 +37,9 @@ interface BusinessCard {
   heapBytes: number;
   collSegid: string;
   collBytes: number;
+  /** This node's index in the job, and its agent's data address (null for a one-node job). */
+  nodeIndex: number;
+  agent: string | null;
 }
 
 interface Peer {
@@ -39,7 +47,10 @@ interface Peer {
   pid: number;
   localRank: number;
   node: string;
+  nodeIndex: number;
   transport: string;
+  /** The connection to the peer's node agent, for a peer on another node. */
+  link: AgentLink | null;
   /** The peer's heap, mapped here; null when the peer is not reachable by mapping. */
   heap: ArrayBuffer | null;
   /** The peer's collective arena (team scratch), mapped here. */
@@ -62,6 +73,10 @@ export interface JobEnvironment {
   secret: string;
   controlFd: number | null;
   jobId: string;
+  nodeIndex: number;
+  nnodes: number;
+  /** This node's agent's data address, for the ranks of other nodes and shared variables. */
+  agent: string | null;
 }
 
 export function jobEnvironment(): JobEnvironment | null {
@@ -81,6 +96,9 @@ export function jobEnvironment(): JobEnvironment | null {
     secret: e.MPRUN_SECRET ?? '',
     controlFd: e.MPRUN_CTRL_FD === undefined ? null : num('MPRUN_CTRL_FD'),
     jobId: e.MPRUN_JOBID ?? 'singleton',
+    nodeIndex: e.MPRUN_NODE_INDEX === undefined ? 0 : num('MPRUN_NODE_INDEX'),
+    nnodes: e.MPRUN_NNODES === undefined ? 1 : num('MPRUN_NNODES'),
+    agent: e.MPRUN_AGENT_ADDR ?? null,
   };
 }
 
@@ -95,6 +113,8 @@ export class World extends Team {
   readonly jobId: string;
   readonly config: RuntimeConfig;
   readonly atomics: RemoteAtomics;
+  /** Shared variables and semaphores across every node (transports/dsm). */
+  readonly dsm: SharedMemory;
 
   readonly #ctrl: ControlSegment;
   readonly #ownsCtrl: boolean;
@@ -105,6 +125,8 @@ export class World extends Team {
   readonly #client: ControlClient | null;
   readonly #localRanks: number[];
   readonly #shared: Team;
+  /** Connections to other nodes' agents (empty on a one-node job). */
+  readonly #links: AgentLink[];
   /** Peer views of each allocation, by world rank (null: not mappable). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
   #finalized = false;
@@ -119,6 +141,7 @@ export class World extends Team {
     peers: Peer[];
     client: ControlClient | null;
     waiter: Waiter;
+    links: AgentLink[];
   }) {
     const { env, config, ctrl, peers, waiter } = parts;
     // The teams' liveness is this world's; `self` is set once super() has run.
@@ -131,6 +154,8 @@ export class World extends Team {
       },
       worldRank: env.rank,
       localRankOf: (w) => peers[w]!.localRank,
+      nodeOf: (w) => peers[w]!.nodeIndex,
+      messenger: () => self!.#messenger,
       arenaOf: (w) => {
         const a = peers[w]!.coll;
         if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective arena is not mapped here`);
@@ -157,8 +182,29 @@ export class World extends Team {
     this.#waiter = waiter;
     const localOfWorld = parts.peers.map((p) => p.localRank);
     const queues = new NodeQueues(ctrl, env.localRank);
-    this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld, config.recvPollNs);
+    this.#links = parts.links;
+    const remote = parts.links.length === 0 ? null : {
+      send: (dest: number, tag: number, dtype: number, payload: TypedArray): void => {
+        parts.peers[dest]!.link!.post(T.MSG, { target: dest, id: env.rank, arg: tag, aux: dtype }, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength));
+      },
+    };
+    this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld, config.recvPollNs, remote);
+    // A rank waiting on shared memory must let its event loop read replies from other nodes.
+    waiter.network(() => outputQueued() || parts.links.some((l) => l.waiting), pumpAll);
     this.atomics = new RemoteAtomics(this);
+    const linkOfNode = new Map(parts.links.map((l) => [l.node, l]));
+    this.dsm = new SharedMemory({
+      rank: env.rank,
+      nodeIndex: env.nodeIndex,
+      nnodes: env.nnodes,
+      secret: env.secret,
+      agent: env.agent,
+      linkOf: (n) => linkOfNode.get(n) ?? null,
+      allgather: (v) => this.allgather(v) as Promise<unknown[]>,
+      barrier: () => super.barrier(),
+      nodeBcast: (v) => this.#shared.bcast(v, 0),
+      nodeRank: this.#shared.rank,
+    });
   }
 
   // --- symmetric heap --------------------------------------------------------
@@ -230,6 +276,12 @@ export class World extends Team {
     this.#live();
     this.#checkSameType(a, src, 'put');
     this.#checkRange(a, src.length, offset, 'put');
+    const link = this.#peer(pe).link;
+    if (link !== null) {
+      this.#allocation(a, 'put');
+      link.put(pe, a.byteOffset + offset * a.BYTES_PER_ELEMENT, new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+      return;
+    }
     const dst = this.#peerView(a, pe, 'put');
     (dst as Float64Array).set(src as unknown as Float64Array, offset);
     if (src.byteLength >= NT_STORE_BYTES) native().fence();
@@ -241,15 +293,42 @@ export class World extends Team {
     this.#live();
     this.#checkSameType(a, dst, 'get');
     this.#checkRange(a, dst.length, offset, 'get');
+    const link = this.#peer(pe).link;
+    if (link !== null) {
+      this.#allocation(a, 'get');
+      await link.get(pe, a.byteOffset + offset * a.BYTES_PER_ELEMENT, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength));
+      return dst;
+    }
     const src = this.#peerView(a, pe, 'get');
     (dst as Float64Array).set((src as Float64Array).subarray(offset, offset + dst.length));
     return dst;
   }
 
-  /** Completes every put issued so far (OpenSHMEM quiet). Puts to node peers complete on return already. */
+  /**
+   * Completes every put issued so far (OpenSHMEM quiet). Puts to node peers
+   * complete on return already; puts to other nodes when their agent answers
+   * a flush sent behind them.
+   */
   async quiet(): Promise<void> {
     this.#live();
     native().fence();
+    if (this.#links.length > 0) await Promise.all(this.#links.map((l) => l.flush()));
+  }
+
+  /**
+   * Waits for every member; puts issued before it are complete everywhere, and
+   * shared variables are released before and acquired after it.
+   */
+  override barrier(): Promise<void> {
+    if (this.#links.length === 0 && !this.dsm.active) return super.barrier();
+    return this.#barrierAcrossNodes();
+  }
+
+  async #barrierAcrossNodes(): Promise<void> {
+    await this.quiet();
+    await this.dsm.releaseAll();
+    await super.barrier();
+    await this.dsm.acquireAll();
   }
 
   /** Orders puts to each peer (OpenSHMEM fence): stores to shared memory are already ordered here. */
@@ -277,6 +356,17 @@ export class World extends Team {
   /** @internal */
   atomicDone(pe: number): void {
     this.#notify(pe);
+  }
+
+  /** @internal the connection to `pe`'s agent, when `pe` is on another node. */
+  linkOf(pe: number): AgentLink | null {
+    return this.#peer(pe).link;
+  }
+
+  /** @internal an atomic on `pe`'s element, served by its node agent. */
+  remoteAtomic(link: AgentLink, arr: AtomicArray, index: number, pe: number, op: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
+    const dtype = dtypeOf(arr);
+    return link.atomic(T.AMO, pe, arr.byteOffset + index * arr.BYTES_PER_ELEMENT, op, dtype, a, b, isBigDtype(dtype), false);
   }
 
   /** Waits until this rank's `arr[index] <cmp> value` holds (OpenSHMEM wait_until). */
@@ -355,6 +445,8 @@ export class World extends Team {
       await this.#client.finalize();
       this.#client.close();
     }
+    for (const l of this.#links) l.close();
+    this.dsm.close();
     for (const p of this.#peers) {
       if (p.rank !== this.rank) for (const a of p.attachments) a.detach();
     }
@@ -378,7 +470,16 @@ export class RemoteAtomics {
     this.#world = world;
   }
 
+  /** The connection for an atomic on `pe`, after the same checks as a local one; null for local peers. */
+  #remote(arr: AtomicArray, index: number, pe: number, value: unknown, what: string): AgentLink | null {
+    const link = this.#world.linkOf(pe);
+    if (link !== null) this.#world.atomicTarget(arr, index, this.#world.rank, value, what);
+    return link;
+  }
+
   async fetchAdd<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
+    const link = this.#remote(arr, index, pe, value, 'fetchAdd');
+    if (link !== null) return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.FETCH_ADD, value, value)) as AtomicValue<A>;
     const t = this.#world.atomicTarget(arr, index, pe, value, 'fetchAdd');
     const old = Atomics.add(t as Int32Array, index, value as number);
     this.#world.atomicDone(pe);
@@ -390,6 +491,11 @@ export class RemoteAtomics {
   }
 
   async compareSwap<A extends AtomicArray>(arr: A, index: number, expected: AtomicValue<A>, desired: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
+    const link = this.#remote(arr, index, pe, expected, 'compareSwap');
+    if (link !== null) {
+      checkAtomicValue(arr, desired, 'compareSwap');
+      return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.COMPARE_SWAP, expected, desired)) as AtomicValue<A>;
+    }
     const t = this.#world.atomicTarget(arr, index, pe, expected, 'compareSwap');
     checkAtomicValue(arr, desired, 'compareSwap');
     const old = Atomics.compareExchange(t as Int32Array, index, expected as number, desired as number);
@@ -398,6 +504,8 @@ export class RemoteAtomics {
   }
 
   async swap<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
+    const link = this.#remote(arr, index, pe, value, 'swap');
+    if (link !== null) return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.SWAP, value, value)) as AtomicValue<A>;
     const t = this.#world.atomicTarget(arr, index, pe, value, 'swap');
     const old = Atomics.exchange(t as Int32Array, index, value as number);
     this.#world.atomicDone(pe);
@@ -405,11 +513,19 @@ export class RemoteAtomics {
   }
 
   async fetch<A extends AtomicArray>(arr: A, index: number, pe: number): Promise<AtomicValue<A>> {
+    const zero = arr instanceof BigInt64Array ? 0n : 0;
+    const link = this.#remote(arr, index, pe, zero, 'fetch');
+    if (link !== null) return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.FETCH, zero, zero)) as AtomicValue<A>;
     const t = this.#world.atomicTarget(arr, index, pe, arr instanceof BigInt64Array ? 0n : 0, 'fetch');
     return Atomics.load(t as Int32Array, index) as AtomicValue<A>;
   }
 
   async set<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<void> {
+    const link = this.#remote(arr, index, pe, value, 'set');
+    if (link !== null) {
+      await this.#world.remoteAtomic(link, arr, index, pe, AMO.SET, value, value);
+      return;
+    }
     const t = this.#world.atomicTarget(arr, index, pe, value, 'set');
     Atomics.store(t as Int32Array, index, value as number);
     this.#world.atomicDone(pe);
@@ -444,18 +560,6 @@ function describe(v: unknown): string {
 
 // --- init ------------------------------------------------------------------------
 
-/** Attaches a peer's whole segment (made from page-aligned memory at its offset 0). */
-function attachWhole(segid: string, bytes: number): xpmem.Attachment {
-  return xpmem.attach(xpmem.get(BigInt(segid), xpmem.XPMEM_RDWR), 0, bytes);
-}
-
-/** The mapped memory of an attachment, so that offsets in it are the owner's offsets. */
-function mappedBuffer(att: xpmem.Attachment): ArrayBuffer | null {
-  if (!att.mapped) return null;
-  if (att.mapOffset !== 0) throw new MprunError('ERR_MPRUN_XPMEM', 'a whole-segment attachment must start at a page boundary');
-  return att.bytes!.buffer as ArrayBuffer;
-}
-
 let current: World | null = null;
 let pending: Promise<World> | null = null;
 
@@ -467,7 +571,7 @@ export function init(): Promise<World> {
 }
 
 async function start(): Promise<World> {
-  const env = jobEnvironment() ?? { rank: 0, size: 1, localRank: 0, localSize: 1, controller: null, secret: '', controlFd: null, jobId: 'singleton' };
+  const env = jobEnvironment() ?? { rank: 0, size: 1, localRank: 0, localSize: 1, controller: null, secret: '', controlFd: null, jobId: 'singleton', nodeIndex: 0, nnodes: 1, agent: null };
   const config = readConfig(env.localSize);
   const n = native();
   n.allowPtraceAny();
@@ -487,14 +591,19 @@ async function start(): Promise<World> {
   const heap = allocShared(config.heapBytes, 'mprun-heap');
   const coll = allocShared(config.teamSlots * 2 * config.collBankBytes, 'mprun-coll');
   const node = process.env.MPRUN_NODE_NAME ?? hostname();
+  const heapSegid = xpmem.make(heap, 0o600);
+  // For the node agent, which serves other nodes' puts and gets on it.
+  ctrl.publishHeap(env.localRank, heapSegid, heap.byteLength);
   const mine: BusinessCard = {
     pid: process.pid,
     node,
     localRank: env.localRank,
-    heapSegid: xpmem.make(heap, 0o600).toString(),
+    heapSegid: heapSegid.toString(),
     heapBytes: heap.byteLength,
     collSegid: xpmem.make(coll, 0o600).toString(),
     collBytes: coll.byteLength,
+    nodeIndex: env.nodeIndex,
+    agent: env.nnodes > 1 ? env.agent : null,
   };
 
   let cards: BusinessCard[] = [mine];
@@ -514,19 +623,32 @@ async function start(): Promise<World> {
   }
 
   const self = { rank: env.rank, node };
-  const peers: Peer[] = cards.map((c, r) => {
-    const sel = selectTransport(self, { rank: r, node: c.node }, BUILTIN_TRANSPORTS);
+  // One connection per other node, to its agent, made now so that a node we cannot reach fails init.
+  const links = new Map<number, Promise<AgentLink>>();
+  const peers: Peer[] = [];
+  for (const [r, c] of cards.entries()) {
+    const sel = selectTransport(self, { rank: r, node: c.node, agent: c.agent }, BUILTIN_TRANSPORTS);
     if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
-    if (r === env.rank) return { rank: r, pid: c.pid, localRank: c.localRank, node: c.node, transport: sel.transport, heap, coll, attachments: [] };
-    const att = attachWhole(c.heapSegid, c.heapBytes);
-    const collAtt = attachWhole(c.collSegid, c.collBytes);
-    return { rank: r, pid: c.pid, localRank: c.localRank, node: c.node, transport: `${sel.transport}/${att.backend}`, heap: mappedBuffer(att), coll: mappedBuffer(collAtt), attachments: [att, collAtt] };
-  });
+    const base = { rank: r, pid: c.pid, node: c.node, nodeIndex: c.nodeIndex };
+    if (r === env.rank) {
+      peers.push({ ...base, localRank: c.localRank, transport: sel.transport, link: null, heap, coll, attachments: [] });
+    } else if (sel.transport === 'dsm') {
+      if (!links.has(c.nodeIndex)) links.set(c.nodeIndex, AgentLink.open(c.nodeIndex, c.node, c.agent!, env.secret, env.rank));
+      peers.push({ ...base, localRank: -1, transport: 'dsm', link: null, heap: null, coll: null, attachments: [] });
+    } else {
+      const att = xpmem.attachWhole(c.heapSegid, c.heapBytes);
+      const collAtt = xpmem.attachWhole(c.collSegid, c.collBytes);
+      peers.push({ ...base, localRank: c.localRank, transport: `${sel.transport}/${att.backend}`, link: null, heap: xpmem.mappedBuffer(att), coll: xpmem.mappedBuffer(collAtt), attachments: [att, collAtt] });
+    }
+  }
+  const opened = new Map<number, AgentLink>();
+  for (const [n, l] of links) opened.set(n, await l);
+  for (const p of peers) if (p.transport === 'dsm') p.link = opened.get(p.nodeIndex)!;
   if (config.debug) {
     process.stderr.write(`mprun[${env.rank}]: pid ${process.pid} node ${node}; peers: ${peers.map((p) => `${p.rank}:${p.transport}`).join(' ')}\n`);
   }
   const waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
-  const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client, waiter });
+  const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client, waiter, links: [...opened.values()] });
   // A rank that returns from its program without finalize still finalizes,
   // so that its peers' last collective completes.
   process.once('beforeExit', () => {

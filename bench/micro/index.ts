@@ -42,7 +42,7 @@ const a = new NodeQueues(segment, 0);
 const b = new NodeQueues(segment, 1);
 let sink8 = 0;
 const sink: RecordSink = {
-  eager: (_s, _t, _d, view: TypedArray, off: number) => void (sink8 += (view as Uint8Array)[off]!),
+  eager: (_r, _o, _t, _d, view: TypedArray, off: number) => void (sink8 += (view as Uint8Array)[off]!),
   first: () => undefined,
   next: () => undefined,
 };

@@ -32,6 +32,16 @@ import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 export type Ready = (() => boolean) & { wake?: number };
 export type Steps<T> = Generator<Ready, T, void>;
 
+/** What a team's collectives run on: ShmCollectives within a node, MsgCollectives across nodes. */
+export interface CollectiveEngine {
+  barrier(): Steps<void>;
+  bcast(data: unknown, root: number): Steps<unknown>;
+  gather(value: unknown, root: number | null): Steps<unknown>;
+  scatter(parts: Part[] | null, root: number): Steps<unknown>;
+  alltoall(parts: Part[]): Steps<unknown>;
+  reduce<R>(buf: TypedArray, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number, result: R, scalar: ((a: TypedArray) => R) | null): Steps<R>;
+}
+
 export const KIND = { barrier: 1, bcast: 2, gather: 3, allgather: 4, scatter: 5, alltoall: 6, reduce: 7, allreduce: 8, scan: 9 } as const;
 const KIND_NAME = Object.fromEntries(Object.entries(KIND).map(([k, v]) => [v, k])) as Record<number, string>;
 
@@ -80,21 +90,21 @@ export interface Part {
   bytes: Uint8Array;
 }
 
-function bytesOf(a: ArrayBufferView): Uint8Array {
+export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer as ArrayBuffer, a.byteOffset, a.byteLength);
 }
 
-function isTyped(v: unknown): v is TypedArray {
+export function isTyped(v: unknown): v is TypedArray {
   return ArrayBuffer.isView(v) && !(v instanceof DataView) && !Buffer.isBuffer(v);
 }
 
 /** A value as parts of bytes: typed arrays alias their memory; msgpack is copied (the packer reuses its buffer). */
-function encodePart(value: unknown): Part {
+export function encodePart(value: unknown): Part {
   const e = encode(value);
   return { dtype: e.dtype, bytes: e.dtype === DTYPE_MSGPACK ? (e.payload as Uint8Array).slice() : bytesOf(e.payload) };
 }
 
-function decodePart(dtype: number, bytes: Uint8Array): unknown {
+export function decodePart(dtype: number, bytes: Uint8Array): unknown {
   if (dtype === DTYPE_MSGPACK) return unpackValue(bytes);
   const out = allocate(dtype, bytes.byteLength);
   bytesOf(out).set(bytes);
@@ -105,7 +115,7 @@ function modGE(a: number, b: number): boolean {
   return ((a - b) | 0) >= 0;
 }
 
-export class ShmCollectives {
+export class ShmCollectives implements CollectiveEngine {
   readonly #t: ShmTeamLayout;
   readonly #i32: Int32Array;
   readonly #headerBytes: number;
@@ -538,7 +548,7 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
-function typeName(dtype: number): string {
+export function typeName(dtype: number): string {
   return dtype === DTYPE_MSGPACK ? 'a msgpack value' : moveCtor(dtype).name;
 }
 

@@ -13,10 +13,17 @@ const left = (rank - 1 + size) % size;
 // --- identity ------------------------------------------------------------
 check(Number.isInteger(rank) && rank >= 0 && rank < size, 'rank in range');
 equal(size, Number(process.env.EXPECT_SIZE ?? size), 'world size');
-equal(world.local.size, size, 'all ranks are local');
-equal(world.local.rank, rank, 'local rank');
+// On one node every rank is local; across nodes (EXPECT_NODES) the node's ranks are team('shared').
+const nodeRanks = world.team('shared').worldRanks;
+const sameNode = (p: number): boolean => nodeRanks.includes(p);
+const nodes = (await world.allgather(nodeRanks[0]!)) as number[];
+equal(new Set(nodes).size, Number(process.env.EXPECT_NODES ?? 1), 'number of nodes');
+equal(world.local.size, nodeRanks.length, 'local size is the ranks of this node');
+equal(world.local.rank, nodeRanks.indexOf(rank), 'local rank');
 check(world.transports()[rank] === 'self', 'self transport for this rank');
-for (let p = 0; p < size; p++) if (p !== rank) check(world.transports()[p]!.startsWith('xpmem/'), `xpmem transport to ${p}`);
+for (let p = 0; p < size; p++) {
+  if (p !== rank) check(world.transports()[p]!.startsWith(sameNode(p) ? 'xpmem/' : 'dsm'), `${sameNode(p) ? 'xpmem' : 'dsm'} transport to ${p}: ${world.transports()[p]}`);
+}
 
 // --- symmetric heap: alloc, put, get, ptr --------------------------------
 const f = world.alloc(Float64Array, 100);
@@ -42,10 +49,15 @@ equal(f[15], 0, 'put did not touch after range');
 const got = await world.get(new Float64Array(10), f, right, 5);
 equal(Array.from(got), Array.from({ length: 10 }, (_, i) => rank * 1000 + i), 'get from the right neighbour reads what we put');
 
-// ptr: direct loads and stores into a peer's copy
+// ptr: direct loads and stores into a peer's copy (a node peer's; other nodes' cannot be mapped)
 const view = world.ptr(u8, right);
-check(view !== null && view.length === 33, 'ptr gives a view of the same length');
-view![rank % 33] = 200;
+if (sameNode(right)) {
+  check(view !== null && view.length === 33, 'ptr gives a view of the same length');
+  view![rank % 33] = 200;
+} else {
+  equal(view, null, 'ptr to a rank on another node is null');
+  world.put(u8, Uint8Array.of(200), right, rank % 33);
+}
 await world.barrier();
 equal(u8[left % 33], 200, 'store through ptr is visible to the owner');
 check(world.ptr(u8, rank) !== null, 'ptr to self');

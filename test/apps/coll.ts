@@ -186,8 +186,8 @@ await movement(world, 'world');
 
 // --- teams -----------------------------------------------------------------------
 const shared = world.team('shared');
-equal(shared.size, size, 'team(shared) is every rank of this node');
-equal(await shared.allreduce(1, 'sum'), size, 'team(shared) allreduce');
+equal(shared.size, world.local.size, 'team(shared) is every rank of this node');
+equal(await shared.allreduce(1, 'sum'), world.local.size, 'team(shared) allreduce');
 check(world.team('world') === world, "team('world') is the world");
 
 const parity = world.split(rank % 2, -rank); // reversed order inside each team

@@ -4,19 +4,22 @@
  * in XPMEM-attached memory (futexes fail there, and an attachment dies with its
  * owner): the job's abort word, each rank's doorbell (a futex word every event
  * for that rank increments), barrier flags, and one message ring per ordered
- * pair of local ranks.
+ * pair of participants. The participants are the local ranks and, last, the
+ * node agent (the gateway): it delivers messages from other nodes into a ring
+ * of its own to each rank, and reads each rank's heap location from its block.
  *
  * Layout (bytes):
  *   [0, 4096)                header: magic, version, nlocal, ring bytes, abort word, abort text
- *   RANKS  + stride * r      rank r: doorbell, sleeping, pid (a cache line), then per team slot
- *                            a cache line with the rank's ack and data words for that team
- *   PAIRS  + 64 * (s*n + r)  ring s->r control: the consumer's head (a cache line of its own)
- *   RINGS  + ring * (s*n+r)  ring s->r data
+ *   RANKS  + stride * r      participant r: doorbell, sleeping, pid, heap segid and bytes (a
+ *                            cache line), then per team slot a cache line with the rank's ack
+ *                            and data words for that team
+ *   PAIRS  + 64 * (s*p + r)  ring s->r control: the consumer's head (a cache line of its own)
+ *   RINGS  + ring * (s*p+r)  ring s->r data             (p = nlocal + 1 participants)
  */
 import { native } from '../../native/index.js';
 
 const MAGIC = 0x4e52504d; // 'MPRN'
-const VERSION = 1;
+const VERSION = 2;
 const HEADER_BYTES = 4096;
 const PAIR_STRIDE = 64;
 const ABORT_TEXT_OFFSET = 1024;
@@ -34,6 +37,8 @@ const H_SLOTS = 6;
 const R_DOOR = 0;
 const R_SLEEPING = 1;
 const R_PID = 2;
+/** The rank's heap: XPMEM segid (low, high u32) and bytes (low, high u32), for the agent to attach. */
+const R_HEAP = 3;
 /** Team slot s of a rank block: a cache line at byte 64 * (s + 1): ack, then data. */
 const T_ACK = 0;
 const T_DATA = 1;
@@ -56,17 +61,21 @@ function align(n: number, to: number): number {
 }
 
 export function controlLayout(nlocal: number, ringBytes: number, teamSlots: number): { ranks: number; stride: number; pairs: number; rings: number; total: number } {
+  const p = nlocal + 1;
   const ranks = HEADER_BYTES;
   const stride = 64 * (teamSlots + 1);
-  const pairs = align(ranks + stride * nlocal, 4096);
-  const rings = align(pairs + PAIR_STRIDE * nlocal * nlocal, 4096);
-  return { ranks, stride, pairs, rings, total: rings + ringBytes * nlocal * nlocal };
+  const pairs = align(ranks + stride * p, 4096);
+  const rings = align(pairs + PAIR_STRIDE * p * p, 4096);
+  return { ranks, stride, pairs, rings, total: rings + ringBytes * p * p };
 }
 
 export class ControlSegment {
   readonly i32: Int32Array;
   readonly u8: Uint8Array;
   readonly nlocal: number;
+  /** Ring participants: the local ranks, then the node agent (index `gateway`). */
+  readonly participants: number;
+  readonly gateway: number;
   readonly ringBytes: number;
   readonly teamSlots: number;
   readonly #ranks: number;
@@ -79,6 +88,8 @@ export class ControlSegment {
     this.u8 = new Uint8Array(buffer);
     if (this.i32[H_MAGIC] !== MAGIC || this.i32[H_VERSION] !== VERSION) throw new Error('not an mprun control segment (magic or version mismatch)');
     this.nlocal = this.i32[H_NLOCAL]!;
+    this.participants = this.nlocal + 1;
+    this.gateway = this.nlocal;
     this.ringBytes = this.i32[H_RING]!;
     this.teamSlots = this.i32[H_SLOTS]!;
     const l = controlLayout(this.nlocal, this.ringBytes, this.teamSlots);
@@ -146,6 +157,23 @@ export class ControlSegment {
   pidIndex(r: number): number {
     return (this.#ranks + this.#stride * r) / 4 + R_PID;
   }
+  /** Publishes local rank r's heap (its XPMEM segid and size) for the node agent. */
+  publishHeap(r: number, segid: bigint, bytes: number): void {
+    const w = this.pidIndex(r) - R_PID + R_HEAP;
+    this.i32[w] = Number(segid & 0xffffffffn) | 0;
+    this.i32[w + 1] = Number(segid >> 32n) | 0;
+    this.i32[w + 2] = bytes % 0x100000000 | 0;
+    Atomics.store(this.i32, w + 3, Math.floor(bytes / 0x100000000));
+  }
+
+  /** Local rank r's heap as it published it, or null before it did. */
+  heapOf(r: number): { segid: bigint; bytes: number } | null {
+    const w = this.pidIndex(r) - R_PID + R_HEAP;
+    const bytes = (Atomics.load(this.i32, w + 3) >>> 0) * 0x100000000 + (this.i32[w + 2]! >>> 0);
+    if (bytes === 0) return null;
+    return { segid: (BigInt(this.i32[w + 1]! >>> 0) << 32n) | BigInt(this.i32[w]! >>> 0), bytes };
+  }
+
   /** Local rank r's ack word for team slot `slot` (written by r only). */
   teamAckIndex(r: number, slot: number): number {
     return (this.#ranks + this.#stride * r + 64 * (slot + 1)) / 4 + T_ACK;
@@ -178,13 +206,13 @@ export class ControlSegment {
 
   // --- rings -----------------------------------------------------------------
   pairWord(s: number, r: number): number {
-    return (this.#pairs + PAIR_STRIDE * (s * this.nlocal + r)) / 4;
+    return (this.#pairs + PAIR_STRIDE * (s * this.participants + r)) / 4;
   }
   headIndex(s: number, r: number): number {
     return this.pairWord(s, r) + P_HEAD;
   }
   /** Byte offset of ring s->r's data. */
   ringOffset(s: number, r: number): number {
-    return this.#rings + this.ringBytes * (s * this.nlocal + r);
+    return this.#rings + this.ringBytes * (s * this.participants + r);
   }
 }

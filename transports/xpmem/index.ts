@@ -13,7 +13,7 @@
  * errno names in `err.errno`.
  */
 import { native, nativeAvailable, nativeError } from '../../native/index.js';
-import { xpmemError } from '../../runtime/errors.js';
+import { MprunError, xpmemError } from '../../runtime/errors.js';
 import { Attachment } from './attachment.js';
 import { BACKEND_ORDER, XPMEM_RDONLY, XPMEM_RDWR, XPMEM_USERSPACE_VERSION, type XpmemBackendName } from './constants.js';
 import { isUserspaceSegid, KIND_CMA, KIND_SHM, lookup, processAlive, publish, unpublish, type SegmentEntry } from './exports.js';
@@ -220,3 +220,15 @@ export function detach(att: Attachment): void {
 }
 
 export { processAlive as ownerAlive };
+
+/** Attaches a peer's whole segment (made from page-aligned memory at its offset 0). */
+export function attachWhole(segid: bigint | string, bytes: number): Attachment {
+  return attach(get(BigInt(segid), XPMEM_RDWR), 0, bytes);
+}
+
+/** The mapped memory of a whole-segment attachment, so that offsets in it are the owner's offsets; null for CMA. */
+export function mappedBuffer(att: Attachment): ArrayBuffer | null {
+  if (!att.mapped) return null;
+  if (att.mapOffset !== 0) throw new MprunError('ERR_MPRUN_XPMEM', 'a whole-segment attachment must start at a page boundary');
+  return att.bytes!.buffer as ArrayBuffer;
+}

@@ -10,12 +10,12 @@ function pair(ringBytes = 4096) {
 }
 
 class Collect implements RecordSink {
-  got: Array<{ source: number; tag: number; data: unknown }> = [];
-  eager(source: number, tag: number, dtype: number, view: TypedArray, off: number, len: number): void {
-    this.got.push({ source, tag, data: decodeFrom(dtype, view, off, len) });
+  got: Array<{ source: number; tag: number; data: unknown; origin?: number }> = [];
+  eager(source: number, origin: number, tag: number, dtype: number, view: TypedArray, off: number, len: number): void {
+    this.got.push(origin >= 0 ? { source, tag, data: decodeFrom(dtype, view, off, len), origin } : { source, tag, data: decodeFrom(dtype, view, off, len) });
   }
   partial: { tag: number; dtype: number; dst: TypedArray; filled: number } | null = null;
-  first(source: number, tag: number, dtype: number, total: number, view: TypedArray, off: number, len: number): void {
+  first(source: number, _origin: number, tag: number, dtype: number, total: number, view: TypedArray, off: number, len: number): void {
     this.partial = { tag, dtype, dst: allocate(dtype, total), filled: 0 };
     this.next(source, view, off, len);
   }
@@ -121,5 +121,21 @@ describe('shared-memory message rings', () => {
     while (b.poll(0, sink));
     expect(sink.got.map((m) => m.data)).toEqual(values);
     expect(Buffer.isBuffer(sink.got[11]!.data)).toBe(true);
+  });
+
+  it('relays from the node agent (the gateway) with the origin rank of each record', () => {
+    const { segment, b } = pair(4096);
+    const gateway = new NodeQueues(segment, segment.gateway);
+    const sink = new Collect();
+    for (const origin of [5, 1_000_000, 0]) {
+      const e = encode(Int32Array.of(origin));
+      expect(gateway.trySendEager(1, 3, e.dtype, e.payload, origin)).toBe(true);
+    }
+    while (b.poll(segment.gateway, sink));
+    expect(sink.got.map((m) => [m.source, m.origin, (m.data as Int32Array)[0]])).toEqual([
+      [segment.gateway, 5, 5],
+      [segment.gateway, 1_000_000, 1_000_000],
+      [segment.gateway, 0, 0],
+    ]);
   });
 });

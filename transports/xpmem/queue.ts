@@ -5,7 +5,9 @@
  * A record is a 16-byte header and its payload, 8-byte aligned:
  *   +0 sequence number (stored last: it publishes the record)
  *   +4 record bytes, or -(bytes to the ring's end) for padding
- *   +8 tag     +12 kind | dtype << 4 | (alignment padding) << 8
+ *   +8 tag     +12 kind | dtype << 4 | (alignment padding) << 8 | (origin + 1) << 12
+ * The origin is the world rank that sent the message when the producer is the
+ * node agent relaying it from another node (0: the producer itself).
  * The receiver polls the sequence word where the next record will start, as
  * Open MPI's fast boxes do: flag and data share cache lines, so a small
  * message costs about one line transfer. The producer zeroes the header word
@@ -37,9 +39,9 @@ export interface RecordSink {
    * Eager payload in ring memory, at `byteOffset` of `view` (a view of the
    * payload's own element type over the whole segment): copy it out before returning.
    */
-  eager(source: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void;
+  eager(ring: number, origin: number, tag: number, dtype: number, view: TypedArray, byteOffset: number, byteLength: number): void;
   /** The first fragment of a message of `totalBytes`; same memory rules as eager(). */
-  first(source: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void;
+  first(ring: number, origin: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void;
   /** A continuation fragment of the message `first` began. */
   next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void;
 }
@@ -67,7 +69,7 @@ export class NodeQueues {
     this.#me = me;
     this.#cap = ctrl.ringBytes;
     this.#mask = ctrl.ringBytes - 1;
-    const n = ctrl.nlocal;
+    const n = ctrl.participants;
     this.#tail = new Int32Array(n);
     this.#seqOut = new Int32Array(n).fill(1);
     this.#headSeen = new Int32Array(n);
@@ -138,7 +140,7 @@ export class NodeQueues {
   }
 
   /** Copies a message into the ring to `dest`; false when it has no room now. */
-  trySendEager(dest: number, tag: number, dtype: number, payload: TypedArray): boolean {
+  trySendEager(dest: number, tag: number, dtype: number, payload: TypedArray, origin = -1): boolean {
     const bytes = payload.byteLength;
     const at = this.#reserve(dest, bytes);
     if (at < 0) return false;
@@ -147,7 +149,7 @@ export class NodeQueues {
       const view = this.#views.of(moveCtor(dtype));
       (view as Float64Array).set(payload as Float64Array, (at + HEADER) / view.BYTES_PER_ELEMENT);
     }
-    this.#commit(dest, at, bytes, KIND_EAGER | (dtype << 4));
+    this.#commit(dest, at, bytes, KIND_EAGER | (dtype << 4) | ((origin + 1) << 12));
     return true;
   }
 
@@ -156,7 +158,7 @@ export class NodeQueues {
    * `dest` as one fragment of a message of `payload.byteLength` bytes (the
    * first when offset is 0); false when the ring has no room now.
    */
-  trySendFragment(dest: number, tag: number, dtype: number, payload: TypedArray, offset: number, length: number): boolean {
+  trySendFragment(dest: number, tag: number, dtype: number, payload: TypedArray, offset: number, length: number, origin = -1): boolean {
     const first = offset === 0;
     const extra = first ? FIRST_EXTRA : 0;
     const at = this.#reserve(dest, extra + length);
@@ -170,7 +172,7 @@ export class NodeQueues {
     const view = this.#views.of(moveCtor(dtype));
     const bpe = view.BYTES_PER_ELEMENT;
     (view as Float64Array).set((payload as Float64Array).subarray(offset / bpe, (offset + length) / bpe), (at + HEADER + extra) / bpe);
-    this.#commit(dest, at, extra + length, (first ? KIND_FIRST : KIND_NEXT) | (dtype << 4));
+    this.#commit(dest, at, extra + length, (first ? KIND_FIRST : KIND_NEXT) | (dtype << 4) | ((origin + 1) << 12));
     return true;
   }
 
@@ -204,14 +206,15 @@ export class NodeQueues {
     const meta = i32[w + 3]!;
     const dtype = (meta >> 4) & 0xf;
     const kind = meta & 0xf;
-    const length = size - HEADER - (meta >> 8);
+    const length = size - HEADER - ((meta >> 8) & 0xf);
+    const origin = (meta >>> 12) - 1;
     const view = this.#views.of(moveCtor(dtype));
     const data = (w << 2) + HEADER;
     if (kind === KIND_EAGER) {
-      sink.eager(source, tag, dtype, view, data, length);
+      sink.eager(source, origin, tag, dtype, view, data, length);
     } else if (kind === KIND_FIRST) {
       const total = (i32[w + 4]! >>> 0) + i32[w + 5]! * 0x100000000;
-      sink.first(source, tag, dtype, total, view, data + FIRST_EXTRA, length - FIRST_EXTRA);
+      sink.first(source, origin, tag, dtype, total, view, data + FIRST_EXTRA, length - FIRST_EXTRA);
     } else {
       sink.next(source, view, data, length);
     }
