@@ -11,3 +11,4 @@ export { ANY_SOURCE, ANY_TAG, type Message } from './p2p.js';
 export { MprunError, isMprunError, type MprunErrorCode } from './errors.js';
 export type { TypedArray, TypedArrayConstructor, AtomicArray, AtomicValue, Comparison } from './types.js';
 export { CONFIG_FIELDS } from './config.js';
+export { SharedMemory, SharedVariable, Semaphore, Hole } from '../transports/dsm/shared.js';

@@ -46,4 +46,57 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
       expect(r.stdout.trim().split('\n').sort()).toEqual(['coll ok 0', 'coll ok 1', 'coll ok 2', 'coll ok 3']);
     }
   }, 120_000);
+
+  it('shared variables, atomics at the home, semaphores and holes work across nodes', async () => {
+    const r = await runMprun(['--hostfile', cluster.hostfile, app('dsm.ts')], { env });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['dsm ok 0', 'dsm ok 1', 'dsm ok 2', 'dsm ok 3']);
+  }, 60_000);
+
+  it('an agent\'s data port closes and logs intruders and malformed frames; the job goes on', async () => {
+    const r = await runMprun(['--hostfile', cluster.hostfile, app('intruder-dsm.ts')], { env });
+    expect(r.code).toBe(0);
+    for (const what of ['wrong secret', 'garbage', 'version 99', 'put before auth']) expect(r.stdout).toContain(`intruder closed: ${what}`);
+    expect(r.stdout).toContain('intruder authenticated, then closed: put outside the heap');
+    expect(r.stdout).toContain('intruder authenticated, then closed: put to no such rank');
+    expect(r.stdout.match(/rank \d done/g)).toHaveLength(4);
+    expect(r.stderr).toMatch(/mprun agent on node1: closed a data connection from [\d.]+: wrong job secret/);
+    expect(r.stderr).toMatch(/closed a data connection .*: frame version \d+, expected 1/);
+    expect(r.stderr).toMatch(/closed a data connection .*: first frame was PUT, not AUTH/);
+    expect(r.stderr).toMatch(/closed a data connection .*\(rank 0\): PUT of \[1099511627776, 1099511627784\) is outside rank 0's heap/);
+    expect(r.stderr).toMatch(/closed a data connection .*\(rank 0\): PUT for rank 9, which is not on this node/);
+  }, 60_000);
+
+  /** Runs stream.ts and calls `fault` once every rank streams data across the link. */
+  const streamAndFault = (fault: () => void): Promise<{ code: number | null; stderr: string; ms: number; faulted: boolean }> => {
+    let faulted = false;
+    return runMprun(['--hostfile', cluster.hostfile, app('stream.ts')], {
+      env,
+      onStdout: (text) => {
+        if (!faulted && (text.match(/streaming/g) ?? []).length === 4) {
+          faulted = true;
+          setTimeout(fault, 300);
+        }
+      },
+    }).then((r) => ({ ...r, faulted }));
+  };
+
+  it('an agent killed while ranks stream data to its node: the job aborts naming the node, nothing is left', async () => {
+    const r = await streamAndFault(() => onNode('node2', "pkill -KILL -f '[m]prun.js --agent'"));
+    expect(r.faulted).toBe(true);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/node node2 lost/);
+    expect(r.ms).toBeLessThan(20_000);
+  }, 60_000);
+
+  it('a network cut while ranks stream data across it: the job aborts in seconds naming the node', async () => {
+    const veth = `${cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
+    const r = await streamAndFault(() => spawnSync('ip', ['link', 'set', veth, 'down']));
+    spawnSync('ip', ['link', 'set', veth, 'up']);
+    expect(r.faulted).toBe(true);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/node node2 lost/);
+    expect(r.ms).toBeLessThan(20_000);
+  }, 60_000);
 });

@@ -34,6 +34,14 @@ describe.skipIf(why !== null)('mprun under Slurm', () => {
     expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
   });
 
+  it('the rank API conformance app runs across the allocation\'s two nodes', async () => {
+    const r = salloc(['-N2', '-n4', process.execPath, mprunBin, '-x', 'EXPECT_SIZE=4', '-x', 'EXPECT_NODES=2', app('api.ts')]);
+    expect(r.stderr).not.toMatch(/mprun:|Error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').filter((l) => l.startsWith('api ok')).sort()).toEqual(['api ok 0', 'api ok 1', 'api ok 2', 'api ok 3']);
+    expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
+  });
+
   it('a failing rank on the second node sets the exit code and is named', async () => {
     const r = salloc(['-N2', '-n2', process.execPath, mprunBin, app('where.ts'), 'fail', '1', '7']);
     expect(r.code).toBe(7);

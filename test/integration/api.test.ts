@@ -19,6 +19,15 @@ describe('rank API', () => {
     });
   }
 
+  for (const n of [1, 3]) {
+    it(`shared variables, semaphores and holes work with ${n} rank(s) on one node`, async () => {
+      const r = await runMprun(['-n', String(n), app('dsm.ts')]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim().split('\n').sort()).toEqual(Array.from({ length: n }, (_, i) => `dsm ok ${i}`));
+    });
+  }
+
   it('runs the README example with 8 ranks', async () => {
     const r = await runMprun(['-n', '8', join(root, 'examples', 'hello.ts')]);
     expect(r.code).toBe(0);
