@@ -27,7 +27,7 @@ export function infoText(): string {
   out.push('Transports:');
   for (const t of BUILTIN_TRANSPORTS) {
     const a = t.attrs;
-    const scope = t.name === 'self' ? 'the rank itself' : 'ranks on the same node';
+    const scope = t.name === 'self' ? 'the rank itself' : t.name === 'dsm' ? 'ranks on other nodes, through their node agent over TCP (jobs with --host, --hostfile or Slurm)' : 'ranks on the same node';
     let status = 'available';
     if (t.name === 'xpmem') {
       const b = backendName();

@@ -25,7 +25,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
   { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
   { name: 'MPRUN_NODE_ARGS', default: '', help: 'extra Node.js flags for every rank, e.g. --cpu-prof or --trace-deopt (read by mprun)' },
-  { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer and wire-up steps to stderr' },
+  { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer (self, xpmem/<backend>, dsm) and wire-up steps to stderr' },
 ];
 
 /** Parses a byte count with an optional K/M/G suffix (powers of 1024). */

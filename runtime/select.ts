@@ -70,7 +70,7 @@ export const XPMEM: TransportCandidate = {
  */
 export const DSM: TransportCandidate = {
   name: 'dsm',
-  attrs: { latency: 4e-5, bandwidth: 1.5e9, canMap: false, hardwareAtomics: false },
+  attrs: { latency: 4e-5, bandwidth: 1.5e9, canMap: false, hardwareAtomics: true },
   reach: (self, peer) => {
     if (self.node === peer.node) return { ok: false, reason: 'same node' };
     if (peer.agent === null || peer.agent === undefined) return { ok: false, reason: `rank ${peer.rank}'s node ${peer.node} has no agent serving data (the job was not started across nodes)` };

@@ -7,7 +7,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { app, eventually, rankProcesses, runMprun } from '../helpers.js';
+import { join } from 'node:path';
+import { app, eventually, rankProcesses, root, runMprun } from '../helpers.js';
 import { clusterUnavailable, startCluster, type Cluster } from './cluster.js';
 
 const why = clusterUnavailable();
@@ -46,6 +47,14 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
       expect(r.stdout.trim().split('\n').sort()).toEqual(['coll ok 0', 'coll ok 1', 'coll ok 2', 'coll ok 3']);
     }
   }, 120_000);
+
+  it('MPRUN_DEBUG shows the transport serving each peer: xpmem on the node, dsm across', async () => {
+    const r = await runMprun(['--hostfile', cluster.hostfile, '-x', 'MPRUN_DEBUG=1', join(root, 'examples', 'hello.ts')], { env });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/mprun\[0\]: .* peers: 0:self 1:xpmem\/\w+ 2:dsm 3:dsm/);
+    expect(r.stderr).toMatch(/mprun\[3\]: .* peers: 0:dsm 1:dsm 2:xpmem\/\w+ 3:self/);
+    expect(r.stdout).toContain('sum of (rank + 1) over 4 ranks: 10 (expected 10)');
+  }, 60_000);
 
   it('shared variables, atomics at the home, semaphores and holes work across nodes', async () => {
     const r = await runMprun(['--hostfile', cluster.hostfile, app('dsm.ts')], { env });

@@ -149,6 +149,7 @@ describe('command line', () => {
     expect(r.stdout).toMatch(/xpmem: available, backend (kernel|shm)/);
     expect(r.stdout).toMatch(/kernel: (available|unavailable).*\n/);
     expect(r.stdout).toMatch(/shm: available/);
+    expect(r.stdout).toMatch(/dsm: available; reaches ranks on other nodes, through their node agent over TCP/);
     expect(r.stdout).toMatch(/cma: available; copies only/);
     expect(r.stdout).toContain('MPRUN_HEAP_SIZE');
     expect(r.stdout).toMatch(/local: available/);
