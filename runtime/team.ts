@@ -2,8 +2,11 @@
  * Teams (MPI communicators, OpenSHMEM teams): an ordered group of ranks with
  * collectives. Every team has a slot, agreed by its members when it is made,
  * that fixes where its flags (control segment) and scratch (each member's
- * collective arena) are. Collectives on one team run in call order; every
- * member must call them in the same order, as MPI requires.
+ * collective arena) are, and its tags when it spans nodes. A team within one
+ * node runs its collectives through shared memory (ShmCollectives); a team
+ * across nodes over the runtime's messages, hierarchically (MsgCollectives).
+ * Collectives on one team run in call order; every member must call them in
+ * the same order, as MPI requires.
  */
 import { WAKE_SYNC, type ControlSegment } from '../transports/xpmem/control.js';
 import { MprunError } from './errors.js';
