@@ -92,7 +92,6 @@ export class Messenger implements RecordSink {
   readonly #queues: NodeQueues;
   readonly #waiter: Waiter;
   readonly #eagerLimit: number;
-  readonly #fragment: number;
   /** World rank of each local rank, and local rank of each world rank. */
   readonly #worldOfLocal: readonly number[];
   readonly #localOfWorld: readonly number[];
@@ -129,7 +128,6 @@ export class Messenger implements RecordSink {
     this.#queues = queues;
     this.#waiter = waiter;
     this.#eagerLimit = Math.min(eagerLimit, queues.maxEager);
-    this.#fragment = queues.fragmentBytes;
     this.#worldOfLocal = worldOfLocal;
     this.#localOfWorld = localOfWorld;
     this.#sends = worldOfLocal.map(() => []);
@@ -241,17 +239,7 @@ export class Messenger implements RecordSink {
     let completed = false;
     while (queue.length > 0) {
       const s = queue[0]!;
-      const total = s.payload.byteLength;
-      if (total <= this.#eagerLimit) {
-        if (!q.trySendEager(local, s.tag, s.dtype, s.payload)) break;
-      } else {
-        while (s.offset < total) {
-          const length = Math.min(this.#fragment, total - s.offset);
-          if (!q.trySendFragment(local, s.tag, s.dtype, s.payload, s.offset, length)) break;
-          s.offset += length;
-        }
-        if (s.offset < total) break;
-      }
+      if (!q.tryPost(local, s, this.#eagerLimit)) break;
       queue.shift();
       this.#sendsPending--;
       s.done = true;

@@ -149,3 +149,13 @@ export async function startCluster(count: number, slots = 2): Promise<Cluster> {
     throw e;
   }
 }
+
+/** Runs `cmd` on a node of the cluster over its ssh; returns its trimmed stdout. */
+export function onNode(cluster: Cluster, node: string, cmd: string): string {
+  return spawnSync('ssh', ['-F', cluster.sshConfig, '-T', '-oBatchMode=yes', node, cmd], { encoding: 'utf8' }).stdout.trim();
+}
+
+/** What mprun left on any node: its agents and ranks still running, its files in /dev/shm. */
+export function clusterLeftovers(cluster: Cluster): string[] {
+  return cluster.nodes.flatMap((n) => onNode(cluster, n.name, "pgrep -af '[m]prun.js --agent|[r]ank-main.js' || true; ls /dev/shm | grep -i mprun || true").split('\n').filter((l) => l.trim() !== ''));
+}

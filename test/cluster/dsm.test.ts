@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { app, eventually, rankProcesses, root, runMprun } from '../helpers.js';
-import { clusterUnavailable, startCluster, type Cluster } from './cluster.js';
+import { clusterLeftovers, clusterUnavailable, onNode as onNodeOf, startCluster, type Cluster } from './cluster.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cross-node runtime tests skipped: ${why}`);
@@ -17,10 +17,7 @@ if (why !== null) console.log(`cross-node runtime tests skipped: ${why}`);
 describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   let cluster: Cluster;
   let env: Record<string, string>;
-  const onNode = (node: string, cmd: string): string =>
-    spawnSync('ssh', ['-F', cluster.sshConfig, '-T', '-oBatchMode=yes', node, cmd], { encoding: 'utf8' }).stdout.trim();
-  const leftovers = (): string[] =>
-    cluster.nodes.flatMap((n) => onNode(n.name, "pgrep -af '[m]prun.js --agent|[r]ank-main.js' || true; ls /dev/shm | grep -i mprun || true").split('\n').filter((l) => l.trim() !== ''));
+  const onNode = (node: string, cmd: string): string => onNodeOf(cluster, node, cmd);
 
   beforeAll(async () => {
     cluster = await startCluster(2, 2);
@@ -28,7 +25,7 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   }, 30_000);
   afterAll(() => cluster?.stop());
   afterEach(async () => {
-    expect(await eventually(() => leftovers().length === 0, 8000)).toBe(true);
+    expect(await eventually(() => clusterLeftovers(cluster).length === 0, 8000)).toBe(true);
     expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
   });
 

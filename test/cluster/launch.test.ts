@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { app, eventually, rankProcesses, runMprun } from '../helpers.js';
-import { clusterUnavailable, startCluster, type Cluster } from './cluster.js';
+import { clusterLeftovers, clusterUnavailable, onNode as onNodeOf, startCluster, type Cluster } from './cluster.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cluster launch tests skipped: ${why}`);
@@ -15,11 +15,7 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
   let cluster: Cluster;
   let env: Record<string, string>;
   const where = app('where.ts');
-  const onNode = (node: string, cmd: string): string =>
-    spawnSync('ssh', ['-F', cluster.sshConfig, '-T', '-oBatchMode=yes', node, cmd], { encoding: 'utf8' }).stdout.trim();
-  /** Processes of mprun (agents, ranks) on every node of the cluster. */
-  const leftovers = (): string[] =>
-    cluster.nodes.flatMap((n) => onNode(n.name, "pgrep -af '[m]prun.js --agent|[r]ank-main.js' || true").split('\n').filter((l) => l.trim() !== ''));
+  const onNode = (node: string, cmd: string): string => onNodeOf(cluster, node, cmd);
 
   beforeAll(async () => {
     cluster = await startCluster(2, 2);
@@ -27,7 +23,7 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
   }, 30_000);
   afterAll(() => cluster?.stop());
   afterEach(async () => {
-    expect(await eventually(() => leftovers().length === 0, 8000)).toBe(true);
+    expect(await eventually(() => clusterLeftovers(cluster).length === 0, 8000)).toBe(true);
     expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
   });
 

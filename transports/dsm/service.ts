@@ -16,7 +16,7 @@ import { allocate, DTYPE_CTORS } from '../../runtime/codec.js';
 import type { TypedArray } from '../../runtime/types.js';
 import { WAKE_HEAP, type ControlSegment } from '../xpmem/control.js';
 import * as xpmem from '../xpmem/index.js';
-import { NodeQueues } from '../xpmem/queue.js';
+import { NodeQueues, type OutgoingMessage } from '../xpmem/queue.js';
 import { applyAtomic, isBigDtype, readOperand, writeOperand } from './atomic.js';
 import { frame, FrameParser, HEADER_BYTES, ProtocolError, T, typeName, writeHeader, type Header } from './frames.js';
 import { homeOf, PAGE_BYTES, VarMemory, varLayout } from './layout.js';
@@ -31,12 +31,9 @@ export interface ServiceOptions {
   log(message: string): void;
 }
 
-interface RelayItem {
+interface RelayItem extends OutgoingMessage {
+  /** The world rank that sent it. */
   origin: number;
-  tag: number;
-  dtype: number;
-  payload: TypedArray;
-  offset: number;
 }
 
 interface SharedVar {
@@ -298,17 +295,7 @@ export class DsmService {
     this.#outbox.forEach((box, l) => {
       while (box.length > 0) {
         const m = box[0]!;
-        const total = m.payload.byteLength;
-        if (total <= q.maxEager) {
-          if (!q.trySendEager(l, m.tag, m.dtype, m.payload, m.origin)) break;
-        } else {
-          while (m.offset < total) {
-            const n = Math.min(q.fragmentBytes, total - m.offset);
-            if (!q.trySendFragment(l, m.tag, m.dtype, m.payload, m.offset, n, m.origin)) break;
-            m.offset += n;
-          }
-          if (m.offset < total) break;
-        }
+        if (!q.tryPost(l, m, q.maxEager, m.origin)) break;
         box.shift();
       }
       if (box.length > 0) stuck = true;

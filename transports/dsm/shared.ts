@@ -201,12 +201,19 @@ export class Hole<T extends TypedArray> {
   }
 }
 
+/**
+ * Elements of `unit` bytes compared as words: the word type, its size, and
+ * words per element (8-byte elements are two 32-bit words).
+ */
+function elementWords(unit: number): { W: Uint32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor; word: number; per: number } {
+  const word = Math.min(unit, 4);
+  return { W: word === 4 ? Uint32Array : word === 2 ? Uint16Array : Uint8Array, word, per: unit / word };
+}
+
 /** Runs of elements that differ between `a` and `b` (same length, element size `unit` bytes), as [start, end) byte ranges. */
 function diffRuns(a: Uint8Array, b: Uint8Array, unit: number): Array<[number, number]> {
   const runs: Array<[number, number]> = [];
-  const word = Math.min(unit, 4);
-  const perUnit = unit / word;
-  const W = word === 4 ? Uint32Array : word === 2 ? Uint16Array : Uint8Array;
+  const { W, word, per: perUnit } = elementWords(unit);
   const x = new W(a.buffer as ArrayBuffer, a.byteOffset, a.byteLength / word);
   const y = new W(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength / word);
   let start = -1;
@@ -347,10 +354,7 @@ export class SharedVariable<T extends TypedArray> {
   #merge(p: number, home: Uint8Array): void {
     const lo = p * PAGE_BYTES;
     const copy = new Uint8Array(home); // its own aligned buffer, for word views
-    const unit = this.#bpe;
-    const word = Math.min(unit, 4);
-    const per = unit / word;
-    const W = word === 4 ? Uint32Array : word === 2 ? Uint16Array : Uint8Array;
+    const { W, word, per } = elementWords(this.#bpe);
     const n = PAGE_BYTES / word;
     const h = new W(copy.buffer as ArrayBuffer, copy.byteOffset, n);
     const d = new W(this.#m.data.buffer as ArrayBuffer, this.#m.data.byteOffset + lo, n);

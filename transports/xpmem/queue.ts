@@ -46,6 +46,14 @@ export interface RecordSink {
   next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void;
 }
 
+/** A message being posted: `offset` is how many of its bytes are in the ring already. */
+export interface OutgoingMessage {
+  tag: number;
+  dtype: number;
+  payload: TypedArray;
+  offset: number;
+}
+
 export class NodeQueues {
   readonly #ctrl: ControlSegment;
   readonly #i32: Int32Array;
@@ -173,6 +181,23 @@ export class NodeQueues {
     const bpe = view.BYTES_PER_ELEMENT;
     (view as Float64Array).set((payload as Float64Array).subarray(offset / bpe, (offset + length) / bpe), (at + HEADER + extra) / bpe);
     this.#commit(dest, at, extra + length, (first ? KIND_FIRST : KIND_NEXT) | (dtype << 4) | ((origin + 1) << 12));
+    return true;
+  }
+
+  /**
+   * Posts as much of `m` into the ring to `dest` as fits now: one record when
+   * it is at most `eagerLimit` bytes, else fragments from `m.offset` on (which
+   * it advances). Returns whether the whole message is in the ring.
+   */
+  tryPost(dest: number, m: OutgoingMessage, eagerLimit: number, origin = -1): boolean {
+    const total = m.payload.byteLength;
+    if (total <= eagerLimit) return this.trySendEager(dest, m.tag, m.dtype, m.payload, origin);
+    const step = this.fragmentBytes;
+    while (m.offset < total) {
+      const length = Math.min(step, total - m.offset);
+      if (!this.trySendFragment(dest, m.tag, m.dtype, m.payload, m.offset, length, origin)) return false;
+      m.offset += length;
+    }
     return true;
   }
 
