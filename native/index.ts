@@ -55,6 +55,19 @@ export interface NativeBinding {
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */
   reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
   xpmem: NativeXpmem;
+  /** CRC32C (Castagnoli), hardware-assisted where the CPU has SSE4.2; `seed` chains. */
+  crc32c(bytes: Bytes, seed?: number): number;
+  /** Whether libpmem.so.1 was found (persistence then goes through it). */
+  pmemInfo(): { libpmem: boolean; reason: string };
+  /** Maps a pool part (create: a new 0600 file with its space allocated now). */
+  poolMap(path: string, length: number, create: boolean): { buffer: ArrayBuffer; isPmem: boolean; via: 'libpmem' | 'mmap' };
+  /** pmem_persist / pmem_msync / msync of a range of a mapped part: null on success, else the errno name. */
+  poolPersist(buffer: ArrayBuffer, offset: number, length: number, isPmem: boolean, deep: boolean): string | null;
+  poolPersistAsync(buffer: ArrayBuffer, offset: number, length: number, isPmem: boolean, deep: boolean, done: (err: string | null) => void): void;
+  /** fsync of a file or directory (makes a create or unlink durable). */
+  fsyncPath(path: string): void;
+  /** An fd holding an exclusive flock on `path`; throws errno EAGAIN when another process holds it. */
+  lockPool(path: string): number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -20,7 +20,9 @@ export type MprunErrorCode =
   | 'ERR_MPRUN_UNREACHABLE'
   | 'ERR_MPRUN_UNSUPPORTED'
   | 'ERR_MPRUN_TIMEOUT'
-  | 'ERR_MPRUN_TRUNCATE';
+  | 'ERR_MPRUN_TRUNCATE'
+  | 'ERR_MPRUN_RPMEM'
+  | 'ERR_MPRUN_CHECKPOINT';
 
 export class MprunError extends Error {
   readonly code: MprunErrorCode;
@@ -44,6 +46,11 @@ export class MprunError extends Error {
 /** An XPMEM-style failure: `errno` is what libxpmem would have left in errno. */
 export function xpmemError(errno: string, message: string): MprunError {
   return new MprunError('ERR_MPRUN_XPMEM', `${message} (${errno})`, { errno });
+}
+
+/** A librpmem-style failure: `errno` is what librpmem would have left in errno. */
+export function rpmemError(errno: string, message: string): MprunError {
+  return new MprunError('ERR_MPRUN_RPMEM', `${message} (${errno})`, { errno });
 }
 
 export function isMprunError(e: unknown, code?: MprunErrorCode): e is MprunError {

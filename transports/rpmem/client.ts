@@ -1,0 +1,568 @@
+/**
+ * The rpmem client, librpmem's API over TCP: create/open a pool on a target,
+ * persist ranges of local memory into it through independent lanes, read it
+ * back, set its attributes, close it, remove it.
+ *
+ * A target is reached one of two ways:
+ *   - a string, `[user@]host[:port]`: the daemon is started over ssh like
+ *     rpmemd (`$RPMEM_SSH -T -oBatchMode=yes host $RPMEM_CMD`), one daemon per
+ *     pool, control on its stdin/stdout;
+ *   - a DaemonEndpoint: a daemon mprun started for the job, reached by a TCP
+ *     control session that proves the job's secret.
+ * Lanes are TCP connections to the daemon, each proving the secret; order holds
+ * within a lane only. Errors are sticky, as in librpmem: after a failed
+ * persist or a lost connection every call reports the same errno.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../../native/index.js';
+import { MprunError, rpmemError } from '../../runtime/errors.js';
+import { FrameParser, HEADER_BYTES, type HeaderFields } from '../frames.js';
+import { crc32c } from './crc.js';
+import { attrFromWire, attrToWire, checkAttr, type PoolAttr } from './header.js';
+import { F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
+
+const ERRNO = osConstants.errno as Record<string, number>;
+const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entries(ERRNO).map(([k, v]) => [v, k]));
+
+/** A daemon mprun started: where its lanes listen, and the secret they prove. */
+export interface DaemonEndpoint {
+  address: string;
+  port: number;
+  secret: string;
+  /** For messages (the target as the user named it). */
+  label?: string;
+}
+
+export type Target = string | DaemonEndpoint;
+
+export interface LaunchOptions {
+  /** The daemon's pool set directory (`--poolset-dir`); default: its configuration, else $HOME. */
+  poolsetDir?: string;
+}
+
+export interface CreateOptions extends LaunchOptions {
+  /** Lanes wanted; the pool gets at most what the target supports (pool.nlanes). */
+  nlanes?: number;
+  /** Pool attributes (stored in the pool header); null needs OPTION NOHDRS on the target. */
+  attr?: PoolAttr | null;
+  /** Local memory persist() reads from (librpmem's pool_addr); default: a zeroed buffer of the pool's size. */
+  buffer?: Uint8Array;
+  /** Write a one-part set file on the target when it has none (the checkpoint store's pools). */
+  makeSet?: boolean;
+}
+
+export interface OpenOptions extends LaunchOptions {
+  nlanes?: number;
+  buffer?: Uint8Array;
+}
+
+export interface RemoveOptions extends LaunchOptions {
+  /** Ignore errors of an inconsistent pool (RPMEM_REMOVE_FORCE). */
+  force?: boolean;
+  /** Remove the pool set file too (RPMEM_REMOVE_POOL_SET). */
+  poolSet?: boolean;
+}
+
+export interface LaneOptions {
+  lane?: number;
+}
+
+export interface PersistOptions extends LaneOptions {
+  /** RPMEM_PERSIST_RELAXED: no atomicity guarantee wanted. */
+  relaxed?: boolean;
+  /** rpmem_deep_persist: to the lowest persistency domain. */
+  deep?: boolean;
+}
+
+/** What a lane-only attachment needs (librpma's memory-region descriptor, in effect). */
+export interface PoolDescriptor {
+  address: string;
+  port: number;
+  secret: string;
+  pool: number;
+  size: number;
+  dataStart: number;
+  nlanes: number;
+  persistMethod: PersistMethod;
+}
+
+function statusError(status: number, body: Uint8Array, what: string): MprunError {
+  const name = ERRNO_NAME[status] ?? 'EREMOTEIO';
+  let message = `${what} failed on the target`;
+  try {
+    const j = JSON.parse(Buffer.from(body).toString('utf8')) as { message?: string };
+    if (typeof j.message === 'string') message = j.message;
+  } catch {
+    // a data reply, or no body
+  }
+  return rpmemError(name, message);
+}
+
+interface Pending {
+  resolve: (payload: Uint8Array) => void;
+  reject: (e: MprunError) => void;
+  into: Uint8Array | null;
+  what: string;
+}
+
+/** Requests and replies over one byte stream, matched by id. */
+class FrameChannel {
+  readonly #write: (b: Buffer | Uint8Array) => boolean;
+  readonly #pending = new Map<number, Pending>();
+  readonly #parser: FrameParser;
+  #nextId = 1;
+  lost: MprunError | null = null;
+  readonly #drainWait: () => Promise<void>;
+
+  constructor(write: (b: Buffer | Uint8Array) => boolean, drainWait: () => Promise<void>) {
+    this.#write = write;
+    this.#drainWait = drainWait;
+    this.#parser = new FrameParser(
+      {
+        begin: (h) => {
+          const p = this.#pending.get(h.id);
+          if (h.type !== R.REPLY || p === undefined) throw new Error(`unexpected ${RPMEM_PROTOCOL.typeName(h.type)} ${h.id} from the target`);
+          const n = h.bytes - HEADER_BYTES;
+          return h.arg === 0 && p.into !== null && p.into.byteLength === n ? p.into : null;
+        },
+        end: (h, payload) => {
+          const p = this.#pending.get(h.id)!;
+          this.#pending.delete(h.id);
+          if (h.arg !== 0) p.reject(statusError(h.arg, payload, p.what));
+          else p.resolve(payload);
+        },
+      },
+      RPMEM_PROTOCOL,
+    );
+  }
+
+  feed(chunk: Buffer): void {
+    try {
+      this.#parser.push(chunk);
+    } catch (e) {
+      this.fail(rpmemError('EPROTO', `protocol error from the target: ${(e as Error).message}`));
+    }
+  }
+
+  fail(e: MprunError): void {
+    if (this.lost !== null) return;
+    this.lost = e;
+    for (const p of this.#pending.values()) p.reject(e);
+    this.#pending.clear();
+  }
+
+  /** Sends a frame; waits for room when the stream is full. */
+  async post(type: number, h: HeaderFields, payload?: Uint8Array): Promise<void> {
+    if (this.lost !== null) throw this.lost;
+    const n = payload?.byteLength ?? 0;
+    const head = Buffer.allocUnsafe(HEADER_BYTES);
+    RPMEM_PROTOCOL.writeHeader(head, 0, type, n, h);
+    let room = this.#write(head);
+    if (n > 0) room = this.#write(payload!);
+    if (!room) await this.#drainWait();
+  }
+
+  request(type: number, h: HeaderFields, what: string, payload?: Uint8Array, into: Uint8Array | null = null): Promise<Uint8Array> {
+    if (this.lost !== null) return Promise.reject(this.lost);
+    const id = this.#nextId++;
+    const reply = new Promise<Uint8Array>((resolve, reject) => this.#pending.set(id, { resolve, reject, into, what }));
+    this.post(type, { ...h, id }, payload).catch((e: MprunError) => this.fail(e));
+    return reply;
+  }
+
+  async json(type: number, h: HeaderFields, what: string, body?: unknown): Promise<Record<string, unknown>> {
+    const r = await this.request(type, h, what, body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+    return r.byteLength === 0 ? {} : (JSON.parse(Buffer.from(r).toString('utf8')) as Record<string, unknown>);
+  }
+}
+
+function socketChannel(sock: Socket, label: string): FrameChannel {
+  const ch = new FrameChannel(
+    (b) => sock.write(b),
+    () => (sock.writableNeedDrain ? once(sock, 'drain').then(() => undefined) : Promise.resolve()),
+  );
+  sock.on('data', (d: Buffer) => ch.feed(d));
+  sock.on('error', (e) => ch.fail(rpmemError('ECONNRESET', `connection to ${label} failed: ${e.message}`)));
+  sock.on('close', () => ch.fail(rpmemError('ECONNRESET', `connection to ${label} closed`)));
+  return ch;
+}
+
+async function dial(address: string, port: number, secret: string, label: string): Promise<{ sock: Socket; ch: FrameChannel }> {
+  const sock = connect({ host: address, port });
+  sock.setNoDelay(true);
+  try {
+    await once(sock, 'connect');
+  } catch (e) {
+    throw rpmemError('ECONNREFUSED', `cannot connect to ${label} at ${address}:${port}: ${(e as Error).message}`);
+  }
+  const ch = socketChannel(sock, label);
+  await ch.request(R.AUTH, {}, 'authentication', Buffer.from(secret));
+  return { sock, ch };
+}
+
+/** A control channel to a daemon and how to end it. */
+interface Control {
+  ch: FrameChannel;
+  address: string;
+  port: number;
+  secret: string;
+  label: string;
+  end(): void;
+}
+
+function shellWords(cmd: string): string[] {
+  const out: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
+  for (let m = re.exec(cmd); m !== null; m = re.exec(cmd)) out.push(m[1] ?? m[2] ?? m[3]!);
+  return out;
+}
+
+/** The daemon command (RPMEM_CMD), this installation's by default. */
+export function daemonCommand(poolsetDir?: string): string {
+  const base = process.env.RPMEM_CMD ?? `${process.execPath} ${join(packageRoot, 'bin', 'mprun-rpmemd.js')}`;
+  return poolsetDir === undefined ? base : `${base} --poolset-dir '${poolsetDir.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `[user@]host[:port]` as ssh arguments. */
+function sshTarget(target: string): string[] {
+  const m = /^(.*?)(?::(\d+))?$/.exec(target)!;
+  return m[2] !== undefined ? ['-p', m[2], m[1]!] : [m[1]!];
+}
+
+/**
+ * Starts a daemon: over ssh for a target string (RPMEM_SSH replaces ssh), or as a
+ * local child when `argv` is given. Reads its status word, sends the secret,
+ * and returns the control channel.
+ */
+export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?: string[]; secret?: string; onStderr?: (d: Buffer) => void } = {}): Promise<Control & { child: ChildProcess }> {
+  const argv = opts.argv ?? [...shellWords(process.env.RPMEM_SSH ?? 'ssh'), '-T', '-oBatchMode=yes', ...sshTarget(target), daemonCommand(opts.poolsetDir)];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const label = `rpmem target ${target}`;
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    if (opts.onStderr !== undefined) opts.onStderr(d);
+    else stderr = (stderr + d.toString()).slice(-4000);
+  });
+  child.stdin!.on('error', () => undefined);
+  const ch = new FrameChannel(
+    (b) => child.stdin!.write(b),
+    () => (child.stdin!.writableNeedDrain ? once(child.stdin!, 'drain').then(() => undefined) : Promise.resolve()),
+  );
+  const started = new Promise<void>((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    let statusRead = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      if (statusRead) return ch.feed(d);
+      head = Buffer.concat([head, d]);
+      if (head.byteLength < 4) return;
+      statusRead = true;
+      const status = head.readInt32BE(0);
+      if (status !== 0) reject(rpmemError(ERRNO_NAME[status] ?? 'EREMOTEIO', `${label} could not start${stderr ? `: ${stderr.trim()}` : ''}`));
+      else resolve();
+      if (head.byteLength > 4) ch.feed(head.subarray(4));
+    });
+    child.on('error', (e) => reject(rpmemError('ENOENT', `cannot run ${argv[0]}: ${e.message}`)));
+    child.on('exit', (code, signal) => {
+      const why = `${label} ended (${signal ?? `exit code ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`;
+      reject(rpmemError('ECONNRESET', why));
+      ch.fail(rpmemError('ECONNRESET', why));
+    });
+  });
+  await started;
+  // The secret travels on the ssh channel; the lanes prove it to the daemon.
+  const secret = opts.secret ?? randomBytes(32).toString('hex');
+  const reply = await ch.request(R.AUTH, {}, `starting ${label}`, Buffer.from(secret));
+  const where = JSON.parse(Buffer.from(reply).toString('utf8')) as { address: string; port: number };
+  return { child, ch, secret, label, address: where.address, port: where.port, end: () => child.stdin!.end() };
+}
+
+/** A TCP control session to a daemon mprun started. */
+async function session(ep: DaemonEndpoint): Promise<Control> {
+  const label = `rpmem target ${ep.label ?? `${ep.address}:${ep.port}`}`;
+  const { sock, ch } = await dial(ep.address, ep.port, ep.secret, label);
+  return { ch, address: ep.address, port: ep.port, secret: ep.secret, label, end: () => sock.end() };
+}
+
+function control(target: Target, opts: LaunchOptions): Promise<Control> {
+  return typeof target === 'string' ? spawnDaemon(target, opts) : session(target);
+}
+
+function checkLanes(n: number | undefined): number {
+  const v = n ?? 1;
+  if (!Number.isInteger(v) || v < 1) throw rpmemError('EINVAL', `nlanes must be a positive integer (got ${String(n)})`);
+  return v;
+}
+
+/** A pool's lanes: persist, flush, drain, read. Usable from any thread that has the descriptor. */
+export class RpmemLanes {
+  readonly size: number;
+  readonly nlanes: number;
+  readonly persistMethod: PersistMethod;
+  /** First byte persist() may touch: 4096 when the pool has a header (librpmem's rule). */
+  readonly dataStart: number;
+  protected readonly desc: PoolDescriptor;
+  readonly #lanes: Array<{ sock: Socket; ch: FrameChannel }>;
+  /** The first fatal error: every later call reports it (librpmem's sticky errors). */
+  #error: MprunError | null = null;
+
+  protected constructor(desc: PoolDescriptor, lanes: Array<{ sock: Socket; ch: FrameChannel }>) {
+    this.desc = desc;
+    this.size = desc.size;
+    this.nlanes = desc.nlanes;
+    this.persistMethod = desc.persistMethod;
+    this.dataStart = desc.dataStart;
+    this.#lanes = lanes;
+  }
+
+  /** Connects `desc.nlanes` lanes to an open pool. */
+  static async attach(desc: PoolDescriptor, label = `${desc.address}:${desc.port}`): Promise<RpmemLanes> {
+    return new RpmemLanes(desc, await connectLanes(desc, label));
+  }
+
+  protected static connectLanes(desc: PoolDescriptor, label: string): Promise<Array<{ sock: Socket; ch: FrameChannel }>> {
+    return connectLanes(desc, label);
+  }
+
+  /** The sticky error, if one happened. */
+  get error(): MprunError | null {
+    return this.#error;
+  }
+
+  protected sticky(e: unknown): never {
+    const err = e instanceof MprunError ? e : rpmemError('EREMOTEIO', (e as Error).message);
+    // Argument errors are the caller's; everything the target or the network says sticks.
+    if (this.#error === null && err.errno !== 'EINVAL') this.#error = err;
+    throw err;
+  }
+
+  protected check(offset: number, length: number, lane: number | undefined): FrameChannel {
+    if (this.#error !== null) throw this.#error;
+    const l = lane ?? 0;
+    if (!Number.isInteger(l) || l < 0 || l >= this.#lanes.length) throw rpmemError('EINVAL', `lane ${String(lane)} of a pool with ${this.#lanes.length} lane(s)`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || length < 0) throw rpmemError('EINVAL', `bad range: offset ${offset}, length ${length}`);
+    if (offset < this.dataStart || offset + length > this.size) {
+      throw rpmemError('EINVAL', `range [${offset}, ${offset + length}) is outside the pool's data area [${this.dataStart}, ${this.size})`);
+    }
+    return this.#lanes[l]!.ch;
+  }
+
+  /**
+   * Writes `bytes` at `offset` without waiting for persistence (a flush from
+   * any memory); drain() on the same lane makes it persistent. `bytes` must
+   * not change until then.
+   */
+  async write(offset: number, bytes: Uint8Array, opts: PersistOptions = {}): Promise<void> {
+    const ch = this.check(offset, bytes.byteLength, opts.lane);
+    const aux = opts.relaxed === true ? F.RELAXED : 0;
+    try {
+      for (let at = 0; at < bytes.byteLength; at += MAX_FRAME_PAYLOAD) {
+        const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + MAX_FRAME_PAYLOAD));
+        await ch.post(R.WRITE, { offset: offset + at, aux, arg: crc32c(piece) | 0 }, piece);
+      }
+    } catch (e) {
+      this.sticky(e);
+    }
+  }
+
+  /** Writes `bytes` at `offset` and returns once they are persistent on the target. */
+  async persistFrom(offset: number, bytes: Uint8Array, opts: PersistOptions = {}): Promise<void> {
+    const ch = this.check(offset, bytes.byteLength, opts.lane);
+    const deep = opts.deep === true ? F.DEEP : 0;
+    try {
+      if (bytes.byteLength <= MAX_FRAME_PAYLOAD) {
+        await ch.request(R.WRITE, { offset, aux: F.ACK | deep | (opts.relaxed === true ? F.RELAXED : 0), arg: crc32c(bytes) | 0 }, 'persist', bytes);
+        return;
+      }
+      await this.write(offset, bytes, opts);
+      await ch.request(R.DRAIN, { aux: deep }, 'persist');
+    } catch (e) {
+      this.sticky(e);
+    }
+  }
+
+  /** Waits until every write and flush of the lane is persistent (rpmem_drain). */
+  async drain(opts: LaneOptions & { deep?: boolean } = {}): Promise<void> {
+    const ch = this.check(this.dataStart, 0, opts.lane);
+    try {
+      await ch.request(R.DRAIN, { aux: opts.deep === true ? F.DEEP : 0 }, 'drain');
+    } catch (e) {
+      this.sticky(e);
+    }
+  }
+
+  /** Reads `dst.byteLength` bytes of the pool at `offset` into `dst` (rpmem_read). */
+  async read(dst: Uint8Array, offset: number, opts: LaneOptions = {}): Promise<Uint8Array> {
+    const ch = this.check(offset, dst.byteLength, opts.lane);
+    try {
+      const pieces: Array<Promise<Uint8Array>> = [];
+      for (let at = 0; at < dst.byteLength; at += MAX_FRAME_PAYLOAD) {
+        const n = Math.min(MAX_FRAME_PAYLOAD, dst.byteLength - at);
+        const into = dst.subarray(at, at + n);
+        pieces.push(ch.request(R.READ, { offset: offset + at, length: n }, 'read', undefined, into).then((got) => (got === into ? got : (into.set(got), into))));
+      }
+      await Promise.all(pieces);
+      return dst;
+    } catch (e) {
+      this.sticky(e);
+    }
+  }
+
+  /** Closes the lanes (the pool stays open for its owner). */
+  detach(): void {
+    for (const l of this.#lanes) l.sock.destroy();
+  }
+}
+
+async function connectLanes(desc: PoolDescriptor, label: string): Promise<Array<{ sock: Socket; ch: FrameChannel }>> {
+  const lanes: Array<{ sock: Socket; ch: FrameChannel }> = [];
+  try {
+    for (let lane = 0; lane < desc.nlanes; lane++) {
+      const l = await dial(desc.address, desc.port, desc.secret, label);
+      lanes.push(l);
+      await l.ch.request(R.LANE, { target: desc.pool, arg: lane }, 'lane setup');
+    }
+  } catch (e) {
+    for (const l of lanes) l.sock.destroy();
+    throw e;
+  }
+  return lanes;
+}
+
+/** An open remote pool (RPMEMpool). */
+export class RpmemPool extends RpmemLanes {
+  /** The pool's attributes (null for a NOHDRS pool). */
+  attr: PoolAttr | null;
+  readonly #control: Control;
+  #local: Uint8Array | null;
+  #closed = false;
+
+  private constructor(desc: PoolDescriptor, lanes: Array<{ sock: Socket; ch: FrameChannel }>, control: Control, attr: PoolAttr | null, local: Uint8Array | null) {
+    super(desc, lanes);
+    this.#control = control;
+    this.attr = attr;
+    this.#local = local;
+  }
+
+  /** @internal */
+  static async fromReply(c: Control, r: Record<string, unknown>, attr: PoolAttr | null, local: Uint8Array | undefined): Promise<RpmemPool> {
+    const desc: PoolDescriptor = {
+      address: c.address,
+      port: c.port,
+      secret: c.secret,
+      pool: Number(r.pool),
+      size: Number(r.size),
+      nlanes: Number(r.nlanes),
+      dataStart: Number(r.dataStart),
+      persistMethod: r.persist === 'pmem' ? 'pmem' : 'msync',
+    };
+    if (local !== undefined && local.byteLength < desc.size) throw rpmemError('EINVAL', `the local buffer (${local.byteLength} bytes) is smaller than the pool (${desc.size})`);
+    const lanes = await RpmemLanes.connectLanes(desc, c.label);
+    return new RpmemPool(desc, lanes, c, attr, local ?? null);
+  }
+
+  /** Local memory that persist() and flush() send from (allocated on first use unless given). */
+  get data(): Uint8Array {
+    this.#local ??= new Uint8Array(this.size);
+    return this.#local;
+  }
+
+  /** Where lanes of other threads can attach (RpmemLanes.attach). */
+  descriptor(): PoolDescriptor {
+    return { ...this.desc };
+  }
+
+  /** rpmem_persist: data[offset, offset+length) is persistent on the target when this resolves. */
+  persist(offset: number, length: number, opts: PersistOptions = {}): Promise<void> {
+    this.check(offset, length, opts.lane);
+    return this.persistFrom(offset, this.data.subarray(offset, offset + length), opts);
+  }
+
+  /** rpmem_flush: starts sending data[offset, offset+length); drain() waits for it. */
+  flush(offset: number, length: number, opts: PersistOptions = {}): Promise<void> {
+    this.check(offset, length, opts.lane);
+    return this.write(offset, this.data.subarray(offset, offset + length), opts);
+  }
+
+  /** rpmem_set_attr: overwrites the pool's attributes. */
+  async setAttr(attr: PoolAttr): Promise<void> {
+    if (this.error !== null) throw this.error;
+    checkAttr(attr);
+    try {
+      await this.#control.ch.json(R.SET_ATTR, { target: this.desc.pool }, 'set_attr', attrToWire(attr));
+      this.attr = attr;
+    } catch (e) {
+      this.sticky(e);
+    }
+  }
+
+  /** rpmem_close: the pool stays on the target. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.detach();
+    try {
+      if (this.#control.ch.lost === null) await this.#control.ch.json(R.CLOSE, { target: this.desc.pool }, 'close');
+    } finally {
+      this.#control.end();
+    }
+  }
+}
+
+/** rpmem_create: creates the pool described by `poolSet` on the target and opens it. */
+export async function create(target: Target, poolSet: string, size: number, opts: CreateOptions = {}): Promise<RpmemPool> {
+  const nlanes = checkLanes(opts.nlanes);
+  if (!Number.isSafeInteger(size) || size <= 0) throw rpmemError('EINVAL', `bad pool size ${size}`);
+  const attr = opts.attr === undefined ? null : opts.attr;
+  if (attr !== null) checkAttr(attr);
+  const c = await control(target, opts);
+  try {
+    const r = await c.ch.json(R.CREATE, {}, 'create', { poolSet, size, nlanes, attr: attr === null ? null : attrToWire(attr), makeSet: opts.makeSet === true });
+    return await RpmemPool.fromReply(c, r, attr, opts.buffer);
+  } catch (e) {
+    c.end();
+    throw e;
+  }
+}
+
+/** rpmem_open: opens an existing pool; its attributes are in `pool.attr`. */
+export async function open(target: Target, poolSet: string, opts: OpenOptions = {}): Promise<RpmemPool> {
+  const nlanes = checkLanes(opts.nlanes);
+  const c = await control(target, opts);
+  try {
+    const r = await c.ch.json(R.OPEN, {}, 'open', { poolSet, nlanes });
+    const attr = r.attr === null || r.attr === undefined ? null : attrFromWire(r.attr);
+    return await RpmemPool.fromReply(c, r, attr, opts.buffer);
+  } catch (e) {
+    c.end();
+    throw e;
+  }
+}
+
+/** rpmem_remove: deletes the pool's parts (and with `poolSet`, its set file) on the target. */
+export async function remove(target: Target, poolSet: string, opts: RemoveOptions = {}): Promise<void> {
+  if (typeof target !== 'string') {
+    const c = await session(target);
+    try {
+      await c.ch.json(R.REMOVE, {}, 'remove', { poolSet, force: opts.force === true, poolSetFile: opts.poolSet === true });
+      return;
+    } finally {
+      c.end();
+    }
+  }
+  // As librpmem: `ssh ... rpmemd --remove <set> [--force] [--pool-set]`; the exit status is the errno.
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const cmd = `${daemonCommand(opts.poolsetDir)} --remove ${q(poolSet)}${opts.force === true ? ' --force' : ''}${opts.poolSet === true ? ' --pool-set' : ''}`;
+  const argv = [...shellWords(process.env.RPMEM_SSH ?? 'ssh'), '-T', '-oBatchMode=yes', ...sshTarget(target), cmd];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code === 0) return;
+  const name = code !== null ? ERRNO_NAME[code] ?? 'EREMOTEIO' : 'EREMOTEIO';
+  throw rpmemError(name, stderr.trim().replace(/^mprun-rpmemd: /, '').replace(/ \([A-Z]+\)$/, '') || `removing ${poolSet} on ${target} failed`);
+}

@@ -1,0 +1,116 @@
+/**
+ * `mprun-rpmemd`: the rpmem target daemon's command line, as rpmemd(1):
+ *
+ *   mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE]
+ *   mprun-rpmemd --remove SET [--force] [--pool-set]
+ *
+ * Serving mode speaks the control protocol on stdin/stdout: first a big-endian
+ * int32 status word (0, or the errno of a failed start), then frames; the
+ * client's first frame is AUTH with the secret its lanes will prove. The end of
+ * stdin (the ssh channel closing) closes every pool and ends the daemon.
+ * Configuration: /etc/rpmemd/rpmemd.conf, then ~/.rpmemd.conf, then --config;
+ * keys poolset-dir (default: $HOME) and log-file. The lanes listen on the
+ * server address of SSH_CONNECTION, or --listen, or 127.0.0.1.
+ *
+ * Remove mode deletes a pool's parts (and with --pool-set its set file); the
+ * exit status is 0 or the errno number of the failure, with the reason on stderr.
+ */
+import { mkdirSync } from 'node:fs';
+import { homedir, constants as osConstants } from 'node:os';
+import { join, resolve } from 'node:path';
+import { FrameParser } from '../frames.js';
+import { daemonLogger, readConfig, RpmemDaemon } from './daemon.js';
+import { R, RPMEM_PROTOCOL } from './protocol.js';
+
+const ERRNO = osConstants.errno as Record<string, number>;
+
+function usage(message: string): number {
+  process.stderr.write(`mprun-rpmemd: ${message}\nusage: mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE]\n       mprun-rpmemd --remove SET [--force] [--pool-set]\n`);
+  return 2;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--force' || a === '--pool-set') flags.set(a, true);
+    else if (['--poolset-dir', '--config', '--listen', '--log-file', '--remove'].includes(a)) {
+      const v = argv[++i];
+      if (v === undefined) return usage(`${a} needs a value`);
+      flags.set(a, v);
+    } else return usage(`unknown argument ${a}`);
+  }
+  const files = ['/etc/rpmemd/rpmemd.conf', join(homedir(), '.rpmemd.conf')];
+  if (typeof flags.get('--config') === 'string') files.push(flags.get('--config') as string);
+  const conf = readConfig(files);
+  const dir = resolve((flags.get('--poolset-dir') as string | undefined) ?? conf['poolset-dir'] ?? homedir());
+  const log = daemonLogger((flags.get('--log-file') as string | undefined) ?? conf['log-file']);
+  const sshServer = process.env.SSH_CONNECTION?.split(' ')[2];
+  const listen = (flags.get('--listen') as string | undefined) ?? sshServer ?? '127.0.0.1';
+  const daemon = new RpmemDaemon({ poolsetDir: dir, listen, log });
+
+  const removing = flags.get('--remove');
+  if (typeof removing === 'string') {
+    try {
+      daemon.remove({ poolSet: removing, force: flags.has('--force'), poolSetFile: flags.has('--pool-set') });
+      return 0;
+    } catch (e) {
+      const errno = (e as { errno?: string }).errno ?? 'EIO';
+      process.stderr.write(`mprun-rpmemd: ${(e as Error).message} (${errno})\n`);
+      return ERRNO[errno] ?? 1;
+    }
+  }
+
+  const word = Buffer.alloc(4);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    log(`cannot use the pool set directory ${dir}: ${(e as Error).message}`);
+    word.writeInt32BE(ERRNO[errno] ?? ERRNO.EIO!);
+    process.stdout.write(word);
+    return 1;
+  }
+  process.stdout.write(word);
+
+  const owner = {};
+  const reply = (b: Buffer): void => void process.stdout.write(b);
+  let started = false;
+  const ended = new Promise<void>((done) => {
+    const parser = new FrameParser(
+      {
+        begin: () => null,
+        end: (h, payload) => {
+          if (!started) {
+            if (h.type !== R.AUTH || payload.byteLength < 16) throw new Error('the first frame on stdin must be AUTH with a secret of at least 16 bytes');
+            started = true;
+            daemon
+              .start(Buffer.from(payload))
+              .then((where) => reply(RPMEM_PROTOCOL.frame(R.REPLY, { id: h.id }, Buffer.from(JSON.stringify(where)))))
+              .catch((e: unknown) => {
+                log(`cannot listen on ${listen}: ${(e as Error).message}`);
+                done();
+              });
+            return;
+          }
+          daemon.control(owner, reply, h, payload);
+        },
+      },
+      RPMEM_PROTOCOL,
+    );
+    process.stdin.on('data', (d: Buffer) => {
+      try {
+        parser.push(d);
+      } catch (e) {
+        // The control channel is the client's own ssh session: a bad frame there ends the session.
+        log(`control channel: ${(e as Error).message}; closing`);
+        done();
+      }
+    });
+    process.stdin.on('end', () => done());
+    process.stdin.on('error', () => done());
+  });
+  await ended;
+  daemon.stop();
+  return 0;
+}

@@ -1,0 +1,58 @@
+/**
+ * The rpmem wire protocol, in the frames of transports/frames.ts. Modelled on
+ * librpmem's rpmem_proto.h: an out-of-band control channel (create, open,
+ * close, set_attr, remove) and in-band lanes (persist, read), one TCP
+ * connection per lane, ordered within a lane only.
+ *
+ * Control channel: the daemon's stdin/stdout when started over ssh (it first
+ * writes a big-endian int32 status word, then frames), or a TCP connection to
+ * a daemon mprun started (AUTH first). Over stdin the client's first frame is
+ * AUTH with a fresh secret: every lane must then prove it.
+ *
+ * Frames and their header fields (target: pool id; aux: flags; arg: CRC32C of
+ * the payload on WRITE, the status (an errno number, 0: success) on REPLY):
+ *   AUTH     payload: the secret                    -> REPLY {address, port}
+ *   CREATE   payload: JSON {poolSet, size, nlanes, attr|null, makeSet?}  -> REPLY {pool, size, nlanes, persist}
+ *   OPEN     payload: JSON {poolSet, nlanes}        -> REPLY {pool, size, nlanes, persist, attr|null}
+ *   CLOSE    target                                 -> REPLY
+ *   SET_ATTR target, payload: JSON attr             -> REPLY
+ *   REMOVE   payload: JSON {poolSet, force, poolSetFile} -> REPLY
+ *   LANE     target, arg: lane                      -> REPLY   (first frame after AUTH on a lane)
+ *   WRITE    offset, payload, arg: CRC32C, aux: F.*  (no reply unless F.ACK)
+ *   DRAIN    aux: F.DEEP                            -> REPLY once every WRITE of the lane is persistent
+ *   READ     offset, length                         -> REPLY with the bytes
+ */
+import { FrameProtocol } from '../frames.js';
+
+export const RPMEM_VERSION = 1;
+/** Largest payload of one frame; the client splits larger persists and reads. */
+export const MAX_FRAME_PAYLOAD = 1024 * 1024;
+
+export const R = {
+  AUTH: 1,
+  CREATE: 2,
+  OPEN: 3,
+  CLOSE: 4,
+  SET_ATTR: 5,
+  REMOVE: 6,
+  LANE: 7,
+  WRITE: 8,
+  DRAIN: 9,
+  READ: 10,
+  REPLY: 11,
+} as const;
+
+/** WRITE and DRAIN flags (aux). */
+export const F = {
+  /** Persist this write now and reply (librpmem's persist, vs. flush). */
+  ACK: 1,
+  /** Persist to the lowest persistency domain (rpmem_deep_persist). */
+  DEEP: 2,
+  /** No atomicity guarantee needed (RPMEM_PERSIST_RELAXED / RPMEM_FLUSH_RELAXED). */
+  RELAXED: 4,
+} as const;
+
+export const RPMEM_PROTOCOL = new FrameProtocol('rpmem', RPMEM_VERSION, R, MAX_FRAME_PAYLOAD);
+
+/** librpmem's RPMEM_PM_*: how the target makes data persistent. */
+export type PersistMethod = 'pmem' | 'msync';
