@@ -10,9 +10,12 @@ import { spawnSync } from 'node:child_process';
 import { HostError, parseHostList, readHostfile, slurmAllocation } from './hosts.js';
 import { infoText, packageVersion } from './info.js';
 import { runJob, type JobOptions } from './job.js';
+import { checkJobName, DEFAULT_POOL_DIR, parseCheckpointTarget } from './ckpt.js';
+import { checkpointsMain } from './checkpoints.js';
 
 const USAGE = `Usage: mprun [options] app.ts|app.js [app args...]
        mprun info
+       mprun checkpoints list|verify|remove --job NAME [--ckpt-target HOST[:DIR]]...
 
 Starts N ranks of a TypeScript or JavaScript program (a .ts app is compiled
 once per job). Every rank calls \`await init()\` from 'mprun'.
@@ -32,6 +35,12 @@ Options:
                        -T -oBatchMode=yes and $MPRUN_SSH_ARGS)
   --controller-address ADDR  listen for the nodes there (default: the address
                        on the route to the first node)
+  --job NAME           the job's checkpoints: world.restore() resumes from the
+                       newest committed epoch of NAME; running the same
+                       command again after a failure resumes it
+  --ckpt-target HOST[:DIR]  where checkpoints go (repeatable: replicas). HOST is
+                       reached with ssh (or $RPMEM_SSH); DIR defaults to
+                       ~/${DEFAULT_POOL_DIR}. Default: localhost, daemon run by mprun
   -h, --help           this text
   -V, --version        the version of mprun
 
@@ -48,7 +57,7 @@ function expandSlurmNodes(list: string): string[] {
   return r.stdout.split('\n').filter((l) => l !== '');
 }
 
-export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number };
+export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number } | { command: 'checkpoints'; argv: readonly string[] };
 
 export function parseArgs(argv: readonly string[]): JobOptions | Command {
   const opts: JobOptions = {
@@ -65,6 +74,8 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
     launchAgent: null,
     controllerAddress: null,
     slurm: false,
+    job: null,
+    ckptTargets: [],
   };
   if (argv[0] === '--agent') {
     // Under srun, every node's agent has the same command line: its index is SLURM_NODEID.
@@ -79,6 +90,7 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
     return v;
   };
   if (argv[0] === 'info') return { command: 'info' };
+  if (argv[0] === 'checkpoints') return { command: 'checkpoints', argv: argv.slice(1) };
   for (; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') {
@@ -151,6 +163,17 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
       case '--controller-address':
         opts.controllerAddress = arg();
         break;
+      case '--job':
+      case '--ckpt-target': {
+        const v = arg();
+        try {
+          if (flag === '--job') opts.job = checkJobName(v);
+          else opts.ckptTargets.push(parseCheckpointTarget(v));
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        break;
+      }
       case '-h':
       case '--help':
         return { command: 'help' };
@@ -163,6 +186,7 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
   }
   const app = argv[i];
   if (app === undefined) throw new UsageError('no program given (see mprun --help)');
+  if (opts.ckptTargets.length > 0 && opts.job === null) throw new UsageError('--ckpt-target needs --job NAME (the checkpoints are the job\'s)');
   if (opts.hosts === null) {
     // Inside a Slurm allocation, plain `mprun app` runs on it (srun starts the agents).
     opts.hosts = slurmAllocation(process.env, expandSlurmNodes);
@@ -188,6 +212,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   if ('command' in parsed) {
     if (parsed.command === 'agent') return agentMain(parsed.address, parsed.node);
+    if (parsed.command === 'checkpoints') return checkpointsMain(parsed.argv);
     if (parsed.command === 'help') process.stdout.write(USAGE);
     else if (parsed.command === 'version') process.stdout.write(`mprun ${packageVersion()}\n`);
     else process.stdout.write(infoText());

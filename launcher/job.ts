@@ -25,6 +25,8 @@ import { placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
 import type { Frame } from './wire.js';
 import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
+import { defaultTarget, startTargets } from './ckpt.js';
+import type { CheckpointTarget } from './ckpt.js';
 
 export interface JobOptions {
   np: number;
@@ -46,6 +48,10 @@ export interface JobOptions {
   controllerAddress: string | null;
   /** The hosts are a Slurm allocation's: srun starts the agents. */
   slurm: boolean;
+  /** The checkpoint job's name (--job): protect/restore/checkpoint work only with one. */
+  job: string | null;
+  /** Where checkpoints go (--ckpt-target, repeatable: replicas); empty: the local default. */
+  ckptTargets: CheckpointTarget[];
 }
 
 export { TIMEOUT_EXIT_CODE } from './exit-codes.js';
@@ -252,14 +258,23 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   );
 
   let address: string;
+  let nodesReachUs = '127.0.0.1';
   if (!remote) {
     address = await controller.listen({ path: join(dir, 'control.sock') });
   } else {
     // On the interface the nodes reach us by, not on every interface.
-    const host = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(plans[0]!.host, launchCmd, opts.slurm));
-    address = await controller.listen({ host });
+    nodesReachUs = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(plans[0]!.host, launchCmd, opts.slurm));
+    address = await controller.listen({ host: nodesReachUs });
   }
   cleanups.push(() => controller.close());
+
+  // Checkpoint targets: a daemon each for the job's duration, before any rank starts.
+  let ckpt: string | null = null;
+  if (opts.job !== null) {
+    const targets = await startTargets(opts.ckptTargets.length > 0 ? opts.ckptTargets : [defaultTarget()], secret, nodesReachUs, log);
+    cleanups.push(() => targets.stop());
+    ckpt = JSON.stringify({ job: opts.job, targets: targets.endpoints.map((e) => ({ label: e.label, address: e.address, port: e.port })) });
+  }
 
   const jobEnv: Record<string, string> = {
     ...opts.env,
@@ -268,6 +283,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     MPRUN_CONTROLLER: address,
     MPRUN_SECRET: secret,
     MPRUN_NNODES: String(plans.length),
+    ...(ckpt !== null ? { MPRUN_CKPT: ckpt } : {}),
   };
   const appSource = remote ? readFileSync(app, 'utf8') : null;
   const spec = (node: number): LaunchSpec => ({

@@ -4,15 +4,19 @@
 
 namespace mprun {
 
-static Napi::FunctionReference* errorClass = nullptr;
+// The error class is per JS environment: worker threads (the checkpoint
+// workers) load the addon too, and a reference from one isolate must never be
+// used in another.
+static Napi::FunctionReference* ErrorClassOf(Napi::Env env) {
+  return env.GetInstanceData<Napi::FunctionReference>();
+}
 
 void SetErrorClass(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) {
     Napi::TypeError::New(info.Env(), "setErrorClass expects a constructor").ThrowAsJavaScriptException();
     return;
   }
-  if (errorClass == nullptr) errorClass = new Napi::FunctionReference();
-  *errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+  info.Env().SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(info[0].As<Napi::Function>())));
 }
 
 const char* ErrnoName(int err) {
@@ -31,6 +35,7 @@ const char* ErrnoName(int err) {
 static Napi::Value Throw(Napi::Env env, const char* code, const std::string& message, int err, const char* syscall) {
   if (env.IsExceptionPending()) return env.Undefined();
   Napi::Object e;
+  Napi::FunctionReference* errorClass = ErrorClassOf(env);
   if (errorClass != nullptr && !errorClass->IsEmpty()) {
     e = errorClass->New({Napi::String::New(env, code), Napi::String::New(env, message)});
     if (env.IsExceptionPending()) return env.Undefined();
@@ -55,17 +60,25 @@ Napi::Value ThrowCode(Napi::Env env, const char* code, const std::string& messag
 }
 
 bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length) {
+  // The data pointers come from napi_get_*_info, which also handle views of a
+  // SharedArrayBuffer (whose ArrayBuffer() accessor would give no data).
   if (v.IsTypedArray()) {
-    auto ta = v.As<Napi::TypedArray>();
-    auto ab = ta.ArrayBuffer();
-    *data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
-    *length = ta.ByteLength();
+    napi_typedarray_type type;
+    size_t count, offset;
+    void* p = nullptr;
+    napi_value ab;
+    if (napi_get_typedarray_info(env, v, &type, &count, &p, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<uint8_t*>(p);
+    *length = v.As<Napi::TypedArray>().ByteLength();
     return true;
   }
   if (v.IsDataView()) {
-    auto dv = v.As<Napi::DataView>();
-    *data = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
-    *length = dv.ByteLength();
+    size_t bytes, offset;
+    void* p = nullptr;
+    napi_value ab;
+    if (napi_get_dataview_info(env, v, &bytes, &p, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<uint8_t*>(p);
+    *length = bytes;
     return true;
   }
   if (v.IsArrayBuffer()) {

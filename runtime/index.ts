@@ -12,3 +12,4 @@ export { MprunError, isMprunError, type MprunErrorCode } from './errors.js';
 export type { TypedArray, TypedArrayConstructor, AtomicArray, AtomicValue, Comparison } from './types.js';
 export { CONFIG_FIELDS } from './config.js';
 export { SharedMemory, SharedVariable, Semaphore, Hole } from '../transports/dsm/shared.js';
+export type { CheckpointInfo, CheckpointOptions } from './checkpoint.js';

@@ -25,6 +25,7 @@ import { BUILTIN_TRANSPORTS, selectTransport } from './select.js';
 import { isTypedArray, isTypedArrayCtor, type AtomicArray, type AtomicValue, type Comparison, type TypedArray, type TypedArrayConstructor } from './types.js';
 import { Waiter } from './wait.js';
 import { Team, type TeamContext } from './team.js';
+import { Checkpointer, checkpointConfig, type CheckpointInfo, type CheckpointOptions } from './checkpoint.js';
 
 /** Above this many bytes a put ends with a full fence: memcpy uses non-temporal stores there. */
 const NT_STORE_BYTES = 256 * 1024;
@@ -130,6 +131,7 @@ export class World extends Team {
   /** Peer views of each allocation, by world rank (null: not mappable). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
   #finalized = false;
+  readonly #ckpt: Checkpointer;
 
   /** @internal use init() */
   constructor(parts: {
@@ -205,6 +207,51 @@ export class World extends Team {
       nodeBcast: (v) => this.#shared.bcast(v, 0),
       nodeRank: this.#shared.rank,
     });
+    this.#ckpt = new Checkpointer(
+      {
+        rank: env.rank,
+        size: env.size,
+        allreduce: (buf, op) => this.allreduce(buf, op),
+        bcast: (v, root) => this.bcast(v, root),
+        allgather: <T>(v: T) => this.allgather(v) as Promise<T[]>,
+      },
+      checkpointConfig(),
+      env.secret,
+    );
+  }
+
+  // --- checkpoint/restart (runtime/checkpoint.ts) ---------------------------------
+
+  /** Registers a typed array to checkpoint under `name` (every rank, the same names in the same order). */
+  protect(name: string, array: TypedArray): void {
+    this.#live();
+    this.#ckpt.protect(name, array);
+  }
+
+  /**
+   * Collective: fills the protected arrays from the newest intact committed
+   * epoch of the job (mprun --job NAME) and returns it; null on a fresh start.
+   */
+  restore(): Promise<number | null> {
+    this.#live();
+    return this.#ckpt.restore();
+  }
+
+  /**
+   * Collective: makes the protected arrays durable on the checkpoint targets as
+   * a new epoch; resolves once committed. With `{ async: true }` it returns once
+   * they are copied aside; the next checkpoint, checkpointWait() or finalize
+   * commits that epoch.
+   */
+  checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
+    this.#live();
+    return this.#ckpt.checkpoint(opts);
+  }
+
+  /** Collective: commits a pending asynchronous checkpoint (null when none is pending). */
+  checkpointWait(): Promise<CheckpointInfo | null> {
+    this.#live();
+    return this.#ckpt.checkpointWait();
   }
 
   // --- symmetric heap --------------------------------------------------------
@@ -439,6 +486,8 @@ export class World extends Team {
   /** Collective: waits for every rank, then releases this rank's resources. */
   async finalize(): Promise<void> {
     if (this.#finalized) return;
+    // A pending asynchronous checkpoint is committed before the job may end.
+    await this.#ckpt.close();
     await this.barrier();
     this.#finalized = true;
     if (this.#client !== null) {

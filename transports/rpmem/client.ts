@@ -566,3 +566,14 @@ export async function remove(target: Target, poolSet: string, opts: RemoveOption
   const name = code !== null ? ERRNO_NAME[code] ?? 'EREMOTEIO' : 'EREMOTEIO';
   throw rpmemError(name, stderr.trim().replace(/^mprun-rpmemd: /, '').replace(/ \([A-Z]+\)$/, '') || `removing ${poolSet} on ${target} failed`);
 }
+
+/** The pool set files under `dir` on the target (an mprun addition: the checkpoint tools use it). */
+export async function list(target: Target, dir: string, opts: LaunchOptions = {}): Promise<string[]> {
+  const c = await control(target, opts);
+  try {
+    const r = await c.ch.json(R.LIST, {}, 'list', { dir });
+    return Array.isArray(r.sets) ? (r.sets as string[]) : [];
+  } finally {
+    c.end();
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * `mprun-rpmemd`: the rpmem target daemon's command line, as rpmemd(1):
  *
- *   mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE]
+ *   mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE] [--log-level err|info]
  *   mprun-rpmemd --remove SET [--force] [--pool-set]
  *
  * Serving mode speaks the control protocol on stdin/stdout: first a big-endian
@@ -9,7 +9,7 @@
  * client's first frame is AUTH with the secret its lanes will prove. The end of
  * stdin (the ssh channel closing) closes every pool and ends the daemon.
  * Configuration: /etc/rpmemd/rpmemd.conf, then ~/.rpmemd.conf, then --config;
- * keys poolset-dir (default: $HOME) and log-file. The lanes listen on the
+ * keys poolset-dir (default: $HOME), log-file and log-level (err, the default, or info). The lanes listen on the
  * server address of SSH_CONNECTION, or --listen, or 127.0.0.1.
  *
  * Remove mode deletes a pool's parts (and with --pool-set its set file); the
@@ -25,7 +25,7 @@ import { R, RPMEM_PROTOCOL } from './protocol.js';
 const ERRNO = osConstants.errno as Record<string, number>;
 
 function usage(message: string): number {
-  process.stderr.write(`mprun-rpmemd: ${message}\nusage: mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE]\n       mprun-rpmemd --remove SET [--force] [--pool-set]\n`);
+  process.stderr.write(`mprun-rpmemd: ${message}\nusage: mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE] [--log-level err|info]\n       mprun-rpmemd --remove SET [--force] [--pool-set]\n`);
   return 2;
 }
 
@@ -34,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--force' || a === '--pool-set') flags.set(a, true);
-    else if (['--poolset-dir', '--config', '--listen', '--log-file', '--remove'].includes(a)) {
+    else if (['--poolset-dir', '--config', '--listen', '--log-file', '--log-level', '--remove'].includes(a)) {
       const v = argv[++i];
       if (v === undefined) return usage(`${a} needs a value`);
       flags.set(a, v);
@@ -47,7 +47,8 @@ export async function main(argv: string[]): Promise<number> {
   const log = daemonLogger((flags.get('--log-file') as string | undefined) ?? conf['log-file']);
   const sshServer = process.env.SSH_CONNECTION?.split(' ')[2];
   const listen = (flags.get('--listen') as string | undefined) ?? sshServer ?? '127.0.0.1';
-  const daemon = new RpmemDaemon({ poolsetDir: dir, listen, log });
+  const level = (flags.get('--log-level') as string | undefined) ?? conf['log-level'] ?? 'err';
+  const daemon = new RpmemDaemon({ poolsetDir: dir, listen, log, ...(level === 'info' || level === 'debug' ? { info: log } : {}) });
 
   const removing = flags.get('--remove');
   if (typeof removing === 'string') {

@@ -12,7 +12,7 @@
  * logged; the daemon keeps serving.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
@@ -28,7 +28,10 @@ export interface DaemonOptions {
   poolsetDir: string;
   /** Address the lanes listen on. */
   listen: string;
+  /** Failures and closed connections: always logged. */
   log: (message: string) => void;
+  /** Pools created and removed, requests refused as the API expects (ENOENT, EEXIST, EBUSY): with log-level info. */
+  info?: (message: string) => void;
 }
 
 const ERRNO = osConstants.errno as Record<string, number>;
@@ -216,7 +219,7 @@ export class RpmemDaemon {
       const pool = new OpenPool(this.#nextPool++, path, set, parts, size, attr, lockFd, this.#lanes(req.nlanes));
       writeHeaders(pool);
       this.#register(pool, owner);
-      this.#opts.log(`created pool ${path} (${size} bytes, ${set.parts.length} part(s), ${pool.persistMethod})`);
+      this.#opts.info?.(`created pool ${path} (${size} bytes, ${set.parts.length} part(s), ${pool.persistMethod})`);
       return this.#describe(pool);
     } catch (e) {
       unmapAll(parts);
@@ -323,12 +326,27 @@ export class RpmemDaemon {
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || req.force !== true) throw new Refusal('ENOENT', `cannot remove ${p.path}: ${(e as Error).message}`);
         }
       }
-      if (req.poolSetFile === true) unlinkSync(path);
-      for (const d of new Set([dirname(path), ...set.parts.map((p) => dirname(p.path))])) native().fsyncPath(d);
-      this.#opts.log(`removed pool ${path}${req.poolSetFile === true ? ' and its set file' : ''}`);
+      if (req.poolSetFile === true) {
+        unlinkSync(path);
+        // A job directory the store made is removed with its last pool.
+        if (dirname(path) !== this.#opts.poolsetDir && readdirSync(dirname(path)).length === 0) rmdirSync(dirname(path));
+      }
+      for (const d of new Set([dirname(path), ...set.parts.map((p) => dirname(p.path))])) if (existsSync(d)) native().fsyncPath(d);
+      this.#opts.info?.(`removed pool ${path}${req.poolSetFile === true ? ' and its set file' : ''}`);
     } finally {
       native().closeFd(lockFd);
     }
+  }
+
+  /** The pool set files under a directory of the pool set directory (relative names). */
+  list(dir: unknown): string[] {
+    const full = this.#setPath(typeof dir === 'string' && dir !== '' ? dir : '.');
+    if (!existsSync(full)) return [];
+    const base = relative(this.#opts.poolsetDir, full);
+    return readdirSync(full)
+      .filter((f) => f.endsWith('.set'))
+      .sort()
+      .map((f) => (base === '' ? f : `${base}/${f}`));
   }
 
   /** Closes every pool a session opened (its channel ended: librpmem keeps the pool on the target). */
@@ -362,7 +380,8 @@ export class RpmemDaemon {
     const fail = (e: unknown): void => {
       const errno = errnoOf(e);
       const message = (e as Error).message;
-      this.#opts.log(`${RPMEM_PROTOCOL.typeName(h.type)} refused: ${message}`);
+      const expected = errno === 'ENOENT' || errno === 'EEXIST' || errno === 'EBUSY';
+      (expected ? this.#opts.info : this.#opts.log)?.(`${RPMEM_PROTOCOL.typeName(h.type)} refused: ${message}`);
       reply(RPMEM_PROTOCOL.frame(R.REPLY, { id: h.id, arg: ERRNO[errno] ?? ERRNO.EREMOTEIO! }, Buffer.from(JSON.stringify({ errno, message }))));
     };
     try {
@@ -382,6 +401,8 @@ export class RpmemDaemon {
         case R.REMOVE:
           this.remove(body);
           return ok();
+        case R.LIST:
+          return ok({ sets: this.list(body.dir) });
         default:
           throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} is not a control request`);
       }

@@ -3,7 +3,7 @@
  * (create, open, persist, flush, drain, read, setAttr, close, remove; lanes;
  * sticky errors with librpmem's errno names), served by `mprun-rpmemd`.
  */
-export { create, open, remove, RpmemLanes, RpmemPool, spawnDaemon, daemonCommand } from './client.js';
+export { create, open, remove, list, RpmemLanes, RpmemPool, spawnDaemon, daemonCommand } from './client.js';
 export type { CreateOptions, DaemonEndpoint, LaneOptions, OpenOptions, PersistOptions, PoolDescriptor, RemoveOptions, Target } from './client.js';
 export { emptyAttr, type PoolAttr } from './header.js';
 export { MIN_PART, MIN_POOL, POOL_HDR_SIZE, parsePoolSet, formatPoolSet, type PoolSet } from './poolset.js';

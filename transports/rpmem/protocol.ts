@@ -17,6 +17,7 @@
  *   CLOSE    target                                 -> REPLY
  *   SET_ATTR target, payload: JSON attr             -> REPLY
  *   REMOVE   payload: JSON {poolSet, force, poolSetFile} -> REPLY
+ *   LIST     payload: JSON {dir}                    -> REPLY {sets: names of the set files under dir}
  *   LANE     target, arg: lane                      -> REPLY   (first frame after AUTH on a lane)
  *   WRITE    offset, payload, arg: CRC32C, aux: F.*  (no reply unless F.ACK)
  *   DRAIN    aux: F.DEEP                            -> REPLY once every WRITE of the lane is persistent
@@ -40,6 +41,7 @@ export const R = {
   DRAIN: 9,
   READ: 10,
   REPLY: 11,
+  LIST: 12,
 } as const;
 
 /** WRITE and DRAIN flags (aux). */

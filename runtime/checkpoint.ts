@@ -1,0 +1,499 @@
+/**
+ * Checkpoint/restart of a job (world.protect / restore / checkpoint), in the
+ * manner of SCR and VeloC, over rpmem pools on one or more targets (replicas).
+ *
+ * Commit protocol for epoch e (transports/rpmem/store.ts has the layout):
+ *   1. every rank writes its protected arrays into slot e % 2 of its pool on
+ *      every live replica, a CRC32C per chunk, and persists them, then the
+ *      slot's descriptor;
+ *   2. the ranks agree (allreduce) on the replicas where every rank succeeded;
+ *   3. rank 0 makes the job's commit record for e durable on those replicas:
+ *      this is the commit point;
+ *   4. only then does every rank flip its superblock to e.
+ * A crash anywhere before 3 leaves e - 1 restorable (its slot was not written);
+ * after 3, restore rolls the superblocks forward. Restore takes the newest
+ * committed epoch whose every chunk verifies on some replica, else the one
+ * before, reporting what failed; with none it stops with a clear message.
+ *
+ * Asynchronous mode copies the arrays aside and returns; checksums and
+ * transfer run in a piscina worker (its own lanes to the same pools), and the
+ * agreement and commit of that epoch happen at the next checkpoint,
+ * checkpointWait() or finalize.
+ */
+import { Piscina } from 'piscina';
+import { MprunError, isMprunError } from './errors.js';
+import { isTypedArray, type TypedArray } from './types.js';
+import { create, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
+import { emptyAttr, type PoolAttr } from '../transports/rpmem/header.js';
+import {
+  decodeRecord,
+  encodeRecord,
+  encodeSuperblock,
+  jobPoolSize,
+  layoutOf,
+  poolSizeFor,
+  readDescriptor,
+  readSlot,
+  recordAt,
+  recordBytes,
+  slotCapacity,
+  superblockAt,
+  totalOf,
+  viewsOf,
+  writeSlot,
+  VerifyError,
+  type ArrayLayout,
+  type CommitRecord,
+  type SlotInfo,
+} from '../transports/rpmem/store.js';
+import type { SlotTask, SlotTaskResult } from '../transports/rpmem/worker.js';
+
+export interface CheckpointInfo {
+  epoch: number;
+  /** Bytes of protected state of the whole job (async: this rank's, until committed). */
+  bytes: number;
+  /** Seconds this call took: for async, the application's stall (the copy aside). */
+  seconds: number;
+  async: boolean;
+  /** The targets that hold this epoch (async: those it is being written to). */
+  replicas: string[];
+}
+
+export interface CheckpointOptions {
+  async?: boolean;
+}
+
+/** What mprun passes in MPRUN_CKPT: the job's name and its target daemons. */
+export interface CheckpointConfig {
+  job: string;
+  targets: Array<{ label: string; address: string; port: number }>;
+}
+
+/** The collectives the protocol needs (the World's). */
+export interface CheckpointComm {
+  readonly rank: number;
+  readonly size: number;
+  allreduce<T extends TypedArray>(buf: T, op: 'sum' | 'min' | 'max' | 'band'): Promise<T>;
+  bcast<T>(data: T, root?: number): Promise<T>;
+  allgather<T>(value: T): Promise<T[]>;
+}
+
+const SIGNATURE = 'MPRUNCKP';
+const JOB_SET = (job: string): string => `${job}/job.set`;
+const RANK_SET = (job: string, rank: number, gen: number): string => `${job}/rank-${rank}.g${gen}.set`;
+
+/** Pool attributes of the store's pools: user flag 0 says which kind, bytes 4-7 the job's rank count. */
+function attrFor(kind: 'rank' | 'job', nranks: number): PoolAttr {
+  const a = emptyAttr();
+  a.signature = SIGNATURE;
+  a.major = 1;
+  a.userFlags[0] = kind === 'rank' ? 1 : 2;
+  Buffer.from(a.userFlags.buffer, a.userFlags.byteOffset, 16).writeUInt32LE(nranks, 4);
+  return a;
+}
+
+function fail(message: string): MprunError {
+  return new MprunError('ERR_MPRUN_CHECKPOINT', message);
+}
+
+export function checkpointConfig(): CheckpointConfig | null {
+  const raw = process.env.MPRUN_CKPT;
+  if (raw === undefined || raw === '') return null;
+  return JSON.parse(raw) as CheckpointConfig;
+}
+
+/** One target, as this rank uses it. */
+class Replica {
+  alive = true;
+  pool: RpmemPool | null = null;
+  poolGen = 0;
+  job: RpmemPool | null = null;
+  constructor(
+    readonly index: number,
+    readonly label: string,
+    readonly endpoint: DaemonEndpoint,
+  ) {}
+
+  drop(why: string, rank: number): void {
+    if (!this.alive) return;
+    this.alive = false;
+    process.stderr.write(`mprun: rank ${rank}: checkpoint target ${this.label} dropped: ${why}\n`);
+    this.pool?.close().catch(() => undefined);
+    this.job?.close().catch(() => undefined);
+    this.pool = null;
+    this.job = null;
+  }
+}
+
+interface PendingAsync {
+  epoch: number;
+  total: number;
+  gen: number;
+  replicas: Replica[];
+  result: Promise<SlotTaskResult[]>;
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Opens a pool, or creates it when it does not exist; a pool too small is replaced. */
+async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr): Promise<RpmemPool> {
+  try {
+    const p = await open(ep, set, { nlanes: 2 });
+    if (p.size >= size) return p;
+    await p.close();
+    await remove(ep, set, { force: true, poolSet: true });
+  } catch (e) {
+    if (!isMprunError(e) || e.errno !== 'ENOENT') throw e;
+  }
+  return create(ep, set, size, { nlanes: 2, attr, makeSet: true });
+}
+
+export class Checkpointer {
+  readonly #comm: CheckpointComm;
+  readonly #config: CheckpointConfig | null;
+  readonly #arrays = new Map<string, TypedArray>();
+  readonly #replicas: Replica[];
+  /** The last committed (or restored) epoch; 0: none. */
+  #epoch = 0;
+  #restored = false;
+  /** This rank's pool generation, and the last epoch each generation holds. */
+  #gen = 0;
+  readonly #genEpochs = new Map<number, number>();
+  #pending: PendingAsync | null = null;
+  #piscina: Piscina | null = null;
+  #staging: SharedArrayBuffer | null = null;
+
+  constructor(comm: CheckpointComm, config: CheckpointConfig | null, secret: string) {
+    this.#comm = comm;
+    this.#config = config;
+    this.#replicas = (config?.targets ?? []).map((t, i) => new Replica(i, t.label, { address: t.address, port: t.port, secret, label: t.label }));
+  }
+
+  /** Registers (or replaces) a typed array under `name`; every rank protects the same names. */
+  protect(name: string, array: TypedArray): void {
+    if (typeof name !== 'string' || name === '' || name.length > 200) throw new TypeError('protect() needs a name: a non-empty string of at most 200 characters');
+    if (!isTypedArray(array)) throw new TypeError(`protect('${name}', ...) needs a typed array`);
+    this.#arrays.set(name, array);
+  }
+
+  #configured(what: string): CheckpointConfig {
+    if (this.#config === null) throw fail(`${what} needs a checkpoint job: run with mprun --job NAME [--ckpt-target HOST[:DIR]]`);
+    return this.#config;
+  }
+
+  #alive(): Replica[] {
+    return this.#replicas.filter((r) => r.alive);
+  }
+
+  /**
+   * Collective: restores the newest intact committed epoch into the protected
+   * arrays and returns it, or null on a fresh start (or outside a checkpoint job).
+   */
+  async restore(): Promise<number | null> {
+    if (this.#config === null) return null;
+    await this.#completeAsync();
+    const job = this.#config.job;
+    const comm = this.#comm;
+    // Rank 0 reads the commit records of every replica and tells everyone.
+    let candidates: Array<{ record: CommitRecord; replicas: number[] }> | { error: string } = [];
+    if (comm.rank === 0) candidates = await this.#readRecords(job);
+    candidates = await comm.bcast(candidates, 0);
+    if (!Array.isArray(candidates)) throw fail(candidates.error);
+    this.#restored = true;
+    if (candidates.length === 0) return null;
+    const reports: string[] = [];
+    for (const cand of candidates) {
+      const E = cand.record.epoch;
+      const outcome = await this.#restoreEpoch(job, cand.record, cand.replicas);
+      const worst = await comm.allreduce(new Int32Array([outcome.code]), 'min');
+      const reasons = (await comm.allgather(outcome.reason)).filter((r): r is string => r !== null);
+      if (worst[0] === 0) throw fail(`job ${job}: ${reasons.join('; ')}`);
+      if (worst[0] === 2) {
+        outcome.apply!();
+        this.#epoch = E;
+        this.#gen = cand.record.generations[comm.rank]!;
+        this.#genEpochs.set(this.#gen, E);
+        await this.#flipSuperblocks(E);
+        if (comm.rank === 0 && reports.length > 0) process.stderr.write(`mprun: job ${job}: restored epoch ${E} instead\n`);
+        return E;
+      }
+      const report = `epoch ${E} fails verification (${reasons.join('; ')})`;
+      reports.push(report);
+      if (comm.rank === 0) process.stderr.write(`mprun: job ${job}: checkpoint ${report}\n`);
+    }
+    throw fail(`job ${job} has no intact checkpoint: ${reports.join('; ')}`);
+  }
+
+  async #readRecords(job: string): Promise<Array<{ record: CommitRecord; replicas: number[] }> | { error: string }> {
+    const byEpoch = new Map<number, { record: CommitRecord; replicas: number[] }>();
+    for (const r of this.#alive()) {
+      try {
+        r.job = await open(r.endpoint, JOB_SET(job), { nlanes: 1 });
+      } catch (e) {
+        if (isMprunError(e) && e.errno === 'ENOENT') continue;
+        r.drop(errorText(e), 0);
+        continue;
+      }
+      const n = Buffer.from(r.job.attr?.userFlags ?? new Uint8Array(16)).readUInt32LE(4);
+      if (n !== this.#comm.size) {
+        return { error: `job ${job} was checkpointed by ${n} ranks; this run has ${this.#comm.size}. Run it with -n ${n}, or start afresh after \`mprun checkpoints remove --job ${job}\`` };
+      }
+      for (const copy of [0, 1]) {
+        try {
+          const rec = decodeRecord(await r.job.read(new Uint8Array(recordBytes(n)), recordAt(copy, n)), `${r.label}: commit record ${copy}`);
+          const have = byEpoch.get(rec.epoch);
+          if (have === undefined) byEpoch.set(rec.epoch, { record: rec, replicas: [r.index] });
+          else have.replicas.push(r.index);
+        } catch (e) {
+          if (!(e instanceof VerifyError)) {
+            r.drop(errorText(e), 0);
+            break;
+          }
+          if (!e.message.includes('no commit record')) process.stderr.write(`mprun: job ${job}: ${e.message}\n`);
+        }
+      }
+    }
+    return [...byEpoch.values()].sort((a, b) => b.record.epoch - a.record.epoch);
+  }
+
+  /** Reads and verifies this rank's slot of epoch E; code 2: ok, 1: failed verification, 0: unusable (layout). */
+  async #restoreEpoch(job: string, record: CommitRecord, replicas: number[]): Promise<{ code: number; reason: string | null; apply?: () => void }> {
+    const rank = this.#comm.rank;
+    const gen = record.generations[rank]!;
+    const failures: string[] = [];
+    for (const idx of replicas) {
+      const r = this.#replicas[idx]!;
+      if (!r.alive) continue;
+      const what = `rank ${rank} on ${r.label}`;
+      try {
+        if (r.pool === null || r.poolGen !== gen) {
+          await r.pool?.close();
+          r.pool = await open(r.endpoint, RANK_SET(job, rank, gen), { nlanes: 2 });
+          r.poolGen = gen;
+        }
+        const info = await readDescriptor(r.pool, record.epoch % 2, what);
+        if (info.epoch !== record.epoch || info.digest !== record.digests[rank]) throw new VerifyError(`${what}: slot ${info.slot} holds epoch ${info.epoch}, not the committed ${record.epoch}`);
+        const mismatch = this.#layoutMismatch(info.layout);
+        if (mismatch !== null) return { code: 0, reason: `rank ${rank}: the protected arrays differ from epoch ${record.epoch}'s: ${mismatch}` };
+        const staging = new Uint8Array(info.totalBytes);
+        await readSlot(r.pool, info, staging, what);
+        return { code: 2, reason: null, apply: () => this.#apply(info, staging) };
+      } catch (e) {
+        if (isMprunError(e) && e.errno === 'ENOENT') failures.push(`${what}: its pool is missing`);
+        else if (e instanceof VerifyError) failures.push(e.message);
+        else {
+          failures.push(`${what}: ${errorText(e)}`);
+          r.drop(errorText(e), rank);
+        }
+      }
+    }
+    if (failures.length === 0) failures.push(`rank ${rank}: no live target holds epoch ${record.epoch}`);
+    return { code: 1, reason: failures.join(', ') };
+  }
+
+  #layoutMismatch(layout: ArrayLayout[]): string | null {
+    const now = layoutOf(this.#arrays);
+    if (now.length !== layout.length) return `${now.length} arrays protected now, ${layout.length} in the checkpoint`;
+    for (let i = 0; i < now.length; i++) {
+      const a = now[i]!;
+      const b = layout[i]!;
+      if (a.name !== b.name || a.type !== b.type || a.length !== b.length) return `'${a.name}' is ${a.type}(${a.length}) now, the checkpoint has '${b.name}' ${b.type}(${b.length})`;
+    }
+    return null;
+  }
+
+  #apply(info: SlotInfo, staging: Uint8Array): void {
+    const views = viewsOf(this.#arrays.values());
+    info.layout.forEach((l, i) => views[i]!.set(staging.subarray(l.offset, l.offset + l.bytes)));
+  }
+
+  async #flipSuperblocks(epoch: number): Promise<void> {
+    const sb = encodeSuperblock({ epoch, slot: epoch % 2, generation: this.#gen });
+    await Promise.all(
+      this.#alive().map(async (r) => {
+        if (r.pool === null || r.poolGen !== this.#gen) return;
+        try {
+          await r.pool.persistFrom(superblockAt(epoch % 2), sb);
+        } catch (e) {
+          // The commit record is the commit point; a later restore rolls the superblock forward.
+          r.drop(`superblock flip: ${errorText(e)}`, this.#comm.rank);
+        }
+      }),
+    );
+  }
+
+  /** Pools of the current generation on every live replica, big enough for `total` bytes per slot. */
+  async #ensurePools(job: string, total: number): Promise<void> {
+    const rank = this.#comm.rank;
+    let gen = Math.max(this.#gen, 1);
+    const live = this.#alive();
+    // A state that outgrew the pools moves to a new generation; the old one keeps the last epoch.
+    if (live.some((r) => r.pool !== null && r.poolGen === gen && slotCapacity(r.pool.size) < total)) gen++;
+    const size = poolSizeFor(total);
+    await Promise.all(
+      live.map(async (r) => {
+        if (r.pool !== null && r.poolGen === gen) return;
+        try {
+          const old = r.pool;
+          r.pool = null;
+          if (old !== null && old.error === null) await old.close();
+          r.pool = await openOrCreate(r.endpoint, RANK_SET(job, rank, gen), size, attrFor('rank', this.#comm.size));
+          r.poolGen = gen;
+        } catch (e) {
+          r.drop(`cannot make this rank's pool: ${errorText(e)}`, rank);
+        }
+      }),
+    );
+    this.#gen = gen;
+  }
+
+  /** Collective: makes the protected arrays durable on the targets as a new epoch. */
+  async checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
+    const { job } = this.#configured('checkpoint()');
+    const t0 = performance.now();
+    await this.#completeAsync();
+    if (!this.#restored) {
+      // A checkpoint before restore() starts the epochs after whatever is committed.
+      await this.#adoptCommitted(job);
+    }
+    const epoch = this.#epoch + 1;
+    const layout = layoutOf(this.#arrays);
+    const total = totalOf(layout);
+    await this.#ensurePools(job, total);
+    const replicas = this.#alive().filter((r) => r.pool !== null && r.poolGen === this.#gen);
+    if (opts.async === true) return this.#startAsync(job, epoch, layout, total, replicas, t0);
+    const results = await writeSlot(
+      replicas.map((r) => r.pool!),
+      { poolSize: replicas[0]?.pool?.size ?? 0, epoch, rank: this.#comm.rank, nranks: this.#comm.size, layout, views: viewsOf(this.#arrays.values()) },
+    );
+    const outcome = results.map((x, i) => (x instanceof Error ? { replica: replicas[i]!.index, error: x.message } : { replica: replicas[i]!.index, digest: x.digest }));
+    const committed = await this.#commit(job, epoch, total, outcome);
+    return { epoch, bytes: committed.bytes, seconds: (performance.now() - t0) / 1000, async: false, replicas: committed.replicas };
+  }
+
+  /** A checkpoint without restore(): continue the epochs of what is committed, keep its slot. */
+  async #adoptCommitted(job: string): Promise<void> {
+    let newest: { epoch: number; generations: number[] } | { error: string } | null = null;
+    if (this.#comm.rank === 0) {
+      const c = await this.#readRecords(job);
+      newest = Array.isArray(c) ? (c[0] === undefined ? null : { epoch: c[0].record.epoch, generations: c[0].record.generations }) : c;
+    }
+    newest = await this.#comm.bcast(newest, 0);
+    if (newest !== null && 'error' in newest) throw fail(newest.error);
+    this.#restored = true;
+    if (newest !== null) {
+      this.#epoch = newest.epoch;
+      this.#gen = newest.generations[this.#comm.rank]!;
+      this.#genEpochs.set(this.#gen, newest.epoch);
+    }
+  }
+
+  async #startAsync(job: string, epoch: number, layout: ArrayLayout[], total: number, replicas: Replica[], t0: number): Promise<CheckpointInfo> {
+    void job;
+    if (this.#staging === null || this.#staging.byteLength !== total) this.#staging = new SharedArrayBuffer(Math.max(total, 1));
+    const staging = new Uint8Array(this.#staging, 0, total);
+    let at = 0;
+    for (const v of viewsOf(this.#arrays.values())) {
+      staging.set(v, at);
+      at += v.byteLength;
+    }
+    this.#piscina ??= new Piscina({ filename: new URL('../transports/rpmem/worker.js', import.meta.url).href, minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
+    const task: SlotTask = {
+      pools: replicas.map((r) => r.pool!.descriptor()),
+      epoch,
+      rank: this.#comm.rank,
+      nranks: this.#comm.size,
+      layout,
+      staging: this.#staging,
+      total,
+    };
+    const result = (this.#piscina.run(task) as Promise<SlotTaskResult[]>).catch((e: unknown) => replicas.map(() => ({ error: `checkpoint worker: ${errorText(e)}` })));
+    this.#pending = { epoch, total, gen: this.#gen, replicas, result };
+    return { epoch, bytes: total, seconds: (performance.now() - t0) / 1000, async: true, replicas: replicas.map((r) => r.label) };
+  }
+
+  /** Collective: waits for an asynchronous checkpoint and commits it. */
+  async checkpointWait(): Promise<CheckpointInfo | null> {
+    const p = this.#pending;
+    if (p === null) return null;
+    const t0 = performance.now();
+    await this.#completeAsync();
+    return { epoch: this.#epoch, bytes: p.total, seconds: (performance.now() - t0) / 1000, async: true, replicas: p.replicas.filter((r) => r.alive).map((r) => r.label) };
+  }
+
+  async #completeAsync(): Promise<void> {
+    const p = this.#pending;
+    if (p === null) return;
+    this.#pending = null;
+    const results = await p.result;
+    const outcome = results.map((x, i) => ({ replica: p.replicas[i]!.index, ...x }));
+    await this.#commit(this.#config!.job, p.epoch, p.total, outcome);
+  }
+
+  /** Steps 2-4 of the protocol: agree, commit record, superblock flip. */
+  async #commit(job: string, epoch: number, total: number, outcome: Array<{ replica: number; digest?: number; error?: string }>): Promise<{ bytes: number; replicas: string[] }> {
+    const comm = this.#comm;
+    const rank = comm.rank;
+    let mask = 0;
+    for (const o of outcome) {
+      if (o.error === undefined) mask |= 1 << o.replica;
+      else this.#replicas[o.replica]!.drop(`epoch ${epoch}: ${o.error}`, rank);
+    }
+    const digest = outcome.find((o) => o.digest !== undefined)?.digest ?? 0;
+    const agreed = (await comm.allreduce(new Uint32Array([mask]), 'band'))[0]!;
+    const all = await comm.allgather({ digest, gen: this.#gen, total, errors: outcome.filter((o) => o.error !== undefined).map((o) => `${this.#replicas[o.replica]!.label}: ${o.error}`) });
+    if (agreed === 0) {
+      const why = all.flatMap((a, r) => a.errors.map((e) => `rank ${r}: ${e}`));
+      throw fail(`checkpoint epoch ${epoch} of job ${job} failed on every target (${why.join('; ') || 'no target is reachable'}); epoch ${this.#epoch} stays the last one`);
+    }
+    const jobBytes = all.reduce((s, a) => s + a.total, 0);
+    let written = 0;
+    if (rank === 0) {
+      const record = encodeRecord({ epoch, nranks: comm.size, totalBytes: jobBytes, time: Date.now(), digests: all.map((a) => a.digest), generations: all.map((a) => a.gen) });
+      await Promise.all(
+        this.#replicas.map(async (r) => {
+          if (!(agreed & (1 << r.index)) || !r.alive) return;
+          try {
+            r.job ??= await openOrCreate(r.endpoint, JOB_SET(job), jobPoolSize(comm.size), attrFor('job', comm.size));
+            await r.job.persistFrom(recordAt(epoch % 2, comm.size), record);
+            written |= 1 << r.index;
+          } catch (e) {
+            r.drop(`commit record of epoch ${epoch}: ${errorText(e)}`, rank);
+          }
+        }),
+      );
+    }
+    written = await comm.bcast(written, 0);
+    if (written === 0) throw fail(`checkpoint epoch ${epoch} of job ${job}: no target took the commit record; epoch ${this.#epoch} stays the last one`);
+    this.#epoch = epoch;
+    this.#genEpochs.set(this.#gen, epoch);
+    await this.#flipSuperblocks(epoch);
+    await this.#retireGenerations(job);
+    return { bytes: jobBytes, replicas: this.#replicas.filter((r) => written & (1 << r.index)).map((r) => r.label) };
+  }
+
+  /** Removes pools of generations that no restorable epoch (the last two) needs. */
+  async #retireGenerations(job: string): Promise<void> {
+    for (const [gen, last] of [...this.#genEpochs]) {
+      if (gen === this.#gen || last >= this.#epoch - 1) continue;
+      this.#genEpochs.delete(gen);
+      for (const r of this.#alive()) {
+        await remove(r.endpoint, RANK_SET(job, this.#comm.rank, gen), { force: true, poolSet: true }).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Finalize: commits a pending asynchronous checkpoint and closes the pools. */
+  async close(): Promise<void> {
+    await this.#completeAsync();
+    await this.#piscina?.destroy();
+    this.#piscina = null;
+    for (const r of this.#replicas) {
+      await r.pool?.close().catch(() => undefined);
+      await r.job?.close().catch(() => undefined);
+      r.pool = null;
+      r.job = null;
+    }
+  }
+}
+

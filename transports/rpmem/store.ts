@@ -1,0 +1,337 @@
+/**
+ * The checkpoint store: how a job's state lies in rpmem pools, and the reads
+ * and writes of it. The collective protocol that uses it is runtime/checkpoint.ts.
+ *
+ * Per rank, one pool `JOB/rank-R.gG.set` (G: a generation, new when the state
+ * outgrows the pool; the old one is removed once no committed epoch needs it):
+ *
+ *   0        pool header (the daemon's)
+ *   4096     superblock copy 0 | 8192 superblock copy 1   {epoch, slot, generation}
+ *   12288    slot descriptor 0 | 77824 slot descriptor 1  {epoch, layout, chunk-table CRC}
+ *   143360   slot 0 | slot 1: each a chunk table (CRC32C per 1 MiB chunk) then the data
+ *
+ * Per job, one pool `JOB/job.set` with two commit records (copy = epoch % 2):
+ * {epoch, nranks, bytes, time, per rank: descriptor digest and generation}.
+ *
+ * Epoch e goes to slot e % 2, the inactive one: the slot of the last committed
+ * epoch is never written, so a crash at any point leaves it restorable. Every
+ * record, descriptor and superblock ends with a CRC32C of itself.
+ */
+import { MprunError } from '../../runtime/errors.js';
+import type { RpmemLanes } from './client.js';
+import { crc32c } from './crc.js';
+import { POOL_HDR_SIZE } from './poolset.js';
+
+export const CHUNK_BYTES = 1024 * 1024;
+const PAGE = 4096;
+const SUPERBLOCK_AT = POOL_HDR_SIZE;
+const DESCRIPTOR_AT = POOL_HDR_SIZE + 2 * PAGE;
+const DESCRIPTOR_BYTES = 64 * 1024;
+/** Where the slots start. */
+export const META_BYTES = DESCRIPTOR_AT + 2 * DESCRIPTOR_BYTES;
+
+const roundUp = (n: number, to: number): number => Math.ceil(n / to) * to;
+
+/** A protected array's place in a slot. */
+export interface ArrayLayout {
+  name: string;
+  /** The TypedArray's constructor name (Float64Array, ...). */
+  type: string;
+  length: number;
+  /** Byte offset in the slot's data. */
+  offset: number;
+  bytes: number;
+}
+
+export interface SlotInfo {
+  epoch: number;
+  slot: number;
+  rank: number;
+  nranks: number;
+  totalBytes: number;
+  nChunks: number;
+  tableCrc: number;
+  layout: ArrayLayout[];
+  /** CRC32C of the encoded descriptor: what the commit record names. */
+  digest: number;
+}
+
+export interface Superblock {
+  epoch: number;
+  slot: number;
+  generation: number;
+}
+
+export interface CommitRecord {
+  epoch: number;
+  nranks: number;
+  totalBytes: number;
+  /** ms since the epoch (Date.now()) when committed. */
+  time: number;
+  digests: number[];
+  generations: number[];
+}
+
+/** A checkpoint that fails verification: what failed, for the report. */
+export class VerifyError extends Error {}
+
+export function layoutOf(arrays: Map<string, ArrayBufferView>): ArrayLayout[] {
+  let at = 0;
+  return [...arrays].map(([name, a]) => {
+    const l = { name, type: a.constructor.name, length: (a as unknown as { length: number }).length, offset: at, bytes: a.byteLength };
+    at += a.byteLength;
+    return l;
+  });
+}
+
+export function totalOf(layout: ArrayLayout[]): number {
+  return layout.reduce((s, l) => s + l.bytes, 0);
+}
+
+function tableBytesFor(stride: number): number {
+  return roundUp(Math.ceil(stride / CHUNK_BYTES) * 4, PAGE);
+}
+
+/** Bytes of data one slot of a pool of `poolSize` holds. */
+export function slotCapacity(poolSize: number): number {
+  const stride = slotStride(poolSize);
+  return stride - tableBytesFor(stride);
+}
+
+function slotStride(poolSize: number): number {
+  return Math.floor((poolSize - META_BYTES) / 2 / PAGE) * PAGE;
+}
+
+/** The pool size for a state of `total` bytes. */
+export function poolSizeFor(total: number): number {
+  let stride = roundUp(Math.max(total, 1), PAGE) + tableBytesFor(roundUp(Math.max(total, 1), PAGE));
+  while (stride - tableBytesFor(stride) < total) stride += PAGE;
+  return META_BYTES + 2 * stride;
+}
+
+function slotBase(poolSize: number, slot: number): { table: number; data: number } {
+  const stride = slotStride(poolSize);
+  const base = META_BYTES + slot * stride;
+  return { table: base, data: base + tableBytesFor(stride) };
+}
+
+// ---- fixed-format records, each ending with a CRC32C of itself ----
+
+function sealed(bytes: Buffer): Buffer {
+  bytes.writeUInt32LE(crc32c(bytes.subarray(0, bytes.byteLength - 4)), bytes.byteLength - 4);
+  return bytes;
+}
+
+function unseal(bytes: Uint8Array, magic: string, what: string): Buffer {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.toString('latin1', 0, 8) !== magic) throw new VerifyError(`${what}: not written yet`);
+  if (b.readUInt32LE(b.byteLength - 4) !== crc32c(b.subarray(0, b.byteLength - 4))) throw new VerifyError(`${what}: fails its checksum`);
+  return b;
+}
+
+export function encodeSuperblock(s: Superblock): Buffer {
+  const b = Buffer.alloc(32);
+  b.write('MPCKSUPR', 0, 'latin1');
+  b.writeUInt32LE(s.slot, 8);
+  b.writeUInt32LE(s.generation, 12);
+  b.writeDoubleLE(s.epoch, 16);
+  return sealed(b);
+}
+
+export function decodeSuperblock(bytes: Uint8Array): Superblock {
+  const b = unseal(bytes.subarray(0, 32), 'MPCKSUPR', 'superblock');
+  return { slot: b.readUInt32LE(8), generation: b.readUInt32LE(12), epoch: b.readDoubleLE(16) };
+}
+
+export function superblockAt(copy: number): number {
+  return SUPERBLOCK_AT + copy * PAGE;
+}
+
+export function descriptorAt(slot: number): number {
+  return DESCRIPTOR_AT + slot * DESCRIPTOR_BYTES;
+}
+
+export function encodeDescriptor(s: Omit<SlotInfo, 'digest'>): Buffer {
+  const layout = Buffer.from(JSON.stringify(s.layout));
+  if (48 + layout.byteLength + 4 > DESCRIPTOR_BYTES) throw new MprunError('ERR_MPRUN_CHECKPOINT', `too many protected arrays: their names and types take ${layout.byteLength} bytes (at most ${DESCRIPTOR_BYTES - 52})`);
+  const b = Buffer.alloc(48 + layout.byteLength + 4);
+  b.write('MPCKSLOT', 0, 'latin1');
+  b.writeUInt32LE(s.slot, 8);
+  b.writeUInt32LE(s.rank, 12);
+  b.writeUInt32LE(s.nranks, 16);
+  b.writeUInt32LE(s.nChunks, 20);
+  b.writeDoubleLE(s.epoch, 24);
+  b.writeDoubleLE(s.totalBytes, 32);
+  b.writeUInt32LE(s.tableCrc, 40);
+  b.writeUInt32LE(layout.byteLength, 44);
+  layout.copy(b, 48);
+  return sealed(b);
+}
+
+export function decodeDescriptor(bytes: Uint8Array, what: string): SlotInfo {
+  const head = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (head.toString('latin1', 0, 8) !== 'MPCKSLOT') throw new VerifyError(`${what}: slot descriptor not written`);
+  const n = head.readUInt32LE(44);
+  if (48 + n + 4 > bytes.byteLength) throw new VerifyError(`${what}: slot descriptor fails its checksum`);
+  const b = unseal(bytes.subarray(0, 48 + n + 4), 'MPCKSLOT', `${what}: slot descriptor`);
+  return {
+    slot: b.readUInt32LE(8),
+    rank: b.readUInt32LE(12),
+    nranks: b.readUInt32LE(16),
+    nChunks: b.readUInt32LE(20),
+    epoch: b.readDoubleLE(24),
+    totalBytes: b.readDoubleLE(32),
+    tableCrc: b.readUInt32LE(40),
+    layout: JSON.parse(b.toString('utf8', 48, 48 + n)) as ArrayLayout[],
+    digest: crc32c(b),
+  };
+}
+
+export function recordBytes(nranks: number): number {
+  return roundUp(48 + 8 * nranks + 4, PAGE);
+}
+
+export function jobPoolSize(nranks: number): number {
+  return POOL_HDR_SIZE + 2 * recordBytes(nranks);
+}
+
+export function recordAt(copy: number, nranks: number): number {
+  return POOL_HDR_SIZE + copy * recordBytes(nranks);
+}
+
+export function encodeRecord(r: CommitRecord): Buffer {
+  const b = Buffer.alloc(48 + 8 * r.nranks + 4);
+  b.write('MPCKJOB1', 0, 'latin1');
+  b.writeUInt32LE(r.nranks, 8);
+  b.writeDoubleLE(r.epoch, 16);
+  b.writeDoubleLE(r.totalBytes, 24);
+  b.writeDoubleLE(r.time, 32);
+  for (let i = 0; i < r.nranks; i++) {
+    b.writeUInt32LE(r.digests[i]! >>> 0, 48 + 8 * i);
+    b.writeUInt32LE(r.generations[i]!, 52 + 8 * i);
+  }
+  return sealed(b);
+}
+
+/** The commit record in `bytes` (a whole record area), or a VerifyError. */
+export function decodeRecord(bytes: Uint8Array, what: string): CommitRecord {
+  const head = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (head.toString('latin1', 0, 8) !== 'MPCKJOB1') throw new VerifyError(`${what}: no commit record`);
+  const nranks = head.readUInt32LE(8);
+  if (48 + 8 * nranks + 4 > bytes.byteLength) throw new VerifyError(`${what}: commit record fails its checksum`);
+  const b = unseal(bytes.subarray(0, 48 + 8 * nranks + 4), 'MPCKJOB1', `${what}: commit record`);
+  const r: CommitRecord = { nranks, epoch: b.readDoubleLE(16), totalBytes: b.readDoubleLE(24), time: b.readDoubleLE(32), digests: [], generations: [] };
+  for (let i = 0; i < nranks; i++) {
+    r.digests.push(b.readUInt32LE(48 + 8 * i));
+    r.generations.push(b.readUInt32LE(52 + 8 * i));
+  }
+  return r;
+}
+
+// ---- slot I/O ----
+
+/** The state's bytes as views, in layout order. */
+export function viewsOf(arrays: Iterable<ArrayBufferView>): Uint8Array[] {
+  return [...arrays].map((a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+}
+
+/** Splits a concatenation of views at chunk boundaries: pieces of at most one chunk. */
+function* pieces(views: Uint8Array[]): Generator<{ chunk: number; at: number; bytes: Uint8Array }> {
+  let at = 0;
+  for (const v of views) {
+    let o = 0;
+    while (o < v.byteLength) {
+      const chunkEnd = (Math.floor(at / CHUNK_BYTES) + 1) * CHUNK_BYTES;
+      const n = Math.min(v.byteLength - o, chunkEnd - at);
+      yield { chunk: Math.floor(at / CHUNK_BYTES), at, bytes: v.subarray(o, o + n) };
+      o += n;
+      at += n;
+    }
+  }
+}
+
+export interface WriteSlotArgs {
+  poolSize: number;
+  epoch: number;
+  rank: number;
+  nranks: number;
+  layout: ArrayLayout[];
+  /** The state, in layout order. */
+  views: Uint8Array[];
+  /** Called with bytes sent so far (progress). */
+  progress?: (bytes: number) => void;
+}
+
+/**
+ * Checksums the state per chunk and writes it, its chunk table and then its
+ * descriptor into slot epoch % 2 of each pool (replicas in parallel, chunks
+ * spread over the lanes). Resolves per replica: the descriptor, durable, or
+ * the error that replica failed with.
+ */
+export async function writeSlot(replicas: RpmemLanes[], a: WriteSlotArgs): Promise<Array<SlotInfo | Error>> {
+  const total = totalOf(a.layout);
+  const slot = a.epoch % 2;
+  const nChunks = Math.ceil(total / CHUNK_BYTES);
+  const crcs = new Uint32Array(nChunks);
+  for (const p of pieces(a.views)) crcs[p.chunk] = crc32c(p.bytes, crcs[p.chunk]);
+  const table = new Uint8Array(crcs.buffer);
+  const desc = { epoch: a.epoch, slot, rank: a.rank, nranks: a.nranks, totalBytes: total, nChunks, tableCrc: crc32c(table), layout: a.layout };
+  const descBytes = encodeDescriptor(desc);
+  const info: SlotInfo = { ...desc, digest: crc32c(descBytes) };
+  const { table: tableAt, data: dataAt } = slotBase(a.poolSize, slot);
+  return Promise.all(
+    replicas.map(async (pool) => {
+      try {
+        if (total > slotCapacity(pool.size)) throw new MprunError('ERR_MPRUN_CHECKPOINT', `state of ${total} bytes does not fit the pool (${slotCapacity(pool.size)} per slot)`);
+        let sent = 0;
+        for (const p of pieces(a.views)) {
+          await pool.write(dataAt + p.at, p.bytes, { lane: p.chunk % pool.nlanes });
+          sent += p.bytes.byteLength;
+          a.progress?.(sent);
+        }
+        if (table.byteLength > 0) await pool.write(tableAt, table, { lane: 0 });
+        await Promise.all(Array.from({ length: pool.nlanes }, (_, lane) => pool.drain({ lane })));
+        // Only once the data is durable does its descriptor claim the epoch.
+        await pool.persistFrom(descriptorAt(slot), descBytes, { lane: 0 });
+        return info;
+      } catch (e) {
+        return e as Error;
+      }
+    }),
+  );
+}
+
+/** Reads a slot's descriptor. */
+export async function readDescriptor(pool: RpmemLanes, slot: number, what: string): Promise<SlotInfo> {
+  return decodeDescriptor(await pool.read(new Uint8Array(DESCRIPTOR_BYTES), descriptorAt(slot), { lane: 0 }), what);
+}
+
+/**
+ * Reads slot `info.slot` into `into` (totalBytes long) and verifies every
+ * chunk against the table and the table against the descriptor; throws a
+ * VerifyError naming the first chunk that fails.
+ */
+export async function readSlot(pool: RpmemLanes, info: SlotInfo, into: Uint8Array, what: string, progress?: (bytes: number) => void): Promise<void> {
+  const { table: tableAt, data: dataAt } = slotBase(pool.size, info.slot);
+  if (info.totalBytes > slotCapacity(pool.size)) throw new VerifyError(`${what}: descriptor claims ${info.totalBytes} bytes, more than the slot holds`);
+  const table = new Uint8Array(info.nChunks * 4);
+  if (table.byteLength > 0) await pool.read(table, tableAt);
+  if (crc32c(table) !== info.tableCrc) throw new VerifyError(`${what}: chunk table fails its checksum`);
+  const crcs = new Uint32Array(table.buffer);
+  // Several chunks in flight over the lanes; each verified as it lands.
+  const inflight = 8;
+  let next = 0;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (next < info.nChunks) {
+      const c = next++;
+      const start = c * CHUNK_BYTES;
+      const piece = into.subarray(start, Math.min(info.totalBytes, start + CHUNK_BYTES));
+      await pool.read(piece, dataAt + start, { lane: c % pool.nlanes });
+      if (crc32c(piece) !== crcs[c]) throw new VerifyError(`${what}: chunk ${c} (bytes ${start}-${start + piece.byteLength}) fails its CRC32C`);
+      done += piece.byteLength;
+      progress?.(done);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inflight, Math.max(1, info.nChunks)) }, worker));
+}
