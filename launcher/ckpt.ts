@@ -7,7 +7,8 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { packageRoot } from '../native/index.js';
-import { daemonCommand, spawnDaemon, type DaemonEndpoint } from '../transports/rpmem/client.js';
+import { isMprunError } from '../runtime/errors.js';
+import { daemonCommand, open, spawnDaemon, type DaemonEndpoint } from '../transports/rpmem/client.js';
 import { shellWords } from './job.js';
 import { LineSink } from './stdio.js';
 
@@ -90,4 +91,19 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
     stop();
     throw e;
   }
+}
+
+/** The rank count a job's checkpoints were made with on any target (null: none yet). */
+export async function checkpointedRanks(endpoints: DaemonEndpoint[], job: string): Promise<number | null> {
+  for (const ep of endpoints) {
+    try {
+      const pool = await open(ep, `${job}/job.set`, { nlanes: 1 });
+      const n = Buffer.from(pool.attr?.userFlags ?? new Uint8Array(16)).readUInt32LE(4);
+      await pool.close();
+      return n;
+    } catch (e) {
+      if (!isMprunError(e) || e.errno !== 'ENOENT') throw e;
+    }
+  }
+  return null;
 }

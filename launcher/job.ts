@@ -25,7 +25,7 @@ import { placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
 import type { Frame } from './wire.js';
 import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
-import { defaultTarget, startTargets } from './ckpt.js';
+import { checkpointedRanks, defaultTarget, startTargets } from './ckpt.js';
 import type { CheckpointTarget } from './ckpt.js';
 
 export interface JobOptions {
@@ -273,6 +273,11 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   if (opts.job !== null) {
     const targets = await startTargets(opts.ckptTargets.length > 0 ? opts.ckptTargets : [defaultTarget()], secret, nodesReachUs, log);
     cleanups.push(() => targets.stop());
+    // Resuming needs the rank count the checkpoints were made with: refuse another before any rank starts.
+    const made = await checkpointedRanks(targets.endpoints, opts.job);
+    if (made !== null && made !== opts.np) {
+      throw new Error(`job ${opts.job} was checkpointed by ${made} ranks; this run asks for ${opts.np}. Run it with -n ${made}, or start afresh after \`mprun checkpoints remove --job ${opts.job}\``);
+    }
     ckpt = JSON.stringify({ job: opts.job, targets: targets.endpoints.map((e) => ({ label: e.label, address: e.address, port: e.port })) });
   }
 

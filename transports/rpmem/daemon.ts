@@ -61,6 +61,9 @@ interface MappedPart {
 class OpenPool {
   /** The first failed persist (an errno name): every later request reports it. */
   poisoned: string | null = null;
+  /** Persists running on the thread pool: the parts stay mapped until they end. */
+  inflight = 0;
+  closed = false;
   readonly extents: Extent[];
   /** Testing hook: MPRUN_RPMEMD_FAIL_PERSIST=N makes the N-th persist of this daemon fail with EIO. */
   constructor(
@@ -108,9 +111,11 @@ const failPersistAt = Number(process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? 0);
 /** Persists [offset, offset+length) of a pool; resolves to null or the errno name of the failure. */
 function persistRange(pool: OpenPool, offset: number, length: number, deep: boolean): Promise<string | null> {
   if (pool.poisoned !== null) return Promise.resolve(pool.poisoned);
+  if (pool.closed) return Promise.resolve('EBADF');
   persistCount++;
   if (failPersistAt > 0 && persistCount === failPersistAt) return Promise.resolve('EIO');
   const pieces = splitRange(pool.extents, offset, length);
+  pool.inflight++;
   return Promise.all(
     pieces.map(
       (e) =>
@@ -119,7 +124,10 @@ function persistRange(pool: OpenPool, offset: number, length: number, deep: bool
           native().poolPersistAsync(part.buffer, e.partOffset, e.length, part.isPmem, deep, done);
         }),
     ),
-  ).then((errs) => errs.find((x) => x !== null) ?? null);
+  ).then((errs) => {
+    if (--pool.inflight === 0 && pool.closed) unmapAll(pool.parts);
+    return errs.find((x) => x !== null) ?? null;
+  });
 }
 
 function persistHeaders(pool: OpenPool): void {
@@ -298,7 +306,8 @@ export class RpmemDaemon {
       const role = (s as SocketWithRole).role;
       if (role?.kind === 'lane' && role.pool === pool) s.destroy();
     }
-    unmapAll(pool.parts);
+    pool.closed = true;
+    if (pool.inflight === 0) unmapAll(pool.parts);
     native().closeFd(pool.lockFd);
   }
 
@@ -543,7 +552,7 @@ export class RpmemDaemon {
 
   async #persist(pool: OpenPool, offset: number, length: number, deep: boolean): Promise<string | null> {
     const err = await persistRange(pool, offset, length, deep);
-    if (err !== null && pool.poisoned === null) {
+    if (err !== null && pool.poisoned === null && !pool.closed) {
       pool.poisoned = err;
       this.#opts.log(`persist of ${length} bytes at ${offset} of ${pool.setPath} failed (${err}); the pool is poisoned: every later request reports ${err}`);
     }
