@@ -59,7 +59,7 @@ export class FrameProtocol {
     out.writeUInt32LE(offset % 0x100000000, at + 16);
     out.writeUInt32LE(Math.floor(offset / 0x100000000), at + 20);
     out.writeUInt32LE((h.length ?? payloadBytes) >>> 0, at + 24);
-    out.writeInt32LE(h.arg ?? 0, at + 28);
+    out.writeInt32LE((h.arg ?? 0) | 0, at + 28);
   }
 
   /** A whole frame: header and a copy of `payload` (so the caller may reuse it at once). */

@@ -309,6 +309,7 @@ export class RpmemLanes {
   readonly #lanes: Array<{ sock: Socket; ch: FrameChannel }>;
   /** The first fatal error: every later call reports it (librpmem's sticky errors). */
   #error: MprunError | null = null;
+  #detached = false;
 
   protected constructor(desc: PoolDescriptor, lanes: Array<{ sock: Socket; ch: FrameChannel }>) {
     this.desc = desc;
@@ -317,6 +318,12 @@ export class RpmemLanes {
     this.persistMethod = desc.persistMethod;
     this.dataStart = desc.dataStart;
     this.#lanes = lanes;
+    // librpmem's monitor: a lane that drops makes the pool fail at once, not at its next use.
+    for (const l of lanes) {
+      l.sock.on('close', () => {
+        if (!this.#detached) this.#error ??= rpmemError('ECONNRESET', `a lane to the target at ${desc.address}:${desc.port} closed`);
+      });
+    }
   }
 
   /** Connects `desc.nlanes` lanes to an open pool. */
@@ -414,6 +421,7 @@ export class RpmemLanes {
 
   /** Closes the lanes (the pool stays open for its owner). */
   detach(): void {
+    this.#detached = true;
     for (const l of this.#lanes) l.sock.destroy();
   }
 }
@@ -477,13 +485,13 @@ export class RpmemPool extends RpmemLanes {
   }
 
   /** rpmem_persist: data[offset, offset+length) is persistent on the target when this resolves. */
-  persist(offset: number, length: number, opts: PersistOptions = {}): Promise<void> {
+  async persist(offset: number, length: number, opts: PersistOptions = {}): Promise<void> {
     this.check(offset, length, opts.lane);
     return this.persistFrom(offset, this.data.subarray(offset, offset + length), opts);
   }
 
   /** rpmem_flush: starts sending data[offset, offset+length); drain() waits for it. */
-  flush(offset: number, length: number, opts: PersistOptions = {}): Promise<void> {
+  async flush(offset: number, length: number, opts: PersistOptions = {}): Promise<void> {
     this.check(offset, length, opts.lane);
     return this.write(offset, this.data.subarray(offset, offset + length), opts);
   }

@@ -109,7 +109,8 @@ export function poolSizeFor(total: number): number {
   return META_BYTES + 2 * stride;
 }
 
-function slotBase(poolSize: number, slot: number): { table: number; data: number } {
+/** Where a slot's chunk table and data start in a pool of `poolSize` bytes. */
+export function slotBase(poolSize: number, slot: number): { table: number; data: number } {
   const stride = slotStride(poolSize);
   const base = META_BYTES + slot * stride;
   return { table: base, data: base + tableBytesFor(stride) };

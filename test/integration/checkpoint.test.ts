@@ -1,0 +1,206 @@
+/**
+ * Checkpoint/restart of whole jobs through the real launcher and a real
+ * mprun-rpmemd: the heat example killed and resumed to the uninterrupted
+ * answer (sync and async), and every fault case: a rank SIGKILLed, the target
+ * daemon killed during a checkpoint, a flipped byte in a pool file, a full
+ * target disk, a lost replica, a different rank count; and the
+ * `mprun checkpoints` tools. Nothing may be left behind on any path.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { decodeHeader } from '../../transports/rpmem/header.js';
+import { slotBase } from '../../transports/rpmem/store.js';
+import { app, eventually, rankProcesses, root, runMprun, shmFiles } from '../helpers.js';
+
+const heat = join(root, 'examples', 'heat.ts');
+const ckptApp = app('ckpt.ts');
+
+function daemons(): string[] {
+  const r = spawnSync('pgrep', ['-af', 'mprun-rpmemd'], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').filter((l) => l.trim() !== '' && !l.includes('pgrep'));
+}
+
+const sumOf = (out: string): string | undefined => /sum = (\S+)/.exec(out)?.[1];
+
+describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => {
+  let base: string;
+  const target = (name: string): string => `localhost:${join(base, name)}`;
+
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'mprun-ckpt-test-'));
+  });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  afterEach(async () => {
+    expect(await eventually(() => rankProcesses().length === 0, 5000)).toBe(true);
+    expect(await eventually(() => daemons().length === 0, 5000), daemons().join('\n')).toBe(true);
+    expect(shmFiles()).toEqual([]);
+  });
+
+  it('heat: a rank SIGKILLed between checkpoints; the same command resumes to the uninterrupted answer', async () => {
+    const whole = await runMprun(['-n', '4', '--job', 'heat-whole', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300']);
+    expect(whole.code).toBe(0);
+    const answer = sumOf(whole.stdout);
+    expect(answer).toBeDefined();
+
+    const args = ['-n', '4', '--job', 'heat-killed', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300'];
+    let killed = 0;
+    const first = await runMprun(args, {
+      onStdout: (text) => {
+        if (killed === 0 && /checkpoint epoch 3/.test(text)) {
+          // SIGKILL a rank from outside, as a crashed node would lose it.
+          const ranks = rankProcesses().map((l) => Number(l.split(' ')[0]));
+          killed = ranks[ranks.length - 1]!;
+          process.kill(killed, 'SIGKILL');
+        }
+      },
+    });
+    expect(killed).toBeGreaterThan(0);
+    expect(first.code).not.toBe(0);
+    expect(first.stderr).toMatch(new RegExp(`rank \\d \\(pid ${killed}\\) was killed by SIGKILL`));
+    const second = await runMprun(args);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toMatch(/heat: resumed from epoch (\d+)/);
+    expect(Number(/resumed from epoch (\d+)/.exec(second.stdout)![1])).toBeGreaterThanOrEqual(3);
+    expect(sumOf(second.stdout)).toBe(answer);
+  }, 90_000);
+
+  it("heat: the README's command (--kill-at) twice, synchronous and asynchronous checkpoints, gives the same answer", async () => {
+    const whole = await runMprun(['-n', '4', '--job', 'heat-ref', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300', '--every', '40']);
+    const answer = sumOf(whole.stdout);
+    for (const mode of [[], ['--async']]) {
+      const job = `heat-kill${mode.length}`;
+      const args = ['-n', '4', '--job', job, '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300', '--every', '40', '--kill-at', '130', ...mode];
+      const first = await runMprun(args);
+      expect(first.code).toBe(137);
+      expect(first.stdout).toMatch(/kills itself with SIGKILL at step 130/);
+      const second = await runMprun(args);
+      expect(second.code, second.stderr).toBe(0);
+      // Synchronous: epoch 3 (step 120) was committed before the kill. Asynchronous: epoch 3 was
+      // only written; it commits at the next checkpoint, so epoch 2 (step 80) is the last committed.
+      expect(second.stdout).toMatch(mode.length === 0 ? /resumed from epoch 3 \(step 120\)/ : /resumed from epoch 2 \(step 80\)/);
+      expect(sumOf(second.stdout)).toBe(answer);
+    }
+  }, 90_000);
+
+  it('the target daemon killed during a checkpoint: the job stops, and the previous epoch restores', async () => {
+    const dir = join(base, 'daemon-killed');
+    const args = ['-n', '2', '--job', 'dk', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '32768', '--epochs', '8'];
+    let fired = false;
+    const first = await runMprun(args, {
+      onStdout: (text) => {
+        if (!fired && /committed epoch 2/.test(text)) {
+          fired = true;
+          spawnSync('pkill', ['-9', '-f', '--', `mprun-rpmemd.js --poolset-dir ${dir}`]);
+        }
+      },
+    });
+    expect(fired).toBe(true);
+    expect(first.code).not.toBe(0);
+    expect(first.stderr).toMatch(/its daemon ended \(SIGKILL\)/);
+    expect(first.stderr).toMatch(/checkpoint epoch \d of job dk failed on every target/);
+    const last = Math.max(...[...first.stdout.matchAll(/committed epoch (\d+)/g)].map((m) => Number(m[1])));
+    const second = await runMprun(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain(`rank 0 restored epoch ${last} intact`);
+    expect(second.stdout).toContain(`rank 1 restored epoch ${last} intact`);
+    expect(second.stdout).toContain('done');
+  }, 90_000);
+
+  it('a byte flipped in a pool file is detected and reported; the previous epoch is used', async () => {
+    const dir = join(base, 'flip');
+    const args = ['-n', '2', '--job', 'flip', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '3000'];
+    expect((await runMprun([...args, '--epochs', '3'])).code).toBe(0);
+    // Epoch 3 is in slot 1 of each rank's pool; flip one bit of rank 1's data there.
+    const file = join(dir, 'flip', 'rank-1.g1.part0');
+    const fd = openSync(file, 'r+');
+    const head = Buffer.alloc(4096);
+    readSync(fd, head, 0, 4096, 0);
+    const at = slotBase(decodeHeader(head, file).poolSize, 1).data + 1_500_000;
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, at);
+    b[0] ^= 0x04;
+    writeSync(fd, b, 0, 1, at);
+    closeSync(fd);
+
+    const verify = await runMprun(['checkpoints', 'verify', '--job', 'flip', '--ckpt-target', `localhost:${dir}`]);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toMatch(/ 3 .*DAMAGED: rank 1: chunk 1 \(bytes 1048576-2097152\) fails its CRC32C/);
+    expect(verify.stdout).toMatch(/ 2 .*verified/);
+
+    const resumed = await runMprun([...args, '--epochs', '5']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/epoch 3 fails verification \(rank 1 on localhost:\S+: chunk 1 \(bytes 1048576-2097152\) fails its CRC32C\)/);
+    expect(resumed.stderr).toMatch(/restored epoch 2 instead/);
+    expect(resumed.stdout).toContain('rank 1 restored epoch 2 intact');
+    expect(resumed.stdout).toContain('committed epoch 5');
+  }, 90_000);
+
+  it('a full target disk: a clear error, and the previous epoch intact', async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.log('full-disk test skipped: mounting a small tmpfs needs root');
+      ctx.skip();
+    }
+    const dir = join(base, 'full');
+    mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', dir]);
+    try {
+      const args = ['-n', '2', '--job', 'full', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '64'];
+      expect((await runMprun([...args, '--epochs', '2'])).code).toBe(0);
+      // From epoch 3 the state grows by 4 MiB a rank: new pools that do not fit.
+      const grown = await runMprun([...args, '--epochs', '4', '--grow-at', '3', '--grow-kib', '4096']);
+      expect(grown.code).not.toBe(0);
+      expect(grown.stderr).toMatch(/posix_fallocate failed: ENOSPC/);
+      expect(grown.stderr).toMatch(/checkpoint epoch 3 of job full failed on every target.*epoch 2 stays the last one/);
+      const verify = await runMprun(['checkpoints', 'verify', '--job', 'full', '--ckpt-target', `localhost:${dir}`]);
+      expect(verify.code).toBe(0);
+      expect(verify.stdout).toMatch(/ 2 .*verified/);
+      const again = await runMprun([...args, '--epochs', '2']);
+      expect(again.stdout).toContain('rank 0 restored epoch 2 intact');
+      expect(again.code).toBe(0);
+    } finally {
+      execFileSync('umount', [dir]);
+    }
+  }, 90_000);
+
+  it('one replica of two lost: restore from the other, and both hold the epochs after', async () => {
+    const a = join(base, 'replica-a');
+    const b = join(base, 'replica-b');
+    const args = ['-n', '2', '--job', 'rep', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`, ckptApp, '--kib', '512'];
+    const first = await runMprun([...args, '--epochs', '3']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain(`committed epoch 3 (1048608 bytes) on localhost:${a} localhost:${b}`);
+    rmSync(a, { recursive: true, force: true });
+    const second = await runMprun([...args, '--epochs', '5']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain('rank 0 restored epoch 3 intact');
+    expect(second.stdout).toContain('rank 1 restored epoch 3 intact');
+    expect(second.stdout).toContain(`committed epoch 5 (1048608 bytes) on localhost:${a} localhost:${b}`);
+    const list = await runMprun(['checkpoints', 'list', '--job', 'rep', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/job rep: 2 ranks, 2 committed epoch\(s\)/);
+    expect(list.stdout).toMatch(new RegExp(` 5 .*localhost:${a} ok, localhost:${b} ok`));
+
+    // A different rank count is refused before any rank starts.
+    const other = await runMprun(['-n', '3', '--job', 'rep', '--ckpt-target', `localhost:${a}`, ckptApp]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('job rep was checkpointed by 2 ranks; this run asks for 3. Run it with -n 2');
+
+    const rm = await runMprun(['checkpoints', 'remove', '--job', 'rep', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`]);
+    expect(rm.code).toBe(0);
+    expect(rm.stdout).toMatch(/removed 3 pool\(s\) of job rep/);
+    expect(existsSync(join(a, 'rep')) || existsSync(join(b, 'rep'))).toBe(false);
+    const none = await runMprun(['checkpoints', 'list', '--job', 'rep', '--ckpt-target', `localhost:${a}`]);
+    expect(none.stdout).toMatch(/no checkpoints/);
+    expect(readdirSync(a)).toEqual([]);
+  }, 90_000);
+
+  it('without --job, restore() is a fresh start and checkpoint() says what to pass', async () => {
+    const r = await runMprun(['-n', '1', ckptApp, '--epochs', '1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toContain('fresh start');
+    expect(r.stderr).toContain('checkpoint() needs a checkpoint job: run with mprun --job NAME');
+  });
+});
