@@ -63,7 +63,7 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
     }
   };
   try {
-    const endpoints = await Promise.all(
+    const started = await Promise.allSettled(
       targets.map(async (t) => {
         const sink = new LineSink(process.stderr, `mprun: checkpoint target ${t.label}: `);
         const onStderr = (d: Buffer): void => sink.push(d);
@@ -75,9 +75,7 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
           const ssh = process.env.RPMEM_SSH !== undefined ? shellWords(process.env.RPMEM_SSH) : ['ssh', ...shellWords(process.env.MPRUN_SSH_ARGS ?? '')];
           argv = [...ssh, '-T', '-oBatchMode=yes', t.host, daemonCommand(t.dir)];
         }
-        const d = await spawnDaemon(t.host ?? 'localhost', { argv, secret, onStderr }).catch((e: Error) => {
-          throw new Error(`checkpoint target ${t.label}: ${e.message}`);
-        });
+        const d = await spawnDaemon(t.host ?? 'localhost', { argv, secret, onStderr });
         running.push(d);
         d.child.on('exit', (code, signal) => {
           sink.end();
@@ -86,6 +84,13 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
         return { address: d.address, port: d.port, secret, label: t.label };
       }),
     );
+    // A target that cannot be reached is a lost replica: the job goes on with the others.
+    const endpoints: DaemonEndpoint[] = [];
+    started.forEach((r, i) => {
+      if (r.status === 'fulfilled') endpoints.push(r.value);
+      else log(`checkpoint target ${targets[i]!.label} is unavailable (${(r.reason as Error).message}); going on with the others`);
+    });
+    if (endpoints.length === 0) throw new Error('no checkpoint target could be started');
     return { endpoints, stop };
   } catch (e) {
     stop();

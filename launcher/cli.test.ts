@@ -18,6 +18,23 @@ describe('mprun command line', () => {
     expect(parseArgs(['-n', '2', '--', here])).toMatchObject({ np: 2, app: here, args: [] });
   });
 
+  it('takes a checkpoint job and its targets (replicas), and refuses bad ones', () => {
+    const o = parseArgs(['-n', '2', '--job', 'heat', '--ckpt-target', 'node2:/pools', '--ckpt-target', 'localhost', '--ckpt-target', 'u@node3:', here]);
+    expect(o).toMatchObject({
+      job: 'heat',
+      ckptTargets: [
+        { label: 'node2:/pools', host: 'node2', dir: '/pools' },
+        { label: 'localhost', host: null, dir: '.mprun/checkpoints' },
+        { label: 'u@node3:', host: 'u@node3', dir: '.mprun/checkpoints' },
+      ],
+    });
+    expect(parseArgs([here])).toMatchObject({ job: null, ckptTargets: [] });
+    expect(() => parseArgs(['--job', '../x', here])).toThrow(/--job takes a name/);
+    expect(() => parseArgs(['--ckpt-target', ':/x', '--job', 'j', here])).toThrow(/HOST\[:DIR\]/);
+    expect(() => parseArgs(['--ckpt-target', 'a', here])).toThrow(/--ckpt-target needs --job NAME/);
+    expect(parseArgs(['checkpoints', 'list', '--job', 'x'])).toEqual({ command: 'checkpoints', argv: ['list', '--job', 'x'] });
+  });
+
   it('knows the commands', () => {
     expect(parseArgs(['info'])).toEqual({ command: 'info' });
     expect(parseArgs(['--help'])).toEqual({ command: 'help' });

@@ -1,9 +1,10 @@
 /** `mprun info`: what this build can do on this machine, like ompi_info / ucx_info -d. */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cpus, hostname } from 'node:os';
+import { cpus, homedir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { nativeError, nativePath, packageRoot } from '../native/index.js';
+import { native, nativeError, nativePath, packageRoot } from '../native/index.js';
+import { DEFAULT_POOL_DIR } from './ckpt.js';
 import { CONFIG_FIELDS } from '../runtime/config.js';
 import { BUILTIN_TRANSPORTS } from '../runtime/select.js';
 import { backendName, backends, version as xpmemVersion } from '../transports/xpmem/index.js';
@@ -41,6 +42,12 @@ export function infoText(): string {
   row('local', 'available; the agent runs inside mprun (no --host, no Slurm allocation)');
   row('ssh', has('ssh') ? 'available; --host/--hostfile start `mprun --agent` with ssh -T -oBatchMode=yes ($MPRUN_SSH_ARGS), or --launch-agent CMD' : 'unavailable: no ssh in PATH (--launch-agent CMD still works)');
   row('slurm', process.env.SLURM_JOB_ID !== undefined ? `in allocation ${process.env.SLURM_JOB_ID} (${process.env.SLURM_JOB_NODELIST ?? '?'}): plain mprun runs on it with srun` : has('srun') ? 'available inside an allocation (salloc/sbatch); not in one now' : 'unavailable: no srun in PATH');
+  out.push('');
+  out.push('Checkpoints (rpmem):');
+  const pmem = nativeError === null ? native().pmemInfo() : { libpmem: false, reason: 'no native addon' };
+  row('target daemon', `${join(packageRoot, 'bin', 'mprun-rpmemd.js')} (started per job over ssh, $RPMEM_SSH, or locally; RPMEM_CMD replaces it)`);
+  row('persistence', pmem.libpmem ? 'libpmem (pmem_map_file; pmem_persist on pmem, pmem_msync otherwise)' : `msync (libpmem not loaded: ${pmem.reason}; apt-get install libpmem1)`);
+  row('default target', `local:${join(homedir(), DEFAULT_POOL_DIR)} (mprun --job NAME; --ckpt-target HOST[:DIR] for others)`);
   out.push('');
   out.push('XPMEM backends (best first):');
   const chosen = backendName();

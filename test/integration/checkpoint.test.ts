@@ -173,7 +173,9 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toContain(`committed epoch 3 (1048608 bytes) on localhost:${a} localhost:${b}`);
     rmSync(a, { recursive: true, force: true });
-    const second = await runMprun([...args, '--epochs', '5']);
+    // A third target that cannot be reached at all is reported, and the job goes on with the others.
+    const second = await runMprun(['--ckpt-target', 'unreachable.invalid:/x', ...args, '--epochs', '5']);
+    expect(second.stderr).toMatch(/checkpoint target unreachable.invalid:\/x is unavailable .*going on with the others/);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('rank 0 restored epoch 3 intact');
     expect(second.stdout).toContain('rank 1 restored epoch 3 intact');

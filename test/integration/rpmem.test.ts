@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create, emptyAttr, open, remove, crc32c, type PoolAttr, type RpmemPool } from '../../transports/rpmem/index.js';
 import { R, RPMEM_PROTOCOL } from '../../transports/rpmem/protocol.js';
 import { isMprunError } from '../../runtime/errors.js';
+import { native } from '../../native/index.js';
 import { eventually, root } from '../helpers.js';
 
 const SSH = join(root, 'test', 'fixtures', 'local-ssh.sh');
@@ -102,6 +103,29 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     await third.close();
     await remove('node1', 'two.set', { ...opts(), poolSet: true });
     expect(readdirSync(dir).filter((f) => f.startsWith('two'))).toEqual([]);
+  });
+
+  it('persists through libpmem where it is installed, and through msync without it', async () => {
+    const info = native().pmemInfo();
+    if (!info.libpmem) console.log(`libpmem path not exercised here: ${info.reason} (CI installs libpmem-dev)`);
+    if (process.env.CI !== undefined) expect(info.libpmem).toBe(true);
+    for (const env of ['', 'env MPRUN_NO_LIBPMEM=1 ']) {
+      process.env.RPMEM_CMD = `${env}${DAEMON} --log-file ${join(dir, 'daemon.log')}`;
+      try {
+        writeFileSync(join(dir, 'path.set'), 'PMEMPOOLSET\n2M path.part0\n');
+        const pool = await create('node1', 'path.set', 2 * MiB, { attr: attr(), ...opts() });
+        // No real pmem on this machine: either way the target must msync (pmem_msync or msync).
+        expect(pool.persistMethod).toBe('msync');
+        expect(pool.mapping).toBe(env === '' && info.libpmem ? 'libpmem' : 'mmap');
+        pool.data.fill(0x77, 4096, 65536);
+        await pool.persist(4096, 65536 - 4096);
+        expect(fileBytes(join(dir, 'path.part0'), 60000, 4)).toEqual(Buffer.alloc(4, 0x77));
+        await pool.close();
+        await remove('node1', 'path.set', { ...opts(), poolSet: true });
+      } finally {
+        process.env.RPMEM_CMD = `${DAEMON} --log-file ${join(dir, 'daemon.log')}`;
+      }
+    }
   });
 
   it('writes large ranges over several lanes at once, and flush + drain makes them persistent', async () => {

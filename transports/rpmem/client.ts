@@ -89,6 +89,8 @@ export interface PoolDescriptor {
   dataStart: number;
   nlanes: number;
   persistMethod: PersistMethod;
+  /** How the target maps the pool: through libpmem (pmem_map_file), or plain mmap without it. */
+  mapping: 'libpmem' | 'mmap';
 }
 
 function statusError(status: number, body: Uint8Array, what: string): MprunError {
@@ -303,6 +305,8 @@ export class RpmemLanes {
   readonly size: number;
   readonly nlanes: number;
   readonly persistMethod: PersistMethod;
+  /** How the target maps the pool: libpmem's pmem_map_file, or mmap. */
+  readonly mapping: 'libpmem' | 'mmap';
   /** First byte persist() may touch: 4096 when the pool has a header (librpmem's rule). */
   readonly dataStart: number;
   protected readonly desc: PoolDescriptor;
@@ -316,6 +320,7 @@ export class RpmemLanes {
     this.size = desc.size;
     this.nlanes = desc.nlanes;
     this.persistMethod = desc.persistMethod;
+    this.mapping = desc.mapping;
     this.dataStart = desc.dataStart;
     this.#lanes = lanes;
     // librpmem's monitor: a lane that drops makes the pool fail at once, not at its next use.
@@ -467,6 +472,7 @@ export class RpmemPool extends RpmemLanes {
       nlanes: Number(r.nlanes),
       dataStart: Number(r.dataStart),
       persistMethod: r.persist === 'pmem' ? 'pmem' : 'msync',
+      mapping: r.via === 'libpmem' ? 'libpmem' : 'mmap',
     };
     if (local !== undefined && local.byteLength < desc.size) throw rpmemError('EINVAL', `the local buffer (${local.byteLength} bytes) is smaller than the pool (${desc.size})`);
     const lanes = await RpmemLanes.connectLanes(desc, c.label);

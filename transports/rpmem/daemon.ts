@@ -55,6 +55,7 @@ interface MappedPart {
   buffer: ArrayBuffer;
   bytes: Uint8Array;
   isPmem: boolean;
+  via: 'libpmem' | 'mmap';
 }
 
 /** A pool open in this daemon. */
@@ -221,7 +222,7 @@ export class RpmemDaemon {
     try {
       for (const p of set.parts) {
         const m = native().poolMap(p.path, p.size, true);
-        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem });
+        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via });
       }
       for (const d of new Set(set.parts.map((p) => dirname(p.path)))) native().fsyncPath(d);
       const pool = new OpenPool(this.#nextPool++, path, set, parts, size, attr, lockFd, this.#lanes(req.nlanes));
@@ -252,7 +253,7 @@ export class RpmemDaemon {
       for (const p of set.parts) {
         if (!existsSync(p.path)) throw new Refusal('ENOENT', `pool part ${p.path} does not exist`);
         const m = native().poolMap(p.path, p.size, false);
-        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem });
+        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via });
       }
       let size = capacityOf(set);
       let attr: PoolAttr | null = null;
@@ -281,7 +282,7 @@ export class RpmemDaemon {
   }
 
   #describe(pool: OpenPool): Record<string, unknown> {
-    return { pool: pool.id, size: pool.size, nlanes: pool.nlanes, persist: pool.persistMethod, dataStart: pool.dataStart };
+    return { pool: pool.id, size: pool.size, nlanes: pool.nlanes, persist: pool.persistMethod, dataStart: pool.dataStart, via: pool.parts[0]!.via };
   }
 
   #pool(id: number, owner: object): OpenPool {
