@@ -67,7 +67,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string):
   return parseRows(r.stdout, what);
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;

@@ -20,7 +20,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from '../test/cluster/cluster.js';
-import { buildPeer } from './compare.js';
+import { buildPeer, median } from './compare.js';
 
 const root = [resolve(dirname(fileURLToPath(import.meta.url)), '..'), resolve(dirname(fileURLToPath(import.meta.url)), '../..')].find((p) => existsSync(join(p, 'binding.gyp')))!;
 
@@ -31,12 +31,6 @@ interface Result {
   mprun: number[];
   peer: number[];
   peerName: string;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {

@@ -60,7 +60,9 @@ export interface NativeBinding {
   /** Whether libpmem.so.1 was found (persistence then goes through it). */
   pmemInfo(): { libpmem: boolean; reason: string };
   /** Maps a pool part (create: a new 0600 file with its space allocated now). */
-  poolMap(path: string, length: number, create: boolean): { buffer: ArrayBuffer; isPmem: boolean; via: 'libpmem' | 'mmap' };
+  poolMap(path: string, length: number, create: boolean): { buffer: ArrayBuffer; isPmem: boolean; via: 'libpmem' | 'mmap'; fd: number };
+  /** Starts writeback of a part's range (sync_file_range); not a persist. */
+  poolWriteback(fd: number, offset: number, length: number): boolean;
   /** pmem_persist / pmem_msync / msync of a range of a mapped part: null on success, else the errno name. */
   poolPersist(buffer: ArrayBuffer, offset: number, length: number, isPmem: boolean, deep: boolean): string | null;
   poolPersistAsync(buffer: ArrayBuffer, offset: number, length: number, isPmem: boolean, deep: boolean, done: (err: string | null) => void): void;

@@ -151,12 +151,14 @@ Napi::Value PmemInfo(const Napi::CallbackInfo& info) {
 
 struct PoolMapping {
   bool viaPmem;
+  int fd;  // kept for poolWriteback (sync_file_range); closed with the mapping
 };
 
 void UnmapPool(void* addr, size_t length, void* hint) {
   auto* pm = static_cast<PoolMapping*>(hint);
   if (pm->viaPmem) Pmem().unmap(addr, length);
   else munmap(addr, length);
+  if (pm->fd >= 0) close(pm->fd);
   delete pm;
 }
 
@@ -192,7 +194,6 @@ Napi::Value PoolMap(const Napi::CallbackInfo& info) {
       return ThrowErrno(env, "ERR_MPRUN_SYSTEM", EINVAL, "open", path + " is not the size its pool set says");
     }
   }
-  close(fd);
   auto& l = Pmem();
   void* addr = nullptr;
   int isPmem = 0;
@@ -201,24 +202,30 @@ Napi::Value PoolMap(const Napi::CallbackInfo& info) {
     // Without PMEM_FILE_CREATE libpmem maps the whole file (len must be 0).
     size_t mapped = 0;
     addr = l.map_file(path.c_str(), 0, 0, 0600, &mapped, &isPmem);
-    if (addr == nullptr) return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "pmem_map_file", path);
+    if (addr == nullptr) {
+      int err = errno;
+      close(fd);
+      return ThrowErrno(env, "ERR_MPRUN_SYSTEM", err, "pmem_map_file", path);
+    }
     if (mapped != length) {
       l.unmap(addr, mapped);
+      close(fd);
       return ThrowErrno(env, "ERR_MPRUN_SYSTEM", EINVAL, "pmem_map_file", path + " is not the size its pool set says");
     }
   } else {
-    int f = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (f < 0) return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "open", path);
-    addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
-    int err = errno;
-    close(f);
-    if (addr == MAP_FAILED) return ThrowErrno(env, "ERR_MPRUN_SYSTEM", err, "mmap", path);
+    addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) {
+      int err = errno;
+      close(fd);
+      return ThrowErrno(env, "ERR_MPRUN_SYSTEM", err, "mmap", path);
+    }
   }
   // Fault the page cache in now (best effort): stores from the lanes then cost
   // a copy, not a page fault per 4 KiB.
   madvise(addr, length, MADV_POPULATE_WRITE);
   auto o = Napi::Object::New(env);
-  o.Set("buffer", WrapMapping(env, addr, length, UnmapPool, new PoolMapping{viaPmem}));
+  o.Set("buffer", WrapMapping(env, addr, length, UnmapPool, new PoolMapping{viaPmem, fd}));
+  o.Set("fd", fd);
   o.Set("isPmem", isPmem != 0);
   o.Set("via", viaPmem ? "libpmem" : "mmap");
   return o;
@@ -299,6 +306,18 @@ Napi::Value PoolPersistAsync(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// poolWriteback(fd, offset, length): starts writeback of a part's dirty pages
+// (sync_file_range SYNC_FILE_RANGE_WRITE) without waiting, so the disk works
+// while more data arrives; the persist at the drain then waits for it. It
+// never stands in for a persist: a failure here is ignored, the persist reports.
+Napi::Value PoolWriteback(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  uint64_t offset, length;
+  if (!U64Of(env, info[1], &offset) || !U64Of(env, info[2], &length)) return env.Undefined();
+  int r = sync_file_range(info[0].As<Napi::Number>().Int32Value(), static_cast<off64_t>(offset), static_cast<off64_t>(length), SYNC_FILE_RANGE_WRITE);
+  return Napi::Boolean::New(env, r == 0);
+}
+
 // fsyncPath(path): makes a directory entry (create, unlink) durable.
 Napi::Value FsyncPath(const Napi::CallbackInfo& info) {
   auto env = info.Env();
@@ -343,6 +362,7 @@ void InitPmem(Napi::Env env, Napi::Object exports) {
   exports.Set("poolPersistAsync", Napi::Function::New(env, PoolPersistAsync));
   exports.Set("fsyncPath", Napi::Function::New(env, FsyncPath));
   exports.Set("lockPool", Napi::Function::New(env, LockPool));
+  exports.Set("poolWriteback", Napi::Function::New(env, PoolWriteback));
 }
 
 }  // namespace mprun

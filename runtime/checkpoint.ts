@@ -228,7 +228,7 @@ export class Checkpointer {
     const byEpoch = new Map<number, { record: CommitRecord; replicas: number[] }>();
     for (const r of this.#alive()) {
       try {
-        r.job = await open(r.endpoint, JOB_SET(job), { nlanes: 1 });
+        r.job ??= await open(r.endpoint, JOB_SET(job), { nlanes: 2 });
       } catch (e) {
         if (isMprunError(e) && e.errno === 'ENOENT') continue;
         r.drop(errorText(e), 0);

@@ -72,6 +72,12 @@ export interface LaneOptions {
   lane?: number;
 }
 
+export interface WriteOptions extends LaneOptions {
+  relaxed?: boolean;
+  /** CRC32C of `bytes`, when the caller has it already (the checkpoint store's chunk CRCs). */
+  crc?: number;
+}
+
 export interface PersistOptions extends LaneOptions {
   /** RPMEM_PERSIST_RELAXED: no atomicity guarantee wanted. */
   relaxed?: boolean;
@@ -183,10 +189,13 @@ class FrameChannel {
   }
 }
 
+/** Bytes a lane may have queued in its socket before a writer waits: several frames in flight. */
+const LANE_QUEUE_BYTES = 8 * MAX_FRAME_PAYLOAD;
+
 function socketChannel(sock: Socket, label: string): FrameChannel {
   const ch = new FrameChannel(
-    (b) => sock.write(b),
-    () => (sock.writableNeedDrain ? once(sock, 'drain').then(() => undefined) : Promise.resolve()),
+    (b) => sock.write(b) || sock.writableLength < LANE_QUEUE_BYTES,
+    () => (sock.writableLength >= LANE_QUEUE_BYTES ? once(sock, 'drain').then(() => undefined) : Promise.resolve()),
   );
   sock.on('data', (d: Buffer) => ch.feed(d));
   sock.on('error', (e) => ch.fail(rpmemError('ECONNRESET', `connection to ${label} failed: ${e.message}`)));
@@ -368,13 +377,14 @@ export class RpmemLanes {
    * any memory); drain() on the same lane makes it persistent. `bytes` must
    * not change until then.
    */
-  async write(offset: number, bytes: Uint8Array, opts: PersistOptions = {}): Promise<void> {
+  async write(offset: number, bytes: Uint8Array, opts: WriteOptions = {}): Promise<void> {
     const ch = this.check(offset, bytes.byteLength, opts.lane);
     const aux = opts.relaxed === true ? F.RELAXED : 0;
+    const given = opts.crc !== undefined && bytes.byteLength <= MAX_FRAME_PAYLOAD ? opts.crc : undefined;
     try {
       for (let at = 0; at < bytes.byteLength; at += MAX_FRAME_PAYLOAD) {
         const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + MAX_FRAME_PAYLOAD));
-        await ch.post(R.WRITE, { offset: offset + at, aux, arg: crc32c(piece) | 0 }, piece);
+        await ch.post(R.WRITE, { offset: offset + at, aux, arg: (given ?? crc32c(piece)) | 0 }, piece);
       }
     } catch (e) {
       this.sticky(e);

@@ -56,6 +56,7 @@ interface MappedPart {
   bytes: Uint8Array;
   isPmem: boolean;
   via: 'libpmem' | 'mmap';
+  fd: number;
 }
 
 /** A pool open in this daemon. */
@@ -97,6 +98,20 @@ class OpenPool {
     }
   }
 
+  /** The mapped bytes of [offset, offset+length) when they lie in one part (a write lands there directly). */
+  window(offset: number, length: number): Uint8Array | null {
+    const pieces = splitRange(this.extents, offset, length);
+    if (pieces.length !== 1) return null;
+    const e = pieces[0]!;
+    return this.parts[e.part]!.bytes.subarray(e.partOffset, e.partOffset + e.length);
+  }
+
+  /** Starts the disk on a range (sync_file_range) ahead of its persist. */
+  startWriteback(offset: number, length: number): void {
+    if (this.closed) return;
+    for (const e of splitRange(this.extents, offset, length)) native().poolWriteback(this.parts[e.part]!.fd, e.partOffset, e.length);
+  }
+
   copyOut(offset: number, dst: Uint8Array): void {
     let at = 0;
     for (const e of splitRange(this.extents, offset, dst.byteLength)) {
@@ -105,6 +120,9 @@ class OpenPool {
     }
   }
 }
+
+/** Flushed bytes on a lane after which their writeback starts before the drain. */
+const WRITEBACK_BYTES = Number(process.env.MPRUN_RPMEMD_WRITEBACK_MIB ?? 8) * 1024 * 1024;
 
 let persistCount = 0;
 const failPersistAt = Number(process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? 0);
@@ -222,7 +240,7 @@ export class RpmemDaemon {
     try {
       for (const p of set.parts) {
         const m = native().poolMap(p.path, p.size, true);
-        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via });
+        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via, fd: m.fd });
       }
       for (const d of new Set(set.parts.map((p) => dirname(p.path)))) native().fsyncPath(d);
       const pool = new OpenPool(this.#nextPool++, path, set, parts, size, attr, lockFd, this.#lanes(req.nlanes));
@@ -253,7 +271,7 @@ export class RpmemDaemon {
       for (const p of set.parts) {
         if (!existsSync(p.path)) throw new Refusal('ENOENT', `pool part ${p.path} does not exist`);
         const m = native().poolMap(p.path, p.size, false);
-        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via });
+        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via, fd: m.fd });
       }
       let size = capacityOf(set);
       let attr: PoolAttr | null = null;
@@ -439,7 +457,9 @@ export class RpmemDaemon {
     let chain: Promise<void> = Promise.resolve();
     // Ranges written on this lane and not yet persisted, and a failure to report at the next drain.
     let dirty: Array<[number, number]> = [];
+    let dirtyBytes = 0;
     let laneError: string | null = null;
+    let direct = false;
     const send = (b: Buffer): void => {
       if (!s.destroyed) s.write(b);
     };
@@ -458,7 +478,11 @@ export class RpmemDaemon {
             const pool = role.pool;
             const n = h.bytes - HEADER_BYTES;
             if (h.offset < pool.dataStart || h.offset + n > pool.size) throw new ProtocolError(`WRITE of ${n} bytes at ${h.offset} is outside the pool's data area [${pool.dataStart}, ${pool.size})`);
-            return staging.subarray(0, n);
+            // Straight into the mapped pool when the range is in one part: no extra copy. Its CRC is
+            // checked before the range is persisted or acknowledged.
+            const into = pool.poisoned === null ? pool.window(h.offset, n) : null;
+            direct = into !== null;
+            return into ?? staging.subarray(0, n);
           }
           return null;
         },
@@ -487,26 +511,37 @@ export class RpmemDaemon {
           const pool = role.pool;
           switch (h.type) {
             case R.WRITE: {
-              // Verify before applying: a chunk that fails its checksum never reaches the pool.
               if ((crc32c(payload) >>> 0) !== (h.arg >>> 0)) {
-                this.#opts.log(`lane ${role.lane} of ${pool.setPath}: a ${payload.byteLength}-byte write at ${h.offset} failed its CRC32C; not applied`);
+                // Never persisted nor acknowledged. Bytes that already landed in the pool make it
+                // untrustworthy: it is poisoned; bytes in the staging buffer were never applied.
+                this.#opts.log(`lane ${role.lane} of ${pool.setPath}: a ${payload.byteLength}-byte write at ${h.offset} failed its CRC32C${direct ? '; the pool is poisoned' : '; not applied'}`);
+                if (direct) pool.poisoned ??= 'EBADMSG';
                 laneError ??= 'EBADMSG';
                 if (h.aux & F.ACK) send(status(h.id, 'EBADMSG'));
                 return;
               }
-              if (pool.poisoned === null) pool.copyIn(h.offset, payload);
+              if (!direct && pool.poisoned === null) pool.copyIn(h.offset, payload);
+              const deep = (h.aux & F.DEEP) !== 0;
               if (h.aux & F.ACK) {
                 const off = h.offset;
                 const len = payload.byteLength;
-                chain = chain.then(async () => send(status(h.id, await this.#persist(pool, off, len, (h.aux & F.DEEP) !== 0))));
-              } else {
-                dirty.push([h.offset, payload.byteLength]);
+                chain = chain.then(async () => send(status(h.id, await this.#persist(pool, off, len, deep))));
+                return;
+              }
+              dirty.push([h.offset, payload.byteLength]);
+              dirtyBytes += payload.byteLength;
+              if (dirtyBytes >= WRITEBACK_BYTES) {
+                // Start the disk on what has arrived while the rest streams in; the drain's persist
+                // (which covers these ranges too) waits for it.
+                dirtyBytes = 0;
+                for (const [off, len] of mergeRanges(dirty.slice(-Math.ceil(WRITEBACK_BYTES / MAX_FRAME_PAYLOAD) - 1))) pool.startWriteback(off, len);
               }
               return;
             }
             case R.DRAIN: {
               const ranges = mergeRanges(dirty);
               dirty = [];
+              dirtyBytes = 0;
               const pending = laneError;
               laneError = null;
               chain = chain.then(async () => {

@@ -274,7 +274,12 @@ export async function writeSlot(replicas: RpmemLanes[], a: WriteSlotArgs): Promi
   const slot = a.epoch % 2;
   const nChunks = Math.ceil(total / CHUNK_BYTES);
   const crcs = new Uint32Array(nChunks);
-  for (const p of pieces(a.views)) crcs[p.chunk] = crc32c(p.bytes, crcs[p.chunk]);
+  // A piece that is a whole chunk carries its chunk's CRC on the wire too.
+  const whole = new Map<number, number>();
+  for (const p of pieces(a.views)) {
+    crcs[p.chunk] = crc32c(p.bytes, crcs[p.chunk]);
+    if (p.bytes.byteLength === CHUNK_BYTES || p.at + p.bytes.byteLength === total) whole.set(p.at, crcs[p.chunk]!);
+  }
   const table = new Uint8Array(crcs.buffer);
   const desc = { epoch: a.epoch, slot, rank: a.rank, nranks: a.nranks, totalBytes: total, nChunks, tableCrc: crc32c(table), layout: a.layout };
   const descBytes = encodeDescriptor(desc);
@@ -284,12 +289,20 @@ export async function writeSlot(replicas: RpmemLanes[], a: WriteSlotArgs): Promi
     replicas.map(async (pool) => {
       try {
         if (total > slotCapacity(pool.size)) throw new MprunError('ERR_MPRUN_CHECKPOINT', `state of ${total} bytes does not fit the pool (${slotCapacity(pool.size)} per slot)`);
+        // Each lane streams its own chunks; lanes run side by side.
         let sent = 0;
-        for (const p of pieces(a.views)) {
-          await pool.write(dataAt + p.at, p.bytes, { lane: p.chunk % pool.nlanes });
-          sent += p.bytes.byteLength;
-          a.progress?.(sent);
-        }
+        const byLane: Array<Array<{ at: number; chunk: number; bytes: Uint8Array }>> = Array.from({ length: pool.nlanes }, () => []);
+        for (const p of pieces(a.views)) byLane[p.chunk % pool.nlanes]!.push(p);
+        await Promise.all(
+          byLane.map(async (list, lane) => {
+            for (const p of list) {
+              const crc = p.at % CHUNK_BYTES === 0 ? whole.get(p.at) : undefined;
+              await pool.write(dataAt + p.at, p.bytes, { lane, ...(crc !== undefined ? { crc } : {}) });
+              sent += p.bytes.byteLength;
+              a.progress?.(sent);
+            }
+          }),
+        );
         if (table.byteLength > 0) await pool.write(tableAt, table, { lane: 0 });
         await Promise.all(Array.from({ length: pool.nlanes }, (_, lane) => pool.drain({ lane })));
         // Only once the data is durable does its descriptor claim the epoch.
