@@ -94,15 +94,20 @@ export class FrameProtocol {
   }
 }
 
+/** Returned by begin(): hand the payload over as it arrives, in pieces (views of the stream's own chunks). */
+export const STREAM = Symbol('stream the payload');
+
 /** What a connection's owner does with frames. */
 export interface FrameHandler {
   /**
    * A header arrived: validate it (throw ProtocolError to close the
    * connection) and return where its payload goes, exactly h.bytes - 32
-   * bytes long (null: a fresh buffer).
+   * bytes long (null: a fresh buffer), or STREAM to get it in pieces.
    */
-  begin(h: Header): Uint8Array | null;
-  /** The frame's payload is complete, in `payload`. */
+  begin(h: Header): Uint8Array | null | typeof STREAM;
+  /** A piece of a STREAM payload: a view of the input chunk, which is not reused. */
+  piece?(h: Header, bytes: Uint8Array): void;
+  /** The frame's payload is complete, in `payload` (empty when streamed). */
   end(h: Header, payload: Uint8Array): void;
 }
 
@@ -117,6 +122,8 @@ export class FrameParser {
   #h: Header | null = null;
   #dst: Uint8Array = EMPTY;
   #fill = 0;
+  /** Bytes still to come of a streamed payload, or -1. */
+  #streaming = -1;
 
   constructor(handler: FrameHandler, protocol: FrameProtocol) {
     this.#handler = handler;
@@ -137,10 +144,30 @@ export class FrameParser {
         const h = this.#protocol.parseHeader(this.#head);
         const dst = this.#handler.begin(h);
         const payload = h.bytes - HEADER_BYTES;
+        if (dst === STREAM) {
+          if (payload === 0) this.#handler.end(h, EMPTY);
+          else {
+            this.#h = h;
+            this.#streaming = payload;
+          }
+          continue;
+        }
         if (dst !== null && dst.byteLength !== payload) throw new ProtocolError(`internal: ${this.#protocol.typeName(h.type)} destination of ${dst.byteLength} bytes for ${payload}`);
         this.#dst = dst ?? (payload === 0 ? EMPTY : new Uint8Array(payload));
         this.#fill = 0;
         this.#h = h;
+      }
+      if (this.#streaming >= 0) {
+        const h = this.#h!;
+        const n = Math.min(this.#streaming, chunk.byteLength - at);
+        if (n > 0) this.#handler.piece!(h, chunk.subarray(at, at + n));
+        at += n;
+        this.#streaming -= n;
+        if (this.#streaming > 0) continue;
+        this.#streaming = -1;
+        this.#h = null;
+        this.#handler.end(h, EMPTY);
+        continue;
       }
       const want = this.#dst.byteLength - this.#fill;
       const n = Math.min(want, chunk.byteLength - at);

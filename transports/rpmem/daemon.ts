@@ -12,13 +12,13 @@
  * logged; the daemon keeps serving.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, writev, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { native } from '../../native/index.js';
 import { MprunError } from '../../runtime/errors.js';
-import { FrameParser, HEADER_BYTES, ProtocolError, type Header } from '../frames.js';
+import { FrameParser, HEADER_BYTES, ProtocolError, STREAM, type Header } from '../frames.js';
 import { crc32c } from './crc.js';
 import { attrFromWire, attrToWire, decodeHeader, encodeHeader, emptyAttr, type PoolAttr } from './header.js';
 import { F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
@@ -90,20 +90,60 @@ class OpenPool {
     return this.set.headers === 'none' ? 0 : POOL_HDR_SIZE;
   }
 
-  copyIn(offset: number, src: Uint8Array): void {
-    let at = 0;
-    for (const e of splitRange(this.extents, offset, src.byteLength)) {
-      this.parts[e.part]!.bytes.set(src.subarray(at, at + e.length), e.partOffset);
-      at += e.length;
-    }
-  }
-
   /** The mapped bytes of [offset, offset+length) when they lie in one part (a write lands there directly). */
   window(offset: number, length: number): Uint8Array | null {
     const pieces = splitRange(this.extents, offset, length);
     if (pieces.length !== 1) return null;
     const e = pieces[0]!;
     return this.parts[e.part]!.bytes.subarray(e.partOffset, e.partOffset + e.length);
+  }
+
+  /** Runs `op` as in-flight work: the parts stay mapped (and their fds open) until it ends. */
+  async hold<T>(op: () => Promise<T>): Promise<T> {
+    this.inflight++;
+    try {
+      return await op();
+    } finally {
+      if (--this.inflight === 0 && this.closed) unmapAll(this.parts);
+    }
+  }
+
+  /**
+   * Applies a verified write: on pmem a store into the mapping (pmem_persist
+   * flushes it); otherwise pwrite into the page cache on the libuv thread pool,
+   * so the daemon's thread keeps receiving meanwhile, and no write-protect fault
+   * is taken per page an earlier writeback left clean. Null, or the errno.
+   */
+  applyAsync(offset: number, pieces: Uint8Array[], length: number): Promise<string | null> {
+    if (this.closed) return Promise.resolve('EBADF');
+    return this.hold(async () => {
+      const extents = splitRange(this.extents, offset, length);
+      // One writev per part: the pieces as received, no copy (a range across parts is joined once).
+      let src: Uint8Array[] = pieces;
+      let at = 0;
+      for (const e of extents) {
+        const part = this.parts[e.part]!;
+        let bufs: Uint8Array[];
+        if (extents.length === 1) bufs = src;
+        else {
+          const whole = src.length === 1 ? src[0]! : Buffer.concat(src);
+          src = [whole];
+          bufs = [whole.subarray(at, at + e.length)];
+        }
+        at += e.length;
+        if (part.isPmem) {
+          let o = e.partOffset;
+          for (const b of bufs) {
+            part.bytes.set(b, o);
+            o += b.byteLength;
+          }
+          continue;
+        }
+        const err = await writevAll(part.fd, bufs, e.partOffset, e.length);
+        if (err !== null) return err;
+      }
+      return null;
+    });
   }
 
   /** Starts the disk on a range (sync_file_range) ahead of its persist. */
@@ -134,17 +174,16 @@ function persistRange(pool: OpenPool, offset: number, length: number, deep: bool
   persistCount++;
   if (failPersistAt > 0 && persistCount === failPersistAt) return Promise.resolve('EIO');
   const pieces = splitRange(pool.extents, offset, length);
-  pool.inflight++;
-  return Promise.all(
-    pieces.map(
-      (e) =>
-        new Promise<string | null>((done) => {
-          const part = pool.parts[e.part]!;
-          native().poolPersistAsync(part.buffer, e.partOffset, e.length, part.isPmem, deep, done);
-        }),
-    ),
-  ).then((errs) => {
-    if (--pool.inflight === 0 && pool.closed) unmapAll(pool.parts);
+  return pool.hold(async () => {
+    const errs = await Promise.all(
+      pieces.map(
+        (e) =>
+          new Promise<string | null>((done) => {
+            const part = pool.parts[e.part]!;
+            native().poolPersistAsync(part.buffer, e.partOffset, e.length, part.isPmem, deep, done);
+          }),
+      ),
+    );
     return errs.find((x) => x !== null) ?? null;
   });
 }
@@ -452,19 +491,10 @@ export class RpmemDaemon {
     const peer = `${s.remoteAddress}:${s.remotePort}`;
     let role: Role | null = null; // null: not authenticated yet
     const owner = {};
-    const staging = new Uint8Array(MAX_FRAME_PAYLOAD);
-    // Replies of a lane leave in request order: each waits for the one before.
-    let chain: Promise<void> = Promise.resolve();
-    // Ranges written on this lane and not yet persisted, and a failure to report at the next drain.
-    let dirty: Array<[number, number]> = [];
-    let dirtyBytes = 0;
-    let laneError: string | null = null;
-    let direct = false;
+    let lane: Lane | null = null;
     const send = (b: Buffer): void => {
       if (!s.destroyed) s.write(b);
     };
-    const status = (id: number, errno: string | null, payload?: Uint8Array): Buffer =>
-      RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO! }, payload);
     const close = (why: string): void => {
       this.#opts.log(`closed a connection from ${peer}: ${why}`);
       s.destroy();
@@ -474,18 +504,12 @@ export class RpmemDaemon {
         begin: (h) => {
           if (role === null && h.type !== R.AUTH) throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} before AUTH`);
           if (h.type === R.WRITE) {
-            if (role?.kind !== 'lane') throw new ProtocolError('WRITE on a connection that is not a lane');
-            const pool = role.pool;
-            const n = h.bytes - HEADER_BYTES;
-            if (h.offset < pool.dataStart || h.offset + n > pool.size) throw new ProtocolError(`WRITE of ${n} bytes at ${h.offset} is outside the pool's data area [${pool.dataStart}, ${pool.size})`);
-            // Straight into the mapped pool when the range is in one part: no extra copy. Its CRC is
-            // checked before the range is persisted or acknowledged.
-            const into = pool.poisoned === null ? pool.window(h.offset, n) : null;
-            direct = into !== null;
-            return into ?? staging.subarray(0, n);
+            if (lane === null) throw new ProtocolError('WRITE on a connection that is not a lane');
+            return lane.destination(h);
           }
           return null;
         },
+        piece: (_h, bytes) => lane!.piece(bytes),
         end: (h, payload) => {
           if (role === null) {
             if (!this.#checkSecret(payload)) throw new ProtocolError('wrong secret');
@@ -500,6 +524,7 @@ export class RpmemDaemon {
             if (h.arg < 0 || h.arg >= pool.nlanes) throw new ProtocolError(`lane ${h.arg} of a pool with ${pool.nlanes} lanes`);
             role = { kind: 'lane', pool, lane: h.arg };
             s.role = role;
+            lane = new Lane(pool, h.arg, send, this.#opts.log, (off, len, deep) => this.#persist(pool, off, len, deep), (stop) => (stop ? s.pause() : s.resume()));
             send(status(h.id, null));
             return;
           }
@@ -508,64 +533,7 @@ export class RpmemDaemon {
             this.control(owner, send, h, payload);
             return;
           }
-          const pool = role.pool;
-          switch (h.type) {
-            case R.WRITE: {
-              if ((crc32c(payload) >>> 0) !== (h.arg >>> 0)) {
-                // Never persisted nor acknowledged. Bytes that already landed in the pool make it
-                // untrustworthy: it is poisoned; bytes in the staging buffer were never applied.
-                this.#opts.log(`lane ${role.lane} of ${pool.setPath}: a ${payload.byteLength}-byte write at ${h.offset} failed its CRC32C${direct ? '; the pool is poisoned' : '; not applied'}`);
-                if (direct) pool.poisoned ??= 'EBADMSG';
-                laneError ??= 'EBADMSG';
-                if (h.aux & F.ACK) send(status(h.id, 'EBADMSG'));
-                return;
-              }
-              if (!direct && pool.poisoned === null) pool.copyIn(h.offset, payload);
-              const deep = (h.aux & F.DEEP) !== 0;
-              if (h.aux & F.ACK) {
-                const off = h.offset;
-                const len = payload.byteLength;
-                chain = chain.then(async () => send(status(h.id, await this.#persist(pool, off, len, deep))));
-                return;
-              }
-              dirty.push([h.offset, payload.byteLength]);
-              dirtyBytes += payload.byteLength;
-              if (dirtyBytes >= WRITEBACK_BYTES) {
-                // Start the disk on what has arrived while the rest streams in; the drain's persist
-                // (which covers these ranges too) waits for it.
-                dirtyBytes = 0;
-                for (const [off, len] of mergeRanges(dirty.slice(-Math.ceil(WRITEBACK_BYTES / MAX_FRAME_PAYLOAD) - 1))) pool.startWriteback(off, len);
-              }
-              return;
-            }
-            case R.DRAIN: {
-              const ranges = mergeRanges(dirty);
-              dirty = [];
-              dirtyBytes = 0;
-              const pending = laneError;
-              laneError = null;
-              chain = chain.then(async () => {
-                let err: string | null = pending;
-                for (const [off, len] of ranges) err ??= await this.#persist(pool, off, len, (h.aux & F.DEEP) !== 0);
-                err ??= pool.poisoned;
-                send(status(h.id, err));
-              });
-              return;
-            }
-            case R.READ: {
-              if (h.length > MAX_FRAME_PAYLOAD || h.offset < pool.dataStart || h.offset + h.length > pool.size) throw new ProtocolError(`READ of ${h.length} bytes at ${h.offset} is outside the pool's data area`);
-              chain = chain.then(() => {
-                if (pool.poisoned !== null) return send(status(h.id, pool.poisoned));
-                const out = Buffer.allocUnsafe(HEADER_BYTES + h.length);
-                RPMEM_PROTOCOL.writeHeader(out, 0, R.REPLY, h.length, { id: h.id });
-                pool.copyOut(h.offset, out.subarray(HEADER_BYTES));
-                send(out);
-              });
-              return;
-            }
-            default:
-              throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} on a lane`);
-          }
+          lane!.handle(h, payload);
         },
       },
       RPMEM_PROTOCOL,
@@ -597,6 +565,199 @@ export class RpmemDaemon {
 }
 
 type SocketWithRole = Socket & { role?: Role };
+
+/** writev of `bufs` (`length` bytes in all) at `position`, on the thread pool, to the end: null or the errno. */
+async function writevAll(fd: number, bufs: Uint8Array[], position: number, length: number): Promise<string | null> {
+  let left = bufs;
+  let done = 0;
+  while (done < length) {
+    const n = await new Promise<number | string>((ok) => writev(fd, left as NodeJS.ArrayBufferView[], position + done, (err, bytes) => ok(err !== null ? (err.code ?? 'EIO') : bytes)));
+    if (typeof n === 'string') return n;
+    if (n === 0) return 'EIO';
+    done += n;
+    // A short write: skip what went.
+    let skip = n;
+    const rest: Uint8Array[] = [];
+    for (const b of left) {
+      if (skip >= b.byteLength) skip -= b.byteLength;
+      else {
+        rest.push(skip > 0 ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    left = rest;
+  }
+  return null;
+}
+
+function status(id: number, errno: string | null, payload?: Uint8Array): Buffer {
+  return RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO! }, payload);
+}
+
+/** Bytes a lane may hold received and not yet applied before its socket stops reading (TCP then pushes back). */
+const LANE_HELD_MAX = 16 * 1024 * 1024;
+
+/**
+ * One lane of an open pool. A write is received into a staging buffer (on pmem,
+ * straight into the mapping), its CRC32C verified, then applied in order on the
+ * thread pool while the socket goes on reading: receiving and writing the page
+ * cache overlap on two cores. Replies leave in request order.
+ */
+class Lane {
+  /** The pieces of the write being received, and their CRC32C so far. */
+  #pieces: Uint8Array[] = [];
+  #crc = 0;
+  /** Bytes received and not yet applied; past LANE_HELD_MAX the socket stops reading. */
+  #held = 0;
+  #paused = false;
+  /** Writes of this lane, applied one after the other. */
+  #applied: Promise<void> = Promise.resolve();
+  /** Replies, in request order. */
+  #replies: Promise<void> = Promise.resolve();
+  /** Ranges written and not yet persisted; bytes since the last writeback kick. */
+  #dirty: Array<[number, number]> = [];
+  #sinceKick = 0;
+  /** A failure to report at the next drain (a write that failed its CRC or its pwrite). */
+  #error: string | null = null;
+  #direct = false;
+
+  constructor(
+    readonly pool: OpenPool,
+    readonly index: number,
+    private readonly send: (b: Buffer) => void,
+    private readonly log: (m: string) => void,
+    private readonly persist: (offset: number, length: number, deep: boolean) => Promise<string | null>,
+    private readonly pause: (stop: boolean) => void,
+  ) {}
+
+  /**
+   * Where a WRITE's payload goes (its range checked first): on pmem, straight
+   * into the mapping; otherwise streamed: the socket's own chunks are kept
+   * (no copy), their CRC32C chained, and only a verified write is applied.
+   */
+  destination(h: Header): Uint8Array | typeof STREAM {
+    const pool = this.pool;
+    const n = h.bytes - HEADER_BYTES;
+    if (h.offset < pool.dataStart || h.offset + n > pool.size) throw new ProtocolError(`WRITE of ${n} bytes at ${h.offset} is outside the pool's data area [${pool.dataStart}, ${pool.size})`);
+    const into = pool.poisoned === null && pool.persistMethod === 'pmem' ? pool.window(h.offset, n) : null;
+    this.#direct = into !== null;
+    if (into !== null) return into;
+    this.#pieces = [];
+    this.#crc = 0;
+    return STREAM;
+  }
+
+  piece(bytes: Uint8Array): void {
+    this.#pieces.push(bytes);
+    this.#crc = crc32c(bytes, this.#crc);
+    this.#held += bytes.byteLength;
+    if (this.#held >= LANE_HELD_MAX && !this.#paused) {
+      this.#paused = true;
+      this.pause(true);
+    }
+  }
+
+  #release(bytes: number): void {
+    this.#held -= bytes;
+    if (this.#paused && this.#held < LANE_HELD_MAX / 2) {
+      this.#paused = false;
+      this.pause(false);
+    }
+  }
+
+  handle(h: Header, payload: Uint8Array): void {
+    switch (h.type) {
+      case R.WRITE:
+        return this.#write(h, payload);
+      case R.DRAIN:
+        return this.#drain(h);
+      case R.READ:
+        return this.#read(h);
+      default:
+        throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} on a lane`);
+    }
+  }
+
+  #write(h: Header, payload: Uint8Array): void {
+    const pool = this.pool;
+    const direct = this.#direct;
+    const ack = (h.aux & F.ACK) !== 0;
+    const deep = (h.aux & F.DEEP) !== 0;
+    const pieces = this.#pieces;
+    this.#pieces = [];
+    const length = direct ? payload.byteLength : h.bytes - HEADER_BYTES;
+    const crc = direct ? crc32c(payload) : this.#crc;
+    if ((crc >>> 0) !== (h.arg >>> 0)) {
+      // Never persisted nor acknowledged. Bytes that landed in the mapping make the pool
+      // untrustworthy: it is poisoned; streamed bytes were never applied.
+      this.log(`lane ${this.index} of ${pool.setPath}: a ${length}-byte write at ${h.offset} failed its CRC32C${direct ? '; the pool is poisoned' : '; not applied'}`);
+      if (direct) pool.poisoned ??= 'EBADMSG';
+      else this.#release(length);
+      this.#error ??= 'EBADMSG';
+      if (ack) this.#replies = this.#replies.then(() => this.send(status(h.id, 'EBADMSG')));
+      return;
+    }
+    const offset = h.offset;
+    if (!direct) {
+      this.#applied = this.#applied.then(async () => {
+        const err = pool.poisoned === null ? await pool.applyAsync(offset, pieces, length) : null;
+        this.#release(length);
+        if (err !== null && pool.poisoned === null && !pool.closed) {
+          pool.poisoned = err;
+          this.log(`writing ${length} bytes at ${offset} of ${pool.setPath} failed (${err}); the pool is poisoned`);
+        }
+        this.#kick(offset, length);
+      });
+    }
+    if (ack) {
+      const applied = this.#applied;
+      this.#replies = this.#replies.then(async () => {
+        await applied;
+        this.send(status(h.id, await this.persist(offset, length, deep)));
+      });
+      return;
+    }
+    this.#dirty.push([offset, length]);
+    if (direct) this.#kick(offset, length);
+  }
+
+  /** Starts the disk on what has arrived while the rest streams in; the drain's persist waits for it. */
+  #kick(offset: number, length: number): void {
+    this.#sinceKick += length;
+    if (this.#sinceKick < WRITEBACK_BYTES) return;
+    this.#sinceKick = 0;
+    this.pool.startWriteback(Math.max(this.pool.dataStart, offset + length - WRITEBACK_BYTES), Math.min(WRITEBACK_BYTES, offset + length - this.pool.dataStart));
+  }
+
+  #drain(h: Header): void {
+    const ranges = mergeRanges(this.#dirty);
+    this.#dirty = [];
+    const applied = this.#applied;
+    this.#replies = this.#replies.then(async () => {
+      await applied;
+      let err: string | null = this.#error;
+      this.#error = null;
+      for (const [off, len] of ranges) err ??= await this.persist(off, len, (h.aux & F.DEEP) !== 0);
+      err ??= this.pool.poisoned;
+      this.send(status(h.id, err));
+    });
+  }
+
+  #read(h: Header): void {
+    const pool = this.pool;
+    if (h.length > MAX_FRAME_PAYLOAD || h.offset < pool.dataStart || h.offset + h.length > pool.size) throw new ProtocolError(`READ of ${h.length} bytes at ${h.offset} is outside the pool's data area`);
+    const applied = this.#applied;
+    this.#replies = this.#replies.then(async () => {
+      await applied;
+      if (pool.poisoned !== null || pool.closed) return this.send(status(h.id, pool.poisoned ?? 'EBADF'));
+      const out = Buffer.allocUnsafe(HEADER_BYTES + h.length);
+      RPMEM_PROTOCOL.writeHeader(out, 0, R.REPLY, h.length, { id: h.id });
+      pool.copyOut(h.offset, out.subarray(HEADER_BYTES));
+      this.send(out);
+    });
+  }
+}
+
 
 /** Sorted, overlapping and touching ranges merged. */
 function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
