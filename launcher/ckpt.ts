@@ -9,7 +9,7 @@ import { isAbsolute, join } from 'node:path';
 import { packageRoot } from '../native/index.js';
 import { isMprunError } from '../runtime/errors.js';
 import { daemonCommand, open, spawnDaemon, type DaemonEndpoint } from '../transports/rpmem/client.js';
-import { shellWords } from './job.js';
+import { shellWords } from '../transports/shell.js';
 import { LineSink } from './stdio.js';
 
 export interface CheckpointTarget {

@@ -23,6 +23,7 @@ import { compileApp, needsCompile } from './compile.js';
 import { Controller } from './controller.js';
 import { placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
+import { shellQuote, shellWords } from '../transports/shell.js';
 import type { Frame } from './wire.js';
 import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
 import { checkpointedRanks, defaultTarget, startTargets } from './ckpt.js';
@@ -85,17 +86,7 @@ function signalNumber(sig: string): number {
   return (osConstants.signals as Record<string, number>)[sig] ?? 15;
 }
 
-/** Splits a command line the way a shell would for simple words and quotes. */
-export function shellWords(cmd: string): string[] {
-  const out: string[] = [];
-  const re = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
-  for (let m = re.exec(cmd); m !== null; m = re.exec(cmd)) out.push(m[1] ?? m[2] ?? m[3]!);
-  return out;
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export { shellWords } from '../transports/shell.js';
 
 /** The launch agent command and, for ssh, the options every call gets. */
 function launchCommand(opts: JobOptions): { cmd: string[]; ssh: boolean } {

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../../native/index.js';
 import { MprunError, rpmemError } from '../../runtime/errors.js';
 import { FrameParser, HEADER_BYTES, type HeaderFields } from '../frames.js';
+import { shellQuote, shellWords } from '../shell.js';
 import { crc32c } from './crc.js';
 import { attrFromWire, attrToWire, checkAttr, type PoolAttr } from './header.js';
 import { F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
@@ -226,17 +227,10 @@ interface Control {
   end(): void;
 }
 
-function shellWords(cmd: string): string[] {
-  const out: string[] = [];
-  const re = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
-  for (let m = re.exec(cmd); m !== null; m = re.exec(cmd)) out.push(m[1] ?? m[2] ?? m[3]!);
-  return out;
-}
-
 /** The daemon command (RPMEM_CMD), this installation's by default. */
 export function daemonCommand(poolsetDir?: string): string {
   const base = process.env.RPMEM_CMD ?? `${process.execPath} ${join(packageRoot, 'bin', 'mprun-rpmemd.js')}`;
-  return poolsetDir === undefined ? base : `${base} --poolset-dir '${poolsetDir.replace(/'/g, `'\\''`)}'`;
+  return poolsetDir === undefined ? base : `${base} --poolset-dir ${shellQuote(poolsetDir)}`;
 }
 
 /** `[user@]host[:port]` as ssh arguments. */
@@ -579,8 +573,7 @@ export async function remove(target: Target, poolSet: string, opts: RemoveOption
     }
   }
   // As librpmem: `ssh ... rpmemd --remove <set> [--force] [--pool-set]`; the exit status is the errno.
-  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-  const cmd = `${daemonCommand(opts.poolsetDir)} --remove ${q(poolSet)}${opts.force === true ? ' --force' : ''}${opts.poolSet === true ? ' --pool-set' : ''}`;
+  const cmd = `${daemonCommand(opts.poolsetDir)} --remove ${shellQuote(poolSet)}${opts.force === true ? ' --force' : ''}${opts.poolSet === true ? ' --pool-set' : ''}`;
   const argv = [...shellWords(process.env.RPMEM_SSH ?? 'ssh'), '-T', '-oBatchMode=yes', ...sshTarget(target), cmd];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
