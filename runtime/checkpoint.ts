@@ -361,7 +361,7 @@ export class Checkpointer {
     const total = totalOf(layout);
     await this.#ensurePools(job, total);
     const replicas = this.#alive().filter((r) => r.pool !== null && r.poolGen === this.#gen);
-    if (opts.async === true) return this.#startAsync(job, epoch, layout, total, replicas, t0);
+    if (opts.async === true) return this.#startAsync(epoch, layout, total, replicas, t0);
     const results = await writeSlot(
       replicas.map((r) => r.pool!),
       { poolSize: replicas[0]?.pool?.size ?? 0, epoch, rank: this.#comm.rank, nranks: this.#comm.size, layout, views: viewsOf(this.#arrays.values()) },
@@ -388,8 +388,7 @@ export class Checkpointer {
     }
   }
 
-  async #startAsync(job: string, epoch: number, layout: ArrayLayout[], total: number, replicas: Replica[], t0: number): Promise<CheckpointInfo> {
-    void job;
+  async #startAsync(epoch: number, layout: ArrayLayout[], total: number, replicas: Replica[], t0: number): Promise<CheckpointInfo> {
     if (this.#staging === null || this.#staging.byteLength !== total) this.#staging = new SharedArrayBuffer(Math.max(total, 1));
     const staging = new Uint8Array(this.#staging, 0, total);
     let at = 0;
