@@ -190,13 +190,34 @@ class FrameChannel {
   }
 }
 
-/** Bytes a lane may have queued in its socket before a writer waits: several frames in flight. */
-const LANE_QUEUE_BYTES = 8 * MAX_FRAME_PAYLOAD;
+/**
+ * Bytes a lane may have handed to its socket and not yet to the kernel before a
+ * writer waits, and the level at which it goes on: several frames stay in
+ * flight, and the socket never runs dry while the writer waits (Node's 'drain'
+ * comes only once the queue is empty).
+ */
+const LANE_QUEUE_HIGH = 8 * MAX_FRAME_PAYLOAD;
+const LANE_QUEUE_LOW = 4 * MAX_FRAME_PAYLOAD;
 
 function socketChannel(sock: Socket, label: string): FrameChannel {
+  let queued = 0;
+  let waiters: Array<() => void> = [];
+  const flushed = (n: number) => (): void => {
+    queued -= n;
+    if (queued <= LANE_QUEUE_LOW && waiters.length > 0) {
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+    }
+  };
+  sock.on('close', () => flushed(0)());
   const ch = new FrameChannel(
-    (b) => sock.write(b) || sock.writableLength < LANE_QUEUE_BYTES,
-    () => (sock.writableLength >= LANE_QUEUE_BYTES ? once(sock, 'drain').then(() => undefined) : Promise.resolve()),
+    (b) => {
+      queued += b.byteLength;
+      sock.write(b, flushed(b.byteLength));
+      return queued < LANE_QUEUE_HIGH;
+    },
+    () => (queued >= LANE_QUEUE_HIGH && !sock.destroyed ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve()),
   );
   sock.on('data', (d: Buffer) => ch.feed(d));
   sock.on('error', (e) => ch.fail(rpmemError('ECONNRESET', `connection to ${label} failed: ${e.message}`)));
