@@ -61,11 +61,25 @@ export interface NativeBinding {
   pmemInfo(): { libpmem: boolean; reason: string };
   /** Maps a pool part (create: a new 0600 file with its space allocated now). */
   poolMap(path: string, length: number, create: boolean): { buffer: ArrayBuffer; isPmem: boolean; via: 'libpmem' | 'mmap'; fd: number };
-  /** Starts writeback of a part's range (sync_file_range); not a persist. */
-  poolWriteback(fd: number, offset: number, length: number): boolean;
+  /**
+   * Serves an rpmem lane (WRITE, DRAIN, READ) on its own thread until the client
+   * closes it or laneStop(fd); `onEvent('log' | 'refused' | 'end', message)`.
+   */
+  laneServe(
+    fd: number,
+    received: Uint8Array,
+    parts: Array<{ buffer: ArrayBuffer; fd: number; isPmem: boolean }>,
+    extents: Float64Array,
+    dataStart: number,
+    size: number,
+    state: Int32Array,
+    name: string,
+    lane: number,
+    onEvent: (kind: 'log' | 'refused' | 'end', message: string) => void,
+  ): void;
+  laneStop(fd: number): void;
   /** pmem_persist / pmem_msync / msync of a range of a mapped part: null on success, else the errno name. */
   poolPersist(buffer: ArrayBuffer, offset: number, length: number, isPmem: boolean, deep: boolean): string | null;
-  poolPersistAsync(buffer: ArrayBuffer, offset: number, length: number, isPmem: boolean, deep: boolean, done: (err: string | null) => void): void;
   /** fsync of a file or directory (makes a create or unlink durable). */
   fsyncPath(path: string): void;
   /** An fd holding an exclusive flock on `path`; throws errno EAGAIN when another process holds it. */

@@ -73,6 +73,8 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cHw(uint32_t crc, const uint8_t*
 
 bool hwCrc = false;
 
+}  // namespace
+
 uint32_t Crc32c(uint32_t crc, const uint8_t* p, size_t n) {
   crc = ~crc;
 #if defined(__x86_64__)
@@ -80,6 +82,8 @@ uint32_t Crc32c(uint32_t crc, const uint8_t* p, size_t n) {
 #endif
   return ~Crc32cTable(crc, p, n);
 }
+
+namespace {
 
 // crc32c(bytes, seed = 0) -> uint32; chaining: crc32c(b, crc32c(a)) == crc32c(a ++ b).
 Napi::Value Crc32cJs(const Napi::CallbackInfo& info) {
@@ -151,7 +155,7 @@ Napi::Value PmemInfo(const Napi::CallbackInfo& info) {
 
 struct PoolMapping {
   bool viaPmem;
-  int fd;  // kept for poolWriteback (sync_file_range); closed with the mapping
+  int fd;  // kept for the lanes (pwrite, sync_file_range); closed with the mapping
 };
 
 void UnmapPool(void* addr, size_t length, void* hint) {
@@ -231,6 +235,8 @@ Napi::Value PoolMap(const Napi::CallbackInfo& info) {
   return o;
 }
 
+}  // namespace
+
 // The persist itself: 0 or an errno. msync needs a page-aligned start.
 int PersistRange(uint8_t* base, uint64_t offset, uint64_t length, bool isPmem, bool deep) {
   if (length == 0) return 0;
@@ -249,6 +255,8 @@ int PersistRange(uint8_t* base, uint64_t offset, uint64_t length, bool isPmem, b
   size_t len = reinterpret_cast<uintptr_t>(p) + length - start;
   return msync(reinterpret_cast<void*>(start), len, MS_SYNC) == 0 ? 0 : errno;
 }
+
+namespace {
 
 bool RangeOf(Napi::Env env, const Napi::CallbackInfo& info, uint8_t** base, uint64_t* offset, uint64_t* length) {
   if (!info[0].IsArrayBuffer()) {
@@ -274,48 +282,6 @@ Napi::Value PoolPersist(const Napi::CallbackInfo& info) {
   if (!RangeOf(env, info, &base, &offset, &length)) return env.Undefined();
   int err = PersistRange(base, offset, length, info[3].ToBoolean(), info[4].ToBoolean());
   return err == 0 ? env.Null() : Napi::String::New(env, ErrnoName(err));
-}
-
-// The same on a libuv thread, so that one lane's msync does not stall the others.
-class PersistWorker : public Napi::AsyncWorker {
- public:
-  PersistWorker(Napi::Function cb, Napi::ArrayBuffer ab, uint8_t* base, uint64_t offset, uint64_t length, bool isPmem, bool deep)
-      : Napi::AsyncWorker(cb), keep_(Napi::Persistent(ab)), base_(base), offset_(offset), length_(length), isPmem_(isPmem), deep_(deep) {}
-  void Execute() override { err_ = PersistRange(base_, offset_, length_, isPmem_, deep_); }
-  void OnOK() override {
-    auto env = Env();
-    Callback().Call({err_ == 0 ? env.Null() : Napi::String::New(env, ErrnoName(err_))});
-  }
-
- private:
-  Napi::Reference<Napi::ArrayBuffer> keep_;
-  uint8_t* base_;
-  uint64_t offset_, length_;
-  bool isPmem_, deep_;
-  int err_ = 0;
-};
-
-// poolPersistAsync(buffer, offset, length, isPmem, deep, cb(errnoName | null))
-Napi::Value PoolPersistAsync(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  uint8_t* base;
-  uint64_t offset, length;
-  if (!RangeOf(env, info, &base, &offset, &length)) return env.Undefined();
-  auto* w = new PersistWorker(info[5].As<Napi::Function>(), info[0].As<Napi::ArrayBuffer>(), base, offset, length, info[3].ToBoolean(), info[4].ToBoolean());
-  w->Queue();
-  return env.Undefined();
-}
-
-// poolWriteback(fd, offset, length): starts writeback of a part's dirty pages
-// (sync_file_range SYNC_FILE_RANGE_WRITE) without waiting, so the disk works
-// while more data arrives; the persist at the drain then waits for it. It
-// never stands in for a persist: a failure here is ignored, the persist reports.
-Napi::Value PoolWriteback(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  uint64_t offset, length;
-  if (!U64Of(env, info[1], &offset) || !U64Of(env, info[2], &length)) return env.Undefined();
-  int r = sync_file_range(info[0].As<Napi::Number>().Int32Value(), static_cast<off64_t>(offset), static_cast<off64_t>(length), SYNC_FILE_RANGE_WRITE);
-  return Napi::Boolean::New(env, r == 0);
 }
 
 // fsyncPath(path): makes a directory entry (create, unlink) durable.
@@ -359,10 +325,8 @@ void InitPmem(Napi::Env env, Napi::Object exports) {
   exports.Set("pmemInfo", Napi::Function::New(env, PmemInfo));
   exports.Set("poolMap", Napi::Function::New(env, PoolMap));
   exports.Set("poolPersist", Napi::Function::New(env, PoolPersist));
-  exports.Set("poolPersistAsync", Napi::Function::New(env, PoolPersistAsync));
   exports.Set("fsyncPath", Napi::Function::New(env, FsyncPath));
   exports.Set("lockPool", Napi::Function::New(env, LockPool));
-  exports.Set("poolWriteback", Napi::Function::New(env, PoolWriteback));
 }
 
 }  // namespace mprun

@@ -94,20 +94,15 @@ export class FrameProtocol {
   }
 }
 
-/** Returned by begin(): hand the payload over as it arrives, in pieces (views of the stream's own chunks). */
-export const STREAM = Symbol('stream the payload');
-
 /** What a connection's owner does with frames. */
 export interface FrameHandler {
   /**
    * A header arrived: validate it (throw ProtocolError to close the
    * connection) and return where its payload goes, exactly h.bytes - 32
-   * bytes long (null: a fresh buffer), or STREAM to get it in pieces.
+   * bytes long (null: a fresh buffer).
    */
-  begin(h: Header): Uint8Array | null | typeof STREAM;
-  /** A piece of a STREAM payload: a view of the input chunk, which is not reused. */
-  piece?(h: Header, bytes: Uint8Array): void;
-  /** The frame's payload is complete, in `payload` (empty when streamed). */
+  begin(h: Header): Uint8Array | null;
+  /** The frame's payload is complete, in `payload`. */
   end(h: Header, payload: Uint8Array): void;
 }
 
@@ -122,52 +117,39 @@ export class FrameParser {
   #h: Header | null = null;
   #dst: Uint8Array = EMPTY;
   #fill = 0;
-  /** Bytes still to come of a streamed payload, or -1. */
-  #streaming = -1;
+  #stopped = false;
 
   constructor(handler: FrameHandler, protocol: FrameProtocol) {
     this.#handler = handler;
     this.#protocol = protocol;
   }
 
-  /** Consumes a chunk; throws ProtocolError on malformed input. */
-  push(chunk: Uint8Array): void {
+  /**
+   * Stops after the frame being ended (called from end()): the connection
+   * changes hands, and push() returns the bytes it did not consume.
+   */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  /** Consumes a chunk; throws ProtocolError on malformed input. After stop(), returns the rest of the chunk. */
+  push(chunk: Uint8Array): Uint8Array {
     let at = 0;
-    while (at < chunk.byteLength) {
+    while (at < chunk.byteLength && !this.#stopped) {
       if (this.#h === null) {
         const n = Math.min(HEADER_BYTES - this.#headFill, chunk.byteLength - at);
         this.#head.set(chunk.subarray(at, at + n), this.#headFill);
         this.#headFill += n;
         at += n;
-        if (this.#headFill < HEADER_BYTES) return;
+        if (this.#headFill < HEADER_BYTES) return EMPTY;
         this.#headFill = 0;
         const h = this.#protocol.parseHeader(this.#head);
         const dst = this.#handler.begin(h);
         const payload = h.bytes - HEADER_BYTES;
-        if (dst === STREAM) {
-          if (payload === 0) this.#handler.end(h, EMPTY);
-          else {
-            this.#h = h;
-            this.#streaming = payload;
-          }
-          continue;
-        }
         if (dst !== null && dst.byteLength !== payload) throw new ProtocolError(`internal: ${this.#protocol.typeName(h.type)} destination of ${dst.byteLength} bytes for ${payload}`);
         this.#dst = dst ?? (payload === 0 ? EMPTY : new Uint8Array(payload));
         this.#fill = 0;
         this.#h = h;
-      }
-      if (this.#streaming >= 0) {
-        const h = this.#h!;
-        const n = Math.min(this.#streaming, chunk.byteLength - at);
-        if (n > 0) this.#handler.piece!(h, chunk.subarray(at, at + n));
-        at += n;
-        this.#streaming -= n;
-        if (this.#streaming > 0) continue;
-        this.#streaming = -1;
-        this.#h = null;
-        this.#handler.end(h, EMPTY);
-        continue;
       }
       const want = this.#dst.byteLength - this.#fill;
       const n = Math.min(want, chunk.byteLength - at);
@@ -184,5 +166,6 @@ export class FrameParser {
         this.#handler.end(h, dst);
       }
     }
+    return chunk.subarray(at);
   }
 }

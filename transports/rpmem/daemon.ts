@@ -12,17 +12,16 @@
  * logged; the daemon keeps serving.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, writev, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { native } from '../../native/index.js';
 import { MprunError } from '../../runtime/errors.js';
-import { FrameParser, HEADER_BYTES, ProtocolError, STREAM, type Header } from '../frames.js';
-import { crc32c } from './crc.js';
+import { FrameParser, ProtocolError, type Header } from '../frames.js';
 import { attrFromWire, attrToWire, decodeHeader, encodeHeader, emptyAttr, type PoolAttr } from './header.js';
-import { F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
-import { capacityOf, extentsOf, formatPoolSet, MIN_POOL, parsePoolSet, partHasHeader, POOL_HDR_SIZE, splitRange, type Extent, type PoolSet } from './poolset.js';
+import { R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
+import { capacityOf, extentsOf, formatPoolSet, MIN_POOL, parsePoolSet, partHasHeader, POOL_HDR_SIZE, type Extent, type PoolSet } from './poolset.js';
 
 export interface DaemonOptions {
   poolsetDir: string;
@@ -59,15 +58,21 @@ interface MappedPart {
   fd: number;
 }
 
+const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entries(ERRNO).map(([k, v]) => [v, k]));
+/** Test hook: MPRUN_RPMEMD_FAIL_PERSIST=N makes the N-th persist of each pool fail with EIO. */
+const FAIL_PERSIST_AT = Number(process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? 0);
+
 /** A pool open in this daemon. */
 class OpenPool {
-  /** The first failed persist (an errno name): every later request reports it. */
-  poisoned: string | null = null;
-  /** Persists running on the thread pool: the parts stay mapped until they end. */
+  /**
+   * Shared with the lane threads (native/lane.cc): [0] the errno that poisoned
+   * the pool (its first failed write or persist: every later request reports
+   * it), [1] closed, [2] persists so far, [3] the persist to fail (test hook).
+   */
+  readonly state = new Int32Array(new SharedArrayBuffer(16));
+  /** Lane threads running: the parts stay mapped (and their fds open) until they end. */
   inflight = 0;
-  closed = false;
   readonly extents: Extent[];
-  /** Testing hook: MPRUN_RPMEMD_FAIL_PERSIST=N makes the N-th persist of this daemon fail with EIO. */
   constructor(
     readonly id: number,
     readonly setPath: string,
@@ -79,6 +84,25 @@ class OpenPool {
     readonly nlanes: number,
   ) {
     this.extents = extentsOf(set);
+    this.state[3] = FAIL_PERSIST_AT;
+  }
+
+  get poisoned(): string | null {
+    const e = Atomics.load(this.state, 0);
+    return e === 0 ? null : ERRNO_NAME[e] ?? 'EIO';
+  }
+
+  set poisoned(errno: string | null) {
+    Atomics.compareExchange(this.state, 0, 0, errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO!);
+  }
+
+  get closed(): boolean {
+    return Atomics.load(this.state, 1) !== 0;
+  }
+
+  close(): void {
+    Atomics.store(this.state, 1, 1);
+    if (this.inflight === 0) unmapAll(this.parts);
   }
 
   get persistMethod(): PersistMethod {
@@ -90,102 +114,24 @@ class OpenPool {
     return this.set.headers === 'none' ? 0 : POOL_HDR_SIZE;
   }
 
-  /** The mapped bytes of [offset, offset+length) when they lie in one part (a write lands there directly). */
-  window(offset: number, length: number): Uint8Array | null {
-    const pieces = splitRange(this.extents, offset, length);
-    if (pieces.length !== 1) return null;
-    const e = pieces[0]!;
-    return this.parts[e.part]!.bytes.subarray(e.partOffset, e.partOffset + e.length);
-  }
-
-  /** Runs `op` as in-flight work: the parts stay mapped (and their fds open) until it ends. */
-  async hold<T>(op: () => Promise<T>): Promise<T> {
-    this.inflight++;
-    try {
-      return await op();
-    } finally {
-      if (--this.inflight === 0 && this.closed) unmapAll(this.parts);
-    }
-  }
-
   /**
-   * Applies a verified write: on pmem a store into the mapping (pmem_persist
-   * flushes it); otherwise pwrite into the page cache on the libuv thread pool,
-   * so the daemon's thread keeps receiving meanwhile, and no write-protect fault
-   * is taken per page an earlier writeback left clean. Null, or the errno.
+   * Serves a lane on its own thread (native/lane.cc) until the client closes it
+   * or the pool closes; `received`: bytes that came after the LANE frame.
+   * `log` gets failures, `refused` malformed frames, `ended` the end.
    */
-  applyAsync(offset: number, pieces: Uint8Array[], length: number): Promise<string | null> {
-    if (this.closed) return Promise.resolve('EBADF');
-    return this.hold(async () => {
-      const extents = splitRange(this.extents, offset, length);
-      // One writev per part: the pieces as received, no copy (a range across parts is joined once).
-      let src: Uint8Array[] = pieces;
-      let at = 0;
-      for (const e of extents) {
-        const part = this.parts[e.part]!;
-        let bufs: Uint8Array[];
-        if (extents.length === 1) bufs = src;
-        else {
-          const whole = src.length === 1 ? src[0]! : Buffer.concat(src);
-          src = [whole];
-          bufs = [whole.subarray(at, at + e.length)];
-        }
-        at += e.length;
-        if (part.isPmem) {
-          let o = e.partOffset;
-          for (const b of bufs) {
-            part.bytes.set(b, o);
-            o += b.byteLength;
-          }
-          continue;
-        }
-        const err = await writevAll(part.fd, bufs, e.partOffset, e.length);
-        if (err !== null) return err;
+  serveLane(fd: number, lane: number, received: Uint8Array, log: (m: string) => void, refused: (why: string) => void, ended: () => void): void {
+    this.inflight++;
+    const extents = new Float64Array(this.extents.flatMap((e) => [e.poolOffset, e.part, e.partOffset, e.length]));
+    const parts = this.parts.map((p) => ({ buffer: p.buffer, fd: p.fd, isPmem: p.isPmem }));
+    native().laneServe(fd, received, parts, extents, this.dataStart, this.size, this.state, this.setPath, lane, (kind, message) => {
+      if (kind === 'log') log(message);
+      else if (kind === 'refused') refused(message);
+      else if (kind === 'end') {
+        ended();
+        if (--this.inflight === 0 && this.closed) unmapAll(this.parts);
       }
-      return null;
     });
   }
-
-  /** Starts the disk on a range (sync_file_range) ahead of its persist. */
-  startWriteback(offset: number, length: number): void {
-    if (this.closed) return;
-    for (const e of splitRange(this.extents, offset, length)) native().poolWriteback(this.parts[e.part]!.fd, e.partOffset, e.length);
-  }
-
-  copyOut(offset: number, dst: Uint8Array): void {
-    let at = 0;
-    for (const e of splitRange(this.extents, offset, dst.byteLength)) {
-      dst.set(this.parts[e.part]!.bytes.subarray(e.partOffset, e.partOffset + e.length), at);
-      at += e.length;
-    }
-  }
-}
-
-/** Flushed bytes on a lane after which their writeback starts before the drain. */
-const WRITEBACK_BYTES = Number(process.env.MPRUN_RPMEMD_WRITEBACK_MIB ?? 8) * 1024 * 1024;
-
-let persistCount = 0;
-const failPersistAt = Number(process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? 0);
-
-/** Persists [offset, offset+length) of a pool; resolves to null or the errno name of the failure. */
-function persistRange(pool: OpenPool, offset: number, length: number, deep: boolean): Promise<string | null> {
-  if (pool.poisoned !== null) return Promise.resolve(pool.poisoned);
-  if (pool.closed) return Promise.resolve('EBADF');
-  persistCount++;
-  if (failPersistAt > 0 && persistCount === failPersistAt) return Promise.resolve('EIO');
-  const pieces = splitRange(pool.extents, offset, length);
-  return pool.hold(async () => {
-    const errs = await Promise.all(
-      pieces.map(
-        (e) =>
-          new Promise<string | null>((done) => {
-            const part = pool.parts[e.part]!;
-            native().poolPersistAsync(part.buffer, e.partOffset, e.length, part.isPmem, deep, done);
-          }),
-      ),
-    );
-    return errs.find((x) => x !== null) ?? null;
-  });
 }
 
 function persistHeaders(pool: OpenPool): void {
@@ -211,7 +157,7 @@ function unmapAll(parts: MappedPart[]): void {
 }
 
 /** A connection's role, once it has proved the secret. */
-type Role = { kind: 'new' } | { kind: 'control' } | { kind: 'lane'; pool: OpenPool; lane: number };
+type Role = { kind: 'new' } | { kind: 'control' } | { kind: 'lane'; pool: OpenPool; lane: number; fd: number };
 
 export class RpmemDaemon {
   readonly #opts: DaemonOptions;
@@ -360,12 +306,12 @@ export class RpmemDaemon {
     const pool = this.#pool(id, owner);
     this.#pools.delete(id);
     this.#owners.delete(id);
+    pool.close();
+    // Lane threads see the pool closed; shutting their sockets wakes those blocked in recv.
     for (const s of this.#sockets) {
       const role = (s as SocketWithRole).role;
-      if (role?.kind === 'lane' && role.pool === pool) s.destroy();
+      if (role?.kind === 'lane' && role.pool === pool) native().laneStop(role.fd);
     }
-    pool.closed = true;
-    if (pool.inflight === 0) unmapAll(pool.parts);
     native().closeFd(pool.lockFd);
   }
 
@@ -491,7 +437,6 @@ export class RpmemDaemon {
     const peer = `${s.remoteAddress}:${s.remotePort}`;
     let role: Role | null = null; // null: not authenticated yet
     const owner = {};
-    let lane: Lane | null = null;
     const send = (b: Buffer): void => {
       if (!s.destroyed) s.write(b);
     };
@@ -503,13 +448,8 @@ export class RpmemDaemon {
       {
         begin: (h) => {
           if (role === null && h.type !== R.AUTH) throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} before AUTH`);
-          if (h.type === R.WRITE) {
-            if (lane === null) throw new ProtocolError('WRITE on a connection that is not a lane');
-            return lane.destination(h);
-          }
           return null;
         },
-        piece: (_h, bytes) => lane!.piece(bytes),
         end: (h, payload) => {
           if (role === null) {
             if (!this.#checkSecret(payload)) throw new ProtocolError('wrong secret');
@@ -522,26 +462,34 @@ export class RpmemDaemon {
             const pool = this.#pools.get(h.target);
             if (pool === undefined) throw new ProtocolError(`LANE for pool ${h.target}, which is not open`);
             if (h.arg < 0 || h.arg >= pool.nlanes) throw new ProtocolError(`lane ${h.arg} of a pool with ${pool.nlanes} lanes`);
-            role = { kind: 'lane', pool, lane: h.arg };
+            // From here the lane's thread owns the socket: Node stops reading it.
+            const handle = (s as unknown as { _handle?: { fd?: number; readStop?: () => number } })._handle;
+            if (handle?.fd === undefined || handle.fd < 0 || handle.readStop === undefined) throw new ProtocolError('internal: the lane socket has no descriptor');
+            s.pause();
+            handle.readStop();
+            role = { kind: 'lane', pool, lane: h.arg, fd: handle.fd };
             s.role = role;
-            lane = new Lane(pool, h.arg, send, this.#opts.log, (off, len, deep) => this.#persist(pool, off, len, deep), (stop) => (stop ? s.pause() : s.resume()));
             send(status(h.id, null));
+            parser.stop(); // what follows LANE in this chunk goes to the lane's thread
             return;
           }
-          if (role.kind !== 'lane') {
-            if (role.kind === 'new') role = { kind: 'control' };
-            this.control(owner, send, h, payload);
-            return;
-          }
-          lane!.handle(h, payload);
+          if (role.kind === 'lane') throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} after the lane started`);
+          if (role.kind === 'new') role = { kind: 'control' };
+          this.control(owner, send, h, payload);
         },
       },
       RPMEM_PROTOCOL,
     );
+    let laneStarted = false;
     const authTimer = setTimeout(() => role === null && close('no AUTH within 10 s'), 10_000);
     s.on('data', (d: Buffer) => {
       try {
-        parser.push(d);
+        const rest = parser.push(d);
+        if (role?.kind === 'lane' && !laneStarted) {
+          laneStarted = true;
+          const r = role;
+          r.pool.serveLane(r.fd, r.lane, rest, this.#opts.log, (why) => this.#opts.log(`closed a connection from ${peer}: ${why}`), () => s.destroy());
+        }
       } catch (e) {
         close((e as Error).message);
       }
@@ -553,222 +501,12 @@ export class RpmemDaemon {
       if (role?.kind === 'control') this.closeOwned(owner);
     });
   }
-
-  async #persist(pool: OpenPool, offset: number, length: number, deep: boolean): Promise<string | null> {
-    const err = await persistRange(pool, offset, length, deep);
-    if (err !== null && pool.poisoned === null && !pool.closed) {
-      pool.poisoned = err;
-      this.#opts.log(`persist of ${length} bytes at ${offset} of ${pool.setPath} failed (${err}); the pool is poisoned: every later request reports ${err}`);
-    }
-    return err;
-  }
 }
 
 type SocketWithRole = Socket & { role?: Role };
 
-/** writev of `bufs` (`length` bytes in all) at `position`, on the thread pool, to the end: null or the errno. */
-async function writevAll(fd: number, bufs: Uint8Array[], position: number, length: number): Promise<string | null> {
-  let left = bufs;
-  let done = 0;
-  while (done < length) {
-    const n = await new Promise<number | string>((ok) => writev(fd, left as NodeJS.ArrayBufferView[], position + done, (err, bytes) => ok(err !== null ? (err.code ?? 'EIO') : bytes)));
-    if (typeof n === 'string') return n;
-    if (n === 0) return 'EIO';
-    done += n;
-    // A short write: skip what went.
-    let skip = n;
-    const rest: Uint8Array[] = [];
-    for (const b of left) {
-      if (skip >= b.byteLength) skip -= b.byteLength;
-      else {
-        rest.push(skip > 0 ? b.subarray(skip) : b);
-        skip = 0;
-      }
-    }
-    left = rest;
-  }
-  return null;
-}
-
-function status(id: number, errno: string | null, payload?: Uint8Array): Buffer {
-  return RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO! }, payload);
-}
-
-/** Bytes a lane may hold received and not yet applied before its socket stops reading (TCP then pushes back). */
-const LANE_HELD_MAX = 16 * 1024 * 1024;
-
-/**
- * One lane of an open pool. A write is received into a staging buffer (on pmem,
- * straight into the mapping), its CRC32C verified, then applied in order on the
- * thread pool while the socket goes on reading: receiving and writing the page
- * cache overlap on two cores. Replies leave in request order.
- */
-class Lane {
-  /** The pieces of the write being received, and their CRC32C so far. */
-  #pieces: Uint8Array[] = [];
-  #crc = 0;
-  /** Bytes received and not yet applied; past LANE_HELD_MAX the socket stops reading. */
-  #held = 0;
-  #paused = false;
-  /** Writes of this lane, applied one after the other. */
-  #applied: Promise<void> = Promise.resolve();
-  /** Replies, in request order. */
-  #replies: Promise<void> = Promise.resolve();
-  /** Ranges written and not yet persisted; bytes since the last writeback kick. */
-  #dirty: Array<[number, number]> = [];
-  #sinceKick = 0;
-  /** A failure to report at the next drain (a write that failed its CRC or its pwrite). */
-  #error: string | null = null;
-  #direct = false;
-
-  constructor(
-    readonly pool: OpenPool,
-    readonly index: number,
-    private readonly send: (b: Buffer) => void,
-    private readonly log: (m: string) => void,
-    private readonly persist: (offset: number, length: number, deep: boolean) => Promise<string | null>,
-    private readonly pause: (stop: boolean) => void,
-  ) {}
-
-  /**
-   * Where a WRITE's payload goes (its range checked first): on pmem, straight
-   * into the mapping; otherwise streamed: the socket's own chunks are kept
-   * (no copy), their CRC32C chained, and only a verified write is applied.
-   */
-  destination(h: Header): Uint8Array | typeof STREAM {
-    const pool = this.pool;
-    const n = h.bytes - HEADER_BYTES;
-    if (h.offset < pool.dataStart || h.offset + n > pool.size) throw new ProtocolError(`WRITE of ${n} bytes at ${h.offset} is outside the pool's data area [${pool.dataStart}, ${pool.size})`);
-    const into = pool.poisoned === null && pool.persistMethod === 'pmem' ? pool.window(h.offset, n) : null;
-    this.#direct = into !== null;
-    if (into !== null) return into;
-    this.#pieces = [];
-    this.#crc = 0;
-    return STREAM;
-  }
-
-  piece(bytes: Uint8Array): void {
-    this.#pieces.push(bytes);
-    this.#crc = crc32c(bytes, this.#crc);
-    this.#held += bytes.byteLength;
-    if (this.#held >= LANE_HELD_MAX && !this.#paused) {
-      this.#paused = true;
-      this.pause(true);
-    }
-  }
-
-  #release(bytes: number): void {
-    this.#held -= bytes;
-    if (this.#paused && this.#held < LANE_HELD_MAX / 2) {
-      this.#paused = false;
-      this.pause(false);
-    }
-  }
-
-  handle(h: Header, payload: Uint8Array): void {
-    switch (h.type) {
-      case R.WRITE:
-        return this.#write(h, payload);
-      case R.DRAIN:
-        return this.#drain(h);
-      case R.READ:
-        return this.#read(h);
-      default:
-        throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} on a lane`);
-    }
-  }
-
-  #write(h: Header, payload: Uint8Array): void {
-    const pool = this.pool;
-    const direct = this.#direct;
-    const ack = (h.aux & F.ACK) !== 0;
-    const deep = (h.aux & F.DEEP) !== 0;
-    const pieces = this.#pieces;
-    this.#pieces = [];
-    const length = direct ? payload.byteLength : h.bytes - HEADER_BYTES;
-    const crc = direct ? crc32c(payload) : this.#crc;
-    if ((crc >>> 0) !== (h.arg >>> 0)) {
-      // Never persisted nor acknowledged. Bytes that landed in the mapping make the pool
-      // untrustworthy: it is poisoned; streamed bytes were never applied.
-      this.log(`lane ${this.index} of ${pool.setPath}: a ${length}-byte write at ${h.offset} failed its CRC32C${direct ? '; the pool is poisoned' : '; not applied'}`);
-      if (direct) pool.poisoned ??= 'EBADMSG';
-      else this.#release(length);
-      this.#error ??= 'EBADMSG';
-      if (ack) this.#replies = this.#replies.then(() => this.send(status(h.id, 'EBADMSG')));
-      return;
-    }
-    const offset = h.offset;
-    if (!direct) {
-      this.#applied = this.#applied.then(async () => {
-        const err = pool.poisoned === null ? await pool.applyAsync(offset, pieces, length) : null;
-        this.#release(length);
-        if (err !== null && pool.poisoned === null && !pool.closed) {
-          pool.poisoned = err;
-          this.log(`writing ${length} bytes at ${offset} of ${pool.setPath} failed (${err}); the pool is poisoned`);
-        }
-        this.#kick(offset, length);
-      });
-    }
-    if (ack) {
-      const applied = this.#applied;
-      this.#replies = this.#replies.then(async () => {
-        await applied;
-        this.send(status(h.id, await this.persist(offset, length, deep)));
-      });
-      return;
-    }
-    this.#dirty.push([offset, length]);
-    if (direct) this.#kick(offset, length);
-  }
-
-  /** Starts the disk on what has arrived while the rest streams in; the drain's persist waits for it. */
-  #kick(offset: number, length: number): void {
-    this.#sinceKick += length;
-    if (this.#sinceKick < WRITEBACK_BYTES) return;
-    this.#sinceKick = 0;
-    this.pool.startWriteback(Math.max(this.pool.dataStart, offset + length - WRITEBACK_BYTES), Math.min(WRITEBACK_BYTES, offset + length - this.pool.dataStart));
-  }
-
-  #drain(h: Header): void {
-    const ranges = mergeRanges(this.#dirty);
-    this.#dirty = [];
-    const applied = this.#applied;
-    this.#replies = this.#replies.then(async () => {
-      await applied;
-      let err: string | null = this.#error;
-      this.#error = null;
-      for (const [off, len] of ranges) err ??= await this.persist(off, len, (h.aux & F.DEEP) !== 0);
-      err ??= this.pool.poisoned;
-      this.send(status(h.id, err));
-    });
-  }
-
-  #read(h: Header): void {
-    const pool = this.pool;
-    if (h.length > MAX_FRAME_PAYLOAD || h.offset < pool.dataStart || h.offset + h.length > pool.size) throw new ProtocolError(`READ of ${h.length} bytes at ${h.offset} is outside the pool's data area`);
-    const applied = this.#applied;
-    this.#replies = this.#replies.then(async () => {
-      await applied;
-      if (pool.poisoned !== null || pool.closed) return this.send(status(h.id, pool.poisoned ?? 'EBADF'));
-      const out = Buffer.allocUnsafe(HEADER_BYTES + h.length);
-      RPMEM_PROTOCOL.writeHeader(out, 0, R.REPLY, h.length, { id: h.id });
-      pool.copyOut(h.offset, out.subarray(HEADER_BYTES));
-      this.send(out);
-    });
-  }
-}
-
-
-/** Sorted, overlapping and touching ranges merged. */
-function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
-  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
-  const out: Array<[number, number]> = [];
-  for (const [off, len] of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && off <= last[0] + last[1]) last[1] = Math.max(last[1], off + len - last[0]);
-    else out.push([off, len]);
-  }
-  return out;
+function status(id: number, errno: string | null): Buffer {
+  return RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO! });
 }
 
 /** rpmemd's configuration files: `key = value` lines; later files override earlier ones. */
