@@ -66,7 +66,7 @@ async function checkEpoch(ep: DaemonEndpoint, job: string, record: CommitRecord,
       }
       if (deep) {
         const base = done.bytes;
-        await readSlot(pool, info, new Uint8Array(info.totalBytes), what, (n) => bar?.update(base + n));
+        await readSlot(pool, info, null, what, (n) => bar?.update(base + n));
         done.bytes += info.totalBytes;
       }
     } catch (e) {

@@ -122,9 +122,9 @@ bool RecvAll(Lane* l, uint8_t* p, size_t n) {
   return true;
 }
 
-bool SendAll(int fd, const uint8_t* p, size_t n) {
+bool SendAll(int fd, const uint8_t* p, size_t n, int more = 0) {
   while (n > 0) {
-    ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+    ssize_t r = send(fd, p, n, MSG_NOSIGNAL | more);
     if (r > 0) {
       p += r;
       n -= static_cast<size_t>(r);
@@ -297,13 +297,11 @@ void Serve(Lane* l) {
         if (!Reply(l, id, poisoned)) break;
         continue;
       }
-      EachExtent(l, offset, length, [&](Part& p, uint64_t at, uint64_t len, uint64_t into) {
-        memcpy(buf.data() + into, p.base + at, len);
-        return 0;
-      });
+      // Straight from the mapped parts onto the socket.
       uint8_t rh[kHeader];
       Header(rh, kReply, length, id, 0);
-      if (!SendAll(l->fd, rh, kHeader) || !SendAll(l->fd, buf.data(), length)) break;
+      if (!SendAll(l->fd, rh, kHeader, MSG_MORE)) break;
+      if (EachExtent(l, offset, length, [&](Part& p, uint64_t at, uint64_t len, uint64_t) { return SendAll(l->fd, p.base + at, len) ? 0 : EPIPE; }) != 0) break;
     } else {
       refuse("frame type " + std::to_string(type) + " on a lane");
       break;

@@ -44,7 +44,6 @@ import {
   VerifyError,
   type ArrayLayout,
   type CommitRecord,
-  type SlotInfo,
 } from '../transports/rpmem/store.js';
 import type { SlotTask, SlotTaskResult } from '../transports/rpmem/worker.js';
 
@@ -209,7 +208,6 @@ export class Checkpointer {
       const reasons = (await comm.allgather(outcome.reason)).filter((r): r is string => r !== null);
       if (worst[0] === 0) throw fail(`job ${job}: ${reasons.join('; ')}`);
       if (worst[0] === 2) {
-        outcome.apply!();
         this.#epoch = E;
         this.#gen = cand.record.generations[comm.rank]!;
         this.#genEpochs.set(this.#gen, E);
@@ -257,7 +255,7 @@ export class Checkpointer {
   }
 
   /** Reads and verifies this rank's slot of epoch E; code 2: ok, 1: failed verification, 0: unusable (layout). */
-  async #restoreEpoch(job: string, record: CommitRecord, replicas: number[]): Promise<{ code: number; reason: string | null; apply?: () => void }> {
+  async #restoreEpoch(job: string, record: CommitRecord, replicas: number[]): Promise<{ code: number; reason: string | null }> {
     const rank = this.#comm.rank;
     const gen = record.generations[rank]!;
     const failures: string[] = [];
@@ -275,9 +273,10 @@ export class Checkpointer {
         if (info.epoch !== record.epoch || info.digest !== record.digests[rank]) throw new VerifyError(`${what}: slot ${info.slot} holds epoch ${info.epoch}, not the committed ${record.epoch}`);
         const mismatch = this.#layoutMismatch(info.layout);
         if (mismatch !== null) return { code: 0, reason: `rank ${rank}: the protected arrays differ from epoch ${record.epoch}'s: ${mismatch}` };
-        const staging = new Uint8Array(info.totalBytes);
-        await readSlot(r.pool, info, staging, what);
-        return { code: 2, reason: null, apply: () => this.#apply(info, staging) };
+        // Straight into the protected arrays: an epoch that fails is replaced by the one before
+        // on every rank, or the job stops; the arrays never keep a mix.
+        await readSlot(r.pool, info, viewsOf(this.#arrays.values()), what);
+        return { code: 2, reason: null };
       } catch (e) {
         if (isMprunError(e) && e.errno === 'ENOENT') failures.push(`${what}: its pool is missing`);
         else if (e instanceof VerifyError) failures.push(e.message);
@@ -300,11 +299,6 @@ export class Checkpointer {
       if (a.name !== b.name || a.type !== b.type || a.length !== b.length) return `'${a.name}' is ${a.type}(${a.length}) now, the checkpoint has '${b.name}' ${b.type}(${b.length})`;
     }
     return null;
-  }
-
-  #apply(info: SlotInfo, staging: Uint8Array): void {
-    const views = viewsOf(this.#arrays.values());
-    info.layout.forEach((l, i) => views[i]!.set(staging.subarray(l.offset, l.offset + l.bytes)));
   }
 
   async #flipSuperblocks(epoch: number): Promise<void> {

@@ -321,29 +321,42 @@ export async function readDescriptor(pool: RpmemLanes, slot: number, what: strin
 }
 
 /**
- * Reads slot `info.slot` into `into` (totalBytes long) and verifies every
- * chunk against the table and the table against the descriptor; throws a
- * VerifyError naming the first chunk that fails.
+ * Reads slot `info.slot` and verifies every chunk against the table and the
+ * table against the descriptor; throws a VerifyError naming the first chunk
+ * that fails. The data lands in `into` (views in layout order, totalBytes in
+ * all: restore reads straight into the protected arrays, which the protocol
+ * overwrites with an intact epoch or abandons), or, with null, in scratch
+ * buffers (verification only).
  */
-export async function readSlot(pool: RpmemLanes, info: SlotInfo, into: Uint8Array, what: string, progress?: (bytes: number) => void): Promise<void> {
+export async function readSlot(pool: RpmemLanes, info: SlotInfo, into: Uint8Array[] | null, what: string, progress?: (bytes: number) => void): Promise<void> {
   const { table: tableAt, data: dataAt } = slotBase(pool.size, info.slot);
   if (info.totalBytes > slotCapacity(pool.size)) throw new VerifyError(`${what}: descriptor claims ${info.totalBytes} bytes, more than the slot holds`);
   const table = new Uint8Array(info.nChunks * 4);
   if (table.byteLength > 0) await pool.read(table, tableAt);
   if (crc32c(table) !== info.tableCrc) throw new VerifyError(`${what}: chunk table fails its checksum`);
   const crcs = new Uint32Array(table.buffer);
+  // The pieces of each chunk (a chunk may span two arrays).
+  const byChunk: Array<Array<{ at: number; bytes: Uint8Array }>> = Array.from({ length: info.nChunks }, () => []);
+  if (into !== null) {
+    if (into.reduce((n, v) => n + v.byteLength, 0) !== info.totalBytes) throw new VerifyError(`${what}: the destination does not hold ${info.totalBytes} bytes`);
+    for (const p of pieces(into)) byChunk[p.chunk]!.push(p);
+  }
   // Several chunks in flight over the lanes; each verified as it lands.
   const inflight = 8;
   let next = 0;
   let done = 0;
   const worker = async (): Promise<void> => {
+    const scratch = into === null ? new Uint8Array(CHUNK_BYTES) : null;
     while (next < info.nChunks) {
       const c = next++;
       const start = c * CHUNK_BYTES;
-      const piece = into.subarray(start, Math.min(info.totalBytes, start + CHUNK_BYTES));
-      await pool.read(piece, dataAt + start, { lane: c % pool.nlanes });
-      if (crc32c(piece) !== crcs[c]) throw new VerifyError(`${what}: chunk ${c} (bytes ${start}-${start + piece.byteLength}) fails its CRC32C`);
-      done += piece.byteLength;
+      const n = Math.min(info.totalBytes, start + CHUNK_BYTES) - start;
+      const parts = scratch !== null ? [{ at: start, bytes: scratch.subarray(0, n) }] : byChunk[c]!;
+      await Promise.all(parts.map((p) => pool.read(p.bytes, dataAt + p.at, { lane: c % pool.nlanes })));
+      let crc = 0;
+      for (const p of parts) crc = crc32c(p.bytes, crc);
+      if (crc !== crcs[c]) throw new VerifyError(`${what}: chunk ${c} (bytes ${start}-${start + n}) fails its CRC32C`);
+      done += n;
       progress?.(done);
     }
   };
