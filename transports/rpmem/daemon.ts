@@ -383,8 +383,9 @@ export class RpmemDaemon {
 
   stop(): void {
     this.#server?.close();
-    for (const s of this.#sockets) s.destroy();
+    // Pools first: their lane threads are woken (shutdown) and close their sockets when done.
     for (const [id, owner] of [...this.#owners]) this.closePool(id, owner);
+    for (const s of this.#sockets) if ((s as SocketWithRole).role?.kind !== 'lane') s.destroy();
   }
 
   /** Serves one control channel (stdin/stdout, or an authenticated TCP session). */
