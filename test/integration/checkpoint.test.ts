@@ -25,6 +25,25 @@ function daemons(): string[] {
 
 const sumOf = (out: string): string | undefined => /sum = (\S+)/.exec(out)?.[1];
 
+/** The size of the pool whose first part is `file`, from its header. */
+function poolSize(file: string): number {
+  const fd = openSync(file, 'r');
+  const head = Buffer.alloc(4096);
+  readSync(fd, head, 0, 4096, 0);
+  closeSync(fd);
+  return decodeHeader(head, file).poolSize;
+}
+
+/** Flips one bit of the byte at `at` in `file`, as a failing disk would. */
+function flipByte(file: string, at: number): void {
+  const fd = openSync(file, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, at);
+  b[0] ^= 0x04;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+}
+
 describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => {
   let base: string;
   const target = (name: string): string => `localhost:${join(base, name)}`;
@@ -115,18 +134,12 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect((await runMprun([...args, '--epochs', '3'])).code).toBe(0);
     // Epoch 3 is in slot 1 of each rank's pool; flip one bit of rank 1's data there.
     const file = join(dir, 'flip', 'rank-1.g1.part0');
-    const fd = openSync(file, 'r+');
-    const head = Buffer.alloc(4096);
-    readSync(fd, head, 0, 4096, 0);
-    const at = slotBase(decodeHeader(head, file).poolSize, 1).data + 1_500_000;
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, at);
-    b[0] ^= 0x04;
-    writeSync(fd, b, 0, 1, at);
-    closeSync(fd);
+    flipByte(file, slotBase(poolSize(file), 1).data + 1_500_000);
 
-    const verify = await runMprun(['checkpoints', 'verify', '--job', 'flip', '--ckpt-target', `localhost:${dir}`]);
+    const verify = await runMprun(['checkpoints', 'verify', '--job', 'flip', '--ckpt-target', `localhost:${dir}`], { env: { MPRUN_PROGRESS: '1' } });
     expect(verify.code).toBe(1);
+    // Long transfers show a progress bar (on a terminal, or with MPRUN_PROGRESS=1).
+    expect(verify.stderr).toMatch(/verifying epoch 2 on localhost:\S+ \[#+\] 100% 5\.9 MiB\/5\.9 MiB/);
     expect(verify.stdout).toMatch(/ 3 .*DAMAGED: rank 1: chunk 1 \(bytes 1048576-2097152\) fails its CRC32C/);
     expect(verify.stdout).toMatch(/ 2 .*verified/);
 
@@ -136,6 +149,12 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(resumed.stderr).toMatch(/restored epoch 2 instead/);
     expect(resumed.stdout).toContain('rank 1 restored epoch 2 intact');
     expect(resumed.stdout).toContain('committed epoch 5');
+
+    // Both epochs damaged: no intact checkpoint, and the job stops saying so.
+    for (const slot of [0, 1]) flipByte(file, slotBase(poolSize(file), slot).data + 100);
+    const none = await runMprun([...args, '--epochs', '6']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/job flip has no intact checkpoint: epoch 5 fails verification \(rank 1 .*chunk 0 .*\); epoch 4 fails verification \(rank 1 .*chunk 0/);
   }, 90_000);
 
   it('a full target disk: a clear error, and the previous epoch intact', async (ctx) => {
