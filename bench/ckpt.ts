@@ -5,7 +5,8 @@
  *
  * For each size of protected state (MiB, the whole job's), R rounds of:
  *   - TCP: a plain stream of that many bytes from this process to a sink
- *     process on the target's address (127.0.0.1: the local target);
+ *     process on the target's address (127.0.0.1: the local target), which
+ *     reads the way the lanes do;
  *   - disk: write() of that many bytes in 1 MiB blocks into a new file in the
  *     target's pool directory, then fdatasync();
  *   - mprun: `mprun -n RANKS --job ... bench/ckpt-app.ts` (sync checkpoints,
@@ -17,7 +18,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
-import { connect } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../native/index.js';
@@ -33,32 +34,36 @@ const ROUNDS = Number(arg('rounds', '3'));
 const DIR = arg('dir', join(homedir(), '.mprun', 'bench-checkpoints'));
 const MiB = 1024 * 1024;
 
-/** Bytes/s of one TCP stream into a sink in another process, as the daemon would read it. */
+/**
+ * Bytes/s of one TCP stream from this process into a sink process on the
+ * target's address. The sink reads as our lanes do (4 MiB reads into one
+ * reused buffer: Node's default 64 KiB reads would understate the limit).
+ */
 async function tcpLimit(bytes: number): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
+  const port = (server.address() as { port: number }).port;
   const sink = spawn(process.execPath, [
     '-e',
-    `const s=require('net').createServer(c=>{let n=0;c.on('data',d=>{n+=d.length;if(n>=${bytes}){c.end('k');s.close()}})});s.listen(0,'127.0.0.1',()=>console.log(s.address().port))`,
+    `let n=0;const c=require('net').connect({host:'127.0.0.1',port:${port},onread:{buffer:Buffer.allocUnsafe(4<<20),callback:(k)=>{n+=k;if(n>=${bytes})c.end('k');return true}}})`,
   ]);
-  const port = await new Promise<number>((ok) => sink.stdout.once('data', (d: Buffer) => ok(Number(d.toString()))));
+  const conn = await new Promise<Socket>((ok) => server.once('connection', ok));
   const block = Buffer.alloc(MiB, 1);
   const t0 = performance.now();
   await new Promise<void>((done) => {
-    const c = connect({ host: '127.0.0.1', port }, () => {
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < bytes) {
-          sent += block.byteLength;
-          if (!c.write(block)) return void c.once('drain', pump);
-        }
-      };
-      pump();
-    });
-    c.on('data', () => {
-      c.destroy();
-      done();
-    });
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < bytes) {
+        sent += block.byteLength;
+        if (!conn.write(block)) return void conn.once('drain', pump);
+      }
+    };
+    conn.on('data', () => done());
+    pump();
   });
   const s = (performance.now() - t0) / 1000;
+  conn.destroy();
+  server.close();
   sink.kill();
   return bytes / s;
 }

@@ -150,7 +150,7 @@ class FrameChannel {
     );
   }
 
-  feed(chunk: Buffer): void {
+  feed(chunk: Uint8Array): void {
     try {
       this.#parser.push(chunk);
     } catch (e) {
@@ -199,6 +199,10 @@ class FrameChannel {
 const LANE_QUEUE_HIGH = 8 * MAX_FRAME_PAYLOAD;
 const LANE_QUEUE_LOW = 4 * MAX_FRAME_PAYLOAD;
 
+/** Bytes one read of a lane may take: with Node's default (64 KiB), a 1 MiB reply cost 16 event-loop turns. */
+const READ_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** A channel over `sock`; `feed` gets what the socket reads (see dial: reads land in one reused buffer). */
 function socketChannel(sock: Socket, label: string): FrameChannel {
   let queued = 0;
   let waiters: Array<() => void> = [];
@@ -219,23 +223,36 @@ function socketChannel(sock: Socket, label: string): FrameChannel {
     },
     () => (queued >= LANE_QUEUE_HIGH && !sock.destroyed ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve()),
   );
-  sock.on('data', (d: Buffer) => ch.feed(d));
   sock.on('error', (e) => ch.fail(rpmemError('ECONNRESET', `connection to ${label} failed: ${e.message}`)));
   sock.on('close', () => ch.fail(rpmemError('ECONNRESET', `connection to ${label} closed`)));
   return ch;
 }
 
 async function dial(address: string, port: number, secret: string, label: string): Promise<{ sock: Socket; ch: FrameChannel }> {
-  const sock = connect({ host: address, port });
+  let ch: FrameChannel | null = null;
+  // Reads land in one buffer, reused: the parser copies every payload out (a read reply straight
+  // into the caller's array) before the next read.
+  const sock = connect({
+    host: address,
+    port,
+    onread: {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (n: number, buf: Uint8Array): boolean => {
+        ch?.feed(buf.subarray(0, n));
+        return true;
+      },
+    },
+  });
   sock.setNoDelay(true);
   try {
     await once(sock, 'connect');
   } catch (e) {
     throw rpmemError('ECONNREFUSED', `cannot connect to ${label} at ${address}:${port}: ${(e as Error).message}`);
   }
-  const ch = socketChannel(sock, label);
-  await ch.request(R.AUTH, {}, 'authentication', Buffer.from(secret));
-  return { sock, ch };
+  const channel = socketChannel(sock, label);
+  ch = channel;
+  await channel.request(R.AUTH, {}, 'authentication', Buffer.from(secret));
+  return { sock, ch: channel };
 }
 
 /** A control channel to a daemon and how to end it. */
