@@ -53,18 +53,89 @@ uint32_t Crc32cTable(uint32_t crc, const uint8_t* p, size_t n) {
   return crc;
 }
 
+// Shifting a CRC over zeros: the operator that appends `len` zero bytes to a
+// raw CRC state is linear over GF(2), a 32x32 bit matrix; applying it to a
+// state is four table lookups once tabulated per byte position. Three streams
+// of CRC instructions then run interleaved (the instruction's latency is three
+// cycles, its throughput one per cycle) and are joined by shifting: the first
+// stream's state over the second's bytes, xor the second's, and so on.
+uint32_t Gf2Times(const uint32_t* mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (; vec != 0; vec >>= 1, mat++) {
+    if (vec & 1) sum ^= *mat;
+  }
+  return sum;
+}
+
+void Gf2Square(uint32_t* square, const uint32_t* mat) {
+  for (int n = 0; n < 32; n++) square[n] = Gf2Times(mat, mat[n]);
+}
+
+// The operator for `len` zero bytes; `len` a power of two.
+void ZerosOperator(uint32_t* op, size_t len) {
+  uint32_t odd[32], even[32];
+  odd[0] = 0x82F63B78u;  // one zero bit
+  for (int n = 1; n < 32; n++) odd[n] = 1u << (n - 1);
+  Gf2Square(even, odd);  // two zero bits
+  Gf2Square(odd, even);  // four
+  uint32_t* cur = odd;
+  // Each square doubles the zeros: eight bits (one byte) first, then two bytes, ...
+  while (true) {
+    uint32_t* next = cur == odd ? even : odd;
+    Gf2Square(next, cur);
+    cur = next;
+    len >>= 1;
+    if (len == 0) break;
+  }
+  memcpy(op, cur, sizeof odd);
+}
+
+struct ZerosTable {
+  uint32_t t[4][256];
+  explicit ZerosTable(size_t len) {
+    uint32_t op[32];
+    ZerosOperator(op, len);
+    for (uint32_t n = 0; n < 256; n++) {
+      for (int k = 0; k < 4; k++) t[k][n] = Gf2Times(op, n << (8 * k));
+    }
+  }
+  uint32_t Shift(uint32_t crc) const { return t[0][crc & 0xff] ^ t[1][(crc >> 8) & 0xff] ^ t[2][(crc >> 16) & 0xff] ^ t[3][crc >> 24]; }
+};
+
+constexpr size_t kLongBlock = 8192, kShortBlock = 256;
+const ZerosTable* longZeros = nullptr;
+const ZerosTable* shortZeros = nullptr;
+
 #if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint64_t Crc8(uint64_t c, const uint8_t* p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return __builtin_ia32_crc32di(c, v);
+}
+
+// Three interleaved streams over blocks of `block` bytes each, joined by `zeros`.
+__attribute__((target("sse4.2"))) uint64_t Crc3Way(uint64_t c0, const uint8_t*& p, size_t& n, size_t block, const ZerosTable& zeros) {
+  while (n >= 3 * block) {
+    uint64_t c1 = 0, c2 = 0;
+    for (const uint8_t* end = p + block; p < end; p += 8) {
+      c0 = Crc8(c0, p);
+      c1 = Crc8(c1, p + block);
+      c2 = Crc8(c2, p + 2 * block);
+    }
+    c0 = zeros.Shift(static_cast<uint32_t>(c0)) ^ c1;
+    c0 = zeros.Shift(static_cast<uint32_t>(c0)) ^ c2;
+    p += 2 * block;
+    n -= 3 * block;
+  }
+  return c0;
+}
+
+// About 3 bytes per cycle on large buffers (one stream: 8 bytes per 3 cycles).
 __attribute__((target("sse4.2"))) uint32_t Crc32cHw(uint32_t crc, const uint8_t* p, size_t n) {
   uint64_t c = crc;
-  // One stream of 8-byte steps: about 8 GB/s, well above the disk and TCP rates
-  // it checks (interleaved streams would be faster, and are not needed here).
-  while (n >= 8) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    c = __builtin_ia32_crc32di(c, v);
-    p += 8;
-    n -= 8;
-  }
+  c = Crc3Way(c, p, n, kLongBlock, *longZeros);
+  c = Crc3Way(c, p, n, kShortBlock, *shortZeros);
+  for (; n >= 8; p += 8, n -= 8) c = Crc8(c, p);
   uint32_t c32 = static_cast<uint32_t>(c);
   while (n-- > 0) c32 = __builtin_ia32_crc32qi(c32, *p++);
   return c32;
@@ -317,6 +388,10 @@ Napi::Value LockPool(const Napi::CallbackInfo& info) {
 
 void InitPmem(Napi::Env env, Napi::Object exports) {
   InitCrcTable();
+  // Built once per process (worker threads load the addon too; these never change).
+  static const ZerosTable longTable(kLongBlock), shortTable(kShortBlock);
+  longZeros = &longTable;
+  shortZeros = &shortTable;
 #if defined(__x86_64__)
   __builtin_cpu_init();
   hwCrc = __builtin_cpu_supports("sse4.2");

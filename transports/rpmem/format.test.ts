@@ -16,6 +16,23 @@ describe('rpmem formats', () => {
     expect(crc32c(b, crc32c(a))).toBe(crc32c(Buffer.concat([a, b])));
   });
 
+  it('agrees with a bitwise CRC32C at every length and alignment (the interleaved streams join right)', () => {
+    const reference = (bytes: Uint8Array): number => {
+      let c = 0xffffffff;
+      for (const x of bytes) {
+        c ^= x;
+        for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+      }
+      return ~c >>> 0;
+    };
+    let seed = 12345;
+    const data = new Uint8Array(3 * 8192 * 2 + 3 * 256 + 77);
+    for (let i = 0; i < data.length; i++) data[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+    for (const n of [0, 1, 7, 8, 255, 767, 768, 769, 24575, 24576, 24577, data.length - 3]) {
+      for (const off of [0, 3]) expect(crc32c(data.subarray(off, off + n)), `${n} bytes at ${off}`).toBe(reference(data.subarray(off, off + n)));
+    }
+  });
+
   it('parses PMDK pool set files and maps the pool onto its parts', () => {
     expect(parseSize('2M')).toBe(2 * MiB);
     expect(parseSize('1GiB')).toBe(1024 * MiB);
