@@ -4,8 +4,8 @@
  *
  * Commit protocol for epoch e (transports/rpmem/store.ts has the layout):
  *   1. every rank writes its protected arrays into slot e % 2 of its pool on
- *      every live replica, a CRC32C per chunk, and persists them, then the
- *      slot's descriptor;
+ *      every live replica, a CRC32C per chunk, with the slot's descriptor, and
+ *      persists them;
  *   2. the ranks agree (allreduce) on the replicas where every rank succeeded;
  *   3. rank 0 makes the job's commit record for e durable on those replicas:
  *      this is the commit point;

@@ -264,10 +264,10 @@ export interface WriteSlotArgs {
 }
 
 /**
- * Checksums the state per chunk and writes it, its chunk table and then its
+ * Checksums the state per chunk and writes it, its chunk table and its
  * descriptor into slot epoch % 2 of each pool (replicas in parallel, chunks
- * spread over the lanes). Resolves per replica: the descriptor, durable, or
- * the error that replica failed with.
+ * spread over the lanes). Resolves per replica: the descriptor, durable with
+ * the data, or the error that replica failed with.
  */
 export async function writeSlot(replicas: RpmemLanes[], a: WriteSlotArgs): Promise<Array<SlotInfo | Error>> {
   const total = totalOf(a.layout);
@@ -304,9 +304,10 @@ export async function writeSlot(replicas: RpmemLanes[], a: WriteSlotArgs): Promi
           }),
         );
         if (table.byteLength > 0) await pool.write(tableAt, table, { lane: 0 });
+        // The descriptor goes with the data, made durable by the same drains: a slot counts
+        // only once a commit record names its digest, and that record is written after them.
+        await pool.write(descriptorAt(slot), descBytes, { lane: 0 });
         await Promise.all(Array.from({ length: pool.nlanes }, (_, lane) => pool.drain({ lane })));
-        // Only once the data is durable does its descriptor claim the epoch.
-        await pool.persistFrom(descriptorAt(slot), descBytes, { lane: 0 });
         return info;
       } catch (e) {
         return e as Error;
