@@ -2,7 +2,8 @@
  * The rpmem target daemon (rpmemd's role): serves pools under its pool set
  * directory to clients that reach it over ssh (control on stdin/stdout) or, when
  * mprun started it for a job, over TCP sessions that prove the job's secret.
- * Data lanes are TCP connections that prove the same secret first.
+ * Data lanes are TCP connections that prove the same secret first; once a
+ * lane names its pool, a native thread serves it (native/lane.cc).
  *
  * Durability rules (research/rpmem.md): a persist is acknowledged only after
  * pmem_persist / pmem_msync returned success; a failure poisons the pool, and

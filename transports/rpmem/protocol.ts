@@ -22,6 +22,9 @@
  *   WRITE    offset, payload, arg: CRC32C, aux: F.*  (no reply unless F.ACK)
  *   DRAIN    aux: F.DEEP                            -> REPLY once every WRITE of the lane is persistent
  *   READ     offset, length                         -> REPLY with the bytes
+ *
+ * The target serves lanes natively (native/lane.cc spells out the same
+ * header, types, flags and payload limit: keep the two in step).
  */
 import { FrameProtocol } from '../frames.js';
 
