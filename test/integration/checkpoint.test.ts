@@ -218,6 +218,18 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(readdirSync(a)).toEqual([]);
   }, 90_000);
 
+  it('asynchronous checkpoints: finalize commits the last one, and a restart restores it', async () => {
+    const dir = join(base, 'async');
+    const args = ['-n', '2', '--job', 'async', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '2048', '--async'];
+    const first = await runMprun([...args, '--epochs', '3']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain('wrote epoch 3');
+    const second = await runMprun([...args, '--epochs', '4']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain('rank 0 restored epoch 3 intact');
+    expect(second.stdout).toContain('rank 1 restored epoch 3 intact');
+  });
+
   it('without --job, restore() is a fresh start and checkpoint() says what to pass', async () => {
     const r = await runMprun(['-n', '1', ckptApp, '--epochs', '1']);
     expect(r.code).not.toBe(0);
