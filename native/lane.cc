@@ -38,7 +38,7 @@ constexpr uint8_t kVersion = 1;
 constexpr uint8_t kWrite = 8, kDrain = 9, kRead = 10, kReply = 11;
 constexpr uint16_t kAck = 1, kDeep = 2;
 constexpr size_t kMaxPayload = 1 << 20;
-constexpr uint64_t kWriteback = 8ull << 20;
+constexpr uint64_t kWriteback = 2ull << 20;
 
 struct Part {
   uint8_t* base;
