@@ -71,4 +71,14 @@ describe('OSU-style benchmarks', () => {
     expect(r2.code).toBe(2);
     expect(r2.stderr).toMatch(/called abort: unknown option -q/);
   });
+
+  it('the checkpoint benchmark runs its limits and a job, and prints the table row with ratios', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mprun-ckpt-bench-'));
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'ckpt.js'), '--sizes', '4', '--rounds', '1', '--ranks', '2', '--dir', dir], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const row = r.stdout.split('\n').find((l) => l.startsWith('| 4 MiB'));
+    expect(row).toMatch(/^\| 4 MiB \| [\d.]+ GB\/s \([\d.]+ s\) \| [\d.]+ GB\/s \| [\d.]+ GB\/s \| [\d.]+ GB\/s \| [\d.]+ \| [\d.]+ \| [\d.]+ ms \| [\d.]+ \|$/);
+    // The job's pools were removed after it.
+    expect(spawnSync('find', [dir, '-name', '*.part0'], { encoding: 'utf8' }).stdout).toBe('');
+  });
 });
