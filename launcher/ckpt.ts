@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { packageRoot } from '../native/index.js';
 import { isMprunError } from '../runtime/errors.js';
-import { daemonCommand, open, spawnDaemon, type DaemonEndpoint } from '../transports/rpmem/client.js';
+import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
 import { shellWords } from '../transports/shell.js';
 import { LineSink } from './stdio.js';
 
@@ -73,7 +73,7 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
           argv = [process.execPath, join(packageRoot, 'bin', 'mprun-rpmemd.js'), '--poolset-dir', dir, '--listen', listen];
         } else {
           const ssh = process.env.RPMEM_SSH !== undefined ? shellWords(process.env.RPMEM_SSH) : ['ssh', ...shellWords(process.env.MPRUN_SSH_ARGS ?? '')];
-          argv = [...ssh, '-T', '-oBatchMode=yes', t.host, daemonCommand(t.dir)];
+          argv = sshArgv(t.host, daemonCommand(t.dir), ssh);
         }
         const d = await spawnDaemon(t.host ?? 'localhost', { argv, secret, onStderr });
         running.push(d);

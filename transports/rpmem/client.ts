@@ -17,7 +17,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../native/index.js';
 import { MprunError, rpmemError } from '../../runtime/errors.js';
@@ -25,10 +24,8 @@ import { FrameParser, HEADER_BYTES, type HeaderFields } from '../frames.js';
 import { shellQuote, shellWords } from '../shell.js';
 import { crc32c } from './crc.js';
 import { attrFromWire, attrToWire, checkAttr, type PoolAttr } from './header.js';
-import { F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
+import { errnoName, F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
 
-const ERRNO = osConstants.errno as Record<string, number>;
-const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entries(ERRNO).map(([k, v]) => [v, k]));
 
 /** A daemon mprun started: where its lanes listen, and the secret they prove. */
 export interface DaemonEndpoint {
@@ -101,7 +98,7 @@ export interface PoolDescriptor {
 }
 
 function statusError(status: number, body: Uint8Array, what: string): MprunError {
-  const name = ERRNO_NAME[status] ?? 'EREMOTEIO';
+  const name = errnoName(status);
   let message = `${what} failed on the target`;
   try {
     const j = JSON.parse(Buffer.from(body).toString('utf8')) as { message?: string };
@@ -271,10 +268,14 @@ export function daemonCommand(poolsetDir?: string): string {
   return poolsetDir === undefined ? base : `${base} --poolset-dir ${shellQuote(poolsetDir)}`;
 }
 
-/** `[user@]host[:port]` as ssh arguments. */
-function sshTarget(target: string): string[] {
+/**
+ * The command that runs `remoteCmd` on `target` (`[user@]host[:port]`) as
+ * librpmem does: `ssh -T -oBatchMode=yes [-p port] host cmd`, with `ssh`
+ * ($RPMEM_SSH by default) in place of plain ssh.
+ */
+export function sshArgv(target: string, remoteCmd: string, ssh: string[] = shellWords(process.env.RPMEM_SSH ?? 'ssh')): string[] {
   const m = /^(.*?)(?::(\d+))?$/.exec(target)!;
-  return m[2] !== undefined ? ['-p', m[2], m[1]!] : [m[1]!];
+  return [...ssh, '-T', '-oBatchMode=yes', ...(m[2] !== undefined ? ['-p', m[2], m[1]!] : [m[1]!]), remoteCmd];
 }
 
 /**
@@ -283,7 +284,7 @@ function sshTarget(target: string): string[] {
  * and returns the control channel.
  */
 export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?: string[]; secret?: string; onStderr?: (d: Buffer) => void } = {}): Promise<Control & { child: ChildProcess }> {
-  const argv = opts.argv ?? [...shellWords(process.env.RPMEM_SSH ?? 'ssh'), '-T', '-oBatchMode=yes', ...sshTarget(target), daemonCommand(opts.poolsetDir)];
+  const argv = opts.argv ?? sshArgv(target, daemonCommand(opts.poolsetDir));
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   const label = `rpmem target ${target}`;
   let stderr = '';
@@ -305,7 +306,7 @@ export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?:
       if (head.byteLength < 4) return;
       statusRead = true;
       const status = head.readInt32BE(0);
-      if (status !== 0) reject(rpmemError(ERRNO_NAME[status] ?? 'EREMOTEIO', `${label} could not start${stderr ? `: ${stderr.trim()}` : ''}`));
+      if (status !== 0) reject(rpmemError(errnoName(status), `${label} could not start${stderr ? `: ${stderr.trim()}` : ''}`));
       else resolve();
       if (head.byteLength > 4) ch.feed(head.subarray(4));
     });
@@ -375,10 +376,6 @@ export class RpmemLanes {
   /** Connects `desc.nlanes` lanes to an open pool. */
   static async attach(desc: PoolDescriptor, label = `${desc.address}:${desc.port}`): Promise<RpmemLanes> {
     return new RpmemLanes(desc, await connectLanes(desc, label));
-  }
-
-  protected static connectLanes(desc: PoolDescriptor, label: string): Promise<Array<{ sock: Socket; ch: FrameChannel }>> {
-    return connectLanes(desc, label);
   }
 
   /** The sticky error, if one happened. */
@@ -517,7 +514,7 @@ export class RpmemPool extends RpmemLanes {
       mapping: r.via === 'libpmem' ? 'libpmem' : 'mmap',
     };
     if (local !== undefined && local.byteLength < desc.size) throw rpmemError('EINVAL', `the local buffer (${local.byteLength} bytes) is smaller than the pool (${desc.size})`);
-    const lanes = await RpmemLanes.connectLanes(desc, c.label);
+    const lanes = await connectLanes(desc, c.label);
     return new RpmemPool(desc, lanes, c, attr, local ?? null);
   }
 
@@ -612,13 +609,13 @@ export async function remove(target: Target, poolSet: string, opts: RemoveOption
   }
   // As librpmem: `ssh ... rpmemd --remove <set> [--force] [--pool-set]`; the exit status is the errno.
   const cmd = `${daemonCommand(opts.poolsetDir)} --remove ${shellQuote(poolSet)}${opts.force === true ? ' --force' : ''}${opts.poolSet === true ? ' --pool-set' : ''}`;
-  const argv = [...shellWords(process.env.RPMEM_SSH ?? 'ssh'), '-T', '-oBatchMode=yes', ...sshTarget(target), cmd];
+  const argv = sshArgv(target, cmd);
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const [code] = (await once(child, 'exit')) as [number | null];
   if (code === 0) return;
-  const name = code !== null ? ERRNO_NAME[code] ?? 'EREMOTEIO' : 'EREMOTEIO';
+  const name = code !== null ? errnoName(code) : 'EREMOTEIO';
   throw rpmemError(name, stderr.trim().replace(/^mprun-rpmemd: /, '').replace(/ \([A-Z]+\)$/, '') || `removing ${poolSet} on ${target} failed`);
 }
 

@@ -16,13 +16,12 @@
  * exit status is 0 or the errno number of the failure, with the reason on stderr.
  */
 import { mkdirSync } from 'node:fs';
-import { homedir, constants as osConstants } from 'node:os';
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FrameParser } from '../frames.js';
 import { daemonLogger, readConfig, RpmemDaemon } from './daemon.js';
-import { R, RPMEM_PROTOCOL } from './protocol.js';
+import { errnoNumber, R, RPMEM_PROTOCOL } from './protocol.js';
 
-const ERRNO = osConstants.errno as Record<string, number>;
 
 function usage(message: string): number {
   process.stderr.write(`mprun-rpmemd: ${message}\nusage: mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE] [--log-level err|info]\n       mprun-rpmemd --remove SET [--force] [--pool-set]\n`);
@@ -58,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
     } catch (e) {
       const errno = (e as { errno?: string }).errno ?? 'EIO';
       process.stderr.write(`mprun-rpmemd: ${(e as Error).message} (${errno})\n`);
-      return ERRNO[errno] ?? 1;
+      return errnoNumber(errno, 'EPERM'); // an errno this system lacks: exit status 1
     }
   }
 
@@ -68,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const errno = (e as NodeJS.ErrnoException).code ?? 'EIO';
     log(`cannot use the pool set directory ${dir}: ${(e as Error).message}`);
-    word.writeInt32BE(ERRNO[errno] ?? ERRNO.EIO!);
+    word.writeInt32BE(errnoNumber(errno));
     process.stdout.write(word);
     return 1;
   }

@@ -15,13 +15,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { constants as osConstants } from 'node:os';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { native } from '../../native/index.js';
 import { MprunError } from '../../runtime/errors.js';
 import { FrameParser, ProtocolError, type Header } from '../frames.js';
 import { attrFromWire, attrToWire, decodeHeader, encodeHeader, emptyAttr, type PoolAttr } from './header.js';
-import { R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
+import { errnoName, errnoNumber, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
 import { capacityOf, extentsOf, formatPoolSet, MIN_POOL, parsePoolSet, partHasHeader, POOL_HDR_SIZE, type Extent, type PoolSet } from './poolset.js';
 
 export interface DaemonOptions {
@@ -34,7 +33,6 @@ export interface DaemonOptions {
   info?: (message: string) => void;
 }
 
-const ERRNO = osConstants.errno as Record<string, number>;
 /** A failure to report to the client: an errno name and why. */
 class Refusal extends Error {
   constructor(
@@ -59,7 +57,6 @@ interface MappedPart {
   fd: number;
 }
 
-const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entries(ERRNO).map(([k, v]) => [v, k]));
 /** Test hook: MPRUN_RPMEMD_FAIL_PERSIST=N makes the N-th persist of each pool fail with EIO. */
 const FAIL_PERSIST_AT = Number(process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? 0);
 
@@ -90,11 +87,11 @@ class OpenPool {
 
   get poisoned(): string | null {
     const e = Atomics.load(this.state, 0);
-    return e === 0 ? null : ERRNO_NAME[e] ?? 'EIO';
+    return e === 0 ? null : errnoName(e, 'EIO');
   }
 
   set poisoned(errno: string | null) {
-    Atomics.compareExchange(this.state, 0, 0, errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO!);
+    Atomics.compareExchange(this.state, 0, 0, errno === null ? 0 : errnoNumber(errno));
   }
 
   get closed(): boolean {
@@ -151,6 +148,12 @@ function writeHeaders(pool: OpenPool): void {
     if (partHasHeader(pool.set, i)) encodeHeader({ attr: pool.attr ?? emptyAttr(), poolSize: pool.size, part: i, parts: pool.parts.length }, p.bytes.subarray(0, POOL_HDR_SIZE));
   });
   persistHeaders(pool);
+}
+
+/** Maps a part (create: a new file, its space allocated now). */
+function mapPart(path: string, size: number, create: boolean): MappedPart {
+  const m = native().poolMap(path, size, create);
+  return { buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via, fd: m.fd };
 }
 
 function unmapAll(parts: MappedPart[]): void {
@@ -224,10 +227,7 @@ export class RpmemDaemon {
     const lockFd = this.#lock(path);
     const parts: MappedPart[] = [];
     try {
-      for (const p of set.parts) {
-        const m = native().poolMap(p.path, p.size, true);
-        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via, fd: m.fd });
-      }
+      for (const p of set.parts) parts.push(mapPart(p.path, p.size, true));
       for (const d of new Set(set.parts.map((p) => dirname(p.path)))) native().fsyncPath(d);
       const pool = new OpenPool(this.#nextPool++, path, set, parts, size, attr, lockFd, this.#lanes(req.nlanes));
       writeHeaders(pool);
@@ -256,8 +256,7 @@ export class RpmemDaemon {
     try {
       for (const p of set.parts) {
         if (!existsSync(p.path)) throw new Refusal('ENOENT', `pool part ${p.path} does not exist`);
-        const m = native().poolMap(p.path, p.size, false);
-        parts.push({ buffer: m.buffer, bytes: new Uint8Array(m.buffer), isPmem: m.isPmem, via: m.via, fd: m.fd });
+        parts.push(mapPart(p.path, p.size, false));
       }
       let size = capacityOf(set);
       let attr: PoolAttr | null = null;
@@ -325,11 +324,11 @@ export class RpmemDaemon {
         set.parts.forEach((p, i) => {
           if (!partHasHeader(set, i)) return;
           if (!existsSync(p.path)) throw new Refusal('ENOENT', `pool part ${p.path} does not exist (use force)`);
-          const m = native().poolMap(p.path, p.size, false);
+          const part = mapPart(p.path, p.size, false);
           try {
-            decodeHeader(new Uint8Array(m.buffer), p.path);
+            decodeHeader(part.bytes, p.path);
           } finally {
-            native().release(m.buffer);
+            unmapAll([part]);
           }
         });
       }
@@ -397,7 +396,7 @@ export class RpmemDaemon {
       const message = (e as Error).message;
       const expected = errno === 'ENOENT' || errno === 'EEXIST' || errno === 'EBUSY';
       (expected ? this.#opts.info : this.#opts.log)?.(`${RPMEM_PROTOCOL.typeName(h.type)} refused: ${message}`);
-      reply(RPMEM_PROTOCOL.frame(R.REPLY, { id: h.id, arg: ERRNO[errno] ?? ERRNO.EREMOTEIO! }, Buffer.from(JSON.stringify({ errno, message }))));
+      reply(status(h.id, errno, Buffer.from(JSON.stringify({ errno, message })), 'EREMOTEIO'));
     };
     try {
       const body = payload.byteLength > 0 && h.type !== R.AUTH ? (JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown>) : {};
@@ -507,8 +506,9 @@ export class RpmemDaemon {
 
 type SocketWithRole = Socket & { role?: Role };
 
-function status(id: number, errno: string | null): Buffer {
-  return RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : ERRNO[errno] ?? ERRNO.EIO! });
+/** A REPLY: status 0, or the errno of `errno` (`fallback`'s when unknown here), with an optional body. */
+function status(id: number, errno: string | null, body?: Uint8Array, fallback = 'EIO'): Buffer {
+  return RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : errnoNumber(errno, fallback) }, body);
 }
 
 /** rpmemd's configuration files: `key = value` lines; later files override earlier ones. */

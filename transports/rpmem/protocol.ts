@@ -26,6 +26,7 @@
  * The target serves lanes natively (native/lane.cc spells out the same
  * header, types, flags and payload limit: keep the two in step).
  */
+import { constants as osConstants } from 'node:os';
 import { FrameProtocol } from '../frames.js';
 
 export const RPMEM_VERSION = 1;
@@ -61,3 +62,16 @@ export const RPMEM_PROTOCOL = new FrameProtocol('rpmem', RPMEM_VERSION, R, MAX_F
 
 /** librpmem's RPMEM_PM_*: how the target makes data persistent. */
 export type PersistMethod = 'pmem' | 'msync';
+
+const ERRNO = osConstants.errno as Record<string, number>;
+const ERRNO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(ERRNO).map(([k, v]) => [v, k]));
+
+/** The errno number a status word, exit code or REPLY carries for `name` (`fallback`'s for a name this system lacks). */
+export function errnoNumber(name: string, fallback = 'EIO'): number {
+  return ERRNO[name] ?? ERRNO[fallback]!;
+}
+
+/** The errno name of a number from the wire, or `fallback`. */
+export function errnoName(n: number, fallback = 'EREMOTEIO'): string {
+  return ERRNO_NAMES[n] ?? fallback;
+}
