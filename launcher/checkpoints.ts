@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { isMprunError } from '../runtime/errors.js';
 import { list, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
-import { decodeRecord, readDescriptor, readSlot, recordAt, recordBytes, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
+import { jobSetName, rankSetName, readCommitRecords, readDescriptor, readSlot, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
 import { checkJobName, defaultTarget, parseCheckpointTarget, startTargets, type CheckpointTarget } from './ckpt.js';
 import { formatBytes, ProgressBar } from './progress.js';
 
@@ -23,24 +23,13 @@ interface EpochHealth {
 async function records(ep: DaemonEndpoint, job: string): Promise<{ nranks: number; records: CommitRecord[]; notes: string[] } | null> {
   let pool: RpmemPool;
   try {
-    pool = await open(ep, `${job}/job.set`, { nlanes: 1 });
+    pool = await open(ep, jobSetName(job), { nlanes: 1 });
   } catch (e) {
     if (isMprunError(e) && e.errno === 'ENOENT') return null;
     throw e;
   }
   try {
-    const nranks = Buffer.from(pool.attr?.userFlags ?? new Uint8Array(16)).readUInt32LE(4);
-    const out: CommitRecord[] = [];
-    const notes: string[] = [];
-    for (const copy of [0, 1]) {
-      try {
-        out.push(decodeRecord(await pool.read(new Uint8Array(recordBytes(nranks)), recordAt(copy, nranks)), `commit record ${copy}`));
-      } catch (e) {
-        if (!(e instanceof VerifyError)) throw e;
-        if (!e.message.includes('no commit record')) notes.push(e.message);
-      }
-    }
-    return { nranks, records: out.sort((a, b) => b.epoch - a.epoch), notes };
+    return await readCommitRecords(pool, pool.attr, 'commit record');
   } finally {
     await pool.close();
   }
@@ -53,7 +42,7 @@ async function checkEpoch(ep: DaemonEndpoint, job: string, record: CommitRecord,
     const what = `rank ${rank}`;
     let pool: RpmemPool;
     try {
-      pool = await open(ep, `${job}/rank-${rank}.g${record.generations[rank]}.set`, { nlanes: 2 });
+      pool = await open(ep, rankSetName(job, rank, record.generations[rank]!), { nlanes: 2 });
     } catch (e) {
       problems.push(`${what}: ${isMprunError(e) && e.errno === 'ENOENT' ? 'pool missing' : (e as Error).message}`);
       continue;

@@ -9,6 +9,7 @@ import { isAbsolute, join } from 'node:path';
 import { packageRoot } from '../native/index.js';
 import { isMprunError } from '../runtime/errors.js';
 import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
+import { jobSetName, ranksOf } from '../transports/rpmem/store.js';
 import { shellWords } from '../transports/shell.js';
 import { LineSink } from './stdio.js';
 
@@ -102,8 +103,8 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
 export async function checkpointedRanks(endpoints: DaemonEndpoint[], job: string): Promise<number | null> {
   for (const ep of endpoints) {
     try {
-      const pool = await open(ep, `${job}/job.set`, { nlanes: 1 });
-      const n = Buffer.from(pool.attr?.userFlags ?? new Uint8Array(16)).readUInt32LE(4);
+      const pool = await open(ep, jobSetName(job), { nlanes: 1 });
+      const n = ranksOf(pool.attr);
       await pool.close();
       return n;
     } catch (e) {

@@ -24,19 +24,21 @@ import { Piscina } from 'piscina';
 import { MprunError, isMprunError } from './errors.js';
 import { isTypedArray, type TypedArray } from './types.js';
 import { create, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
-import { emptyAttr, type PoolAttr } from '../transports/rpmem/header.js';
+import type { PoolAttr } from '../transports/rpmem/header.js';
 import {
-  decodeRecord,
   encodeRecord,
   encodeSuperblock,
   jobPoolSize,
+  jobSetName,
   layoutOf,
   poolSizeFor,
+  rankSetName,
+  readCommitRecords,
   readDescriptor,
   readSlot,
   recordAt,
-  recordBytes,
   slotCapacity,
+  storeAttr,
   superblockAt,
   totalOf,
   viewsOf,
@@ -77,21 +79,8 @@ export interface CheckpointComm {
   allgather<T>(value: T): Promise<T[]>;
 }
 
-const SIGNATURE = 'MPRUNCKP';
 /** Lanes per pool: the TCP streams (and daemon threads) a rank's transfers spread over; 4 measured no faster here. */
 const LANES = 2;
-const JOB_SET = (job: string): string => `${job}/job.set`;
-const RANK_SET = (job: string, rank: number, gen: number): string => `${job}/rank-${rank}.g${gen}.set`;
-
-/** Pool attributes of the store's pools: user flag 0 says which kind, bytes 4-7 the job's rank count. */
-function attrFor(kind: 'rank' | 'job', nranks: number): PoolAttr {
-  const a = emptyAttr();
-  a.signature = SIGNATURE;
-  a.major = 1;
-  a.userFlags[0] = kind === 'rank' ? 1 : 2;
-  Buffer.from(a.userFlags.buffer, a.userFlags.byteOffset, 16).writeUInt32LE(nranks, 4);
-  return a;
-}
 
 function fail(message: string): MprunError {
   return new MprunError('ERR_MPRUN_CHECKPOINT', message);
@@ -129,7 +118,6 @@ class Replica {
 interface PendingAsync {
   epoch: number;
   total: number;
-  gen: number;
   replicas: Replica[];
   result: Promise<SlotTaskResult[]>;
 }
@@ -228,29 +216,28 @@ export class Checkpointer {
     const byEpoch = new Map<number, { record: CommitRecord; replicas: number[] }>();
     for (const r of this.#alive()) {
       try {
-        r.job ??= await open(r.endpoint, JOB_SET(job), { nlanes: 2 });
+        r.job ??= await open(r.endpoint, jobSetName(job), { nlanes: LANES });
       } catch (e) {
         if (isMprunError(e) && e.errno === 'ENOENT') continue;
         r.drop(errorText(e), 0);
         continue;
       }
-      const n = Buffer.from(r.job.attr?.userFlags ?? new Uint8Array(16)).readUInt32LE(4);
+      let read;
+      try {
+        read = await readCommitRecords(r.job, r.job.attr, `${r.label}: commit record`);
+      } catch (e) {
+        r.drop(errorText(e), 0);
+        continue;
+      }
+      const n = read.nranks;
       if (n !== this.#comm.size) {
         return { error: `job ${job} was checkpointed by ${n} ranks; this run has ${this.#comm.size}. Run it with -n ${n}, or start afresh after \`mprun checkpoints remove --job ${job}\`` };
       }
-      for (const copy of [0, 1]) {
-        try {
-          const rec = decodeRecord(await r.job.read(new Uint8Array(recordBytes(n)), recordAt(copy, n)), `${r.label}: commit record ${copy}`);
-          const have = byEpoch.get(rec.epoch);
-          if (have === undefined) byEpoch.set(rec.epoch, { record: rec, replicas: [r.index] });
-          else have.replicas.push(r.index);
-        } catch (e) {
-          if (!(e instanceof VerifyError)) {
-            r.drop(errorText(e), 0);
-            break;
-          }
-          if (!e.message.includes('no commit record')) process.stderr.write(`mprun: job ${job}: ${e.message}\n`);
-        }
+      for (const note of read.notes) process.stderr.write(`mprun: job ${job}: ${note}\n`);
+      for (const rec of read.records) {
+        const have = byEpoch.get(rec.epoch);
+        if (have === undefined) byEpoch.set(rec.epoch, { record: rec, replicas: [r.index] });
+        else have.replicas.push(r.index);
       }
     }
     return [...byEpoch.values()].sort((a, b) => b.record.epoch - a.record.epoch);
@@ -268,7 +255,7 @@ export class Checkpointer {
       try {
         if (r.pool === null || r.poolGen !== gen) {
           await r.pool?.close();
-          r.pool = await open(r.endpoint, RANK_SET(job, rank, gen), { nlanes: LANES });
+          r.pool = await open(r.endpoint, rankSetName(job, rank, gen), { nlanes: LANES });
           r.poolGen = gen;
         }
         const info = await readDescriptor(r.pool, record.epoch % 2, what);
@@ -333,7 +320,7 @@ export class Checkpointer {
           const old = r.pool;
           r.pool = null;
           if (old !== null && old.error === null) await old.close();
-          r.pool = await openOrCreate(r.endpoint, RANK_SET(job, rank, gen), size, attrFor('rank', this.#comm.size));
+          r.pool = await openOrCreate(r.endpoint, rankSetName(job, rank, gen), size, storeAttr('rank', this.#comm.size));
           r.poolGen = gen;
         } catch (e) {
           r.drop(`cannot make this rank's pool: ${errorText(e)}`, rank);
@@ -403,7 +390,7 @@ export class Checkpointer {
       total,
     };
     const result = (this.#piscina.run(task) as Promise<SlotTaskResult[]>).catch((e: unknown) => replicas.map(() => ({ error: `checkpoint worker: ${errorText(e)}` })));
-    this.#pending = { epoch, total, gen: this.#gen, replicas, result };
+    this.#pending = { epoch, total, replicas, result };
     return { epoch, bytes: total, seconds: (performance.now() - t0) / 1000, async: true, replicas: replicas.map((r) => r.label) };
   }
 
@@ -449,7 +436,7 @@ export class Checkpointer {
         this.#replicas.map(async (r) => {
           if (!(agreed & (1 << r.index)) || !r.alive) return;
           try {
-            r.job ??= await openOrCreate(r.endpoint, JOB_SET(job), jobPoolSize(comm.size), attrFor('job', comm.size));
+            r.job ??= await openOrCreate(r.endpoint, jobSetName(job), jobPoolSize(comm.size), storeAttr('job', comm.size));
             await r.job.persistFrom(recordAt(epoch % 2, comm.size), record);
             written |= 1 << r.index;
           } catch (e) {
@@ -473,7 +460,7 @@ export class Checkpointer {
       if (gen === this.#gen || last >= this.#epoch - 1) continue;
       this.#genEpochs.delete(gen);
       for (const r of this.#alive()) {
-        await remove(r.endpoint, RANK_SET(job, this.#comm.rank, gen), { force: true, poolSet: true }).catch(() => undefined);
+        await remove(r.endpoint, rankSetName(job, this.#comm.rank, gen), { force: true, poolSet: true }).catch(() => undefined);
       }
     }
   }

@@ -20,9 +20,29 @@
 import { MprunError } from '../../runtime/errors.js';
 import type { RpmemLanes } from './client.js';
 import { crc32c } from './crc.js';
+import { emptyAttr, type PoolAttr } from './header.js';
 import { POOL_HDR_SIZE } from './poolset.js';
 
 export const CHUNK_BYTES = 1024 * 1024;
+
+/** The pool set names of a job's pools on a target. */
+export const jobSetName = (job: string): string => `${job}/job.set`;
+export const rankSetName = (job: string, rank: number, generation: number): string => `${job}/rank-${rank}.g${generation}.set`;
+
+/** Attributes of the store's pools: user flag 0 says which kind, bytes 4-7 the job's rank count. */
+export function storeAttr(kind: 'rank' | 'job', nranks: number): PoolAttr {
+  const a = emptyAttr();
+  a.signature = 'MPRUNCKP';
+  a.major = 1;
+  a.userFlags[0] = kind === 'rank' ? 1 : 2;
+  Buffer.from(a.userFlags.buffer, a.userFlags.byteOffset, 16).writeUInt32LE(nranks, 4);
+  return a;
+}
+
+/** The rank count a store pool was made for (storeAttr). */
+export function ranksOf(attr: PoolAttr | null): number {
+  return Buffer.from(attr?.userFlags ?? new Uint8Array(16)).readUInt32LE(4);
+}
 const PAGE = 4096;
 const SUPERBLOCK_AT = POOL_HDR_SIZE;
 const DESCRIPTOR_AT = POOL_HDR_SIZE + 2 * PAGE;
@@ -212,6 +232,26 @@ export function encodeRecord(r: CommitRecord): Buffer {
     b.writeUInt32LE(r.generations[i]!, 52 + 8 * i);
   }
   return sealed(b);
+}
+
+/**
+ * Both commit records of a job pool that verify, newest first. `notes`: the
+ * copies that fail verification (a copy never written is no news). Other
+ * failures (the target, the network) are thrown.
+ */
+export async function readCommitRecords(pool: RpmemLanes, attr: PoolAttr | null, what: string): Promise<{ nranks: number; records: CommitRecord[]; notes: string[] }> {
+  const nranks = ranksOf(attr);
+  const records: CommitRecord[] = [];
+  const notes: string[] = [];
+  for (const copy of [0, 1]) {
+    try {
+      records.push(decodeRecord(await pool.read(new Uint8Array(recordBytes(nranks)), recordAt(copy, nranks)), `${what} ${copy}`));
+    } catch (e) {
+      if (!(e instanceof VerifyError)) throw e;
+      if (!e.message.includes('no commit record')) notes.push(e.message);
+    }
+  }
+  return { nranks, records: records.sort((a, b) => b.epoch - a.epoch), notes };
 }
 
 /** The commit record in `bytes` (a whole record area), or a VerifyError. */
