@@ -1,6 +1,6 @@
 /** Helpers for tests that start real jobs through the real launcher. */
 import { spawn, execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -82,5 +82,24 @@ export function pidAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Runs `fn` with a new directory `dir` on a tmpfs of `size` (a disk that fills
+ * up), unmounted after. Mounting needs root: without it the test is skipped,
+ * saying why.
+ */
+export async function onSmallTmpfs(ctx: { skip(): void }, dir: string, size: string, fn: () => Promise<void>): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.log('full-disk test skipped: mounting a small tmpfs needs root');
+    ctx.skip();
+  }
+  mkdirSync(dir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir]);
+  try {
+    await fn();
+  } finally {
+    execFileSync('umount', [dir]);
   }
 }

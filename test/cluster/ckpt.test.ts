@@ -9,44 +9,34 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create, emptyAttr, open, remove } from '../../transports/rpmem/index.js';
-import { eventually, rankProcesses, root, runMprun } from '../helpers.js';
-import { clusterLeftovers, clusterUnavailable, onNode, startCluster, type Cluster } from './cluster.js';
+import { root, runMprun } from '../helpers.js';
+import { clusterUnavailable } from './cluster.js';
+import { useCluster } from './suite.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cross-node checkpoint tests skipped: ${why}`);
 const heat = join(root, 'examples', 'heat.ts');
 
 describe.skipIf(why !== null)('rpmem and checkpoints across nodes (OpenSSH)', () => {
-  let cluster: Cluster;
-  let env: Record<string, string>;
+  // And no rpmem daemon left on any node.
+  const c = useCluster((s) => expect(s.cluster.nodes.map((n) => s.onNode(n.name, "pgrep -af '[m]prun-rpmemd' || true")).join('')).toBe(''));
   let dir: string;
 
-  beforeAll(async () => {
-    cluster = await startCluster(2, 2);
-    env = { MPRUN_SSH_ARGS: `-F ${cluster.sshConfig}`, MPRUN_NODE_TIMEOUT_MS: '3000' };
+  beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'mprun-ckpt-cluster-'));
-  }, 30_000);
-  afterAll(() => {
-    cluster?.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
-  afterEach(async () => {
-    expect(await eventually(() => clusterLeftovers(cluster).length === 0, 8000)).toBe(true);
-    expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
-    const daemons = cluster.nodes.map((n) => onNode(cluster, n.name, "pgrep -af '[m]prun-rpmemd' || true")).join('');
-    expect(daemons).toBe('');
-  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('mprun/rpmem starts its daemon on node2 over ssh; lanes reach it at node2 address', async () => {
     const saved = process.env.RPMEM_SSH;
-    process.env.RPMEM_SSH = `ssh -F ${cluster.sshConfig}`;
+    process.env.RPMEM_SSH = `ssh -F ${c.cluster.sshConfig}`;
     try {
       const attr = emptyAttr();
       attr.signature = 'CLUSTER';
       const pool = await create('node2', 'remote.set', 4 * 1024 * 1024, { attr, nlanes: 2, makeSet: true, poolsetDir: join(dir, 'api') });
-      expect(pool.descriptor().address).toBe(cluster.nodes[1]!.address);
+      expect(pool.descriptor().address).toBe(c.cluster.nodes[1]!.address);
       pool.data.fill(0x33, 4096, 4096 + 3 * 1024 * 1024);
       await pool.persist(4096, 3 * 1024 * 1024, { lane: 1 });
       await pool.close();
@@ -68,15 +58,15 @@ describe.skipIf(why !== null)('rpmem and checkpoints across nodes (OpenSSH)', ()
     const whole = await runMprun(['-n', '4', '--job', 'ref', '--ckpt-target', `localhost:${join(dir, 'ref')}`, heat, '--n', '256', '--steps', '200', '--every', '40']);
     expect(whole.code).toBe(0);
     const answer = /sum = (\S+)/.exec(whole.stdout)?.[1];
-    const args = ['--hostfile', cluster.hostfile, '--job', 'cl', '--ckpt-target', `node2:${join(dir, 'n2')}`, '--ckpt-target', `localhost:${join(dir, 'here')}`, heat, '--n', '256', '--steps', '200', '--every', '40', '--kill-at', '90'];
-    const first = await runMprun(args, { env });
+    const args = ['--hostfile', c.cluster.hostfile, '--job', 'cl', '--ckpt-target', `node2:${join(dir, 'n2')}`, '--ckpt-target', `localhost:${join(dir, 'here')}`, heat, '--n', '256', '--steps', '200', '--every', '40', '--kill-at', '90'];
+    const first = await runMprun(args, { env: c.env });
     expect(first.code).toBe(137);
     expect(first.stdout).toMatch(new RegExp(`checkpoint epoch 2, .*`));
-    const second = await runMprun(args, { env });
+    const second = await runMprun(args, { env: c.env });
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('heat: resumed from epoch 2 (step 80)');
     expect(/sum = (\S+)/.exec(second.stdout)?.[1]).toBe(answer);
-    const list = await runMprun(['checkpoints', 'list', '--job', 'cl', '--ckpt-target', `node2:${join(dir, 'n2')}`, '--ckpt-target', `localhost:${join(dir, 'here')}`], { env });
+    const list = await runMprun(['checkpoints', 'list', '--job', 'cl', '--ckpt-target', `node2:${join(dir, 'n2')}`, '--ckpt-target', `localhost:${join(dir, 'here')}`], { env: c.env });
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(new RegExp(` 5 .*node2:${join(dir, 'n2')} ok, localhost:${join(dir, 'here')} ok`));
   }, 120_000);

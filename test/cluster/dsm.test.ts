@@ -6,31 +6,20 @@
  * faults: intruders on an agent's data port, a node lost mid-transfer.
  */
 import { spawnSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { app, eventually, rankProcesses, root, runMprun } from '../helpers.js';
-import { clusterLeftovers, clusterUnavailable, onNode as onNodeOf, startCluster, type Cluster } from './cluster.js';
+import { app, root, runMprun } from '../helpers.js';
+import { clusterUnavailable } from './cluster.js';
+import { useCluster } from './suite.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cross-node runtime tests skipped: ${why}`);
 
 describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
-  let cluster: Cluster;
-  let env: Record<string, string>;
-  const onNode = (node: string, cmd: string): string => onNodeOf(cluster, node, cmd);
-
-  beforeAll(async () => {
-    cluster = await startCluster(2, 2);
-    env = { MPRUN_SSH_ARGS: `-F ${cluster.sshConfig}`, MPRUN_NODE_TIMEOUT_MS: '3000' };
-  }, 30_000);
-  afterAll(() => cluster?.stop());
-  afterEach(async () => {
-    expect(await eventually(() => clusterLeftovers(cluster).length === 0, 8000)).toBe(true);
-    expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
-  });
+  const c = useCluster();
 
   it('passes the whole rank API conformance app on 2 nodes x 2 ranks', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, '-x', 'EXPECT_SIZE=4', '-x', 'EXPECT_NODES=2', app('api.ts')], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, '-x', 'EXPECT_SIZE=4', '-x', 'EXPECT_NODES=2', app('api.ts')], { env: c.env });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').sort()).toEqual(['api ok 0', 'api ok 1', 'api ok 2', 'api ok 3']);
@@ -38,7 +27,7 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
 
   it('passes every collective on 2 nodes x 2 ranks, and with ranks round-robin over the nodes', async () => {
     for (const mapBy of ['slot', 'node']) {
-      const r = await runMprun(['--hostfile', cluster.hostfile, '--map-by', mapBy, app('coll.ts')], { env });
+      const r = await runMprun(['--hostfile', c.cluster.hostfile, '--map-by', mapBy, app('coll.ts')], { env: c.env });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout.trim().split('\n').sort()).toEqual(['coll ok 0', 'coll ok 1', 'coll ok 2', 'coll ok 3']);
@@ -46,7 +35,7 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   }, 120_000);
 
   it('MPRUN_DEBUG shows the transport serving each peer: xpmem on the node, dsm across', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, '-x', 'MPRUN_DEBUG=1', join(root, 'examples', 'hello.ts')], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, '-x', 'MPRUN_DEBUG=1', join(root, 'examples', 'hello.ts')], { env: c.env });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/mprun\[0\]: .* peers: 0:self 1:xpmem\/\w+ 2:dsm 3:dsm/);
     expect(r.stderr).toMatch(/mprun\[3\]: .* peers: 0:dsm 1:dsm 2:xpmem\/\w+ 3:self/);
@@ -54,14 +43,14 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   }, 60_000);
 
   it('shared variables, atomics at the home, semaphores and holes work across nodes', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, app('dsm.ts')], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, app('dsm.ts')], { env: c.env });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').sort()).toEqual(['dsm ok 0', 'dsm ok 1', 'dsm ok 2', 'dsm ok 3']);
   }, 60_000);
 
   it('an agent\'s data port closes and logs intruders and malformed frames; the job goes on', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, app('intruder-dsm.ts')], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, app('intruder-dsm.ts')], { env: c.env });
     expect(r.code).toBe(0);
     for (const what of ['wrong secret', 'garbage', 'version 99', 'put before auth']) expect(r.stdout).toContain(`intruder closed: ${what}`);
     expect(r.stdout).toContain('intruder authenticated, then closed: put outside the heap');
@@ -77,8 +66,8 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   /** Runs stream.ts and calls `fault` once every rank streams data across the link. */
   const streamAndFault = (fault: () => void): Promise<{ code: number | null; stderr: string; ms: number; faulted: boolean }> => {
     let faulted = false;
-    return runMprun(['--hostfile', cluster.hostfile, app('stream.ts')], {
-      env,
+    return runMprun(['--hostfile', c.cluster.hostfile, app('stream.ts')], {
+      env: c.env,
       onStdout: (text) => {
         if (!faulted && (text.match(/streaming/g) ?? []).length === 4) {
           faulted = true;
@@ -89,7 +78,7 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   };
 
   it('an agent killed while ranks stream data to its node: the job aborts naming the node, nothing is left', async () => {
-    const r = await streamAndFault(() => onNode('node2', "pkill -KILL -f '[m]prun.js --agent'"));
+    const r = await streamAndFault(() => c.onNode('node2', "pkill -KILL -f '[m]prun.js --agent'"));
     expect(r.faulted).toBe(true);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/node node2 lost/);
@@ -97,7 +86,7 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
   }, 60_000);
 
   it('a network cut while ranks stream data across it: the job aborts in seconds naming the node', async () => {
-    const veth = `${cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
+    const veth = `${c.cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
     const r = await streamAndFault(() => spawnSync('ip', ['link', 'set', veth, 'down']));
     spawnSync('ip', ['link', 'set', veth, 'up']);
     expect(r.faulted).toBe(true);

@@ -4,33 +4,22 @@
  * and --host, placement, exit codes, signals, a lost node and a cut network.
  */
 import { spawnSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { app, eventually, rankProcesses, runMprun } from '../helpers.js';
-import { clusterLeftovers, clusterUnavailable, onNode as onNodeOf, startCluster, type Cluster } from './cluster.js';
+import { describe, expect, it } from 'vitest';
+import { app, runMprun } from '../helpers.js';
+import { clusterUnavailable } from './cluster.js';
+import { useCluster } from './suite.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cluster launch tests skipped: ${why}`);
 
 describe.skipIf(why !== null)('mprun across nodes', () => {
-  let cluster: Cluster;
-  let env: Record<string, string>;
+  const c = useCluster();
   const where = app('where.ts');
-  const onNode = (node: string, cmd: string): string => onNodeOf(cluster, node, cmd);
-
-  beforeAll(async () => {
-    cluster = await startCluster(2, 2);
-    env = { MPRUN_SSH_ARGS: `-F ${cluster.sshConfig}`, MPRUN_NODE_TIMEOUT_MS: '3000' };
-  }, 30_000);
-  afterAll(() => cluster?.stop());
-  afterEach(async () => {
-    expect(await eventually(() => clusterLeftovers(cluster).length === 0, 8000)).toBe(true);
-    expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
-  });
 
   const lines = (out: string): string[] => out.trim().split('\n').filter((l) => l.startsWith('rank ')).sort();
 
   it('starts ranks on every node of a hostfile over ssh, filling nodes by slot', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, where], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, where], { env: c.env });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(lines(r.stdout)).toEqual([
@@ -42,13 +31,13 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
   });
 
   it('--host with --map-by node round-robins, and --launch-agent replaces ssh', async () => {
-    const r = await runMprun(['-n', '4', '--host', 'node1:2,node2:2', '--map-by', 'node', '--launch-agent', `ssh -F ${cluster.sshConfig}`, where]);
+    const r = await runMprun(['-n', '4', '--host', 'node1:2,node2:2', '--map-by', 'node', '--launch-agent', `ssh -F ${c.cluster.sshConfig}`, where]);
     expect(r.code).toBe(0);
     expect(lines(r.stdout).map((l) => /^rank (\d) of 4 on (node\d)/.exec(l)!.slice(1).join('@'))).toEqual(['0@node1', '1@node2', '2@node1', '3@node2']);
   });
 
   it('a connection to mprun without the secret, or with garbage, from another node is closed and logged; the job goes on', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, app('intruder-raw.ts')], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, app('intruder-raw.ts')], { env: c.env });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('intruder closed: wrong secret');
     expect(r.stdout).toContain('intruder closed: garbage');
@@ -58,15 +47,15 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
   });
 
   it('a remote rank exiting 5 makes mprun exit 5, naming rank, pid and node', async () => {
-    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'fail', '3', '5'], { env });
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'fail', '3', '5'], { env: c.env });
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/rank 3 \(pid \d+ on node2\) exited with code 5; aborting the job/);
   });
 
   it('SIGTERM to mprun stops the ranks on every node', async () => {
     let sent = false;
-    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'sleep'], {
-      env,
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'sleep'], {
+      env: c.env,
       onStdout: (text, child) => {
         if (!sent && (text.match(/pid \d+/g) ?? []).length === 4) {
           sent = true;
@@ -80,12 +69,12 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
 
   it('a killed node agent aborts the job within seconds, naming the node', async () => {
     let killed = false;
-    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'sleep'], {
-      env,
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'sleep'], {
+      env: c.env,
       onStdout: (text) => {
         if (!killed && (text.match(/pid \d+/g) ?? []).length === 4) {
           killed = true;
-          onNode('node2', "pkill -KILL -f '[m]prun.js --agent'");
+          c.onNode('node2', "pkill -KILL -f '[m]prun.js --agent'");
         }
       },
     });
@@ -97,9 +86,9 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
 
   it("a node whose network is cut (veth down) aborts the job within seconds, naming it", async () => {
     let cut = false;
-    const veth = `${cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
-    const r = await runMprun(['--hostfile', cluster.hostfile, where, 'sleep'], {
-      env,
+    const veth = `${c.cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'sleep'], {
+      env: c.env,
       onStdout: (text) => {
         if (!cut && (text.match(/pid \d+/g) ?? []).length === 4) {
           cut = true;

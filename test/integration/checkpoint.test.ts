@@ -6,14 +6,14 @@
  * target disk, a lost replica, a different rank count; and the
  * `mprun checkpoints` tools. Nothing may be left behind on any path.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../../transports/rpmem/header.js';
 import { slotBase } from '../../transports/rpmem/store.js';
-import { app, eventually, rankProcesses, root, runMprun, shmFiles } from '../helpers.js';
+import { app, eventually, onSmallTmpfs, rankProcesses, root, runMprun, shmFiles } from '../helpers.js';
 
 const heat = join(root, 'examples', 'heat.ts');
 const ckptApp = app('ckpt.ts');
@@ -158,14 +158,8 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
   }, 90_000);
 
   it('a full target disk: a clear error, and the previous epoch intact', async (ctx) => {
-    if (process.getuid?.() !== 0) {
-      console.log('full-disk test skipped: mounting a small tmpfs needs root');
-      ctx.skip();
-    }
     const dir = join(base, 'full');
-    mkdirSync(dir);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', dir]);
-    try {
+    await onSmallTmpfs(ctx, dir, '8m', async () => {
       const args = ['-n', '2', '--job', 'full', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '64'];
       expect((await runMprun([...args, '--epochs', '2'])).code).toBe(0);
       // From epoch 3 the state grows by 4 MiB a rank: new pools that do not fit.
@@ -179,9 +173,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
       const again = await runMprun([...args, '--epochs', '2']);
       expect(again.stdout).toContain('rank 0 restored epoch 2 intact');
       expect(again.code).toBe(0);
-    } finally {
-      execFileSync('umount', [dir]);
-    }
+    });
   }, 90_000);
 
   it('one replica of two lost: restore from the other, and both hold the epochs after', async () => {

@@ -16,7 +16,7 @@ import { create, emptyAttr, open, remove, crc32c, type PoolAttr, type RpmemPool 
 import { R, RPMEM_PROTOCOL } from '../../transports/rpmem/protocol.js';
 import { isMprunError } from '../../runtime/errors.js';
 import { native } from '../../native/index.js';
-import { eventually, root } from '../helpers.js';
+import { eventually, onSmallTmpfs, root } from '../helpers.js';
 
 const SSH = join(root, 'test', 'fixtures', 'local-ssh.sh');
 const DAEMON = `${process.execPath} ${join(root, 'bin', 'mprun-rpmemd.js')}`;
@@ -232,14 +232,8 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
   });
 
   it('a full disk fails at create (space is allocated then), with ENOSPC and nothing left behind', async (ctx) => {
-    if (process.getuid?.() !== 0) {
-      console.log('full-disk test skipped: mounting a small tmpfs needs root');
-      ctx.skip();
-    }
     const small = join(dir, 'small');
-    mkdirSync(small);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', small]);
-    try {
+    await onSmallTmpfs(ctx, small, '3m', async () => {
       writeFileSync(join(small, 'full.set'), 'PMEMPOOLSET\n4M full.part0\n');
       expect(await rejects(create('node1', 'full.set', 4 * MiB, { attr: attr(), poolsetDir: small }), 'ENOSPC')).toMatch(/posix_fallocate/);
       expect(existsSync(join(small, 'full.part0'))).toBe(false);
@@ -248,9 +242,7 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
       pool.data.fill(1, 4096, 2 * MiB);
       await pool.persist(4096, 2 * MiB - 4096);
       await pool.close();
-    } finally {
-      execFileSync('umount', [small]);
-    }
+    });
   });
 
   it('closes and logs malformed or unauthenticated lane connections, and keeps serving', async () => {
