@@ -193,6 +193,11 @@ export class Team {
     this.#runSync(() => this.#engine.barrier());
   }
 
+  /** Every member's value, blocking this thread (for synchronous collectives such as alloc). @internal */
+  allgatherSync<T>(value: T): T[] {
+    return this.#runSync(() => this.#engine.gather(value, null)) as T[];
+  }
+
   /**
    * Broadcasts from `root`. A typed array is filled in place on every member
    * (same type and length everywhere) and returned; any other value is

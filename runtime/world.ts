@@ -131,6 +131,8 @@ export class World extends Team {
   /** Peer views of each allocation, by world rank (null: not mappable). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
   #finalized = false;
+  /** Allocations made so far (each rank's count must agree at every alloc). */
+  #allocs = 0;
   readonly #ckpt: Checkpointer;
 
   /** @internal use init() */
@@ -266,9 +268,16 @@ export class World extends Team {
     if (!isTypedArrayCtor(Type)) throw new TypeError('alloc expects a typed array constructor such as Float64Array');
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`alloc length must be a non-negative integer, not ${length}`);
     const offset = this.#heap.reserve(length * Type.BYTES_PER_ELEMENT);
+    // Every rank must ask for the same allocation in the same order, or the
+    // same offset would name different memory on different ranks and puts
+    // would land in the wrong array. One gather checks it (and, as every rank
+    // has reserved before it contributes, is the barrier shmem_malloc ends with).
+    const mine: AllocRequest = [this.#allocs, Type.name, length, offset];
+    const all = this.allgatherSync(mine);
+    checkAllocsAgree(all, this.rank);
+    this.#allocs++;
     const view = new Type(this.#heap.buffer, offset, length);
     this.#views.set(view, new Array<TypedArray | null>(this.size).fill(null));
-    this.barrierSync();
     return view;
   }
 
@@ -599,6 +608,17 @@ function comparator(cmp: Comparison): (a: number, b: number) => boolean {
     case '>=': return (a, b) => a >= b;
     default: throw new TypeError(`comparison must be one of == != < <= > >=, not ${String(cmp)}`);
   }
+}
+
+/** One rank's alloc call: its ordinal, type name, length and heap offset. */
+type AllocRequest = [number, string, number, number];
+
+/** Throws, naming every rank and what it asked for, unless all ranks made the same alloc call. */
+function checkAllocsAgree(all: AllocRequest[], me: number): void {
+  const [n0, type0, len0, off0] = all[0]!;
+  if (all.every(([n, t, l, o]) => n === n0 && t === type0 && l === len0 && o === off0)) return;
+  const what = all.map(([n, t, l, o], r) => `rank ${r}: alloc #${n + 1} ${t}(${l}) at heap offset ${o}`).join('; ');
+  throw new MprunError('ERR_MPRUN_COLLECTIVE_MISMATCH', `collective mismatch in alloc on rank ${me}: every rank must allocate the same type and length in the same order (${what})`);
 }
 
 function describe(v: unknown): string {

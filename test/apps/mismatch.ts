@@ -4,6 +4,7 @@
  *   kind    the last rank calls bcast where the others call allreduce
  *   type    the last rank allreduces an Int32Array, the others a Float64Array
  *   bcast   the last rank's buffer is shorter than the root's
+ *   alloc   the last rank allocates a longer first array, then all allocate the same
  * Every case must end the job with a clear message, not hang.
  */
 import { init } from 'mprun';
@@ -25,6 +26,13 @@ switch (process.argv[2]) {
   case 'bcast':
     await world.bcast(new Float64Array(last ? 4 : 8), 0);
     break;
+  case 'alloc': {
+    world.alloc(Float64Array, last ? 20 : 10);
+    const b = world.alloc(Float64Array, 4);
+    if (world.rank === 0) world.put(b, Float64Array.of(1, 2, 3, 4), world.size - 1);
+    await world.barrier();
+    break;
+  }
   default:
     throw new Error(`unknown case ${process.argv[2]}`);
 }

@@ -21,6 +21,7 @@ describe('collectives', () => {
     ['length', /collective mismatch: team rank \d \(world rank \d\) passed (64|128) bytes, this rank (128|64)/],
     ['kind', /collective mismatch: team rank \d \(world rank \d\) called (bcast|allreduce) where this rank called (allreduce|bcast)/],
     ['type', /collective mismatch: .* passed (Int32Array|Float64Array), this rank (Float64Array|Int32Array)/],
+    ['alloc', /collective mismatch in alloc on rank \d: .*rank 0: alloc #1 Float64Array\(10\).*rank 2: alloc #1 Float64Array\(20\)/],
     ['bcast', /collective mismatch: team rank 0 \(world rank 0\) broadcasts 64 bytes of Float64Array into this rank's Float64Array of 32 bytes/],
   ] as const) {
     it(`a mismatched call (${kind}) ends the job with a clear message, not a hang`, async () => {
