@@ -19,6 +19,15 @@ const leaveIfAborted = (e: unknown): void => {
 process.on('uncaughtException', leaveIfAborted);
 process.on('unhandledRejection', leaveIfAborted);
 
+// Node writes to a pipe asynchronously: what is still queued when the program
+// calls process.exit() is lost. A rank's stdout and stderr are pipes to its
+// agent; make their writes blocking (as C's stdio and a terminal are), so
+// that every byte written before exit reaches mprun. A full pipe then holds
+// the writer until the agent reads, which is the back-pressure a job wants.
+for (const stream of [process.stdout, process.stderr]) {
+  (stream as unknown as { _handle?: { setBlocking?(on: boolean): void } })._handle?.setBlocking?.(true);
+}
+
 const [nodePath, , app, ...args] = process.argv;
 if (app === undefined) {
   process.stderr.write('mprun rank-main: no app given\n');

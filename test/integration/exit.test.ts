@@ -17,6 +17,21 @@ describe('exit semantics', () => {
     expect(r.stderr).toMatch(/rank 2 \(pid \d+\) exited with code 3; aborting the job/);
   });
 
+  it('every line ranks write before finalize(); process.exit(0) reaches the output', async () => {
+    const lines = 50_000;
+    const r = await runMprun(['-n', '4', app('flood.ts'), String(lines)]);
+    expect(r.code).toBe(0);
+    const out = r.stdout.split('\n').filter((l) => l !== '');
+    expect(out.length).toBe(4 * lines);
+    for (let rank = 0; rank < 4; rank++) {
+      const mine = out.filter((l) => l.startsWith(`rank ${rank} line `));
+      expect(mine.length).toBe(lines);
+      // in the order the rank wrote them
+      expect(mine.every((l, i) => l.startsWith(`rank ${rank} line ${i} `))).toBe(true);
+    }
+    expect(r.stderr.split('\n').filter((l) => / err \d+$/.test(l)).length).toBe(400);
+  });
+
   it('a rank killed with SIGKILL aborts the job promptly', async () => {
     const r = await runMprun(['-n', '4', exitApp, 'kill', '1']);
     expect(r.code).toBe(128 + 9);
