@@ -151,11 +151,48 @@ export class Checkpointer {
   #pending: PendingAsync | null = null;
   #piscina: Piscina | null = null;
   #staging: SharedArrayBuffer | null = null;
+  /** Operations in progress (see #holding). */
+  #busy = 0;
 
   constructor(comm: CheckpointComm, config: CheckpointConfig | null, secret: string) {
     this.#comm = comm;
     this.#config = config;
     this.#replicas = (config?.targets ?? []).map((t, i) => new Replica(i, t.label, { address: t.address, port: t.port, secret, label: t.label }));
+  }
+
+  restore(): Promise<number | null> {
+    return this.#holding(() => this.#restore());
+  }
+
+  checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
+    return this.#holding(() => this.#checkpoint(opts));
+  }
+
+  checkpointWait(): Promise<CheckpointInfo | null> {
+    return this.#holding(() => this.#checkpointWait());
+  }
+
+  /**
+   * Runs one operation with the pools' connections keeping the process alive;
+   * between operations they do not, so that a program that simply ends (no
+   * finalize) reaches its beforeExit handler, which finalizes and so commits a
+   * pending asynchronous epoch. A transfer in flight keeps the process alive
+   * through its worker thread.
+   */
+  async #holding<T>(op: () => Promise<T>): Promise<T> {
+    if (this.#busy++ === 0) this.#keepAlive(true);
+    try {
+      return await op();
+    } finally {
+      if (--this.#busy === 0) this.#keepAlive(false);
+    }
+  }
+
+  #keepAlive(on: boolean): void {
+    for (const r of this.#replicas) {
+      r.pool?.keepAlive(on);
+      r.job?.keepAlive(on);
+    }
   }
 
   /** Registers (or replaces) a typed array under `name`; every rank protects the same names. */
@@ -178,7 +215,7 @@ export class Checkpointer {
    * Collective: restores the newest intact committed epoch into the protected
    * arrays and returns it, or null on a fresh start (or outside a checkpoint job).
    */
-  async restore(): Promise<number | null> {
+  async #restore(): Promise<number | null> {
     if (this.#config === null) return null;
     await this.#completeAsync();
     const job = this.#config.job;
@@ -331,7 +368,7 @@ export class Checkpointer {
   }
 
   /** Collective: makes the protected arrays durable on the targets as a new epoch. */
-  async checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
+  async #checkpoint(opts: CheckpointOptions): Promise<CheckpointInfo> {
     const { job } = this.#configured('checkpoint()');
     const t0 = performance.now();
     await this.#completeAsync();
@@ -395,7 +432,7 @@ export class Checkpointer {
   }
 
   /** Collective: waits for an asynchronous checkpoint and commits it. */
-  async checkpointWait(): Promise<CheckpointInfo | null> {
+  async #checkpointWait(): Promise<CheckpointInfo | null> {
     const p = this.#pending;
     if (p === null) return null;
     const t0 = performance.now();
@@ -466,7 +503,11 @@ export class Checkpointer {
   }
 
   /** Finalize: commits a pending asynchronous checkpoint and closes the pools. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.#holding(() => this.#close());
+  }
+
+  async #close(): Promise<void> {
     await this.#completeAsync();
     await this.#piscina?.destroy();
     this.#piscina = null;

@@ -260,6 +260,8 @@ interface Control {
   secret: string;
   label: string;
   end(): void;
+  /** Whether the connection keeps the process alive (Node's ref/unref). */
+  keepAlive(on: boolean): void;
 }
 
 /** The daemon command (RPMEM_CMD), this installation's by default. */
@@ -322,14 +324,20 @@ export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?:
   const secret = opts.secret ?? randomBytes(32).toString('hex');
   const reply = await ch.request(R.AUTH, {}, `starting ${label}`, Buffer.from(secret));
   const where = JSON.parse(Buffer.from(reply).toString('utf8')) as { address: string; port: number };
-  return { child, ch, secret, label, address: where.address, port: where.port, end: () => child.stdin!.end() };
+  const streams = [child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>;
+  const keepAlive = (on: boolean): void => {
+    if (on) child.ref();
+    else child.unref();
+    for (const s of streams) (on ? s?.ref : s?.unref)?.call(s);
+  };
+  return { child, ch, secret, label, address: where.address, port: where.port, end: () => child.stdin!.end(), keepAlive };
 }
 
 /** A TCP control session to a daemon mprun started. */
 async function session(ep: DaemonEndpoint): Promise<Control> {
   const label = `rpmem target ${ep.label ?? `${ep.address}:${ep.port}`}`;
   const { sock, ch } = await dial(ep.address, ep.port, ep.secret, label);
-  return { ch, address: ep.address, port: ep.port, secret: ep.secret, label, end: () => sock.end() };
+  return { ch, address: ep.address, port: ep.port, secret: ep.secret, label, end: () => sock.end(), keepAlive: (on) => void (on ? sock.ref() : sock.unref()) };
 }
 
 function control(target: Target, opts: LaunchOptions): Promise<Control> {
@@ -463,6 +471,18 @@ export class RpmemLanes {
     }
   }
 
+  /**
+   * Whether the lanes keep the process alive. A runtime that holds pools open
+   * between operations (checkpoints) lets them go while idle, so that a
+   * program that simply ends still reaches its exit handlers.
+   */
+  keepAlive(on: boolean): void {
+    for (const l of this.#lanes) {
+      if (on) l.sock.ref();
+      else l.sock.unref();
+    }
+  }
+
   /** Closes the lanes (the pool stays open for its owner). */
   detach(): void {
     this.#detached = true;
@@ -489,6 +509,12 @@ async function connectLanes(desc: PoolDescriptor, label: string): Promise<Array<
 export class RpmemPool extends RpmemLanes {
   /** The pool's attributes (null for a NOHDRS pool). */
   attr: PoolAttr | null;
+  /**
+   * Damage the target found in this pool's headers or their backups when it
+   * opened the pool, and set right (header.ts: every header has a backup), in
+   * words: "the header of F was damaged (...); recovered from its backup F.hdr".
+   */
+  repairs: string[] = [];
   readonly #control: Control;
   #local: Uint8Array | null;
   #closed = false;
@@ -522,6 +548,12 @@ export class RpmemPool extends RpmemLanes {
   get data(): Uint8Array {
     this.#local ??= new Uint8Array(this.size);
     return this.#local;
+  }
+
+  /** Whether the lanes and the control connection keep the process alive. */
+  override keepAlive(on: boolean): void {
+    super.keepAlive(on);
+    this.#control.keepAlive(on);
   }
 
   /** Where lanes of other threads can attach (RpmemLanes.attach). */
@@ -589,7 +621,9 @@ export async function open(target: Target, poolSet: string, opts: OpenOptions = 
   try {
     const r = await c.ch.json(R.OPEN, {}, 'open', { poolSet, nlanes });
     const attr = r.attr === null || r.attr === undefined ? null : attrFromWire(r.attr);
-    return await RpmemPool.fromReply(c, r, attr, opts.buffer);
+    const pool = await RpmemPool.fromReply(c, r, attr, opts.buffer);
+    if (Array.isArray(r.repairs)) pool.repairs = r.repairs.map(String);
+    return pool;
   } catch (e) {
     c.end();
     throw e;
