@@ -2,6 +2,7 @@
  * Typed loader of the native addon (native/*.cc, built by `npm install`).
  * The addon does system calls only; every policy lives in TypeScript.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -40,6 +41,9 @@ export interface NativeBinding {
   locate(view: Bytes): [number, number, number] | null;
   addressOf(view: Bytes): bigint;
   pageSize(): number;
+  /** The longest mapping mapFd and attach hand out as one ArrayBuffer (longer ones are refused). */
+  setMaxMapping(bytes: number): void;
+  maxMapping(): number;
   dieWithParent(parentPid: number): void;
   allowPtraceAny(): void;
   setAffinity(cpus: number[]): void;
@@ -86,6 +90,12 @@ export interface NativeBinding {
   lockPool(path: string): number;
 }
 
+/**
+ * The longest external ArrayBuffer this Node.js makes (4 GiB in Node 20): one
+ * mapping (a heap, a collective arena, the control segment) can be no longer.
+ */
+export const maxMappingBytes: number = bufferConstants.MAX_LENGTH;
+
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** The package root, whether running from sources (vitest) or from dist/. */
@@ -102,6 +112,7 @@ function load(): { binding: NativeBinding | null; error: string | null; path: st
     try {
       const binding = require(path) as NativeBinding;
       binding.setErrorClass(MprunError);
+      binding.setMaxMapping(maxMappingBytes);
       return { binding, error: null, path };
     } catch (e) {
       errors.push(`${path}: ${(e as Error).message}`);

@@ -299,7 +299,9 @@ Napi::Value PoolMap(const Napi::CallbackInfo& info) {
   // a copy, not a page fault per 4 KiB.
   madvise(addr, length, MADV_POPULATE_WRITE);
   auto o = Napi::Object::New(env);
-  o.Set("buffer", WrapMapping(env, addr, length, UnmapPool, new PoolMapping{viaPmem, fd}));
+  auto buffer = WrapMapping(env, addr, length, UnmapPool, new PoolMapping{viaPmem, fd});
+  if (env.IsExceptionPending()) return env.Undefined();  // too long for one buffer: unmapped, fd closed
+  o.Set("buffer", buffer);
   o.Set("fd", fd);
   o.Set("isPmem", isPmem != 0);
   o.Set("via", viaPmem ? "libpmem" : "mmap");

@@ -40,7 +40,22 @@ void Finalize(Napi::Env, void* data, Mapping* m) {
 
 void Munmap(void* addr, size_t length, void*) { munmap(addr, length); }
 
+// The longest external ArrayBuffer Node.js makes: buffer.constants.MAX_LENGTH,
+// set by the loader (native/index.ts) through setMaxMapping(); 4 GiB in Node 20.
+// Longer ones fail inside napi_create_external_arraybuffer, and on that path
+// Node.js has already run the finalizer when node-addon-api deletes its
+// finalizer data again: "free(): double free detected in tcache 2" (issue 13).
+// So a longer mapping is refused here, before any ArrayBuffer is made.
+uint64_t maxMapping = uint64_t{1} << 32;
+
 Napi::ArrayBuffer Wrap(Napi::Env env, void* addr, size_t length, UnmapFn unmap, void* hint, int fd) {
+  if (length > maxMapping) {
+    unmap(addr, length, hint);
+    ThrowCode(env, "ERR_MPRUN_ARG",
+              "cannot map " + std::to_string(length) + " bytes as one buffer: Node.js holds at most " + std::to_string(maxMapping) +
+                  " bytes in an external ArrayBuffer (buffer.constants.MAX_LENGTH)");
+    return Napi::ArrayBuffer();
+  }
   auto* m = new Mapping{addr, length, unmap, hint, fd, false};
   mappings[addr] = m;
   return Napi::ArrayBuffer::New(env, addr, length, Finalize, m);
@@ -151,6 +166,17 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data)));
 }
 
+Napi::Value SetMaxMapping(const Napi::CallbackInfo& info) {
+  uint64_t v;
+  if (!U64Of(info.Env(), info[0], &v)) return info.Env().Undefined();
+  maxMapping = v;
+  return info.Env().Undefined();
+}
+
+Napi::Value MaxMapping(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(maxMapping));
+}
+
 Napi::Value PageSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(sysconf(_SC_PAGESIZE)));
 }
@@ -188,6 +214,8 @@ void InitShm(Napi::Env env, Napi::Object exports) {
   exports.Set("locate", Napi::Function::New(env, Locate));
   exports.Set("addressOf", Napi::Function::New(env, AddressOf));
   exports.Set("pageSize", Napi::Function::New(env, PageSize));
+  exports.Set("setMaxMapping", Napi::Function::New(env, SetMaxMapping));
+  exports.Set("maxMapping", Napi::Function::New(env, MaxMapping));
 }
 
 }  // namespace mprun

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseBytes, readConfig } from './config.js';
+import { cpus } from 'node:os';
+import { checkMappings, formatBytes, parseBytes, readConfig } from './config.js';
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -29,7 +30,21 @@ describe('configuration', () => {
   it('spins briefly and yields when ranks outnumber cores', () => {
     delete process.env.MPRUN_SPIN_US;
     expect(readConfig(1).yieldWhileSpinning).toBe(false);
-    expect(readConfig(1024).yieldWhileSpinning).toBe(true);
-    expect(readConfig(1024).spinMicros).toBeLessThan(readConfig(1).spinMicros);
+    const over = cpus().length + 1;
+    expect(readConfig(over).yieldWhileSpinning).toBe(true);
+    expect(readConfig(over).spinMicros).toBeLessThan(readConfig(1).spinMicros);
+  });
+
+  it('refuses sizes one shared mapping cannot hold, naming the variable and the limit', () => {
+    const base = { heapBytes: 256 * 1024 ** 2, queueBytes: 64 * 1024, teamSlots: 32, collBankBytes: 1024 ** 2 };
+    const limit = 4 * 1024 ** 3;
+    expect(() => checkMappings(base, 8, limit)).not.toThrow();
+    expect(() => checkMappings({ ...base, heapBytes: 5 * 1024 ** 3 }, 2, limit)).toThrow(/MPRUN_HEAP_SIZE=5G is too large: .*at most 4G.*use at most MPRUN_HEAP_SIZE=4G/);
+    expect(() => checkMappings({ ...base, teamSlots: 1024, collBankBytes: 4 * 1024 ** 2 }, 2, limit)).toThrow(/MPRUN_TEAM_SLOTS=1024 with MPRUN_COLL_BANK=4M/);
+    expect(() => checkMappings({ ...base, queueBytes: 2 * 1024 ** 3 }, 8, limit)).toThrow(/MPRUN_QUEUE_SIZE=2G is too large for 8 ranks on a node: .*use at most MPRUN_QUEUE_SIZE=\d+[KM]/);
+    process.env.MPRUN_HEAP_SIZE = '64G';
+    expect(() => readConfig(2)).toThrow(expect.objectContaining({ code: 'ERR_MPRUN_ARG' }));
+    expect(formatBytes(4.5 * 1024 ** 3)).toBe('4.5G');
+    expect(formatBytes(65536)).toBe('64K');
   });
 });

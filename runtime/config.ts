@@ -4,6 +4,9 @@
  * environment; `mprun -x VAR=value` forwards them to every rank.
  */
 import { cpus } from 'node:os';
+import { maxMappingBytes } from '../native/index.js';
+import { controlLayout } from '../transports/xpmem/control.js';
+import { MprunError } from './errors.js';
 
 export interface ConfigField {
   name: string;
@@ -42,6 +45,38 @@ function env(name: string): string {
   return CONFIG_FIELDS.find((f) => f.name === name)!.default;
 }
 
+/** A byte count the way the variables take it: 4G, 512M, 64K, or bytes. */
+export function formatBytes(n: number): string {
+  for (const [unit, size] of [['G', 1024 ** 3], ['M', 1024 ** 2], ['K', 1024]] as const) {
+    if (n >= size) return n % size === 0 ? `${n / size}${unit}` : `${(n / size).toFixed(1)}${unit}`;
+  }
+  return String(n);
+}
+
+/**
+ * Refuses, before any rank starts, sizes that cannot be mapped: each of a
+ * rank's heap, its collective arena and the node's control segment is one
+ * shared mapping, and Node.js makes an ArrayBuffer over at most
+ * `limit` bytes of external memory (buffer.constants.MAX_LENGTH: 4 GiB in Node 20).
+ */
+export function checkMappings(c: Pick<RuntimeConfig, 'heapBytes' | 'queueBytes' | 'teamSlots' | 'collBankBytes'>, localSize: number, limit = maxMappingBytes): void {
+  const most = `Node.js ${process.version} maps at most ${formatBytes(limit)} as one buffer (buffer.constants.MAX_LENGTH)`;
+  if (c.heapBytes > limit) {
+    throw new MprunError('ERR_MPRUN_ARG', `MPRUN_HEAP_SIZE=${formatBytes(c.heapBytes)} is too large: each rank's symmetric heap is one shared mapping, and ${most}; use at most MPRUN_HEAP_SIZE=${formatBytes(limit)}`);
+  }
+  const arena = c.teamSlots * 2 * c.collBankBytes;
+  if (arena > limit) {
+    throw new MprunError('ERR_MPRUN_ARG', `MPRUN_TEAM_SLOTS=${c.teamSlots} with MPRUN_COLL_BANK=${formatBytes(c.collBankBytes)} needs a collective arena of ${formatBytes(arena)} per rank (slots x 2 x bank), and ${most}`);
+  }
+  const total = controlLayout(localSize, c.queueBytes, c.teamSlots).total;
+  if (total > limit) {
+    let fits = c.queueBytes;
+    while (fits > 4096 && controlLayout(localSize, fits, c.teamSlots).total > limit) fits /= 2;
+    const hint = controlLayout(localSize, fits, c.teamSlots).total <= limit ? `; with ${localSize} ranks on a node, use at most MPRUN_QUEUE_SIZE=${formatBytes(fits)}` : '';
+    throw new MprunError('ERR_MPRUN_ARG', `MPRUN_QUEUE_SIZE=${formatBytes(c.queueBytes)} is too large for ${localSize} ranks on a node: the node's control segment (the message queues) would be ${formatBytes(total)}, and ${most}${hint}`);
+  }
+}
+
 export interface RuntimeConfig {
   heapBytes: number;
   queueBytes: number;
@@ -70,7 +105,7 @@ export function readConfig(localSize: number): RuntimeConfig {
   if (!Number.isInteger(teamSlots) || teamSlots < 2 || teamSlots > 1024) throw new RangeError('MPRUN_TEAM_SLOTS must be an integer from 2 to 1024');
   const collBankBytes = parseBytes(env('MPRUN_COLL_BANK'), 'MPRUN_COLL_BANK');
   if (collBankBytes < 64 * 1024 || collBankBytes % 4096 !== 0) throw new RangeError('MPRUN_COLL_BANK must be a multiple of 4K, at least 64K');
-  return {
+  const config: RuntimeConfig = {
     teamSlots,
     collBankBytes,
     collChunkBytes: Math.max(4096, parseBytes(env('MPRUN_COLL_CHUNK'), 'MPRUN_COLL_CHUNK')),
@@ -85,4 +120,6 @@ export function readConfig(localSize: number): RuntimeConfig {
     collPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? (oversubscribed ? 0 : spinMicros * 1000) : Number(env('MPRUN_COLL_POLL_US')) * 1000,
     debug: env('MPRUN_DEBUG') !== '0',
   };
+  checkMappings(config, localSize);
+  return config;
 }
