@@ -11,9 +11,10 @@ import { ABORTED_EXIT_CODE } from './exit-codes.js';
 // ERR_MPRUN_ABORTED from its waits. It did not fail: it leaves quietly with a
 // code mprun knows, and mprun has already said why the job stops.
 // Anything else is reported as Node would (the error, its stack and fields) with exit code 1.
+// The report starts with the rank, so that a job's error lines say who raised them.
 const leaveIfAborted = (e: unknown): void => {
   if (isMprunError(e, 'ERR_MPRUN_ABORTED')) process.exit(ABORTED_EXIT_CODE);
-  console.error(e);
+  console.error(`rank ${process.env.MPRUN_RANK ?? '?'}:`, e);
   process.exit(1);
 };
 process.on('uncaughtException', leaveIfAborted);

@@ -103,9 +103,9 @@ export class Team {
     return w;
   }
 
-  #root(root: number): number {
-    if (!Number.isInteger(root) || root < 0 || root >= this.size) throw new RangeError(`root ${root} is not a rank of this team (size ${this.size})`);
-    return root;
+  /** The error for a root that is not a rank of this team, else null (promise-returning calls reject with it). */
+  #badRoot(root: number): RangeError | null {
+    return Number.isInteger(root) && root >= 0 && root < this.size ? null : new RangeError(`root ${root} is not a rank of this team (size ${this.size})`);
   }
 
   /**
@@ -204,7 +204,8 @@ export class Team {
    * serialized and returned on every member (others may pass anything).
    */
   bcast<T>(data: T, root = 0): Promise<T> {
-    this.#root(root);
+    const bad = this.#badRoot(root);
+    if (bad !== null) return Promise.reject(bad);
     return this.#run(() => this.#engine.bcast(data, root)) as Promise<T>;
   }
 
@@ -213,7 +214,8 @@ export class Team {
   reduce(buf: number, op: ReduceOp, root?: number): Promise<number | null>;
   reduce(buf: bigint, op: ReduceOp, root?: number): Promise<bigint | null>;
   reduce(buf: TypedArray | Scalar, op: ReduceOp, root = 0): Promise<TypedArray | Scalar | null> {
-    this.#root(root);
+    const bad = this.#badRoot(root);
+    if (bad !== null) return Promise.reject(bad);
     return this.#reduction(buf, op, KIND.reduce, root);
   }
 
@@ -269,7 +271,8 @@ export class Team {
   gather<T extends TypedArray>(value: T, root?: number): Promise<T | null>;
   gather<T>(value: T, root?: number): Promise<T[] | null>;
   gather(value: unknown, root = 0): Promise<unknown> {
-    this.#root(root);
+    const bad = this.#badRoot(root);
+    if (bad !== null) return Promise.reject(bad);
     return this.#run(() => this.#engine.gather(value, root));
   }
 
@@ -280,17 +283,26 @@ export class Team {
   scatter<T extends TypedArray>(values: T | null, root?: number): Promise<T>;
   scatter<T>(values: T[] | null, root?: number): Promise<T>;
   scatter(values: unknown, root = 0): Promise<unknown> {
-    this.#root(root);
-    const parts = this.rank === root ? partsOf(values, this.size, 'scatter') : null;
-    return this.#run(() => this.#engine.scatter(parts, root));
+    const bad = this.#badRoot(root);
+    if (bad !== null) return Promise.reject(bad);
+    try {
+      const parts = this.rank === root ? partsOf(values, this.size, 'scatter') : null;
+      return this.#run(() => this.#engine.scatter(parts, root));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** values[i] (or a typed array's i-th equal slice) goes to team rank i; returns what each sent here. */
   alltoall<T extends TypedArray>(values: T): Promise<T>;
   alltoall<T>(values: T[]): Promise<T[]>;
   alltoall(values: unknown): Promise<unknown> {
-    const parts = partsOf(values, this.size, 'alltoall');
-    return this.#run(() => this.#engine.alltoall(parts));
+    try {
+      const parts = partsOf(values, this.size, 'alltoall');
+      return this.#run(() => this.#engine.alltoall(parts));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**

@@ -18,7 +18,7 @@ import { SharedMemory } from '../transports/dsm/shared.js';
 import { dtypeOf } from './codec.js';
 import { readConfig, type RuntimeConfig } from './config.js';
 import { ControlClient } from './control.js';
-import { MprunError } from './errors.js';
+import { isMprunError, MprunError } from './errors.js';
 import { SymmetricHeap } from './heap.js';
 import { ANY_SOURCE, ANY_TAG, Messenger, type Message } from './p2p.js';
 import { BUILTIN_TRANSPORTS, selectTransport } from './select.js';
@@ -235,8 +235,12 @@ export class World extends Team {
    * epoch of the job (mprun --job NAME) and returns it; null on a fresh start.
    */
   restore(): Promise<number | null> {
-    this.#live();
-    return this.#ckpt.restore();
+    try {
+      this.#live();
+      return this.#ckpt.restore();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**
@@ -246,14 +250,22 @@ export class World extends Team {
    * commits that epoch.
    */
   checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
-    this.#live();
-    return this.#ckpt.checkpoint(opts);
+    try {
+      this.#live();
+      return this.#ckpt.checkpoint(opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Collective: commits a pending asynchronous checkpoint (null when none is pending). */
   checkpointWait(): Promise<CheckpointInfo | null> {
-    this.#live();
-    return this.#ckpt.checkpointWait();
+    try {
+      this.#live();
+      return this.#ckpt.checkpointWait();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   // --- symmetric heap --------------------------------------------------------
@@ -443,14 +455,23 @@ export class World extends Team {
 
   /** Sends any msgpack-able value (typed arrays as raw bytes); resolves when `data` may be reused. */
   send(dest: number, data: unknown, tag = 0): Promise<void> {
-    this.#live();
-    return this.#messenger.send(dest, data, tag);
+    // Misuse rejects the promise (never a synchronous throw past .catch()).
+    try {
+      this.#live();
+      return this.#messenger.send(dest, data, tag);
+    } catch (e) {
+      return Promise.reject(isMprunError(e) || e instanceof RangeError || e instanceof TypeError ? e : new TypeError(`send to rank ${String(dest)} (tag ${String(tag)}): the data cannot be encoded: ${e instanceof Error ? e.message : String(e)}`));
+    }
   }
 
   /** Receives the first message matching `source` and `tag` (ANY_SOURCE / ANY_TAG by default). */
   recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {
-    this.#live();
-    return this.#messenger.recv<T>(source, tag);
+    try {
+      this.#live();
+      return this.#messenger.recv<T>(source, tag);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**
@@ -459,9 +480,13 @@ export class World extends Team {
    * message of another type, or longer than `buf`, fails with ERR_MPRUN_TRUNCATE.
    */
   recvInto<T extends TypedArray>(buf: T, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {
-    this.#live();
-    if (!isTypedArray(buf)) throw new TypeError(`recvInto needs a typed array to receive into, not ${describe(buf)}`);
-    return this.#messenger.recvInto(buf, source, tag);
+    try {
+      this.#live();
+      if (!isTypedArray(buf)) throw new TypeError(`recvInto needs a typed array to receive into, not ${describe(buf)}`);
+      return this.#messenger.recvInto(buf, source, tag);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Whether a matching message has arrived, without receiving it. */

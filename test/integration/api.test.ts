@@ -36,6 +36,19 @@ describe('rank API', () => {
     expect(r.stdout).toContain('sum of (rank + 1) over 8 ranks: 36 (expected 36)');
   });
 
+  it('misuse of every promise-returning call rejects its promise (never throws past .catch())', async () => {
+    const r = await runMprun(['-n', '2', app('misuse.ts')]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['misuse ok 0', 'misuse ok 1']);
+  });
+
+  it("an uncaught error's report names the rank that raised it", async () => {
+    const r = await runMprun(['-n', '2', app('misuse.ts'), 'throw']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^rank 1: Error: a failure of the program$/m);
+  });
+
   it('runs a plain .js app too', async () => {
     const r = await runMprun(['-n', '2', app('plain.mjs')]);
     expect(r.code).toBe(0);
