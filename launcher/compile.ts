@@ -8,7 +8,8 @@
 import { existsSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { basename, join, relative, sep } from 'node:path';
-import { build, type Plugin } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import { build, type OnResolveResult, type Plugin } from 'esbuild';
 import { packageRoot } from '../native/index.js';
 
 const builtins = new Set(builtinModules);
@@ -26,6 +27,19 @@ function compiledSibling(path: string): string | null {
   return existsSync(js) ? js : null;
 }
 
+/**
+ * `mprun` or `mprun/SUBPATH` as this package exports it (its own package.json
+ * "exports", by self-reference from this module), so that an app in a project
+ * of its own, with or without mprun installed, imports the runtime that runs it.
+ */
+function resolveSelf(specifier: string): OnResolveResult {
+  try {
+    return { path: fileURLToPath(import.meta.resolve(specifier)), external: true };
+  } catch {
+    return { errors: [{ text: `Could not resolve "${specifier}": mprun (${packageRoot}) exports 'mprun', 'mprun/xpmem' and 'mprun/rpmem'` }] };
+  }
+}
+
 const externalizePackages: Plugin = {
   name: 'mprun-externalize-packages',
   setup(b) {
@@ -33,6 +47,9 @@ const externalizePackages: Plugin = {
       if (args.pluginData === 'mprun-resolving' || args.kind === 'entry-point') return undefined;
       const bare = !/^[./]/.test(args.path);
       if (bare && (args.path.startsWith('node:') || builtins.has(args.path) || builtins.has(args.path.split('/')[0]!))) return { path: args.path, external: true };
+      // 'mprun' and 'mprun/...' are the running mprun, wherever the app lives:
+      // its launcher and its runtime speak one protocol, and ranks load this one.
+      if (bare && (args.path === 'mprun' || args.path.startsWith('mprun/'))) return resolveSelf(args.path);
       const r = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: 'mprun-resolving' });
       if (r.errors.length > 0) return { errors: r.errors };
       const compiled = compiledSibling(r.path);
