@@ -4,7 +4,8 @@
  *   mprun info
  */
 import { cpus } from 'node:os';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { agentMain } from './agent.js';
 import { spawnSync } from 'node:child_process';
 import { HostError, parseHostList, readHostfile, slurmAllocation } from './hosts.js';
@@ -12,6 +13,7 @@ import { infoText, packageVersion } from './info.js';
 import { runJob, type JobOptions } from './job.js';
 import { checkJobName, DEFAULT_POOL_DIR, parseCheckpointTarget } from './ckpt.js';
 import { checkpointsMain } from './checkpoints.js';
+import { typecheckApp, TypecheckUnavailable } from './typecheck.js';
 
 const USAGE = `Usage: mprun [options] app.ts|app.js [app args...]
        mprun info
@@ -41,6 +43,9 @@ Options:
   --ckpt-target HOST[:DIR]  where checkpoints go (repeatable: replicas). HOST is
                        reached with ssh (or $RPMEM_SSH); DIR defaults to
                        ~/${DEFAULT_POOL_DIR}. Default: localhost, daemon run by mprun
+  --typecheck          type-check the app with TypeScript (tsc --noEmit, the
+                       project's tsconfig.json) before any rank starts; without
+                       it a .ts app runs unchecked (esbuild strips types)
   -h, --help           this text
   -V, --version        the version of mprun
 
@@ -59,8 +64,15 @@ function expandSlurmNodes(list: string): string[] {
 
 export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number } | { command: 'checkpoints'; argv: readonly string[] };
 
-export function parseArgs(argv: readonly string[]): JobOptions | Command {
-  const opts: JobOptions = {
+/** The job, and what the command line asks of mprun before it starts. */
+export interface CliJob extends JobOptions {
+  /** --typecheck: tsc --noEmit over the app first. */
+  typecheck: boolean;
+}
+
+export function parseArgs(argv: readonly string[]): CliJob | Command {
+  const opts: CliJob = {
+    typecheck: false,
     np: -1,
     app: '',
     args: [],
@@ -174,6 +186,9 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
         }
         break;
       }
+      case '--typecheck':
+        opts.typecheck = true;
+        break;
       case '-h':
       case '--help':
         return { command: 'help' };
@@ -195,8 +210,20 @@ export function parseArgs(argv: readonly string[]): JobOptions | Command {
   if (opts.np < 0) opts.np = opts.hosts !== null ? opts.hosts.reduce((a, h) => a + h.slots, 0) : cpus().length;
   opts.app = app;
   opts.args = argv.slice(i + 1);
-  if (!existsSync(app)) throw new UsageError(`${app}: no such file`);
+  checkApp(app);
   return opts;
+}
+
+/** The app must be a file mprun can run: say so plainly rather than let Node fail with a stack. */
+function checkApp(app: string): void {
+  let st;
+  try {
+    st = statSync(app);
+  } catch {
+    throw new UsageError(`${app}: no such file (the app is a .ts, .mts, .js or .mjs file)`);
+  }
+  if (st.isDirectory()) throw new UsageError(`${app} is a directory; give the app's file (such as ${join(app, 'index.ts')})`);
+  if (!st.isFile()) throw new UsageError(`${app} is not a regular file`);
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -217,6 +244,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     else if (parsed.command === 'version') process.stdout.write(`mprun ${packageVersion()}\n`);
     else process.stdout.write(infoText());
     return 0;
+  }
+  if (parsed.typecheck) {
+    try {
+      const r = await typecheckApp(parsed.app, process.stderr.isTTY === true);
+      if (r.text !== '') process.stderr.write(r.text.endsWith('\n') ? r.text : `${r.text}\n`);
+      if (r.errors > 0) {
+        process.stderr.write(`mprun: ${parsed.app}: ${r.errors} type error(s); no rank started\n`);
+        return 1;
+      }
+    } catch (e) {
+      process.stderr.write(`mprun: ${(e as Error).message}\n`);
+      return e instanceof TypecheckUnavailable ? 2 : 1;
+    }
   }
   try {
     return await runJob(parsed);
