@@ -48,6 +48,9 @@ describe('mprun command line', () => {
     expect(() => parseArgs(['-x', '1BAD', here])).toThrow(/-x takes VAR/);
     expect(() => parseArgs(['--timeout', '-1', here])).toThrow(/--timeout/);
     expect(() => parseArgs(['-n', '2'])).toThrow(/no program given/);
-    expect(() => parseArgs(['-n', '2', 'missing.ts'])).toThrow(/no such file/);
+    expect(() => parseArgs(['-n', '2', 'missing.ts'])).toThrow(/missing.ts: no such file/);
+    // A directory is not an app: a plain message, not Node's ERR_UNSUPPORTED_DIR_IMPORT stack.
+    expect(() => parseArgs(['-n', '2', 'examples'])).toThrow(/examples is a directory; give the app's file \(such as examples\/index.ts\)/);
+    expect(parseArgs(['--typecheck', here])).toMatchObject({ typecheck: true, app: here });
   });
 });
