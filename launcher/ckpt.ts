@@ -11,6 +11,7 @@ import { isMprunError } from '../runtime/errors.js';
 import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
 import { jobSetName, ranksOf } from '../transports/rpmem/store.js';
 import { shellWords } from '../transports/shell.js';
+import { isLocalHost } from './hosts.js';
 import { LineSink } from './stdio.js';
 
 export interface CheckpointTarget {
@@ -24,14 +25,13 @@ export interface CheckpointTarget {
 
 /** Where pools go when no directory is named: under the target user's home. */
 export const DEFAULT_POOL_DIR = '.mprun/checkpoints';
-const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', 'local']);
 
 export function parseCheckpointTarget(spec: string): CheckpointTarget {
   const k = spec.indexOf(':');
   const host = k < 0 ? spec : spec.slice(0, k);
   const dir = k < 0 || spec.slice(k + 1) === '' ? DEFAULT_POOL_DIR : spec.slice(k + 1);
   if (host === '' || /\s/.test(host)) throw new Error(`--ckpt-target takes HOST[:DIR], not '${spec}'`);
-  return { label: spec, host: LOCAL_HOSTS.has(host) ? null : host, dir };
+  return { label: spec, host: host === 'local' || isLocalHost(host) ? null : host, dir };
 }
 
 /** The embedded default: a pool directory under this user's home, served by a local daemon. */

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { parseArgs, UsageError } from './cli.js';
 
@@ -29,6 +30,8 @@ describe('mprun command line', () => {
       ],
     });
     expect(parseArgs([here])).toMatchObject({ job: null, ckptTargets: [] });
+    // This machine's names run the daemon here, without ssh.
+    expect(parseArgs(['--job', 'j', '--ckpt-target', '127.0.0.1:/p', '--ckpt-target', `${hostname()}:/q`, here])).toMatchObject({ ckptTargets: [{ host: null, dir: '/p' }, { host: null, dir: '/q' }] });
     expect(() => parseArgs(['--job', '../x', here])).toThrow(/--job takes a name/);
     expect(() => parseArgs(['--ckpt-target', ':/x', '--job', 'j', here])).toThrow(/HOST\[:DIR\]/);
     expect(() => parseArgs(['--ckpt-target', 'a', here])).toThrow(/--ckpt-target needs --job NAME/);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { HostError, parseHostfile, parseHostList, placeRanks, slurmAllocation } from './hosts.js';
+import { hostname, networkInterfaces } from 'node:os';
+import { HostError, isLocalHost, parseHostfile, parseHostList, placeRanks, slurmAllocation } from './hosts.js';
 
 describe('hosts and placement', () => {
   it('parses --host lists and hostfiles', () => {
@@ -41,5 +42,12 @@ describe('hosts and placement', () => {
     const over = placeRanks(hosts, 5, 'slot', true);
     expect(over.flatMap((p) => p.ranks).sort()).toEqual([0, 1, 2, 3, 4]);
     expect(placeRanks(hosts, 4, 'node', true)).toEqual([{ host: 'a', ranks: [0, 2] }, { host: 'b', ranks: [1, 3] }]);
+  });
+
+  it("knows this machine's names: localhost, 127.x, ::1, its hostname and addresses (no ssh for them)", () => {
+    for (const h of ['localhost', 'LOCALHOST', 'localhost.localdomain', '127.0.0.1', '127.1.2.3', '::1', '[::1]', hostname(), hostname().split('.')[0]!]) expect(isLocalHost(h), h).toBe(true);
+    const mine = Object.values(networkInterfaces()).flatMap((a) => a ?? []).map((a) => a.address);
+    for (const a of mine) expect(isLocalHost(a), a).toBe(true);
+    for (const h of ['node2', 'user@localhost', '10.255.255.254', 'unreachable.invalid', '128.0.0.1']) expect(isLocalHost(h), h).toBe(false);
   });
 });

@@ -4,6 +4,7 @@
  * (fill a node, then the next; the default) or round robin (`--map-by node`).
  */
 import { readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
 
 export interface HostSlots {
   host: string;
@@ -18,6 +19,25 @@ export interface NodePlan {
 }
 
 export class HostError extends Error {}
+
+/**
+ * Whether `name` is this machine: localhost (and *.localhost, ip6-localhost),
+ * 127.x.y.z, ::1, this hostname (full or short) or one of its addresses. Such a
+ * host is reached without ssh, for ranks (--host) and checkpoint targets alike.
+ * A name with a user (`user@localhost`) asks for ssh and is not local.
+ */
+export function isLocalHost(name: string): boolean {
+  if (name.includes('@')) return false;
+  const n = name.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (n === 'localhost' || n === 'localhost.localdomain' || n === 'ip6-localhost' || n === 'ip6-loopback' || n.endsWith('.localhost')) return true;
+  if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(n) || n === '::1' || n === '::ffff:127.0.0.1') return true;
+  const me = hostname().toLowerCase();
+  if (n === me || n === me.split('.')[0]) return true;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.address.toLowerCase() === n.replace(/%.*$/, '')) return true;
+  }
+  return false;
+}
 
 const HOST = /^[A-Za-z0-9_.:@\[\]-]+$/;
 

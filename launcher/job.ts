@@ -21,7 +21,7 @@ import { readConfig } from '../runtime/config.js';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, NodeAgent, type AgentEvent, type LaunchSpec } from './agent.js';
 import { compileApp, needsCompile } from './compile.js';
 import { Controller } from './controller.js';
-import { placeRanks, type HostSlots, type NodePlan } from './hosts.js';
+import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
 import { shellQuote, shellWords } from '../transports/shell.js';
 import type { Frame } from './wire.js';
@@ -145,7 +145,10 @@ export async function runJob(opts: JobOptions): Promise<number> {
 
 async function launch(opts: JobOptions, jobId: string, dir: string, app: string, cleanups: Array<() => void>): Promise<number> {
   const secret = randomBytes(32).toString('hex');
-  const remote = opts.hosts !== null;
+  // Hosts that are all this machine (localhost, its name, its addresses) make a local job, without ssh.
+  const local = (host: string): boolean => !opts.slurm && opts.launchAgent === null && isLocalHost(host);
+  const remote = opts.hosts !== null && !opts.hosts.every((h) => local(h.host));
+  if (opts.hosts !== null && !remote) placeRanks(opts.hosts, opts.np, opts.mapBy, opts.oversubscribe); // the slot check
   const plans: NodePlan[] = remote ? placeRanks(opts.hosts!, opts.np, opts.mapBy, opts.oversubscribe) : [{ host: hostname(), ranks: Array.from({ length: opts.np }, (_, r) => r) }];
   const launchCmd = launchCommand(opts);
   const config = readConfig(Math.max(...plans.map((p) => p.ranks.length)));
@@ -346,7 +349,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     }
     // The agent may take a while to connect (ssh, srun): grace before heartbeats count.
     links.push({ live: plan.ranks.length, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined });
-    if (!opts.slurm) startAgents([...launchCmd.cmd, plan.host, agentCmd(String(node))], [node], plan.host);
+    if (!opts.slurm) startAgents(local(plan.host) ? ['sh', '-c', agentCmd(String(node))] : [...launchCmd.cmd, plan.host, agentCmd(String(node))], [node], plan.host);
   });
   if (remote && opts.slurm) {
     // One srun for every node's agent, one task per node, stdin (the secret) to all.
