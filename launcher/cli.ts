@@ -27,7 +27,11 @@ Options:
                        else the number of cores, ${cpus().length})
   -x VAR[=value]       export VAR to every rank (its value here, or the one given)
   --tag-output         prefix each output line with [job,rank]<stdout|stderr>:
-  --timeout SECONDS    stop the job (exit code 124) when it runs longer
+  --timeout SECONDS    stop the job (exit code 124) when it runs longer, saying
+                       where each rank waits (operation, peer or team, tag, the
+                       program's line); SIGUSR1 to mprun prints that at any time
+  --report-hangs S     print where the ranks wait once every rank has been
+                       blocked for S seconds (a likely deadlock); the job goes on
   --bind-to core|none  bind each rank to a core (default: core when ranks <= cores)
   --host H[:N],...     run on these nodes, N slots each (default 1)
   --hostfile FILE      nodes from an Open MPI hostfile ("node slots=N" lines)
@@ -79,6 +83,7 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
     env: {},
     tagOutput: false,
     timeoutSeconds: null,
+    reportHangsSeconds: null,
     bindTo: 'auto',
     hosts: null,
     mapBy: 'slot',
@@ -141,6 +146,13 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
         const t = Number(v);
         if (!(t > 0)) throw new UsageError(`--timeout takes a positive number of seconds, not '${v}'`);
         opts.timeoutSeconds = t;
+        break;
+      }
+      case '--report-hangs': {
+        const v = arg();
+        const t = Number(v);
+        if (!(t > 0)) throw new UsageError(`--report-hangs takes a positive number of seconds, not '${v}'`);
+        opts.reportHangsSeconds = t;
         break;
       }
       case '--bind-to': {

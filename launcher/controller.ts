@@ -2,10 +2,11 @@
  * The job controller's wire-up service (PMI-like): each rank authenticates,
  * puts its business card, and fences; when every rank has reached a fence,
  * each gets every card put before it. Ranks also report finalize and abort
- * here. It listens on a Unix socket in the job's private (0700) directory.
+ * here, and where they wait when a wait lasts (hang reports). It listens on a Unix socket in the job's private (0700) directory.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { encodeFrame, serveConnection, type Frame } from './wire.js';
+import { parseWaits, type RankWait } from './hangs.js';
 
 export interface ControllerEvents {
   /** A rank asked the job to abort (world.abort). */
@@ -16,6 +17,8 @@ export interface ControllerEvents {
   rejected(why: string): void;
   /** A rank authenticated. */
   connected(rank: number): void;
+  /** A rank tells what it has waited in for long (an empty list: nothing any more). */
+  waits?(rank: number, waits: RankWait[]): void;
   /** The agent of node `node` authenticated; `send` talks to it. */
   agentConnected?(node: number, send: (f: Frame) => void): void;
   /** A frame from the agent of node `node`. */
@@ -111,6 +114,9 @@ export class Controller {
         return;
       case 'abort':
         this.#events.abort(rank, typeof f.code === 'number' ? f.code : 1, typeof f.message === 'string' ? f.message : '');
+        return;
+      case 'waits':
+        this.#events.waits?.(rank, parseWaits(f.waits));
         return;
       case 'finalize':
         this.#events.finalized(rank);

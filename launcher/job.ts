@@ -23,6 +23,7 @@ import { compileApp, needsCompile } from './compile.js';
 import { Controller } from './controller.js';
 import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
+import { HangReports, hangReportMs } from './hangs.js';
 import { shellQuote, shellWords } from '../transports/shell.js';
 import type { Frame } from './wire.js';
 import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
@@ -37,6 +38,8 @@ export interface JobOptions {
   env: Record<string, string>;
   tagOutput: boolean;
   timeoutSeconds: number | null;
+  /** --report-hangs: print where the ranks wait once all have waited this long. */
+  reportHangsSeconds: number | null;
   /** 'core': each rank to one core (the default when ranks <= cores); 'none': let the kernel place them. */
   bindTo: 'core' | 'none' | 'auto';
   /** Nodes to run on (--host, --hostfile); null: this machine only. */
@@ -167,6 +170,12 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   const tag = (rank: number, stream: string): string => (opts.tagOutput ? `[${jobId},${rank}]<${stream}>:` : '');
   const sinks = ranks.map((r) => [new LineSink(process.stdout, tag(r.rank, 'stdout')), new LineSink(process.stderr, tag(r.rank, 'stderr'))] as const);
 
+  // Where ranks wait (printed on --timeout, SIGUSR1 and --report-hangs).
+  const hangs = new HangReports();
+  const reportWaits = (): void => {
+    for (const line of hangs.lines(ranks.filter((r) => !r.exited).map((r) => r.rank))) log(line);
+  };
+
   const abort = (reason: string, code: number, sig: NodeJS.Signals = 'SIGTERM'): void => {
     if (aborting) return;
     aborting = true;
@@ -230,6 +239,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
         if (r !== undefined) r.finalized = true;
       },
       rejected: (why) => log(`closed a control connection: ${why}`),
+      waits: (rank, waits) => hangs.record(rank, waits),
       connected: (rank) => {
         const r = ranks[rank];
         if (r !== undefined) r.connected = true;
@@ -276,6 +286,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   }
 
   const jobEnv: Record<string, string> = {
+    MPRUN_HANG_REPORT_MS: String(hangReportMs(opts.timeoutSeconds, opts.reportHangsSeconds)),
     ...opts.env,
     MPRUN_SIZE: String(opts.np),
     MPRUN_JOBID: jobId,
@@ -394,6 +405,8 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
     }
     abort(`received ${sig}; stopping ${live} rank(s)`, 128 + signalNumber(sig), sig);
   };
+  const onUsr1 = (): void => reportWaits();
+  process.on('SIGUSR1', onUsr1);
   const onInt = (): void => onSignal('SIGINT');
   const onTerm = (): void => onSignal('SIGTERM');
   process.on('SIGINT', onInt);
@@ -405,6 +418,7 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   };
   process.on('exit', onExit);
   cleanups.push(() => {
+    process.off('SIGUSR1', onUsr1);
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     process.off('SIGHUP', onTerm);
@@ -417,11 +431,26 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
 
   let timeout: NodeJS.Timeout | null = null;
   if (opts.timeoutSeconds !== null) {
-    timeout = setTimeout(() => abort(`the job exceeded --timeout ${opts.timeoutSeconds} s; stopping it`, TIMEOUT_EXIT_CODE), opts.timeoutSeconds * 1000);
+    timeout = setTimeout(() => {
+      reportWaits();
+      abort(`the job exceeded --timeout ${opts.timeoutSeconds} s; stopping it`, TIMEOUT_EXIT_CODE);
+    }, opts.timeoutSeconds * 1000);
+  }
+  let hangWatch: NodeJS.Timeout | null = null;
+  if (opts.reportHangsSeconds !== null) {
+    const after = opts.reportHangsSeconds;
+    let printed = '';
+    hangWatch = setInterval(() => {
+      const running = ranks.filter((r) => !r.exited).map((r) => r.rank);
+      if (aborting || !hangs.allWaiting(running, after) || hangs.key() === printed) return;
+      printed = hangs.key();
+      reportWaits();
+    }, Math.min(1000, after * 250));
   }
 
   await done;
   if (timeout !== null) clearTimeout(timeout);
+  if (hangWatch !== null) clearInterval(hangWatch);
   if (killTimer !== null) clearTimeout(killTimer);
   for (const l of links) l.send({ t: 'done' });
 

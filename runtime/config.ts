@@ -25,6 +25,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_COLL_POLL_US', default: 'auto', help: 'microseconds a collective polls before it waits asynchronously (auto: MPRUN_SPIN_US, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
+  { name: 'MPRUN_HANG_REPORT_MS', default: '1000', help: 'a rank blocked this long in one operation tells mprun what it waits in and where its program called it (printed on --timeout, SIGUSR1 and --report-hangs)' },
   { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
   { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
   { name: 'MPRUN_NODE_ARGS', default: '', help: 'extra Node.js flags for every rank, e.g. --cpu-prof or --trace-deopt (read by mprun)' },
@@ -84,6 +85,7 @@ export interface RuntimeConfig {
   spinMicros: number;
   yieldWhileSpinning: boolean;
   blockSliceMs: number;
+  hangReportMs: number;
   recvPollNs: number;
   collPollNs: number;
   teamSlots: number;
@@ -101,6 +103,7 @@ export function readConfig(localSize: number): RuntimeConfig {
   const eagerLimit = parseBytes(env('MPRUN_EAGER_LIMIT'), 'MPRUN_EAGER_LIMIT');
   const blockSliceMs = Number(env('MPRUN_BLOCK_SLICE_MS'));
   if (!(blockSliceMs > 0)) throw new RangeError('MPRUN_BLOCK_SLICE_MS must be a positive number');
+  if (!(Number(env('MPRUN_HANG_REPORT_MS')) > 0)) throw new RangeError('MPRUN_HANG_REPORT_MS must be a positive number of milliseconds');
   const teamSlots = Number(env('MPRUN_TEAM_SLOTS'));
   if (!Number.isInteger(teamSlots) || teamSlots < 2 || teamSlots > 1024) throw new RangeError('MPRUN_TEAM_SLOTS must be an integer from 2 to 1024');
   const collBankBytes = parseBytes(env('MPRUN_COLL_BANK'), 'MPRUN_COLL_BANK');
@@ -116,6 +119,7 @@ export function readConfig(localSize: number): RuntimeConfig {
     spinMicros,
     yieldWhileSpinning: oversubscribed,
     blockSliceMs,
+    hangReportMs: Number(env('MPRUN_HANG_REPORT_MS')),
     recvPollNs: env('MPRUN_RECV_POLL_NS') === 'auto' ? (oversubscribed ? 0 : 3000) : Number(env('MPRUN_RECV_POLL_NS')),
     collPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? (oversubscribed ? 0 : spinMicros * 1000) : Number(env('MPRUN_COLL_POLL_US')) * 1000,
     debug: env('MPRUN_DEBUG') !== '0',

@@ -1,6 +1,7 @@
 /** A rank's connection to the job controller: business cards, fence, abort, finalize. */
 import { connect, type Socket } from 'node:net';
 import { MprunError } from './errors.js';
+import type { WaitReport } from './wait.js';
 import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../launcher/wire.js';
 
 export class ControlClient {
@@ -58,6 +59,11 @@ export class ControlClient {
   async fence(): Promise<Record<string, unknown>> {
     const f = await this.#request({ t: 'fence' }, 'fenced');
     return f.kv as Record<string, unknown>;
+  }
+
+  /** What this rank waits in, for mprun's hang reports (an empty list: nothing any more). */
+  waits(waits: WaitReport[]): void {
+    if (this.#closed === null) this.#socket.write(encodeFrame({ t: 'waits', waits }));
   }
 
   abort(code: number, message: string): void {

@@ -36,6 +36,11 @@ export const ANY_TAG = -1;
 /** User tags are below this; the runtime's own messages use the tags above. */
 export const INTERNAL_TAG = 0x40000000;
 
+/** A tag as hang reports name it: user tags by number, the runtime's own as internal. */
+function describeTag(tag: number): string {
+  return tag === ANY_TAG ? ', tag ANY_TAG' : tag >= INTERNAL_TAG ? ' (a collective across nodes)' : `, tag ${tag}`;
+}
+
 /** Sends to ranks on other nodes (transports/dsm): posted at once, the payload copied. */
 export interface RemoteMessages {
   send(dest: number, tag: number, dtype: number, payload: TypedArray): void;
@@ -229,7 +234,7 @@ export class Messenger implements RecordSink {
     queue.push(s);
     this.#sendsPending++;
     this.#advanceSends(local);
-    return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE);
+    return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE, () => `send to rank ${dest}${describeTag(tag)}`);
   }
 
   /** Posts what it can of the sends queued for `local`; returns whether one completed. */
@@ -309,7 +314,7 @@ export class Messenger implements RecordSink {
     if (m !== null) return Promise.resolve(m);
     const r: PendingRecv = { source, tag, message: null, into };
     this.#recvs.push(r);
-    return this.#waiter.wait(() => r.message !== null, WAKE_MESSAGE).then(
+    return this.#waiter.wait(() => r.message !== null, WAKE_MESSAGE, () => `${into === null ? 'recv' : 'recvInto'}(source ${source === ANY_SOURCE ? 'ANY_SOURCE' : source}${describeTag(tag)})`).then(
       () => r.message!,
       (e: unknown) => {
         const i = this.#recvs.indexOf(r);

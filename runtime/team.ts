@@ -45,11 +45,11 @@ export interface TeamContext {
 
 
 /** The same, blocking this thread (for collectives that return synchronously). */
-function runSync<T>(steps: Steps<T>, waiter: Waiter): T {
+function runSync<T>(steps: Steps<T>, waiter: Waiter, what: () => string): T {
   for (;;) {
     const r = steps.next();
     if (r.done === true) return r.value;
-    waiter.blockUntil(r.value, r.value.wake ?? WAKE_SYNC);
+    waiter.blockUntil(r.value, r.value.wake ?? WAKE_SYNC, what);
   }
 }
 
@@ -66,10 +66,12 @@ export class Team {
   #tail: Promise<unknown> = Promise.resolve();
   #inFlight = 0;
   #broken: Error | null = null;
+  readonly #slot: number;
 
   /** @internal teams are made by world.split(), team.split() and world.team() */
   constructor(ctx: TeamContext, worldRanks: readonly number[], slot: number) {
     this.#ctx = ctx;
+    this.#slot = slot;
     this.worldRanks = worldRanks;
     this.size = worldRanks.length;
     this.rank = worldRanks.indexOf(ctx.worldRank);
@@ -113,7 +115,7 @@ export class Team {
    * steps at once, polling briefly at each wait; a collective that completes
    * so (the common small case) costs no async machinery at all.
    */
-  #run<T>(make: () => Steps<T>): Promise<T> {
+  #run<T>(kind: string, make: () => Steps<T>): Promise<T> {
     if (this.#broken !== null) return Promise.reject(this.#broken);
     try {
       this.#ctx.checkLive();
@@ -121,7 +123,7 @@ export class Team {
       return Promise.reject(e);
     }
     if (this.#inFlight > 0) {
-      const next = (): Promise<T> => this.#run(make);
+      const next = (): Promise<T> => this.#run(kind, make);
       const p = this.#tail.then(next, next);
       this.#tail = p;
       return p;
@@ -133,7 +135,7 @@ export class Team {
         const r = steps.next();
         if (r.done === true) return Promise.resolve(r.value);
         if (!waiter.poll(r.value, pollNs)) {
-          const p = this.#continue(steps, r.value);
+          const p = this.#continue(kind, steps, r.value);
           this.#tail = p;
           return p;
         }
@@ -144,13 +146,13 @@ export class Team {
   }
 
   /** Continues a collective that must wait: asynchronously, driving progress while it waits. */
-  async #continue<T>(steps: Steps<T>, pending: Ready): Promise<T> {
+  async #continue<T>(kind: string, steps: Steps<T>, pending: Ready): Promise<T> {
     const { waiter, pollNs } = this.#ctx;
     this.#inFlight++;
     try {
       let ready: Ready = pending;
       for (;;) {
-        await waiter.wait(ready, ready.wake ?? WAKE_SYNC);
+        await waiter.wait(ready, ready.wake ?? WAKE_SYNC, () => this.#describe(kind));
         for (;;) {
           const r = steps.next();
           if (r.done === true) return r.value;
@@ -165,17 +167,24 @@ export class Team {
     }
   }
 
+  /** A collective of this team, as hang reports name it. */
+  #describe(kind: string): string {
+    const slot = this.#slot;
+    const team = slot === 0 ? 'the world' : slot === 1 ? "team('shared')" : `a team of ${this.size} (world ranks ${this.worldRanks.length <= 8 ? this.worldRanks.join(',') : `${this.worldRanks.slice(0, 8).join(',')},...`})`;
+    return `${kind} on ${team} (as its rank ${this.rank} of ${this.size})`;
+  }
+
   /** A collective that failed half-way leaves the team's rounds out of step: later ones fail too. */
   #fail(e: unknown): never {
     this.#broken ??= e instanceof Error ? e : new Error(String(e));
     throw e;
   }
 
-  #runSync<T>(make: () => Steps<T>): T {
+  #runSync<T>(kind: string, make: () => Steps<T>): T {
     this.#ctx.checkLive();
     if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
     if (this.#broken !== null) throw this.#broken;
-    return runSync(make(), this.#ctx.waiter);
+    return runSync(make(), this.#ctx.waiter, () => this.#describe(kind));
   }
 
   /**
@@ -185,17 +194,17 @@ export class Team {
    * fence in put() itself.
    */
   barrier(): Promise<void> {
-    return this.#run(() => this.#engine.barrier());
+    return this.#run('barrier', () => this.#engine.barrier());
   }
 
   /** Blocks this thread until every member arrives (for synchronous collectives such as alloc). @internal */
   barrierSync(): void {
-    this.#runSync(() => this.#engine.barrier());
+    this.#runSync('barrier', () => this.#engine.barrier());
   }
 
   /** Every member's value, blocking this thread (for synchronous collectives such as alloc). @internal */
-  allgatherSync<T>(value: T): T[] {
-    return this.#runSync(() => this.#engine.gather(value, null)) as T[];
+  allgatherSync<T>(value: T, kind = 'allgather'): T[] {
+    return this.#runSync(kind, () => this.#engine.gather(value, null)) as T[];
   }
 
   /**
@@ -206,7 +215,7 @@ export class Team {
   bcast<T>(data: T, root = 0): Promise<T> {
     const bad = this.#badRoot(root);
     if (bad !== null) return Promise.reject(bad);
-    return this.#run(() => this.#engine.bcast(data, root)) as Promise<T>;
+    return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
 
   /** Reduces `buf` over the team with `op`: the result on `root` (in place for typed arrays), null elsewhere. */
@@ -257,14 +266,14 @@ export class Team {
       return Promise.reject(e);
     }
     const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
-    return this.#run(() => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
+    return this.#run(kind === KIND.reduce ? 'reduce' : kind === KIND.allreduce ? 'allreduce' : 'scan', () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }
 
   /** Every member's value, in team-rank order; typed arrays of one type come back concatenated. */
   allgather<T extends TypedArray>(value: T): Promise<T>;
   allgather<T>(value: T): Promise<T[]>;
   allgather(value: unknown): Promise<unknown> {
-    return this.#run(() => this.#engine.gather(value, null));
+    return this.#run('allgather', () => this.#engine.gather(value, null));
   }
 
   /** As allgather, on `root` only; null elsewhere. */
@@ -273,7 +282,7 @@ export class Team {
   gather(value: unknown, root = 0): Promise<unknown> {
     const bad = this.#badRoot(root);
     if (bad !== null) return Promise.reject(bad);
-    return this.#run(() => this.#engine.gather(value, root));
+    return this.#run('gather', () => this.#engine.gather(value, root));
   }
 
   /**
@@ -287,7 +296,7 @@ export class Team {
     if (bad !== null) return Promise.reject(bad);
     try {
       const parts = this.rank === root ? partsOf(values, this.size, 'scatter') : null;
-      return this.#run(() => this.#engine.scatter(parts, root));
+      return this.#run('scatter', () => this.#engine.scatter(parts, root));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -299,7 +308,7 @@ export class Team {
   alltoall(values: unknown): Promise<unknown> {
     try {
       const parts = partsOf(values, this.size, 'alltoall');
-      return this.#run(() => this.#engine.alltoall(parts));
+      return this.#run('alltoall', () => this.#engine.alltoall(parts));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -315,7 +324,7 @@ export class Team {
     if (!Number.isInteger(color)) throw new TypeError(`split: color must be an integer, not ${String(color)}`);
     if (!Number.isInteger(key)) throw new TypeError(`split: key must be an integer, not ${String(key)}`);
     const slots = this.#ctx.slots;
-    const all = this.#runSync(() => this.#engine.gather([color, key, slots.next], null)) as Array<[number, number, number]>;
+    const all = this.#runSync('split', () => this.#engine.gather([color, key, slots.next], null)) as Array<[number, number, number]>;
     if (color < 0) return null;
     const members = all
       .map(([c, k, next], r) => ({ c, k, next, r }))

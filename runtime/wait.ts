@@ -10,6 +10,7 @@
  * so concurrent operations never starve each other; a wait that completes
  * another operation returns, so that operation's continuation runs at once.
  */
+import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { WAKE_MESSAGE, type ControlSegment } from '../transports/xpmem/control.js';
 import { MprunError } from './errors.js';
@@ -20,6 +21,43 @@ export const TIMED_OUT = 0;
 export const OTHER_COMPLETED = 2;
 
 const nothing = (): boolean => false;
+
+/** A wait that has lasted long enough to be reported (where a hung rank hangs). */
+export interface WaitReport {
+  /** The operation: kind, peer or team, tag (and the API call it serves, e.g. checkpoint()). */
+  what: string;
+  /** When the wait began (ms since the epoch). */
+  since: number;
+  /** The line of the program's code that called the operation, when the stack shows it. */
+  site: string;
+}
+
+interface ActiveWait {
+  what: () => string;
+  context: string | null;
+  since: number;
+  reported: WaitReport | null;
+}
+
+/**
+ * Where mprun's own code lives: its frames are not the caller's. This file is
+ * runtime/wait.ts in the sources or dist/runtime/wait.js compiled (whose
+ * frames source maps report as the sources): the layer folders one and two
+ * levels up cover both.
+ */
+const ownCode = ['../', '../../'].flatMap((up) => ['runtime', 'transports', 'launcher', 'native', 'core'].map((d) => fileURLToPath(new URL(`${up}${d}/`, import.meta.url))));
+
+/** The first frame of `stack` outside mprun and Node: the program's line that called into mprun. */
+export function callerSite(stack: string | undefined): string {
+  for (const line of (stack ?? '').split('\n').slice(1)) {
+    const m = /(?:\(|at (?:async )?)((?:file:\/\/)?\/[^()\s]+:\d+:\d+)\)?\s*$/.exec(line);
+    if (m === null) continue;
+    const where = m[1]!.startsWith('file://') ? fileURLToPath(m[1]!.replace(/:\d+:\d+$/, '')) + m[1]!.slice(m[1]!.search(/:\d+:\d+$/)) : m[1]!;
+    if (ownCode.some((d) => where.startsWith(d)) || where.includes('/node_modules/')) continue;
+    return where;
+  }
+  return 'unknown (no frame of the program on the stack)';
+}
 
 export class Waiter {
   readonly #ctrl: ControlSegment;
@@ -33,6 +71,12 @@ export class Waiter {
   #busy: () => boolean = nothing;
   #network: () => boolean = nothing;
   #pump: () => void = () => undefined;
+  /** Waits in progress (several when operations wait concurrently); reported once they last #reportMs. */
+  readonly #active = new Set<ActiveWait>();
+  #reportMs = Infinity;
+  #report: (waits: WaitReport[]) => void = () => undefined;
+  /** The API call the current waits serve (checkpoint(), finalize(), ...), for the report. */
+  context: string | null = null;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -59,6 +103,42 @@ export class Waiter {
   network(pending: () => boolean, pump: () => void): void {
     this.#network = pending;
     this.#pump = pump;
+  }
+
+  /**
+   * Where hang reports go: a wait that lasts `afterMs` is described (its
+   * operation and the program's line that called it) and `sink` gets every
+   * such wait in progress, again when one of them ends. Costs nothing until
+   * a wait has lasted that long.
+   */
+  reportWaits(afterMs: number, sink: (waits: WaitReport[]) => void): void {
+    this.#reportMs = afterMs;
+    this.#report = sink;
+  }
+
+  #begin(what: () => string): ActiveWait {
+    const w: ActiveWait = { what, context: this.context, since: Date.now(), reported: null };
+    this.#active.add(w);
+    return w;
+  }
+
+  /** Reports `w` once it has lasted long enough; the stack here still shows the program's call (async frames too). */
+  #check(w: ActiveWait): void {
+    if (w.reported !== null || Date.now() - w.since < this.#reportMs) return;
+    const what = w.context === null ? w.what() : `${w.what()} in ${w.context}`;
+    w.reported = { what, since: w.since, site: callerSite(new Error().stack) };
+    this.#sendReports();
+  }
+
+  #end(w: ActiveWait): void {
+    this.#active.delete(w);
+    if (w.reported !== null) this.#sendReports();
+  }
+
+  #sendReports(): void {
+    const waits: WaitReport[] = [];
+    for (const a of this.#active) if (a.reported !== null) waits.push(a.reported);
+    this.#report(waits);
   }
 
   /** Throws when the job is aborting (a peer died, mprun was signalled, ...). */
@@ -134,25 +214,37 @@ export class Waiter {
     }
   }
 
-  /** Blocks this thread until `ready()` holds (for synchronous collectives such as alloc). */
-  blockUntil(ready: () => boolean, wake: number): void {
-    while (this.block(ready, wake) !== READY);
+  /** Blocks this thread until `ready()` holds (for synchronous collectives such as alloc); `what` describes it. */
+  blockUntil(ready: () => boolean, wake: number, what: () => string): void {
+    if (ready()) return;
+    const w = this.#begin(what);
+    try {
+      while (this.block(ready, wake, this.#sliceMs) !== READY) this.#check(w);
+    } finally {
+      this.#end(w);
+    }
   }
 
   /**
-   * Waits until `ready()` holds. Starts after the caller's synchronous code
+   * Waits until `ready()` holds (`what` describes it for hang reports). Starts after the caller's synchronous code
    * (so that `const r = recv(); await send(); await r` posts the send before
    * it blocks), lets continuations of other completed operations run, and lets
    * the event loop run between slices.
    */
-  async wait(ready: () => boolean, wake: number): Promise<void> {
+  async wait(ready: () => boolean, wake: number, what: () => string): Promise<void> {
     await null;
-    for (;;) {
-      const r = this.block(ready, wake, this.#sliceMs);
-      if (r === READY) return;
-      if (r === OTHER_COMPLETED) await null;
-      else await new Promise<void>((resolve) => setImmediate(resolve));
-      this.checkAbort();
+    const w = this.#begin(what);
+    try {
+      for (;;) {
+        const r = this.block(ready, wake, this.#sliceMs);
+        if (r === READY) return;
+        this.#check(w);
+        if (r === OTHER_COMPLETED) await null;
+        else await new Promise<void>((resolve) => setImmediate(resolve));
+        this.checkAbort();
+      }
+    } finally {
+      this.#end(w);
     }
   }
 }

@@ -237,7 +237,7 @@ export class World extends Team {
   restore(): Promise<number | null> {
     try {
       this.#live();
-      return this.#ckpt.restore();
+      return this.#within('restore()', () => this.#ckpt.restore());
     } catch (e) {
       return Promise.reject(e);
     }
@@ -252,7 +252,7 @@ export class World extends Team {
   checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
     try {
       this.#live();
-      return this.#ckpt.checkpoint(opts);
+      return this.#within('checkpoint()', () => this.#ckpt.checkpoint(opts));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -262,7 +262,7 @@ export class World extends Team {
   checkpointWait(): Promise<CheckpointInfo | null> {
     try {
       this.#live();
-      return this.#ckpt.checkpointWait();
+      return this.#within('checkpointWait()', () => this.#ckpt.checkpointWait());
     } catch (e) {
       return Promise.reject(e);
     }
@@ -285,7 +285,7 @@ export class World extends Team {
     // would land in the wrong array. One gather checks it (and, as every rank
     // has reserved before it contributes, is the barrier shmem_malloc ends with).
     const mine: AllocRequest = [this.#allocs, Type.name, length, offset];
-    const all = this.allgatherSync(mine);
+    const all = this.allgatherSync(mine, 'alloc');
     checkAllocsAgree(all, this.rank);
     this.#allocs++;
     const view = new Type(this.#heap.buffer, offset, length);
@@ -448,7 +448,7 @@ export class World extends Team {
     const read = atomic ? () => Atomics.load(arr as Int32Array, index) : () => (arr as Float64Array)[index]!;
     const ready = (): boolean => test(read(), value as number);
     if (ready()) return;
-    await this.#waiter.wait(ready, WAKE_HEAP);
+    await this.#waiter.wait(ready, WAKE_HEAP, () => `waitUntil(index ${index} ${cmp} ${String(value)}) on this rank's memory`);
   }
 
   // --- messages ------------------------------------------------------------
@@ -517,9 +517,24 @@ export class World extends Team {
     return this.#finalized;
   }
 
+  /** Runs an API call whose waits hang reports should name it by (the collectives inside checkpoint(), ...). */
+  async #within<T>(call: string, op: () => Promise<T>): Promise<T> {
+    const outer = this.#waiter.context;
+    this.#waiter.context = call;
+    try {
+      return await op();
+    } finally {
+      this.#waiter.context = outer;
+    }
+  }
+
   /** Collective: waits for every rank, then releases this rank's resources. */
-  async finalize(): Promise<void> {
-    if (this.#finalized) return;
+  finalize(): Promise<void> {
+    if (this.#finalized) return Promise.resolve();
+    return this.#within('finalize()', () => this.#finalize());
+  }
+
+  async #finalize(): Promise<void> {
     // A pending asynchronous checkpoint is committed before the job may end.
     await this.#ckpt.close();
     await this.barrier();
@@ -742,6 +757,10 @@ async function start(): Promise<World> {
     process.stderr.write(`mprun[${env.rank}]: pid ${process.pid} node ${node}; peers: ${peers.map((p) => `${p.rank}:${p.transport}`).join(' ')}\n`);
   }
   const waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
+  if (client !== null) {
+    const c = client;
+    waiter.reportWaits(config.hangReportMs, (waits) => c.waits(waits));
+  }
   const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client, waiter, links: [...opened.values()] });
   // A rank that returns from its program without finalize still finalizes,
   // so that its peers' last collective completes.

@@ -3,6 +3,7 @@
  * finalize at exit as any script does, committing a pending asynchronous
  * epoch, so that the rerun resumes from it (it hung before: the pools'
  * connections kept the ranks' event loops alive, so beforeExit never came).
+ * And a checkpoint only one rank calls hangs, saying where.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +27,15 @@ describe('a checkpointing script that ends without finalize()', () => {
     expect(await eventually(() => rankProcesses().length === 0, 5000)).toBe(true);
     expect(await eventually(() => daemons().length === 0, 5000), daemons().join('\n')).toBe(true);
     expect(shmFiles()).toEqual([]);
+  });
+
+  it('--timeout says where a rank that alone checkpoints waits', async () => {
+    const dir = join(base, 'hang');
+    mkdirSync(dir);
+    const r = await runMprun(['-n', '2', '--timeout', '4', '--job', 'hang', '--ckpt-target', `localhost:${dir}`, app('hang.ts'), 'ckpt']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/rank 0: \w+ on the world \(as its rank 0 of 2\) in checkpoint\(\), for [\d.]+ s, called at \S*hang\.ts:24:\d+/);
+    expect(r.stderr).toMatch(/rank 1: not blocked in an mprun call/);
   });
 
   for (const mode of ['async', 'sync'] as const) {

@@ -32,6 +32,37 @@ describe('exit semantics', () => {
     expect(r.stderr.split('\n').filter((l) => / err \d+$/.test(l)).length).toBe(400);
   });
 
+  it('--timeout says where each rank waits: both ranks receiving first', async () => {
+    const r = await runMprun(['-n', '2', '--timeout', '3', app('hang.ts'), 'recv']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/rank 0: recv\(source 1, tag 5\), for [\d.]+ s, called at \S*test\/apps\/hang\.ts:15:\d+/);
+    expect(r.stderr).toMatch(/rank 1: recv\(source 0, tag 5\), for [\d.]+ s, called at \S*test\/apps\/hang\.ts:15:\d+/);
+    expect(r.stderr).toMatch(/the job exceeded --timeout 3 s/);
+  });
+
+  it('--timeout says where each rank waits: barrier on one rank, allreduce on the others', async () => {
+    const r = await runMprun(['-n', '3', '--timeout', '3', app('hang.ts'), 'mixed']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/rank 0: barrier on the world \(as its rank 0 of 3\), for [\d.]+ s, called at \S*hang\.ts:18:\d+/);
+    expect(r.stderr).toMatch(/rank 1: allreduce on the world \(as its rank 1 of 3\), for [\d.]+ s, called at \S*hang\.ts:19:\d+/);
+    expect(r.stderr).toMatch(/rank 2: allreduce on the world/);
+  });
+
+  it('SIGUSR1 and --report-hangs print where the ranks wait while the job goes on', async () => {
+    let signalled = false;
+    const r = await runMprun(['-n', '2', '--timeout', '6', '--report-hangs', '1', app('hang.ts'), 'recv'], {
+      onStdout: (out, child) => {
+        if (signalled || !out.includes('waiting')) return;
+        signalled = true;
+        setTimeout(() => child.kill('SIGUSR1'), 3500);
+      },
+    });
+    expect(r.code).toBe(124);
+    // --report-hangs once all waited 1 s, SIGUSR1 at about 3.5 s, --timeout at 6 s: three reports, the job still running for the first two.
+    expect(r.stderr.match(/where the ranks wait:/g)?.length).toBe(3);
+    expect(r.stderr.indexOf('where the ranks wait:')).toBeLessThan(r.stderr.indexOf('exceeded --timeout'));
+  });
+
   it('a rank killed with SIGKILL aborts the job promptly', async () => {
     const r = await runMprun(['-n', '4', exitApp, 'kill', '1']);
     expect(r.code).toBe(128 + 9);
