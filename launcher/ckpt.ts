@@ -4,14 +4,16 @@
  * $RPMEM_SSH) for a remote host and as a child of mprun for the local default,
  * and given the job's secret, which every rank's session and lane must prove.
  */
+import { closeSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
-import { packageRoot } from '../native/index.js';
+import { dirname, isAbsolute, join } from 'node:path';
+import { native, packageRoot } from '../native/index.js';
 import { isMprunError } from '../runtime/errors.js';
 import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
-import { jobSetName, ranksOf } from '../transports/rpmem/store.js';
-import { shellWords } from '../transports/shell.js';
+import { jobSetName, ranksOf, readCommitRecords, type CommitRecord } from '../transports/rpmem/store.js';
+import { shellQuote, shellWords } from '../transports/shell.js';
 import { isLocalHost } from './hosts.js';
+import { formatBytes } from './progress.js';
 import { LineSink } from './stdio.js';
 
 export interface CheckpointTarget {
@@ -21,6 +23,8 @@ export interface CheckpointTarget {
   host: string | null;
   /** The pool set directory on the target; relative paths are from the target user's home. */
   dir: string;
+  /** Make the directory and its parents when missing (the default directory, or --ckpt-mkdir); else the parent must exist. */
+  mkdir?: boolean;
 }
 
 /** Where pools go when no directory is named: under the target user's home. */
@@ -31,12 +35,12 @@ export function parseCheckpointTarget(spec: string): CheckpointTarget {
   const host = k < 0 ? spec : spec.slice(0, k);
   const dir = k < 0 || spec.slice(k + 1) === '' ? DEFAULT_POOL_DIR : spec.slice(k + 1);
   if (host === '' || /\s/.test(host)) throw new Error(`--ckpt-target takes HOST[:DIR], not '${spec}'`);
-  return { label: spec, host: host === 'local' || isLocalHost(host) ? null : host, dir };
+  return { label: spec, host: host === 'local' || isLocalHost(host) ? null : host, dir, ...(dir === DEFAULT_POOL_DIR ? { mkdir: true } : {}) };
 }
 
 /** The embedded default: a pool directory under this user's home, served by a local daemon. */
 export function defaultTarget(): CheckpointTarget {
-  return { label: `local:${join(homedir(), DEFAULT_POOL_DIR)}`, host: null, dir: DEFAULT_POOL_DIR };
+  return { label: `local:${join(homedir(), DEFAULT_POOL_DIR)}`, host: null, dir: DEFAULT_POOL_DIR, mkdir: true };
 }
 
 export function checkJobName(job: string): string {
@@ -70,11 +74,11 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
         const onStderr = (d: Buffer): void => sink.push(d);
         let argv: string[];
         if (t.host === null) {
-          const dir = isAbsolute(t.dir) ? t.dir : join(homedir(), t.dir);
+          const dir = localDir(t);
           argv = [process.execPath, join(packageRoot, 'bin', 'mprun-rpmemd.js'), '--poolset-dir', dir, '--listen', listen];
         } else {
           const ssh = process.env.RPMEM_SSH !== undefined ? shellWords(process.env.RPMEM_SSH) : ['ssh', ...shellWords(process.env.MPRUN_SSH_ARGS ?? '')];
-          argv = sshArgv(t.host, daemonCommand(t.dir), ssh);
+          argv = sshArgv(t.host, remoteCommand(t), ssh);
         }
         const d = await spawnDaemon(t.host ?? 'localhost', { argv, secret, onStderr });
         running.push(d);
@@ -99,17 +103,95 @@ export async function startTargets(targets: CheckpointTarget[], secret: string, 
   }
 }
 
-/** The rank count a job's checkpoints were made with on any target (null: none yet). */
-export async function checkpointedRanks(endpoints: DaemonEndpoint[], job: string): Promise<number | null> {
+/**
+ * What a job has committed on its targets: the rank count its checkpoints were
+ * made with and the newest commit record that verifies on any target (null:
+ * a fresh job). Unreadable records are left to world.restore() to report.
+ */
+export async function committedState(endpoints: DaemonEndpoint[], job: string): Promise<{ nranks: number; newest: CommitRecord | null } | null> {
+  let state: { nranks: number; newest: CommitRecord | null } | null = null;
   for (const ep of endpoints) {
+    let pool;
     try {
-      const pool = await open(ep, jobSetName(job), { nlanes: 1 });
-      const n = ranksOf(pool.attr);
-      await pool.close();
-      return n;
+      pool = await open(ep, jobSetName(job), { nlanes: 1 });
     } catch (e) {
       if (!isMprunError(e) || e.errno !== 'ENOENT') throw e;
+      continue;
+    }
+    try {
+      state ??= { nranks: ranksOf(pool.attr), newest: null };
+      const newest = (await readCommitRecords(pool, pool.attr, 'commit record').catch(() => null))?.records[0] ?? null;
+      if (newest !== null && (state.newest === null || newest.epoch > state.newest.epoch)) state.newest = newest;
+    } finally {
+      await pool.close();
     }
   }
-  return null;
+  return state;
+}
+
+/** The line a rerun prints: which epoch it resumes from, when it was committed and its size. */
+export function resumeLine(job: string, r: CommitRecord): string {
+  const when = new Date(r.time).toISOString().replace('T', ' ').slice(0, 19);
+  return `resuming job ${job} from epoch ${r.epoch} (committed ${when} UTC, ${formatBytes(r.totalBytes)})`;
+}
+
+/** A local target's directory (relative ones are under this user's home). */
+function localDir(t: CheckpointTarget): string {
+  return isAbsolute(t.dir) ? t.dir : join(homedir(), t.dir);
+}
+
+function missingDir(dir: string, where: string): string {
+  return `checkpoint directory ${dir} does not exist${where}, nor does its parent ${dirname(dir)}; create it, or add --ckpt-mkdir`;
+}
+
+/** The daemon's command on a remote target; the directory must exist there unless it may be made. */
+function remoteCommand(t: CheckpointTarget): string {
+  const cmd = daemonCommand(t.dir);
+  if (t.mkdir === true) return cmd;
+  const d = shellQuote(t.dir);
+  const script = `if [ ! -d ${d} ] && [ ! -d ${shellQuote(dirname(t.dir))} ]; then echo ${shellQuote(missingDir(t.dir, ` on ${t.host}`))} >&2; exit 1; fi; exec ${cmd}`;
+  return `sh -c ${shellQuote(script)}`;
+}
+
+/**
+ * Takes the job's name before anything starts: an exclusive flock on
+ * `JOB.lock` in each local target's directory (in the default directory when
+ * every target is remote), held until `release()` or until this process dies
+ * (so a killed mprun leaves no stale lock). A name in use is refused at once,
+ * naming the mprun that holds it. Also makes (or refuses) missing local
+ * directories. Returns the release function.
+ */
+export function claimJob(job: string, targets: CheckpointTarget[]): () => void {
+  const local = targets.filter((t) => t.host === null);
+  for (const t of local) {
+    const dir = localDir(t);
+    if (existsSync(dir)) continue;
+    // As mkdir: a new directory in an existing one; a missing parent is likely a typo, unless --ckpt-mkdir.
+    if (t.mkdir !== true && !existsSync(dirname(dir))) throw new Error(missingDir(dir, ''));
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+  const dirs = local.length > 0 ? [...new Set(local.map(localDir))] : [localDir(defaultTarget())];
+  const fds: number[] = [];
+  const release = (): void => {
+    for (const fd of fds.splice(0)) closeSync(fd);
+  };
+  try {
+    for (const dir of dirs) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const path = join(dir, `${job}.lock`);
+      writeFileSync(path, '', { flag: 'a', mode: 0o600 });
+      try {
+        fds.push(native().lockPool(path));
+      } catch (e) {
+        if (!(isMprunError(e) && e.errno === 'EAGAIN')) throw e;
+        const pid = /^\d+/.exec(readFileSync(path, 'utf8'))?.[0];
+        throw new Error(`job ${job} is in use by mprun ${pid !== undefined ? `pid ${pid}` : 'another process'} (${path}); wait for it, or choose another --job name`);
+      }
+      writeFileSync(path, `${process.pid}\n`);
+    }
+  } catch (e) {
+    release();
+    throw e;
+  }
+  return release;
 }

@@ -46,7 +46,9 @@ Options:
                        command again after a failure resumes it
   --ckpt-target HOST[:DIR]  where checkpoints go (repeatable: replicas). HOST is
                        reached with ssh (or $RPMEM_SSH); DIR defaults to
-                       ~/${DEFAULT_POOL_DIR}. Default: localhost, daemon run by mprun
+                       ~/${DEFAULT_POOL_DIR}. Default: localhost, daemon run by mprun.
+                       A named DIR is made only in an existing directory
+  --ckpt-mkdir         create missing --ckpt-target directories with parents
   --typecheck          type-check the app with TypeScript (tsc --noEmit, the
                        project's tsconfig.json) before any rank starts; without
                        it a .ts app runs unchecked (esbuild strips types)
@@ -101,6 +103,7 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
     return { command: 'agent', address: argv[1], node };
   }
   let i = 0;
+  let mkdir = false;
   const value = (flag: string): string => {
     const v = argv[++i];
     if (v === undefined) throw new UsageError(`${flag} needs a value`);
@@ -198,6 +201,9 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
         }
         break;
       }
+      case '--ckpt-mkdir':
+        mkdir = true;
+        break;
       case '--typecheck':
         opts.typecheck = true;
         break;
@@ -214,6 +220,7 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
   const app = argv[i];
   if (app === undefined) throw new UsageError('no program given (see mprun --help)');
   if (opts.ckptTargets.length > 0 && opts.job === null) throw new UsageError('--ckpt-target needs --job NAME (the checkpoints are the job\'s)');
+  if (mkdir) for (const t of opts.ckptTargets) t.mkdir = true;
   if (opts.hosts === null) {
     // Inside a Slurm allocation, plain `mprun app` runs on it (srun starts the agents).
     opts.hosts = slurmAllocation(process.env, expandSlurmNodes);

@@ -27,7 +27,7 @@ import { HangReports, hangReportMs } from './hangs.js';
 import { shellQuote, shellWords } from '../transports/shell.js';
 import type { Frame } from './wire.js';
 import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
-import { checkpointedRanks, defaultTarget, startTargets } from './ckpt.js';
+import { claimJob, committedState, defaultTarget, resumeLine, startTargets } from './ckpt.js';
 import type { CheckpointTarget } from './ckpt.js';
 
 export interface JobOptions {
@@ -275,13 +275,18 @@ async function launch(opts: JobOptions, jobId: string, dir: string, app: string,
   // Checkpoint targets: a daemon each for the job's duration, before any rank starts.
   let ckpt: string | null = null;
   if (opts.job !== null) {
-    const targets = await startTargets(opts.ckptTargets.length > 0 ? opts.ckptTargets : [defaultTarget()], secret, nodesReachUs, log);
+    const wanted = opts.ckptTargets.length > 0 ? opts.ckptTargets : [defaultTarget()];
+    // The job's name is one mprun's at a time: a second one is refused now, not when its checkpoints collide.
+    cleanups.push(claimJob(opts.job, wanted));
+    const targets = await startTargets(wanted, secret, nodesReachUs, log);
     cleanups.push(() => targets.stop());
     // Resuming needs the rank count the checkpoints were made with: refuse another before any rank starts.
-    const made = await checkpointedRanks(targets.endpoints, opts.job);
+    const state = await committedState(targets.endpoints, opts.job);
+    const made = state?.nranks ?? null;
     if (made !== null && made !== opts.np) {
       throw new Error(`job ${opts.job} was checkpointed by ${made} ranks; this run asks for ${opts.np}. Run it with -n ${made}, or start afresh after \`mprun checkpoints remove --job ${opts.job}\``);
     }
+    if (state?.newest != null) log(resumeLine(opts.job, state.newest));
     ckpt = JSON.stringify({ job: opts.job, targets: targets.endpoints.map((e) => ({ label: e.label, address: e.address, port: e.port })) });
   }
 

@@ -4,8 +4,17 @@
  * says which epoch it resumes, checkpoint directories are not made up, and
  * the private folders of an mprun that died are removed by the next one.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { app, eventually, rankProcesses, runMprun, shmFiles } from '../helpers.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { app, eventually, rankProcesses, runMprun, shmFiles, type JobResult } from '../helpers.js';
+
+function daemons(): string[] {
+  const r = spawnSync('pgrep', ['-af', 'mprun-rpmemd'], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').filter((l) => l.trim() !== '' && !l.includes('pgrep'));
+}
 
 afterEach(async () => {
   expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
@@ -13,6 +22,7 @@ afterEach(async () => {
 });
 
 const exitApp = app('exit.ts');
+const ckptApp = app('ckpt.ts');
 
 describe('this machine is local', () => {
   it('--host localhost:2 runs here without ssh (ssh would be refused)', async () => {
@@ -25,5 +35,60 @@ describe('this machine is local', () => {
     const r = await runMprun(['-n', '3', '--host', 'localhost:1,127.0.0.1:1', exitApp, 'code', '9', '0']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/3 ranks do not fit in the 2 slots/);
+  });
+});
+
+describe('checkpoint job names, reruns and directories', () => {
+  let base: string;
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'ckpt-launcher-test-'));
+  });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  afterEach(async () => {
+    expect(await eventually(() => daemons().length === 0, 5000), daemons().join('\n')).toBe(true);
+  });
+
+  it('a second mprun with the same fresh --job is refused at once, naming the mprun that holds it', async () => {
+    const args = ['-n', '2', '--job', 'twin', '--ckpt-target', `localhost:${join(base, 'twin')}`, ckptApp, '--kib', '16', '--epochs', '2', '--hold-ms', '2000'];
+    let second: Promise<JobResult> | null = null;
+    let firstPid = 0;
+    const first = await runMprun(args, {
+      onStart: (child) => (firstPid = child.pid!),
+      onStdout: (text) => {
+        if (second === null && text.includes('fresh start')) second = runMprun(args);
+      },
+    });
+    expect(first.code, first.stderr).toBe(0);
+    expect(second).not.toBeNull();
+    const r = await second!;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mprun: job twin is in use by mprun pid ${firstPid}`);
+    expect(r.stdout).toBe('');
+    expect(r.ms).toBeLessThan(first.ms);
+    // Once the first is done, the name is free again (and the job resumes).
+    const third = await runMprun(args.slice(0, -2));
+    expect(third.code, third.stderr).toBe(0);
+  });
+
+  it('a rerun says which epoch it resumes from, when it was committed and its size', async () => {
+    const args = ['-n', '2', '--job', 'again', '--ckpt-target', `localhost:${join(base, 'again')}`, ckptApp, '--kib', '16', '--epochs', '3'];
+    const first = await runMprun(args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).not.toContain('resuming');
+    const second = await runMprun(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/mprun: resuming job again from epoch 3 \(committed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, 32\.0 KiB\)/);
+    expect(second.stdout).toContain('restored epoch 3 intact');
+  });
+
+  it('a --ckpt-target directory whose parent is missing is an error, unless --ckpt-mkdir', async () => {
+    const deep = join(base, 'no', 'such', 'dir');
+    const r = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, ckptApp, '--kib', '4', '--epochs', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mprun: checkpoint directory ${deep} does not exist, nor does its parent ${join(base, 'no', 'such')}; create it, or add --ckpt-mkdir`);
+    expect(existsSync(join(base, 'no'))).toBe(false);
+    const ok = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, '--ckpt-mkdir', ckptApp, '--kib', '4', '--epochs', '1']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(existsSync(join(deep, 'deep', 'job.set'))).toBe(true);
   });
 });
