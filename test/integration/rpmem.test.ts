@@ -181,20 +181,48 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     await remove('node1', 'e.set', { ...opts(), poolSet: true });
   });
 
-  it('refuses to open a pool whose header fails its checksum; remove needs force then', async () => {
+  it('recovers a damaged header from its backup (and the reverse); both damaged: refused naming the file, remove needs force', async () => {
     writeFileSync(join(dir, 'bad.set'), 'PMEMPOOLSET\n2M bad.part0\n');
+    const part = join(dir, 'bad.part0');
+    const backup = `${part}.hdr`;
     const pool = await create('node1', 'bad.set', 2 * MiB, { attr: attr(), ...opts() });
     await pool.close();
-    const fd = openSync(join(dir, 'bad.part0'), 'r+');
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, 9);
-    b[0] ^= 0x10;
-    execFileSync('dd', [`of=${join(dir, 'bad.part0')}`, 'bs=1', 'seek=9', 'conv=notrunc', 'status=none'], { input: b });
-    closeSync(fd);
-    expect(await rejects(open('node1', 'bad.set', opts()), 'EINVAL')).toMatch(/checksum/);
+    // The backup: the header's 4096 bytes in a file beside the part.
+    const header = fileBytes(part, 0, 4096);
+    expect(readFileSync(backup)).toEqual(header);
+    const flip = (file: string, at: number): void => {
+      const b = fileBytes(file, at, 1);
+      b[0] ^= 0x10;
+      execFileSync('dd', [`of=${file}`, 'bs=1', `seek=${at}`, 'conv=notrunc', 'status=none'], { input: b });
+    };
+    // The header damaged: opened from the backup, the header rewritten, the client told.
+    flip(part, 9);
+    const recovered = await open('node1', 'bad.set', opts());
+    expect(recovered.attr?.signature).toBe('TESTPOOL');
+    expect(recovered.repairs).toEqual([`the header of ${part} was damaged (it fails its checksum); recovered from its backup ${backup}`]);
+    await recovered.close();
+    expect(fileBytes(part, 0, 4096)).toEqual(header);
+    // The backup damaged: rewritten from the header.
+    flip(backup, 9);
+    const again = await open('node1', 'bad.set', opts());
+    expect(again.repairs).toEqual([`the header backup ${backup} was damaged (it fails its checksum); rewritten from the header of ${part}`]);
+    await again.close();
+    expect(readFileSync(backup)).toEqual(header);
+    // No backup (a pool made before backups existed): made at open, not damage.
+    rmSync(backup);
+    const old = await open('node1', 'bad.set', opts());
+    expect(old.repairs).toEqual([]);
+    await old.close();
+    expect(readFileSync(backup)).toEqual(header);
+    // Both damaged: refused, naming the part and its backup, the errno named once.
+    flip(part, 9);
+    flip(backup, 30);
+    const why = await rejects(open('node1', 'bad.set', opts()), 'EINVAL');
+    expect(why).toBe(`${part}: the pool header fails its checksum, and its backup ${backup} fails its checksum: the pool cannot be opened (EINVAL)`);
     await rejects(remove('node1', 'bad.set', opts()), 'EINVAL');
     await remove('node1', 'bad.set', { ...opts(), force: true, poolSet: true });
-    expect(existsSync(join(dir, 'bad.part0'))).toBe(false);
+    expect(existsSync(part)).toBe(false);
+    expect(existsSync(backup)).toBe(false);
   });
 
   it('a failed persist is never acknowledged and poisons the pool: every later call reports it (sticky)', async () => {

@@ -13,13 +13,13 @@
  * logged; the daemon keeps serving.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { native } from '../../native/index.js';
 import { MprunError } from '../../runtime/errors.js';
 import { FrameParser, ProtocolError, type Header } from '../frames.js';
-import { attrFromWire, attrToWire, decodeHeader, encodeHeader, emptyAttr, type PoolAttr } from './header.js';
+import { attrFromWire, attrToWire, backupPathOf, encodeHeader, emptyAttr, recoverHeader, type HeaderFix, type PoolAttr, type PoolHeader } from './header.js';
 import { errnoName, errnoNumber, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
 import { capacityOf, extentsOf, formatPoolSet, MIN_POOL, parsePoolSet, partHasHeader, POOL_HDR_SIZE, type Extent, type PoolSet } from './poolset.js';
 
@@ -143,11 +143,60 @@ function persistHeaders(pool: OpenPool): void {
   });
 }
 
+/**
+ * Writes every header, persists them, then their backups: a crash in between
+ * leaves two copies that verify and differ, and open takes the header (the
+ * newer one) and rewrites the backup.
+ */
 function writeHeaders(pool: OpenPool): void {
   pool.parts.forEach((p, i) => {
     if (partHasHeader(pool.set, i)) encodeHeader({ attr: pool.attr ?? emptyAttr(), poolSize: pool.size, part: i, parts: pool.parts.length }, p.bytes.subarray(0, POOL_HDR_SIZE));
   });
   persistHeaders(pool);
+  pool.parts.forEach((p, i) => {
+    if (!partHasHeader(pool.set, i)) return;
+    const file = backupPathOf(pool.set.parts[i]!.path);
+    try {
+      writeBackup(file, p.bytes);
+    } catch (e) {
+      throw new Refusal((e as NodeJS.ErrnoException).code ?? 'EIO', `writing the header backup ${file} failed: ${(e as Error).message}`);
+    }
+  });
+}
+
+/** A part's header backup file (header.ts has why a file of its own), or null when there is none. */
+function readBackup(file: string): Uint8Array | null {
+  try {
+    return new Uint8Array(readFileSync(file));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+/** Writes the header in `header` (its first 4096 bytes) to a backup file, durably (the file, and its directory when new). */
+function writeBackup(file: string, header: Uint8Array): void {
+  const fresh = !existsSync(file);
+  const fd = openSync(file, 'w', 0o600);
+  try {
+    writeSync(fd, header, 0, POOL_HDR_SIZE, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  if (fresh) native().fsyncPath(dirname(file));
+}
+
+/** Removes the header backups of a set's parts (none there is fine). */
+function removeBackups(set: PoolSet): void {
+  set.parts.forEach((p, i) => {
+    if (!partHasHeader(set, i)) return;
+    try {
+      unlinkSync(backupPathOf(p.path));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  });
 }
 
 /** Maps a part (create: a new file, its space allocated now). */
@@ -237,10 +286,12 @@ export class RpmemDaemon {
     } catch (e) {
       unmapAll(parts);
       for (const p of set.parts.slice(0, parts.length + 1)) {
-        try {
-          unlinkSync(p.path);
-        } catch {
-          // not made
+        for (const f of [p.path, backupPathOf(p.path)]) {
+          try {
+            unlinkSync(f);
+          } catch {
+            // not made
+          }
         }
       }
       native().closeFd(lockFd);
@@ -260,23 +311,64 @@ export class RpmemDaemon {
       }
       let size = capacityOf(set);
       let attr: PoolAttr | null = null;
+      // Damage to a header or its backup that this open found and set right: logged, and told to the client.
+      const repairs: string[] = [];
       if (set.headers !== 'none') {
-        const h = decodeHeader(parts[0]!.bytes, set.parts[0]!.path);
-        if (h.parts !== set.parts.length) throw new Refusal('EINVAL', `${path}: the pool was created with ${h.parts} part(s), the set now lists ${set.parts.length}`);
-        parts.forEach((p, i) => {
-          if (i > 0 && partHasHeader(set, i)) decodeHeader(p.bytes, set.parts[i]!.path);
-        });
-        size = h.poolSize;
-        attr = h.attr;
+        let first: PoolHeader | null = null;
+        for (let i = 0; i < parts.length; i++) {
+          if (!partHasHeader(set, i)) continue;
+          const file = set.parts[i]!.path;
+          const backup = readBackup(backupPathOf(file));
+          const { header, fix } = recoverHeader(parts[i]!.bytes, backup, i, file);
+          this.#fixHeader(parts[i]!, file, backup, fix, repairs);
+          if (i === 0) first = header;
+        }
+        // Part 0 has a header unless NOHDRS.
+        if (first === null) throw new Refusal('EINVAL', `${path}: part 0 has no header`);
+        if (first.parts !== set.parts.length) throw new Refusal('EINVAL', `${path}: the pool was created with ${first.parts} part(s), the set now lists ${set.parts.length}`);
+        size = first.poolSize;
+        attr = first.attr;
       }
       const pool = new OpenPool(this.#nextPool++, path, set, parts, size, attr, lockFd, this.#lanes(req.nlanes));
       this.#register(pool, owner);
-      return { ...this.#describe(pool), attr: attr === null ? null : attrToWire(attr) };
+      return { ...this.#describe(pool), attr: attr === null ? null : attrToWire(attr), repairs };
     } catch (e) {
       unmapAll(parts);
       native().closeFd(lockFd);
       throw e;
     }
+  }
+
+  /**
+   * Carries out what recoverHeader decided for a part: the damaged copy is
+   * rewritten from the good one (the header persisted in place, the backup
+   * written and fsynced), the damage logged and added to `repairs`.
+   */
+  #fixHeader(part: MappedPart, file: string, backup: Uint8Array | null, fix: HeaderFix, repairs: string[]): void {
+    if (fix.kind === 'none') return;
+    const bfile = backupPathOf(file);
+    if (fix.kind === 'primary') {
+      part.bytes.set(backup!.subarray(0, POOL_HDR_SIZE), 0);
+      const err = native().poolPersist(part.buffer, 0, POOL_HDR_SIZE, part.isPmem, false);
+      if (err !== null) throw new Refusal(err, `${fix.damage}, and persisting it recovered from ${bfile} failed`);
+      const report = `${fix.damage}; recovered from its backup ${bfile}`;
+      this.#opts.log(report);
+      repairs.push(report);
+      return;
+    }
+    let failed: string | null = null;
+    try {
+      writeBackup(bfile, part.bytes);
+    } catch (e) {
+      // The pool opens from its good header; the backup is written again at the next open.
+      failed = `writing the header backup ${bfile} failed: ${(e as Error).message}`;
+    }
+    if (fix.kind === 'backup') {
+      const report = `${fix.damage}; ${failed ?? `rewritten from the header of ${file}`}`;
+      this.#opts.log(report);
+      repairs.push(report);
+    } else if (failed !== null) this.#opts.log(failed);
+    else this.#opts.info?.(fix.kind === 'new-backup' ? `made the header backup ${bfile} (the pool had none)` : `the header backup ${bfile} was older than the header (an attribute change was interrupted); rewritten`);
   }
 
   #lanes(n: unknown): number {
@@ -321,12 +413,13 @@ export class RpmemDaemon {
     const lockFd = this.#lock(path);
     try {
       if (req.force !== true && set.headers !== 'none') {
+        // Without force, only a pool: a header or its backup must verify.
         set.parts.forEach((p, i) => {
           if (!partHasHeader(set, i)) return;
           if (!existsSync(p.path)) throw new Refusal('ENOENT', `pool part ${p.path} does not exist (use force)`);
           const part = mapPart(p.path, p.size, false);
           try {
-            decodeHeader(part.bytes, p.path);
+            recoverHeader(part.bytes, readBackup(backupPathOf(p.path)), i, p.path);
           } finally {
             unmapAll([part]);
           }
@@ -339,6 +432,7 @@ export class RpmemDaemon {
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || req.force !== true) throw new Refusal('ENOENT', `cannot remove ${p.path}: ${(e as Error).message}`);
         }
       }
+      removeBackups(set);
       if (req.poolSetFile === true) {
         unlinkSync(path);
         // A job directory the store made is removed with its last pool.
@@ -393,7 +487,8 @@ export class RpmemDaemon {
     const ok = (body?: unknown): void => reply(RPMEM_PROTOCOL.frame(R.REPLY, { id: h.id }, body === undefined ? undefined : Buffer.from(JSON.stringify(body))));
     const fail = (e: unknown): void => {
       const errno = errnoOf(e);
-      const message = (e as Error).message;
+      // The client adds the errno name (rpmemError): not twice.
+      const message = (e as Error).message.replace(new RegExp(` \\(${errno}\\)$`), '');
       const expected = errno === 'ENOENT' || errno === 'EEXIST' || errno === 'EBUSY';
       (expected ? this.#opts.info : this.#opts.log)?.(`${RPMEM_PROTOCOL.typeName(h.type)} refused: ${message}`);
       reply(status(h.id, errno, Buffer.from(JSON.stringify({ errno, message })), 'EREMOTEIO'));

@@ -1,7 +1,7 @@
 /** The on-target formats: pool set files, the pool header, and the checkpoint store's records. */
 import { describe, expect, it } from 'vitest';
 import { crc32c } from './crc.js';
-import { decodeHeader, emptyAttr, encodeHeader } from './header.js';
+import { backupPathOf, decodeHeader, emptyAttr, encodeHeader, recoverHeader } from './header.js';
 import { capacityOf, extentsOf, formatPoolSet, parsePoolSet, parseSize, splitRange } from './poolset.js';
 import { decodeDescriptor, decodeRecord, decodeSuperblock, encodeDescriptor, encodeRecord, encodeSuperblock, poolSizeFor, slotCapacity, VerifyError } from './store.js';
 
@@ -81,6 +81,49 @@ describe('rpmem formats', () => {
     hdr[30] ^= 1;
     expect(() => decodeHeader(hdr, 'h')).toThrow(/fails its checksum/);
     expect(() => decodeHeader(new Uint8Array(4096), 'h')).toThrow(/no pool header/);
+  });
+
+  it('keeps a backup of every header: a damaged copy is recovered from the other, both damaged name the file', () => {
+    const attr = emptyAttr();
+    attr.signature = 'MPRUNCKP';
+    attr.userFlags[4] = 2;
+    const make = (part: number, major = 1): Uint8Array => {
+      const h = new Uint8Array(4096);
+      encodeHeader({ attr: { ...attr, major }, poolSize: 12288, part, parts: 1 }, h);
+      return h;
+    };
+    const flipped = (h: Uint8Array, at: number): Uint8Array => {
+      const c = h.slice();
+      c[at]! ^= 0x04;
+      return c;
+    };
+    const file = '/pools/J/job.part0';
+    const good = make(0);
+    expect(backupPathOf(file)).toBe('/pools/J/job.part0.hdr');
+    expect(recoverHeader(good, good.slice(), 0, file)).toEqual({ header: decodeHeader(good, file), fix: { kind: 'none' } });
+    // The issue's byte 20 (ro_compat features) of the header: the backup's header, and the header is to be rewritten.
+    const r = recoverHeader(flipped(good, 20), good.slice(), 0, file);
+    expect(r.header).toEqual(decodeHeader(good, file));
+    expect(r.fix).toEqual({ kind: 'primary', damage: `the header of ${file} was damaged (it fails its checksum)` });
+    // A header overwritten with zeros (no magic), or its checksum hit.
+    expect(recoverHeader(new Uint8Array(4096), good, 0, file).fix).toEqual({ kind: 'primary', damage: `the header of ${file} was damaged (it is not a pool header)` });
+    expect(recoverHeader(flipped(good, 4093), good, 0, file).fix.kind).toBe('primary');
+    // The reverse: a damaged backup (or one cut short) is rewritten from the header.
+    expect(recoverHeader(good, flipped(good, 20), 0, file).fix).toEqual({ kind: 'backup', damage: `the header backup ${file}.hdr was damaged (it fails its checksum)` });
+    expect(recoverHeader(good, good.subarray(0, 100), 0, file).fix).toEqual({ kind: 'backup', damage: `the header backup ${file}.hdr was damaged (it is 100 bytes, not 4096)` });
+    // A backup of another part is no backup of this one.
+    expect(recoverHeader(good, make(1), 0, file).fix).toEqual({ kind: 'backup', damage: `the header backup ${file}.hdr was damaged (it belongs to part 1, not 0)` });
+    // No backup yet (a pool made before backups): made from the header, not damage.
+    expect(recoverHeader(good, null, 0, file).fix).toEqual({ kind: 'new-backup' });
+    // Both verify but differ (setAttr stopped between the header and its backup): the header is the newer.
+    const newer = make(0, 2);
+    const stale = recoverHeader(newer, good, 0, file);
+    expect(stale.header.attr.major).toBe(2);
+    expect(stale.fix).toEqual({ kind: 'stale-backup' });
+    // Both damaged, or damaged and none: EINVAL naming the part and its backup.
+    expect(() => recoverHeader(flipped(good, 20), flipped(good, 21), 0, file)).toThrow(`${file}: the pool header fails its checksum, and its backup ${file}.hdr fails its checksum: the pool cannot be opened (EINVAL)`);
+    expect(() => recoverHeader(flipped(good, 20), null, 0, file)).toThrow(`${file}: the pool header fails its checksum, and its backup ${file}.hdr is missing: the pool cannot be opened (EINVAL)`);
+    expect(() => recoverHeader(new Uint8Array(4096), null, 0, file)).toThrow(/the pool header is missing \(not created by an rpmem target, or overwritten\), and its backup .* is missing/);
   });
 
   it('round-trips superblocks, slot descriptors and commit records, and rejects damaged ones', () => {

@@ -8,6 +8,23 @@
  *   +104 "MPRUNPH1"        +112 pool size (u64: the bytes create() asked for)
  *   +120 part index u32    +124 part count u32
  *   +4092 CRC32C of bytes [0, 4092)
+ *
+ * Every header has a backup: the same 4096 bytes in a file beside its part
+ * (`<part>.hdr`, backupPathOf). One flipped byte in a header used to lose every
+ * epoch of a job whose data and commit records were intact; now the daemon
+ * opens the pool from whichever copy verifies and rewrites the other
+ * (recoverHeader decides, the daemon does the I/O).
+ *
+ * Decision: a file of its own rather than a page of the part (the last 4 KiB,
+ * as BTT keeps its info block backup, or a page after the header). A page of
+ * the part takes 4 KiB of capacity from every header, which changes the
+ * arithmetic of poolset(5) (usable = parts - 4096 per header) that existing set
+ * files and callers rely on (a pool of exactly that size would become EFBIG),
+ * and it changes the layout of pools already made, which then could never get
+ * a backup. A file of its own keeps the layout as it was, lies in other blocks
+ * than the part (damage to the part's first pages or a stray write into the
+ * part cannot reach it), and pools made before it get their backup the first
+ * time they open with a good header.
  */
 import { rpmemError } from '../../runtime/errors.js';
 import { crc32c } from './crc.js';
@@ -116,11 +133,21 @@ export function encodeHeader(h: PoolHeader, out: Uint8Array): void {
   b.writeUInt32LE(crc32c(b.subarray(0, CRC_AT)), CRC_AT);
 }
 
+/** Why `src` is not a valid header, or null when it is. */
+function invalid(src: Uint8Array): string | null {
+  if (src.byteLength < POOL_HDR_SIZE) return `is ${src.byteLength} bytes, not ${POOL_HDR_SIZE}`;
+  const b = Buffer.from(src.buffer, src.byteOffset, POOL_HDR_SIZE);
+  if (b.toString('latin1', 104, 112) !== MAGIC) return 'is not a pool header';
+  if (b.readUInt32LE(CRC_AT) !== crc32c(b.subarray(0, CRC_AT))) return 'fails its checksum';
+  return null;
+}
+
 /** Reads and verifies a header; a bad checksum or magic raises EINVAL ("inconsistent pool"). */
 export function decodeHeader(src: Uint8Array, where: string): PoolHeader {
+  const why = invalid(src);
+  if (why === 'is not a pool header') throw rpmemError('EINVAL', `${where}: no pool header (not created by an rpmem target, or overwritten)`);
+  if (why !== null) throw rpmemError('EINVAL', `${where}: the pool header ${why}`);
   const b = Buffer.from(src.buffer, src.byteOffset, POOL_HDR_SIZE);
-  if (b.toString('latin1', 104, 112) !== MAGIC) throw rpmemError('EINVAL', `${where}: no pool header (not created by an rpmem target, or overwritten)`);
-  if (b.readUInt32LE(CRC_AT) !== crc32c(b.subarray(0, CRC_AT))) throw rpmemError('EINVAL', `${where}: the pool header fails its checksum`);
   const sig = b.subarray(0, 8);
   const end = sig.indexOf(0);
   const attr: PoolAttr = {
@@ -137,4 +164,47 @@ export function decodeHeader(src: Uint8Array, where: string): PoolHeader {
   };
   BYTES16.forEach((k, i) => attr[k].set(b.subarray(24 + 16 * i, 40 + 16 * i)));
   return { attr, poolSize: Number(b.readBigUInt64LE(112)), part: b.readUInt32LE(120), parts: b.readUInt32LE(124) };
+}
+
+/** The backup of the header of the part at `partPath`. */
+export function backupPathOf(partPath: string): string {
+  return `${partPath}.hdr`;
+}
+
+/**
+ * What opening a part needs done to its two header copies:
+ * - none: both verify and agree;
+ * - primary: the header was damaged (`damage` says how); write the backup over it;
+ * - backup: the backup was damaged (`damage`); write the header over it;
+ * - new-backup: no backup yet (a pool made before backups existed, or the file was removed): write it;
+ * - stale-backup: both verify but differ (an attribute change stopped between the two writes;
+ *   the header, written first, is the newer): write the header over it.
+ */
+export type HeaderFix = { kind: 'none' | 'new-backup' | 'stale-backup' } | { kind: 'primary' | 'backup'; damage: string };
+
+/**
+ * Chooses the copy to trust for part `part`: `primary` is the part's first 4096
+ * bytes, `backup` the backup file's bytes (null: no backup file). A copy is
+ * good when it verifies and names this part. Both bad: EINVAL naming the file
+ * and why each copy fails.
+ */
+export function recoverHeader(primary: Uint8Array, backup: Uint8Array | null, part: number, file: string): { header: PoolHeader; fix: HeaderFix } {
+  const bfile = backupPathOf(file);
+  const check = (src: Uint8Array): string | null => {
+    const why = invalid(src);
+    if (why !== null) return why;
+    const h = decodeHeader(src, file);
+    return h.part === part ? null : `belongs to part ${h.part}, not ${part}`;
+  };
+  const p = check(primary);
+  const b = backup === null ? 'is missing' : check(backup);
+  if (p === null) {
+    const header = decodeHeader(primary, file);
+    if (backup === null) return { header, fix: { kind: 'new-backup' } };
+    if (b !== null) return { header, fix: { kind: 'backup', damage: `the header backup ${bfile} was damaged (it ${b})` } };
+    const same = Buffer.compare(Buffer.from(primary.buffer, primary.byteOffset, POOL_HDR_SIZE), Buffer.from(backup.buffer, backup.byteOffset, POOL_HDR_SIZE)) === 0;
+    return { header, fix: { kind: same ? 'none' : 'stale-backup' } };
+  }
+  if (b === null) return { header: decodeHeader(backup!, bfile), fix: { kind: 'primary', damage: `the header of ${file} was damaged (it ${p})` } };
+  throw rpmemError('EINVAL', `${file}: the pool header ${p === 'is not a pool header' ? 'is missing (not created by an rpmem target, or overwritten)' : p}, and its backup ${bfile} ${b}: the pool cannot be opened`);
 }
