@@ -12,14 +12,15 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { packageRoot } from '../native/index.js';
 import { readConfig } from '../runtime/config.js';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, NodeAgent, type AgentEvent, type LaunchSpec } from './agent.js';
 import { compileApp, needsCompile } from './compile.js';
+import { makeJobDir } from './tmpdirs.js';
 import { Controller } from './controller.js';
 import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
@@ -128,8 +129,8 @@ function routeSource(ip: string): string {
 
 export async function runJob(opts: JobOptions): Promise<number> {
   const jobId = `${process.pid}.${randomBytes(3).toString('hex')}`;
-  const dir = mkdtempSync(join(tmpdir(), 'mprun-'));
-  chmodSync(dir, 0o700);
+  // Private (0700), naming its owner; the folders of mprun processes that died (SIGKILL, a crash) go first.
+  const dir = makeJobDir();
   const cleanups: Array<() => void> = [() => rmSync(dir, { recursive: true, force: true })];
   try {
     let app = resolve(opts.app);

@@ -5,7 +5,7 @@
  * the private folders of an mprun that died are removed by the next one.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -90,5 +90,65 @@ describe('checkpoint job names, reruns and directories', () => {
     const ok = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, '--ckpt-mkdir', ckptApp, '--kib', '4', '--epochs', '1']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(existsSync(join(deep, 'deep', 'job.set'))).toBe(true);
+  });
+});
+
+/** The private folder of the mprun with this pid (it names its owner), or undefined. */
+function folderOf(pid: number): string | undefined {
+  return readdirSync(tmpdir())
+    .filter((n) => n.startsWith('mprun-'))
+    .map((n) => join(tmpdir(), n))
+    .find((d) => {
+      try {
+        return readFileSync(join(d, 'mprun-owner'), 'utf8').startsWith(`${pid} `);
+      } catch {
+        return false;
+      }
+    });
+}
+
+describe('leftovers', () => {
+  it("the folder of a SIGKILLed mprun is removed by the next mprun; a live job's folder is not", async () => {
+    // A live job that must keep its folder.
+    let live: ReturnType<typeof runMprun> | null = null;
+    let liveChild: { pid?: number; kill(s: NodeJS.Signals): boolean } | null = null;
+    const liveStarted = new Promise<void>((ready) => {
+      live = runMprun(['-n', '1', exitApp, 'sleep'], {
+        onStart: (c) => (liveChild = c),
+        onStdout: (text) => {
+          if (text.includes('pid ')) ready();
+        },
+      });
+    });
+    await liveStarted;
+    const liveDir = folderOf(liveChild!.pid!);
+    expect(liveDir).toBeDefined();
+
+    let killedPid = 0;
+    let killedDir: string | undefined;
+    let sent = false;
+    const killed = await runMprun(['-n', '2', exitApp, 'sleep'], {
+      onStdout: (text, child) => {
+        if (!sent && (text.match(/pid \d+/g) ?? []).length === 2) {
+          sent = true;
+          killedPid = child.pid!;
+          killedDir = folderOf(killedPid);
+          child.kill('SIGKILL');
+        }
+      },
+    });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(killedDir).toBeDefined();
+    expect(existsSync(join(killedDir!, 'control.sock'))).toBe(true); // left behind, sockets and all
+    expect(await eventually(() => rankProcesses().filter((l) => l.includes(killedDir!)).length === 0)).toBe(true);
+
+    const next = await runMprun(['-n', '1', exitApp, 'code', '9', '0']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(existsSync(killedDir!)).toBe(false);
+    expect(existsSync(liveDir!)).toBe(true);
+
+    liveChild!.kill('SIGTERM');
+    await live;
+    expect(existsSync(liveDir!)).toBe(false);
   });
 });
