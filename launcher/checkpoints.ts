@@ -3,6 +3,10 @@
  * the epochs a job has committed on each target, their sizes and health;
  * verify reads every chunk back and checks its CRC32C; remove deletes the
  * job's pools (and their set files) from every target.
+ *
+ * Damage to a pool header (the target recovers it from its backup when it
+ * opens the pool, or cannot open the pool at all) is reported, and list and
+ * verify then exit 1; a job whose pools exist is never "no checkpoints".
  */
 import { randomBytes } from 'node:crypto';
 import { isMprunError } from '../runtime/errors.js';
@@ -19,8 +23,13 @@ interface EpochHealth {
   health: Map<string, string>;
 }
 
-/** Reads a target's commit records (newest first); null when the job has no pools there. */
-async function records(ep: DaemonEndpoint, job: string): Promise<{ nranks: number; records: CommitRecord[]; notes: string[] } | null> {
+const labelOf = (ep: DaemonEndpoint): string => ep.label ?? `${ep.address}:${ep.port}`;
+
+/** Damage found on the targets, one line each ("LABEL: what"), in the order found. */
+type Damage = Set<string>;
+
+/** Reads a target's commit records (newest first); null when the job pool is not there. */
+async function records(ep: DaemonEndpoint, job: string, damage: Damage): Promise<{ nranks: number; records: CommitRecord[]; notes: string[] } | null> {
   let pool: RpmemPool;
   try {
     pool = await open(ep, jobSetName(job), { nlanes: 1 });
@@ -28,6 +37,7 @@ async function records(ep: DaemonEndpoint, job: string): Promise<{ nranks: numbe
     if (isMprunError(e) && e.errno === 'ENOENT') return null;
     throw e;
   }
+  for (const r of pool.repairs) damage.add(`${labelOf(ep)}: ${r}`);
   try {
     return await readCommitRecords(pool, pool.attr, 'commit record');
   } finally {
@@ -36,7 +46,7 @@ async function records(ep: DaemonEndpoint, job: string): Promise<{ nranks: numbe
 }
 
 /** Checks every rank's slot of `record` on a target: descriptors only, or (deep) every chunk too. */
-async function checkEpoch(ep: DaemonEndpoint, job: string, record: CommitRecord, deep: boolean, bar: ProgressBar | null, done: { bytes: number }): Promise<string> {
+async function checkEpoch(ep: DaemonEndpoint, job: string, record: CommitRecord, deep: boolean, bar: ProgressBar | null, done: { bytes: number }, damage: Damage): Promise<string> {
   const problems: string[] = [];
   for (let rank = 0; rank < record.nranks; rank++) {
     const what = `rank ${rank}`;
@@ -44,9 +54,12 @@ async function checkEpoch(ep: DaemonEndpoint, job: string, record: CommitRecord,
     try {
       pool = await open(ep, rankSetName(job, rank, record.generations[rank]!), { nlanes: 2 });
     } catch (e) {
-      problems.push(`${what}: ${isMprunError(e) && e.errno === 'ENOENT' ? 'pool missing' : (e as Error).message}`);
+      const missing = isMprunError(e) && e.errno === 'ENOENT';
+      problems.push(`${what}: ${missing ? 'pool missing' : (e as Error).message}`);
+      if (!missing) damage.add(`${labelOf(ep)}: ${what}: ${(e as Error).message}`);
       continue;
     }
+    for (const r of pool.repairs) damage.add(`${labelOf(ep)}: ${r}`);
     try {
       const info = await readDescriptor(pool, record.epoch % 2, what);
       if (info.epoch !== record.epoch || info.digest !== record.digests[rank]) {
@@ -105,14 +118,27 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
       return 0;
     }
     const epochs = new Map<number, EpochHealth>();
+    const damage: Damage = new Set();
+    /** Targets with rank pools but no job pool: a run that stopped before its first commit. */
+    const uncommitted: string[] = [];
     let nranks = 0;
     for (const ep of running.endpoints) {
-      const label = ep.label ?? `${ep.address}:${ep.port}`;
-      const r = await records(ep, job).catch((e: Error) => {
-        log(`${ep.label}: ${e.message}`);
-        return null;
-      });
-      if (r === null) continue;
+      const label = labelOf(ep);
+      let r;
+      try {
+        r = await records(ep, job, damage);
+      } catch (e) {
+        damage.add(`${label}: the job pool ${jobSetName(job)} cannot be read, nor its commit records: ${(e as Error).message}`);
+        continue;
+      }
+      if (r === null) {
+        // The job pool's set file there but not its part: the commit records are lost, not "no checkpoints".
+        // No set file: the job pool is made at the first commit; rank pools without it were never committed.
+        const sets = await list(ep, job).catch((): string[] => []);
+        if (sets.includes(jobSetName(job))) damage.add(`${label}: the job pool ${jobSetName(job)} has lost its part, and with it the commit records`);
+        else if (sets.length > 0) uncommitted.push(label);
+        continue;
+      }
       nranks = r.nranks;
       for (const n of r.notes) log(`${ep.label}: ${n}`);
       for (const rec of r.records) {
@@ -120,12 +146,22 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
         epochs.set(rec.epoch, have);
         const total = action === 'verify' ? rec.totalBytes : 0;
         const bar = action === 'verify' ? new ProgressBar(`verifying epoch ${rec.epoch} on ${label}`, total) : null;
-        have.health.set(label, await checkEpoch(ep, job, rec, action === 'verify', bar, { bytes: 0 }));
+        have.health.set(label, await checkEpoch(ep, job, rec, action === 'verify', bar, { bytes: 0 }, damage));
         bar?.end();
       }
     }
+    const reportDamage = (): void => {
+      for (const d of damage) process.stdout.write(`DAMAGED ${d}\n`);
+    };
     if (epochs.size === 0) {
-      process.stdout.write(`job ${job}: no checkpoints on ${running.endpoints.map((e) => e.label).join(', ')}\n`);
+      if (damage.size > 0) {
+        process.stdout.write(`job ${job}: its pools are damaged; no committed epoch can be read\n`);
+        reportDamage();
+        return 1;
+      }
+      const where = running.endpoints.map((e) => e.label).join(', ');
+      if (uncommitted.length > 0) process.stdout.write(`job ${job}: no committed epoch on ${where} (pools on ${uncommitted.join(', ')} were written by a run that stopped before its first commit)\n`);
+      else process.stdout.write(`job ${job}: no checkpoints on ${where}\n`);
       return action === 'verify' ? 1 : 0;
     }
     const sorted = [...epochs.values()].sort((a, b) => b.record.epoch - a.record.epoch);
@@ -136,6 +172,9 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
       const reps = [...e.health].map(([label, h]) => `${label} ${h}`).join(', ');
       process.stdout.write(`${String(e.record.epoch).padStart(7)}  ${when}  ${formatBytes(e.record.totalBytes).padStart(10)}  ${reps}\n`);
     }
+    reportDamage();
+    // Damage to a header fails both, even when it was recovered: someone should look at that disk.
+    if (damage.size > 0) return 1;
     // verify: succeeds when the newest epoch is intact somewhere (what a restart would use).
     if (action === 'verify') return [...sorted[0]!.health.values()].some((h) => h === 'verified') ? 0 : 1;
     return 0;

@@ -157,6 +157,92 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(none.stderr).toMatch(/job flip has no intact checkpoint: epoch 5 fails verification \(rank 1 .*chunk 0 .*\); epoch 4 fails verification \(rank 1 .*chunk 0/);
   }, 90_000);
 
+  it('a byte flipped in a pool header (the job pool, a rank pool): recovered from its backup, reported by list and verify, and the rerun resumes', async () => {
+    const dir = join(base, 'header');
+    const t = ['--ckpt-target', `localhost:${dir}`];
+    const args = ['-n', '2', '--job', 'hdr', ...t, ckptApp, '--kib', '512'];
+    expect((await runMprun([...args, '--epochs', '3'])).code).toBe(0);
+    const jobPart = join(dir, 'hdr', 'job.part0');
+    const rankPart = join(dir, 'hdr', 'rank-1.g1.part0');
+    // Every header has its backup beside its part.
+    for (const f of [jobPart, rankPart]) expect(existsSync(`${f}.hdr`)).toBe(true);
+
+    // The issue's case: byte 20 of job.part0 (ro_compat features). Before backups: "no checkpoints", exit 0.
+    flipByte(jobPart, 20);
+    const list = await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t]);
+    expect(list.code).toBe(1);
+    expect(list.stdout).not.toMatch(/no checkpoints/);
+    expect(list.stdout).toContain(`DAMAGED localhost:${dir}: the header of ${jobPart} was damaged (it fails its checksum); recovered from its backup ${jobPart}.hdr`);
+    expect(list.stdout).toMatch(/job hdr: 2 ranks, 2 committed epoch\(s\)/);
+    expect(list.stdout).toMatch(/ 3 .* ok/);
+    expect(list.stdout).toMatch(/ 2 .* ok/);
+    // Recovered on the target: the next list is clean.
+    const clean = await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t]);
+    expect(clean.code, clean.stdout).toBe(0);
+    expect(clean.stdout).not.toMatch(/DAMAGED/);
+
+    // A rank's part: verify reports it, exits 1, and still reads every chunk of both epochs.
+    flipByte(rankPart, 20);
+    const verify = await runMprun(['checkpoints', 'verify', '--job', 'hdr', ...t]);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toContain(`the header of ${rankPart} was damaged (it fails its checksum); recovered from its backup`);
+    expect(verify.stdout).toMatch(/ 3 .*verified/);
+    expect(verify.stdout).toMatch(/ 2 .*verified/);
+
+    // A damaged backup is rewritten from the header.
+    flipByte(`${rankPart}.hdr`, 20);
+    const backup = await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t]);
+    expect(backup.code).toBe(1);
+    expect(backup.stdout).toContain(`the header backup ${rankPart}.hdr was damaged (it fails its checksum); rewritten from the header of ${rankPart}`);
+    expect((await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t])).code).toBe(0);
+
+    // Both headers damaged, then the rerun: it resumes from the newest epoch, its data intact,
+    // and the target's log says what it recovered.
+    flipByte(jobPart, 20);
+    flipByte(join(dir, 'hdr', 'rank-0.g1.part0'), 20);
+    const rerun = await runMprun([...args, '--epochs', '5']);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stdout).toContain('rank 0 restored epoch 3 intact');
+    expect(rerun.stdout).toContain('rank 1 restored epoch 3 intact');
+    expect(rerun.stdout).toContain('committed epoch 5');
+    expect(rerun.stdout).toContain('done');
+    expect(rerun.stderr).toContain(`the header of ${jobPart} was damaged (it fails its checksum); recovered from its backup`);
+    expect(rerun.stderr).toContain(`the header of ${join(dir, 'hdr', 'rank-0.g1.part0')} was damaged`);
+
+    // Both copies of a rank's header damaged: the pool cannot be opened; list says which file, exit 1.
+    flipByte(rankPart, 20);
+    flipByte(`${rankPart}.hdr`, 20);
+    const lost = await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t]);
+    expect(lost.code).toBe(1);
+    expect(lost.stdout).toMatch(/ 5 .*DAMAGED: rank 1: /);
+    expect(lost.stdout).toContain(`${rankPart}: the pool header fails its checksum, and its backup ${rankPart}.hdr fails its checksum: the pool cannot be opened (EINVAL)`);
+    expect(lost.stdout).not.toMatch(/\(EINVAL\) \(EINVAL\)/);
+
+    // Both copies of the job pool's header: never "no checkpoints"; the file is named, and the rerun stops naming it.
+    flipByte(jobPart, 20);
+    flipByte(`${jobPart}.hdr`, 20);
+    const gone = await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t]);
+    expect(gone.code).toBe(1);
+    expect(gone.stdout).not.toMatch(/no checkpoints/);
+    expect(gone.stdout).toMatch(/job hdr: its pools are damaged; no committed epoch can be read/);
+    expect(gone.stdout).toContain(`${jobPart}: the pool header fails its checksum, and its backup ${jobPart}.hdr fails its checksum`);
+    expect(gone.stdout).toContain(`DAMAGED localhost:${dir}: the job pool hdr/job.set cannot be read, nor its commit records: ${jobPart}:`);
+    const stopped = await runMprun([...args, '--epochs', '6']);
+    expect(stopped.code).not.toBe(0);
+    expect(stopped.stderr).toContain(`${jobPart}: the pool header fails its checksum, and its backup ${jobPart}.hdr fails its checksum: the pool cannot be opened (EINVAL)`);
+    expect(stopped.stdout).not.toContain('fresh start');
+
+    // The job pool's part gone (its set file there): damage too, never "no checkpoints".
+    rmSync(jobPart);
+    const partless = await runMprun(['checkpoints', 'list', '--job', 'hdr', ...t]);
+    expect(partless.code).toBe(1);
+    expect(partless.stdout).toContain(`DAMAGED localhost:${dir}: the job pool hdr/job.set has lost its part, and with it the commit records`);
+
+    // remove takes the backups too.
+    expect((await runMprun(['checkpoints', 'remove', '--job', 'hdr', ...t])).code).toBe(0);
+    expect(existsSync(join(dir, 'hdr'))).toBe(false);
+  }, 120_000);
+
   it('a full target disk: a clear error, and the previous epoch intact', async (ctx) => {
     const dir = join(base, 'full');
     await onSmallTmpfs(ctx, dir, '8m', async () => {
