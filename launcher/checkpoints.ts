@@ -12,10 +12,10 @@ import { randomBytes } from 'node:crypto';
 import { isMprunError } from '../runtime/errors.js';
 import { list, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
 import { jobSetName, rankSetName, readCommitRecords, readDescriptor, readSlot, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
-import { checkJobName, defaultTarget, parseCheckpointTarget, startTargets, type CheckpointTarget } from './ckpt.js';
+import { checkJobName, defaultTarget, jobsOn, parseCheckpointTarget, startTargets, type CheckpointTarget } from './ckpt.js';
 import { formatBytes, ProgressBar } from './progress.js';
 
-const USAGE = 'usage: mprun checkpoints list|verify|remove --job NAME [--ckpt-target HOST[:DIR]]...';
+const USAGE = 'usage: mprun checkpoints list|verify|remove --job NAME [--ckpt-target HOST[:DIR]]... (list without --job: every job)';
 
 interface EpochHealth {
   record: CommitRecord;
@@ -80,6 +80,19 @@ async function checkEpoch(ep: DaemonEndpoint, job: string, record: CommitRecord,
   return problems.length === 0 ? (deep ? 'verified' : 'ok') : `DAMAGED: ${problems.join('; ')}`;
 }
 
+/** `list` without --job: each job found in the local targets' directories, one after another. */
+async function listEveryJob(targetArgs: readonly string[], targets: CheckpointTarget[]): Promise<number> {
+  const { jobs, notes } = jobsOn(targets);
+  for (const n of notes) process.stderr.write(`mprun: ${n}\n`);
+  if (jobs.length === 0) process.stdout.write(`no checkpoint jobs on ${targets.map((t) => t.label).join(', ')}\n`);
+  let code = 0;
+  for (const [i, j] of jobs.entries()) {
+    if (i > 0) process.stdout.write('\n');
+    code = Math.max(code, await checkpointsMain(['list', '--job', j, ...targetArgs]));
+  }
+  return code;
+}
+
 export async function checkpointsMain(argv: readonly string[]): Promise<number> {
   const action = argv[0];
   let job: string | null = null;
@@ -94,12 +107,13 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
       else if (a === '--ckpt-target') targets.push(parseCheckpointTarget(argv[++i]!));
       else throw new Error(`unknown argument ${a}; ${USAGE}`);
     }
-    if (job === null) throw new Error(`--job NAME is required; ${USAGE}`);
+    if (job === null && action !== 'list') throw new Error(`--job NAME is required; ${USAGE}`);
   } catch (e) {
     process.stderr.write(`mprun: ${(e as Error).message}\n`);
     return 2;
   }
   if (targets.length === 0) targets.push(defaultTarget());
+  if (job === null) return listEveryJob(argv.slice(1), targets);
   const log = (m: string): void => void process.stderr.write(`mprun: ${m}\n`);
   let running;
   try {

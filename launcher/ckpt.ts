@@ -4,7 +4,7 @@
  * $RPMEM_SSH) for a remote host and as a child of mprun for the local default,
  * and given the job's secret, which every rank's session and lane must prove.
  */
-import { closeSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { native, packageRoot } from '../native/index.js';
@@ -133,6 +133,37 @@ export async function committedState(endpoints: DaemonEndpoint[], job: string): 
 export function resumeLine(job: string, r: CommitRecord): string {
   const when = new Date(r.time).toISOString().replace('T', ' ').slice(0, 19);
   return `resuming job ${job} from epoch ${r.epoch} (committed ${when} UTC, ${formatBytes(r.totalBytes)})`;
+}
+
+/**
+ * The jobs that have pools in the local targets' directories (a directory
+ * holding pool set files), sorted; `notes`: targets that cannot be listed
+ * from here (remote ones: give --job NAME for them).
+ */
+export function jobsOn(targets: CheckpointTarget[]): { jobs: string[]; notes: string[] } {
+  const jobs = new Set<string>();
+  const notes: string[] = [];
+  for (const t of targets) {
+    if (t.host !== null) {
+      notes.push(`${t.label}: the jobs of a remote target are not listed; give --job NAME`);
+      continue;
+    }
+    const dir = localDir(t);
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue; // no directory: no jobs
+    }
+    for (const n of names) {
+      try {
+        if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(n) && readdirSync(join(dir, n)).some((f) => f.endsWith('.set'))) jobs.add(n);
+      } catch {
+        // not a directory
+      }
+    }
+  }
+  return { jobs: [...jobs].sort(), notes };
 }
 
 /** A local target's directory (relative ones are under this user's home). */

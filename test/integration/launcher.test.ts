@@ -81,6 +81,23 @@ describe('checkpoint job names, reruns and directories', () => {
     expect(second.stdout).toContain('restored epoch 3 intact');
   });
 
+  it('mprun checkpoints list without --job lists every job of the targets', async () => {
+    const target = `localhost:${join(base, 'many')}`;
+    for (const job of ['alpha', 'beta']) {
+      const r = await runMprun(['-n', '1', '--job', job, '--ckpt-target', target, ckptApp, '--kib', '4', '--epochs', '1']);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const list = await runMprun(['checkpoints', 'list', '--ckpt-target', target]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^job alpha: 1 ranks, 1 committed epoch\(s\)\n[^]*\n\njob beta: 1 ranks, 1 committed epoch\(s\)\n/);
+    const none = await runMprun(['checkpoints', 'list', '--ckpt-target', `localhost:${join(base, 'none')}`]);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('no checkpoint jobs on');
+    const verify = await runMprun(['checkpoints', 'verify', '--ckpt-target', target]);
+    expect(verify.code).toBe(2);
+    expect(verify.stderr).toContain('--job NAME is required');
+  });
+
   it('a --ckpt-target directory whose parent is missing is an error, unless --ckpt-mkdir', async () => {
     const deep = join(base, 'no', 'such', 'dir');
     const r = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, ckptApp, '--kib', '4', '--epochs', '1']);
