@@ -16,7 +16,7 @@ export interface ConfigField {
 
 export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_HEAP_SIZE', default: '256M', help: 'bytes of symmetric heap per rank (suffixes K, M, G); world.alloc() draws from it' },
-  { name: 'MPRUN_QUEUE_SIZE', default: '64K', help: 'bytes of each shared-memory message ring between two ranks of a node (a power of two)' },
+  { name: 'MPRUN_QUEUE_SIZE', default: '256K', help: "bytes of each rank's shared-memory message queue, which every rank of its node and the node agent write into (a power of two)" },
   { name: 'MPRUN_EAGER_LIMIT', default: '16K', help: 'largest message copied through the ring; larger ones are read by the receiver in a single copy (CMA)' },
   { name: 'MPRUN_TEAM_SLOTS', default: '32', help: 'how many teams (world, shared and splits) a rank can be in over a job' },
   { name: 'MPRUN_COLL_BANK', default: '1M', help: 'half the scratch per team and rank in the collective arena (it holds a ring of round slots)' },

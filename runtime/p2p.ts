@@ -15,10 +15,13 @@
  * rank blocked on a full ring drains its own incoming rings, so ranks that
  * send to each other before they receive do not deadlock.
  *
+ * Every message a rank receives comes through its one queue in the node's
+ * control segment (transports/xpmem/queue.ts), written by every local rank and
+ * by the node agent; so a receive polls one place, whatever its source.
  * Ranks on other nodes: a send goes over TCP to the destination's node agent
- * (RemoteMessages), which relays it into its ring to the destination; so every
- * message a rank receives comes through a ring, and a receive can wait
- * synchronously. One connection and one relay ring keep each pair in order.
+ * (RemoteMessages), which relays it into the destination's queue; so a receive
+ * can wait synchronously. One connection, and the agent's posting in order,
+ * keep each pair in order.
  *
  * Tags from INTERNAL_TAG up carry the runtime's own traffic (collectives
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
@@ -105,7 +108,6 @@ export class Messenger implements RecordSink {
   readonly #sends: PendingSend[][];
   /** Sends to other nodes, and the ring their node agent relays messages to us through. */
   readonly #remote: RemoteMessages | null;
-  readonly #gateway: number;
   /** The runtime's own messages that arrived, by source and tag. */
   readonly #internal = new Map<number, Message[]>();
   #sendsPending = 0;
@@ -114,7 +116,6 @@ export class Messenger implements RecordSink {
   /** Per local source: the large message being reassembled from its fragments. */
   readonly #assembling: Array<{ from: number; tag: number; dtype: number; dst: TypedArray; filled: number } | null>;
   #lastPolled: Message | null = null;
-  #nextSource = 0;
   /** The recvInto being served by the synchronous fast path, if any (no allocation per call). */
   #fastInto: TypedArray | null = null;
   #fastSource = 0;
@@ -126,7 +127,6 @@ export class Messenger implements RecordSink {
 
   constructor(me: number, size: number, queues: NodeQueues, waiter: Waiter, eagerLimit: number, worldOfLocal: readonly number[], localOfWorld: readonly number[], recvPollNs = 0, remote: RemoteMessages | null = null) {
     this.#remote = remote;
-    this.#gateway = worldOfLocal.length;
     this.#pollNs = recvPollNs;
     this.#me = me;
     this.#size = size;
@@ -350,10 +350,10 @@ export class Messenger implements RecordSink {
     return false;
   }
 
-  /** Takes one record from ring `l`; #lastPolled is the message it completed, if any (not an internal one). */
-  #poll(l: number): boolean {
+  /** Takes one record from our queue; #lastPolled is the message it completed, if any (not an internal one). */
+  #poll(): boolean {
     this.#lastPolled = null;
-    if (!this.#queues.poll(l, this)) return false;
+    if (!this.#queues.poll(this)) return false;
     const m = this.#lastPolled as Message | null;
     if (m !== null && m.tag >= INTERNAL_TAG) {
       this.#stashInternal(m);
@@ -383,19 +383,11 @@ export class Messenger implements RecordSink {
     return m;
   }
 
-  /** The ring messages from world rank `source` arrive in: its own, or our node agent's relay ring. */
-  #ringOf(source: number): number {
-    const l = this.#localOfWorld[source]!;
-    return l >= 0 ? l : this.#gateway;
-  }
-
-  /** Everything waiting in our rings goes to posted receives or the unexpected queue. */
+  /** Everything waiting in our queue goes to posted receives or the unexpected queue. */
   #drainAll(): boolean {
     let completed = false;
-    for (let l = 0; l <= this.#gateway; l++) {
-      while (this.#poll(l)) {
-        if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) completed = true;
-      }
+    while (this.#poll()) {
+      if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) completed = true;
     }
     return completed;
   }
@@ -408,30 +400,13 @@ export class Messenger implements RecordSink {
     return null;
   }
 
-  /** The fast path of a receive with nothing posted before it: poll the rings for a match. */
+  /** The fast path of a receive with nothing posted before it: poll our queue for a match. */
   #tryRecv(source: number, tag: number): Message | null {
-    if (source !== ANY_SOURCE) {
-      const l = this.#ringOf(source);
-      while (this.#poll(l)) {
-        const m = this.#lastPolled;
-        if (m === null) continue;
-        if (m.source === source && (tag === ANY_TAG || m.tag === tag)) return m;
-        this.#arrived(m);
-      }
-      return null;
-    }
-    const n = this.#gateway + 1;
-    for (let k = 0; k < n; k++) {
-      const l = (this.#nextSource + k) % n;
-      while (this.#poll(l)) {
-        const m = this.#lastPolled;
-        if (m === null) continue;
-        if (tag === ANY_TAG || m.tag === tag) {
-          this.#nextSource = (l + 1) % n;
-          return m;
-        }
-        this.#unexpected.push(m);
-      }
+    while (this.#poll()) {
+      const m = this.#lastPolled;
+      if (m === null) continue;
+      if (matchesPair(m.source, m.tag, source, tag)) return m;
+      this.#unexpected.push(m);
     }
     return null;
   }
@@ -456,7 +431,7 @@ export class Messenger implements RecordSink {
         if (this.#advanceSends(l)) completed = true;
         if (this.#sends[l]!.length > 0) stuck = true;
       }
-      // A full ring: drain our own, so that a peer blocked sending to us moves too.
+      // A full queue: drain our own, so that a peer blocked sending to us moves too.
       if (stuck && this.#drainAll()) completed = true;
     }
     if (this.#recvs.length > 0 && this.#drainAll()) completed = true;

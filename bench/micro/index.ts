@@ -36,7 +36,7 @@ bench.add('codec: encode object (msgpack)', () => encode(obj));
 const packed = packValue(obj);
 bench.add('codec: decode object (msgpack)', () => decodeFrom(0, packed, 0, packed.byteLength));
 
-// Rings: one 8-byte eager message in and out of a pair's ring.
+// Queues: one 8-byte eager message in and out of a rank's queue.
 const { segment } = ControlSegment.create(2, 65536, 2);
 const a = new NodeQueues(segment, 0);
 const b = new NodeQueues(segment, 1);
@@ -50,7 +50,7 @@ const msg = new Uint8Array(8);
 const e = encode(msg);
 bench.add('ring: send + poll, 8 bytes', () => {
   a.trySendEager(1, 0, e.dtype, msg);
-  b.poll(0, sink);
+  b.poll(sink);
 });
 
 await bench.run();

@@ -3,25 +3,29 @@
  * node agent) and inherited by every local rank. It holds what must never live
  * in XPMEM-attached memory (futexes fail there, and an attachment dies with its
  * owner): the job's abort word, each rank's doorbell (a futex word every event
- * for that rank increments), barrier flags, and one message ring per ordered
- * pair of participants. The participants are the local ranks and, last, the
- * node agent (the gateway): it delivers messages from other nodes into a ring
- * of its own to each rank, and reads each rank's heap location from its block.
+ * for that rank increments), barrier flags, and one message queue per
+ * participant: a FIFO every other participant writes into (multi-producer,
+ * single-consumer; transports/xpmem/queue.ts). The participants are the local
+ * ranks and, last, the node agent (the gateway): it delivers messages from
+ * other nodes into each rank's queue, and reads each rank's heap location from
+ * its block. Everything is O(p) in the participants (issue 13: one ring per
+ * ordered pair was 4 GiB at 255 ranks).
  *
  * Layout (bytes):
- *   [0, 4096)                header: magic, version, nlocal, ring bytes, abort word, abort text
+ *   [0, 4096)                header: magic, version, nlocal, queue bytes, abort word, abort text
  *   RANKS  + stride * r      participant r: doorbell, sleeping, pid, heap segid and bytes (a
  *                            cache line), then per team slot a cache line with the rank's ack
  *                            and data words for that team
- *   PAIRS  + 64 * (s*p + r)  ring s->r control: the consumer's head (a cache line of its own)
- *   RINGS  + ring * (s*p+r)  ring s->r data             (p = nlocal + 1 participants)
+ *   QUEUES + 128 * r         queue r's control: producers' tail (a cache line of its own), then
+ *                            the consumer's head and the "a producer waits for room" word
+ *   RINGS  + ring * r        queue r's data              (p = nlocal + 1 participants)
  */
 import { native } from '../../native/index.js';
 
 const MAGIC = 0x4e52504d; // 'MPRN'
-const VERSION = 2;
+const VERSION = 3;
 const HEADER_BYTES = 4096;
-const PAIR_STRIDE = 64;
+const QUEUE_STRIDE = 128;
 const ABORT_TEXT_OFFSET = 1024;
 const ABORT_TEXT_MAX = HEADER_BYTES - ABORT_TEXT_OFFSET;
 
@@ -42,8 +46,10 @@ const R_HEAP = 3;
 /** Team slot s of a rank block: a cache line at byte 64 * (s + 1): ack, then data. */
 const T_ACK = 0;
 const T_DATA = 1;
-// pair block words (relative)
-const P_HEAD = 0;
+// queue control words (relative): the tail alone in the first line
+const Q_TAIL = 0;
+const Q_HEAD = 16;
+const Q_WANT = 17;
 
 /**
  * What a sleeping rank waits for; ringers wake it only for a matching class,
@@ -60,13 +66,14 @@ function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
 
-export function controlLayout(nlocal: number, ringBytes: number, teamSlots: number): { ranks: number; stride: number; pairs: number; rings: number; total: number } {
+/** Where everything lies; `total` grows linearly in nlocal. */
+export function controlLayout(nlocal: number, ringBytes: number, teamSlots: number): { ranks: number; stride: number; queues: number; rings: number; total: number } {
   const p = nlocal + 1;
   const ranks = HEADER_BYTES;
   const stride = 64 * (teamSlots + 1);
-  const pairs = align(ranks + stride * p, 4096);
-  const rings = align(pairs + PAIR_STRIDE * p * p, 4096);
-  return { ranks, stride, pairs, rings, total: rings + ringBytes * p * p };
+  const queues = align(ranks + stride * p, 4096);
+  const rings = align(queues + QUEUE_STRIDE * p, 4096);
+  return { ranks, stride, queues, rings, total: rings + ringBytes * p };
 }
 
 export class ControlSegment {
@@ -80,7 +87,7 @@ export class ControlSegment {
   readonly teamSlots: number;
   readonly #ranks: number;
   readonly #stride: number;
-  readonly #pairs: number;
+  readonly #queues: number;
   readonly #rings: number;
 
   private constructor(readonly buffer: ArrayBuffer) {
@@ -95,7 +102,7 @@ export class ControlSegment {
     const l = controlLayout(this.nlocal, this.ringBytes, this.teamSlots);
     this.#ranks = l.ranks;
     this.#stride = l.stride;
-    this.#pairs = l.pairs;
+    this.#queues = l.queues;
     this.#rings = l.rings;
   }
 
@@ -204,15 +211,21 @@ export class ControlSegment {
     native().futexWake(this.i32, door);
   }
 
-  // --- rings -----------------------------------------------------------------
-  pairWord(s: number, r: number): number {
-    return (this.#pairs + PAIR_STRIDE * (s * this.participants + r)) / 4;
+  // --- queues ----------------------------------------------------------------
+  /** Word index of participant r's queue tail (advanced by its producers with compare-exchange). */
+  tailIndex(r: number): number {
+    return (this.#queues + QUEUE_STRIDE * r) / 4 + Q_TAIL;
   }
-  headIndex(s: number, r: number): number {
-    return this.pairWord(s, r) + P_HEAD;
+  /** Word index of participant r's queue head (advanced by r, its consumer). */
+  headIndex(r: number): number {
+    return (this.#queues + QUEUE_STRIDE * r) / 4 + Q_HEAD;
   }
-  /** Byte offset of ring s->r's data. */
-  ringOffset(s: number, r: number): number {
-    return this.#rings + this.ringBytes * (s * this.participants + r);
+  /** Word index of "a producer found r's queue full and waits for room". */
+  wantIndex(r: number): number {
+    return (this.#queues + QUEUE_STRIDE * r) / 4 + Q_WANT;
+  }
+  /** Byte offset of participant r's queue data. */
+  ringOffset(r: number): number {
+    return this.#rings + this.ringBytes * r;
   }
 }

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ControlSegment } from './control.js';
-import { NodeQueues, type RecordSink } from './queue.js';
+import { ControlSegment, controlLayout } from './control.js';
+import { NodeQueues, recordBytes, type RecordSink } from './queue.js';
 import { decodeFrom, encode, allocate, finish } from '../../runtime/codec.js';
 import type { TypedArray } from '../../runtime/types.js';
 
-function pair(ringBytes = 4096) {
-  const { segment } = ControlSegment.create(2, ringBytes, 2);
+function pair(ringBytes = 4096, nlocal = 2) {
+  const { segment } = ControlSegment.create(nlocal, ringBytes, 2);
   return { segment, a: new NodeQueues(segment, 0), b: new NodeQueues(segment, 1) };
 }
 
@@ -14,24 +14,26 @@ class Collect implements RecordSink {
   eager(source: number, origin: number, tag: number, dtype: number, view: TypedArray, off: number, len: number): void {
     this.got.push(origin >= 0 ? { source, tag, data: decodeFrom(dtype, view, off, len), origin } : { source, tag, data: decodeFrom(dtype, view, off, len) });
   }
-  partial: { tag: number; dtype: number; dst: TypedArray; filled: number } | null = null;
+  /** Per producer, the message being reassembled from its fragments. */
+  partial = new Map<number, { tag: number; dtype: number; dst: TypedArray; filled: number }>();
   first(source: number, _origin: number, tag: number, dtype: number, total: number, view: TypedArray, off: number, len: number): void {
-    this.partial = { tag, dtype, dst: allocate(dtype, total), filled: 0 };
+    expect(this.partial.has(source)).toBe(false);
+    this.partial.set(source, { tag, dtype, dst: allocate(dtype, total), filled: 0 });
     this.next(source, view, off, len);
   }
   next(source: number, view: TypedArray, off: number, len: number): void {
-    const p = this.partial!;
+    const p = this.partial.get(source)!;
     const bpe = view.BYTES_PER_ELEMENT;
     (p.dst as Float64Array).set((view as Float64Array).subarray(off / bpe, (off + len) / bpe), p.filled / bpe);
     p.filled += len;
     if (p.filled === p.dst.byteLength) {
       this.got.push({ source, tag: p.tag, data: finish(p.dtype, p.dst) });
-      this.partial = null;
+      this.partial.delete(source);
     }
   }
 }
 
-describe('shared-memory message rings', () => {
+describe('shared-memory message queues', () => {
   it('delivers records in order across many wraps of the ring, with varied sizes', () => {
     const { a, b } = pair(4096);
     const sink = new Collect();
@@ -45,14 +47,14 @@ describe('shared-memory message rings', () => {
       const e = encode(payload);
       if (!a.trySendEager(1, sent, e.dtype, e.payload)) {
         // full: the consumer drains everything, then the send must fit
-        while (b.poll(0, sink));
+        while (b.poll(sink));
         expect(a.trySendEager(1, sent, e.dtype, e.payload)).toBe(true);
       }
       expected.push(Array.from(payload));
       sent++;
-      if (rnd() % 3 === 0) b.poll(0, sink);
+      if (rnd() % 3 === 0) b.poll(sink);
     }
-    while (b.poll(0, sink));
+    while (b.poll(sink));
     expect(sink.got.length).toBe(sent);
     sink.got.forEach((m, k) => {
       expect(m.tag).toBe(k);
@@ -63,15 +65,15 @@ describe('shared-memory message rings', () => {
 
   it('says full instead of overwriting unread records', () => {
     const { a, b } = pair(4096);
-    const msg = new Float64Array(100); // 816-byte records
+    const msg = new Float64Array(100); // 832-byte records (whole cells)
+    expect(recordBytes(msg.byteLength)).toBe(832);
     let n = 0;
     while (a.trySendEager(1, n, encode(msg).dtype, msg)) n++;
-    expect(n).toBeGreaterThan(2);
-    expect(n).toBeLessThan(6);
-    expect(b.pending(0)).toBe(true);
+    expect(n).toBe(4); // 4 x 832 of 4096
+    expect(b.pending()).toBe(true);
     const sink = new Collect();
-    expect(b.poll(0, sink)).toBe(true);
-    expect(b.poll(0, sink)).toBe(true); // room for one more, and the padding at the ring's end
+    expect(b.poll(sink)).toBe(true);
+    expect(b.poll(sink)).toBe(true); // room for one more, and the padding at the ring's end
     expect(a.trySendEager(1, n, 9, msg)).toBe(true);
   });
 
@@ -82,8 +84,8 @@ describe('shared-memory message rings', () => {
     const bait = Int32Array.from({ length: 250 }, (_, i) => i + 1);
     for (let k = 0; k < 50; k++) {
       expect(a.trySendEager(1, k, encode(bait).dtype, bait)).toBe(true);
-      expect(b.poll(0, sink)).toBe(true);
-      expect(b.poll(0, sink)).toBe(false);
+      expect(b.poll(sink)).toBe(true);
+      expect(b.poll(sink)).toBe(false);
     }
     expect(sink.got.length).toBe(50);
   });
@@ -99,9 +101,9 @@ describe('shared-memory message rings', () => {
       const dtype = encode(big).dtype;
       for (let off = 0; off < big.byteLength; off += step) {
         const len = Math.min(step, big.byteLength - off);
-        while (!a.trySendFragment(1, 5, dtype, big, off, len)) expect(b.poll(0, sink)).toBe(true);
+        while (!a.trySendFragment(1, 5, dtype, big, off, len)) expect(b.poll(sink)).toBe(true);
       }
-      while (b.poll(0, sink));
+      while (b.poll(sink));
       expect(sink.got.pop()!.data).toEqual(big);
     }
   });
@@ -118,7 +120,7 @@ describe('shared-memory message rings', () => {
       const e = encode(v);
       expect(a.trySendEager(1, k, e.dtype, e.payload.slice())).toBe(true);
     }
-    while (b.poll(0, sink));
+    while (b.poll(sink));
     expect(sink.got.map((m) => m.data)).toEqual(values);
     expect(Buffer.isBuffer(sink.got[11]!.data)).toBe(true);
   });
@@ -131,11 +133,75 @@ describe('shared-memory message rings', () => {
       const e = encode(Int32Array.of(origin));
       expect(gateway.trySendEager(1, 3, e.dtype, e.payload, origin)).toBe(true);
     }
-    while (b.poll(segment.gateway, sink));
+    while (b.poll(sink));
     expect(sink.got.map((m) => [m.source, m.origin, (m.data as Int32Array)[0]])).toEqual([
       [segment.gateway, 5, 5],
       [segment.gateway, 1_000_000, 1_000_000],
       [segment.gateway, 0, 0],
     ]);
+  });
+
+  it('takes records from many producers, each in its own order, with interleaved fragments reassembled', () => {
+    const nlocal = 6;
+    const { segment } = ControlSegment.create(nlocal, 8192, 2);
+    const consumer = new NodeQueues(segment, 0);
+    const producers = Array.from({ length: nlocal + 1 }, (_, p) => new NodeQueues(segment, p)).slice(1); // ranks 1-5 and the gateway
+    const sink = new Collect();
+    let seed = 11;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+    // Per producer, a script of messages: small eager ones and large ones that stream as fragments.
+    const scripts = producers.map((_, k) => Array.from({ length: 60 }, (_, i) => {
+      const n = rnd() % 5 === 0 ? 600 + (rnd() % 900) : rnd() % 40;
+      return Int32Array.from({ length: n }, (_, j) => k * 1_000_000 + i * 1000 + j);
+    }));
+    const sent = producers.map(() => ({ i: 0, m: null as null | { tag: number; dtype: number; payload: TypedArray; offset: number } }));
+    let polls = 0;
+    for (let spin = 0; spin < 1_000_000; spin++) {
+      const k = rnd() % producers.length;
+      const s = sent[k]!;
+      if (s.i < scripts[k]!.length) {
+        const payload = scripts[k]![s.i]!;
+        s.m ??= { tag: s.i, dtype: encode(payload).dtype, payload, offset: 0 };
+        // The largest message is more than a fragment: it streams (eager limit 512 bytes here).
+        if (producers[k]!.tryPost(0, s.m, 512, k === producers.length - 1 ? 77 : -1)) {
+          s.i++;
+          s.m = null;
+        }
+      }
+      if (rnd() % 4 === 0 && consumer.poll(sink)) polls++;
+      if (sent.every((x, j) => x.i === scripts[j]!.length)) break;
+    }
+    while (consumer.poll(sink)) polls++;
+    expect(sent.every((x, j) => x.i === scripts[j]!.length)).toBe(true);
+    for (const [k] of producers.entries()) {
+      const mine = sink.got.filter((m) => m.source === k + 1);
+      expect(mine.map((m) => m.tag)).toEqual(scripts[k]!.map((_, i) => i));
+      mine.forEach((m, i) => expect(Array.from(m.data as Int32Array)).toEqual(Array.from(scripts[k]![i]!)));
+    }
+    expect(polls).toBeGreaterThan(sink.got.length); // fragments are records of their own
+    expect(sink.got.filter((m) => m.source === nlocal).every((m) => m.origin === 77 || m.origin === undefined)).toBe(true);
+  });
+
+  it('a producer that finds the queue full is woken when the consumer makes room', () => {
+    const { segment, a, b } = pair(4096, 2);
+    const door = segment.doorIndex(0);
+    const msg = new Float64Array(100);
+    while (a.trySendEager(1, 0, encode(msg).dtype, msg));
+    // rank 0 would now sleep for messages
+    Atomics.store(segment.i32, segment.sleepingIndex(0), 1);
+    const before = Atomics.load(segment.i32, door);
+    expect(b.poll(new Collect())).toBe(true);
+    expect(Atomics.load(segment.i32, door)).toBe(before + 1);
+    expect(Atomics.load(segment.i32, segment.wantIndex(1))).toBe(0);
+  });
+
+  it('the control segment grows linearly in the ranks of a node (issue 13: 4 GiB of pair rings at 255 ranks)', () => {
+    const ring = 256 * 1024;
+    const size = (n: number): number => controlLayout(n, ring, 32).total;
+    // Per participant: one queue, its control lines, and its block (a line per team slot).
+    const per = ring + 128 + 64 * 33;
+    for (const n of [1, 8, 64, 128, 255, 1024]) expect(size(n)).toBeLessThanOrEqual(3 * 4096 + per * (n + 1));
+    expect(size(1024) - size(512)).toBeLessThanOrEqual(per * 512 + 8192);
+    expect(size(255)).toBeLessThan(72 * 1024 ** 2); // 256 queues of 256K, and the participant blocks
   });
 });
