@@ -4,7 +4,7 @@
  * $RPMEM_SSH) for a remote host and as a child of mprun for the local default,
  * and given the job's secret, which every rank's session and lane must prove.
  */
-import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { native, packageRoot } from '../native/index.js';
@@ -187,10 +187,11 @@ function remoteCommand(t: CheckpointTarget): string {
 /**
  * Takes the job's name before anything starts: an exclusive flock on
  * `JOB.lock` in each local target's directory (in the default directory when
- * every target is remote), held until `release()` or until this process dies
- * (so a killed mprun leaves no stale lock). A name in use is refused at once,
- * naming the mprun that holds it. Also makes (or refuses) missing local
- * directories. Returns the release function.
+ * every target is remote), held until `release()` (which removes the file) or
+ * until this process dies (a killed mprun leaves an unlocked file, no stale
+ * lock). A name in use is refused at once, naming the mprun that holds it.
+ * Also makes (or refuses) missing local directories. Returns the release
+ * function.
  */
 export function claimJob(job: string, targets: CheckpointTarget[]): () => void {
   const local = targets.filter((t) => t.host === null);
@@ -202,21 +203,34 @@ export function claimJob(job: string, targets: CheckpointTarget[]): () => void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   const dirs = local.length > 0 ? [...new Set(local.map(localDir))] : [localDir(defaultTarget())];
-  const fds: number[] = [];
+  const held: Array<{ fd: number; path: string }> = [];
+  // The file goes with the lock (unlinked while still held), so a finished job leaves nothing.
   const release = (): void => {
-    for (const fd of fds.splice(0)) closeSync(fd);
+    for (const { fd, path } of held.splice(0)) {
+      rmSync(path, { force: true });
+      closeSync(fd);
+    }
   };
   try {
     for (const dir of dirs) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const path = join(dir, `${job}.lock`);
-      writeFileSync(path, '', { flag: 'a', mode: 0o600 });
-      try {
-        fds.push(native().lockPool(path));
-      } catch (e) {
-        if (!(isMprunError(e) && e.errno === 'EAGAIN')) throw e;
-        const pid = /^\d+/.exec(readFileSync(path, 'utf8'))?.[0];
-        throw new Error(`job ${job} is in use by mprun ${pid !== undefined ? `pid ${pid}` : 'another process'} (${path}); wait for it, or choose another --job name`);
+      for (;;) {
+        writeFileSync(path, '', { flag: 'a', mode: 0o600 });
+        let fd: number;
+        try {
+          fd = native().lockPool(path);
+        } catch (e) {
+          if (!(isMprunError(e) && e.errno === 'EAGAIN')) throw e;
+          const pid = /^\d+/.exec(readFileSync(path, 'utf8'))?.[0];
+          throw new Error(`job ${job} is in use by mprun ${pid !== undefined ? `pid ${pid}` : 'another process'} (${path}); wait for it, or choose another --job name`);
+        }
+        // Locked a file its holder had just unlinked: take the new one instead.
+        if (fstatSync(fd).ino === statSync(path, { throwIfNoEntry: false })?.ino) {
+          held.push({ fd, path });
+          break;
+        }
+        closeSync(fd);
       }
       writeFileSync(path, `${process.pid}\n`);
     }

@@ -68,6 +68,7 @@ describe('checkpoint job names, reruns and directories', () => {
     // Once the first is done, the name is free again (and the job resumes).
     const third = await runMprun(args.slice(0, -2));
     expect(third.code, third.stderr).toBe(0);
+    expect(existsSync(join(base, 'twin', 'twin.lock'))).toBe(false); // the lock goes with the job
   });
 
   it('a rerun says which epoch it resumes from, when it was committed and its size', async () => {
