@@ -13,7 +13,7 @@ import { build, type OnResolveResult, type Plugin } from 'esbuild';
 import { packageRoot } from '../native/index.js';
 
 const builtins = new Set(builtinModules);
-const RUNTIME_DIRS = ['runtime', 'transports', 'native', 'launcher', 'bench'];
+const RUNTIME_DIRS = ['core', 'runtime', 'transports', 'native', 'launcher', 'bench'];
 
 /**
  * The compiled module of one of mprun's own TypeScript sources, so that an app

@@ -1,11 +1,11 @@
 /**
  * The DSM data-path wire format between ranks and node agents: frames of
- * transports/frames.ts (32-byte header, payload). The first frame on a
+ * core/frames.ts (32-byte header, payload). The first frame on a
  * connection must be AUTH with the per-job secret.
  */
-import { FrameParser as GenericParser, FrameProtocol, type FrameHandler, type HeaderFields } from '../frames.js';
+import { FrameParser as GenericParser, FrameProtocol, type FrameHandler, type HeaderFields } from '../../core/frames.js';
 
-export { HEADER_BYTES, ProtocolError, type FrameHandler, type Header } from '../frames.js';
+export { HEADER_BYTES, ProtocolError, type FrameHandler, type Header } from '../../core/frames.js';
 
 export const DSM_VERSION = 1;
 /** Largest payload of one frame; larger puts and gets are split by the client. */

@@ -20,7 +20,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { packageRoot } from '../../native/index.js';
 import { MprunError, rpmemError } from '../../runtime/errors.js';
-import { FrameParser, HEADER_BYTES, type HeaderFields } from '../frames.js';
+import { FrameParser, HEADER_BYTES, type HeaderFields } from '../../core/frames.js';
 import { shellQuote, shellWords } from '../shell.js';
 import { crc32c } from './crc.js';
 import { attrFromWire, attrToWire, checkAttr, type PoolAttr } from './header.js';

@@ -18,7 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { FrameParser } from '../frames.js';
+import { FrameParser } from '../../core/frames.js';
 import { daemonLogger, readConfig, RpmemDaemon } from './daemon.js';
 import { errnoNumber, R, RPMEM_PROTOCOL } from './protocol.js';
 

@@ -18,7 +18,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { native } from '../../native/index.js';
 import { MprunError } from '../../runtime/errors.js';
-import { FrameParser, ProtocolError, type Header } from '../frames.js';
+import { FrameParser, ProtocolError, type Header } from '../../core/frames.js';
 import { attrFromWire, attrToWire, backupPathOf, encodeHeader, emptyAttr, recoverHeader, type HeaderFix, type PoolAttr, type PoolHeader } from './header.js';
 import { errnoName, errnoNumber, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
 import { capacityOf, extentsOf, formatPoolSet, MIN_POOL, parsePoolSet, partHasHeader, POOL_HDR_SIZE, type Extent, type PoolSet } from './poolset.js';

@@ -1,5 +1,5 @@
 /**
- * The rpmem wire protocol, in the frames of transports/frames.ts. Modelled on
+ * The rpmem wire protocol, in the frames of core/frames.ts. Modelled on
  * librpmem's rpmem_proto.h: an out-of-band control channel (create, open,
  * close, set_attr, remove) and in-band lanes (persist, read), one TCP
  * connection per lane, ordered within a lane only.
@@ -27,7 +27,7 @@
  * header, types, flags and payload limit: keep the two in step).
  */
 import { constants as osConstants } from 'node:os';
-import { FrameProtocol } from '../frames.js';
+import { FrameProtocol } from '../../core/frames.js';
 
 export const RPMEM_VERSION = 1;
 /** Largest payload of one frame; the client splits larger persists and reads. */
