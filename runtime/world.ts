@@ -12,7 +12,7 @@ import { allocShared } from '../transports/xpmem/arena.js';
 import { ControlSegment, WAKE_HEAP } from '../transports/xpmem/control.js';
 import { NodeQueues } from '../transports/xpmem/queue.js';
 import { AgentLink, outputQueued, pumpAll } from '../transports/dsm/client.js';
-import { AMO, T } from '../transports/dsm/frames.js';
+import { AMO, DsmFrame } from '../transports/dsm/frames.js';
 import { isBigDtype } from '../transports/dsm/atomic.js';
 import { SharedMemory } from '../transports/dsm/shared.js';
 import { dtypeOf } from './codec.js';
@@ -189,7 +189,7 @@ export class World extends Team {
     this.#links = parts.links;
     const remote = parts.links.length === 0 ? null : {
       send: (dest: number, tag: number, dtype: number, payload: TypedArray): void => {
-        parts.peers[dest]!.link!.post(T.MSG, { target: dest, id: env.rank, arg: tag, aux: dtype }, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength));
+        parts.peers[dest]!.link!.post(DsmFrame.MSG, { target: dest, id: env.rank, arg: tag, aux: dtype }, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength));
       },
     };
     this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld, config.recvPollNs, remote);
@@ -434,7 +434,7 @@ export class World extends Team {
   /** @internal an atomic on `pe`'s element, served by its node agent. */
   remoteAtomic(link: AgentLink, arr: AtomicArray, index: number, pe: number, op: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
     const dtype = dtypeOf(arr);
-    return link.atomic(T.AMO, pe, arr.byteOffset + index * arr.BYTES_PER_ELEMENT, op, dtype, a, b, isBigDtype(dtype), false);
+    return link.atomic(DsmFrame.AMO, pe, arr.byteOffset + index * arr.BYTES_PER_ELEMENT, op, dtype, a, b, isBigDtype(dtype), false);
   }
 
   /** Waits until this rank's `arr[index] <cmp> value` holds (OpenSHMEM wait_until). */

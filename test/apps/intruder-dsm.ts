@@ -7,7 +7,7 @@
  */
 import { connect } from 'node:net';
 import { init } from 'mprun';
-import { frame, T } from '../../transports/dsm/frames.js';
+import { frame, DsmFrame } from '../../transports/dsm/frames.js';
 import { parseTcpAddress } from '../../launcher/wire.js';
 import { check, equal } from './check.js';
 
@@ -32,16 +32,16 @@ function attempt(...frames: Buffer[]): Promise<string> {
 
 if (rank === 0) {
   const secret = Buffer.from(process.env.MPRUN_SECRET!);
-  console.log(`intruder ${await attempt(frame(T.AUTH, { target: 0 }, Buffer.from('guess')))}: wrong secret`);
+  console.log(`intruder ${await attempt(frame(DsmFrame.AUTH, { target: 0 }, Buffer.from('guess')))}: wrong secret`);
   console.log(`intruder ${await attempt(Buffer.from('GET / HTTP/1.0\r\n\r\n'.repeat(4)))}: garbage`);
-  const old = frame(T.AUTH, { target: 0 }, secret);
+  const old = frame(DsmFrame.AUTH, { target: 0 }, secret);
   old[4] = 99;
   console.log(`intruder ${await attempt(old)}: version 99`);
-  console.log(`intruder ${await attempt(frame(T.PUT, { target: 0, offset: 0 }, new Uint8Array(8)))}: put before auth`);
-  const huge = frame(T.PUT, { target: 0, offset: 2 ** 40 }, new Uint8Array(8).fill(0xff));
-  console.log(`intruder ${await attempt(frame(T.AUTH, { target: 0 }, secret), huge)}: put outside the heap`);
-  const alien = frame(T.PUT, { target: size + 5, offset: heap.byteOffset }, new Uint8Array(8).fill(0xff));
-  console.log(`intruder ${await attempt(frame(T.AUTH, { target: 0 }, secret), alien)}: put to no such rank`);
+  console.log(`intruder ${await attempt(frame(DsmFrame.PUT, { target: 0, offset: 0 }, new Uint8Array(8)))}: put before auth`);
+  const huge = frame(DsmFrame.PUT, { target: 0, offset: 2 ** 40 }, new Uint8Array(8).fill(0xff));
+  console.log(`intruder ${await attempt(frame(DsmFrame.AUTH, { target: 0 }, secret), huge)}: put outside the heap`);
+  const alien = frame(DsmFrame.PUT, { target: size + 5, offset: heap.byteOffset }, new Uint8Array(8).fill(0xff));
+  console.log(`intruder ${await attempt(frame(DsmFrame.AUTH, { target: 0 }, secret), alien)}: put to no such rank`);
 }
 await world.barrier();
 check(heap.every((x) => x === 0), 'no intruder moved a byte');

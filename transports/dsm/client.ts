@@ -19,7 +19,7 @@ import { connect, type Socket } from 'node:net';
 import { MprunError } from '../../runtime/errors.js';
 import { parseTcpAddress } from '../../launcher/wire.js';
 import { readOperand, writeOperand } from './atomic.js';
-import { frame, FrameParser, HEADER_BYTES, MAX_PAYLOAD, ProtocolError, T, typeName, writeHeader, type Header } from './frames.js';
+import { frame, FrameParser, HEADER_BYTES, MAX_PAYLOAD, ProtocolError, DsmFrame, typeName, writeHeader, type Header } from './frames.js';
 
 interface Pending {
   resolve(value: unknown): void;
@@ -82,7 +82,7 @@ export class AgentLink {
     socket.on('error', (e) => link.#fail(new MprunError('ERR_MPRUN_UNREACHABLE', `connection to the agent of node ${nodeName} (${address}): ${e.message}`)));
     socket.on('close', () => link.#fail(new MprunError('ERR_MPRUN_UNREACHABLE', `the agent of node ${nodeName} closed the connection`)));
     const auth = Buffer.from(secret, 'utf8');
-    const ready = link.#request(T.AUTH, { target: rank }, auth);
+    const ready = link.#request(DsmFrame.AUTH, { target: rank }, auth);
     return ready.then(() => {
       const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
       if (typeof fd !== 'number' || fd < 0) throw new MprunError('ERR_MPRUN_SYSTEM', 'cannot reach the descriptor of a connection to an agent');
@@ -95,7 +95,7 @@ export class AgentLink {
   #begin(h: Header): Uint8Array | null {
     const p = this.#pending.get(h.id);
     if (p === undefined) throw new ProtocolError(`a ${typeName(h.type)} for no request (${h.id})`);
-    if (h.type === T.GET_REPLY && p.into !== null) {
+    if (h.type === DsmFrame.GET_REPLY && p.into !== null) {
       if (h.bytes - HEADER_BYTES !== p.into.byteLength) throw new ProtocolError(`GET_REPLY of ${h.bytes - HEADER_BYTES} bytes for ${p.into.byteLength}`);
       return p.into;
     }
@@ -107,10 +107,10 @@ export class AgentLink {
     this.#pending.delete(h.id);
     this.#refresh();
     switch (h.type) {
-      case T.AMO_REPLY:
+      case DsmFrame.AMO_REPLY:
         p.resolve(readOperand(payload, 0, p.big, p.unsigned));
         break;
-      case T.ERROR:
+      case DsmFrame.ERROR:
         p.reject(new MprunError('ERR_MPRUN_PROTOCOL', Buffer.from(payload).toString('utf8')));
         break;
       default:
@@ -221,7 +221,7 @@ export class AgentLink {
     for (let at = 0; at < bytes.byteLength || at === 0; at += MAX_PAYLOAD) {
       const n = Math.min(MAX_PAYLOAD, bytes.byteLength - at);
       const out = Buffer.allocUnsafe(HEADER_BYTES + n);
-      writeHeader(out, 0, T.PUT, n, { target: rank, offset: offset + at });
+      writeHeader(out, 0, DsmFrame.PUT, n, { target: rank, offset: offset + at });
       out.set(bytes.subarray(at, at + n), HEADER_BYTES);
       this.#write(out);
       if (n === 0) break;
@@ -234,14 +234,14 @@ export class AgentLink {
     const parts: Array<Promise<unknown>> = [];
     for (let at = 0; at < into.byteLength || at === 0; at += MAX_PAYLOAD) {
       const n = Math.min(MAX_PAYLOAD, into.byteLength - at);
-      parts.push(this.#request(T.GET, { target: rank, offset: offset + at, length: n }, undefined, into.subarray(at, at + n)));
+      parts.push(this.#request(DsmFrame.GET, { target: rank, offset: offset + at, length: n }, undefined, into.subarray(at, at + n)));
       if (n === 0) break;
     }
     await Promise.all(parts);
   }
 
   /** An atomic on an element of type `dtype` (8 bytes of each operand on the wire). */
-  atomic(type: typeof T.AMO | typeof T.VAR_AMO, target: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean, unsigned: boolean): Promise<number | bigint> {
+  atomic(type: typeof DsmFrame.AMO | typeof DsmFrame.VAR_AMO, target: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean, unsigned: boolean): Promise<number | bigint> {
     const operands = Buffer.allocUnsafe(16);
     writeOperand(operands, 0, a);
     writeOperand(operands, 8, b);
@@ -252,7 +252,7 @@ export class AgentLink {
   async flush(): Promise<void> {
     if (this.unflushed === 0) return;
     this.unflushed = 0;
-    await this.#request(T.FLUSH, {});
+    await this.#request(DsmFrame.FLUSH, {});
   }
 
   close(): void {

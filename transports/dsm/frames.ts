@@ -11,7 +11,7 @@ export const DSM_VERSION = 1;
 /** Largest payload of one frame; larger puts and gets are split by the client. */
 export const MAX_PAYLOAD = 16 * 1024 * 1024;
 
-export const T = {
+export const DsmFrame = {
   AUTH: 1,
   AUTH_OK: 2,
   /** Remote memory access on a rank's symmetric heap. */
@@ -35,9 +35,9 @@ export const T = {
   SEM: 17,
   OK: 18,
 } as const;
-export type FrameType = (typeof T)[keyof typeof T];
+export type FrameType = (typeof DsmFrame)[keyof typeof DsmFrame];
 
-export const DSM_PROTOCOL = new FrameProtocol('dsm', DSM_VERSION, T, MAX_PAYLOAD);
+export const DSM_PROTOCOL = new FrameProtocol('dsm', DSM_VERSION, DsmFrame, MAX_PAYLOAD);
 
 export function typeName(t: number): string {
   return DSM_PROTOCOL.typeName(t);

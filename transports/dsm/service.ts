@@ -18,7 +18,7 @@ import { WAKE_HEAP, type ControlSegment } from '../xpmem/control.js';
 import * as xpmem from '../xpmem/index.js';
 import { NodeQueues, type OutgoingMessage } from '../xpmem/queue.js';
 import { applyAtomic, isBigDtype, readOperand, writeOperand } from './atomic.js';
-import { frame, FrameParser, HEADER_BYTES, ProtocolError, T, typeName, writeHeader, type Header } from './frames.js';
+import { frame, FrameParser, HEADER_BYTES, ProtocolError, DsmFrame, typeName, writeHeader, type Header } from './frames.js';
 import { homeOf, PAGE_BYTES, VarMemory, varLayout } from './layout.js';
 
 export interface ServiceOptions {
@@ -108,22 +108,22 @@ export class DsmService {
       begin: (h) => {
         const payload = h.bytes - HEADER_BYTES;
         if (peer < 0) {
-          if (h.type !== T.AUTH) throw new ProtocolError(`first frame was ${typeName(h.type)}, not AUTH`);
+          if (h.type !== DsmFrame.AUTH) throw new ProtocolError(`first frame was ${typeName(h.type)}, not AUTH`);
           if (payload > 1024) throw new ProtocolError('oversized AUTH frame');
           return null;
         }
         switch (h.type) {
-          case T.PUT:
+          case DsmFrame.PUT:
             return this.#heapRange(h.target, h.offset, payload, 'PUT');
-          case T.GET:
+          case DsmFrame.GET:
             this.#heapRange(h.target, h.offset, h.length, 'GET');
             return expectPayload(h, 0);
-          case T.AMO:
-          case T.VAR_AMO:
+          case DsmFrame.AMO:
+          case DsmFrame.VAR_AMO:
             return expectPayload(h, 16);
-          case T.FLUSH:
+          case DsmFrame.FLUSH:
             return expectPayload(h, 0);
-          case T.MSG: {
+          case DsmFrame.MSG: {
             this.#local(h.target, 'MSG');
             const dtype = h.aux;
             if (dtype < 0 || dtype > DTYPE_CTORS.length + 2) throw new ProtocolError(`MSG of unknown type code ${dtype}`);
@@ -131,12 +131,12 @@ export class DsmService {
             if (payload % landing.BYTES_PER_ELEMENT !== 0) throw new ProtocolError(`MSG of ${payload} bytes is not whole elements`);
             return new Uint8Array(landing.buffer, landing.byteOffset, payload);
           }
-          case T.VAR_REGISTER:
-          case T.SEM:
+          case DsmFrame.VAR_REGISTER:
+          case DsmFrame.SEM:
             if (payload > 4096) throw new ProtocolError(`oversized ${typeName(h.type)} frame`);
             return null;
-          case T.VAR_WRITE:
-          case T.VAR_FETCH:
+          case DsmFrame.VAR_WRITE:
+          case DsmFrame.VAR_FETCH:
             this.#var(h.target);
             return null;
           default:
@@ -147,7 +147,7 @@ export class DsmService {
         if (peer < 0) {
           if (!secretMatches(this.#o.secret, Buffer.from(payload).toString('utf8'))) throw new ProtocolError('wrong job secret');
           peer = h.target;
-          socket.write(frame(T.AUTH_OK, { id: h.id }));
+          socket.write(frame(DsmFrame.AUTH_OK, { id: h.id }));
           return;
         }
         this.#handle(socket, h, payload, landing);
@@ -202,36 +202,36 @@ export class DsmService {
   #handle(socket: Socket, h: Header, payload: Uint8Array, landing: TypedArray | null): void {
     const o = this.#o;
     switch (h.type) {
-      case T.PUT:
+      case DsmFrame.PUT:
         o.ctrl.ring(this.#local(h.target, 'PUT'), WAKE_HEAP);
         return;
-      case T.GET: {
+      case DsmFrame.GET: {
         const bytes = this.#heapRange(h.target, h.offset, h.length, 'GET');
         const head = Buffer.allocUnsafe(HEADER_BYTES);
-        writeHeader(head, 0, T.GET_REPLY, h.length, { id: h.id });
+        writeHeader(head, 0, DsmFrame.GET_REPLY, h.length, { id: h.id });
         socket.cork();
         socket.write(head);
         socket.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
         socket.uncork();
         return;
       }
-      case T.AMO: {
+      case DsmFrame.AMO: {
         const l = this.#local(h.target, 'AMO');
         const old = this.#atomic(this.#heap(l), h, payload, 0);
         o.ctrl.ring(l, WAKE_HEAP);
         this.#reply(socket, h.id, old);
         return;
       }
-      case T.FLUSH:
-        socket.write(frame(T.FLUSH_REPLY, { id: h.id }));
+      case DsmFrame.FLUSH:
+        socket.write(frame(DsmFrame.FLUSH_REPLY, { id: h.id }));
         return;
-      case T.MSG: {
+      case DsmFrame.MSG: {
         const l = this.#local(h.target, 'MSG');
         this.#outbox[l]!.push({ origin: h.id, tag: h.arg, dtype: h.aux, payload: landing!, offset: 0 });
         this.#pump();
         return;
       }
-      case T.VAR_REGISTER: {
+      case DsmFrame.VAR_REGISTER: {
         const { segid, bytes } = JSON.parse(Buffer.from(payload).toString('utf8')) as { segid: string; bytes: number };
         if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new ProtocolError('VAR_REGISTER without a size');
         if (!this.#vars.has(h.target)) {
@@ -240,17 +240,17 @@ export class DsmService {
           if (buffer === null) throw new ProtocolError('cannot map a shared variable here (XPMEM backend cma)');
           this.#vars.set(h.target, { memory: new VarMemory(buffer, bytes), attachment: att });
         }
-        socket.write(frame(T.OK, { id: h.id }));
+        socket.write(frame(DsmFrame.OK, { id: h.id }));
         return;
       }
-      case T.VAR_WRITE:
+      case DsmFrame.VAR_WRITE:
         this.#applyWrites(this.#var(h.target).memory, payload);
-        socket.write(frame(T.OK, { id: h.id }));
+        socket.write(frame(DsmFrame.OK, { id: h.id }));
         return;
-      case T.VAR_FETCH:
+      case DsmFrame.VAR_FETCH:
         socket.write(this.#pages(this.#var(h.target).memory, h.id, payload));
         return;
-      case T.VAR_AMO: {
+      case DsmFrame.VAR_AMO: {
         const m = this.#var(h.target).memory;
         const page = Math.floor(h.offset / PAGE_BYTES);
         if (page >= m.layout.pages || homeOf(page, o.nnodes) !== o.nodeIndex) throw new ProtocolError(`VAR_AMO on page ${page}, not homed here`);
@@ -259,7 +259,7 @@ export class DsmService {
         this.#reply(socket, h.id, old);
         return;
       }
-      case T.SEM:
+      case DsmFrame.SEM:
         this.#semaphore(socket, h, Buffer.from(payload).toString('utf8'));
         return;
     }
@@ -283,7 +283,7 @@ export class DsmService {
 
   #reply(socket: Socket, id: number, old: number | bigint): void {
     const out = Buffer.allocUnsafe(HEADER_BYTES + 8);
-    writeHeader(out, 0, T.AMO_REPLY, 8, { id });
+    writeHeader(out, 0, DsmFrame.AMO_REPLY, 8, { id });
     writeOperand(out, HEADER_BYTES, old);
     socket.write(out);
   }
@@ -344,7 +344,7 @@ export class DsmService {
     }
     const entry = 8 + PAGE_BYTES;
     const out = Buffer.allocUnsafe(HEADER_BYTES + entry * send.length);
-    writeHeader(out, 0, T.VAR_PAGES, entry * send.length, { id });
+    writeHeader(out, 0, DsmFrame.VAR_PAGES, entry * send.length, { id });
     send.forEach(([p, v], i) => {
       const at = HEADER_BYTES + i * entry;
       out.writeUInt32LE(p, at);
@@ -355,7 +355,7 @@ export class DsmService {
   }
 
   #semaphore(socket: Socket, h: Header, name: string): void {
-    const ok = (): void => void socket.write(frame(T.OK, { id: h.id }));
+    const ok = (): void => void socket.write(frame(DsmFrame.OK, { id: h.id }));
     let s = this.#sems.get(name);
     if (h.aux === SEM_CREATE) {
       if (s === undefined) this.#sems.set(name, { count: h.arg, waiters: [] });

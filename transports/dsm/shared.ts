@@ -29,7 +29,7 @@ import { allocShared } from '../xpmem/arena.js';
 import * as xpmem from '../xpmem/index.js';
 import { applyAtomic, isBigDtype } from './atomic.js';
 import { AgentLink } from './client.js';
-import { AMO, MAX_PAYLOAD, T } from './frames.js';
+import { AMO, MAX_PAYLOAD, DsmFrame } from './frames.js';
 import { homeOf, PAGE_BYTES, VAR_MAGIC, VarMemory, varLayout, W_LOCK, W_MAGIC, W_PAGES } from './layout.js';
 import { SEM_CREATE, SEM_POST, SEM_WAIT } from './service.js';
 
@@ -119,7 +119,7 @@ export class SharedMemory {
       Atomics.store(i32, W_MAGIC, VAR_MAGIC);
       segid = xpmem.make(buffer, 0o600).toString();
       await c.nodeBcast(segid);
-      if (c.nnodes > 1) await (await this.link(c.nodeIndex)).request(T.VAR_REGISTER, { target: id }, Buffer.from(JSON.stringify({ segid, bytes: Math.max(bytes, 1) })));
+      if (c.nnodes > 1) await (await this.link(c.nodeIndex)).request(DsmFrame.VAR_REGISTER, { target: id }, Buffer.from(JSON.stringify({ segid, bytes: Math.max(bytes, 1) })));
     } else {
       segid = await c.nodeBcast('');
       attachment = xpmem.attachWhole(segid, total);
@@ -142,7 +142,7 @@ export class SharedMemory {
     if (s === undefined) {
       const home = createHash('sha256').update(name).digest().readUInt32LE(0) % this.#c.nnodes;
       s = new Semaphore(this, name, home);
-      await (await this.link(home)).request(T.SEM, { aux: SEM_CREATE, arg: initial }, Buffer.from(name));
+      await (await this.link(home)).request(DsmFrame.SEM, { aux: SEM_CREATE, arg: initial }, Buffer.from(name));
       this.#sems.set(name, s);
     }
     await this.#c.barrier();
@@ -173,14 +173,14 @@ export class Semaphore {
 
   /** Takes a permit, waiting for one (P); then sees every shared write released before the matching post. */
   async wait(): Promise<void> {
-    await (await this.shared.link(this.home)).request(T.SEM, { aux: SEM_WAIT }, Buffer.from(this.name));
+    await (await this.shared.link(this.home)).request(DsmFrame.SEM, { aux: SEM_WAIT }, Buffer.from(this.name));
     await this.shared.acquireAll();
   }
 
   /** Publishes this rank's shared writes, then gives a permit back (V). */
   async post(): Promise<void> {
     await this.shared.releaseAll();
-    await (await this.shared.link(this.home)).request(T.SEM, { aux: SEM_POST }, Buffer.from(this.name));
+    await (await this.shared.link(this.home)).request(DsmFrame.SEM, { aux: SEM_POST }, Buffer.from(this.name));
   }
 }
 
@@ -316,7 +316,7 @@ export class SharedVariable<T extends TypedArray> {
     const sent: Array<Promise<unknown>> = [];
     for (const [home, runs] of byHome) {
       const link = await this.#shared.link(home);
-      for (const payload of packRuns(runs)) sent.push(link.request(T.VAR_WRITE, { target: this.#id }, payload));
+      for (const payload of packRuns(runs)) sent.push(link.request(DsmFrame.VAR_WRITE, { target: this.#id }, payload));
     }
     await Promise.all(sent);
   }
@@ -336,7 +336,7 @@ export class SharedVariable<T extends TypedArray> {
         const ask = Buffer.from(new Uint32Array(pairs).buffer);
         asks.push(
           (async () => {
-            const got = await (await this.#shared.link(home)).request(T.VAR_FETCH, { target: this.#id }, ask);
+            const got = await (await this.#shared.link(home)).request(DsmFrame.VAR_FETCH, { target: this.#id }, ask);
             const dv = new DataView(got.buffer, got.byteOffset, got.byteLength);
             for (let at = 0; at + 8 + PAGE_BYTES <= got.byteLength; at += 8 + PAGE_BYTES) {
               const p = dv.getUint32(at, true);
@@ -395,7 +395,7 @@ export class SharedVariable<T extends TypedArray> {
       return old;
     }
     const link = await this.#shared.link(home);
-    return link.atomic(T.VAR_AMO, this.#id, at, op, this.#dtype, a, b, isBigDtype(this.#dtype), this.data instanceof BigUint64Array);
+    return link.atomic(DsmFrame.VAR_AMO, this.#id, at, op, this.#dtype, a, b, isBigDtype(this.#dtype), this.data instanceof BigUint64Array);
   }
 
   fetchAdd(i: number, x: Scalar<T>): Promise<Scalar<T>> {
