@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { app, eventually, rankProcesses, runMprun, shmFiles, type JobResult } from '../helpers.js';
+import { app, eventually, rankProcesses, root, runMprun, shmFiles, type JobResult } from '../helpers.js';
 
 function daemons(): string[] {
   const r = spawnSync('pgrep', ['-af', 'mprun-rpmemd'], { encoding: 'utf8' });
@@ -108,6 +108,13 @@ describe('checkpoint job names, reruns and directories', () => {
     const ok = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, '--ckpt-mkdir', ckptApp, '--kib', '4', '--epochs', '1']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(existsSync(join(deep, 'deep', 'job.set'))).toBe(true);
+    // On a remote target (ssh stood in for by a local shell), the same rule, checked there.
+    const remote = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `otherhost:${join(base, 'far', 'away')}`, ckptApp, '--kib', '4', '--epochs', '1'], {
+      env: { RPMEM_SSH: join(root, 'test', 'fixtures', 'local-ssh.sh') },
+    });
+    expect(remote.code).toBe(1);
+    expect(remote.stderr).toContain(`checkpoint directory ${join(base, 'far', 'away')} does not exist on otherhost, nor does its parent`);
+    expect(existsSync(join(base, 'far'))).toBe(false);
   });
 });
 
