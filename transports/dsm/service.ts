@@ -55,7 +55,7 @@ export const SEM_POST = 3;
 const RELAY_RETRY_MS = 1;
 
 export class DsmService {
-  readonly #o: ServiceOptions;
+  readonly #options: ServiceOptions;
   readonly #localOf = new Map<number, number>();
   readonly #heaps: Array<{ buffer: ArrayBuffer; attachment: xpmem.Attachment } | null>;
   readonly #relay: NodeQueues;
@@ -67,7 +67,7 @@ export class DsmService {
   #server: Server | null = null;
 
   constructor(o: ServiceOptions) {
-    this.#o = o;
+    this.#options = o;
     o.ranks.forEach((w, l) => this.#localOf.set(w, l));
     this.#heaps = o.ranks.map(() => null);
     this.#relay = new NodeQueues(o.ctrl, o.ctrl.gateway);
@@ -145,7 +145,7 @@ export class DsmService {
       },
       end: (h, payload) => {
         if (peer < 0) {
-          if (!secretMatches(this.#o.secret, Buffer.from(payload).toString('utf8'))) throw new ProtocolError('wrong job secret');
+          if (!secretMatches(this.#options.secret, Buffer.from(payload).toString('utf8'))) throw new ProtocolError('wrong job secret');
           peer = h.target;
           socket.write(frame(DsmFrame.AUTH_OK, { id: h.id }));
           return;
@@ -158,7 +158,7 @@ export class DsmService {
       try {
         parser.push(chunk);
       } catch (e) {
-        this.#o.log(`closed a data connection from ${socket.remoteAddress ?? 'a local socket'}${peer >= 0 ? ` (rank ${peer})` : ''}: ${(e as Error).message}`);
+        this.#options.log(`closed a data connection from ${socket.remoteAddress ?? 'a local socket'}${peer >= 0 ? ` (rank ${peer})` : ''}: ${(e as Error).message}`);
         socket.destroy();
       }
     });
@@ -175,7 +175,7 @@ export class DsmService {
   #heap(l: number): ArrayBuffer {
     let h = this.#heaps[l];
     if (h === null || h === undefined) {
-      const pub = this.#o.ctrl.heapOf(l);
+      const pub = this.#options.ctrl.heapOf(l);
       if (pub === null) throw new ProtocolError(`local rank ${l} has not published its heap yet`);
       const attachment = xpmem.attachWhole(pub.segid, pub.bytes);
       const buffer = xpmem.mappedBuffer(attachment);
@@ -200,7 +200,7 @@ export class DsmService {
   }
 
   #handle(socket: Socket, h: Header, payload: Uint8Array, landing: TypedArray | null): void {
-    const o = this.#o;
+    const o = this.#options;
     switch (h.type) {
       case DsmFrame.PUT:
         o.ctrl.ring(this.#local(h.target, 'PUT'), WAKE_HEAP);
@@ -311,7 +311,7 @@ export class DsmService {
   /** Applies runs [u32 offset][u32 length][bytes, padded to 4] to this home's pages (and their twins). */
   #applyWrites(m: VarMemory, runs: Uint8Array): void {
     const dv = new DataView(runs.buffer, runs.byteOffset, runs.byteLength);
-    const { nodeIndex, nnodes } = this.#o;
+    const { nodeIndex, nnodes } = this.#options;
     let at = 0;
     while (at < runs.byteLength) {
       if (at + 8 > runs.byteLength) throw new ProtocolError('truncated VAR_WRITE run');
@@ -334,7 +334,7 @@ export class DsmService {
   #pages(m: VarMemory, id: number, asked: Uint8Array): Buffer {
     if (asked.byteLength % 8 !== 0) throw new ProtocolError('VAR_FETCH of a partial entry');
     const dv = new DataView(asked.buffer, asked.byteOffset, asked.byteLength);
-    const { nodeIndex, nnodes } = this.#o;
+    const { nodeIndex, nnodes } = this.#options;
     const send: Array<[number, number]> = [];
     for (let at = 0; at < asked.byteLength; at += 8) {
       const p = dv.getUint32(at, true);

@@ -58,14 +58,14 @@ function sleepTick(): Promise<void> {
 }
 
 export class SharedMemory {
-  readonly #c: SharedContext;
+  readonly #context: SharedContext;
   readonly #vars = new Map<string, SharedVariable<TypedArray>>();
   readonly #sems = new Map<string, Semaphore>();
   #own: Promise<AgentLink> | null = null;
   #ownLink: AgentLink | null = null;
 
   constructor(c: SharedContext) {
-    this.#c = c;
+    this.#context = c;
   }
 
   /** Whether any variable or semaphore exists (barriers then synchronise them). */
@@ -75,13 +75,13 @@ export class SharedMemory {
 
   /** @internal the connection to node `n`'s agent (this node's: made on first use). */
   async link(n: number): Promise<AgentLink> {
-    if (n !== this.#c.nodeIndex) {
-      const l = this.#c.linkOf(n);
+    if (n !== this.#context.nodeIndex) {
+      const l = this.#context.linkOf(n);
       if (l === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `no connection to node ${n}'s agent`);
       return l;
     }
-    if (this.#c.agent === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'this process was not started by mprun, so there is no node agent to host semaphores');
-    this.#own ??= AgentLink.open(n, 'this node', this.#c.agent, this.#c.secret, this.#c.rank).then((l) => (this.#ownLink = l));
+    if (this.#context.agent === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'this process was not started by mprun, so there is no node agent to host semaphores');
+    this.#own ??= AgentLink.open(n, 'this node', this.#context.agent, this.#context.secret, this.#context.rank).then((l) => (this.#ownLink = l));
     return this.#own;
   }
 
@@ -94,7 +94,7 @@ export class SharedMemory {
     if (typeof name !== 'string' || name === '') throw new TypeError('share: the name must be a non-empty string');
     if (!isTypedArrayCtor(Type) || (Type as unknown) === Uint8ClampedArray) throw new TypeError('share expects a numeric typed array constructor such as Float64Array');
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`share: length must be a non-negative integer, not ${length}`);
-    const c = this.#c;
+    const c = this.#context;
     const all = (await c.allgather([name, Type.name, length])) as Array<[string, string, number]>;
     all.forEach(([n, t, l], r) => {
       if (n !== name || t !== Type.name || l !== length) {
@@ -140,12 +140,12 @@ export class SharedMemory {
     if (!Number.isInteger(initial) || initial < 0 || initial > 0x7fffffff) throw new RangeError(`semaphore: initial must be a non-negative integer, not ${initial}`);
     let s = this.#sems.get(name);
     if (s === undefined) {
-      const home = createHash('sha256').update(name).digest().readUInt32LE(0) % this.#c.nnodes;
+      const home = createHash('sha256').update(name).digest().readUInt32LE(0) % this.#context.nnodes;
       s = new Semaphore(this, name, home);
       await (await this.link(home)).request(DsmFrame.SEM, { aux: SEM_CREATE, arg: initial }, Buffer.from(name));
       this.#sems.set(name, s);
     }
-    await this.#c.barrier();
+    await this.#context.barrier();
     return s;
   }
 
@@ -258,9 +258,9 @@ export class SharedVariable<T extends TypedArray> {
   /** This node's copy: plain loads and stores; release() publishes, acquire() refreshes. */
   readonly data: T;
   readonly #shared: SharedMemory;
-  readonly #c: SharedContext;
+  readonly #context: SharedContext;
   readonly #id: number;
-  readonly #m: VarMemory;
+  readonly #memory: VarMemory;
   readonly #dtype: number;
   readonly #bpe: number;
   readonly #attachment: xpmem.Attachment | null;
@@ -268,9 +268,9 @@ export class SharedVariable<T extends TypedArray> {
   /** @internal use world.dsm.share */
   constructor(shared: SharedMemory, c: SharedContext, readonly name: string, id: number, memory: VarMemory, Type: TypedArrayConstructor<T>, length: number, attachment: xpmem.Attachment | null) {
     this.#shared = shared;
-    this.#c = c;
+    this.#context = c;
     this.#id = id;
-    this.#m = memory;
+    this.#memory = memory;
     this.#attachment = attachment;
     this.data = new Type(memory.data.buffer as ArrayBuffer, memory.data.byteOffset, length);
     this.#dtype = dtypeOf(this.data);
@@ -278,7 +278,7 @@ export class SharedVariable<T extends TypedArray> {
   }
 
   async #locked<R>(work: () => Promise<R>): Promise<R> {
-    const i32 = this.#m.i32;
+    const i32 = this.#memory.i32;
     while (Atomics.compareExchange(i32, W_LOCK, 0, 1) !== 0) await sleepTick();
     try {
       return await work();
@@ -290,8 +290,8 @@ export class SharedVariable<T extends TypedArray> {
   /** Publishes every write this node made to the variable since its last release. */
   release(): Promise<void> {
     return this.#locked(async () => {
-      const m = this.#m;
-      const { nnodes, nodeIndex } = this.#c;
+      const m = this.#memory;
+      const { nnodes, nodeIndex } = this.#context;
       const byHome = new Map<number, Array<[number, Uint8Array]>>();
       for (let p = 0; p < m.layout.pages; p++) {
         const lo = p * PAGE_BYTES;
@@ -323,10 +323,10 @@ export class SharedVariable<T extends TypedArray> {
 
   /** Sees every write released (by any rank on any node) before this call. */
   acquire(): Promise<void> {
-    const { nnodes, nodeIndex } = this.#c;
+    const { nnodes, nodeIndex } = this.#context;
     if (nnodes === 1) return Promise.resolve();
     return this.#locked(async () => {
-      const m = this.#m;
+      const m = this.#memory;
       const asks: Array<Promise<void>> = [];
       for (let home = 0; home < nnodes; home++) {
         if (home === nodeIndex) continue;
@@ -357,8 +357,8 @@ export class SharedVariable<T extends TypedArray> {
     const { W, word, per } = elementWords(this.#bpe);
     const n = PAGE_BYTES / word;
     const h = new W(copy.buffer as ArrayBuffer, copy.byteOffset, n);
-    const d = new W(this.#m.data.buffer as ArrayBuffer, this.#m.data.byteOffset + lo, n);
-    const t = new W(this.#m.twin.buffer as ArrayBuffer, this.#m.twin.byteOffset + lo, n);
+    const d = new W(this.#memory.data.buffer as ArrayBuffer, this.#memory.data.byteOffset + lo, n);
+    const t = new W(this.#memory.twin.buffer as ArrayBuffer, this.#memory.twin.byteOffset + lo, n);
     for (let i = 0; i < n; i += per) {
       let changed = h[i] !== t[i];
       if (per === 2 && !changed) changed = h[i + 1] !== t[i + 1];
@@ -388,10 +388,10 @@ export class SharedVariable<T extends TypedArray> {
     this.#checkValue(b, what);
     const at = i * this.#bpe;
     const page = Math.floor(at / PAGE_BYTES);
-    const home = homeOf(page, this.#c.nnodes);
-    if (home === this.#c.nodeIndex) {
-      const old = applyAtomic(this.#m.data.buffer as ArrayBuffer, this.#dtype, this.#m.data.byteOffset + at, op, a, b);
-      if (op !== AMO.FETCH) this.#m.bump(page);
+    const home = homeOf(page, this.#context.nnodes);
+    if (home === this.#context.nodeIndex) {
+      const old = applyAtomic(this.#memory.data.buffer as ArrayBuffer, this.#dtype, this.#memory.data.byteOffset + at, op, a, b);
+      if (op !== AMO.FETCH) this.#memory.bump(page);
       return old;
     }
     const link = await this.#shared.link(home);
@@ -432,8 +432,8 @@ export class SharedVariable<T extends TypedArray> {
   /** @internal writes `values` at element `start` and publishes the range (Hole.fill). */
   publishRange(start: number, values: T): Promise<void> {
     return this.#locked(async () => {
-      const m = this.#m;
-      const { nnodes, nodeIndex } = this.#c;
+      const m = this.#memory;
+      const { nnodes, nodeIndex } = this.#context;
       (this.data as Float64Array).set(values as unknown as Float64Array, start);
       const lo = start * this.#bpe;
       const hi = lo + values.byteLength;
