@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create, emptyAttr, open, remove, crc32c, type PoolAttr, type RpmemPool } from '../../transports/rpmem/index.js';
-import { R, RPMEM_PROTOCOL } from '../../transports/rpmem/protocol.js';
+import { RpmemFrame, RPMEM_PROTOCOL } from '../../transports/rpmem/protocol.js';
 import { isMprunError } from '../../runtime/errors.js';
 import { native } from '../../native/index.js';
 import { eventually, onSmallTmpfs, root } from '../helpers.js';
@@ -277,19 +277,19 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     writeFileSync(join(dir, 'guard.set'), 'PMEMPOOLSET\n2M guard.part0\n');
     const pool: RpmemPool = await create('node1', 'guard.set', 2 * MiB, { attr: attr(), ...opts() });
     const d = pool.descriptor();
-    const auth = (secret: string): Buffer => RPMEM_PROTOCOL.frame(R.AUTH, { id: 1 }, Buffer.from(secret));
-    const lane = RPMEM_PROTOCOL.frame(R.LANE, { id: 2, target: d.pool, arg: 0 });
-    const bad = Buffer.from(RPMEM_PROTOCOL.frame(R.AUTH, { id: 1 }, Buffer.from(d.secret)));
+    const auth = (secret: string): Buffer => RPMEM_PROTOCOL.frame(RpmemFrame.AUTH, { id: 1 }, Buffer.from(secret));
+    const lane = RPMEM_PROTOCOL.frame(RpmemFrame.LANE, { id: 2, target: d.pool, arg: 0 });
+    const bad = Buffer.from(RPMEM_PROTOCOL.frame(RpmemFrame.AUTH, { id: 1 }, Buffer.from(d.secret)));
     bad[4] = 99; // protocol version 99
     const outside = Buffer.alloc(64, 0xee);
     const cases: Array<[string, Buffer[], RegExp]> = [
       ['garbage', [Buffer.from('GET / HTTP/1.1\r\n\r\n'.repeat(3))], /frame|version|bounds/],
       ['wrong secret', [auth('x'.repeat(d.secret.length))], /wrong secret/],
       ['version 99', [bad], /version 99/],
-      ['write before auth', [RPMEM_PROTOCOL.frame(R.WRITE, { offset: 4096, arg: crc32c(outside) }, outside)], /WRITE before AUTH/],
-      ['lane of a pool not open', [auth(d.secret), RPMEM_PROTOCOL.frame(R.LANE, { id: 2, target: 999, arg: 0 })], /not open/],
-      ['write into the header', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(R.WRITE, { offset: 0, arg: crc32c(outside) }, outside)], /outside the pool's data area/],
-      ['write past the end', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(R.WRITE, { offset: 2 * MiB - 8, arg: crc32c(outside) }, outside)], /outside the pool's data area/],
+      ['write before auth', [RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 4096, arg: crc32c(outside) }, outside)], /WRITE before AUTH/],
+      ['lane of a pool not open', [auth(d.secret), RPMEM_PROTOCOL.frame(RpmemFrame.LANE, { id: 2, target: 999, arg: 0 })], /not open/],
+      ['write into the header', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 0, arg: crc32c(outside) }, outside)], /outside the pool's data area/],
+      ['write past the end', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 2 * MiB - 8, arg: crc32c(outside) }, outside)], /outside the pool's data area/],
     ];
     for (const [name, frames, logged] of cases) {
       const closed = await new Promise<boolean>((resolve) => {
@@ -316,8 +316,8 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
       let got = Buffer.alloc(0);
       const s = connect({ host: d2.address, port: d2.port }, () => {
         s.write(auth(d2.secret));
-        s.write(RPMEM_PROTOCOL.frame(R.LANE, { id: 2, target: d2.pool, arg: 0 }));
-        s.write(RPMEM_PROTOCOL.frame(R.WRITE, { id: 3, offset: 4096, aux: 1, arg: crc32c(outside) ^ 1 }, outside));
+        s.write(RPMEM_PROTOCOL.frame(RpmemFrame.LANE, { id: 2, target: d2.pool, arg: 0 }));
+        s.write(RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { id: 3, offset: 4096, aux: 1, arg: crc32c(outside) ^ 1 }, outside));
       });
       s.on('data', (b: Buffer) => {
         got = Buffer.concat([got, b]);

@@ -24,7 +24,7 @@ import { FrameParser, HEADER_BYTES, type HeaderFields } from '../../core/frames.
 import { shellQuote, shellWords } from '../shell.js';
 import { crc32c } from './crc.js';
 import { attrFromWire, attrToWire, checkAttr, type PoolAttr } from './header.js';
-import { errnoName, F, MAX_FRAME_PAYLOAD, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
+import { errnoName, WriteFlag, MAX_FRAME_PAYLOAD, RpmemFrame, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
 
 
 /** A daemon mprun started: where its lanes listen, and the secret they prove. */
@@ -132,7 +132,7 @@ class FrameChannel {
       {
         begin: (h) => {
           const p = this.#pending.get(h.id);
-          if (h.type !== R.REPLY || p === undefined) throw new Error(`unexpected ${RPMEM_PROTOCOL.typeName(h.type)} ${h.id} from the target`);
+          if (h.type !== RpmemFrame.REPLY || p === undefined) throw new Error(`unexpected ${RPMEM_PROTOCOL.typeName(h.type)} ${h.id} from the target`);
           const n = h.bytes - HEADER_BYTES;
           return h.arg === 0 && p.into !== null && p.into.byteLength === n ? p.into : null;
         },
@@ -248,7 +248,7 @@ async function dial(address: string, port: number, secret: string, label: string
   }
   const channel = socketChannel(sock, label);
   ch = channel;
-  await channel.request(R.AUTH, {}, 'authentication', Buffer.from(secret));
+  await channel.request(RpmemFrame.AUTH, {}, 'authentication', Buffer.from(secret));
   return { sock, ch: channel };
 }
 
@@ -322,7 +322,7 @@ export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?:
   await started;
   // The secret travels on the ssh channel; the lanes prove it to the daemon.
   const secret = opts.secret ?? randomBytes(32).toString('hex');
-  const reply = await ch.request(R.AUTH, {}, `starting ${label}`, Buffer.from(secret));
+  const reply = await ch.request(RpmemFrame.AUTH, {}, `starting ${label}`, Buffer.from(secret));
   const where = JSON.parse(Buffer.from(reply).toString('utf8')) as { address: string; port: number };
   const streams = [child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>;
   const keepAlive = (on: boolean): void => {
@@ -416,12 +416,12 @@ export class RpmemLanes {
    */
   async write(offset: number, bytes: Uint8Array, opts: WriteOptions = {}): Promise<void> {
     const ch = this.check(offset, bytes.byteLength, opts.lane);
-    const aux = opts.relaxed === true ? F.RELAXED : 0;
+    const aux = opts.relaxed === true ? WriteFlag.RELAXED : 0;
     const given = opts.crc !== undefined && bytes.byteLength <= MAX_FRAME_PAYLOAD ? opts.crc : undefined;
     try {
       for (let at = 0; at < bytes.byteLength; at += MAX_FRAME_PAYLOAD) {
         const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + MAX_FRAME_PAYLOAD));
-        await ch.post(R.WRITE, { offset: offset + at, aux, arg: (given ?? crc32c(piece)) | 0 }, piece);
+        await ch.post(RpmemFrame.WRITE, { offset: offset + at, aux, arg: (given ?? crc32c(piece)) | 0 }, piece);
       }
     } catch (e) {
       this.sticky(e);
@@ -431,14 +431,14 @@ export class RpmemLanes {
   /** Writes `bytes` at `offset` and returns once they are persistent on the target. */
   async persistFrom(offset: number, bytes: Uint8Array, opts: PersistOptions = {}): Promise<void> {
     const ch = this.check(offset, bytes.byteLength, opts.lane);
-    const deep = opts.deep === true ? F.DEEP : 0;
+    const deep = opts.deep === true ? WriteFlag.DEEP : 0;
     try {
       if (bytes.byteLength <= MAX_FRAME_PAYLOAD) {
-        await ch.request(R.WRITE, { offset, aux: F.ACK | deep | (opts.relaxed === true ? F.RELAXED : 0), arg: crc32c(bytes) | 0 }, 'persist', bytes);
+        await ch.request(RpmemFrame.WRITE, { offset, aux: WriteFlag.ACK | deep | (opts.relaxed === true ? WriteFlag.RELAXED : 0), arg: crc32c(bytes) | 0 }, 'persist', bytes);
         return;
       }
       await this.write(offset, bytes, opts);
-      await ch.request(R.DRAIN, { aux: deep }, 'persist');
+      await ch.request(RpmemFrame.DRAIN, { aux: deep }, 'persist');
     } catch (e) {
       this.sticky(e);
     }
@@ -448,7 +448,7 @@ export class RpmemLanes {
   async drain(opts: LaneOptions & { deep?: boolean } = {}): Promise<void> {
     const ch = this.check(this.dataStart, 0, opts.lane);
     try {
-      await ch.request(R.DRAIN, { aux: opts.deep === true ? F.DEEP : 0 }, 'drain');
+      await ch.request(RpmemFrame.DRAIN, { aux: opts.deep === true ? WriteFlag.DEEP : 0 }, 'drain');
     } catch (e) {
       this.sticky(e);
     }
@@ -462,7 +462,7 @@ export class RpmemLanes {
       for (let at = 0; at < dst.byteLength; at += MAX_FRAME_PAYLOAD) {
         const n = Math.min(MAX_FRAME_PAYLOAD, dst.byteLength - at);
         const into = dst.subarray(at, at + n);
-        pieces.push(ch.request(R.READ, { offset: offset + at, length: n }, 'read', undefined, into).then((got) => (got === into ? got : (into.set(got), into))));
+        pieces.push(ch.request(RpmemFrame.READ, { offset: offset + at, length: n }, 'read', undefined, into).then((got) => (got === into ? got : (into.set(got), into))));
       }
       await Promise.all(pieces);
       return dst;
@@ -496,7 +496,7 @@ async function connectLanes(desc: PoolDescriptor, label: string): Promise<Array<
     for (let lane = 0; lane < desc.nlanes; lane++) {
       const l = await dial(desc.address, desc.port, desc.secret, label);
       lanes.push(l);
-      await l.ch.request(R.LANE, { target: desc.pool, arg: lane }, 'lane setup');
+      await l.ch.request(RpmemFrame.LANE, { target: desc.pool, arg: lane }, 'lane setup');
     }
   } catch (e) {
     for (const l of lanes) l.sock.destroy();
@@ -578,7 +578,7 @@ export class RpmemPool extends RpmemLanes {
     if (this.error !== null) throw this.error;
     checkAttr(attr);
     try {
-      await this.#control.ch.json(R.SET_ATTR, { target: this.desc.pool }, 'set_attr', attrToWire(attr));
+      await this.#control.ch.json(RpmemFrame.SET_ATTR, { target: this.desc.pool }, 'set_attr', attrToWire(attr));
       this.attr = attr;
     } catch (e) {
       this.sticky(e);
@@ -591,7 +591,7 @@ export class RpmemPool extends RpmemLanes {
     this.#closed = true;
     this.detach();
     try {
-      if (this.#control.ch.lost === null) await this.#control.ch.json(R.CLOSE, { target: this.desc.pool }, 'close');
+      if (this.#control.ch.lost === null) await this.#control.ch.json(RpmemFrame.CLOSE, { target: this.desc.pool }, 'close');
     } finally {
       this.#control.end();
     }
@@ -606,7 +606,7 @@ export async function create(target: Target, poolSet: string, size: number, opts
   if (attr !== null) checkAttr(attr);
   const c = await control(target, opts);
   try {
-    const r = await c.ch.json(R.CREATE, {}, 'create', { poolSet, size, nlanes, attr: attr === null ? null : attrToWire(attr), makeSet: opts.makeSet === true });
+    const r = await c.ch.json(RpmemFrame.CREATE, {}, 'create', { poolSet, size, nlanes, attr: attr === null ? null : attrToWire(attr), makeSet: opts.makeSet === true });
     return await RpmemPool.fromReply(c, r, attr, opts.buffer);
   } catch (e) {
     c.end();
@@ -619,7 +619,7 @@ export async function open(target: Target, poolSet: string, opts: OpenOptions = 
   const nlanes = checkLanes(opts.nlanes);
   const c = await control(target, opts);
   try {
-    const r = await c.ch.json(R.OPEN, {}, 'open', { poolSet, nlanes });
+    const r = await c.ch.json(RpmemFrame.OPEN, {}, 'open', { poolSet, nlanes });
     const attr = r.attr === null || r.attr === undefined ? null : attrFromWire(r.attr);
     const pool = await RpmemPool.fromReply(c, r, attr, opts.buffer);
     if (Array.isArray(r.repairs)) pool.repairs = r.repairs.map(String);
@@ -635,7 +635,7 @@ export async function remove(target: Target, poolSet: string, opts: RemoveOption
   if (typeof target !== 'string') {
     const c = await session(target);
     try {
-      await c.ch.json(R.REMOVE, {}, 'remove', { poolSet, force: opts.force === true, poolSetFile: opts.poolSet === true });
+      await c.ch.json(RpmemFrame.REMOVE, {}, 'remove', { poolSet, force: opts.force === true, poolSetFile: opts.poolSet === true });
       return;
     } finally {
       c.end();
@@ -657,7 +657,7 @@ export async function remove(target: Target, poolSet: string, opts: RemoveOption
 export async function list(target: Target, dir: string, opts: LaunchOptions = {}): Promise<string[]> {
   const c = await control(target, opts);
   try {
-    const r = await c.ch.json(R.LIST, {}, 'list', { dir });
+    const r = await c.ch.json(RpmemFrame.LIST, {}, 'list', { dir });
     return Array.isArray(r.sets) ? (r.sets as string[]) : [];
   } finally {
     c.end();

@@ -20,7 +20,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FrameParser } from '../../core/frames.js';
 import { daemonLogger, readConfig, RpmemDaemon } from './daemon.js';
-import { errnoNumber, R, RPMEM_PROTOCOL } from './protocol.js';
+import { errnoNumber, RpmemFrame, RPMEM_PROTOCOL } from './protocol.js';
 
 
 function usage(message: string): number {
@@ -82,11 +82,11 @@ export async function main(argv: string[]): Promise<number> {
         begin: () => null,
         end: (h, payload) => {
           if (!started) {
-            if (h.type !== R.AUTH || payload.byteLength < 16) throw new Error('the first frame on stdin must be AUTH with a secret of at least 16 bytes');
+            if (h.type !== RpmemFrame.AUTH || payload.byteLength < 16) throw new Error('the first frame on stdin must be AUTH with a secret of at least 16 bytes');
             started = true;
             daemon
               .start(Buffer.from(payload))
-              .then((where) => reply(RPMEM_PROTOCOL.frame(R.REPLY, { id: h.id }, Buffer.from(JSON.stringify(where)))))
+              .then((where) => reply(RPMEM_PROTOCOL.frame(RpmemFrame.REPLY, { id: h.id }, Buffer.from(JSON.stringify(where)))))
               .catch((e: unknown) => {
                 log(`cannot listen on ${listen}: ${(e as Error).message}`);
                 done();

@@ -20,7 +20,7 @@ import { native } from '../../native/index.js';
 import { MprunError } from '../../runtime/errors.js';
 import { FrameParser, ProtocolError, type Header } from '../../core/frames.js';
 import { attrFromWire, attrToWire, backupPathOf, encodeHeader, emptyAttr, recoverHeader, type HeaderFix, type PoolAttr, type PoolHeader } from './header.js';
-import { errnoName, errnoNumber, R, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
+import { errnoName, errnoNumber, RpmemFrame, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';
 import { capacityOf, extentsOf, formatPoolSet, MIN_POOL, parsePoolSet, partHasHeader, POOL_HDR_SIZE, type Extent, type PoolSet } from './poolset.js';
 
 export interface DaemonOptions {
@@ -484,7 +484,7 @@ export class RpmemDaemon {
 
   /** Serves one control channel (stdin/stdout, or an authenticated TCP session). */
   control(owner: object, reply: (frame: Buffer) => void, h: Header, payload: Uint8Array): void {
-    const ok = (body?: unknown): void => reply(RPMEM_PROTOCOL.frame(R.REPLY, { id: h.id }, body === undefined ? undefined : Buffer.from(JSON.stringify(body))));
+    const ok = (body?: unknown): void => reply(RPMEM_PROTOCOL.frame(RpmemFrame.REPLY, { id: h.id }, body === undefined ? undefined : Buffer.from(JSON.stringify(body))));
     const fail = (e: unknown): void => {
       const errno = errnoOf(e);
       // The client adds the errno name (rpmemError): not twice.
@@ -494,23 +494,23 @@ export class RpmemDaemon {
       reply(status(h.id, errno, Buffer.from(JSON.stringify({ errno, message })), 'EREMOTEIO'));
     };
     try {
-      const body = payload.byteLength > 0 && h.type !== R.AUTH ? (JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown>) : {};
+      const body = payload.byteLength > 0 && h.type !== RpmemFrame.AUTH ? (JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown>) : {};
       if (typeof body !== 'object' || body === null) throw new ProtocolError('control body is not an object');
       switch (h.type) {
-        case R.CREATE:
+        case RpmemFrame.CREATE:
           return ok(this.create(body, owner));
-        case R.OPEN:
+        case RpmemFrame.OPEN:
           return ok(this.open(body, owner));
-        case R.CLOSE:
+        case RpmemFrame.CLOSE:
           this.closePool(h.target, owner);
           return ok();
-        case R.SET_ATTR:
+        case RpmemFrame.SET_ATTR:
           this.setAttr(h.target, body, owner);
           return ok();
-        case R.REMOVE:
+        case RpmemFrame.REMOVE:
           this.remove(body);
           return ok();
-        case R.LIST:
+        case RpmemFrame.LIST:
           return ok({ sets: this.list(body.dir) });
         default:
           throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} is not a control request`);
@@ -543,7 +543,7 @@ export class RpmemDaemon {
     const parser = new FrameParser(
       {
         begin: (h) => {
-          if (role === null && h.type !== R.AUTH) throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} before AUTH`);
+          if (role === null && h.type !== RpmemFrame.AUTH) throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} before AUTH`);
           return null;
         },
         end: (h, payload) => {
@@ -553,7 +553,7 @@ export class RpmemDaemon {
             send(status(h.id, null));
             return;
           }
-          if (h.type === R.LANE) {
+          if (h.type === RpmemFrame.LANE) {
             if (role.kind !== 'new') throw new ProtocolError('LANE on a connection that already has a role');
             const pool = this.#pools.get(h.target);
             if (pool === undefined) throw new ProtocolError(`LANE for pool ${h.target}, which is not open`);
@@ -603,7 +603,7 @@ type SocketWithRole = Socket & { role?: Role };
 
 /** A REPLY: status 0, or the errno of `errno` (`fallback`'s when unknown here), with an optional body. */
 function status(id: number, errno: string | null, body?: Uint8Array, fallback = 'EIO'): Buffer {
-  return RPMEM_PROTOCOL.frame(R.REPLY, { id, arg: errno === null ? 0 : errnoNumber(errno, fallback) }, body);
+  return RPMEM_PROTOCOL.frame(RpmemFrame.REPLY, { id, arg: errno === null ? 0 : errnoNumber(errno, fallback) }, body);
 }
 
 /** rpmemd's configuration files: `key = value` lines; later files override earlier ones. */

@@ -19,8 +19,8 @@
  *   REMOVE   payload: JSON {poolSet, force, poolSetFile} -> REPLY
  *   LIST     payload: JSON {dir}                    -> REPLY {sets: names of the set files under dir}
  *   LANE     target, arg: lane                      -> REPLY   (first frame after AUTH on a lane)
- *   WRITE    offset, payload, arg: CRC32C, aux: F.*  (no reply unless F.ACK)
- *   DRAIN    aux: F.DEEP                            -> REPLY once every WRITE of the lane is persistent
+ *   WRITE    offset, payload, arg: CRC32C, aux: WriteFlag.*  (no reply unless WriteFlag.ACK)
+ *   DRAIN    aux: WriteFlag.DEEP                    -> REPLY once every WRITE of the lane is persistent
  *   READ     offset, length                         -> REPLY with the bytes
  *
  * The target serves lanes natively (native/lane.cc spells out the same
@@ -33,7 +33,8 @@ export const RPMEM_VERSION = 1;
 /** Largest payload of one frame; the client splits larger persists and reads. */
 export const MAX_FRAME_PAYLOAD = 1024 * 1024;
 
-export const R = {
+/** The frame types (header byte 5). */
+export const RpmemFrame = {
   AUTH: 1,
   CREATE: 2,
   OPEN: 3,
@@ -49,7 +50,7 @@ export const R = {
 } as const;
 
 /** WRITE and DRAIN flags (aux). */
-export const F = {
+export const WriteFlag = {
   /** Persist this write now and reply (librpmem's persist, vs. flush). */
   ACK: 1,
   /** Persist to the lowest persistency domain (rpmem_deep_persist). */
@@ -58,7 +59,7 @@ export const F = {
   RELAXED: 4,
 } as const;
 
-export const RPMEM_PROTOCOL = new FrameProtocol('rpmem', RPMEM_VERSION, R, MAX_FRAME_PAYLOAD);
+export const RPMEM_PROTOCOL = new FrameProtocol('rpmem', RPMEM_VERSION, RpmemFrame, MAX_FRAME_PAYLOAD);
 
 /** librpmem's RPMEM_PM_*: how the target makes data persistent. */
 export type PersistMethod = 'pmem' | 'msync';
