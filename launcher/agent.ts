@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { ControlSegment } from '../transports/xpmem/control.js';
 import { DsmService } from '../transports/dsm/service.js';
-import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from './wire.js';
+import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../core/wire.js';
 
 /** What mprun tells an agent to start. */
 export interface LaunchSpec {

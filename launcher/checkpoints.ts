@@ -9,7 +9,7 @@
  * verify then exit 1; a job whose pools exist is never "no checkpoints".
  */
 import { randomBytes } from 'node:crypto';
-import { isMprunError } from '../runtime/errors.js';
+import { isMprunError } from '../core/errors.js';
 import { list, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
 import { jobSetName, rankSetName, readCommitRecords, readDescriptor, readSlot, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
 import { checkJobName, defaultTarget, jobsOn, parseCheckpointTarget, startTargets, type CheckpointTarget } from './ckpt.js';

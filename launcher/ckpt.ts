@@ -8,10 +8,10 @@ import { closeSync, existsSync, fstatSync, mkdirSync, readdirSync, readFileSync,
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { native, packageRoot } from '../native/index.js';
-import { isMprunError } from '../runtime/errors.js';
+import { isMprunError } from '../core/errors.js';
 import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
 import { jobSetName, ranksOf, readCommitRecords, type CommitRecord } from '../transports/rpmem/store.js';
-import { shellQuote, shellWords } from '../transports/shell.js';
+import { shellQuote, shellWords } from '../core/shell.js';
 import { isLocalHost } from './hosts.js';
 import { formatBytes } from './progress.js';
 import { LineSink } from './stdio.js';

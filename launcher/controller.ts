@@ -5,7 +5,7 @@
  * here, and where they wait when a wait lasts (hang reports). It listens on a Unix socket in the job's private (0700) directory.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { encodeFrame, serveConnection, type Frame } from './wire.js';
+import { encodeFrame, serveConnection, type Frame } from '../core/wire.js';
 import { parseWaits, type RankWait } from './hangs.js';
 
 export interface ControllerEvents {

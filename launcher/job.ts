@@ -25,8 +25,8 @@ import { Controller } from './controller.js';
 import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
 import { HangReports, hangReportMs } from './hangs.js';
-import { shellQuote, shellWords } from '../transports/shell.js';
-import type { Frame } from './wire.js';
+import { shellQuote, shellWords } from '../core/shell.js';
+import type { Frame } from '../core/wire.js';
 import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
 import { claimJob, committedState, defaultTarget, resumeLine, startTargets } from './ckpt.js';
 import type { CheckpointTarget } from './ckpt.js';
@@ -90,7 +90,7 @@ function signalNumber(sig: string): number {
   return (osConstants.signals as Record<string, number>)[sig] ?? 15;
 }
 
-export { shellWords } from '../transports/shell.js';
+export { shellWords } from '../core/shell.js';
 
 /** The launch agent command and, for ssh, the options every call gets. */
 function launchCommand(opts: JobOptions): { cmd: string[]; ssh: boolean } {

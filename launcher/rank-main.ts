@@ -4,7 +4,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { native } from '../native/index.js';
-import { isMprunError } from '../runtime/errors.js';
+import { isMprunError } from '../core/errors.js';
 import { ABORTED_EXIT_CODE } from './exit-codes.js';
 
 // A rank whose job is aborting (another rank died, mprun was signalled) sees

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MprunError } from '../runtime/errors.js';
+import { MprunError } from '../core/errors.js';
 
 export interface XpmemProbe {
   available: boolean;

@@ -21,8 +21,8 @@
  * checkpointWait() or finalize.
  */
 import { Piscina } from 'piscina';
-import { MprunError, isMprunError } from './errors.js';
-import { isTypedArray, type TypedArray } from './types.js';
+import { MprunError, isMprunError } from '../core/errors.js';
+import { isTypedArray, type TypedArray } from '../core/types.js';
 import { create, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
 import type { PoolAttr } from '../transports/rpmem/header.js';
 import {

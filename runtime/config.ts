@@ -6,7 +6,7 @@
 import { cpus } from 'node:os';
 import { maxMappingBytes } from '../native/index.js';
 import { controlLayout } from '../transports/xpmem/control.js';
-import { MprunError } from './errors.js';
+import { MprunError } from '../core/errors.js';
 
 export interface ConfigField {
   name: string;

@@ -1,8 +1,8 @@
 /** A rank's connection to the job controller: business cards, fence, abort, finalize. */
 import { connect, type Socket } from 'node:net';
-import { MprunError } from './errors.js';
+import { MprunError } from '../core/errors.js';
 import type { WaitReport } from './wait.js';
-import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../launcher/wire.js';
+import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../core/wire.js';
 
 export class ControlClient {
   readonly #socket: Socket;

@@ -3,7 +3,7 @@
  * deterministic allocator on every rank, so that an allocation has the same
  * offset everywhere and a peer's copy is found at that offset of its heap.
  */
-import { MprunError } from './errors.js';
+import { MprunError } from '../core/errors.js';
 
 export const HEAP_ALIGN = 64;
 

@@ -27,9 +27,9 @@
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
  * in their own queues for takeInternal().
  */
-import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish } from './codec.js';
-import { MprunError } from './errors.js';
-import type { TypedArray } from './types.js';
+import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish } from '../core/codec.js';
+import { MprunError } from '../core/errors.js';
+import type { TypedArray } from '../core/types.js';
 import type { NodeQueues, RecordSink } from '../transports/xpmem/queue.js';
 import { WAKE_MESSAGE } from '../transports/xpmem/control.js';
 import type { Waiter } from './wait.js';

@@ -13,7 +13,7 @@
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { WAKE_MESSAGE, type ControlSegment } from '../transports/xpmem/control.js';
-import { MprunError } from './errors.js';
+import { MprunError } from '../core/errors.js';
 
 /** block() results */
 export const READY = 1;

@@ -6,11 +6,11 @@
  */
 import { Bench } from 'tinybench';
 import { kernel, opCode } from '../../runtime/coll/ops.js';
-import { decodeFrom, encode, packValue } from '../../runtime/codec.js';
+import { decodeFrom, encode, packValue } from '../../core/codec.js';
 import { ControlSegment } from '../../transports/xpmem/control.js';
 import { NodeQueues, type RecordSink } from '../../transports/xpmem/queue.js';
 import { native } from '../../native/index.js';
-import type { TypedArray } from '../../runtime/types.js';
+import type { TypedArray } from '../../core/types.js';
 
 const args = process.argv.slice(2);
 const time = Number(args[args.indexOf('--time') + 1] ?? 200) || 200;

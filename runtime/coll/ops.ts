@@ -5,7 +5,7 @@
  * Integer arithmetic wraps as in C (Math.imul for 32-bit products).
  */
 import { native } from '../../native/index.js';
-import type { TypedArray } from '../types.js';
+import type { TypedArray } from '../../core/types.js';
 
 export const REDUCE_OPS = ['sum', 'prod', 'min', 'max', 'band', 'bor', 'bxor', 'land', 'lor'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];

@@ -8,7 +8,7 @@
 import { connect } from 'node:net';
 import { init } from 'mprun';
 import { frame, DsmFrame } from '../../transports/dsm/frames.js';
-import { parseTcpAddress } from '../../launcher/wire.js';
+import { parseTcpAddress } from '../../core/wire.js';
 import { check, equal } from './check.js';
 
 const world = await init();

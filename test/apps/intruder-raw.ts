@@ -4,7 +4,7 @@
  * (No init: it runs on any placement.)
  */
 import { connect } from 'node:net';
-import { encodeFrame } from '../../launcher/wire.js';
+import { encodeFrame } from '../../core/wire.js';
 
 const [host, port] = (() => {
   const m = /^(.*):(\d+)$/.exec(process.env.MPRUN_CONTROLLER ?? '')!;

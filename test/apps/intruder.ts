@@ -5,7 +5,7 @@
  */
 import { connect } from 'node:net';
 import { init } from 'mprun';
-import { encodeFrame } from '../../launcher/wire.js';
+import { encodeFrame } from '../../core/wire.js';
 
 const world = await init();
 

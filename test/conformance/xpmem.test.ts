@@ -8,7 +8,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as xpmem from '../../transports/xpmem/index.js';
-import { MprunError } from '../../runtime/errors.js';
+import { MprunError } from '../../core/errors.js';
 import { root } from '../helpers.js';
 
 const owner = join(root, 'test', 'fixtures', 'xpmem-owner.mjs');

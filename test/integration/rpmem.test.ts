@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create, emptyAttr, open, remove, crc32c, type PoolAttr, type RpmemPool } from '../../transports/rpmem/index.js';
 import { RpmemFrame, RPMEM_PROTOCOL } from '../../transports/rpmem/protocol.js';
-import { isMprunError } from '../../runtime/errors.js';
+import { isMprunError } from '../../core/errors.js';
 import { native } from '../../native/index.js';
 import { eventually, onSmallTmpfs, root } from '../helpers.js';
 

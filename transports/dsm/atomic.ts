@@ -5,7 +5,7 @@
  * and a rank on the same node working on the same memory stay atomic with
  * respect to each other.
  */
-import { DTYPE_CTORS } from '../../runtime/codec.js';
+import { DTYPE_CTORS } from '../../core/codec.js';
 import { AMO } from './frames.js';
 
 type Int = Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;

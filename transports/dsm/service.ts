@@ -11,9 +11,9 @@
  * (logged), never the agent.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { secretMatches } from '../../launcher/wire.js';
-import { allocate, DTYPE_CTORS } from '../../runtime/codec.js';
-import type { TypedArray } from '../../runtime/types.js';
+import { secretMatches } from '../../core/wire.js';
+import { allocate, DTYPE_CTORS } from '../../core/codec.js';
+import type { TypedArray } from '../../core/types.js';
 import { WAKE_HEAP, type ControlSegment } from '../xpmem/control.js';
 import * as xpmem from '../xpmem/index.js';
 import { NodeQueues, type OutgoingMessage } from '../xpmem/queue.js';

@@ -22,9 +22,9 @@
  * in the variable's segment), so diffs from one node reach a home in order.
  */
 import { createHash } from 'node:crypto';
-import { MprunError } from '../../runtime/errors.js';
-import { dtypeOf } from '../../runtime/codec.js';
-import { isTypedArrayCtor, type TypedArray, type TypedArrayConstructor } from '../../runtime/types.js';
+import { MprunError } from '../../core/errors.js';
+import { dtypeOf } from '../../core/codec.js';
+import { isTypedArrayCtor, type TypedArray, type TypedArrayConstructor } from '../../core/types.js';
 import { allocShared } from '../xpmem/arena.js';
 import * as xpmem from '../xpmem/index.js';
 import { applyAtomic, isBigDtype } from './atomic.js';

@@ -17,7 +17,7 @@ import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, 
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { native } from '../../native/index.js';
-import { MprunError } from '../../runtime/errors.js';
+import { MprunError } from '../../core/errors.js';
 import { FrameParser, ProtocolError, type Header } from '../../core/frames.js';
 import { attrFromWire, attrToWire, backupPathOf, encodeHeader, emptyAttr, recoverHeader, type HeaderFix, type PoolAttr, type PoolHeader } from './header.js';
 import { errnoName, errnoNumber, RpmemFrame, RPMEM_PROTOCOL, type PersistMethod } from './protocol.js';

@@ -26,7 +26,7 @@
  * part cannot reach it), and pools made before it get their backup the first
  * time they open with a good header.
  */
-import { rpmemError } from '../../runtime/errors.js';
+import { rpmemError } from '../../core/errors.js';
 import { crc32c } from './crc.js';
 import { POOL_HDR_SIZE } from './poolset.js';
 

@@ -13,7 +13,7 @@
  * replica cannot have replicas").
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { rpmemError } from '../../runtime/errors.js';
+import { rpmemError } from '../../core/errors.js';
 
 export const POOL_HDR_SIZE = 4096;
 /** librpmem's RPMEM_MIN_PART and RPMEM_MIN_POOL. */

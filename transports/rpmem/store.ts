@@ -17,7 +17,7 @@
  * epoch is never written, so a crash at any point leaves it restorable. Every
  * record, descriptor and superblock ends with a CRC32C of itself.
  */
-import { MprunError } from '../../runtime/errors.js';
+import { MprunError } from '../../core/errors.js';
 import type { RpmemLanes } from './client.js';
 import { crc32c } from './crc.js';
 import { emptyAttr, type PoolAttr } from './header.js';

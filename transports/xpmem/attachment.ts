@@ -5,7 +5,7 @@
  * process_vm_readv/writev; they work on every backend.
  */
 import { native } from '../../native/index.js';
-import { MprunError, xpmemError } from '../../runtime/errors.js';
+import { MprunError, xpmemError } from '../../core/errors.js';
 import type { XpmemBackendName } from './constants.js';
 
 type TypedArrayCtor<T> = { new (buffer: ArrayBuffer, byteOffset: number, length: number): T; BYTES_PER_ELEMENT: number };

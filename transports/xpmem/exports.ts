@@ -8,7 +8,7 @@
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import { native } from '../../native/index.js';
-import { xpmemError } from '../../runtime/errors.js';
+import { xpmemError } from '../../core/errors.js';
 
 const TABLE_NAME = 'mprun-xpmem-exports';
 const SLOTS = 4096;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ControlSegment, controlLayout } from './control.js';
 import { NodeQueues, recordBytes, type RecordSink } from './queue.js';
-import { decodeFrom, encode, allocate, finish } from '../../runtime/codec.js';
-import type { TypedArray } from '../../runtime/types.js';
+import { decodeFrom, encode, allocate, finish } from '../../core/codec.js';
+import type { TypedArray } from '../../core/types.js';
 
 function pair(ringBytes = 4096, nlocal = 2) {
   const { segment } = ControlSegment.create(nlocal, ringBytes, 2);

@@ -36,8 +36,8 @@
  * consumer, after it moved its head, clears it and rings the participants
  * sleeping for messages, so a blocked sender wakes when room appears.
  */
-import { moveCtor } from '../../runtime/codec.js';
-import type { TypedArray } from '../../runtime/types.js';
+import { moveCtor } from '../../core/codec.js';
+import type { TypedArray } from '../../core/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
 import { TypedViews } from './views.js';
 

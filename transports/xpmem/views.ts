@@ -3,7 +3,7 @@
  * first use and kept: payloads then move with TypedArray.set/slice between
  * arrays of the same type (memcpy), never through temporary byte views.
  */
-import type { TypedArray } from '../../runtime/types.js';
+import type { TypedArray } from '../../core/types.js';
 
 type ViewCtor = { new (buffer: ArrayBuffer, byteOffset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number };
 

@@ -1,0 +1,114 @@
+/**
+ * Message payloads. Typed arrays travel as their raw bytes with a type code,
+ * so they cost one memcpy each way and arrive as the same type; every other
+ * value is msgpack (msgpackr, keeping typed arrays nested inside objects).
+ *
+ * The hot path allocates nothing on send and one array on receive: payloads
+ * are written and read through views of the destination's own element type
+ * (TypedArray.set / TypedArray.slice are memcpy when the types match), never
+ * through temporary byte views.
+ */
+import { Packr } from 'msgpackr';
+import type { TypedArray } from './types.js';
+
+export const DTYPE_MSGPACK = 0;
+
+type ViewCtor = { new (buffer: ArrayBuffer, byteOffset?: number, length?: number): TypedArray; new (length: number): TypedArray; BYTES_PER_ELEMENT: number };
+
+/** Type codes 1.. in this order. Buffers travel as Uint8Array and are rewrapped. */
+export const DTYPE_CTORS: readonly ViewCtor[] = [
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+  Float32Array, Float64Array, BigInt64Array, BigUint64Array,
+] as unknown as ViewCtor[];
+export const DTYPE_BUFFER = DTYPE_CTORS.length + 1;
+export const DTYPE_DATAVIEW = DTYPE_CTORS.length + 2;
+const DTYPE_UINT8 = 2;
+
+const codeOfCtor = new Map<unknown, number>(DTYPE_CTORS.map((c, i) => [c, i + 1]));
+
+const packr = new Packr({ useRecords: false, moreTypes: true, int64AsType: 'bigint', copyBuffers: true } as ConstructorParameters<typeof Packr>[0]);
+
+/** The type code of a value as it would be sent (DTYPE_MSGPACK for anything not a typed array). */
+export function dtypeOf(value: unknown): number {
+  if (!ArrayBuffer.isView(value)) return DTYPE_MSGPACK;
+  return codeOfCtor.get(value.constructor) ?? (Buffer.isBuffer(value) ? DTYPE_BUFFER : value instanceof DataView ? DTYPE_DATAVIEW : DTYPE_MSGPACK);
+}
+
+/** The element type a payload of `dtype` is moved as. */
+export function moveCtor(dtype: number): ViewCtor {
+  return DTYPE_CTORS[(dtype === DTYPE_MSGPACK || dtype === DTYPE_BUFFER || dtype === DTYPE_DATAVIEW ? DTYPE_UINT8 : dtype) - 1]!;
+}
+
+export interface Encoded {
+  dtype: number;
+  /** What to copy: the value itself for typed arrays (no copy made here). */
+  payload: TypedArray;
+}
+
+const scratch: Encoded = { dtype: 0, payload: new Uint8Array(0) };
+
+/**
+ * Encodes a value. Returns a shared object, valid until the next call: the
+ * caller copies the payload (or holds it) before encoding again.
+ */
+export function encode(value: unknown): Encoded {
+  if (ArrayBuffer.isView(value)) {
+    const code = codeOfCtor.get(value.constructor);
+    if (code !== undefined) {
+      scratch.dtype = code;
+      scratch.payload = value as TypedArray;
+      return scratch;
+    }
+    if (Buffer.isBuffer(value)) {
+      scratch.dtype = DTYPE_BUFFER;
+      scratch.payload = value;
+      return scratch;
+    }
+    if (value instanceof DataView) {
+      scratch.dtype = DTYPE_DATAVIEW;
+      scratch.payload = new Uint8Array(value.buffer as ArrayBuffer, value.byteOffset, value.byteLength);
+      return scratch;
+    }
+  }
+  scratch.dtype = DTYPE_MSGPACK;
+  scratch.payload = packr.pack(value);
+  return scratch;
+}
+
+/** Turns received memory (owned by the caller, not shared) into the value sent. */
+export function finish(dtype: number, moved: TypedArray): unknown {
+  if (dtype === DTYPE_MSGPACK) return packr.unpack(moved as Uint8Array);
+  if (dtype === DTYPE_BUFFER) return Buffer.from(moved.buffer as ArrayBuffer, moved.byteOffset, moved.byteLength);
+  if (dtype === DTYPE_DATAVIEW) return new DataView(moved.buffer as ArrayBuffer, moved.byteOffset, moved.byteLength);
+  return moved;
+}
+
+/** Copies `byteLength` bytes at `byteOffset` of `view`'s memory out as the value sent. */
+export function decodeFrom(dtype: number, view: TypedArray, byteOffset: number, byteLength: number): unknown {
+  const bpe = view.BYTES_PER_ELEMENT;
+  const start = byteOffset / bpe;
+  // msgpack can be decoded in place: it copies what it keeps (copyBuffers).
+  if (dtype === DTYPE_MSGPACK) return packr.unpack((view as Uint8Array).subarray(start, start + byteLength));
+  return finish(dtype, view.slice(start, start + byteLength / bpe));
+}
+
+/** Fresh memory for a payload of `byteLength` bytes of `dtype`. */
+export function allocate(dtype: number, byteLength: number): TypedArray {
+  const Ctor = moveCtor(dtype);
+  return new Ctor(byteLength / Ctor.BYTES_PER_ELEMENT);
+}
+
+/** A deep copy through the codec, as a send to oneself must deliver. */
+export function cloneValue(value: unknown): unknown {
+  const e = encode(value);
+  if (e.dtype === DTYPE_MSGPACK) return packr.unpack(e.payload as Uint8Array);
+  return finish(e.dtype, e.payload.slice());
+}
+
+export function packValue(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+export function unpackValue(bytes: Uint8Array): unknown {
+  return packr.unpack(bytes);
+}
