@@ -16,20 +16,29 @@
  */
 import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { MprunError } from '../../runtime/errors.js';
-import { parseTcpAddress } from '../../launcher/wire.js';
+import { MprunError } from '../../core/errors.js';
+import { parseTcpAddress } from '../../core/wire.js';
+import { RequestChannel, type ReplyRules } from '../../core/channel.js';
 import { readOperand, writeOperand } from './atomic.js';
-import { frame, FrameParser, HEADER_BYTES, MAX_PAYLOAD, ProtocolError, DsmFrame, typeName, writeHeader, type Header } from './frames.js';
+import { DSM_PROTOCOL, frame, FrameParser, HEADER_BYTES, MAX_PAYLOAD, ProtocolError, DsmFrame, writeHeader, type Header } from './frames.js';
 
-interface Pending {
-  resolve(value: unknown): void;
-  reject(e: Error): void;
-  /** Where a GET_REPLY's bytes land. */
-  into: Uint8Array | null;
-  /** How an AMO_REPLY's operand reads. */
-  big: boolean;
-  unsigned: boolean;
-}
+/** How an AMO_REPLY's operand reads (a request's context): bit 0 a 64-bit type, bit 1 unsigned. */
+const BIG = 1;
+const UNSIGNED = 2;
+
+/** The agent's replies: GET_REPLY lands in the caller's array, AMO_REPLY is an operand, ERROR a failure. */
+const REPLIES: ReplyRules<number, unknown> = {
+  land(h, into) {
+    if (h.type !== DsmFrame.GET_REPLY || into === null) return null;
+    if (h.bytes - HEADER_BYTES !== into.byteLength) throw new ProtocolError(`GET_REPLY of ${h.bytes - HEADER_BYTES} bytes for ${into.byteLength}`);
+    return into;
+  },
+  settle(h, payload, operand) {
+    if (h.type === DsmFrame.AMO_REPLY) return readOperand(payload, 0, (operand & BIG) !== 0, (operand & UNSIGNED) !== 0);
+    if (h.type === DsmFrame.ERROR) throw new MprunError('ERR_MPRUN_PROTOCOL', Buffer.from(payload).toString('utf8'));
+    return payload;
+  },
+};
 
 /** Links with output the kernel has not taken yet. */
 const backlogged = new Set<AgentLink>();
@@ -49,11 +58,10 @@ export function outputQueued(): boolean {
 export class AgentLink {
   readonly node: number;
   readonly #socket: Socket;
-  readonly #pending = new Map<number, Pending>();
-  #nextId = 1;
+  /** Requests awaiting the agent's replies; its error is the link's, sticky. */
+  readonly #channel: RequestChannel<number, unknown>;
   /** Puts written since the last flush. */
   unflushed = 0;
-  #closed: Error | null = null;
   /** The socket's descriptor once authenticated (writes go to it directly), and what it has not taken. */
   #fd = -1;
   readonly #out: Buffer[] = [];
@@ -62,6 +70,7 @@ export class AgentLink {
   private constructor(node: number, socket: Socket) {
     this.node = node;
     this.#socket = socket;
+    this.#channel = new RequestChannel(DSM_PROTOCOL, (type, h, payload) => this.#write(frame(type, h, payload)), REPLIES);
   }
 
   /** Connects and authenticates as `rank`; resolves once the agent accepted. */
@@ -70,7 +79,13 @@ export class AgentLink {
     const socket = tcp === null ? connect(address) : connect(tcp);
     socket.setNoDelay(true);
     const link = new AgentLink(node, socket);
-    const parser = new FrameParser({ begin: (h) => link.#begin(h), end: (h, p) => link.#end(h, p) });
+    const parser = new FrameParser({
+      begin: (h) => link.#channel.begin(h),
+      end: (h, p) => {
+        link.#channel.end(h, p);
+        link.#refresh();
+      },
+    });
     socket.on('data', (chunk: Buffer) => {
       try {
         parser.push(chunk);
@@ -92,51 +107,22 @@ export class AgentLink {
     });
   }
 
-  #begin(h: Header): Uint8Array | null {
-    const p = this.#pending.get(h.id);
-    if (p === undefined) throw new ProtocolError(`a ${typeName(h.type)} for no request (${h.id})`);
-    if (h.type === DsmFrame.GET_REPLY && p.into !== null) {
-      if (h.bytes - HEADER_BYTES !== p.into.byteLength) throw new ProtocolError(`GET_REPLY of ${h.bytes - HEADER_BYTES} bytes for ${p.into.byteLength}`);
-      return p.into;
-    }
-    return null;
-  }
-
-  #end(h: Header, payload: Uint8Array): void {
-    const p = this.#pending.get(h.id)!;
-    this.#pending.delete(h.id);
-    this.#refresh();
-    switch (h.type) {
-      case DsmFrame.AMO_REPLY:
-        p.resolve(readOperand(payload, 0, p.big, p.unsigned));
-        break;
-      case DsmFrame.ERROR:
-        p.reject(new MprunError('ERR_MPRUN_PROTOCOL', Buffer.from(payload).toString('utf8')));
-        break;
-      default:
-        p.resolve(payload);
-    }
-  }
-
   #fail(e: Error): void {
-    if (this.#closed !== null) return;
-    this.#closed = e;
-    for (const p of this.#pending.values()) p.reject(e);
-    this.#pending.clear();
+    this.#channel.fail(e);
   }
 
   /** The socket keeps the process alive only while a reply is awaited. */
   #refresh(): void {
-    if (this.#pending.size > 0) this.#socket.ref();
+    if (this.#channel.waiting > 0) this.#socket.ref();
     else this.#socket.unref();
   }
 
   get waiting(): boolean {
-    return this.#pending.size > 0;
+    return this.#channel.waiting > 0;
   }
 
   #check(): void {
-    if (this.#closed !== null) throw this.#closed;
+    if (this.#channel.error !== null) throw this.#channel.error;
   }
 
   /** Writes bytes now if the kernel takes them, else queues them (in order) for pump(). */
@@ -200,15 +186,10 @@ export class AgentLink {
   }
 
   /** Writes a frame and resolves with its reply's payload (or value). */
-  #request(type: number, h: Partial<Omit<Header, 'bytes' | 'type'>>, payload?: Uint8Array, into: Uint8Array | null = null, big = false, unsigned = false): Promise<unknown> {
-    if (this.#closed !== null) return Promise.reject(this.#closed);
-    const id = this.#nextId;
-    this.#nextId = id === 0xffffffff ? 1 : id + 1;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, into, big, unsigned });
-      this.#refresh();
-      this.#write(frame(type, { ...h, id }, payload));
-    });
+  #request(type: number, h: Partial<Omit<Header, 'bytes' | 'type' | 'id'>>, payload?: Uint8Array, into: Uint8Array | null = null, operand = 0): Promise<unknown> {
+    const reply = this.#channel.request(type, h, payload, into, operand);
+    this.#refresh();
+    return reply;
   }
 
   request(type: number, h: Partial<Omit<Header, 'bytes' | 'type' | 'id'>>, payload?: Uint8Array): Promise<Uint8Array> {
@@ -245,7 +226,7 @@ export class AgentLink {
     const operands = Buffer.allocUnsafe(16);
     writeOperand(operands, 0, a);
     writeOperand(operands, 8, b);
-    return this.#request(type, { target, offset: byteOffset, aux: op | (dtype << 8) }, operands, null, big, unsigned) as Promise<number | bigint>;
+    return this.#request(type, { target, offset: byteOffset, aux: op | (dtype << 8) }, operands, null, (big ? BIG : 0) | (unsigned ? UNSIGNED : 0)) as Promise<number | bigint>;
   }
 
   /** Resolves when every put written before it has landed. */
@@ -256,7 +237,7 @@ export class AgentLink {
   }
 
   close(): void {
-    this.#closed ??= new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized');
+    this.#channel.close(new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized'));
     backlogged.delete(this);
     this.#socket.destroy();
   }
