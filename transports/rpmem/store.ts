@@ -18,7 +18,7 @@
  * record, descriptor and superblock ends with a CRC32C of itself.
  */
 import { MprunError } from '../../core/errors.js';
-import type { RpmemLanes } from './client.js';
+import type { RpmemLanes } from './lanes.js';
 import { crc32c } from './crc.js';
 import { emptyAttr, type PoolAttr } from './header.js';
 import { POOL_HDR_SIZE } from './poolset.js';

@@ -4,7 +4,7 @@
  * lanes to the rank's pools, while the application computes. The agreement
  * and commit stay with the rank (runtime/checkpoint.ts).
  */
-import { RpmemLanes, type PoolDescriptor } from './client.js';
+import { RpmemLanes, type PoolDescriptor } from './lanes.js';
 import { writeSlot, type ArrayLayout } from './store.js';
 
 export interface SlotTask {
