@@ -15,9 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { constants as osConstants } from 'node:os';
 import { packageRoot } from '../native/index.js';
-import { readConfig } from '../runtime/config.js';
+import { readConfig, type RuntimeConfig } from '../runtime/config.js';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, NodeAgent, type AgentEvent, type LaunchSpec } from './agent.js';
 import { compileApp, needsCompile } from './compile.js';
 import { makeJobDir } from './tmpdirs.js';
@@ -25,9 +24,11 @@ import { Controller } from './controller.js';
 import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink } from './stdio.js';
 import { HangReports, hangReportMs } from './hangs.js';
-import { shellQuote, shellWords } from '../core/shell.js';
+import { ExitRules, signalNumber, type RankState } from './exit-rules.js';
+import { launchCommand, resolveAddress, routeSource, type LaunchCommand } from './route.js';
+import { shellQuote } from '../core/shell.js';
 import type { Frame } from '../core/wire.js';
-import { ABORTED_EXIT_CODE, TIMEOUT_EXIT_CODE } from './exit-codes.js';
+import { TIMEOUT_EXIT_CODE } from './exit-codes.js';
 import { claimJob, committedState, defaultTarget, resumeLine, startTargets } from './ckpt.js';
 import type { CheckpointTarget } from './ckpt.js';
 
@@ -61,17 +62,6 @@ export interface JobOptions {
 
 export { TIMEOUT_EXIT_CODE } from './exit-codes.js';
 
-interface RankState {
-  rank: number;
-  node: number;
-  pid: number;
-  exited: boolean;
-  connected: boolean;
-  finalized: boolean;
-  /** Exit code this rank is blamed for, when it failed on its own. */
-  failure: number | null;
-}
-
 /** A node's agent, local or remote, as the controller drives it. */
 interface NodeLink {
   send(f: Frame): void;
@@ -86,47 +76,6 @@ function log(message: string): void {
   process.stderr.write(`mprun: ${message}\n`);
 }
 
-function signalNumber(sig: string): number {
-  return (osConstants.signals as Record<string, number>)[sig] ?? 15;
-}
-
-export { shellWords } from '../core/shell.js';
-
-/** The launch agent command and, for ssh, the options every call gets. */
-function launchCommand(opts: JobOptions): { cmd: string[]; ssh: boolean } {
-  const cmd = shellWords(opts.launchAgent ?? 'ssh');
-  const ssh = basename(cmd[0] ?? '') === 'ssh';
-  if (ssh) cmd.push('-T', '-oBatchMode=yes', ...shellWords(process.env.MPRUN_SSH_ARGS ?? ''));
-  return { cmd, ssh };
-}
-
-/** The address of `host` as the launch agent will reach it (ssh -G knows ssh's aliases, scontrol Slurm's). */
-function resolveAddress(host: string, launch: { cmd: string[]; ssh: boolean }, slurm: boolean): string {
-  let name = host.replace(/^.*@/, '');
-  if (slurm) {
-    const s = spawnSync('scontrol', ['show', 'node', host], { encoding: 'utf8' });
-    const m = /NodeAddr=(\S+)/.exec(s.stdout ?? '');
-    if (m !== null) name = m[1]!;
-  } else if (launch.ssh) {
-    const g = spawnSync(launch.cmd[0]!, ['-G', ...launch.cmd.slice(1).filter((a) => a !== '-T'), host], { encoding: 'utf8' });
-    const m = /^hostname (\S+)$/m.exec(g.stdout ?? '');
-    if (m !== null) name = m[1]!;
-  }
-  if (/^[0-9.]+$/.test(name) || name.includes(':')) return name;
-  const r = spawnSync('getent', ['ahostsv4', name], { encoding: 'utf8' });
-  const ip = /^(\S+)/.exec(r.stdout ?? '')?.[1];
-  if (ip === undefined) throw new Error(`cannot resolve ${host} (${name}); give --controller-address`);
-  return ip;
-}
-
-/** Our address on the route to `ip` (ip route get): the one the nodes can reach back. */
-function routeSource(ip: string): string {
-  const r = spawnSync('ip', ['route', 'get', ip], { encoding: 'utf8' });
-  const src = / src (\S+)/.exec(r.stdout ?? '')?.[1];
-  if (src === undefined) throw new Error(`no route to ${ip}; give --controller-address`);
-  return src;
-}
-
 export async function runJob(opts: JobOptions): Promise<number> {
   const jobId = `${process.pid}.${randomBytes(3).toString('hex')}`;
   // Private (0700), naming its owner; the folders of mprun processes that died (SIGKILL, a crash) go first.
@@ -135,7 +84,7 @@ export async function runJob(opts: JobOptions): Promise<number> {
   try {
     let app = resolve(opts.app);
     if (needsCompile(app)) app = await compileApp(app, dir);
-    return await launch(opts, jobId, dir, app, cleanups);
+    return await new JobController(opts, jobId, dir, app, cleanups).run();
   } finally {
     for (const c of cleanups.splice(0).reverse()) {
       try {
@@ -147,320 +96,370 @@ export async function runJob(opts: JobOptions): Promise<number> {
   }
 }
 
-async function launch(opts: JobOptions, jobId: string, dir: string, app: string, cleanups: Array<() => void>): Promise<number> {
-  const secret = randomBytes(32).toString('hex');
-  // Hosts that are all this machine (localhost, its name, its addresses) make a local job, without ssh.
-  const local = (host: string): boolean => !opts.slurm && opts.launchAgent === null && isLocalHost(host);
-  const remote = opts.hosts !== null && !opts.hosts.every((h) => local(h.host));
-  if (opts.hosts !== null && !remote) placeRanks(opts.hosts, opts.np, opts.mapBy, opts.oversubscribe); // the slot check
-  const plans: NodePlan[] = remote ? placeRanks(opts.hosts!, opts.np, opts.mapBy, opts.oversubscribe) : [{ host: hostname(), ranks: Array.from({ length: opts.np }, (_, r) => r) }];
-  const launchCmd = launchCommand(opts);
-  const config = readConfig(Math.max(...plans.map((p) => p.ranks.length)));
-  const grace = Number(process.env.MPRUN_KILL_GRACE_MS ?? 2000);
+/**
+ * One job from start to exit code: listens for its ranks and agents, starts
+ * the checkpoint targets and the agents (in this process for a local job),
+ * forwards output and stdin, watches heartbeats, signals and timeouts, and
+ * applies the exit rules (exit-rules.ts) to every rank's end.
+ */
+class JobController {
+  readonly #opts: JobOptions;
+  readonly #jobId: string;
+  readonly #dir: string;
+  readonly #app: string;
+  readonly #cleanups: Array<() => void>;
+  readonly #secret = randomBytes(32).toString('hex');
+  readonly #plans: NodePlan[];
+  /** Whether any node is another machine (agents over ssh/srun, the controller on TCP). */
+  readonly #remote: boolean;
+  readonly #launch: LaunchCommand;
+  readonly #config: RuntimeConfig;
+  readonly #graceMs = Number(process.env.MPRUN_KILL_GRACE_MS ?? 2000);
+  readonly #rules: ExitRules;
+  readonly #links: NodeLink[] = [];
+  readonly #sinks: Array<readonly [LineSink, LineSink]>;
+  /** Where ranks wait (printed on --timeout, SIGUSR1 and --report-hangs). */
+  readonly #hangs = new HangReports();
+  readonly #controller: Controller;
+  #killTimer: NodeJS.Timeout | null = null;
+  #allExited!: () => void;
+  readonly #done = new Promise<void>((r) => (this.#allExited = r));
+  /** The compiled app's text, sent to remote agents (which have no copy of our job folder). */
+  readonly #appSource: string | null;
+  #address = '';
+  #jobEnv: Record<string, string> = {};
 
-  const ranks: RankState[] = [];
-  plans.forEach((p, node) => p.ranks.forEach((rank) => (ranks[rank] = { rank, node, pid: -1, exited: false, connected: false, finalized: false, failure: null })));
-  const links: NodeLink[] = [];
-  let aborting = false;
-  let abortCode = 0;
-  let killTimer: NodeJS.Timeout | null = null;
-  let live = opts.np;
-  let allExited!: () => void;
-  const done = new Promise<void>((r) => (allExited = r));
-
-  const tag = (rank: number, stream: string): string => (opts.tagOutput ? `[${jobId},${rank}]<${stream}>:` : '');
-  const sinks = ranks.map((r) => [new LineSink(process.stdout, tag(r.rank, 'stdout')), new LineSink(process.stderr, tag(r.rank, 'stderr'))] as const);
-
-  // Where ranks wait (printed on --timeout, SIGUSR1 and --report-hangs).
-  const hangs = new HangReports();
-  const reportWaits = (): void => {
-    for (const line of hangs.lines(ranks.filter((r) => !r.exited).map((r) => r.rank))) log(line);
-  };
-
-  const abort = (reason: string, code: number, sig: NodeJS.Signals = 'SIGTERM'): void => {
-    if (aborting) return;
-    aborting = true;
-    abortCode = code;
-    log(reason);
-    for (const l of links) l.send({ t: 'abort', reason, signal: sig });
-    killTimer = setTimeout(() => {
-      for (const l of links) l.send({ t: 'signal', signal: 'SIGKILL' });
-      // An agent that cannot be reached any more: its node is lost; end the wait.
-      setTimeout(() => {
-        for (const r of ranks) if (!r.exited) rankExited(r.rank, r.pid, null, 'SIGKILL');
-      }, grace).unref();
-    }, grace);
-  };
-
-  const rankExited = (rank: number, pid: number, code: number | null, signal: string | null): void => {
-    const r = ranks[rank];
-    if (r === undefined || r.exited) return;
-    r.exited = true;
-    if (pid > 0) r.pid = pid;
-    links[r.node]!.live--;
-    sinks[rank]![0].end();
-    sinks[rank]![1].end();
-    // A rank that left because the job is aborting did not fail on its own.
-    const failed = code !== ABORTED_EXIT_CODE && (signal !== null || code !== 0 || (r.connected && !r.finalized && live > 1));
-    if (failed && !aborting) {
-      r.failure = signal !== null ? 128 + signalNumber(signal) : code !== 0 ? code! : 1;
-      const cause = signal !== null ? `was killed by ${signal}` : code !== 0 ? `exited with code ${code}` : 'exited without calling finalize';
-      abort(`rank ${rank} (pid ${r.pid}${remote ? ` on ${plans[r.node]!.host}` : ''}) ${cause}; aborting the job`, r.failure);
-    } else if (failed && signal === null && code !== 0 && code !== abortCode) {
-      r.failure = code; // failed on its own while the job was already aborting
-    }
-    if (--live === 0) allExited();
-  };
-
-  const onEvent = (node: number, e: AgentEvent): void => {
-    switch (e.t) {
-      case 'started':
-        ranks[e.rank]!.pid = e.pid;
-        break;
-      case 'out':
-        sinks[e.rank]?.[e.fd === 1 ? 0 : 1].push(Buffer.from(e.data));
-        break;
-      case 'exit':
-        rankExited(e.rank, e.pid, e.code, e.signal);
-        break;
-      case 'failed':
-        abort(`node ${plans[node]!.host} could not start its ranks: ${e.message}`, 1);
-        for (const rank of plans[node]!.ranks) rankExited(rank, -1, 1, null);
-        break;
-    }
-  };
-
-  const controller = new Controller(
-    secret,
-    opts.np,
-    {
-      abort: (rank, code, message) => abort(`rank ${rank} (pid ${ranks[rank]?.pid ?? '?'}) called abort: ${message || `exit code ${code}`}`, code),
-      finalized: (rank) => {
-        const r = ranks[rank];
-        if (r !== undefined) r.finalized = true;
-      },
-      rejected: (why) => log(`closed a control connection: ${why}`),
-      waits: (rank, waits) => hangs.record(rank, waits),
-      connected: (rank) => {
-        const r = ranks[rank];
-        if (r !== undefined) r.connected = true;
-      },
-      agentConnected: (node, send) => {
-        const l = links[node]!;
-        l.connected = true;
-        l.lastHeard = Date.now();
-        l.send = send;
-        send({ t: 'launch', spec: spec(node) as unknown as Record<string, unknown> });
-        if (aborting) send({ t: 'abort', reason: 'the job is aborting', signal: 'SIGKILL' });
-      },
-      agentFrame: (node, f) => {
-        links[node]!.lastHeard = Date.now();
-        if (f.t !== 'hb') onEvent(node, f as unknown as AgentEvent);
-      },
-      agentClosed: (node) => nodeLost(node, 'its agent disconnected'),
-    },
-    plans.length,
-  );
-
-  let address: string;
-  let nodesReachUs = '127.0.0.1';
-  if (!remote) {
-    address = await controller.listen({ path: join(dir, 'control.sock') });
-  } else {
-    // On the interface the nodes reach us by, not on every interface.
-    nodesReachUs = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(plans[0]!.host, launchCmd, opts.slurm));
-    address = await controller.listen({ host: nodesReachUs });
-  }
-  cleanups.push(() => controller.close());
-
-  // Checkpoint targets: a daemon each for the job's duration, before any rank starts.
-  let ckpt: string | null = null;
-  if (opts.job !== null) {
-    const wanted = opts.ckptTargets.length > 0 ? opts.ckptTargets : [defaultTarget()];
-    // The job's name is one mprun's at a time: a second one is refused now, not when its checkpoints collide.
-    cleanups.push(claimJob(opts.job, wanted));
-    const targets = await startTargets(wanted, secret, nodesReachUs, log);
-    cleanups.push(() => targets.stop());
-    // Resuming needs the rank count the checkpoints were made with: refuse another before any rank starts.
-    const state = await committedState(targets.endpoints, opts.job);
-    const made = state?.nranks ?? null;
-    if (made !== null && made !== opts.np) {
-      throw new Error(`job ${opts.job} was checkpointed by ${made} ranks; this run asks for ${opts.np}. Run it with -n ${made}, or start afresh after \`mprun checkpoints remove --job ${opts.job}\``);
-    }
-    if (state?.newest != null) log(resumeLine(opts.job, state.newest));
-    ckpt = JSON.stringify({ job: opts.job, targets: targets.endpoints.map((e) => ({ label: e.label, address: e.address, port: e.port })) });
-  }
-
-  const jobEnv: Record<string, string> = {
-    MPRUN_HANG_REPORT_MS: String(hangReportMs(opts.timeoutSeconds, opts.reportHangsSeconds)),
-    ...opts.env,
-    MPRUN_SIZE: String(opts.np),
-    MPRUN_JOBID: jobId,
-    MPRUN_CONTROLLER: address,
-    MPRUN_SECRET: secret,
-    MPRUN_NNODES: String(plans.length),
-    ...(ckpt !== null ? { MPRUN_CKPT: ckpt } : {}),
-  };
-  const appSource = remote ? readFileSync(app, 'utf8') : null;
-  const spec = (node: number): LaunchSpec => ({
-    jobId,
-    nodeIndex: node,
-    node: plans[node]!.host,
-    ranks: plans[node]!.ranks,
-    size: opts.np,
-    app,
-    appSource,
-    args: opts.args,
-    env: jobEnv,
-    bind: opts.bindTo,
-    queueBytes: config.queueBytes,
-    teamSlots: config.teamSlots,
-  });
-
-  const nodeLost = (node: number, why: string): void => {
-    const l = links[node]!;
-    if (l.live <= 0) return;
-    if (!aborting) abort(`node ${plans[node]!.host} lost: ${why}; aborting the job`, 1, 'SIGKILL');
-    for (const rank of plans[node]!.ranks) if (!ranks[rank]!.exited) rankExited(rank, -1, null, 'SIGKILL');
-  };
-
-  /** Starts remote agents: `argv` runs them; a lost process loses `nodes`. */
-  const startAgents = (argv: string[], nodes: number[], label: string): void => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    // The secret goes on stdin, never on a command line; stdin stays open: its end stops the agents.
-    child.stdin.on('error', () => undefined);
-    child.stdin.write(`${secret}\n`);
-    const errors = new LineSink(process.stderr, `mprun: ${label}: `);
-    child.stderr.on('data', (d: Buffer) => errors.push(d));
-    child.stdout.on('data', (d: Buffer) => errors.push(d));
-    child.on('error', (e) => nodes.forEach((n) => nodeLost(n, `cannot run ${argv[0]}: ${e.message}`)));
-    child.on('exit', (code, signal) => {
-      errors.end();
-      nodes.forEach((n) => nodeLost(n, `${basename(argv[0]!)} exited (${signal ?? `code ${code}`})`));
-    });
-    cleanups.push(() => {
-      child.stdin.end();
-      child.kill('SIGTERM');
-    });
-  };
-  const agentCmd = (node: string): string =>
-    ['cd', shellQuote(process.cwd()), '&&', 'exec', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(address), '--node', node].join(' ');
-
-  plans.forEach((plan, node) => {
-    if (!remote) {
-      const agent = new NodeAgent(spec(node), (e) => onEvent(node, e), { secret, listen: { path: join(dir, 'agent.sock') }, log });
-      const link: NodeLink = {
-        live: plan.ranks.length,
-        connected: true,
-        lastHeard: Infinity,
-        send: (f) => {
-          if (f.t === 'abort') agent.abort(String(f.reason), f.signal as NodeJS.Signals);
-          else if (f.t === 'signal') agent.signal(f.signal as NodeJS.Signals);
-          else if (f.t === 'stdin') agent.stdin(f.data instanceof Uint8Array ? f.data : null);
+  constructor(opts: JobOptions, jobId: string, dir: string, app: string, cleanups: Array<() => void>) {
+    this.#opts = opts;
+    this.#jobId = jobId;
+    this.#dir = dir;
+    this.#app = app;
+    this.#cleanups = cleanups;
+    // Hosts that are all this machine (localhost, its name, its addresses) make a local job, without ssh.
+    this.#remote = opts.hosts !== null && !opts.hosts.every((h) => this.#isLocal(h.host));
+    if (opts.hosts !== null && !this.#remote) placeRanks(opts.hosts, opts.np, opts.mapBy, opts.oversubscribe); // the slot check
+    this.#plans = this.#remote ? placeRanks(opts.hosts!, opts.np, opts.mapBy, opts.oversubscribe) : [{ host: hostname(), ranks: Array.from({ length: opts.np }, (_, r) => r) }];
+    this.#launch = launchCommand(opts.launchAgent);
+    this.#appSource = this.#remote ? readFileSync(app, 'utf8') : null;
+    this.#config = readConfig(Math.max(...this.#plans.map((p) => p.ranks.length)));
+    const ranks: RankState[] = [];
+    this.#plans.forEach((p, node) => p.ranks.forEach((rank) => (ranks[rank] = { rank, node, pid: -1, exited: false, connected: false, finalized: false, failure: null })));
+    this.#rules = new ExitRules(ranks);
+    const tag = (rank: number, stream: string): string => (opts.tagOutput ? `[${jobId},${rank}]<${stream}>:` : '');
+    this.#sinks = ranks.map((r) => [new LineSink(process.stdout, tag(r.rank, 'stdout')), new LineSink(process.stderr, tag(r.rank, 'stderr'))] as const);
+    this.#controller = new Controller(
+      this.#secret,
+      opts.np,
+      {
+        abort: (rank, code, message) => this.#abort(`rank ${rank} (pid ${ranks[rank]?.pid ?? '?'}) called abort: ${message || `exit code ${code}`}`, code),
+        finalized: (rank) => {
+          const r = ranks[rank];
+          if (r !== undefined) r.finalized = true;
         },
-      };
-      links.push(link);
-      cleanups.push(() => agent.cleanup());
-      agent.start().catch((e: unknown) => onEvent(node, { t: 'failed', message: (e as Error).message }));
-      return;
-    }
-    // The agent may take a while to connect (ssh, srun): grace before heartbeats count.
-    links.push({ live: plan.ranks.length, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined });
-    if (!opts.slurm) startAgents(local(plan.host) ? ['sh', '-c', agentCmd(String(node))] : [...launchCmd.cmd, plan.host, agentCmd(String(node))], [node], plan.host);
-  });
-  if (remote && opts.slurm) {
-    // One srun for every node's agent, one task per node, stdin (the secret) to all.
-    const nodes = plans.map((p) => p.host);
-    // Where Slurm binds tasks, an agent bound to one CPU would confine its ranks to it.
-    const binds = /TaskPlugin\s*=.*(affinity|cgroup)/.test(spawnSync('scontrol', ['show', 'config'], { encoding: 'utf8' }).stdout ?? '');
-    startAgents(
-      ['srun', `--nodes=${nodes.length}`, `--ntasks=${nodes.length}`, '--ntasks-per-node=1', `--nodelist=${nodes.join(',')}`, '--input=all', '--kill-on-bad-exit=1', ...(binds ? ['--cpu-bind=none'] : []), 'sh', '-c', agentCmd('slurm')],
-      plans.map((_, i) => i),
-      'srun',
+        rejected: (why) => log(`closed a control connection: ${why}`),
+        waits: (rank, waits) => this.#hangs.record(rank, waits),
+        connected: (rank) => {
+          const r = ranks[rank];
+          if (r !== undefined) r.connected = true;
+        },
+        agentConnected: (node, send) => {
+          const l = this.#links[node]!;
+          l.connected = true;
+          l.lastHeard = Date.now();
+          l.send = send;
+          send({ t: 'launch', spec: this.#spec(node) as unknown as Record<string, unknown> });
+          if (this.#rules.aborting) send({ t: 'abort', reason: 'the job is aborting', signal: 'SIGKILL' });
+        },
+        agentFrame: (node, f) => {
+          this.#links[node]!.lastHeard = Date.now();
+          if (f.t !== 'hb') this.#onEvent(node, f as unknown as AgentEvent);
+        },
+        agentClosed: (node) => this.#nodeLost(node, 'its agent disconnected'),
+      },
+      this.#plans.length,
     );
   }
 
-  // Heartbeats with remote agents: a node whose network is cut goes silent, it does not disconnect.
-  if (remote) {
+  async run(): Promise<number> {
+    const opts = this.#opts;
+    let nodesReachUs = '127.0.0.1';
+    if (!this.#remote) {
+      this.#address = await this.#controller.listen({ path: join(this.#dir, 'control.sock') });
+    } else {
+      // On the interface the nodes reach us by, not on every interface.
+      nodesReachUs = opts.controllerAddress ?? process.env.MPRUN_CONTROLLER_ADDRESS ?? routeSource(resolveAddress(this.#plans[0]!.host, this.#launch, opts.slurm));
+      this.#address = await this.#controller.listen({ host: nodesReachUs });
+    }
+    this.#cleanups.push(() => this.#controller.close());
+    const ckpt = await this.#startCheckpointTargets(nodesReachUs);
+    this.#jobEnv = {
+      MPRUN_HANG_REPORT_MS: String(hangReportMs(opts.timeoutSeconds, opts.reportHangsSeconds)),
+      ...opts.env,
+      MPRUN_SIZE: String(opts.np),
+      MPRUN_JOBID: this.#jobId,
+      MPRUN_CONTROLLER: this.#address,
+      MPRUN_SECRET: this.#secret,
+      MPRUN_NNODES: String(this.#plans.length),
+      ...(ckpt !== null ? { MPRUN_CKPT: ckpt } : {}),
+    };
+    this.#startAgents();
+    if (this.#remote) this.#watchHeartbeats();
+    this.#forwardStdin();
+    this.#handleSignals();
+    const stopTimers = this.#startTimers();
+    await this.#done;
+    stopTimers();
+    if (this.#killTimer !== null) clearTimeout(this.#killTimer);
+    for (const l of this.#links) l.send({ t: 'done' });
+    return this.#rules.exitCode();
+  }
+
+  /** Hosts that are this machine are reached without ssh (unless Slurm or --launch-agent starts the agents). */
+  #isLocal(host: string): boolean {
+    return !this.#opts.slurm && this.#opts.launchAgent === null && isLocalHost(host);
+  }
+
+  /** Checkpoint targets: a daemon each for the job's duration, before any rank starts; the ranks' MPRUN_CKPT. */
+  async #startCheckpointTargets(nodesReachUs: string): Promise<string | null> {
+    const { job, ckptTargets, np } = this.#opts;
+    if (job === null) return null;
+    const wanted = ckptTargets.length > 0 ? ckptTargets : [defaultTarget()];
+    // The job's name is one mprun's at a time: a second one is refused now, not when its checkpoints collide.
+    this.#cleanups.push(claimJob(job, wanted));
+    const targets = await startTargets(wanted, this.#secret, nodesReachUs, log);
+    this.#cleanups.push(() => targets.stop());
+    // Resuming needs the rank count the checkpoints were made with: refuse another before any rank starts.
+    const state = await committedState(targets.endpoints, job);
+    const made = state?.nranks ?? null;
+    if (made !== null && made !== np) {
+      throw new Error(`job ${job} was checkpointed by ${made} ranks; this run asks for ${np}. Run it with -n ${made}, or start afresh after \`mprun checkpoints remove --job ${job}\``);
+    }
+    if (state?.newest != null) log(resumeLine(job, state.newest));
+    return JSON.stringify({ job, targets: targets.endpoints.map((e) => ({ label: e.label, address: e.address, port: e.port })) });
+  }
+
+  #spec(node: number): LaunchSpec {
+    const plan = this.#plans[node]!;
+    return {
+      jobId: this.#jobId,
+      nodeIndex: node,
+      node: plan.host,
+      ranks: plan.ranks,
+      size: this.#opts.np,
+      app: this.#app,
+      appSource: this.#appSource,
+      args: this.#opts.args,
+      env: this.#jobEnv,
+      bind: this.#opts.bindTo,
+      queueBytes: this.#config.queueBytes,
+      teamSlots: this.#config.teamSlots,
+    };
+  }
+
+  #abort(reason: string, code: number, sig: NodeJS.Signals = 'SIGTERM'): void {
+    if (!this.#rules.startAbort(code)) return;
+    log(reason);
+    for (const l of this.#links) l.send({ t: 'abort', reason, signal: sig });
+    this.#killTimer = setTimeout(() => {
+      for (const l of this.#links) l.send({ t: 'signal', signal: 'SIGKILL' });
+      // An agent that cannot be reached any more: its node is lost; end the wait.
+      setTimeout(() => {
+        for (const r of this.#rules.ranks) if (!r.exited) this.#rankExited(r.rank, r.pid, null, 'SIGKILL');
+      }, this.#graceMs).unref();
+    }, this.#graceMs);
+  }
+
+  #rankExited(rank: number, pid: number, code: number | null, signal: string | null): void {
+    const verdict = this.#rules.exited(rank, pid, code, signal);
+    if (verdict === null) return;
+    const r = this.#rules.ranks[rank]!;
+    this.#links[r.node]!.live--;
+    this.#sinks[rank]![0].end();
+    this.#sinks[rank]![1].end();
+    if (verdict.abort !== null) {
+      const where = this.#remote ? ` on ${this.#plans[r.node]!.host}` : '';
+      this.#abort(`rank ${rank} (pid ${r.pid}${where}) ${verdict.abort.cause}; aborting the job`, verdict.abort.code);
+    }
+    if (this.#rules.live === 0) this.#allExited();
+  }
+
+  #onEvent(node: number, e: AgentEvent): void {
+    switch (e.t) {
+      case 'started':
+        this.#rules.ranks[e.rank]!.pid = e.pid;
+        break;
+      case 'out':
+        this.#sinks[e.rank]?.[e.fd === 1 ? 0 : 1].push(Buffer.from(e.data));
+        break;
+      case 'exit':
+        this.#rankExited(e.rank, e.pid, e.code, e.signal);
+        break;
+      case 'failed':
+        this.#abort(`node ${this.#plans[node]!.host} could not start its ranks: ${e.message}`, 1);
+        for (const rank of this.#plans[node]!.ranks) this.#rankExited(rank, -1, 1, null);
+        break;
+    }
+  }
+
+  #nodeLost(node: number, why: string): void {
+    const l = this.#links[node]!;
+    if (l.live <= 0) return;
+    if (!this.#rules.aborting) this.#abort(`node ${this.#plans[node]!.host} lost: ${why}; aborting the job`, 1, 'SIGKILL');
+    for (const rank of this.#plans[node]!.ranks) if (!this.#rules.ranks[rank]!.exited) this.#rankExited(rank, -1, null, 'SIGKILL');
+  }
+
+  /** Runs remote agents with `argv`; the secret goes on stdin. A lost process loses `nodes`. */
+  #spawnAgents(argv: string[], nodes: number[], label: string): void {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    // The secret goes on stdin, never on a command line; stdin stays open: its end stops the agents.
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(`${this.#secret}\n`);
+    const errors = new LineSink(process.stderr, `mprun: ${label}: `);
+    child.stderr.on('data', (d: Buffer) => errors.push(d));
+    child.stdout.on('data', (d: Buffer) => errors.push(d));
+    child.on('error', (e) => nodes.forEach((n) => this.#nodeLost(n, `cannot run ${argv[0]}: ${e.message}`)));
+    child.on('exit', (code, signal) => {
+      errors.end();
+      nodes.forEach((n) => this.#nodeLost(n, `${basename(argv[0]!)} exited (${signal ?? `code ${code}`})`));
+    });
+    this.#cleanups.push(() => {
+      child.stdin.end();
+      child.kill('SIGTERM');
+    });
+  }
+
+  #agentCommand(node: string): string {
+    return ['cd', shellQuote(process.cwd()), '&&', 'exec', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(this.#address), '--node', node].join(' ');
+  }
+
+  /** One agent per node: in this process for a local job, else over ssh (or --launch-agent), or one srun for all. */
+  #startAgents(): void {
+    const { slurm } = this.#opts;
+    this.#plans.forEach((plan, node) => {
+      if (!this.#remote) {
+        const agent = new NodeAgent(this.#spec(node), (e) => this.#onEvent(node, e), { secret: this.#secret, listen: { path: join(this.#dir, 'agent.sock') }, log });
+        this.#links.push({
+          live: plan.ranks.length,
+          connected: true,
+          lastHeard: Infinity,
+          send: (f) => {
+            if (f.t === 'abort') agent.abort(String(f.reason), f.signal as NodeJS.Signals);
+            else if (f.t === 'signal') agent.signal(f.signal as NodeJS.Signals);
+            else if (f.t === 'stdin') agent.stdin(f.data instanceof Uint8Array ? f.data : null);
+          },
+        });
+        this.#cleanups.push(() => agent.cleanup());
+        agent.start().catch((e: unknown) => this.#onEvent(node, { t: 'failed', message: (e as Error).message }));
+        return;
+      }
+      // The agent may take a while to connect (ssh, srun): grace before heartbeats count.
+      this.#links.push({ live: plan.ranks.length, connected: false, lastHeard: Date.now() + 10_000, send: () => undefined });
+      if (!slurm) this.#spawnAgents(this.#isLocal(plan.host) ? ['sh', '-c', this.#agentCommand(String(node))] : [...this.#launch.cmd, plan.host, this.#agentCommand(String(node))], [node], plan.host);
+    });
+    if (this.#remote && slurm) {
+      // One srun for every node's agent, one task per node, stdin (the secret) to all.
+      const nodes = this.#plans.map((p) => p.host);
+      // Where Slurm binds tasks, an agent bound to one CPU would confine its ranks to it.
+      const binds = /TaskPlugin\s*=.*(affinity|cgroup)/.test(spawnSync('scontrol', ['show', 'config'], { encoding: 'utf8' }).stdout ?? '');
+      this.#spawnAgents(
+        ['srun', `--nodes=${nodes.length}`, `--ntasks=${nodes.length}`, '--ntasks-per-node=1', `--nodelist=${nodes.join(',')}`, '--input=all', '--kill-on-bad-exit=1', ...(binds ? ['--cpu-bind=none'] : []), 'sh', '-c', this.#agentCommand('slurm')],
+        this.#plans.map((_, i) => i),
+        'srun',
+      );
+    }
+  }
+
+  /** Heartbeats with remote agents: a node whose network is cut goes silent, it does not disconnect. */
+  #watchHeartbeats(): void {
     const beat = setInterval(() => {
-      links.forEach((l, node) => {
+      this.#links.forEach((l, node) => {
         if (l.live <= 0) return;
-        if (Date.now() - l.lastHeard > HEARTBEAT_TIMEOUT_MS) nodeLost(node, `no heartbeat for ${HEARTBEAT_TIMEOUT_MS} ms (network or node down)`);
+        if (Date.now() - l.lastHeard > HEARTBEAT_TIMEOUT_MS) this.#nodeLost(node, `no heartbeat for ${HEARTBEAT_TIMEOUT_MS} ms (network or node down)`);
         else if (l.connected) l.send({ t: 'hb' });
       });
     }, HEARTBEAT_MS);
-    cleanups.push(() => clearInterval(beat));
+    this.#cleanups.push(() => clearInterval(beat));
   }
 
-  // stdin goes to rank 0.
-  const rank0 = links[ranks[0]!.node]!;
-  const onStdin = (d: Buffer): void => rank0.send({ t: 'stdin', data: d });
-  const onStdinEnd = (): void => rank0.send({ t: 'stdin', data: null });
-  try {
-    process.stdin.on('data', onStdin);
-    process.stdin.on('end', onStdinEnd);
-    process.stdin.on('error', onStdinEnd);
-  } catch {
-    onStdinEnd();
-  }
-
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (aborting) {
-      for (const l of links) l.send({ t: 'signal', signal: 'SIGKILL' });
-      return;
+  /** stdin goes to rank 0. */
+  #forwardStdin(): void {
+    const rank0 = this.#links[this.#rules.ranks[0]!.node]!;
+    const onStdin = (d: Buffer): void => rank0.send({ t: 'stdin', data: d });
+    const onStdinEnd = (): void => rank0.send({ t: 'stdin', data: null });
+    try {
+      process.stdin.on('data', onStdin);
+      process.stdin.on('end', onStdinEnd);
+      process.stdin.on('error', onStdinEnd);
+    } catch {
+      onStdinEnd();
     }
-    abort(`received ${sig}; stopping ${live} rank(s)`, 128 + signalNumber(sig), sig);
-  };
-  const onUsr1 = (): void => reportWaits();
-  process.on('SIGUSR1', onUsr1);
-  const onInt = (): void => onSignal('SIGINT');
-  const onTerm = (): void => onSignal('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
-  process.on('SIGHUP', onTerm);
-  // If mprun itself is about to exit for any reason, take the ranks along.
-  const onExit = (): void => {
-    for (const l of links) l.send({ t: 'signal', signal: 'SIGKILL' });
-  };
-  process.on('exit', onExit);
-  cleanups.push(() => {
-    process.off('SIGUSR1', onUsr1);
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
-    process.off('SIGHUP', onTerm);
-    process.off('exit', onExit);
-    process.stdin.off('data', onStdin);
-    process.stdin.off('end', onStdinEnd);
-    process.stdin.off('error', onStdinEnd);
-    process.stdin.pause();
-  });
-
-  let timeout: NodeJS.Timeout | null = null;
-  if (opts.timeoutSeconds !== null) {
-    timeout = setTimeout(() => {
-      reportWaits();
-      abort(`the job exceeded --timeout ${opts.timeoutSeconds} s; stopping it`, TIMEOUT_EXIT_CODE);
-    }, opts.timeoutSeconds * 1000);
-  }
-  let hangWatch: NodeJS.Timeout | null = null;
-  if (opts.reportHangsSeconds !== null) {
-    const after = opts.reportHangsSeconds;
-    let printed = '';
-    hangWatch = setInterval(() => {
-      const running = ranks.filter((r) => !r.exited).map((r) => r.rank);
-      if (aborting || !hangs.allWaiting(running, after) || hangs.key() === printed) return;
-      printed = hangs.key();
-      reportWaits();
-    }, Math.min(1000, after * 250));
+    this.#cleanups.push(() => {
+      process.stdin.off('data', onStdin);
+      process.stdin.off('end', onStdinEnd);
+      process.stdin.off('error', onStdinEnd);
+      process.stdin.pause();
+    });
   }
 
-  await done;
-  if (timeout !== null) clearTimeout(timeout);
-  if (hangWatch !== null) clearInterval(hangWatch);
-  if (killTimer !== null) clearTimeout(killTimer);
-  for (const l of links) l.send({ t: 'done' });
+  /** SIGINT/SIGTERM/SIGHUP stop the ranks (SIGKILL on a second one), SIGUSR1 prints where they wait; an exiting mprun takes them along. */
+  #handleSignals(): void {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (this.#rules.aborting) {
+        for (const l of this.#links) l.send({ t: 'signal', signal: 'SIGKILL' });
+        return;
+      }
+      this.#abort(`received ${sig}; stopping ${this.#rules.live} rank(s)`, 128 + signalNumber(sig), sig);
+    };
+    const onUsr1 = (): void => this.#reportWaits();
+    const onInt = (): void => onSignal('SIGINT');
+    const onTerm = (): void => onSignal('SIGTERM');
+    const onExit = (): void => {
+      for (const l of this.#links) l.send({ t: 'signal', signal: 'SIGKILL' });
+    };
+    process.on('SIGUSR1', onUsr1);
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    process.on('SIGHUP', onTerm);
+    process.on('exit', onExit);
+    this.#cleanups.push(() => {
+      process.off('SIGUSR1', onUsr1);
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGHUP', onTerm);
+      process.off('exit', onExit);
+    });
+  }
 
-  const failed = ranks.find((r) => r.failure !== null);
-  if (failed !== undefined) return failed.failure!;
-  return aborting ? abortCode : 0;
+  /** --timeout and --report-hangs; returns what stops them. */
+  #startTimers(): () => void {
+    const { timeoutSeconds, reportHangsSeconds } = this.#opts;
+    let timeout: NodeJS.Timeout | null = null;
+    if (timeoutSeconds !== null) {
+      timeout = setTimeout(() => {
+        this.#reportWaits();
+        this.#abort(`the job exceeded --timeout ${timeoutSeconds} s; stopping it`, TIMEOUT_EXIT_CODE);
+      }, timeoutSeconds * 1000);
+    }
+    let hangWatch: NodeJS.Timeout | null = null;
+    if (reportHangsSeconds !== null) {
+      let printed = '';
+      hangWatch = setInterval(() => {
+        if (this.#rules.aborting || !this.#hangs.allWaiting(this.#running(), reportHangsSeconds) || this.#hangs.key() === printed) return;
+        printed = this.#hangs.key();
+        this.#reportWaits();
+      }, Math.min(1000, reportHangsSeconds * 250));
+    }
+    return () => {
+      if (timeout !== null) clearTimeout(timeout);
+      if (hangWatch !== null) clearInterval(hangWatch);
+    };
+  }
+
+  #running(): number[] {
+    return this.#rules.ranks.filter((r) => !r.exited).map((r) => r.rank);
+  }
+
+  #reportWaits(): void {
+    for (const line of this.#hangs.lines(this.#running())) log(line);
+  }
 }
