@@ -76,8 +76,16 @@ export interface CliJob extends JobOptions {
   typecheck: boolean;
 }
 
-export function parseArgs(argv: readonly string[]): CliJob | Command {
-  const opts: CliJob = {
+/** A positive number given to `flag`, or a usage error naming it and `what` it counts. */
+function positive(flag: string, v: string, what: string, integer = false): number {
+  const n = Number(v);
+  if (!(n > 0) || (integer && !Number.isInteger(n))) throw new UsageError(`${flag} takes a positive ${what}, not '${v}'`);
+  return n;
+}
+
+/** What the job options start as, before the command line. */
+function defaultJob(): CliJob & { ckptMkdir: boolean } {
+  return {
     typecheck: false,
     np: -1,
     app: '',
@@ -95,22 +103,79 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
     slurm: false,
     job: null,
     ckptTargets: [],
+    ckptMkdir: false,
   };
+}
+
+type Parsing = ReturnType<typeof defaultJob>;
+/** An option: whether it takes a value, and what it does (a Command ends the parsing: --help, --version). */
+type OptionRule = { value: true; apply(o: Parsing, v: string, flag: string): void } | { value: false; apply(o: Parsing, flag: string): void | Command };
+
+const OPTIONS: Record<string, OptionRule> = {
+  '-n': { value: true, apply: (o, v, flag) => void (o.np = positive(flag, v, 'number of ranks', true)) },
+  '-x': {
+    value: true,
+    apply: (o, v) => {
+      const k = v.indexOf('=');
+      const name = k < 0 ? v : v.slice(0, k);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`-x takes VAR or VAR=value, not '${v}'`);
+      if (k >= 0) o.env[name] = v.slice(k + 1);
+      else if (process.env[name] !== undefined) o.env[name] = process.env[name]!;
+    },
+  },
+  '--tag-output': { value: false, apply: (o) => void (o.tagOutput = true) },
+  '--timeout': { value: true, apply: (o, v, flag) => void (o.timeoutSeconds = positive(flag, v, 'number of seconds')) },
+  '--report-hangs': { value: true, apply: (o, v, flag) => void (o.reportHangsSeconds = positive(flag, v, 'number of seconds')) },
+  '--bind-to': {
+    value: true,
+    apply: (o, v) => {
+      if (v !== 'core' && v !== 'none') throw new UsageError(`--bind-to takes core or none, not '${v}'`);
+      o.bindTo = v;
+    },
+  },
+  '--host': { value: true, apply: (o, v) => void (o.hosts = [...(o.hosts ?? []), ...parseHostList(v)]) },
+  // Ignore a surrounding Slurm allocation (run locally, or on --host).
+  '--no-slurm': { value: false, apply: () => void delete process.env.SLURM_JOB_ID },
+  '--hostfile': { value: true, apply: (o, v) => void (o.hosts = [...(o.hosts ?? []), ...readHostfile(v)]) },
+  '--map-by': {
+    value: true,
+    apply: (o, v) => {
+      if (v !== 'slot' && v !== 'node' && v !== 'core') throw new UsageError(`--map-by takes slot or node, not '${v}'`);
+      o.mapBy = v === 'node' ? 'node' : 'slot';
+    },
+  },
+  '--oversubscribe': { value: false, apply: (o) => void (o.oversubscribe = true) },
+  '--launch-agent': { value: true, apply: (o, v) => void (o.launchAgent = v) },
+  '--controller-address': { value: true, apply: (o, v) => void (o.controllerAddress = v) },
+  '--job': { value: true, apply: (o, v) => void (o.job = asUsage(() => checkJobName(v))) },
+  '--ckpt-target': { value: true, apply: (o, v) => void o.ckptTargets.push(asUsage(() => parseCheckpointTarget(v))) },
+  '--ckpt-mkdir': { value: false, apply: (o) => void (o.ckptMkdir = true) },
+  '--typecheck': { value: false, apply: (o) => void (o.typecheck = true) },
+  '--help': { value: false, apply: () => ({ command: 'help' }) },
+  '--version': { value: false, apply: () => ({ command: 'version' }) },
+};
+for (const [alias, name] of [['-np', '-n'], ['--np', '-n'], ['--n', '-n'], ['--machinefile', '--hostfile'], ['-h', '--help'], ['-V', '--version']] as const) OPTIONS[alias] = OPTIONS[name]!;
+
+/** Runs `f`, turning its error into a usage error (bad values of options). */
+function asUsage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+export function parseArgs(argv: readonly string[]): CliJob | Command {
   if (argv[0] === '--agent') {
     // Under srun, every node's agent has the same command line: its index is SLURM_NODEID.
     const node = Number(argv[3] === 'slurm' ? process.env.SLURM_NODEID : argv[3]);
     if (argv[2] !== '--node' || !Number.isInteger(node) || node < 0 || argv[1] === undefined) throw new UsageError('usage: mprun --agent HOST:PORT --node INDEX|slurm (started by mprun itself)');
     return { command: 'agent', address: argv[1], node };
   }
-  let i = 0;
-  let mkdir = false;
-  const value = (flag: string): string => {
-    const v = argv[++i];
-    if (v === undefined) throw new UsageError(`${flag} needs a value`);
-    return v;
-  };
   if (argv[0] === 'info') return { command: 'info' };
   if (argv[0] === 'checkpoints') return { command: 'checkpoints', argv: argv.slice(1) };
+  const o = defaultJob();
+  let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') {
@@ -120,107 +185,22 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
     if (!a.startsWith('-') || a === '-') break;
     const eq = a.indexOf('=');
     const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
-    const arg = (): string => inline ?? value(flag);
-    switch (flag) {
-      case '-n':
-      case '-np':
-      case '--np':
-      case '--n': {
-        const v = arg();
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a positive number of ranks, not '${v}'`);
-        opts.np = n;
-        break;
-      }
-      case '-x': {
-        const v = arg();
-        const k = v.indexOf('=');
-        const name = k < 0 ? v : v.slice(0, k);
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`-x takes VAR or VAR=value, not '${v}'`);
-        if (k >= 0) opts.env[name] = v.slice(k + 1);
-        else if (process.env[name] !== undefined) opts.env[name] = process.env[name]!;
-        break;
-      }
-      case '--tag-output':
-        opts.tagOutput = true;
-        break;
-      case '--timeout': {
-        const v = arg();
-        const t = Number(v);
-        if (!(t > 0)) throw new UsageError(`--timeout takes a positive number of seconds, not '${v}'`);
-        opts.timeoutSeconds = t;
-        break;
-      }
-      case '--report-hangs': {
-        const v = arg();
-        const t = Number(v);
-        if (!(t > 0)) throw new UsageError(`--report-hangs takes a positive number of seconds, not '${v}'`);
-        opts.reportHangsSeconds = t;
-        break;
-      }
-      case '--bind-to': {
-        const v = arg();
-        if (v !== 'core' && v !== 'none') throw new UsageError(`--bind-to takes core or none, not '${v}'`);
-        opts.bindTo = v;
-        break;
-      }
-      case '--host':
-        opts.hosts = [...(opts.hosts ?? []), ...parseHostList(arg())];
-        break;
-      case '--no-slurm':
-        // Ignore a surrounding Slurm allocation (run locally, or on --host).
-        delete process.env.SLURM_JOB_ID;
-        break;
-      case '--hostfile':
-      case '--machinefile':
-        opts.hosts = [...(opts.hosts ?? []), ...readHostfile(arg())];
-        break;
-      case '--map-by': {
-        const v = arg();
-        if (v !== 'slot' && v !== 'node' && v !== 'core') throw new UsageError(`--map-by takes slot or node, not '${v}'`);
-        opts.mapBy = v === 'node' ? 'node' : 'slot';
-        break;
-      }
-      case '--oversubscribe':
-        opts.oversubscribe = true;
-        break;
-      case '--launch-agent':
-        opts.launchAgent = arg();
-        break;
-      case '--controller-address':
-        opts.controllerAddress = arg();
-        break;
-      case '--job':
-      case '--ckpt-target': {
-        const v = arg();
-        try {
-          if (flag === '--job') opts.job = checkJobName(v);
-          else opts.ckptTargets.push(parseCheckpointTarget(v));
-        } catch (e) {
-          throw new UsageError((e as Error).message);
-        }
-        break;
-      }
-      case '--ckpt-mkdir':
-        mkdir = true;
-        break;
-      case '--typecheck':
-        opts.typecheck = true;
-        break;
-      case '-h':
-      case '--help':
-        return { command: 'help' };
-      case '-V':
-      case '--version':
-        return { command: 'version' };
-      default:
-        throw new UsageError(`unknown option ${a} (see mprun --help)`);
+    const rule = OPTIONS[flag];
+    if (rule === undefined) throw new UsageError(`unknown option ${a} (see mprun --help)`);
+    if (rule.value) {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      rule.apply(o, v, flag);
+    } else {
+      const command = rule.apply(o, flag);
+      if (command !== undefined) return command;
     }
   }
   const app = argv[i];
   if (app === undefined) throw new UsageError('no program given (see mprun --help)');
-  if (opts.ckptTargets.length > 0 && opts.job === null) throw new UsageError('--ckpt-target needs --job NAME (the checkpoints are the job\'s)');
-  if (mkdir) for (const t of opts.ckptTargets) t.mkdir = true;
+  if (o.ckptTargets.length > 0 && o.job === null) throw new UsageError('--ckpt-target needs --job NAME (the checkpoints are the job\'s)');
+  const { ckptMkdir, ...opts } = o;
+  if (ckptMkdir) for (const t of opts.ckptTargets) t.mkdir = true;
   if (opts.hosts === null) {
     // Inside a Slurm allocation, plain `mprun app` runs on it (srun starts the agents).
     opts.hosts = slurmAllocation(process.env, expandSlurmNodes);
