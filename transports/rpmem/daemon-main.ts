@@ -15,13 +15,34 @@
  * Remove mode deletes a pool's parts (and with --pool-set its set file); the
  * exit status is 0 or the errno number of the failure, with the reason on stderr.
  */
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FrameParser } from '../../core/frames.js';
-import { daemonLogger, readConfig, RpmemDaemon } from './daemon.js';
+import { RpmemDaemon } from './daemon.js';
 import { errnoNumber, RpmemFrame, RPMEM_PROTOCOL } from './protocol.js';
 
+/** rpmemd's configuration files: `key = value` lines; later files override earlier ones. */
+export function readConfig(files: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of files) {
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').split('\n')) {
+      const m = /^\s*([a-z-]+)\s*=\s*(.*?)\s*$/.exec(line.replace(/#.*$/, ''));
+      if (m !== null) out[m[1]!] = m[2]!;
+    }
+  }
+  return out;
+}
+
+/** A logger to stderr or to a log file, each line stamped. */
+export function daemonLogger(file: string | undefined): (message: string) => void {
+  return (message) => {
+    const line = `mprun-rpmemd[${process.pid}]: ${message}\n`;
+    if (file !== undefined) appendFileSync(file, `${new Date().toISOString()} ${line}`);
+    else process.stderr.write(line);
+  };
+}
 
 function usage(message: string): number {
   process.stderr.write(`mprun-rpmemd: ${message}\nusage: mprun-rpmemd [--poolset-dir DIR] [--config FILE] [--listen ADDR] [--log-file FILE] [--log-level err|info]\n       mprun-rpmemd --remove SET [--force] [--pool-set]\n`);
@@ -52,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
   const removing = flags.get('--remove');
   if (typeof removing === 'string') {
     try {
-      daemon.remove({ poolSet: removing, force: flags.has('--force'), poolSetFile: flags.has('--pool-set') });
+      daemon.pools.remove({ poolSet: removing, force: flags.has('--force'), poolSetFile: flags.has('--pool-set') });
       return 0;
     } catch (e) {
       const errno = (e as { errno?: string }).errno ?? 'EIO';
