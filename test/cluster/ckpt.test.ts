@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create, emptyAttr, open, remove } from '../../transports/rpmem/index.js';
 import { root, runMprun } from '../helpers.js';
-import { clusterUnavailable } from './cluster.js';
+import { clusterUnavailable } from '../../bench/cluster.js';
 import { useCluster } from './suite.js';
 
 const why = clusterUnavailable();

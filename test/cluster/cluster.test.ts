@@ -1,7 +1,7 @@
 /** The test cluster itself: separate hosts in all that a job can see. */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterUnavailable, startCluster, type Cluster } from './cluster.js';
+import { clusterUnavailable, startCluster, type Cluster } from '../../bench/cluster.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cluster tests skipped: ${why}`);

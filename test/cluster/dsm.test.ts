@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { app, root, runMprun } from '../helpers.js';
-import { clusterUnavailable } from './cluster.js';
+import { clusterUnavailable } from '../../bench/cluster.js';
 import { useCluster } from './suite.js';
 
 const why = clusterUnavailable();

@@ -7,7 +7,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { hasTool } from './cluster.js';
+import { hasTool } from '../../bench/cluster.js';
 import { join } from 'node:path';
 
 export interface SlurmCluster {

@@ -1,7 +1,7 @@
 /** The setup every cluster test file shares (kept apart from cluster.ts, which the benchmarks import without vitest). */
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { eventually, rankProcesses } from '../helpers.js';
-import { clusterLeftovers, onNode, startCluster, type Cluster } from './cluster.js';
+import { clusterLeftovers, onNode, startCluster, type Cluster } from '../../bench/cluster.js';
 
 export interface ClusterSuite {
   /** Set once the suite's beforeAll ran. */

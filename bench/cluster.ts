@@ -1,6 +1,6 @@
 /**
- * A cluster on this machine, for tests: N nodes, each a network namespace
- * joined to a bridge by a veth pair, with its own address, its own hostname
+ * A cluster on this machine, for tests and the cross-node benchmarks: N
+ * nodes, each a network namespace joined to a bridge by a veth pair, with its own address, its own hostname
  * (a UTS namespace), a private /dev/shm (a mount namespace with a tmpfs) and
  * its own processes (a PID namespace),
  * and sshd running inside it, so that `ssh nodeI ...` lands in that node.
