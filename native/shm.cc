@@ -1,7 +1,17 @@
 // Shared-memory segments: memfd (or POSIX shm unlinked at once, so nothing is
 // ever left in /dev/shm), peers' segments opened through /proc/<pid>/fd/<n>,
 // and mappings exposed to JS as external ArrayBuffers.
+//
+// The ArrayBuffers are made with V8's API, over a backing store with V8's empty
+// deleter, and unmapped by a Node-API finalizer on the buffer object (or by
+// release()). Why not napi_create_external_arraybuffer: V8 counts such a
+// buffer's bytes as external memory and starts full GCs as they grow, though a
+// mapping of a peer's heap costs no memory of ours; a rank attaching 31 peers'
+// heaps (256 MiB) and arenas ran 14 mark-compacts during init, ~110 at 255
+// ranks (issue 13: startup grew quadratically). V8 does not count buffers
+// whose deleter is empty.
 #include "common.h"
+#include <v8.h>
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -27,8 +37,8 @@ struct Mapping {
 // ArrayBuffer, and lets locate() tell whether a view lies in an exported segment.
 std::unordered_map<void*, Mapping*> mappings;
 
-void Finalize(Napi::Env, void* data, Mapping* m) {
-  (void)data;
+void Finalize(napi_env, void* data, void*) {
+  auto* m = static_cast<Mapping*>(data);
   if (!m->released) {
     m->released = true;
     m->unmap(m->addr, m->length, m->hint);
@@ -56,9 +66,21 @@ Napi::ArrayBuffer Wrap(Napi::Env env, void* addr, size_t length, UnmapFn unmap, 
                   " bytes in an external ArrayBuffer (buffer.constants.MAX_LENGTH)");
     return Napi::ArrayBuffer();
   }
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::shared_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(addr, length, v8::BackingStore::EmptyDeleter, nullptr);
+  v8::Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(isolate, std::move(store));
+  // A napi_value is a v8::Local's handle (Node's v8impl::JsValueFromV8LocalValue);
+  // the callback's handle scope keeps it alive.
+  napi_value value = reinterpret_cast<napi_value>(*ab);
   auto* m = new Mapping{addr, length, unmap, hint, fd, false};
+  if (napi_add_finalizer(env, value, m, Finalize, nullptr, nullptr) != napi_ok) {
+    unmap(addr, length, hint);
+    delete m;
+    ThrowCode(env, "ERR_MPRUN_SYSTEM", "napi_add_finalizer failed on a mapping");
+    return Napi::ArrayBuffer();
+  }
   mappings[addr] = m;
-  return Napi::ArrayBuffer::New(env, addr, length, Finalize, m);
+  return Napi::ArrayBuffer(env, value);
 }
 
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {

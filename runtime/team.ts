@@ -91,7 +91,7 @@ export class Team {
       ackIndex: locals.map((l) => ctx.ctrl.teamAckIndex(l, slot)),
       dataIndex: locals.map((l) => ctx.ctrl.teamDataIndex(l, slot)),
       localRanks: locals,
-      scratch: worldRanks.map((w) => ctx.arenaOf(w)),
+      scratch: (j) => ctx.arenaOf(worldRanks[j]!),
       scratchOffset: slot * scratchBytes,
       scratchBytes,
       chunkBytes: ctx.chunkBytes,

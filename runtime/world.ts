@@ -56,7 +56,7 @@ interface Peer {
   heap: ArrayBuffer | null;
   /** The peer's collective arena (team scratch), mapped here. */
   coll: ArrayBuffer | null;
-  attachments: xpmem.Attachment[];
+  attachments: Array<{ detach(): void }>;
 }
 
 /** The ranks of one node, as world ranks. */
@@ -745,9 +745,10 @@ async function start(): Promise<World> {
       if (!links.has(c.nodeIndex)) links.set(c.nodeIndex, AgentLink.open(c.nodeIndex, c.node, c.agent!, env.secret, env.rank));
       peers.push({ ...base, localRank: -1, transport: 'dsm', link: null, heap: null, coll: null, attachments: [] });
     } else {
-      const att = xpmem.attachWhole(c.heapSegid, c.heapBytes);
-      const collAtt = xpmem.attachWhole(c.collSegid, c.collBytes);
-      peers.push({ ...base, localRank: c.localRank, transport: `${sel.transport}/${att.backend}`, link: null, heap: xpmem.mappedBuffer(att), coll: xpmem.mappedBuffer(collAtt), attachments: [att, collAtt] });
+      // Attached on first use: a rank maps only the peers it touches (issue 13).
+      const att = new xpmem.LazyAttachment(c.heapSegid, c.heapBytes);
+      const collAtt = new xpmem.LazyAttachment(c.collSegid, c.collBytes);
+      peers.push({ ...base, localRank: c.localRank, transport: `${sel.transport}/${xpmem.backendName()}`, link: null, get heap() { return att.buffer; }, get coll() { return collAtt.buffer; }, attachments: [att, collAtt] });
     }
   }
   const opened = new Map<number, AgentLink>();

@@ -69,8 +69,12 @@ export interface ShmTeamLayout {
   dataIndex: readonly number[];
   /** Local rank of each member, to ring its doorbell. */
   localRanks: readonly number[];
-  /** Each member's scratch for this team (scratchBytes at scratchOffset), mapped here. */
-  scratch: readonly ArrayBuffer[];
+  /**
+   * Member j's collective arena (its scratch for this team is scratchBytes at
+   * scratchOffset), mapped here; called the first time member j's scratch is
+   * read, so a rank maps only the arenas of the members it reads from.
+   */
+  scratch: (j: number) => ArrayBuffer;
   scratchOffset: number;
   scratchBytes: number;
   /** Bytes a reduction moves per round and member; data movement rounds carry twice this. */
@@ -123,10 +127,10 @@ export class ShmCollectives implements CollectiveEngine {
   readonly #slotBytes: number;
   readonly #slots: number;
   /** Per member: bytes and int32/float64 views of its scratch, and typed views by element type. */
-  readonly #u8: Uint8Array[];
-  readonly #h32: Int32Array[];
-  readonly #h64: Float64Array[];
-  readonly #views: TypedViews[];
+  readonly #u8: Array<Uint8Array | undefined>;
+  readonly #h32: Array<Int32Array | undefined>;
+  readonly #h64: Array<Float64Array | undefined>;
+  readonly #views: Array<TypedViews | undefined>;
   #c = 0;
 
   constructor(layout: ShmTeamLayout) {
@@ -136,10 +140,32 @@ export class ShmCollectives implements CollectiveEngine {
     this.#slots = Math.max(2, Math.floor(layout.scratchBytes / (this.#headerBytes + 2 * layout.chunkBytes)));
     this.#slotBytes = Math.floor(layout.scratchBytes / this.#slots / 64) * 64;
     if (this.#slotBytes < this.#headerBytes + 4096) throw new MprunError('ERR_MPRUN_ARG', `MPRUN_COLL_BANK of ${layout.scratchBytes / 2} bytes is too small for a team of ${layout.size}`);
-    this.#u8 = layout.scratch.map((b) => new Uint8Array(b, layout.scratchOffset, layout.scratchBytes));
-    this.#h32 = layout.scratch.map((b) => new Int32Array(b, layout.scratchOffset, layout.scratchBytes / 4));
-    this.#h64 = layout.scratch.map((b) => new Float64Array(b, layout.scratchOffset, layout.scratchBytes / 8));
-    this.#views = layout.scratch.map((b) => new TypedViews(b, layout.scratchOffset, layout.scratchBytes));
+    this.#u8 = new Array<Uint8Array | undefined>(layout.size).fill(undefined);
+    this.#h32 = new Array<Int32Array | undefined>(layout.size).fill(undefined);
+    this.#h64 = new Array<Float64Array | undefined>(layout.size).fill(undefined);
+    this.#views = new Array<TypedViews | undefined>(layout.size).fill(undefined);
+  }
+
+  /** Maps member j's scratch (on first use) and makes its views. */
+  #map(j: number): void {
+    const t = this.#t;
+    const b = t.scratch(j);
+    this.#u8[j] = new Uint8Array(b, t.scratchOffset, t.scratchBytes);
+    this.#h32[j] = new Int32Array(b, t.scratchOffset, t.scratchBytes / 4);
+    this.#h64[j] = new Float64Array(b, t.scratchOffset, t.scratchBytes / 8);
+    this.#views[j] = new TypedViews(b, t.scratchOffset, t.scratchBytes);
+  }
+  #U8(j: number): Uint8Array {
+    return this.#u8[j] ?? (this.#map(j), this.#u8[j]!);
+  }
+  #H32(j: number): Int32Array {
+    return this.#h32[j] ?? (this.#map(j), this.#h32[j]!);
+  }
+  #H64(j: number): Float64Array {
+    return this.#h64[j] ?? (this.#map(j), this.#h64[j]!);
+  }
+  #V(j: number): TypedViews {
+    return this.#views[j] ?? (this.#map(j), this.#views[j]!);
   }
 
   get size(): number {
@@ -211,19 +237,19 @@ export class ShmCollectives implements CollectiveEngine {
 
   #writeHeader(c: number, kind: number, dtype: number, op: number, root: number, total: number): number {
     const b = this.#bank(c);
-    const h = this.#h32[this.#t.me]!;
+    const h = this.#H32(this.#t.me);
     h[(b >> 2) + H_KIND] = kind;
     h[(b >> 2) + H_DTYPE] = dtype;
     h[(b >> 2) + H_OP] = op;
     h[(b >> 2) + H_ROOT] = root;
-    this.#h64[this.#t.me]![(b + H_TOTAL * 4) >> 3] = total;
+    this.#H64(this.#t.me)[(b + H_TOTAL * 4) >> 3] = total;
     return b + this.#headerBytes;
   }
 
   #header(j: number, c: number): BankHeader {
     const b = this.#bank(c);
-    const h = this.#h32[j]!;
-    return { kind: h[(b >> 2) + H_KIND]!, dtype: h[(b >> 2) + H_DTYPE]!, op: h[(b >> 2) + H_OP]!, root: h[(b >> 2) + H_ROOT]!, total: this.#h64[j]![(b + H_TOTAL * 4) >> 3]! };
+    const h = this.#H32(j);
+    return { kind: h[(b >> 2) + H_KIND]!, dtype: h[(b >> 2) + H_DTYPE]!, op: h[(b >> 2) + H_OP]!, root: h[(b >> 2) + H_ROOT]!, total: this.#H64(j)[(b + H_TOTAL * 4) >> 3]! };
   }
 
   #mismatch(j: number, what: string): MprunError {
@@ -244,7 +270,7 @@ export class ShmCollectives implements CollectiveEngine {
 
   /** A view of member j's scratch as `Ctor` elements. */
   #view(j: number, Ctor: unknown): TypedArray {
-    return this.#views[j]!.of(Ctor);
+    return this.#V(j).of(Ctor);
   }
 
   // --- collectives -------------------------------------------------------------
@@ -272,7 +298,7 @@ export class ShmCollectives implements CollectiveEngine {
         yield* this.#untilBankFree(c);
         const total = src!.bytes.byteLength;
         const at = this.#writeHeader(c, KIND.bcast, src!.dtype, 0, root, total);
-        this.#u8[me]!.set(src!.bytes.subarray(r * cap, Math.min(total, (r + 1) * cap)), at);
+        this.#U8(me).set(src!.bytes.subarray(r * cap, Math.min(total, (r + 1) * cap)), at);
         this.#publish(c, 1);
         rounds = Math.max(1, Math.ceil(total / cap));
       } else {
@@ -297,7 +323,7 @@ export class ShmCollectives implements CollectiveEngine {
         const from = r * cap;
         const n = Math.min(cap, dst!.byteLength - from);
         const at = this.#bank(c) + this.#headerBytes;
-        dst!.set(this.#u8[root]!.subarray(at, at + n), from);
+        dst!.set(this.#U8(root).subarray(at, at + n), from);
       }
       this.#finish(c);
     }
@@ -324,7 +350,7 @@ export class ShmCollectives implements CollectiveEngine {
       const c = this.#next();
       yield* this.#untilBankFree(c);
       const at = this.#writeHeader(c, kind, mine.dtype, 0, root ?? -1, mine.bytes.byteLength);
-      this.#u8[me]!.set(mine.bytes.subarray(r * cap, Math.min(mine.bytes.byteLength, (r + 1) * cap)), at);
+      this.#U8(me).set(mine.bytes.subarray(r * cap, Math.min(mine.bytes.byteLength, (r + 1) * cap)), at);
       this.#publish(c, 1);
       if (r === 0 || reader) yield* this.#untilPublished(range(size), c, 1);
       if (r === 0) {
@@ -354,7 +380,7 @@ export class ShmCollectives implements CollectiveEngine {
         for (let j = 0; j < size; j++) {
           const from = r * cap;
           const n = Math.min(cap, dsts[j]!.byteLength - from);
-          if (n > 0) dsts[j]!.set(this.#u8[j]!.subarray(at, at + n), from);
+          if (n > 0) dsts[j]!.set(this.#U8(j).subarray(at, at + n), from);
         }
       }
       this.#finish(c);
@@ -388,9 +414,9 @@ export class ShmCollectives implements CollectiveEngine {
         yield* this.#untilBankFree(c);
         const at = this.#writeHeader(c, kind, 0, 0, root, total);
         const b = this.#bank(c);
-        this.#h64[me]!.set(offsets, (b + H_PARTS) >> 3);
-        for (let q = 0; q < size; q++) this.#h32[me]![((b + H_PARTS + 8 * (size + 1)) >> 2) + q] = mine[q]!.dtype;
-        copyStream(stream, offsets, r * cap, Math.min(total, (r + 1) * cap), this.#u8[me]!, at);
+        this.#H64(me).set(offsets, (b + H_PARTS) >> 3);
+        for (let q = 0; q < size; q++) this.#H32(me)[((b + H_PARTS + 8 * (size + 1)) >> 2) + q] = mine[q]!.dtype;
+        copyStream(stream, offsets, r * cap, Math.min(total, (r + 1) * cap), this.#U8(me), at);
         this.#publish(c, 1);
       }
       yield* this.#untilPublished(producers, c, 1);
@@ -400,10 +426,10 @@ export class ShmCollectives implements CollectiveEngine {
         for (const p of producers) {
           const h = this.#expect(p, c, kind, kind === KIND.scatter ? { root } : {});
           maxTotal = Math.max(maxTotal, h.total);
-          const lo = this.#h64[p]![((b + H_PARTS) >> 3) + me]!;
-          const hi = this.#h64[p]![((b + H_PARTS) >> 3) + me + 1]!;
+          const lo = this.#H64(p)[((b + H_PARTS) >> 3) + me]!;
+          const hi = this.#H64(p)[((b + H_PARTS) >> 3) + me + 1]!;
           ranges[p] = [lo, hi];
-          dtypes[p] = this.#h32[p]![((b + H_PARTS + 8 * (size + 1)) >> 2) + me]!;
+          dtypes[p] = this.#H32(p)[((b + H_PARTS + 8 * (size + 1)) >> 2) + me]!;
           dsts[p] = new Uint8Array(hi - lo);
         }
         rounds = Math.max(1, Math.ceil(maxTotal / cap));
@@ -414,7 +440,7 @@ export class ShmCollectives implements CollectiveEngine {
         const [lo, hi] = ranges[p]!;
         const a = Math.max(lo, from);
         const z = Math.min(hi, to);
-        if (z > a) dsts[p]!.set(this.#u8[p]!.subarray(b + this.#headerBytes + (a - from), b + this.#headerBytes + (z - from)), a - lo);
+        if (z > a) dsts[p]!.set(this.#U8(p).subarray(b + this.#headerBytes + (a - from), b + this.#headerBytes + (z - from)), a - lo);
       }
       this.#finish(c);
     }
@@ -527,9 +553,9 @@ export class ShmCollectives implements CollectiveEngine {
   /** The hot-path check: reads the header words in place, and builds the message only on a mismatch. */
   #expectReduction(j: number, c: number, kind: number, dtype: number, op: number, total: number, root: number): void {
     const b = this.#bank(c);
-    const h = this.#h32[j]!;
+    const h = this.#H32(j);
     const w = b >> 2;
-    if (h[w + H_KIND] !== kind || h[w + H_DTYPE] !== dtype || h[w + H_OP] !== op || this.#h64[j]![(b + H_TOTAL * 4) >> 3] !== total || (kind === KIND.reduce && h[w + H_ROOT] !== root)) {
+    if (h[w + H_KIND] !== kind || h[w + H_DTYPE] !== dtype || h[w + H_OP] !== op || this.#H64(j)[(b + H_TOTAL * 4) >> 3] !== total || (kind === KIND.reduce && h[w + H_ROOT] !== root)) {
       this.#expect(j, c, kind, kind === KIND.reduce ? { dtype, op, total, root } : { dtype, op, total });
     }
   }

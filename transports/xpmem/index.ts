@@ -232,3 +232,36 @@ export function mappedBuffer(att: Attachment): ArrayBuffer | null {
   if (att.mapOffset !== 0) throw new MprunError('ERR_MPRUN_XPMEM', 'a whole-segment attachment must start at a page boundary');
   return att.bytes!.buffer as ArrayBuffer;
 }
+
+/**
+ * A peer's whole segment, attached the first time `buffer` is read and then
+ * cached: a rank maps only the peers it touches (issue 13: attaching every
+ * local peer's heap and arena at init made a node's startup O(p^2)).
+ */
+export class LazyAttachment {
+  #att: Attachment | null = null;
+  #detached = false;
+  constructor(
+    readonly segid: bigint | string,
+    readonly bytes: number,
+  ) {}
+
+  /** Whether it has been attached. */
+  get attached(): boolean {
+    return this.#att !== null;
+  }
+
+  /** The mapped memory (offsets are the owner's), attached now if need be; null for CMA. */
+  get buffer(): ArrayBuffer | null {
+    if (this.#att === null) {
+      if (this.#detached) throw xpmemError('EINVAL', 'attachment is detached');
+      this.#att = attachWhole(this.segid, this.bytes);
+    }
+    return mappedBuffer(this.#att);
+  }
+
+  detach(): void {
+    this.#detached = true;
+    this.#att?.detach();
+  }
+}
