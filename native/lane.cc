@@ -11,7 +11,7 @@
 //
 // Durability rules are the daemon's: a write is applied only when its CRC32C
 // matches; a persist is acknowledged only when pmem_persist / pmem_msync
-// returned success; the first failure poisons the pool (state[0] = errno) and
+// returned success; the first failure poisons the pool (PoisonedErrno) and
 // every later request on any lane reports it.
 #include "common.h"
 #include <algorithm>
@@ -35,6 +35,7 @@ namespace {
 
 constexpr size_t kHeader = 32;
 constexpr uint8_t kVersion = 1;
+// RpmemFrame's lane types and WriteFlag's bits (transports/rpmem/protocol.ts).
 constexpr uint8_t kWrite = 8, kDrain = 9, kRead = 10, kReply = 11;
 constexpr uint16_t kAck = 1, kDeep = 2;
 constexpr size_t kMaxPayload = 1 << 20;
@@ -69,15 +70,23 @@ struct Lane {
   std::vector<Extent> extents;
   uint64_t dataStart;
   uint64_t size;
-  // Shared with the daemon's JavaScript (an Int32Array over a SharedArrayBuffer):
-  // [0] the errno that poisoned the pool, [1] closed, [2] persists so far,
-  // [3] the persist to fail with EIO (MPRUN_RPMEMD_FAIL_PERSIST, a test hook).
+  // The pool's state words, shared with the daemon's JavaScript (an Int32Array
+  // over a SharedArrayBuffer): read and written through the accessors below.
   int32_t* state;
   Napi::ThreadSafeFunction tsfn;
   Napi::Reference<Napi::Value> keep;  // the state array and the parts' buffers
 };
 
-std::atomic_ref<int32_t> At(Lane* l, int i) { return std::atomic_ref<int32_t>(l->state[i]); }
+// The state words, at the indices of PoolState in transports/rpmem/open-pool.ts (keep the two in step).
+std::atomic_ref<int32_t> StateWord(Lane* l, int index) { return std::atomic_ref<int32_t>(l->state[index]); }
+// The errno that poisoned the pool (its first failed write or persist; 0: none).
+std::atomic_ref<int32_t> PoisonedErrno(Lane* l) { return StateWord(l, 0); }
+// Nonzero once the daemon closed the pool: the lane stops.
+std::atomic_ref<int32_t> ClosedFlag(Lane* l) { return StateWord(l, 1); }
+// Persists so far, over all the pool's lanes.
+std::atomic_ref<int32_t> PersistCount(Lane* l) { return StateWord(l, 2); }
+// The persist that fails with EIO (0: none): MPRUN_RPMEMD_FAIL_PERSIST, a test hook.
+std::atomic_ref<int32_t> FailAtPersist(Lane* l) { return StateWord(l, 3); }
 
 void Emit(Lane* l, const char* kind, const std::string& message) {
   auto* e = new Event{kind, message};
@@ -177,16 +186,16 @@ int EachExtent(Lane* l, uint64_t offset, uint64_t length, F f) {
 
 void Poison(Lane* l, int err, const std::string& what) {
   int32_t none = 0;
-  if (At(l, 0).compare_exchange_strong(none, err)) {
+  if (PoisonedErrno(l).compare_exchange_strong(none, err)) {
     Emit(l, "log", what + " (" + ErrnoName(err) + "); the pool is poisoned: every later request reports " + ErrnoName(err));
   }
 }
 
 int Persist(Lane* l, uint64_t offset, uint64_t length, bool deep) {
-  int poisoned = At(l, 0).load();
+  int poisoned = PoisonedErrno(l).load();
   if (poisoned != 0) return poisoned;
-  int n = At(l, 2).fetch_add(1) + 1;
-  int failAt = At(l, 3).load();
+  int n = PersistCount(l).fetch_add(1) + 1;
+  int failAt = FailAtPersist(l).load();
   int err = failAt > 0 && n == failAt ? EIO : EachExtent(l, offset, length, [&](Part& p, uint64_t at, uint64_t len, uint64_t) { return PersistRange(p.base, at, len, p.isPmem, deep); });
   if (err != 0) Poison(l, err, "persist of " + std::to_string(length) + " bytes at " + std::to_string(offset) + " of " + l->name + " failed");
   return err;
@@ -218,7 +227,7 @@ void Serve(Lane* l) {
   int laneError = 0;
   uint8_t h[kHeader];
   auto refuse = [&](const std::string& why) { Emit(l, "refused", why); };
-  while (At(l, 1).load() == 0 && RecvAll(l, h, kHeader)) {
+  while (ClosedFlag(l).load() == 0 && RecvAll(l, h, kHeader)) {
     uint32_t bytes = U32(h);
     uint8_t type = h[5];
     uint16_t aux;
@@ -251,7 +260,7 @@ void Serve(Lane* l) {
         if (ack && !Reply(l, id, EBADMSG)) break;
         continue;
       }
-      if (At(l, 0).load() == 0) {
+      if (PoisonedErrno(l).load() == 0) {
         int err = Apply(l, offset, buf.data(), payload);
         if (err != 0) Poison(l, err, "writing " + std::to_string(payload) + " bytes at " + std::to_string(offset) + " of " + l->name + " failed");
       }
@@ -285,14 +294,14 @@ void Serve(Lane* l) {
       }
       dirty.clear();
       sinceKick = 0;
-      if (err == 0) err = At(l, 0).load();
+      if (err == 0) err = PoisonedErrno(l).load();
       if (!Reply(l, id, err)) break;
     } else if (type == kRead) {
       if (payload != 0 || length > kMaxPayload || offset < l->dataStart || offset + length > l->size) {
         refuse("READ" + range + " is outside the pool's data area");
         break;
       }
-      int poisoned = At(l, 0).load();
+      int poisoned = PoisonedErrno(l).load();
       if (poisoned != 0) {
         if (!Reply(l, id, poisoned)) break;
         continue;

@@ -4,7 +4,8 @@
 // installed (Debian's libpmem1/libpmem-dev), else with plain mmap. A persist is
 // pmem_persist when the range is real pmem, pmem_msync otherwise (msync without
 // libpmem), and its result is returned, never swallowed: the daemon acknowledges
-// a persist only when this returned success (rpmemd ignored it; research/rpmem.md).
+// a persist only when this returned success (PMDK's rpmemd does not: rpmemd_fip.c
+// calls its persist and ignores the result, so a failed msync was acknowledged).
 // libpmem is opened with dlopen so that the addon builds and runs without it.
 #include "common.h"
 #include <cerrno>
