@@ -1,6 +1,6 @@
 /** Many ranks on one node, and sizes near what one node can map (issue 13). */
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, rankProcesses, root, runMprun, shmFiles } from '../helpers.js';
+import { app, eventually, rankProcesses, root, runMprun, shmFiles } from '../helpers.js';
 import { join } from 'node:path';
 
 afterEach(async () => {
@@ -31,4 +31,19 @@ describe('sizes one node cannot map', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/sum of \(rank \+ 1\) over 2 ranks: 3/);
   });
+});
+
+describe('many ranks on one node', () => {
+  it('64 ranks start, message through one queue per rank, and map only the peers they touch', async () => {
+    const r = await runMprun(['-n', '64', app('scale.ts')], { killAfterMs: 110_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const m = /scale ok: 64 ranks; at most (\d+) heap and (\d+) arena mappings per rank after init; control segment (\d+) bytes/.exec(r.stdout);
+    expect(m).not.toBeNull();
+    // Attached on first use: its own heap, not every peer's (was 64 each).
+    expect(Number(m![1])).toBeLessThanOrEqual(2);
+    expect(Number(m![2])).toBeLessThanOrEqual(2);
+    // One 256K queue per rank and the agent (was 65 x 65 rings of 64K: 264 MiB).
+    expect(Number(m![3])).toBeLessThan(65 * 256 * 1024 + 1024 * 1024);
+  }, 120_000);
 });
