@@ -22,7 +22,8 @@ export type MprunErrorCode =
   | 'ERR_MPRUN_TIMEOUT'
   | 'ERR_MPRUN_TRUNCATE'
   | 'ERR_MPRUN_RPMEM'
-  | 'ERR_MPRUN_CHECKPOINT';
+  | 'ERR_MPRUN_CHECKPOINT'
+  | 'ERR_MPRUN_UCX';
 
 export class MprunError extends Error {
   readonly code: MprunErrorCode;
