@@ -88,6 +88,76 @@ export interface NativeBinding {
   fsyncPath(path: string): void;
   /** An fd holding an exclusive flock on `path`; throws errno EAGAIN when another process holds it. */
   lockPool(path: string): number;
+  /** The PMIx client (native/pmix.cc); libpmix is dlopened at its first call, not here. */
+  pmix: NativePmix;
+}
+
+// ---- PMIx (native/pmix.cc): the calls only; runtime/pmix.ts is the client to use ----
+
+/** What probe() found: the library loads and its version is accepted, or why not. */
+export interface PmixProbe {
+  loaded: boolean;
+  /** The library tried: $MPRUN_PMIX_LIB, else libpmix.so.2. */
+  path: string;
+  /** PMIx_Get_version()'s string, when the library had one. */
+  version: string | null;
+  reason: string | null;
+}
+
+/** Job-level keys (PMIX_RANK_WILDCARD) and this process's own; null where the server gives none. Integers of any PMIx integer type. */
+export interface PmixJobInfo {
+  size: number | null; // PMIX_JOB_SIZE
+  localSize: number | null; // PMIX_LOCAL_SIZE
+  universeSize: number | null; // PMIX_UNIV_SIZE
+  numNodes: number | null; // PMIX_NUM_NODES
+  localPeers: string | null; // PMIX_LOCAL_PEERS: "0,1,2"
+  localRank: number | null; // PMIX_LOCAL_RANK
+  nodeRank: number | null; // PMIX_NODE_RANK
+  nodeId: number | null; // PMIX_NODEID (Slurm 22.05 reports the local node's id for every rank)
+  hostname: string | null; // PMIX_HOSTNAME
+  appnum: number | null; // PMIX_APPNUM
+}
+
+/** A PMIx value as read: byte objects as bytes (a copy), strings, booleans, integers; null: not found. */
+export type PmixData = Uint8Array | string | number | bigint | boolean | null;
+
+export interface PmixGetOptions {
+  /** PMIX_OPTIONAL: look only in this process's data store (no fetch from the server). */
+  optional?: boolean;
+  /** PMIX_IMMEDIATE: no wait for data the server does not hold yet. */
+  immediate?: boolean;
+  /** PMIX_TIMEOUT, in seconds (0: none). */
+  timeout?: number;
+}
+
+/** PMIx scopes of a put: who may read the value. */
+export const PmixScope = { local: 1, remote: 2, global: 3 } as const;
+export type PmixScopeCode = (typeof PmixScope)[keyof typeof PmixScope];
+
+/**
+ * The synchronous calls block the calling thread until the PMIx server answers
+ * (meant for bootstrap); fenceAsync/getAsync block a libuv pool thread instead.
+ * Failures throw MprunError: ERR_MPRUN_UNSUPPORTED (no library, a wrong version,
+ * not started by a PMIx server), ERR_MPRUN_TIMEOUT, ERR_MPRUN_UNREACHABLE, else
+ * ERR_MPRUN_SYSTEM, with `errno` the PMIx status name and `pmixStatus` its number.
+ */
+export interface NativePmix {
+  /** Loads the library (never PMIx_Init); never throws. */
+  probe(): PmixProbe;
+  /** PMIx_Init; refuses when PMIX_NAMESPACE is not set (a singleton). Idempotent. */
+  init(): { nspace: string; rank: number };
+  jobInfo(): PmixJobInfo;
+  put(scope: PmixScopeCode, key: string, value: Uint8Array | string): void;
+  commit(): void;
+  fence(collect: boolean, timeoutSeconds: number): void;
+  fenceAsync(collect: boolean, timeoutSeconds: number): Promise<null>;
+  /** `rank` may be rankWildcard for job-level keys. */
+  get(rank: number, key: string, options?: PmixGetOptions): PmixData;
+  getAsync(rank: number, key: string, options?: PmixGetOptions): Promise<PmixData>;
+  abort(status: number, message: string): void;
+  finalize(): void;
+  state(): 'idle' | 'initialized' | 'finalized';
+  readonly rankWildcard: number;
 }
 
 /**
@@ -136,4 +206,9 @@ export function native(): NativeBinding {
 
 export function nativeAvailable(): boolean {
   return loaded.binding !== null;
+}
+
+/** The PMIx calls of the addon (libpmix itself is loaded at their first use); throws when the addon is not built. */
+export function nativePmix(): NativePmix {
+  return native().pmix;
 }
