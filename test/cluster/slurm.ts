@@ -62,6 +62,7 @@ export async function startSlurm(cpusPerNode = 2): Promise<SlurmCluster> {
     chmodSync(key, 0o400);
     const sock = join(dir, 'munge.sock');
     mkdirSync(join(dir, 'state'));
+    for (const node of ['node1', 'node2']) mkdirSync(join(dir, `tmp-${node}`));
     const conf = join(dir, 'slurm.conf');
     writeFileSync(
       conf,
@@ -76,6 +77,9 @@ export async function startSlurm(cpusPerNode = 2): Promise<SlurmCluster> {
         'SlurmdUser=root',
         `StateSaveLocation=${join(dir, 'state')}`,
         `SlurmdSpoolDir=${join(dir, 'spool-%n')}`,
+        // The pmix plugin (srun --mpi=pmix) makes each step's client directory under TmpFS: slurmd
+        // daemons on one host that share it collide ("Cannot create directory /tmp/spmix_appdir_...").
+        `TmpFS=${join(dir, 'tmp-%n')}`,
         `SlurmctldPidFile=${join(dir, 'slurmctld.pid')}`,
         `SlurmdPidFile=${join(dir, 'slurmd-%n.pid')}`,
         `SlurmctldLogFile=${join(dir, 'slurmctld.log')}`,
