@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
-import { ControlSegment } from '../transports/xpmem/control.js';
+import { ControlSegment } from '../transports/shm/control.js';
 import { DsmService } from '../transports/dsm/service.js';
 import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../core/wire.js';
 

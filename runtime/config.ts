@@ -5,7 +5,7 @@
  */
 import { cpus } from 'node:os';
 import { maxMappingBytes } from '../native/index.js';
-import { controlLayout } from '../transports/xpmem/control.js';
+import { controlLayout } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
 
 export interface ConfigField {

@@ -30,8 +30,8 @@
 import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import type { TypedArray } from '../core/types.js';
-import type { NodeQueues, RecordSink } from '../transports/xpmem/queue.js';
-import { WAKE_MESSAGE } from '../transports/xpmem/control.js';
+import type { NodeQueues, RecordSink } from '../transports/shm/queue.js';
+import { WAKE_MESSAGE } from '../transports/shm/control.js';
 import type { Waiter } from './wait.js';
 
 export const ANY_SOURCE = -1;

@@ -8,7 +8,7 @@
  * Collectives on one team run in call order; every member must call them in
  * the same order, as MPI requires.
  */
-import { WAKE_SYNC, type ControlSegment } from '../transports/xpmem/control.js';
+import { WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from './errors.js';
 import { KIND, partsOf, ShmCollectives, type CollectiveEngine, type Ready, type Steps } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';

@@ -12,7 +12,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
-import { WAKE_MESSAGE, type ControlSegment } from '../transports/xpmem/control.js';
+import { WAKE_MESSAGE, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
 
 /** block() results */

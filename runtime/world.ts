@@ -8,9 +8,9 @@
 import { hostname } from 'node:os';
 import { native } from '../native/index.js';
 import * as xpmem from '../transports/xpmem/index.js';
-import { allocShared } from '../transports/xpmem/arena.js';
-import { ControlSegment, WAKE_HEAP } from '../transports/xpmem/control.js';
-import { NodeQueues } from '../transports/xpmem/queue.js';
+import { allocShared } from '../transports/shm/arena.js';
+import { ControlSegment, WAKE_HEAP } from '../transports/shm/control.js';
+import { NodeQueues } from '../transports/shm/queue.js';
 import { AgentLink, outputQueued, pumpAll } from '../transports/dsm/client.js';
 import { AMO, DsmFrame } from '../transports/dsm/frames.js';
 import { isBigDtype } from '../transports/dsm/atomic.js';

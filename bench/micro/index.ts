@@ -7,8 +7,8 @@
 import { Bench } from 'tinybench';
 import { kernel, opCode } from '../../runtime/coll/ops.js';
 import { decodeFrom, encode, packValue } from '../../core/codec.js';
-import { ControlSegment } from '../../transports/xpmem/control.js';
-import { NodeQueues, type RecordSink } from '../../transports/xpmem/queue.js';
+import { ControlSegment } from '../../transports/shm/control.js';
+import { NodeQueues, type RecordSink } from '../../transports/shm/queue.js';
 import { native } from '../../native/index.js';
 import type { TypedArray } from '../../core/types.js';
 

@@ -23,7 +23,7 @@ import { allocate, DTYPE_MSGPACK, dtypeOf, finish } from '../../core/codec.js';
 import { MprunError } from '../../core/errors.js';
 import { INTERNAL_TAG, type Messenger } from '../p2p.js';
 import type { TypedArray } from '../../core/types.js';
-import { WAKE_MESSAGE } from '../../transports/xpmem/control.js';
+import { WAKE_MESSAGE } from '../../transports/shm/control.js';
 import { bytesOf, decodePart, isTyped, KIND, typeName, type CollectiveEngine, type Part, type Ready, type Steps } from './shm.js';
 import { kernel, opCode, type ReduceOp } from './ops.js';
 

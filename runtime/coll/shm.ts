@@ -24,8 +24,8 @@
 import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue } from '../codec.js';
 import { MprunError } from '../errors.js';
 import type { TypedArray } from '../types.js';
-import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/xpmem/control.js';
-import { TypedViews } from '../../transports/xpmem/views.js';
+import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/shm/control.js';
+import { TypedViews } from '../../transports/shm/views.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 
 /** What a collective waits for, polled by the driver; `wake` is the event class that can make it true. */

@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { MprunError } from '../../core/errors.js';
 import { dtypeOf } from '../../core/codec.js';
 import { isTypedArrayCtor, type TypedArray, type TypedArrayConstructor } from '../../core/types.js';
-import { allocShared } from '../xpmem/arena.js';
+import { allocShared } from '../shm/arena.js';
 import * as xpmem from '../xpmem/index.js';
 import { applyAtomic, isBigDtype } from './atomic.js';
 import { AgentLink } from './client.js';

@@ -20,7 +20,7 @@ import { isUserspaceSegid, KIND_CMA, KIND_SHM, lookup, processAlive, publish, un
 
 export { Attachment } from './attachment.js';
 export { XPMEM_RDONLY, XPMEM_RDWR, XPMEM_PERMIT_MODE, type XpmemBackendName } from './constants.js';
-export { allocShared } from './arena.js';
+export { allocShared } from '../shm/arena.js';
 
 export interface BackendStatus {
   name: XpmemBackendName;
