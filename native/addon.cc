@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitReduce(env, exports);
   InitPmem(env, exports);
   InitLane(env, exports);
+  InitUcx(env, exports);
   InitPmix(env, exports);
   return exports;
 }

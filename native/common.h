@@ -29,6 +29,7 @@ void InitProcess(Napi::Env env, Napi::Object exports);
 void InitReduce(Napi::Env env, Napi::Object exports);
 void InitPmem(Napi::Env env, Napi::Object exports);
 void InitLane(Napi::Env env, Napi::Object exports);
+void InitUcx(Napi::Env env, Napi::Object exports);
 void InitPmix(Napi::Env env, Napi::Object exports);
 
 // Wraps [addr, addr+length) as an external ArrayBuffer. `unmap` is called once,

@@ -88,6 +88,8 @@ export interface NativeBinding {
   fsyncPath(path: string): void;
   /** An fd holding an exclusive flock on `path`; throws errno EAGAIN when another process holds it. */
   lockPool(path: string): number;
+  /** UCX's UCP (native/ucx.cc); libucp is dlopened at the first probe()/open(), never at addon load. */
+  ucx: NativeUcx;
   /** The PMIx client (native/pmix.cc); libpmix is dlopened at its first call, not here. */
   pmix: NativePmix;
 }
@@ -158,6 +160,88 @@ export interface NativePmix {
   finalize(): void;
   state(): 'idle' | 'initialized' | 'finalized';
   readonly rankWildcard: number;
+}
+
+// ---- UCX (native/ucx.cc): the calls only; transports/ucx is the transport to use ----
+
+/** What probe() found (it never throws): whether libucp loads with a usable version, and why not. */
+export interface UcxProbe {
+  loaded: boolean;
+  /** Why not ('' when loaded). */
+  reason: string;
+  /** The library tried: $MPRUN_UCX_LIB, else libucp.so.0. */
+  path: string;
+  /** Whether the addon was built with UCX's headers (libucx-dev). */
+  headers: boolean;
+  /** ucp_get_version(), "1.13.1"; '' when unknown. */
+  version: string;
+}
+
+export interface UcxOpenOptions {
+  /** A native thread progresses the worker while JavaScript does not (worker in MULTI mode). */
+  progressThread?: boolean;
+  /** UCP's estimated_num_eps hint (the job's size). */
+  estimatedEps?: number;
+}
+
+export interface UcxOpened {
+  /** This worker's address (every transport), for peers' epCreate. */
+  address: Uint8Array;
+  /** The worker's event fd (an epoll fd; readable when arm() returned true and something arrived). */
+  efd: number;
+  threadMode: 'single' | 'multi';
+  progressThread: boolean;
+  /** ucp_context_print_info's text (resources: "tl/device" lines). */
+  contextInfo: string;
+  /**
+   * Shared with native: status Int32[slots] (1 in progress, 0 done, < 0 a
+   * ucs_status_t), result BigInt64[slots], completion ring Int32[slots],
+   * control Int32[16] (0: ring tail, 1: inbox records, 2: failed endpoints).
+   */
+  control: ArrayBuffer;
+  slots: number;
+}
+
+/** libucp's calls as the addon exposes them. Ids are small integers; addresses are numbers (< 2^53). */
+export interface NativeUcx {
+  probe(): UcxProbe;
+  /** A UCP context made and dropped (or the open one's): whether UCX_TLS leaves a usable transport. Never throws. */
+  resources(): { ok: boolean; reason: string; contextInfo: string };
+  open(options: UcxOpenOptions): UcxOpened;
+  close(): void;
+  /** Registers existing memory (ucp_mem_map with its address and length); its packed rkey. */
+  memMap(view: Bytes): { id: number; rkey: Uint8Array; address: number };
+  memUnmap(id: number): void;
+  /** An endpoint to the worker at `address` (error mode PEER); `peer` names it in errors. */
+  epCreate(address: Uint8Array, peer: string): number;
+  /** ucp_ep_print_info's text (the lanes and their transports). */
+  epInfo(ep: number): string;
+  /** 0 while healthy, else the ucs_status_t it failed with. */
+  epStatus(ep: number): number;
+  /** The failure's status string, '' while healthy. */
+  epFailure(ep: number): string;
+  epClose(ep: number): void;
+  rkeyUnpack(ep: number, rkey: Uint8Array): number;
+  rkeyDestroy(rkey: number): void;
+  /** Returns once `src` is reusable (local completion). */
+  put(ep: number, rkey: number, remoteAddress: number, src: Bytes): void;
+  /** 0: done now; 1: completes through the ring (status[slot]). */
+  get(ep: number, rkey: number, remoteAddress: number, dst: Bytes, slot: number): 0 | 1;
+  /** op: UCP's ADD 0, SWAP 1, CSWAP 2; size 4 or 8; the old value lands in result[slot]. */
+  atomic(ep: number, rkey: number, remoteAddress: number, op: 0 | 1 | 2, size: 4 | 8, operand: number | bigint, compare: number | bigint, slot: number): 0 | 1;
+  /** ep -1: the whole worker. */
+  flush(ep: number, slot: number): 0 | 1;
+  /** An active message with header (source, tag, dtype); `payload` must live until done. */
+  send(ep: number, source: number, tag: number, dtype: number, payload: Bytes, slot: number): 0 | 1;
+  /** Progresses the worker until idle (bounded); the number of events. */
+  progress(): number;
+  /** true: nothing pending, the caller may sleep on efd. */
+  arm(): boolean;
+  /** The message records that arrived since the last call (see transports/ucx/inbox.ts), or null. */
+  takeMessages(): ArrayBuffer | null;
+  /** A rendezvous message's bytes once received, else null. */
+  takeLarge(id: number): ArrayBuffer | null;
+  statusString(status: number): string;
 }
 
 /**
