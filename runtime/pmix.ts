@@ -27,7 +27,11 @@ import { nativeError, nativePmix, PmixScope, type NativePmix, type PmixJobInfo }
 /** The key of a rank's business card. */
 export const CARD_KEY = 'mprun.card';
 
-/** Slurm 22.05 answers a direct-modex get that its peer cannot serve within 10 s with a timeout; getCard asks again until its own deadline. */
+/**
+ * Slurm 22.05's pmix plugin has a 10 s direct-modex timeout (pmixp_dmdx.c); measured here
+ * (22.05.8) a fetch waited 25 s for a late commit without it firing. getCard asks again
+ * on a timeout, until its own deadline, in case a server gives up earlier.
+ */
 const DEFAULT_CARD_TIMEOUT_MS = 300_000;
 
 export type PmixScopeName = keyof typeof PmixScope;
@@ -179,28 +183,36 @@ export class PmixClient {
   /**
    * Rank `rank`'s business card. After a collecting fence it is read locally;
    * otherwise the server fetches it from the peer's server (direct modex) and
-   * waits until the peer has committed it. Slurm 22.05 gives up such a fetch
-   * after 10 s; it is asked again until `timeoutMs`. Put and commit your card
-   * before asking for others'.
+   * waits until the peer has committed it; a server that gives up (timeout) or
+   * answers "not found" (the peer has not committed yet) is asked again until
+   * `timeoutMs`. Put and commit your card before asking for others'.
    */
   async getCard(rank: number, options: PmixCardOptions = {}): Promise<unknown> {
     this.#checkRank(rank);
-    const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_CARD_TIMEOUT_MS);
+    const limit = options.timeoutMs ?? DEFAULT_CARD_TIMEOUT_MS;
+    const deadline = Date.now() + limit;
+    let pause = 5;
+    let last = 'not found';
     for (;;) {
       const left = Math.ceil((deadline - Date.now()) / 1000);
       try {
         const v = await this.#pmix.getAsync(rank, CARD_KEY, { timeout: Math.max(1, left) });
-        if (v === null) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${rank} has no business card (${CARD_KEY}) in PMIx`, { rank });
-        if (!(v instanceof Uint8Array)) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${rank}'s business card is not bytes but ${typeof v}`, { rank });
-        return unpackValue(v);
-      } catch (e) {
-        if (!isMprunError(e, 'ERR_MPRUN_TIMEOUT') || Date.now() >= deadline) {
-          if (isMprunError(e, 'ERR_MPRUN_TIMEOUT')) {
-            throw new MprunError('ERR_MPRUN_TIMEOUT', `rank ${rank} did not commit its business card within ${options.timeoutMs ?? DEFAULT_CARD_TIMEOUT_MS} ms (${e.message})`, { rank });
-          }
-          throw e;
+        if (v !== null) {
+          if (!(v instanceof Uint8Array)) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${rank}'s business card is not bytes but ${typeof v}`, { rank });
+          return unpackValue(v);
         }
+        // Open MPI 4.1's server (PMIx 4.2) answers NOT_FOUND, instead of waiting, when asked
+        // before the peer has committed (seen under load): ask again after a pause.
+        last = 'not found';
+      } catch (e) {
+        if (!isMprunError(e, 'ERR_MPRUN_TIMEOUT')) throw e;
+        last = e.message;
       }
+      if (Date.now() >= deadline) {
+        throw new MprunError('ERR_MPRUN_TIMEOUT', `rank ${rank} did not commit its business card (${CARD_KEY}) within ${limit} ms (PMIx: ${last})`, { rank });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(pause, Math.max(0, deadline - Date.now()))));
+      pause = Math.min(pause * 2, 200);
     }
   }
 

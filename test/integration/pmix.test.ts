@@ -60,7 +60,7 @@ describe.skipIf(noMpirun !== null)('PMIx direct launch under mpirun (Open MPI 4.
     it(`mpirun -n 4: rank, size, local rank and peers, every card (${mode})`, () => {
       const r = mpirun(4, mode);
       expect(r.stderr).not.toMatch(/pmix (check failed|error)/);
-      expect(r.code).toBe(0);
+      expect(r.code, r.stderr).toBe(0);
       const lines = r.stdout
         .split('\n')
         .filter((l) => l.startsWith('pmix rank'))
@@ -71,13 +71,13 @@ describe.skipIf(noMpirun !== null)('PMIx direct launch under mpirun (Open MPI 4.
 
   it('abort(code, message) ends every rank of the job, and mpirun exits with the code', () => {
     const r = mpirun(3, 'abort');
-    expect(r.code).toBe(7);
+    expect(r.code, r.stderr).toBe(7);
     expect(r.stdout).not.toMatch(/was not aborted/);
   }, 120_000);
 
   it('available() says which library and version', () => {
     const r = mpirun(1, 'available');
-    expect(r.code).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^pmix available true libpmix\.so\.2: OpenPMIx [345]\.\d/m);
   }, 60_000);
 
@@ -94,7 +94,7 @@ describe.skipIf(built !== null)('PMIx errors', () => {
 
   it('without a PMIx server: "not started by a PMIx server", never a singleton', () => {
     const r = alone('connect', {});
-    expect(r.code).toBe(3);
+    expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/pmix error ERR_MPRUN_UNSUPPORTED: not started by a PMIx server \(PMIX_NAMESPACE is not set\)/);
     const a = alone('available', {});
     expect(a.stdout).toMatch(/^pmix available false not started by a PMIx server/m);
@@ -103,7 +103,7 @@ describe.skipIf(built !== null)('PMIx errors', () => {
   it('MPRUN_PMIX_LIB naming a missing file: the path and the loader\'s reason', () => {
     const missing = join(dir, 'nowhere', 'libpmix.so.2');
     const r = alone('connect', { PMIX_NAMESPACE: 'test', MPRUN_PMIX_LIB: missing });
-    expect(r.code).toBe(3);
+    expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toContain(`pmix error ERR_MPRUN_UNSUPPORTED: cannot load the PMIx library ${missing} (from MPRUN_PMIX_LIB): `);
     expect(r.stderr).toMatch(/No such file or directory/);
     const a = alone('available', { PMIX_NAMESPACE: 'test', MPRUN_PMIX_LIB: missing });
@@ -112,7 +112,7 @@ describe.skipIf(built !== null)('PMIx errors', () => {
 
   it('MPRUN_PMIX_LIB naming a library that is not PMIx', () => {
     const r = alone('connect', { PMIX_NAMESPACE: 'test', MPRUN_PMIX_LIB: 'libc.so.6' });
-    expect(r.code).toBe(3);
+    expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/libc\.so\.6 \(from MPRUN_PMIX_LIB\) is not a PMIx library: it has no PMIx_Get_version/);
   });
 
@@ -125,7 +125,7 @@ describe.skipIf(built !== null)('PMIx errors', () => {
     const cc = run('g++', ['-shared', '-fPIC', '-o', lib, src]);
     expect(cc.stderr).toBe('');
     const r = alone('connect', { PMIX_NAMESPACE: 'test', MPRUN_PMIX_LIB: lib });
-    expect(r.code).toBe(3);
+    expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toContain(
       `pmix error ERR_MPRUN_UNSUPPORTED: the PMIx library ${lib} (from MPRUN_PMIX_LIB) is version 2.2 ("OpenPMIx 2.2.5 (PMIx Standard: 2.2, API: 2.2.0)"); mprun needs PMIx 3.2 to 5.x`,
     );
