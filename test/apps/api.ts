@@ -221,7 +221,7 @@ await world.send(right, new Int16Array(9), 63);
 await rejects(() => world.recvInto(new Int16Array(4), left, 63), MprunError, 'recvInto of a longer message');
 await world.send(right, 'not an array', 64);
 await rejects(() => world.recvInto(new Int16Array(4), left, 64), MprunError, 'recvInto of another type');
-throws(() => void world.recvInto([] as unknown as Int16Array, left, 65), TypeError, 'recvInto into a non-typed-array');
+await rejects(() => world.recvInto([] as unknown as Int16Array, left, 65), TypeError, 'recvInto into a non-typed-array (rejects: misuse of a promise-returning call)');
 
 // Exchange patterns: receive posted first, then send, both ways at once
 const ex = world.recv(left, 70);

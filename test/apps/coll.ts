@@ -212,12 +212,12 @@ equal(queued, ['first', 'second'], 'collectives on one team run in call order');
 // --- bad input ---------------------------------------------------------------------
 await rejects(() => world.allreduce(new Float64Array(1), 'band'), TypeError, 'bitwise reduction on floats');
 await rejects(() => world.allreduce(new Float64Array(1), 'avg' as ReduceOp), TypeError, 'unknown operator');
-throws(() => void world.bcast(1, size), RangeError, 'bcast root out of range');
-throws(() => void world.reduce(1, 'sum', -1), RangeError, 'reduce root out of range');
+await rejects(() => world.bcast(1, size), RangeError, 'bcast root out of range');
+await rejects(() => world.reduce(1, 'sum', -1), RangeError, 'reduce root out of range');
 await rejects(() => world.allreduce('x' as unknown as number, 'sum'), TypeError, 'reduction of a string');
-// Argument errors come before the collective starts (the root alone fails here, publishing nothing).
-if (size > 1 && rank === 0) throws(() => void world.scatter(new Float64Array(size + 1), 0), RangeError, 'scatter of an uneven typed array');
-if (size !== 1) throws(() => void world.alltoall([1]), TypeError, 'alltoall of the wrong number of values');
+// Argument errors reject before the collective starts (the root alone fails here, publishing nothing).
+if (size > 1 && rank === 0) await rejects(() => world.scatter(new Float64Array(size + 1), 0), RangeError, 'scatter of an uneven typed array');
+if (size !== 1) await rejects(() => world.alltoall([1]), TypeError, 'alltoall of the wrong number of values');
 throws(() => world.split(1.5), TypeError, 'fractional color');
 
 console.log(`coll ok ${rank}`);
