@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { native, nativeError, nativePath, packageRoot } from '../native/index.js';
 import { DEFAULT_POOL_DIR } from './ckpt.js';
 import { CONFIG_FIELDS } from '../runtime/config.js';
-import { BUILTIN_TRANSPORTS } from '../runtime/select.js';
+import { TRANSPORTS } from '../transports/registry.js';
 import { backendName, backends, version as xpmemVersion } from '../transports/xpmem/index.js';
 
 export function packageVersion(): string {
@@ -26,15 +26,11 @@ export function infoText(): string {
   row('native addon', nativeError === null ? `loaded from ${nativePath}` : `NOT AVAILABLE: ${nativeError}`);
   out.push('');
   out.push('Transports:');
-  for (const t of BUILTIN_TRANSPORTS) {
-    const a = t.attrs;
-    const scope = t.name === 'self' ? 'the rank itself' : t.name === 'dsm' ? 'ranks on other nodes, through their node agent over TCP (jobs with --host, --hostfile or Slurm)' : 'ranks on the same node';
-    let status = 'available';
-    if (t.name === 'xpmem') {
-      const b = backendName();
-      status = b === null ? 'UNAVAILABLE: no backend' : `available, backend ${b}`;
-    }
-    row(t.name, `${status}; reaches ${scope}; latency ${(a.latency * 1e6).toFixed(2)} us, bandwidth ${fmtBandwidth(a.bandwidth)}, map ${a.canMap ? 'yes' : 'no'}, atomics ${a.hardwareAtomics ? 'hardware' : 'none'}`);
+  for (const t of TRANSPORTS) {
+    const q = t.query();
+    const c = q.caps;
+    const what = c === null ? '' : `; latency ${(c.latency * 1e6).toFixed(2)} us, bandwidth ${fmtBandwidth(c.bandwidth)}, map ${c.canMap ? 'yes' : 'no'}, puts complete ${c.putCompleteOnReturn ? 'on return' : 'at quiet'}, gets/atomics ${c.progressWithoutTarget ? 'without the target' : 'need the target to progress'}`;
+    row(t.name, `${q.detail}; reaches ${t.scope}${what}`);
   }
   out.push('');
   out.push('Launchers:');

@@ -4,7 +4,9 @@
  *   import { init } from 'mprun';
  *   const world = await init();
  */
-export { init, World, RemoteAtomics, type LocalGroup } from './world.js';
+export { init } from './bootstrap.js';
+export { World, type LocalGroup } from './world.js';
+export { RemoteAtomics } from './atomics.js';
 export { Team, type ReduceOp } from './team.js';
 export { REDUCE_OPS } from './coll/ops.js';
 export { ANY_SOURCE, ANY_TAG, type Message } from './p2p.js';

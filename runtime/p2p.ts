@@ -8,30 +8,34 @@
  * Messages between one pair never overtake each other: sends to one
  * destination post in call order.
  *
- * Progress: sends that cannot post at once (ring full, or a large message
- * streaming as fragments) and receives that cannot match at once are pending
+ * Sending: each destination's endpoint (transports/endpoint.ts) carries the
+ * message. A send the endpoint cannot finish at once (a full queue, a large
+ * message streaming as fragments) completes as its transport progresses.
+ *
+ * Progress: pending sends and receives that cannot match at once are pending
  * operations. Every wait of this rank, whatever it waits for, drives all of
  * them (progress()), so concurrent operations never starve each other, and a
- * rank blocked on a full ring drains its own incoming rings, so ranks that
+ * rank whose send finds a peer's queue full drains its own, so ranks that
  * send to each other before they receive do not deadlock.
  *
- * Every message a rank receives comes through its one queue in the node's
- * control segment (transports/xpmem/queue.ts), written by every local rank and
- * by the node agent; so a receive polls one place, whatever its source.
- * Ranks on other nodes: a send goes over TCP to the destination's node agent
- * (RemoteMessages), which relays it into the destination's queue; so a receive
- * can wait synchronously. One connection, and the agent's posting in order,
- * keep each pair in order.
+ * Receiving: messages from this node (and from other nodes' ranks through
+ * this node's agent, which relays them) come through the rank's one queue in
+ * the node's control segment (transports/shm/queue.ts), polled here as a
+ * RecordSink; messages of transports that deliver themselves (and to itself)
+ * arrive through arrived() (a MessageSink). One connection, and the agent's
+ * posting in order, keep each pair in order.
  *
  * Tags from INTERNAL_TAG up carry the runtime's own traffic (collectives
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
  * in their own queues for takeInternal().
  */
-import { allocate, cloneValue, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish } from '../core/codec.js';
+import { allocate, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import type { TypedArray } from '../core/types.js';
 import type { NodeQueues, RecordSink } from '../transports/shm/queue.js';
 import { WAKE_MESSAGE } from '../transports/shm/control.js';
+import type { ShmMessages } from '../transports/shm/messages.js';
+import type { Endpoint, MessageSink, TransportInstance } from '../transports/endpoint.js';
 import type { Waiter } from './wait.js';
 
 export const ANY_SOURCE = -1;
@@ -44,26 +48,12 @@ function describeTag(tag: number): string {
   return tag === ANY_TAG ? ', tag ANY_TAG' : tag >= INTERNAL_TAG ? ' (a collective across nodes)' : `, tag ${tag}`;
 }
 
-/** Sends to ranks on other nodes (transports/dsm): posted at once, the payload copied. */
-export interface RemoteMessages {
-  send(dest: number, tag: number, dtype: number, payload: TypedArray): void;
-}
-
 const DONE: Promise<void> = Promise.resolve();
 
 export interface Message<T = unknown> {
   data: T;
   source: number;
   tag: number;
-}
-
-interface PendingSend {
-  tag: number;
-  dtype: number;
-  payload: TypedArray;
-  /** Bytes posted so far (fragments). */
-  offset: number;
-  done: boolean;
 }
 
 interface PendingRecv {
@@ -94,23 +84,36 @@ function matchesPair(mSource: number, mTag: number, source: number, tag: number)
   return (source === ANY_SOURCE || mSource === source) && (tag === ANY_TAG || mTag === tag);
 }
 
-export class Messenger implements RecordSink {
-  readonly #me: number;
+/** What the matching engine works with: the rank's inbox, its endpoints, and the transports that carry its messages. */
+export interface MessagingParts {
+  size: number;
+  /** The rank's own queue (its node peers and its node agent write into it). */
+  inbox: NodeQueues;
+  waiter: Waiter;
+  /** One per world rank (this rank's own included). */
+  endpoints: readonly Endpoint[];
+  /** World rank of each local rank. */
+  worldOfLocal: readonly number[];
+  /** The node queues' sending side (when its sends are stuck, this rank drains its own queue). */
+  shm: ShmMessages;
+  /** Other transports whose progress completes sends or delivers messages. */
+  others: readonly TransportInstance[];
+  /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
+  recvPollNs: number;
+}
+
+export class Messenger implements RecordSink, MessageSink {
   readonly #size: number;
   readonly #queues: NodeQueues;
   readonly #waiter: Waiter;
-  readonly #eagerLimit: number;
-  /** World rank of each local rank, and local rank of each world rank. */
+  readonly #endpoints: readonly Endpoint[];
+  readonly #shm: ShmMessages;
+  readonly #others: readonly TransportInstance[];
+  /** World rank of each local rank. */
   readonly #worldOfLocal: readonly number[];
-  readonly #localOfWorld: readonly number[];
   readonly #unexpected: Message[] = [];
-  /** Per local destination, sends waiting to post, in call order. */
-  readonly #sends: PendingSend[][];
-  /** Sends to other nodes, and the ring their node agent relays messages to us through. */
-  readonly #remote: RemoteMessages | null;
   /** The runtime's own messages that arrived, by source and tag. */
   readonly #internal = new Map<number, Message[]>();
-  #sendsPending = 0;
   /** Posted receives not yet matched, in posting order. */
   readonly #recvs: PendingRecv[] = [];
   /** Per local source: the large message being reassembled from its fragments. */
@@ -125,19 +128,32 @@ export class Messenger implements RecordSink {
   /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
   readonly #pollNs: number;
 
-  constructor(me: number, size: number, queues: NodeQueues, waiter: Waiter, eagerLimit: number, worldOfLocal: readonly number[], localOfWorld: readonly number[], recvPollNs = 0, remote: RemoteMessages | null = null) {
-    this.#remote = remote;
-    this.#pollNs = recvPollNs;
-    this.#me = me;
-    this.#size = size;
-    this.#queues = queues;
-    this.#waiter = waiter;
-    this.#eagerLimit = Math.min(eagerLimit, queues.maxEager);
-    this.#worldOfLocal = worldOfLocal;
-    this.#localOfWorld = localOfWorld;
-    this.#sends = worldOfLocal.map(() => []);
-    this.#assembling = [...worldOfLocal, -1].map(() => null);
-    waiter.attach(() => this.progress(), () => this.busy());
+  constructor(p: MessagingParts) {
+    this.#pollNs = p.recvPollNs;
+    this.#size = p.size;
+    this.#queues = p.inbox;
+    this.#waiter = p.waiter;
+    this.#endpoints = p.endpoints;
+    this.#shm = p.shm;
+    this.#others = p.others;
+    this.#worldOfLocal = p.worldOfLocal;
+    this.#assembling = [...p.worldOfLocal, -1].map(() => null);
+    p.waiter.attach(() => this.progress(), () => this.busy());
+  }
+
+  // --- MessageSink: messages transports deliver themselves ------------------------
+  arrived(source: number, tag: number, dtype: number, payload: TypedArray): void {
+    const Ctor = moveCtor(dtype);
+    // As the payload's own element type (a copy when it came as bytes of another type).
+    const view = payload.constructor === Ctor ? payload : new Ctor(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength) as ArrayBuffer);
+    const into = this.#destination(source, tag, dtype, view.byteLength);
+    let data: unknown;
+    if (into === null) data = decodeFrom(dtype, view, 0, view.byteLength);
+    else {
+      (into as Float64Array).set(view as unknown as Float64Array);
+      data = into;
+    }
+    this.#arrived({ data, source, tag });
   }
 
   // --- RecordSink: called by NodeQueues.poll ---------------------------------
@@ -216,41 +232,10 @@ export class Messenger implements RecordSink {
   }
 
   #send(dest: number, data: unknown, tag: number, copy = false): Promise<void> {
-    if (dest === this.#me) {
-      this.#arrived({ data: cloneValue(data), source: dest, tag });
-      return DONE;
-    }
-    const local = this.#localOfWorld[dest]!;
     const { dtype, payload } = encode(data);
-    if (local < 0) {
-      if (this.#remote === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${dest} is on another node, and this world has no cross-node transport`, { rank: dest });
-      this.#remote.send(dest, tag, dtype, payload);
-      return DONE;
-    }
-    const queue = this.#sends[local]!;
-    if (queue.length === 0 && payload.byteLength <= this.#eagerLimit && this.#queues.trySendEager(local, tag, dtype, payload)) return DONE;
-    // The packer's buffer is reused by the next encode: keep a copy of msgpack payloads.
-    const s: PendingSend = { tag, dtype, payload: dtype === DTYPE_MSGPACK || copy ? payload.slice() : payload, offset: 0, done: false };
-    queue.push(s);
-    this.#sendsPending++;
-    this.#advanceSends(local);
+    // The packer's buffer is reused by the next encode: a msgpack payload is not stable (nor an internal one).
+    const s = this.#endpoints[dest]!.send(tag, dtype, payload, dtype !== DTYPE_MSGPACK && !copy);
     return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE, () => `send to rank ${dest}${describeTag(tag)}`);
-  }
-
-  /** Posts what it can of the sends queued for `local`; returns whether one completed. */
-  #advanceSends(local: number): boolean {
-    const q = this.#queues;
-    const queue = this.#sends[local]!;
-    let completed = false;
-    while (queue.length > 0) {
-      const s = queue[0]!;
-      if (!q.tryPost(local, s, this.#eagerLimit)) break;
-      queue.shift();
-      this.#sendsPending--;
-      s.done = true;
-      completed = true;
-    }
-    return completed;
   }
 
   // --- receive -------------------------------------------------------------------
@@ -291,7 +276,7 @@ export class Messenger implements RecordSink {
     // Straight from the rings, unless an earlier receive is still waiting (it
     // has first claim). Poll for a few microseconds before going async: a
     // reply already in flight lands then, and a bounded poll cannot deadlock.
-    if (m === null && this.#recvs.length === 0 && this.#sendsPending === 0) {
+    if (m === null && this.#recvs.length === 0 && !this.#sending()) {
       if (into !== null) {
         this.#fastInto = into;
         this.#fastSource = source;
@@ -413,9 +398,16 @@ export class Messenger implements RecordSink {
 
   // --- progress --------------------------------------------------------------------
 
+  /** Whether sends are in flight. */
+  #sending(): boolean {
+    if (this.#shm.busy()) return true;
+    for (const t of this.#others) if (t.busy()) return true;
+    return false;
+  }
+
   /** Whether operations are pending (a waiting rank must then wake for messages too). */
   busy(): boolean {
-    return this.#sendsPending > 0 || this.#recvs.length > 0;
+    return this.#recvs.length > 0 || this.#sending();
   }
 
   /**
@@ -424,16 +416,12 @@ export class Messenger implements RecordSink {
    */
   progress(): boolean {
     let completed = false;
-    if (this.#sendsPending > 0) {
-      let stuck = false;
-      for (let l = 0; l < this.#sends.length; l++) {
-        if (this.#sends[l]!.length === 0) continue;
-        if (this.#advanceSends(l)) completed = true;
-        if (this.#sends[l]!.length > 0) stuck = true;
-      }
+    if (this.#shm.busy()) {
+      if (this.#shm.progress()) completed = true;
       // A full queue: drain our own, so that a peer blocked sending to us moves too.
-      if (stuck && this.#drainAll()) completed = true;
+      if (this.#shm.stuck && this.#drainAll()) completed = true;
     }
+    for (const t of this.#others) if (t.progress()) completed = true;
     if (this.#recvs.length > 0 && this.#drainAll()) completed = true;
     return completed;
   }

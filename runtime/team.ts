@@ -9,12 +9,12 @@
  * the same order, as MPI requires.
  */
 import { WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
-import { MprunError } from './errors.js';
+import { MprunError } from '../core/errors.js';
 import { KIND, partsOf, ShmCollectives, type CollectiveEngine, type Ready, type Steps } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
 import type { Messenger } from './p2p.js';
 import { checkOp, type ReduceOp } from './coll/ops.js';
-import { isTypedArray, type TypedArray } from './types.js';
+import { isTypedArray, type TypedArray } from '../core/types.js';
 import type { Waiter } from './wait.js';
 
 export type { ReduceOp } from './coll/ops.js';

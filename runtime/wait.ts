@@ -12,7 +12,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
-import { WAKE_MESSAGE, type ControlSegment } from '../transports/shm/control.js';
+import { WAKE_HEAP, WAKE_MESSAGE, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
 
 /** block() results */
@@ -231,6 +231,11 @@ export class Waiter {
    * it blocks), lets continuations of other completed operations run, and lets
    * the event loop run between slices.
    */
+  /** Waits until `ready()` holds for this rank's own memory: peers' puts and atomics ring for it. */
+  waitForMemory(ready: () => boolean, what: () => string): Promise<void> {
+    return this.wait(ready, WAKE_HEAP, what);
+  }
+
   async wait(ready: () => boolean, wake: number, what: () => string): Promise<void> {
     await null;
     const w = this.#begin(what);

@@ -1,63 +1,25 @@
 /**
  * The World a rank sees: its rank and size, the symmetric heap with one-sided
  * put/get/atomics, point-to-point messages, barrier and finalize. Each peer is
- * reached by the transport the selector picked at init; for ranks of this node
- * that is xpmem (their heaps attached once, a put is one TypedArray.set into
- * the attached memory: one copy, no syscall, no work for the target).
+ * reached through the endpoint the transport registry bound for it at init
+ * (runtime/bootstrap.ts); the World checks every call (ranges, types, ranks)
+ * before a byte moves and then calls the endpoint, never a transport.
  */
-import { hostname } from 'node:os';
+import { MprunError, isMprunError } from '../core/errors.js';
+import { dtypeOf } from '../core/codec.js';
+import { isTypedArray, isTypedArrayCtor, type AtomicArray, type Comparison, type TypedArray, type TypedArrayConstructor } from '../core/types.js';
 import { native } from '../native/index.js';
-import * as xpmem from '../transports/xpmem/index.js';
-import { allocShared } from '../transports/shm/arena.js';
-import { ControlSegment, WAKE_HEAP } from '../transports/shm/control.js';
-import { NodeQueues } from '../transports/shm/queue.js';
-import { AgentLink, outputQueued, pumpAll } from '../transports/dsm/client.js';
-import { AMO, DsmFrame } from '../transports/dsm/frames.js';
-import { isBigDtype } from '../transports/dsm/atomic.js';
-import { SharedMemory } from '../transports/dsm/shared.js';
-import { dtypeOf } from './codec.js';
-import { readConfig, type RuntimeConfig } from './config.js';
-import { ControlClient } from './control.js';
-import { isMprunError, MprunError } from './errors.js';
+import type { AtomicOpCode, Endpoint, TransportInstance } from '../transports/endpoint.js';
+import { openSharedMemory, type AgentLinks, type PeerCard, type SharedMemory } from '../transports/registry.js';
+import { RemoteAtomics } from './atomics.js';
+import type { JobEnvironment } from './bootstrap.js';
+import type { RuntimeConfig } from './config.js';
+import type { ControlClient } from './control.js';
 import { SymmetricHeap } from './heap.js';
-import { ANY_SOURCE, ANY_TAG, Messenger, type Message } from './p2p.js';
-import { BUILTIN_TRANSPORTS, selectTransport } from './select.js';
-import { isTypedArray, isTypedArrayCtor, type AtomicArray, type AtomicValue, type Comparison, type TypedArray, type TypedArrayConstructor } from './types.js';
-import { Waiter } from './wait.js';
+import { ANY_SOURCE, ANY_TAG, type Message, type Messenger } from './p2p.js';
+import type { Waiter } from './wait.js';
 import { Team, type TeamContext } from './team.js';
 import { Checkpointer, checkpointConfig, type CheckpointInfo, type CheckpointOptions } from './checkpoint.js';
-
-/** Above this many bytes a put ends with a full fence: memcpy uses non-temporal stores there. */
-const NT_STORE_BYTES = 256 * 1024;
-
-interface BusinessCard {
-  pid: number;
-  node: string;
-  localRank: number;
-  heapSegid: string;
-  heapBytes: number;
-  collSegid: string;
-  collBytes: number;
-  /** This node's index in the job, and its agent's data address (null for a one-node job). */
-  nodeIndex: number;
-  agent: string | null;
-}
-
-interface Peer {
-  rank: number;
-  pid: number;
-  localRank: number;
-  node: string;
-  nodeIndex: number;
-  transport: string;
-  /** The connection to the peer's node agent, for a peer on another node. */
-  link: AgentLink | null;
-  /** The peer's heap, mapped here; null when the peer is not reachable by mapping. */
-  heap: ArrayBuffer | null;
-  /** The peer's collective arena (team scratch), mapped here. */
-  coll: ArrayBuffer | null;
-  attachments: Array<{ detach(): void }>;
-}
 
 /** The ranks of one node, as world ranks. */
 export interface LocalGroup {
@@ -65,45 +27,25 @@ export interface LocalGroup {
   readonly size: number;
 }
 
-export interface JobEnvironment {
-  rank: number;
-  size: number;
-  localRank: number;
-  localSize: number;
-  controller: string | null;
-  secret: string;
-  controlFd: number | null;
-  jobId: string;
-  nodeIndex: number;
-  nnodes: number;
-  /** This node's agent's data address, for the ranks of other nodes and shared variables. */
-  agent: string | null;
+/** What bootstrap hands the World. @internal */
+export interface WorldParts {
+  env: JobEnvironment;
+  config: RuntimeConfig;
+  /** The node's control segment (team flags), and whether this rank made it (and so unmaps it). */
+  ctrl: TeamContext['ctrl'];
+  ownsCtrl: boolean;
+  heap: ArrayBuffer;
+  /** Every rank's business card, and the endpoint bound for it. */
+  cards: readonly PeerCard[];
+  endpoints: readonly Endpoint[];
+  client: ControlClient | null;
+  waiter: Waiter;
+  messenger: Messenger;
+  /** Connections to other nodes' agents (null: a one-node job); also serve the shared variables. */
+  links: AgentLinks | null;
+  /** This rank's transport instances, closed at finalize. */
+  transports: readonly TransportInstance[];
 }
-
-export function jobEnvironment(): JobEnvironment | null {
-  const e = process.env;
-  if (e.MPRUN_RANK === undefined) return null;
-  const num = (name: string): number => {
-    const v = Number(e[name]);
-    if (!Number.isInteger(v) || v < 0) throw new MprunError('ERR_MPRUN_ARG', `${name}=${String(e[name])} is not a valid value; was this process started by mprun?`);
-    return v;
-  };
-  return {
-    rank: num('MPRUN_RANK'),
-    size: num('MPRUN_SIZE'),
-    localRank: num('MPRUN_LOCAL_RANK'),
-    localSize: num('MPRUN_LOCAL_SIZE'),
-    controller: e.MPRUN_CONTROLLER ?? null,
-    secret: e.MPRUN_SECRET ?? '',
-    controlFd: e.MPRUN_CTRL_FD === undefined ? null : num('MPRUN_CTRL_FD'),
-    jobId: e.MPRUN_JOBID ?? 'singleton',
-    nodeIndex: e.MPRUN_NODE_INDEX === undefined ? 0 : num('MPRUN_NODE_INDEX'),
-    nnodes: e.MPRUN_NNODES === undefined ? 1 : num('MPRUN_NNODES'),
-    agent: e.MPRUN_AGENT_ADDR ?? null,
-  };
-}
-
-type Atom = Int32Array | BigInt64Array;
 
 /** World team slots: 0 is the world, 1 the node's ranks (team('shared')). */
 const WORLD_SLOT = 0;
@@ -117,18 +59,19 @@ export class World extends Team {
   /** Shared variables and semaphores across every node (transports/dsm). */
   readonly dsm: SharedMemory;
 
-  readonly #ctrl: ControlSegment;
+  readonly #ctrl: TeamContext['ctrl'];
   readonly #ownsCtrl: boolean;
   readonly #heap: SymmetricHeap;
-  readonly #peers: Peer[];
+  readonly #endpoints: readonly Endpoint[];
   readonly #waiter: Waiter;
   readonly #messenger: Messenger;
   readonly #client: ControlClient | null;
-  readonly #localRanks: number[];
   readonly #shared: Team;
-  /** Connections to other nodes' agents (empty on a one-node job). */
-  readonly #links: AgentLink[];
-  /** Peer views of each allocation, by world rank (null: not mappable). */
+  readonly #links: AgentLinks | null;
+  readonly #transports: readonly TransportInstance[];
+  /** Endpoints with puts that complete only at a flush (quiet and barrier flush them). */
+  readonly #unflushed = new Set<Endpoint>();
+  /** Peer views of each allocation, by world rank (null: not made yet). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
   #finalized = false;
   /** Allocations made so far (each rank's count must agree at every alloc). */
@@ -136,18 +79,10 @@ export class World extends Team {
   readonly #ckpt: Checkpointer;
 
   /** @internal use init() */
-  constructor(parts: {
-    env: JobEnvironment;
-    config: RuntimeConfig;
-    ctrl: ControlSegment;
-    ownsCtrl: boolean;
-    heap: ArrayBuffer;
-    peers: Peer[];
-    client: ControlClient | null;
-    waiter: Waiter;
-    links: AgentLink[];
-  }) {
-    const { env, config, ctrl, peers, waiter } = parts;
+  constructor(parts: WorldParts) {
+    const { env, config, ctrl, cards, endpoints, waiter } = parts;
+    const me = cards[env.rank]!;
+    const localRankOf = (w: number): number => (cards[w]!.node === me.node ? cards[w]!.localRank : -1);
     // The teams' liveness is this world's; `self` is set once super() has run.
     let self: World | null = null;
     const ctx: TeamContext = {
@@ -157,12 +92,12 @@ export class World extends Team {
         if (self !== null) self.#live();
       },
       worldRank: env.rank,
-      localRankOf: (w) => peers[w]!.localRank,
-      nodeOf: (w) => peers[w]!.nodeIndex,
-      messenger: () => self!.#messenger,
+      localRankOf,
+      nodeOf: (w) => cards[w]!.nodeIndex,
+      messenger: () => parts.messenger,
       arenaOf: (w) => {
-        const a = peers[w]!.coll;
-        if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective arena is not mapped here`);
+        const a = endpoints[w]!.mapScratch();
+        if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective scratch cannot be mapped here (${endpoints[w]!.name})`);
         return a;
       },
       bankBytes: config.collBankBytes,
@@ -170,40 +105,28 @@ export class World extends Team {
       pollNs: config.collPollNs,
       slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
     };
-    super(ctx, peers.map((p) => p.rank), WORLD_SLOT);
+    super(ctx, cards.map((_, r) => r), WORLD_SLOT);
     self = this;
-    const me = peers[env.rank]!;
-    this.#shared = new Team(ctx, peers.filter((p) => p.node === me.node).map((p) => p.rank), SHARED_SLOT);
+    this.#shared = new Team(ctx, cards.map((_, r) => r).filter((r) => localRankOf(r) >= 0), SHARED_SLOT);
     this.local = { rank: env.localRank, size: env.localSize };
     this.jobId = env.jobId;
     this.config = config;
     this.#ctrl = ctrl;
     this.#ownsCtrl = parts.ownsCtrl;
     this.#heap = new SymmetricHeap(parts.heap);
-    this.#peers = parts.peers;
+    this.#endpoints = endpoints;
     this.#client = parts.client;
-    this.#localRanks = parts.peers.filter((p) => p.localRank >= 0).sort((a, b) => a.localRank - b.localRank).map((p) => p.rank);
     this.#waiter = waiter;
-    const localOfWorld = parts.peers.map((p) => p.localRank);
-    const queues = new NodeQueues(ctrl, env.localRank);
+    this.#messenger = parts.messenger;
     this.#links = parts.links;
-    const remote = parts.links.length === 0 ? null : {
-      send: (dest: number, tag: number, dtype: number, payload: TypedArray): void => {
-        parts.peers[dest]!.link!.post(DsmFrame.MSG, { target: dest, id: env.rank, arg: tag, aux: dtype }, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength));
-      },
-    };
-    this.#messenger = new Messenger(env.rank, env.size, queues, this.#waiter, config.eagerLimit, this.#localRanks, localOfWorld, config.recvPollNs, remote);
-    // A rank waiting on shared memory must let its event loop read replies from other nodes.
-    waiter.network(() => outputQueued() || parts.links.some((l) => l.waiting), pumpAll);
+    this.#transports = parts.transports;
     this.atomics = new RemoteAtomics(this);
-    const linkOfNode = new Map(parts.links.map((l) => [l.node, l]));
-    this.dsm = new SharedMemory({
+    this.dsm = openSharedMemory(parts.links, {
       rank: env.rank,
       nodeIndex: env.nodeIndex,
       nnodes: env.nnodes,
       secret: env.secret,
       agent: env.agent,
-      linkOf: (n) => linkOfNode.get(n) ?? null,
       allgather: (v) => this.allgather(v) as Promise<unknown[]>,
       barrier: () => super.barrier(),
       nodeBcast: (v) => this.#shared.bcast(v, 0),
@@ -304,30 +227,25 @@ export class World extends Team {
     return views;
   }
 
-  #peer(pe: number): Peer {
+  #endpoint(pe: number): Endpoint {
     if (!Number.isInteger(pe) || pe < 0 || pe >= this.size) throw new RangeError(`pe ${pe} is not a rank of this world (size ${this.size})`);
-    return this.#peers[pe]!;
-  }
-
-  #peerView<T extends TypedArray>(a: T, pe: number, what: string): T {
-    const views = this.#allocation(a, what);
-    const peer = this.#peer(pe);
-    let v = views[pe];
-    if (v === null || v === undefined) {
-      if (peer.heap === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `${what}: rank ${pe} is reached by ${peer.transport}, which cannot map its memory`);
-      const Ctor = a.constructor as TypedArrayConstructor<T>;
-      v = new Ctor(peer.heap, a.byteOffset, a.length);
-      views[pe] = v;
-    }
-    return v as T;
+    return this.#endpoints[pe]!;
   }
 
   /** A view of `pe`'s copy of `a` for direct loads and stores, or null when it cannot be mapped. */
   ptr<T extends TypedArray>(a: T, pe: number): T | null {
     this.#live();
-    this.#allocation(a, 'ptr');
-    if (this.#peer(pe).heap === null) return null;
-    return this.#peerView(a, pe, 'ptr');
+    const views = this.#allocation(a, 'ptr');
+    const ep = this.#endpoint(pe);
+    let v = views[pe];
+    if (v === null || v === undefined) {
+      const mem = ep.map();
+      if (mem === null) return null;
+      const Ctor = a.constructor as TypedArrayConstructor<T>;
+      v = new Ctor(mem, a.byteOffset, a.length);
+      views[pe] = v;
+    }
+    return v as T;
   }
 
   #checkRange(a: TypedArray, count: number, offset: number, what: string): void {
@@ -344,16 +262,10 @@ export class World extends Team {
     this.#live();
     this.#checkSameType(a, src, 'put');
     this.#checkRange(a, src.length, offset, 'put');
-    const link = this.#peer(pe).link;
-    if (link !== null) {
-      this.#allocation(a, 'put');
-      link.put(pe, a.byteOffset + offset * a.BYTES_PER_ELEMENT, new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
-      return;
-    }
-    const dst = this.#peerView(a, pe, 'put');
-    (dst as Float64Array).set(src as unknown as Float64Array, offset);
-    if (src.byteLength >= NT_STORE_BYTES) native().fence();
-    this.#notify(pe);
+    this.#allocation(a, 'put');
+    const ep = this.#endpoint(pe);
+    ep.put(a.byteOffset + offset * a.BYTES_PER_ELEMENT, src);
+    if (!ep.caps.putCompleteOnReturn) this.#unflushed.add(ep);
   }
 
   /** Copies `pe`'s `a[offset .. offset + dst.length)` into `dst`. */
@@ -361,26 +273,23 @@ export class World extends Team {
     this.#live();
     this.#checkSameType(a, dst, 'get');
     this.#checkRange(a, dst.length, offset, 'get');
-    const link = this.#peer(pe).link;
-    if (link !== null) {
-      this.#allocation(a, 'get');
-      await link.get(pe, a.byteOffset + offset * a.BYTES_PER_ELEMENT, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength));
-      return dst;
-    }
-    const src = this.#peerView(a, pe, 'get');
-    (dst as Float64Array).set((src as Float64Array).subarray(offset, offset + dst.length));
+    this.#allocation(a, 'get');
+    const done = this.#endpoint(pe).get(a.byteOffset + offset * a.BYTES_PER_ELEMENT, dst);
+    if (done !== undefined) await done;
     return dst;
   }
 
   /**
    * Completes every put issued so far (OpenSHMEM quiet). Puts to node peers
-   * complete on return already; puts to other nodes when their agent answers
-   * a flush sent behind them.
+   * complete on return already; others when their endpoint's flush answers.
    */
   async quiet(): Promise<void> {
     this.#live();
     native().fence();
-    if (this.#links.length > 0) await Promise.all(this.#links.map((l) => l.flush()));
+    if (this.#unflushed.size === 0) return;
+    const flushes = [...this.#unflushed].map((ep) => ep.flush());
+    this.#unflushed.clear();
+    await Promise.all(flushes);
   }
 
   /**
@@ -388,11 +297,11 @@ export class World extends Team {
    * shared variables are released before and acquired after it.
    */
   override barrier(): Promise<void> {
-    if (this.#links.length === 0 && !this.dsm.active) return super.barrier();
-    return this.#barrierAcrossNodes();
+    if (this.#unflushed.size === 0 && !this.dsm.active) return super.barrier();
+    return this.#barrierAfterQuiet();
   }
 
-  async #barrierAcrossNodes(): Promise<void> {
+  async #barrierAfterQuiet(): Promise<void> {
     await this.quiet();
     await this.dsm.releaseAll();
     await super.barrier();
@@ -405,36 +314,15 @@ export class World extends Team {
     native().fence();
   }
 
-  /** Rings `pe`'s doorbell: it may be waiting for what we just wrote. */
-  #notify(pe: number): void {
-    const l = this.#peers[pe]!.localRank;
-    if (l >= 0) this.#ctrl.ring(l, WAKE_HEAP);
-  }
-
-  /** @internal the view of `pe`'s element for an atomic. */
-  atomicTarget(arr: AtomicArray, index: number, pe: number, value: unknown, what: string): Atom {
+  /** @internal one atomic on `pe`'s element, after every check (RemoteAtomics). */
+  atomic(op: AtomicOpCode, arr: AtomicArray, index: number, pe: number, a: number | bigint, b: number | bigint, what: string): Promise<number | bigint> | number | bigint {
     this.#live();
     if (!(arr instanceof Int32Array) && !(arr instanceof BigInt64Array)) throw new TypeError(`${what}: atomics work on Int32Array and BigInt64Array, not ${describe(arr)}`);
     this.#allocation(arr, what);
     if (!Number.isInteger(index) || index < 0 || index >= arr.length) throw new RangeError(`${what}: index ${index} is outside the allocation of ${arr.length}`);
-    checkAtomicValue(arr, value, what);
-    return this.#peerView(arr as Atom, pe, what);
-  }
-
-  /** @internal */
-  atomicDone(pe: number): void {
-    this.#notify(pe);
-  }
-
-  /** @internal the connection to `pe`'s agent, when `pe` is on another node. */
-  linkOf(pe: number): AgentLink | null {
-    return this.#peer(pe).link;
-  }
-
-  /** @internal an atomic on `pe`'s element, served by its node agent. */
-  remoteAtomic(link: AgentLink, arr: AtomicArray, index: number, pe: number, op: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
-    const dtype = dtypeOf(arr);
-    return link.atomic(DsmFrame.AMO, pe, arr.byteOffset + index * arr.BYTES_PER_ELEMENT, op, dtype, a, b, isBigDtype(dtype), false);
+    checkAtomicValue(arr, a, what);
+    checkAtomicValue(arr, b, what);
+    return this.#endpoint(pe).atomic(op, dtypeOf(arr), arr.byteOffset + index * arr.BYTES_PER_ELEMENT, a, b);
   }
 
   /** Waits until this rank's `arr[index] <cmp> value` holds (OpenSHMEM wait_until). */
@@ -448,7 +336,7 @@ export class World extends Team {
     const read = atomic ? () => Atomics.load(arr as Int32Array, index) : () => (arr as Float64Array)[index]!;
     const ready = (): boolean => test(read(), value as number);
     if (ready()) return;
-    await this.#waiter.wait(ready, WAKE_HEAP, () => `waitUntil(index ${index} ${cmp} ${String(value)}) on this rank's memory`);
+    await this.#waiter.waitForMemory(ready, () => `waitUntil(index ${index} ${cmp} ${String(value)}) on this rank's memory`);
   }
 
   // --- messages ------------------------------------------------------------
@@ -543,11 +431,10 @@ export class World extends Team {
       await this.#client.finalize();
       this.#client.close();
     }
-    for (const l of this.#links) l.close();
+    this.#links?.close();
     this.dsm.close();
-    for (const p of this.#peers) {
-      if (p.rank !== this.rank) for (const a of p.attachments) a.detach();
-    }
+    for (const ep of this.#endpoints) ep.close();
+    for (const t of this.#transports) t.close();
     if (this.#ownsCtrl) this.#ctrl.unmap();
   }
 
@@ -555,78 +442,9 @@ export class World extends Team {
     if (this.#finalized) throw new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized');
   }
 
-  /** The transport serving each rank (for `MPRUN_DEBUG` and tests). */
+  /** The endpoint serving each rank, by name (for `MPRUN_DEBUG` and tests). */
   transports(): string[] {
-    return this.#peers.map((p) => p.transport);
-  }
-}
-
-/** One-sided atomics on `pe`'s copy of a symmetric Int32Array or BigInt64Array. */
-export class RemoteAtomics {
-  readonly #world: World;
-  constructor(world: World) {
-    this.#world = world;
-  }
-
-  /** The connection for an atomic on `pe`, after the same checks as a local one; null for local peers. */
-  #remote(arr: AtomicArray, index: number, pe: number, value: unknown, what: string): AgentLink | null {
-    const link = this.#world.linkOf(pe);
-    if (link !== null) this.#world.atomicTarget(arr, index, this.#world.rank, value, what);
-    return link;
-  }
-
-  async fetchAdd<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
-    const link = this.#remote(arr, index, pe, value, 'fetchAdd');
-    if (link !== null) return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.FETCH_ADD, value, value)) as AtomicValue<A>;
-    const t = this.#world.atomicTarget(arr, index, pe, value, 'fetchAdd');
-    const old = Atomics.add(t as Int32Array, index, value as number);
-    this.#world.atomicDone(pe);
-    return old as AtomicValue<A>;
-  }
-
-  async add<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<void> {
-    await this.fetchAdd(arr, index, value, pe);
-  }
-
-  async compareSwap<A extends AtomicArray>(arr: A, index: number, expected: AtomicValue<A>, desired: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
-    const link = this.#remote(arr, index, pe, expected, 'compareSwap');
-    if (link !== null) {
-      checkAtomicValue(arr, desired, 'compareSwap');
-      return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.COMPARE_SWAP, expected, desired)) as AtomicValue<A>;
-    }
-    const t = this.#world.atomicTarget(arr, index, pe, expected, 'compareSwap');
-    checkAtomicValue(arr, desired, 'compareSwap');
-    const old = Atomics.compareExchange(t as Int32Array, index, expected as number, desired as number);
-    this.#world.atomicDone(pe);
-    return old as AtomicValue<A>;
-  }
-
-  async swap<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<AtomicValue<A>> {
-    const link = this.#remote(arr, index, pe, value, 'swap');
-    if (link !== null) return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.SWAP, value, value)) as AtomicValue<A>;
-    const t = this.#world.atomicTarget(arr, index, pe, value, 'swap');
-    const old = Atomics.exchange(t as Int32Array, index, value as number);
-    this.#world.atomicDone(pe);
-    return old as AtomicValue<A>;
-  }
-
-  async fetch<A extends AtomicArray>(arr: A, index: number, pe: number): Promise<AtomicValue<A>> {
-    const zero = arr instanceof BigInt64Array ? 0n : 0;
-    const link = this.#remote(arr, index, pe, zero, 'fetch');
-    if (link !== null) return (await this.#world.remoteAtomic(link, arr, index, pe, AMO.FETCH, zero, zero)) as AtomicValue<A>;
-    const t = this.#world.atomicTarget(arr, index, pe, arr instanceof BigInt64Array ? 0n : 0, 'fetch');
-    return Atomics.load(t as Int32Array, index) as AtomicValue<A>;
-  }
-
-  async set<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<void> {
-    const link = this.#remote(arr, index, pe, value, 'set');
-    if (link !== null) {
-      await this.#world.remoteAtomic(link, arr, index, pe, AMO.SET, value, value);
-      return;
-    }
-    const t = this.#world.atomicTarget(arr, index, pe, value, 'set');
-    Atomics.store(t as Int32Array, index, value as number);
-    this.#world.atomicDone(pe);
+    return this.#endpoints.map((e) => e.name);
   }
 }
 
@@ -665,108 +483,4 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   return typeof v;
-}
-
-// --- init ------------------------------------------------------------------------
-
-let current: World | null = null;
-let pending: Promise<World> | null = null;
-
-/** Joins the job (or, outside mprun, makes a world of size 1). Idempotent. */
-export function init(): Promise<World> {
-  if (current !== null) return Promise.resolve(current);
-  pending ??= start().then((w) => (current = w));
-  return pending;
-}
-
-async function start(): Promise<World> {
-  const env = jobEnvironment() ?? { rank: 0, size: 1, localRank: 0, localSize: 1, controller: null, secret: '', controlFd: null, jobId: 'singleton', nodeIndex: 0, nnodes: 1, agent: null };
-  const config = readConfig(env.localSize);
-  const n = native();
-  n.allowPtraceAny();
-  let ctrl: ControlSegment;
-  let ownsCtrl = false;
-  if (env.controlFd !== null) {
-    ctrl = ControlSegment.open(env.controlFd);
-  } else {
-    const made = ControlSegment.create(1, config.queueBytes, config.teamSlots);
-    ctrl = made.segment;
-    n.closeFd(made.fd);
-    ownsCtrl = true;
-  }
-  if (ctrl.nlocal !== env.localSize) throw new MprunError('ERR_MPRUN_ARG', `the control segment is for ${ctrl.nlocal} ranks, but MPRUN_LOCAL_SIZE is ${env.localSize}`);
-  Atomics.store(ctrl.i32, ctrl.pidIndex(env.localRank), process.pid);
-  if (ctrl.teamSlots !== config.teamSlots) throw new MprunError('ERR_MPRUN_ARG', `the control segment has ${ctrl.teamSlots} team slots, but MPRUN_TEAM_SLOTS is ${config.teamSlots}; set it for mprun, not per rank`);
-  const heap = allocShared(config.heapBytes, 'mprun-heap');
-  const coll = allocShared(config.teamSlots * 2 * config.collBankBytes, 'mprun-coll');
-  const node = process.env.MPRUN_NODE_NAME ?? hostname();
-  const heapSegid = xpmem.make(heap, 0o600);
-  // For the node agent, which serves other nodes' puts and gets on it.
-  ctrl.publishHeap(env.localRank, heapSegid, heap.byteLength);
-  const mine: BusinessCard = {
-    pid: process.pid,
-    node,
-    localRank: env.localRank,
-    heapSegid: heapSegid.toString(),
-    heapBytes: heap.byteLength,
-    collSegid: xpmem.make(coll, 0o600).toString(),
-    collBytes: coll.byteLength,
-    nodeIndex: env.nodeIndex,
-    agent: env.nnodes > 1 ? env.agent : null,
-  };
-
-  let cards: BusinessCard[] = [mine];
-  let client: ControlClient | null = null;
-  if (env.size > 1 || env.controller !== null) {
-    if (env.controller === null) throw new MprunError('ERR_MPRUN_ARG', 'MPRUN_CONTROLLER is not set; start the job with mprun');
-    client = await ControlClient.connect(env.controller, env.secret, env.rank);
-    client.put(`card:${env.rank}`, mine);
-    const kv = await client.fence();
-    cards = [];
-    for (let r = 0; r < env.size; r++) {
-      const c = kv[`card:${r}`] as BusinessCard | undefined;
-      if (c === undefined) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${r} put no business card`);
-      cards.push(c);
-    }
-    client.unref();
-  }
-
-  const self = { rank: env.rank, node };
-  // One connection per other node, to its agent, made now so that a node we cannot reach fails init.
-  const links = new Map<number, Promise<AgentLink>>();
-  const peers: Peer[] = [];
-  for (const [r, c] of cards.entries()) {
-    const sel = selectTransport(self, { rank: r, node: c.node, agent: c.agent }, BUILTIN_TRANSPORTS);
-    if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
-    const base = { rank: r, pid: c.pid, node: c.node, nodeIndex: c.nodeIndex };
-    if (r === env.rank) {
-      peers.push({ ...base, localRank: c.localRank, transport: sel.transport, link: null, heap, coll, attachments: [] });
-    } else if (sel.transport === 'dsm') {
-      if (!links.has(c.nodeIndex)) links.set(c.nodeIndex, AgentLink.open(c.nodeIndex, c.node, c.agent!, env.secret, env.rank));
-      peers.push({ ...base, localRank: -1, transport: 'dsm', link: null, heap: null, coll: null, attachments: [] });
-    } else {
-      // Attached on first use: a rank maps only the peers it touches (issue 13).
-      const att = new xpmem.LazyAttachment(c.heapSegid, c.heapBytes);
-      const collAtt = new xpmem.LazyAttachment(c.collSegid, c.collBytes);
-      peers.push({ ...base, localRank: c.localRank, transport: `${sel.transport}/${xpmem.backendName()}`, link: null, get heap() { return att.buffer; }, get coll() { return collAtt.buffer; }, attachments: [att, collAtt] });
-    }
-  }
-  const opened = new Map<number, AgentLink>();
-  for (const [n, l] of links) opened.set(n, await l);
-  for (const p of peers) if (p.transport === 'dsm') p.link = opened.get(p.nodeIndex)!;
-  if (config.debug) {
-    process.stderr.write(`mprun[${env.rank}]: pid ${process.pid} node ${node}; peers: ${peers.map((p) => `${p.rank}:${p.transport}`).join(' ')}\n`);
-  }
-  const waiter = new Waiter(ctrl, env.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
-  if (client !== null) {
-    const c = client;
-    waiter.reportWaits(config.hangReportMs, (waits) => c.waits(waits));
-  }
-  const world = new World({ env, config, ctrl, ownsCtrl, heap, peers, client, waiter, links: [...opened.values()] });
-  // A rank that returns from its program without finalize still finalizes,
-  // so that its peers' last collective completes.
-  process.once('beforeExit', () => {
-    if (!world.finalized) void world.finalize();
-  });
-  return world;
 }

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_TRANSPORTS, modelledTime, selectTransport, type TransportCandidate } from './select.js';
+import { modelledTime, selectTransport, type TransportCandidate } from './select.js';
+import { TRANSPORTS as BUILTIN_TRANSPORTS } from './registry.js';
 
 const fake = (name: string, latency: number, bandwidth: number, sameNodeOnly: boolean): TransportCandidate => ({
   name,
-  attrs: { latency, bandwidth, canMap: false, hardwareAtomics: false },
+  attrs: { latency, bandwidth },
   reach: (s, p) => (!sameNodeOnly || s.node === p.node ? { ok: true } : { ok: false, reason: `${name} is node-local` }),
 });
 

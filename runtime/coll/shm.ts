@@ -21,9 +21,9 @@
  * them (asynchronously for the Team API, synchronously for split()), and every
  * wait drives the rank's point-to-point progress too.
  */
-import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue } from '../codec.js';
-import { MprunError } from '../errors.js';
-import type { TypedArray } from '../types.js';
+import { allocate, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor, unpackValue } from '../../core/codec.js';
+import { MprunError } from '../../core/errors.js';
+import type { TypedArray } from '../../core/types.js';
 import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/shm/control.js';
 import { TypedViews } from '../../transports/shm/views.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';

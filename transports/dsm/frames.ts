@@ -43,8 +43,8 @@ export function typeName(t: number): string {
   return DSM_PROTOCOL.typeName(t);
 }
 
-/** Atomic operations (AMO aux low byte) and operand widths (aux high byte: 4 or 8). */
-export const AMO = { FETCH_ADD: 1, COMPARE_SWAP: 2, SWAP: 3, FETCH: 4, SET: 5 } as const;
+/** Atomic operations (AMO aux low byte: the endpoint interface's codes) and operand widths (aux high byte: 4 or 8). */
+export { AtomicOp as AMO } from '../endpoint.js';
 
 /** Writes a DSM header into `out` at `at`. */
 export function writeHeader(out: Buffer, at: number, type: number, payloadBytes: number, h: HeaderFields): void {

@@ -17,7 +17,8 @@ import type { TypedArray } from '../../core/types.js';
 import { WAKE_HEAP, type ControlSegment } from '../shm/control.js';
 import * as xpmem from '../xpmem/index.js';
 import { NodeQueues, type OutgoingMessage } from '../shm/queue.js';
-import { applyAtomic, isBigDtype, readOperand, writeOperand } from './atomic.js';
+import { readOperand, writeOperand } from './atomic.js';
+import { applyAtomic, isBigDtype } from '../atomics.js';
 import { frame, FrameParser, HEADER_BYTES, ProtocolError, DsmFrame, typeName, writeHeader, type Header } from './frames.js';
 import { homeOf, PAGE_BYTES, VarMemory, varLayout } from './layout.js';
 

@@ -27,7 +27,7 @@ import { dtypeOf } from '../../core/codec.js';
 import { isTypedArrayCtor, type TypedArray, type TypedArrayConstructor } from '../../core/types.js';
 import { allocShared } from '../shm/arena.js';
 import * as xpmem from '../xpmem/index.js';
-import { applyAtomic, isBigDtype } from './atomic.js';
+import { applyAtomic, isBigDtype } from '../atomics.js';
 import { AgentLink } from './client.js';
 import { AMO, MAX_PAYLOAD, DsmFrame } from './frames.js';
 import { homeOf, PAGE_BYTES, VAR_MAGIC, VarMemory, varLayout, W_LOCK, W_MAGIC, W_PAGES } from './layout.js';

@@ -13,7 +13,7 @@
  * errno names in `err.errno`.
  */
 import { native, nativeAvailable, nativeError } from '../../native/index.js';
-import { MprunError, xpmemError } from '../../runtime/errors.js';
+import { MprunError, xpmemError } from '../../core/errors.js';
 import { Attachment } from './attachment.js';
 import { BACKEND_ORDER, XPMEM_RDONLY, XPMEM_RDWR, XPMEM_USERSPACE_VERSION, type XpmemBackendName } from './constants.js';
 import { isUserspaceSegid, KIND_CMA, KIND_SHM, lookup, processAlive, publish, unpublish, type SegmentEntry } from './exports.js';

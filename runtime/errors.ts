@@ -1,2 +1,0 @@
-// Moved to core/errors.ts (issue 11: core/ holds the leaf modules); this re-export goes once every importer points there.
-export * from '../core/errors.js';

@@ -1,0 +1,143 @@
+/**
+ * The transports of this build, and the only module that names them (UCX's
+ * uct component list, Open MPI's MCA framework): each says what it reaches
+ * (and if not, why), offers the attributes the selector models, a cheap
+ * availability probe for `mprun info`, and binds an endpoint to a peer from
+ * the peer's business card. The World asks bindEndpoints() for one endpoint
+ * per rank at init and from then on calls only the endpoints.
+ */
+import { MprunError } from '../core/errors.js';
+import type { Endpoint, EndpointCaps, MessageSink } from './endpoint.js';
+import { selectTransport, type PeerLocation, type TransportCandidate } from './select.js';
+import { SelfEndpoint } from './self.js';
+import { ShmEndpoint, shmCaps } from './shm/endpoint.js';
+import type { ControlSegment } from './shm/control.js';
+import type { ShmMessages } from './shm/messages.js';
+import { DsmEndpoint } from './dsm/endpoint.js';
+import { AgentLinks } from './dsm/links.js';
+import { SharedMemory, type SharedContext } from './dsm/shared.js';
+import { backendName, LazyAttachment } from './xpmem/index.js';
+
+/** What a rank publishes at wire-up, for its peers to bind endpoints to it. */
+export interface PeerCard {
+  pid: number;
+  node: string;
+  localRank: number;
+  /** The heap and collective scratch as XPMEM segments (node peers attach them), and the heap's address (CMA). */
+  heapSegid: string;
+  heapBytes: number;
+  heapAddress: string;
+  collSegid: string;
+  collBytes: number;
+  /** This node's index in the job, and its agent's data address (null for a one-node job). */
+  nodeIndex: number;
+  agent: string | null;
+}
+
+/** This rank's side of its transports, which endpoints are bound against. */
+export interface RankTransports {
+  rank: number;
+  node: string;
+  heap: ArrayBuffer;
+  scratch: ArrayBuffer;
+  ctrl: ControlSegment;
+  shm: ShmMessages;
+  /** Where the rank's messages to itself go. */
+  loopback: MessageSink;
+  /** Connections to other nodes' agents (null: a one-node job). */
+  links: AgentLinks | null;
+}
+
+export interface TransportStatus {
+  available: boolean;
+  /** Why not, or which backend. */
+  detail: string;
+  /** What an endpoint bound now would do. */
+  caps: EndpointCaps | null;
+}
+
+export interface RegisteredTransport extends TransportCandidate {
+  /** What it reaches, for mprun info. */
+  readonly scope: string;
+  /** Cheap; never throws. */
+  query(): TransportStatus;
+  bind(rank: number, card: PeerCard, mine: RankTransports): Endpoint;
+}
+
+const SELF: RegisteredTransport = {
+  name: 'self',
+  scope: 'the rank itself',
+  attrs: { latency: 2e-8, bandwidth: 40e9 },
+  reach: (self, peer) => (self.rank === peer.rank ? { ok: true } : { ok: false, reason: 'not this rank' }),
+  query: () => ({ available: true, detail: 'available', caps: SelfEndpoint.caps }),
+  bind: (_rank, _card, mine) => new SelfEndpoint(mine.rank, mine.heap, mine.scratch, mine.loopback),
+};
+
+const XPMEM: RegisteredTransport = {
+  name: 'xpmem',
+  scope: 'ranks on the same node',
+  attrs: { latency: 3e-7, bandwidth: 11e9 },
+  reach: (self, peer) => (self.node === peer.node ? { ok: true } : { ok: false, reason: `rank ${peer.rank} is on node ${peer.node}, not ${self.node}` }),
+  query: () => {
+    const b = backendName();
+    return b === null ? { available: false, detail: 'UNAVAILABLE: no backend', caps: null } : { available: true, detail: `available, backend ${b}`, caps: shmCaps(b) };
+  },
+  bind: (rank, card, mine) => {
+    const backend = backendName();
+    if (backend === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${rank} is on this node, but no XPMEM backend is available here (see mprun info)`, { rank });
+    // Attached on first use: a rank maps only the peers it touches (issue 13).
+    const peer = { rank, localRank: card.localRank, pid: card.pid, heap: new LazyAttachment(card.heapSegid, card.heapBytes), scratch: new LazyAttachment(card.collSegid, card.collBytes), heapAddress: BigInt(card.heapAddress) };
+    return new ShmEndpoint(peer, mine.ctrl, mine.shm, backend);
+  },
+};
+
+/** Ranks on other nodes, through their node agent over TCP (latency and bandwidth over a veth pair here). */
+const DSM: RegisteredTransport = {
+  name: 'dsm',
+  scope: 'ranks on other nodes, through their node agent over TCP (jobs with --host, --hostfile or Slurm)',
+  attrs: { latency: 4e-5, bandwidth: 1.5e9 },
+  reach: (self, peer) => {
+    if (self.node === peer.node) return { ok: false, reason: 'same node' };
+    if (peer.agent === null || peer.agent === undefined) return { ok: false, reason: `rank ${peer.rank}'s node ${peer.node} has no agent serving data (the job was not started across nodes)` };
+    return { ok: true };
+  },
+  query: () => ({ available: true, detail: 'available', caps: DsmEndpoint.caps }),
+  bind: (rank, card, mine) => {
+    const link = mine.links?.of(card.nodeIndex) ?? null;
+    if (link === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${rank} on node ${card.node}: no connection to its agent`, { rank });
+    return new DsmEndpoint(link, rank, mine.rank);
+  },
+};
+
+export const TRANSPORTS: readonly RegisteredTransport[] = [SELF, XPMEM, DSM];
+
+export type { AgentLinks, SharedMemory };
+
+/** Shared variables and semaphores across the job's nodes (DSM), over the rank's links to the other nodes' agents. */
+export function openSharedMemory(links: AgentLinks | null, context: Omit<SharedContext, 'linkOf'>): SharedMemory {
+  return new SharedMemory({ ...context, linkOf: (n) => links?.of(n) ?? null });
+}
+
+/** The transport for each rank (by its card), or an error naming the unreachable rank and every reason. */
+export function planTransports(me: PeerLocation, cards: readonly PeerCard[]): RegisteredTransport[] {
+  return cards.map((c, r) => {
+    const sel = selectTransport(me, { rank: r, node: c.node, agent: c.agent }, TRANSPORTS);
+    if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
+    return TRANSPORTS.find((t) => t.name === sel.transport)!;
+  });
+}
+
+/** Opens the connections the plan needs to other nodes' agents (null when it needs none). */
+export async function openLinks(plan: readonly RegisteredTransport[], cards: readonly PeerCard[], secret: string, rank: number): Promise<AgentLinks | null> {
+  const nodes = new Map<number, { name: string; address: string }>();
+  plan.forEach((t, r) => {
+    const c = cards[r]!;
+    if (t === DSM && !nodes.has(c.nodeIndex)) nodes.set(c.nodeIndex, { name: c.node, address: c.agent! });
+  });
+  return nodes.size === 0 ? null : AgentLinks.open(nodes, secret, rank);
+}
+
+/** One endpoint per rank, as planned. */
+export function bindEndpoints(plan: readonly RegisteredTransport[], cards: readonly PeerCard[], mine: RankTransports): Endpoint[] {
+  return plan.map((t, r) => t.bind(r, cards[r]!, mine));
+}
