@@ -4,8 +4,11 @@
  *   mprun info
  */
 import { cpus } from 'node:os';
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync, statSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
+import { compileApp, needsCompile } from './compile.js';
+import { runAsRank } from './rank.js';
+import { makeJobDir } from './tmpdirs.js';
 import { agentMain } from './agent.js';
 import { spawnSync } from 'node:child_process';
 import { HostError, parseHostList, readHostfile, slurmAllocation } from './hosts.js';
@@ -68,7 +71,7 @@ function expandSlurmNodes(list: string): string[] {
   return r.stdout.split('\n').filter((l) => l !== '');
 }
 
-export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number } | { command: 'checkpoints'; argv: readonly string[] };
+export type Command = { command: 'help' | 'version' | 'info' } | { command: 'agent'; address: string; node: number } | { command: 'checkpoints'; argv: readonly string[] } | { command: 'direct'; app: string; args: readonly string[] };
 
 /** The job, and what the command line asks of mprun before it starts. */
 export interface CliJob extends JobOptions {
@@ -173,6 +176,13 @@ export function parseArgs(argv: readonly string[]): CliJob | Command {
     return { command: 'agent', address: argv[1], node };
   }
   if (argv[0] === 'info') return { command: 'info' };
+  if (argv[0] === '--direct') {
+    // This process is a rank of a job a PMIx server started (srun --mpi=pmix, mpirun).
+    const app = argv[1];
+    if (app === undefined) throw new UsageError('usage: mprun --direct app.ts [args] (one rank, started by srun --mpi=pmix or mpirun)');
+    checkApp(app);
+    return { command: 'direct', app, args: argv.slice(2) };
+  }
   if (argv[0] === 'checkpoints') return { command: 'checkpoints', argv: argv.slice(1) };
   const o = defaultJob();
   let i = 0;
@@ -225,7 +235,26 @@ function checkApp(app: string): void {
   if (!st.isFile()) throw new UsageError(`${app} is not a regular file`);
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * `mprun --direct app.ts`: compiles the app (a .ts one) into a private
+ * folder and runs it in this process as a rank that bootstraps from the PMIx
+ * server that started it. Resolves once the program's module has run (null:
+ * the process then ends by itself, after the program's last callbacks and
+ * finalize).
+ */
+async function runDirect(app: string, args: readonly string[]): Promise<null> {
+  let path = resolvePath(app);
+  if (needsCompile(path)) {
+    const dir = makeJobDir();
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    path = await compileApp(path, dir);
+  }
+  await runAsRank(path, args);
+  return null;
+}
+
+/** mprun's exit code, or null when the process ends by itself (a rank run with --direct). */
+export async function main(argv: readonly string[]): Promise<number | null> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs(argv);
@@ -238,6 +267,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   if ('command' in parsed) {
     if (parsed.command === 'agent') return agentMain(parsed.address, parsed.node);
+    if (parsed.command === 'direct') return runDirect(parsed.app, parsed.args);
     if (parsed.command === 'checkpoints') return checkpointsMain(parsed.argv);
     if (parsed.command === 'help') process.stdout.write(USAGE);
     else if (parsed.command === 'version') process.stdout.write(`mprun ${packageVersion()}\n`);

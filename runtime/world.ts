@@ -12,9 +12,8 @@ import { native } from '../native/index.js';
 import type { AtomicOpCode, Endpoint, TransportInstance } from '../transports/endpoint.js';
 import { openSharedMemory, type AgentLinks, type PeerCard, type SharedMemory } from '../transports/registry.js';
 import { RemoteAtomics } from './atomics.js';
-import type { JobEnvironment } from './bootstrap.js';
 import type { RuntimeConfig } from './config.js';
-import type { ControlClient } from './control.js';
+import type { JobPlace, Wireup } from './wireup.js';
 import { SymmetricHeap } from './heap.js';
 import { ANY_SOURCE, ANY_TAG, type Message, type Messenger } from './p2p.js';
 import type { Waiter } from './wait.js';
@@ -29,7 +28,7 @@ export interface LocalGroup {
 
 /** What bootstrap hands the World. @internal */
 export interface WorldParts {
-  env: JobEnvironment;
+  place: JobPlace;
   config: RuntimeConfig;
   /** The node's control segment (team flags), and whether this rank made it (and so unmaps it). */
   ctrl: TeamContext['ctrl'];
@@ -38,7 +37,8 @@ export interface WorldParts {
   /** Every rank's business card, and the endpoint bound for it. */
   cards: readonly PeerCard[];
   endpoints: readonly Endpoint[];
-  client: ControlClient | null;
+  /** How this rank joined (mprun's controller or a PMIx server): abort and finalize go there too. */
+  wireup: Wireup;
   waiter: Waiter;
   messenger: Messenger;
   /** Connections to other nodes' agents (null: a one-node job); also serve the shared variables. */
@@ -65,7 +65,7 @@ export class World extends Team {
   readonly #endpoints: readonly Endpoint[];
   readonly #waiter: Waiter;
   readonly #messenger: Messenger;
-  readonly #client: ControlClient | null;
+  readonly #wireup: Wireup;
   readonly #shared: Team;
   readonly #links: AgentLinks | null;
   readonly #transports: readonly TransportInstance[];
@@ -80,7 +80,7 @@ export class World extends Team {
 
   /** @internal use init() */
   constructor(parts: WorldParts) {
-    const { env, config, ctrl, cards, endpoints, waiter } = parts;
+    const { place: env, config, ctrl, cards, endpoints, waiter } = parts;
     const me = cards[env.rank]!;
     const localRankOf = (w: number): number => (cards[w]!.node === me.node ? cards[w]!.localRank : -1);
     // The teams' liveness is this world's; `self` is set once super() has run.
@@ -115,7 +115,7 @@ export class World extends Team {
     this.#ownsCtrl = parts.ownsCtrl;
     this.#heap = new SymmetricHeap(parts.heap);
     this.#endpoints = endpoints;
-    this.#client = parts.client;
+    this.#wireup = parts.wireup;
     this.#waiter = waiter;
     this.#messenger = parts.messenger;
     this.#links = parts.links;
@@ -392,12 +392,12 @@ export class World extends Team {
     throw new TypeError(`team() knows 'shared' and 'world', not ${String(name)}`);
   }
 
-  /** Aborts the whole job with `code` (MPI_Abort): mprun stops every rank. */
+  /** Aborts the whole job with `code` (MPI_Abort): mprun (or the PMIx server) stops every rank. */
   abort(code = 1, message = ''): never {
     const text = message || `rank ${this.rank} called abort(${code})`;
-    if (this.#client !== null) this.#client.abort(code, text);
-    else process.stderr.write(`mprun: ${text}\n`);
-    // mprun kills every rank; exiting with the code is the fallback.
+    if (this.#wireup.kind === 'singleton') process.stderr.write(`mprun: ${text}\n`);
+    else this.#wireup.abort(code, text);
+    // The launcher kills every rank; exiting with the code is the fallback.
     process.exit(code);
   }
 
@@ -427,10 +427,7 @@ export class World extends Team {
     await this.#ckpt.close();
     await this.barrier();
     this.#finalized = true;
-    if (this.#client !== null) {
-      await this.#client.finalize();
-      this.#client.close();
-    }
+    await this.#wireup.finalize();
     this.#links?.close();
     this.dsm.close();
     for (const ep of this.#endpoints) ep.close();

@@ -32,6 +32,11 @@ export interface PeerCard {
   /** This node's index in the job, and its agent's data address (null for a one-node job). */
   nodeIndex: number;
   agent: string | null;
+  /**
+   * Under direct launch (no mprun agent), local rank 0 makes the node's control
+   * segment: its pid and descriptor, for the others to open through /proc.
+   */
+  segment?: { pid: number; fd: number };
 }
 
 /** This rank's side of its transports, which endpoints are bound against. */
