@@ -1,5 +1,7 @@
-// Shared declarations of the addon. The addon does syscalls only; every policy
-// (which backend, what to retry, what to tell the user) lives in TypeScript.
+// Shared declarations of the addon. Native code is here where measurement or
+// the platform says so (system calls, vector kernels, the rpmem lane threads,
+// the dlopened libpmem/PMIx/UCX bindings; each file says why in its header);
+// every policy (which backend, what to retry, what to tell the user) lives in TypeScript.
 #pragma once
 #include <napi.h>
 #include <cstdint>

@@ -1,6 +1,11 @@
 /**
  * Typed loader of the native addon (native/*.cc, built by `npm install`).
- * The addon does system calls only; every policy lives in TypeScript.
+ * Native code is where measurement or the platform says so, each file saying
+ * why in its header: system calls (memfd, mmap, CMA, futexes, XPMEM ioctls,
+ * affinity), the reduction kernels and CRC32C (vectorized loops), the rpmem
+ * target's lane threads (a thread per lane beat the event loop 2x), and the
+ * run-time bindings of libpmem, PMIx and UCX (dlopened C libraries). Policy
+ * (which backend, what to retry, what to tell the user) stays in TypeScript.
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { createRequire } from 'node:module';
