@@ -4,6 +4,9 @@
  * launcher's key-value store, PMIx) carries it as is. About 150 bytes over
  * UCX_TLS=tcp, 350 with every transport.
  */
+import { MprunError } from '../../core/errors.js';
+import { native } from '../../native/index.js';
+
 export interface UcxCard {
   /** The worker's address (ucp_worker_get_address), base64. */
   address: string;
@@ -13,6 +16,18 @@ export interface UcxCard {
   heapBytes: number;
   /** The heap's packed remote key (ucp_rkey_pack), base64. */
   rkey: string;
+  /**
+   * CRC32C of the address and rkey bytes: UCX aborts the process on an
+   * address it cannot parse (an assertion in ucp_address_unpack), so a card
+   * damaged on its way is refused here, before UCX sees it.
+   */
+  check: number;
+}
+
+/** The card's check value over its worker address and rkey. */
+export function cardCheck(address: Uint8Array, rkey: Uint8Array): number {
+  const n = native();
+  return n.crc32c(rkey, n.crc32c(address));
 }
 
 export function toBase64(bytes: Uint8Array): string {
@@ -31,5 +46,8 @@ export function checkCard(card: unknown, who: string): UcxCard {
   if (typeof c.heap !== 'string' || !/^\d+$/.test(c.heap)) throw new TypeError(`${who}'s UCX card has no heap address`);
   if (typeof c.heapBytes !== 'number' || !Number.isSafeInteger(c.heapBytes) || c.heapBytes < 0) throw new TypeError(`${who}'s UCX card has no heap length`);
   if (typeof c.rkey !== 'string' || c.rkey.length === 0) throw new TypeError(`${who}'s UCX card has no heap key`);
+  if (typeof c.check !== 'number' || cardCheck(fromBase64(c.address), fromBase64(c.rkey)) !== c.check) {
+    throw new MprunError('ERR_MPRUN_UCX', `${who}'s UCX card is damaged (its worker address or heap key does not match its check value): not handed to UCX`);
+  }
   return c as UcxCard;
 }

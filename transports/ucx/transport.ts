@@ -12,7 +12,7 @@ import type { TypedArray } from '../../core/types.js';
 import type { EndpointCaps, MessageSink, SendCompletion, TransportInstance } from '../endpoint.js';
 import { native } from '../../native/index.js';
 import type { NativeUcx } from '../../native/index.js';
-import { toBase64 } from './card.js';
+import { cardCheck, toBase64 } from './card.js';
 import type { UcxCard } from './card.js';
 import { UcxEndpoint, Width } from './endpoint.js';
 import { Inbox } from './inbox.js';
@@ -39,12 +39,12 @@ const SEND = 4;
 
 /**
  * Measured between two processes on the reference machine over UCX_TLS=tcp
- * (loopback), medians (README, "UCX transport"): 8-byte put+flush round trip
- * about 27 us, 1 MiB get about 1.7 GB/s. One-way latency is taken as half a
- * round trip.
+ * (loopback), medians (README, "UCX transport"): 8-byte put+flush 15-16 us
+ * (a round trip: one way is taken as half), 1 MiB put+flush 1.2-1.5 GB/s,
+ * get 1.7-1.8 GB/s.
  */
-export const UCX_TCP_LATENCY = 1.35e-5;
-export const UCX_TCP_BANDWIDTH = 1.7e9;
+export const UCX_TCP_LATENCY = 8e-6;
+export const UCX_TCP_BANDWIDTH = 1.4e9;
 
 class PendingSend implements SendCompletion {
   done = false;
@@ -95,7 +95,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
       const view = o.heap instanceof ArrayBuffer ? new Uint8Array(o.heap) : new Uint8Array(o.heap.buffer, o.heap.byteOffset, o.heap.byteLength);
       const m = ucx.memMap(view);
       this.#heapId = m.id;
-      this.card = { address: toBase64(opened.address), heap: String(m.address), heapBytes: view.byteLength, rkey: toBase64(m.rkey) };
+      this.card = { address: toBase64(opened.address), heap: String(m.address), heapBytes: view.byteLength, rkey: toBase64(m.rkey), check: cardCheck(opened.address, m.rkey) };
     } catch (e) {
       ucx.close();
       throw e;
@@ -109,6 +109,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     this.#hold = new Array<null>(n).fill(null);
     this.caps = Object.freeze({
       canMap: false,
+      atomics: true,
       putCompleteOnReturn: false,
       progressWithoutTarget: this.progressThread,
       latency: UCX_TCP_LATENCY,

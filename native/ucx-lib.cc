@@ -1,0 +1,369 @@
+// The UCX data path (issue 12): libucp's one-sided operations, active
+// messages and worker progress, for transports/ucx.
+//
+// Why native: UCP is a C library with callbacks that run inside
+// ucp_worker_progress (and, with the progress thread, on another thread), and
+// its requests are C pointers that must be freed exactly once. A JS binding per
+// call (ffi) would allocate a closure or a handle per operation; here requests
+// never reach JavaScript: an operation takes a slot number chosen by the caller
+// and its callback writes the status (and an atomic's old value) into a shared
+// Int32Array/BigInt64Array and appends the slot to a completion ring, which
+// JavaScript reads with plain loads. Arriving messages are appended to a batch
+// that JavaScript takes in one call. And only native code can progress the
+// worker while the JavaScript thread computes (below), which over UCX's TCP
+// transport is what makes gets and atomics on a busy rank complete at all.
+//
+// libucp.so.0 is opened with dlopen at first use, never at addon load: the
+// addon loads (and the build succeeds, __has_include below) without UCX. The
+// version is checked ourselves (ucp_init_version only logs a mismatch); the
+// nbx API needs >= 1.9. MPRUN_UCX_LIB names another library file.
+//
+// Environment set before dlopen unless the user set it (research/ucx_pmix.md,
+// pitfalls): UCX_ERROR_SIGNALS empty (UCX would trap SIGSEGV/SIGBUS/SIGILL/
+// SIGFPE, and Node's wasm bounds checks need its own SIGSEGV handler);
+// UCX_MEM_EVENTS=n (UCX's memory hooks hot-patch mmap/munmap, which races with
+// Node's threads calling mmap; they feed only the registration cache, which
+// TCP does not use: registration costs nothing there, and the symmetric heap
+// is registered once at wire-up, not per operation).
+//
+// Progress thread (optional, open({ progressThread })): waits on the worker's
+// event fd and progresses the worker (MULTI thread mode: UCP's own lock) while
+// the JavaScript thread has not progressed it for kIdleNs. While JavaScript is
+// itself polling, the thread naps instead of contending for the worker lock,
+// so a rank that waits costs the same latency as without the thread.
+#include "ucx.h"
+
+#if MPRUN_HAVE_UCX_HEADERS
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace mprun::ucx {
+
+Api api;
+bool loadTried = false;
+
+template <typename F>
+bool Sym(F& fn, const char* name, std::string& missing) {
+  fn = reinterpret_cast<F>(dlsym(api.lib, name));
+  if (fn == nullptr) {
+    if (!missing.empty()) missing += ", ";
+    missing += name;
+  }
+  return fn != nullptr;
+}
+
+// Opens libucp and resolves every function once; afterwards api.error says why not.
+bool Load() {
+  if (loadTried) return api.error.empty();
+  loadTried = true;
+  setenv("UCX_ERROR_SIGNALS", "", 0);
+  setenv("UCX_MEM_EVENTS", "n", 0);
+  const char* override = getenv("MPRUN_UCX_LIB");
+  api.path = override != nullptr && override[0] != '\0' ? override : "libucp.so.0";
+  api.lib = dlopen(api.path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (api.lib == nullptr) {
+    const char* e = dlerror();
+    api.error = std::string("cannot load ") + api.path + ": " + (e != nullptr ? e : "dlopen failed") +
+                " (Debian: apt-get install libucx0)";
+    return false;
+  }
+  std::string missing;
+#define S(name) Sym(api.name, #name, missing)
+  S(ucp_get_version);
+  if (api.ucp_get_version != nullptr) api.ucp_get_version(&api.major, &api.minor, &api.release);
+  S(ucp_init_version); S(ucp_config_read); S(ucp_config_release); S(ucp_cleanup); S(ucp_context_print_info);
+  S(ucp_worker_create); S(ucp_worker_destroy); S(ucp_worker_query); S(ucp_worker_get_address);
+  S(ucp_worker_release_address); S(ucp_worker_progress); S(ucp_worker_get_efd); S(ucp_worker_arm);
+  S(ucp_worker_signal); S(ucp_worker_set_am_recv_handler); S(ucp_worker_flush_nbx); S(ucp_ep_create);
+  S(ucp_ep_close_nbx); S(ucp_ep_flush_nbx); S(ucp_ep_print_info); S(ucp_mem_map); S(ucp_mem_unmap);
+  S(ucp_rkey_pack); S(ucp_rkey_buffer_release); S(ucp_ep_rkey_unpack); S(ucp_rkey_destroy); S(ucp_put_nbx);
+  S(ucp_get_nbx); S(ucp_atomic_op_nbx); S(ucp_am_send_nbx); S(ucp_am_recv_data_nbx);
+  S(ucp_request_check_status); S(ucp_request_free); S(ucs_status_string);
+#undef S
+  std::string version = std::to_string(api.major) + "." + std::to_string(api.minor) + "." + std::to_string(api.release);
+  if (api.ucp_get_version == nullptr) {
+    api.error = api.path + " is not libucp: it has no ucp_get_version";
+  } else if (api.major < 1 || (api.major == 1 && api.minor < 9)) {
+    api.error = "UCX " + version + " at " + api.path + " is too old: mprun needs >= 1.9 (the nbx API)";
+  } else if (!missing.empty()) {
+    api.error = "UCX " + version + " at " + api.path + " lacks " + missing;
+  }
+  return api.error.empty();
+}
+
+const char* StatusString(ucs_status_t s) {
+  return api.ucs_status_string != nullptr ? api.ucs_status_string(s) : "unknown status";
+}
+
+State* st = nullptr;
+
+// The control area shared with JavaScript; allocated once per process, never freed
+// (JavaScript may hold views of it across close/open).
+uint8_t* control = nullptr;
+int32_t* statusOf = nullptr;
+int64_t* resultOf = nullptr;
+int64_t* operandOf = nullptr;  // native only: an atomic's operand lives until it completes
+uint32_t* headerOf = nullptr;  // native only: a message's header, 16 bytes per slot
+int32_t* ring = nullptr;
+int32_t* ctl = nullptr;
+
+size_t ControlBytes() { return kSlots * 4 + kSlots * 8 + kSlots * 4 + kCtlWords * 4; }
+
+void EnsureControl() {
+  if (control != nullptr) return;
+  control = static_cast<uint8_t*>(aligned_alloc(64, (ControlBytes() + 63) / 64 * 64));
+  memset(control, 0, ControlBytes());
+  statusOf = reinterpret_cast<int32_t*>(control);
+  resultOf = reinterpret_cast<int64_t*>(control + kSlots * 4);
+  ring = reinterpret_cast<int32_t*>(control + kSlots * 12);
+  ctl = reinterpret_cast<int32_t*>(control + kSlots * 16);
+  operandOf = static_cast<int64_t*>(calloc(kSlots, 8));
+  headerOf = static_cast<uint32_t*>(calloc(kSlots, 16));
+}
+
+
+int64_t NowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+// Completion of a slot's operation: runs inside progress (either thread; callbacks
+// are serialized by the worker). The ring cannot overflow: it holds kSlots entries
+// and at most kSlots operations are in flight.
+void Complete(uint32_t slot, ucs_status_t status) {
+  StoreRelease(&statusOf[slot], status);
+  int32_t tail = __atomic_load_n(&ctl[kCtlRingTail], __ATOMIC_RELAXED);
+  ring[uint32_t(tail) % kSlots] = int32_t(slot);
+  StoreRelease(&ctl[kCtlRingTail], tail + 1);
+}
+
+void SendCallback(void* request, ucs_status_t status, void* user) {
+  Complete(uint32_t(reinterpret_cast<uintptr_t>(user)), status);
+  api.ucp_request_free(request);
+}
+
+void WaitCallback(void* request, ucs_status_t status, void* user) {
+  __atomic_store_n(static_cast<int32_t*>(user), status, __ATOMIC_RELEASE);
+  api.ucp_request_free(request);
+}
+
+void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
+  Ep* e = static_cast<Ep*>(arg);
+  int expected = 0;
+  if (e->status.compare_exchange_strong(expected, status)) __atomic_add_fetch(&ctl[kCtlFailedEps], 1, __ATOMIC_RELEASE);
+}
+
+
+void AppendRecord(uint32_t source, int32_t tag, uint32_t dtype, const void* data, size_t length, uint32_t largeId) {
+  size_t inlineBytes = largeId == 0 ? length : 0;
+  size_t at = st->inbox.size();
+  st->inbox.resize(at + kRecordHeader + (inlineBytes + 7) / 8 * 8);
+  uint32_t h[6] = {uint32_t(length), source, uint32_t(tag), dtype, largeId, 0};
+  memcpy(st->inbox.data() + at, h, kRecordHeader);
+  if (inlineBytes > 0) memcpy(st->inbox.data() + at + kRecordHeader, data, inlineBytes);
+  st->inboxRecords++;
+  StoreRelease(&ctl[kCtlInbox], int32_t(st->inboxRecords));
+}
+
+void LargeCallback(void* request, ucs_status_t status, size_t, void* user) {
+  static_cast<Large*>(user)->state.store(status, std::memory_order_release);
+  api.ucp_request_free(request);
+}
+
+// Header of every message: source world rank, tag, dtype (12 bytes).
+ucs_status_t AmHandler(void*, const void* header, size_t headerLength, void* data, size_t length, const ucp_am_recv_param_t* param) {
+  if (headerLength != 12) return UCS_OK;  // not ours: dropped
+  uint32_t h[3];
+  memcpy(h, header, 12);
+  std::lock_guard<std::mutex> g(st->inboxLock);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
+    AppendRecord(h[0], int32_t(h[1]), h[2], data, length, 0);
+    return UCS_OK;
+  }
+  // Rendezvous: the record keeps its place in the order of arrivals; JavaScript
+  // delivers it (and whatever follows) once the data is in.
+  Large* l = new Large();
+  l->length = length;
+  l->data = malloc(length > 0 ? length : 1);
+  uint32_t id = st->nextLarge++;
+  if (st->nextLarge == 0) st->nextLarge = 1;
+  st->large[id] = l;
+  ucp_request_param_t p;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  p.cb.recv_am = LargeCallback;
+  p.user_data = l;
+  p.datatype = ucp_dt_make_contig(1);
+  ucs_status_ptr_t r = api.ucp_am_recv_data_nbx(st->worker, data, l->data, length, &p);
+  if (r == nullptr) l->state.store(UCS_OK, std::memory_order_release);
+  else if (UCS_PTR_IS_ERR(r)) l->state.store(UCS_PTR_STATUS(r), std::memory_order_release);
+  AppendRecord(h[0], int32_t(h[1]), h[2], nullptr, length, id);
+  return UCS_INPROGRESS;
+}
+
+void ProgressThread() {
+  epoll_event ev{};
+  for (;;) {
+    if (st->stop.load(std::memory_order_acquire)) return;
+    if (NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs) {
+      timespec nap{0, kNapNs};
+      nanosleep(&nap, nullptr);
+      continue;
+    }
+    while (api.ucp_worker_progress(st->worker) != 0) {
+    }
+    ucs_status_t s = api.ucp_worker_arm(st->worker);
+    if (s == UCS_ERR_BUSY) continue;
+    if (s != UCS_OK) return;
+    epoll_wait(st->epollFd, &ev, 1, 100);
+  }
+}
+
+// ---- helpers for the bindings ----
+
+Napi::Value Fail(Napi::Env env, const std::string& what, ucs_status_t s) {
+  return ThrowCode(env, kCode, what + ": " + StatusString(s));
+}
+
+bool Opened(Napi::Env env) {
+  if (st != nullptr) return true;
+  ThrowCode(env, kCode, "UCX is not open (ucx.open() first)");
+  return false;
+}
+
+Ep* EpOf(Napi::Env env, Napi::Value v) {
+  uint32_t id = v.As<Napi::Number>().Uint32Value();
+  if (id >= st->eps.size() || st->eps[id] == nullptr) {
+    ThrowCode(env, kCode, "no UCX endpoint " + std::to_string(id));
+    return nullptr;
+  }
+  Ep* e = st->eps[id].get();
+  int bad = e->status.load(std::memory_order_acquire);
+  if (bad != 0) {
+    Fail(env, "UCX endpoint to " + e->peer + " failed", ucs_status_t(bad));
+    return nullptr;
+  }
+  return e;
+}
+
+ucp_rkey_h RkeyOf(Napi::Env env, Napi::Value v) {
+  uint32_t id = v.As<Napi::Number>().Uint32Value();
+  if (id >= st->rkeys.size() || st->rkeys[id] == nullptr) {
+    ThrowCode(env, kCode, "no UCX rkey " + std::to_string(id));
+    return nullptr;
+  }
+  return st->rkeys[id];
+}
+
+bool SlotOf(Napi::Env env, Napi::Value v, uint32_t* slot) {
+  *slot = v.As<Napi::Number>().Uint32Value();
+  if (*slot >= kSlots) {
+    Napi::RangeError::New(env, "slot out of range").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// An operand: a bigint (64-bit) or a number (32-bit values and small 64-bit ones).
+int64_t OperandOf(Napi::Value v) {
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Int64Value(&lossless);
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0) return int64_t(d);
+  return int64_t(uint64_t(d));
+}
+
+// Issued with a slot: 0 when done at once (the slot's status is set), 1 when it
+// completes later through the ring; throws when it cannot start.
+Napi::Value Issued(Napi::Env env, ucs_status_ptr_t r, uint32_t slot, const std::string& what, Ep* e) {
+  if (r == nullptr) {
+    statusOf[slot] = UCS_OK;
+    return Napi::Number::New(env, 0);
+  }
+  if (UCS_PTR_IS_ERR(r)) {
+    statusOf[slot] = UCS_PTR_STATUS(r);
+    return Fail(env, what + (e != nullptr ? " to " + e->peer : std::string()), UCS_PTR_STATUS(r));
+  }
+  return Napi::Number::New(env, 1);
+}
+
+void PrepareSlot(ucp_request_param_t& p, uint32_t slot) {
+  statusOf[slot] = UCS_INPROGRESS;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.send = SendCallback;
+  p.user_data = reinterpret_cast<void*>(uintptr_t(slot));
+}
+
+// Waits (progressing the worker) until a request without a slot completes.
+ucs_status_t WaitRequest(ucs_status_ptr_t r, int32_t* done) {
+  if (r == nullptr) return UCS_OK;
+  if (UCS_PTR_IS_ERR(r)) return UCS_PTR_STATUS(r);
+  while (__atomic_load_n(done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS) api.ucp_worker_progress(st->worker);
+  return ucs_status_t(__atomic_load_n(done, __ATOMIC_ACQUIRE));
+}
+
+std::string Capture(void (*print)(void*, FILE*), void* obj) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  if (f == nullptr) return "";
+  print(obj, f);
+  fclose(f);
+  std::string s(buf, len);
+  free(buf);
+  return s;
+}
+
+void CloseNow() {
+  if (st == nullptr) return;
+  if (st->thread.joinable()) {
+    st->stop.store(true, std::memory_order_release);
+    api.ucp_worker_signal(st->worker);
+    st->thread.join();
+    close(st->epollFd);
+  }
+  for (auto& r : st->rkeys)
+    if (r != nullptr) api.ucp_rkey_destroy(r);
+  // Close endpoints (flush mode, bounded: a dead peer's close is forced).
+  for (auto& e : st->eps) {
+    if (e == nullptr || e->ep == nullptr) continue;
+    int32_t done = UCS_INPROGRESS;
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.cb.send = WaitCallback;
+    p.user_data = &done;
+    p.flags = e->status.load() != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    ucs_status_ptr_t r = api.ucp_ep_close_nbx(e->ep, &p);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
+      int64_t deadline = NowNs() + 1'000'000'000;
+      while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS && NowNs() < deadline) api.ucp_worker_progress(st->worker);
+      if (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS) {
+        // The peer does not answer: force-close would need the request gone; leave it to cleanup.
+      }
+    }
+  }
+  for (auto& m : st->memhs)
+    if (m != nullptr) api.ucp_mem_unmap(st->context, m);
+  for (auto& kv : st->large) {
+    if (kv.second->state.load() != UCS_INPROGRESS) {
+      free(kv.second->data);
+      delete kv.second;
+    }
+  }
+  api.ucp_worker_destroy(st->worker);
+  api.ucp_cleanup(st->context);
+  delete st;
+  st = nullptr;
+}
+
+}  // namespace mprun::ucx
+
+#endif

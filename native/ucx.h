@@ -1,0 +1,168 @@
+// Shared declarations of the UCX binding (native/ucx.cc, ucx-lib.cc, ucx-ops.cc);
+// why UCX is native is said in ucx-lib.cc's header.
+#pragma once
+#include "common.h"
+
+#if __has_include(<ucp/api/ucp.h>)
+#define MPRUN_HAVE_UCX_HEADERS 1
+#include <ucp/api/ucp.h>
+#else
+#define MPRUN_HAVE_UCX_HEADERS 0
+#endif
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#if MPRUN_HAVE_UCX_HEADERS
+
+namespace mprun::ucx {
+
+constexpr const char* kCode = "ERR_MPRUN_UCX";
+// Operation slots JavaScript may have in flight at once (transports/ucx/slots.ts mirrors it).
+constexpr uint32_t kSlots = 4096;
+// Shared control area: status[kSlots] int32 | result[kSlots] int64 | ring[kSlots] int32 | ctl[16] int32.
+constexpr uint32_t kCtlRingTail = 0;   // completions appended so far (the ring index is this mod kSlots)
+constexpr uint32_t kCtlInbox = 1;      // message records waiting for takeMessages()
+constexpr uint32_t kCtlFailedEps = 2;  // endpoints that saw an error (bumped on each)
+constexpr uint32_t kCtlWords = 16;
+constexpr unsigned kAmId = 0;
+constexpr int64_t kIdleNs = 50'000;          // the JS thread counts as polling this long after a progress()
+constexpr long kNapNs = 200'000;             // how long the thread naps while it does
+
+// Inbox record: u32 length, u32 source, i32 tag, u32 dtype, u32 large id (0: inline), u32 pad, payload padded to 8.
+constexpr size_t kRecordHeader = 24;
+
+// libucp's functions, resolved with dlsym (typed from ucp.h's declarations).
+#define UCP_FN(name) decltype(&::name) name = nullptr
+
+struct Api {
+  void* lib = nullptr;
+  std::string path;
+  std::string error;  // why it could not be loaded
+  unsigned major = 0, minor = 0, release = 0;
+  UCP_FN(ucp_get_version);
+  UCP_FN(ucp_init_version);
+  UCP_FN(ucp_config_read);
+  UCP_FN(ucp_config_release);
+  UCP_FN(ucp_cleanup);
+  UCP_FN(ucp_context_print_info);
+  UCP_FN(ucp_worker_create);
+  UCP_FN(ucp_worker_destroy);
+  UCP_FN(ucp_worker_query);
+  UCP_FN(ucp_worker_get_address);
+  UCP_FN(ucp_worker_release_address);
+  UCP_FN(ucp_worker_progress);
+  UCP_FN(ucp_worker_get_efd);
+  UCP_FN(ucp_worker_arm);
+  UCP_FN(ucp_worker_signal);
+  UCP_FN(ucp_worker_set_am_recv_handler);
+  UCP_FN(ucp_worker_flush_nbx);
+  UCP_FN(ucp_ep_create);
+  UCP_FN(ucp_ep_close_nbx);
+  UCP_FN(ucp_ep_flush_nbx);
+  UCP_FN(ucp_ep_print_info);
+  UCP_FN(ucp_mem_map);
+  UCP_FN(ucp_mem_unmap);
+  UCP_FN(ucp_rkey_pack);
+  UCP_FN(ucp_rkey_buffer_release);
+  UCP_FN(ucp_ep_rkey_unpack);
+  UCP_FN(ucp_rkey_destroy);
+  UCP_FN(ucp_put_nbx);
+  UCP_FN(ucp_get_nbx);
+  UCP_FN(ucp_atomic_op_nbx);
+  UCP_FN(ucp_am_send_nbx);
+  UCP_FN(ucp_am_recv_data_nbx);
+  UCP_FN(ucp_request_check_status);
+  UCP_FN(ucp_request_free);
+  UCP_FN(ucs_status_string);
+};
+
+#undef UCP_FN
+
+extern Api api;
+// Opens libucp and resolves every function once; afterwards api.error says why not.
+bool Load();
+const char* StatusString(ucs_status_t s);
+
+struct Ep {
+  ucp_ep_h ep = nullptr;
+  std::string peer;
+  std::atomic<int> status{0};  // the first error the endpoint saw (ucs_status_t), 0 while healthy
+};
+
+// An arriving message too large for UCX's eager protocol: received with
+// ucp_am_recv_data_nbx into its own buffer, handed to JS without a copy.
+struct Large {
+  void* data = nullptr;
+  size_t length = 0;
+  std::atomic<int> state{UCS_INPROGRESS};
+};
+
+struct State {
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  int efd = -1;
+  bool multi = false;
+  std::vector<std::unique_ptr<Ep>> eps;  // index = ep id (ids are never reused)
+  std::vector<ucp_rkey_h> rkeys;         // index = rkey id
+  std::vector<ucp_mem_h> memhs;          // index = memh id
+  // Inbox: records appended by the AM handler, taken by JavaScript in one batch.
+  std::mutex inboxLock;
+  std::vector<uint8_t> inbox;
+  uint32_t inboxRecords = 0;
+  std::unordered_map<uint32_t, Large*> large;
+  uint32_t nextLarge = 1;
+  // Progress thread.
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> lastMainProgress{0};
+  int epollFd = -1;
+};
+
+extern State* st;
+extern std::string openedContextInfo;
+
+// The control area shared with JavaScript (see ucx-lib.cc).
+extern uint8_t* control;
+extern int32_t* statusOf;
+extern int64_t* resultOf;
+extern int64_t* operandOf;
+extern uint32_t* headerOf;
+extern int32_t* ring;
+extern int32_t* ctl;
+inline void StoreRelease(int32_t* p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+size_t ControlBytes();
+void EnsureControl();
+int64_t NowNs();
+
+void SendCallback(void* request, ucs_status_t status, void* user);
+void WaitCallback(void* request, ucs_status_t status, void* user);
+void EpErrorHandler(void* arg, ucp_ep_h ep, ucs_status_t status);
+ucs_status_t AmHandler(void* arg, const void* header, size_t headerLength, void* data, size_t length, const ucp_am_recv_param_t* param);
+void ProgressThread();
+void CloseNow();
+std::string Capture(void (*print)(void*, FILE*), void* obj);
+
+// Helpers of the bindings.
+Napi::Value Fail(Napi::Env env, const std::string& what, ucs_status_t s);
+bool Opened(Napi::Env env);
+Ep* EpOf(Napi::Env env, Napi::Value v);
+ucp_rkey_h RkeyOf(Napi::Env env, Napi::Value v);
+bool SlotOf(Napi::Env env, Napi::Value v, uint32_t* slot);
+int64_t OperandOf(Napi::Value v);
+Napi::Value Issued(Napi::Env env, ucs_status_ptr_t r, uint32_t slot, const std::string& what, Ep* e);
+void PrepareSlot(ucp_request_param_t& p, uint32_t slot);
+ucs_status_t WaitRequest(ucs_status_ptr_t r, int32_t* done);
+
+// The operations' bindings (ucx-ops.cc).
+void InitOps(Napi::Env env, Napi::Object u);
+
+}  // namespace mprun::ucx
+
+#endif
