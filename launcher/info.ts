@@ -8,6 +8,7 @@ import { DEFAULT_POOL_DIR } from './ckpt.js';
 import { CONFIG_FIELDS } from '../runtime/config.js';
 import { TRANSPORTS } from '../transports/registry.js';
 import { backendName, backends, version as xpmemVersion } from '../transports/xpmem/index.js';
+import { ucxInfoRows } from '../transports/ucx/index.js';
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -38,6 +39,9 @@ export function infoText(): string {
   row('local', 'available; the agent runs inside mprun (no --host, no Slurm allocation)');
   row('ssh', has('ssh') ? 'available; --host/--hostfile start `mprun --agent` with ssh -T -oBatchMode=yes ($MPRUN_SSH_ARGS), or --launch-agent CMD' : 'unavailable: no ssh in PATH (--launch-agent CMD still works)');
   row('slurm', process.env.SLURM_JOB_ID !== undefined ? `in allocation ${process.env.SLURM_JOB_ID} (${process.env.SLURM_JOB_NODELIST ?? '?'}): plain mprun runs on it with srun` : has('srun') ? 'available inside an allocation (salloc/sbatch); not in one now' : 'unavailable: no srun in PATH');
+  out.push('');
+  out.push('UCX (transports/ucx; select with --net ucx):');
+  for (const [k, v] of ucxInfoRows()) row(k, v);
   out.push('');
   out.push('Checkpoints (rpmem):');
   const pmem = nativeError === null ? native().pmemInfo() : { libpmem: false, reason: 'no native addon' };

@@ -6,6 +6,7 @@
  * publishes), inbox.ts (arriving messages).
  */
 import { nativeAvailable, native, nativeError } from '../../native/index.js';
+import type { NativeUcx } from '../../native/index.js';
 import { resourcesOf } from './transport.js';
 
 export { UcxTransport, resourcesOf, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY } from './transport.js';
@@ -24,6 +25,8 @@ export interface UcxAvailability {
   transports: string[];
   /** The library file tried ($MPRUN_UCX_LIB, else libucp.so.0). */
   library: string;
+  /** UCX's resources, "transport/device" ("tcp/eth0", "sysv/memory"). */
+  devices: string[];
 }
 
 /**
@@ -33,17 +36,21 @@ export interface UcxAvailability {
  */
 export function query(): UcxAvailability {
   const transports = tlsFromEnv();
-  if (!nativeAvailable()) return { available: false, reason: nativeError ?? 'no native addon', version: '', transports, library: '' };
+  const no = (reason: string, version = '', library = ''): UcxAvailability => ({ available: false, reason, version, transports, library, devices: [] });
+  if (!nativeAvailable()) return no(nativeError ?? 'no native addon');
   try {
-    const p = native().ucx.probe();
-    if (!p.loaded) return { available: false, reason: p.reason, version: p.version, transports, library: p.path };
-    const r = native().ucx.resources();
-    const found = [...new Set(resourcesOf(r.contextInfo).map((x) => x.split('/')[0]!))];
-    if (!r.ok) return { available: false, reason: r.reason, version: p.version, transports, library: p.path };
-    if (found.length === 0) return { available: false, reason: `UCX ${p.version} reports no transport${transports.length > 0 ? ` among UCX_TLS=${transports.join(',')}` : ''}`, version: p.version, transports, library: p.path };
-    return { available: true, reason: `libucp ${p.version} loaded from ${p.path}`, version: p.version, transports: found, library: p.path };
+    const ucx = native().ucx as Partial<NativeUcx>;
+    if (ucx?.probe === undefined) return no('the native addon has no UCX binding (rebuild it: npm install)');
+    const p = ucx.probe();
+    if (!p.loaded || ucx.resources === undefined) return no(p.reason, p.version, p.path);
+    const r = ucx.resources();
+    if (!r.ok) return no(r.reason, p.version, p.path);
+    const devices = resourcesOf(r.contextInfo);
+    const found = [...new Set(devices.map((x) => x.split('/')[0]!))];
+    if (found.length === 0) return no(`UCX ${p.version} reports no transport${transports.length > 0 ? ` among UCX_TLS=${transports.join(',')}` : ''}`, p.version, p.path);
+    return { available: true, reason: `libucp ${p.version} loaded from ${p.path}`, version: p.version, transports: found, library: p.path, devices };
   } catch (e) {
-    return { available: false, reason: (e as Error).message, version: '', transports, library: '' };
+    return no((e as Error).message);
   }
 }
 
@@ -51,4 +58,25 @@ export function query(): UcxAvailability {
 export function tlsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
   const v = env.UCX_TLS;
   return v === undefined || v.trim() === '' ? [] : v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/** The UCX section of `mprun info`: rows of (name, text). Never throws. */
+export function ucxInfoRows(): Array<[string, string]> {
+  // Read before query(): loading UCX sets UCX_ERROR_SIGNALS and UCX_MEM_EVENTS where unset.
+  const given = { ...process.env };
+  const env = (k: string, dflt: string): string => (given[k] !== undefined ? `${given[k] === '' ? '(empty)' : given[k]} (set)` : `${dflt} (default)`);
+  const q = query();
+  const thread = process.env.MPRUN_UCX_PROGRESS_THREAD !== '0';
+  return [
+    ['ucx', q.available ? `usable: ${q.reason}` : `NOT USABLE: ${q.reason}`],
+    ['version', q.version === '' ? 'unknown (library not loaded)' : `${q.version} (mprun needs >= 1.9); library ${q.library}`],
+    ['transports', q.transports.length > 0 ? q.transports.join(', ') : 'none'],
+    ['devices', q.devices.length > 0 ? q.devices.join(', ') : 'none'],
+    ['progress thread', thread ? 'on: gets and atomics complete while the target computes (MPRUN_UCX_PROGRESS_THREAD=0: off)' : 'off (MPRUN_UCX_PROGRESS_THREAD=0): over TCP a computing target stalls gets and atomics'],
+    ['UCX_TLS', env('UCX_TLS', 'every transport UCX finds')],
+    ['UCX_NET_DEVICES', env('UCX_NET_DEVICES', 'all')],
+    ['UCX_ERROR_SIGNALS', env('UCX_ERROR_SIGNALS', 'empty: Node keeps its own SIGSEGV handler')],
+    ['UCX_MEM_EVENTS', env('UCX_MEM_EVENTS', 'n: no mmap hooks racing with Node threads')],
+    ['MPRUN_UCX_LIB', env('MPRUN_UCX_LIB', 'libucp.so.0')],
+  ];
 }
