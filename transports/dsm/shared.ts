@@ -11,6 +11,7 @@
  *   writes. acquire() fetches from each home the pages whose version moved and
  *   merges them: an element changed at the home replaces the local one unless
  *   this node changed it too (its unreleased write wins, as it will be released).
+ *   The diffs and merges: page-diff.ts; the homes' side: page-homes.ts.
  * - fetchAdd/compareSwap/load/store run at the element's home, atomically
  *   (hardware atomics on its memory, which its agent and ranks share).
  * - A hole (libdsm's dsm_dig_hole/dsm_fill_hole): a private copy of a range,
@@ -29,9 +30,10 @@ import { allocShared } from '../shm/arena.js';
 import * as xpmem from '../xpmem/index.js';
 import { applyAtomic, isBigDtype } from '../atomics.js';
 import { AgentLink } from './client.js';
-import { AMO, MAX_PAYLOAD, DsmFrame } from './frames.js';
+import { AMO, MAX_PAYLOAD, DsmFrame, SemOp } from './frames.js';
 import { homeOf, PAGE_BYTES, VAR_MAGIC, VarMemory, varLayout, W_LOCK, W_MAGIC, W_PAGES } from './layout.js';
-import { SEM_CREATE, SEM_POST, SEM_WAIT } from './service.js';
+import { diffRuns, mergePage } from './page-diff.js';
+import { encodeFetch, encodeRegister, packRuns, parsePages, type WriteRun } from './page-wire.js';
 
 type Scalar<T> = T extends BigInt64Array | BigUint64Array ? bigint : number;
 
@@ -119,7 +121,7 @@ export class SharedMemory {
       Atomics.store(i32, W_MAGIC, VAR_MAGIC);
       segid = xpmem.make(buffer, 0o600).toString();
       await c.nodeBcast(segid);
-      if (c.nnodes > 1) await (await this.link(c.nodeIndex)).request(DsmFrame.VAR_REGISTER, { target: id }, Buffer.from(JSON.stringify({ segid, bytes: Math.max(bytes, 1) })));
+      if (c.nnodes > 1) await (await this.link(c.nodeIndex)).request(DsmFrame.VAR_REGISTER, { target: id }, encodeRegister(segid, Math.max(bytes, 1)));
     } else {
       segid = await c.nodeBcast('');
       attachment = xpmem.attachWhole(segid, total);
@@ -142,7 +144,7 @@ export class SharedMemory {
     if (s === undefined) {
       const home = createHash('sha256').update(name).digest().readUInt32LE(0) % this.#context.nnodes;
       s = new Semaphore(this, name, home);
-      await (await this.link(home)).request(DsmFrame.SEM, { aux: SEM_CREATE, arg: initial }, Buffer.from(name));
+      await (await this.link(home)).request(DsmFrame.SEM, { aux: SemOp.CREATE, arg: initial }, Buffer.from(name));
       this.#sems.set(name, s);
     }
     await this.#context.barrier();
@@ -173,14 +175,14 @@ export class Semaphore {
 
   /** Takes a permit, waiting for one (P); then sees every shared write released before the matching post. */
   async wait(): Promise<void> {
-    await (await this.shared.link(this.home)).request(DsmFrame.SEM, { aux: SEM_WAIT }, Buffer.from(this.name));
+    await (await this.shared.link(this.home)).request(DsmFrame.SEM, { aux: SemOp.WAIT }, Buffer.from(this.name));
     await this.shared.acquireAll();
   }
 
   /** Publishes this rank's shared writes, then gives a permit back (V). */
   async post(): Promise<void> {
     await this.shared.releaseAll();
-    await (await this.shared.link(this.home)).request(DsmFrame.SEM, { aux: SEM_POST }, Buffer.from(this.name));
+    await (await this.shared.link(this.home)).request(DsmFrame.SEM, { aux: SemOp.POST }, Buffer.from(this.name));
   }
 }
 
@@ -199,59 +201,6 @@ export class Hole<T extends TypedArray> {
     this.#filled = true;
     await this.variable.publishRange(this.start, this.data);
   }
-}
-
-/**
- * Elements of `unit` bytes compared as words: the word type, its size, and
- * words per element (8-byte elements are two 32-bit words).
- */
-function elementWords(unit: number): { W: Uint32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor; word: number; per: number } {
-  const word = Math.min(unit, 4);
-  return { W: word === 4 ? Uint32Array : word === 2 ? Uint16Array : Uint8Array, word, per: unit / word };
-}
-
-/** Runs of elements that differ between `a` and `b` (same length, element size `unit` bytes), as [start, end) byte ranges. */
-function diffRuns(a: Uint8Array, b: Uint8Array, unit: number): Array<[number, number]> {
-  const runs: Array<[number, number]> = [];
-  const { W, word, per: perUnit } = elementWords(unit);
-  const x = new W(a.buffer as ArrayBuffer, a.byteOffset, a.byteLength / word);
-  const y = new W(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength / word);
-  let start = -1;
-  for (let i = 0; i < x.length; i += perUnit) {
-    let differs = x[i] !== y[i];
-    if (perUnit === 2 && !differs) differs = x[i + 1] !== y[i + 1];
-    if (differs) {
-      if (start < 0) start = i;
-    } else if (start >= 0) {
-      runs.push([start * word, i * word]);
-      start = -1;
-    }
-  }
-  if (start >= 0) runs.push([start * word, x.length * word]);
-  return runs;
-}
-
-/** Writes (offset, bytes) runs as VAR_WRITE payloads of at most MAX_PAYLOAD bytes. */
-function packRuns(runs: Array<[number, Uint8Array]>): Buffer[] {
-  const out: Buffer[] = [];
-  let parts: Buffer[] = [];
-  let size = 0;
-  for (const [off, bytes] of runs) {
-    const len = 8 + ((bytes.byteLength + 3) & ~3);
-    if (size + len > MAX_PAYLOAD && parts.length > 0) {
-      out.push(Buffer.concat(parts));
-      parts = [];
-      size = 0;
-    }
-    const b = Buffer.alloc(len);
-    b.writeUInt32LE(off, 0);
-    b.writeUInt32LE(bytes.byteLength, 4);
-    b.set(bytes, 8);
-    parts.push(b);
-    size += len;
-  }
-  if (parts.length > 0) out.push(Buffer.concat(parts));
-  return out;
 }
 
 export class SharedVariable<T extends TypedArray> {
@@ -292,7 +241,7 @@ export class SharedVariable<T extends TypedArray> {
     return this.#locked(async () => {
       const m = this.#memory;
       const { nnodes, nodeIndex } = this.#context;
-      const byHome = new Map<number, Array<[number, Uint8Array]>>();
+      const byHome = new Map<number, WriteRun[]>();
       for (let p = 0; p < m.layout.pages; p++) {
         const lo = p * PAGE_BYTES;
         const page = m.data.subarray(lo, lo + PAGE_BYTES);
@@ -312,11 +261,11 @@ export class SharedVariable<T extends TypedArray> {
     });
   }
 
-  async #send(byHome: Map<number, Array<[number, Uint8Array]>>): Promise<void> {
+  async #send(byHome: Map<number, WriteRun[]>): Promise<void> {
     const sent: Array<Promise<unknown>> = [];
     for (const [home, runs] of byHome) {
       const link = await this.#shared.link(home);
-      for (const payload of packRuns(runs)) sent.push(link.request(DsmFrame.VAR_WRITE, { target: this.#id }, payload));
+      for (const payload of packRuns(runs, MAX_PAYLOAD)) sent.push(link.request(DsmFrame.VAR_WRITE, { target: this.#id }, payload));
     }
     await Promise.all(sent);
   }
@@ -330,46 +279,23 @@ export class SharedVariable<T extends TypedArray> {
       const asks: Array<Promise<void>> = [];
       for (let home = 0; home < nnodes; home++) {
         if (home === nodeIndex) continue;
-        const pairs: number[] = [];
-        for (let p = home; p < m.layout.pages; p += nnodes) pairs.push(p, Atomics.load(m.versions, p));
+        const pairs: Array<[number, number]> = [];
+        for (let p = home; p < m.layout.pages; p += nnodes) pairs.push([p, Atomics.load(m.versions, p)]);
         if (pairs.length === 0) continue;
-        const ask = Buffer.from(new Uint32Array(pairs).buffer);
+        const ask = encodeFetch(pairs);
         asks.push(
           (async () => {
             const got = await (await this.#shared.link(home)).request(DsmFrame.VAR_FETCH, { target: this.#id }, ask);
-            const dv = new DataView(got.buffer, got.byteOffset, got.byteLength);
-            for (let at = 0; at + 8 + PAGE_BYTES <= got.byteLength; at += 8 + PAGE_BYTES) {
-              const p = dv.getUint32(at, true);
-              this.#merge(p, got.subarray(at + 8, at + 8 + PAGE_BYTES));
-              Atomics.store(m.versions, p, dv.getUint32(at + 4, true));
+            for (const { page, version, bytes } of parsePages(got)) {
+              const lo = page * PAGE_BYTES;
+              mergePage(m.data.subarray(lo, lo + PAGE_BYTES), m.twin.subarray(lo, lo + PAGE_BYTES), bytes, this.#bpe);
+              Atomics.store(m.versions, page, version);
             }
           })(),
         );
       }
       await Promise.all(asks);
     });
-  }
-
-  /** Takes the home's elements of page p that changed there, unless this node changed them too. */
-  #merge(p: number, home: Uint8Array): void {
-    const lo = p * PAGE_BYTES;
-    const copy = new Uint8Array(home); // its own aligned buffer, for word views
-    const { W, word, per } = elementWords(this.#bpe);
-    const n = PAGE_BYTES / word;
-    const h = new W(copy.buffer as ArrayBuffer, copy.byteOffset, n);
-    const d = new W(this.#memory.data.buffer as ArrayBuffer, this.#memory.data.byteOffset + lo, n);
-    const t = new W(this.#memory.twin.buffer as ArrayBuffer, this.#memory.twin.byteOffset + lo, n);
-    for (let i = 0; i < n; i += per) {
-      let changed = h[i] !== t[i];
-      if (per === 2 && !changed) changed = h[i + 1] !== t[i + 1];
-      if (!changed) continue;
-      let untouched = d[i] === t[i];
-      if (per === 2 && untouched) untouched = d[i + 1] === t[i + 1];
-      for (let k = 0; k < per; k++) {
-        if (untouched) d[i + k] = h[i + k]!;
-        t[i + k] = h[i + k]!;
-      }
-    }
   }
 
   #checkIndex(i: number, what: string): void {
@@ -439,7 +365,7 @@ export class SharedVariable<T extends TypedArray> {
       const hi = lo + values.byteLength;
       const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
       m.twin.set(bytes, lo);
-      const byHome = new Map<number, Array<[number, Uint8Array]>>();
+      const byHome = new Map<number, WriteRun[]>();
       for (let p = Math.floor(lo / PAGE_BYTES); p * PAGE_BYTES < hi; p++) {
         const a = Math.max(lo, p * PAGE_BYTES);
         const z = Math.min(hi, (p + 1) * PAGE_BYTES);

@@ -1,0 +1,62 @@
+/**
+ * The symmetric heaps of the ranks on the agent's node, as the agent sees
+ * them: world rank to local rank, each heap attached on first use (once its
+ * rank has published it in the control segment) and checked ranges of it.
+ */
+import type { ControlSegment } from '../shm/control.js';
+import * as xpmem from '../xpmem/index.js';
+import { RequestRefused } from './frames.js';
+
+export class NodeHeaps {
+  readonly #ctrl: ControlSegment;
+  readonly #localOf = new Map<number, number>();
+  readonly #heaps: Array<{ buffer: ArrayBuffer; attachment: xpmem.Attachment } | null>;
+
+  /** `ranks`: the world rank of each local rank. */
+  constructor(ctrl: ControlSegment, ranks: readonly number[]) {
+    this.#ctrl = ctrl;
+    ranks.forEach((w, l) => this.#localOf.set(w, l));
+    this.#heaps = ranks.map(() => null);
+  }
+
+  /** The local rank of world rank `worldRank`; `what` names the request refused when it is not on this node. */
+  local(worldRank: number, what: string): number {
+    const l = this.#localOf.get(worldRank);
+    if (l === undefined) throw new RequestRefused(`${what} for rank ${worldRank}, which is not on this node`);
+    return l;
+  }
+
+  /** Local rank `l`'s heap, attached on first use. */
+  heap(l: number): ArrayBuffer {
+    let h = this.#heaps[l];
+    if (h === null || h === undefined) {
+      const pub = this.#ctrl.heapOf(l);
+      if (pub === null) throw new RequestRefused(`local rank ${l} has not published its heap yet`);
+      const attachment = xpmem.attachWhole(pub.segid, pub.bytes);
+      const buffer = xpmem.mappedBuffer(attachment);
+      if (buffer === null) {
+        attachment.detach();
+        throw new RequestRefused('this node cannot map its ranks\' heaps (XPMEM backend cma); set MPRUN_XPMEM_BACKEND=shm');
+      }
+      h = { buffer, attachment };
+      this.#heaps[l] = h;
+    }
+    return h.buffer;
+  }
+
+  /** The bytes [offset, offset + length) of a world rank's heap, after checking they exist. */
+  range(worldRank: number, offset: number, length: number, what: string): Uint8Array {
+    const heap = this.heap(this.local(worldRank, what));
+    if (offset + length > heap.byteLength) throw new RequestRefused(`${what} of [${offset}, ${offset + length}) is outside rank ${worldRank}'s heap of ${heap.byteLength} bytes`);
+    return new Uint8Array(heap, offset, length);
+  }
+
+  /** Wakes local rank `l` for `reason` (a WAKE_* bit): its memory changed. */
+  ring(l: number, reason: number): void {
+    this.#ctrl.ring(l, reason);
+  }
+
+  close(): void {
+    for (const h of this.#heaps) h?.attachment.detach();
+  }
+}

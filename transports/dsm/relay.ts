@@ -1,0 +1,85 @@
+/**
+ * The agent's message relay: a MSG from a rank on another node lands in a
+ * buffer of its own type (the frame's payload streams straight into it),
+ * then goes into the node queue to its destination rank, the agent writing
+ * as the node's gateway participant. Messages to one rank keep their arrival
+ * order: while that rank's queue is full they wait in its outbox (a large
+ * message part-way in, fragment by fragment), and the relay retries shortly;
+ * other ranks' messages do not wait for it.
+ */
+import { allocate, DTYPE_CTORS, moveCtor } from '../../core/codec.js';
+import type { TypedArray } from '../../core/types.js';
+import type { OutgoingMessage } from '../shm/queue.js';
+import { HEADER_BYTES, ProtocolError, type Header } from './frames.js';
+
+/** How often a relay blocked on a full queue retries, ms. */
+export const RELAY_RETRY_MS = 1;
+
+/** The node queues as the relay uses them (NodeQueues, as the gateway). */
+export interface RelayQueues {
+  readonly maxEager: number;
+  /** Posts as much of `m` as fits now into local rank `dest`'s queue; whether all of it is in. */
+  tryPost(dest: number, m: OutgoingMessage, eagerLimit: number, origin: number): boolean;
+}
+
+export interface RelayItem extends OutgoingMessage {
+  /** The world rank that sent it. */
+  origin: number;
+}
+
+export class MessageRelay {
+  readonly #queues: RelayQueues;
+  readonly #outbox: RelayItem[][];
+  #retry: NodeJS.Timeout | null = null;
+
+  /** `nlocal`: the ranks on this node. */
+  constructor(queues: RelayQueues, nlocal: number) {
+    this.#queues = queues;
+    this.#outbox = Array.from({ length: nlocal }, () => []);
+  }
+
+  /** The array a MSG's payload lands in (checked: a known type, whole elements). */
+  landing(h: Header): TypedArray {
+    const payload = h.bytes - HEADER_BYTES;
+    const dtype = h.aux;
+    if (dtype < 0 || dtype > DTYPE_CTORS.length + 2) throw new ProtocolError(`MSG of unknown type code ${dtype}`);
+    if (payload % moveCtor(dtype).BYTES_PER_ELEMENT !== 0) throw new ProtocolError(`MSG of ${payload} bytes is not whole elements`);
+    return allocate(dtype, payload);
+  }
+
+  /** Queues the message of MSG `h` (landed in `payload`) for local rank `l` and relays what fits. */
+  deliver(l: number, h: Header, payload: TypedArray): void {
+    this.#outbox[l]!.push({ origin: h.id, tag: h.arg, dtype: h.aux, payload, offset: 0 });
+    this.pump();
+  }
+
+  /** Messages not yet in their destination's queue. */
+  get waiting(): number {
+    return this.#outbox.reduce((n, box) => n + box.length, 0);
+  }
+
+  /** Relays queued messages into the queues of their ranks; retries shortly while a queue is full. */
+  pump(): void {
+    const q = this.#queues;
+    let stuck = false;
+    this.#outbox.forEach((box, l) => {
+      while (box.length > 0) {
+        const m = box[0]!;
+        if (!q.tryPost(l, m, q.maxEager, m.origin)) break;
+        box.shift();
+      }
+      if (box.length > 0) stuck = true;
+    });
+    if (stuck && this.#retry === null) {
+      this.#retry = setTimeout(() => {
+        this.#retry = null;
+        this.pump();
+      }, RELAY_RETRY_MS);
+    }
+  }
+
+  close(): void {
+    if (this.#retry !== null) clearTimeout(this.#retry);
+    this.#retry = null;
+  }
+}
