@@ -10,7 +10,8 @@
  */
 import { WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
-import { KIND, partsOf, ShmCollectives, type CollectiveEngine, type Ready, type Steps } from './coll/shm.js';
+import { KIND, partsOf, type CollectiveEngine, type Ready, type Steps } from './coll/engine.js';
+import { ShmCollectives } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
 import type { Messenger } from './p2p.js';
 import { checkOp, type ReduceOp } from './coll/ops.js';

@@ -1,0 +1,111 @@
+/**
+ * Reductions of the shared-memory collectives, in place on typed arrays:
+ * reduce (result at `root`), allreduce (everywhere), scan (inclusive prefix),
+ * over the rounds of shm-rounds.ts.
+ *
+ * Every member folds contributions in team-rank order, so all get bitwise the
+ * same result. A large allreduce is a reduce-scatter (member i reduces
+ * segment i) then an allgather of the segments, both through the banks.
+ */
+import { dtypeOf } from '../../core/codec.js';
+import type { TypedArray } from '../../core/types.js';
+import { KIND, type ReductionKind, type Steps } from './engine.js';
+import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
+import type { ShmRounds } from './shm-rounds.js';
+
+/** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
+export const ALLREDUCE_FLAT_BYTES = 16 * 1024;
+
+interface Plan {
+  code: number;
+  dtype: number;
+  k: Kernel;
+}
+
+/** dst[dOff ..] = src[sOff ..], n elements of one type; a loop for a few, memcpy for more. */
+function copyElements(dst: TypedArray, dOff: number, src: TypedArray, sOff: number, n: number): void {
+  if (n <= 16) {
+    for (let i = 0; i < n; i++) (dst as Float64Array)[dOff + i] = (src as Float64Array)[sOff + i]!;
+  } else {
+    (dst as Float64Array).set((src as Float64Array).subarray(sOff, sOff + n), dOff);
+  }
+}
+
+export class ShmReductions {
+  readonly #b: ShmRounds;
+  /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
+  readonly #plans = new Map<unknown, Map<string, Plan>>();
+
+  constructor(rounds: ShmRounds) {
+    this.#b = rounds;
+  }
+
+  #plan(Ctor: unknown, op: ReduceOp): Plan {
+    let byOp = this.#plans.get(Ctor);
+    if (byOp === undefined) this.#plans.set(Ctor, (byOp = new Map()));
+    let plan = byOp.get(op);
+    if (plan === undefined) {
+      checkOp(op, Ctor);
+      plan = { code: opCode(op), dtype: dtypeOf(new (Ctor as { new (n: number): TypedArray })(0)), k: kernel(Ctor, op) };
+      byOp.set(op, plan);
+    }
+    return plan;
+  }
+
+  /** Returns `result` when it is not a typed array (null for non-roots), else scalar(buf) or buf itself. */
+  *reduce<R>(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, result: R, scalar: ((a: TypedArray) => R) | null): Steps<R> {
+    const b = this.#b;
+    const { me, size, chunkBytes } = b.layout;
+    const slots = b.slots;
+    const Ctor = buf.constructor;
+    const { code, dtype, k } = this.#plan(Ctor, op);
+    const bpe = buf.BYTES_PER_ELEMENT;
+    // Contributions in the first half of a bank's data area, results in the second.
+    const area = Math.floor(b.capacity / 2 / 64) * 64;
+    const perRound = Math.max(1, Math.floor(Math.min(area, chunkBytes) / bpe));
+    const rounds = Math.max(1, Math.ceil(buf.length / perRound));
+    const nRead = kind === KIND.scan ? me + 1 : size;
+    const iRead = kind !== KIND.reduce || me === root;
+    const mine = b.view(me, Ctor);
+    for (let r = 0; r < rounds; r++) {
+      const c = b.next();
+      const lo = r * perRound;
+      const m = Math.min(buf.length, lo + perRound) - lo;
+      // Our bank is free (inline: no generator on the hot path).
+      for (let j = 0; j < size; j++) if (!b.acked(j, c - slots)) yield b.whenAcked(j, c - slots);
+      const at = b.writeHeader(c, kind, dtype, code, root, buf.byteLength);
+      const contrib = at / bpe;
+      const results = (at + area) / bpe;
+      copyElements(mine, contrib, buf, lo, m);
+      b.publish(c, 1);
+      if (iRead) {
+        for (let j = 0; j < nRead; j++) {
+          if (!b.published(j, c, 1)) yield b.whenPublished(j, c, 1);
+          if (r === 0) b.expectReduction(j, c, kind, dtype, code, buf.byteLength, root);
+        }
+      }
+      const flat = kind !== KIND.allreduce || size === 1 || m * bpe <= ALLREDUCE_FLAT_BYTES;
+      if (iRead && flat) {
+        // Fold contributions 0..nRead-1 into our own buffer, in rank order.
+        copyElements(buf, lo, b.view(0, Ctor), contrib, m);
+        for (let j = 1; j < nRead; j++) k(buf, lo, b.view(j, Ctor), contrib, m);
+      } else if (!flat) {
+        // Reduce-scatter: this member reduces segment `me` into its result area ...
+        const seg = Math.ceil(m / size);
+        const s0 = Math.min(m, me * seg);
+        const n0 = Math.min(m, s0 + seg) - s0;
+        copyElements(mine, results + s0, b.view(0, Ctor), contrib + s0, n0);
+        for (let j = 1; j < size; j++) k(mine, results + s0, b.view(j, Ctor), contrib + s0, n0);
+        b.publish(c, 2);
+        // ... then gathers every member's segment.
+        for (let j = 0; j < size; j++) {
+          if (!b.published(j, c, 2)) yield b.whenPublished(j, c, 2);
+          const a = Math.min(m, j * seg);
+          copyElements(buf, lo + a, b.view(j, Ctor), results + a, Math.min(m, a + seg) - a);
+        }
+      }
+      b.finish(c);
+    }
+    return result === null || scalar === null ? result : scalar(buf);
+  }
+}

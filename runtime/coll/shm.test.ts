@@ -1,0 +1,395 @@
+/**
+ * The shared-memory collectives in one process: N simulated members, each a
+ * ShmCollectives over plain memory (the ack and data words in an Int32Array,
+ * each member's arena an ArrayBuffer), their generators stepped in a seeded
+ * random order in one thread. Every interleaving the schedule produces is one
+ * that real ranks could, since the members share nothing but that memory.
+ */
+import { describe, expect, it } from 'vitest';
+import { isMprunError } from '../../core/errors.js';
+import type { TypedArray } from '../../core/types.js';
+import { WAKE_ACK, WAKE_SYNC } from '../../transports/shm/control.js';
+import { KIND, partsOf, type Ready, type Steps } from './engine.js';
+import { REDUCE_OPS, type ReduceOp } from './ops.js';
+import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
+import { ShmCollectives, type CollectiveControl } from './shm.js';
+
+/** Small banks, so that modest values take several rounds and reuse slots: 2 slots of 64 KiB. */
+const BANK = 64 * 1024;
+const CHUNK = 32 * 1024;
+
+interface Node {
+  members: ShmCollectives[];
+  /** Per member, which members' arenas it mapped. */
+  mapped: Array<Set<number>>;
+  rings: Array<{ to: number; wake: number }>;
+}
+
+function node(n: number, opts: { bank?: number; chunk?: number; slot?: number } = {}): Node {
+  const bank = opts.bank ?? BANK;
+  const scratchBytes = 2 * bank;
+  const slot = opts.slot ?? 1;
+  // Words 0..n-1 unused (like the doorbells before them), acks at n.., data at 2n.. .
+  const i32 = new Int32Array(new SharedArrayBuffer(4 * 3 * n));
+  const rings: Array<{ to: number; wake: number }> = [];
+  const ctrl: CollectiveControl = { i32, ring: (to, wake) => void rings.push({ to, wake }) };
+  const arenas = Array.from({ length: n }, () => new ArrayBuffer((slot + 1) * scratchBytes));
+  const mapped = Array.from({ length: n }, () => new Set<number>());
+  const members = Array.from(
+    { length: n },
+    (_, me) =>
+      new ShmCollectives({
+        ctrl,
+        me,
+        size: n,
+        worldRanks: Array.from({ length: n }, (_, j) => 10 + j),
+        ackIndex: Array.from({ length: n }, (_, j) => n + j),
+        dataIndex: Array.from({ length: n }, (_, j) => 2 * n + j),
+        localRanks: Array.from({ length: n }, (_, j) => j),
+        scratch: (j) => (mapped[me]!.add(j), arenas[j]!),
+        scratchOffset: slot * scratchBytes,
+        scratchBytes,
+        chunkBytes: opts.chunk ?? CHUNK,
+      }),
+  );
+  return { members, mapped, rings };
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown } | { ok: null };
+
+/** A small deterministic generator (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Steps members' generators, keeping each one's pending wait across calls of
+ * settle(): each pass visits the members in a random order and skips some
+ * (slow ranks); when such a pass moves nobody, a full pass decides whether
+ * they are stuck (their outcome then stays { ok: null }).
+ */
+class Sim<T> {
+  readonly out: Array<Outcome<T>>;
+  readonly #gens: Array<Steps<T>>;
+  readonly #waiting: Array<Ready | null>;
+  readonly #random: () => number;
+
+  constructor(gens: Array<Steps<T>>, seed = 1) {
+    this.#gens = gens;
+    this.out = gens.map(() => ({ ok: null }));
+    this.#waiting = gens.map(() => null);
+    this.#random = rng(seed);
+  }
+
+  #step(i: number): boolean {
+    if (this.out[i]!.ok !== null) return false;
+    const w = this.#waiting[i];
+    if (w !== null && w !== undefined && !w()) return false;
+    try {
+      const r = this.#gens[i]!.next();
+      if (r.done === true) this.out[i] = { ok: true, value: r.value };
+      else this.#waiting[i] = r.value;
+    } catch (error) {
+      this.out[i] = { ok: false, error };
+    }
+    return true;
+  }
+
+  /** Runs `members` (all by default) until they are done or none can move. */
+  settle(members: number[] = this.#gens.map((_, i) => i)): Array<Outcome<T>> {
+    for (let pass = 0; pass < 10_000_000; pass++) {
+      if (members.every((i) => this.out[i]!.ok !== null)) return this.out;
+      const order = [...members].sort(() => this.#random() - 0.5);
+      let moved = false;
+      for (const i of order) if (this.#random() < 0.7 && this.#step(i)) moved = true;
+      if (!moved) {
+        for (const i of order) if (this.#step(i)) moved = true;
+        if (!moved) return this.out;
+      }
+    }
+    throw new Error('the schedule did not settle');
+  }
+}
+
+function drive<T>(gens: Array<Steps<T>>, seed = 1): Array<Outcome<T>> {
+  return new Sim(gens, seed).settle();
+}
+
+/** Runs `body` on every member; returns their results, failing the test on any error or stall. */
+function run<T>(nd: Node, body: (e: ShmCollectives, me: number) => Steps<T>, seed = 1): T[] {
+  return drive(
+    nd.members.map((e, me) => body(e, me)),
+    seed,
+  ).map((o, me) => {
+    if (o.ok === true) return o.value;
+    if (o.ok === false) throw o.error;
+    throw new Error(`member ${me} is stuck`);
+  });
+}
+
+describe('shared-memory collectives on plain memory', () => {
+  it('barrier: nobody leaves before the last member arrives', () => {
+    const nd = node(4);
+    const sim = new Sim(nd.members.map((e) => e.barrier()));
+    // Members 0..2 arrive; member 3 has not called yet.
+    expect(sim.settle([0, 1, 2]).every((o) => o.ok === null)).toBe(true);
+    expect(sim.settle().every((o) => o.ok === true)).toBe(true);
+    // The members waited for acks (WAKE_ACK) and rang the others for them.
+    expect(nd.rings.filter((r) => r.wake === WAKE_ACK).length).toBe(4 * 3);
+    // Many barriers in a row, every schedule.
+    for (let seed = 1; seed <= 5; seed++) {
+      run(nd, function* (e) {
+        for (let i = 0; i < 20; i++) yield* e.barrier();
+      }, seed);
+    }
+  });
+
+  it('bcast: typed arrays in place, msgpack values, and values of several rounds', () => {
+    const nd = node(4);
+    const big = Float64Array.from({ length: 25_000 }, (_, i) => i * 0.5); // 200 kB: 4 rounds over 2 slots
+    const got = run(nd, function* (e, me) {
+      const a = me === 2 ? Int32Array.of(7, 8, 9) : new Int32Array(3);
+      const r1 = yield* e.bcast(a, 2);
+      expect(r1).toBe(a);
+      expect([...a]).toEqual([7, 8, 9]);
+      const r2 = yield* e.bcast(me === 0 ? { hello: 'world', n: [1, 2] } : undefined, 0);
+      const b = me === 3 ? big : new Float64Array(big.length);
+      yield* e.bcast(b, 3);
+      const r4 = yield* e.bcast(me === 1 ? Uint16Array.of(1, 2) : null, 1);
+      return { r2, b, r4 };
+    });
+    for (const g of got) {
+      expect(g.r2).toEqual({ hello: 'world', n: [1, 2] });
+      expect(g.b).toEqual(big);
+      expect(g.r4).toEqual(Uint16Array.of(1, 2));
+    }
+  });
+
+  it('gather and allgather: concatenated when typed of one type, else arrays; lengths may differ', () => {
+    const nd = node(5);
+    const got = run(nd, function* (e, me) {
+      const typed = yield* e.gather(Float32Array.from({ length: me + 1 }, () => me), 1);
+      const mixed = yield* e.gather(me % 2 === 0 ? `m${me}` : Int8Array.of(me), null);
+      // 20-100 kB each: several rounds, and members with fewer rounds of data still take part.
+      const large = yield* e.gather(Uint8Array.from({ length: 20_000 * (me + 1) }, (_, i) => (i + me) & 255), null);
+      return { typed, mixed, large };
+    });
+    const want = new Float32Array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4]);
+    got.forEach((g, me) => {
+      expect(g.typed).toEqual(me === 1 ? want : null);
+      expect(g.mixed).toEqual(['m0', Int8Array.of(1), 'm2', Int8Array.of(3), 'm4']);
+      const large = g.large as Uint8Array;
+      expect(large.length).toBe(20_000 * 15);
+      let off = 0;
+      for (let j = 0; j < 5; j++) {
+        for (let i = 0; i < 20_000 * (j + 1); i += 997) expect(large[off + i]).toBe((i + j) & 255);
+        off += 20_000 * (j + 1);
+      }
+    });
+    // Members map only the arenas they read: a broadcast's receivers, the root's only.
+    const nd2 = node(4);
+    run(nd2, (e) => e.bcast(Int32Array.of(1), 2));
+    for (let j = 0; j < 4; j++) expect([...nd2.mapped[j]!]).toEqual([2]);
+  });
+
+  it('scatter and alltoall: typed parts, msgpack parts, and parts of several rounds', () => {
+    const nd = node(4);
+    const got = run(nd, function* (e, me) {
+      const s1 = yield* e.scatter(me === 2 ? partsOf(Int16Array.from({ length: 12 }, (_, i) => i), 4, 'scatter') : null, 2);
+      const s2 = yield* e.scatter(me === 0 ? partsOf(['a', { b: 1 }, [2], null], 4, 'scatter') : null, 0);
+      const s3 = yield* e.scatter(me === 1 ? partsOf(Float64Array.from({ length: 4 * 12_000 }, (_, i) => i), 4, 'scatter') : null, 1);
+      const a1 = yield* e.alltoall(partsOf(Int32Array.from({ length: 8 }, (_, i) => me * 100 + i), 4, 'alltoall'));
+      const a2 = yield* e.alltoall(partsOf([0, 1, 2, 3].map((q) => (q === me ? `self ${me}` : Uint8Array.of(me, q))), 4, 'alltoall'));
+      // Parts of different lengths per pair, 0 to 90 kB.
+      const a3 = yield* e.alltoall(partsOf([0, 1, 2, 3].map((q) => Uint32Array.from({ length: 7_500 * ((me + q) % 4) }, (_, i) => me * 1e6 + q * 1e5 + i)), 4, 'alltoall'));
+      return { s1, s2, s3, a1, a2, a3 };
+    });
+    got.forEach((g, me) => {
+      expect(g.s1).toEqual(Int16Array.from({ length: 3 }, (_, i) => 3 * me + i));
+      expect(g.s2).toEqual(['a', { b: 1 }, [2], null][me]);
+      expect(g.s3).toEqual(Float64Array.from({ length: 12_000 }, (_, i) => me * 12_000 + i));
+      expect(g.a1).toEqual(Int32Array.from([0, 1, 2, 3].flatMap((p) => [p * 100 + 2 * me, p * 100 + 2 * me + 1])));
+      expect(g.a2).toEqual([0, 1, 2, 3].map((p) => (p === me ? `self ${me}` : Uint8Array.of(p, me))));
+      expect(g.a3).toEqual(Uint32Array.from([0, 1, 2, 3].flatMap((p) => Array.from({ length: 7_500 * ((p + me) % 4) }, (_, i) => p * 1e6 + me * 1e5 + i))));
+    });
+  });
+});
+
+type Ctor = { new (n: number): TypedArray; readonly name: string };
+const TYPES: Ctor[] = [Float64Array, Float32Array, Int32Array, Uint32Array, Int16Array, Uint8Array, BigInt64Array, BigUint64Array];
+const FLOATS = new Set<Ctor>([Float64Array, Float32Array]);
+
+/** Member `me`'s element i: small values (0..3), so products stay exact; zeros make land/lor mean something. */
+function contribution(C: Ctor, me: number, n: number): TypedArray {
+  const a = new C(n);
+  const big = a instanceof BigInt64Array || a instanceof BigUint64Array;
+  for (let i = 0; i < n; i++) {
+    const v = (me * 7 + i * 3 + (i >> 4)) % 4;
+    (a as unknown as Array<number | bigint>)[i] = big ? BigInt(v) : v;
+  }
+  return a;
+}
+
+/** The reference fold, element by element in rank order, stored into the array's own type at each step. */
+function fold(op: ReduceOp, parts: TypedArray[]): TypedArray {
+  const C = parts[0]!.constructor as Ctor;
+  const out = new C(parts[0]!.length);
+  const d = out as unknown as Array<number | bigint>;
+  for (let i = 0; i < out.length; i++) d[i] = (parts[0] as unknown as Array<number | bigint>)[i]!;
+  for (const p of parts.slice(1)) {
+    const s = p as unknown as Array<number | bigint>;
+    for (let i = 0; i < out.length; i++) {
+      const x = d[i]!;
+      const y = s[i]!;
+      const zero = typeof x === 'bigint' ? 0n : 0;
+      const one = typeof x === 'bigint' ? 1n : 1;
+      const num = (f: (a: number, b: number) => number, g: (a: bigint, b: bigint) => bigint): number | bigint => (typeof x === 'bigint' ? g(x, y as bigint) : f(x, y as number));
+      switch (op) {
+        case 'sum': d[i] = num((a, b) => a + b, (a, b) => a + b); break;
+        case 'prod': d[i] = num((a, b) => a * b, (a, b) => a * b); break;
+        case 'min': d[i] = y < x ? y : x; break;
+        case 'max': d[i] = y > x ? y : x; break;
+        case 'band': d[i] = num((a, b) => a & b, (a, b) => a & b); break;
+        case 'bor': d[i] = num((a, b) => a | b, (a, b) => a | b); break;
+        case 'bxor': d[i] = num((a, b) => a ^ b, (a, b) => a ^ b); break;
+        case 'land': d[i] = x !== zero && y !== zero ? one : zero; break;
+        case 'lor': d[i] = x !== zero || y !== zero ? one : zero; break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The first index where a and b differ (or -1): toEqual is slow on long arrays. */
+function firstDifference(a: TypedArray, b: TypedArray): number {
+  if (a.constructor !== b.constructor || a.length !== b.length) return 0;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+function opsFor(C: Ctor): ReduceOp[] {
+  return REDUCE_OPS.filter((op) => !(FLOATS.has(C) && (op === 'band' || op === 'bor' || op === 'bxor')));
+}
+
+describe('shared-memory reductions on plain memory', () => {
+  it('allreduce, reduce and scan: every operator on every type, small (one step)', () => {
+    const n = 4;
+    const nd = node(n);
+    for (const C of TYPES) {
+      for (const op of opsFor(C)) {
+        const len = 37;
+        const inputs = Array.from({ length: n }, (_, me) => contribution(C, me, len));
+        const got = run(nd, function* (e, me) {
+          const all = contribution(C, me, len);
+          yield* e.reduce(all, op, KIND.allreduce, 0, all, null);
+          const red = contribution(C, me, len);
+          const r = yield* e.reduce(red, op, KIND.reduce, 3, me === 3 ? red : null, null);
+          const sc = contribution(C, me, len);
+          yield* e.reduce(sc, op, KIND.scan, 0, sc, null);
+          return { all, red, r, sc };
+        });
+        got.forEach((g, me) => {
+          const what = `${C.name} ${op} member ${me}`;
+          expect(g.all, what).toEqual(fold(op, inputs));
+          expect(g.sc, what).toEqual(fold(op, inputs.slice(0, me + 1)));
+          if (me === 3) {
+            expect(g.r, what).toBe(g.red);
+            expect(g.red, what).toEqual(fold(op, inputs));
+          } else {
+            expect(g.r, what).toBe(null);
+            expect(g.red, what).toEqual(inputs[me]); // a non-root's buffer is left alone
+          }
+        });
+      }
+    }
+  });
+
+  it('large allreduce goes through reduce-scatter and allgather, over several rounds, uneven segments', () => {
+    for (const n of [3, 4]) {
+      const nd = node(n);
+      for (const [C, len] of [[Float64Array, 10_001], [Int32Array, 30_011], [BigInt64Array, 6_007], [Uint8Array, 70_001]] as Array<[Ctor, number]>) {
+        expect(len * new C(1).BYTES_PER_ELEMENT).toBeGreaterThan(2 * ALLREDUCE_FLAT_BYTES);
+        for (const op of ['sum', 'max', 'lor'] as const) {
+          const inputs = Array.from({ length: n }, (_, me) => contribution(C, me, len));
+          const got = run(nd, function* (e, me) {
+            const buf = contribution(C, me, len);
+            yield* e.reduce(buf, op, KIND.allreduce, 0, buf, null);
+            return buf;
+          }, len + n);
+          const want = fold(op, inputs);
+          // Two publications per member in a round of more than ALLREDUCE_FLAT_BYTES (contributions,
+          // then its reduced segment: the reduce-scatter path), one in a smaller last round.
+          const bpe = new C(1).BYTES_PER_ELEMENT;
+          const perRound = 32_704 / bpe; // half a 64 KiB slot's data area
+          let publications = 0;
+          for (let lo = 0; lo < len; lo += perRound) publications += (Math.min(len - lo, perRound) * bpe > ALLREDUCE_FLAT_BYTES ? 2 : 1) * n;
+          expect(publications).toBeGreaterThan(2 * n);
+          expect(nd.rings.filter((r) => r.wake === WAKE_SYNC).length).toBe(publications * (n - 1));
+          nd.rings.length = 0;
+          got.forEach((g, me) => expect(firstDifference(g, want), `${n} members, ${C.name} ${op}, member ${me}`).toBe(-1));
+        }
+      }
+    }
+  });
+
+  it('a scalar reduction returns scalar(buf); a float bitwise reduction is a TypeError', () => {
+    const nd = node(3);
+    const got = run(nd, function* (e, me) {
+      const buf = Float64Array.of(me + 0.5);
+      return yield* e.reduce<number | null>(buf, 'sum', KIND.allreduce, 0, 0, (a) => a[0] as number);
+    });
+    expect(got).toEqual([4.5, 4.5, 4.5]);
+    const bad = drive(nd.members.map((e) => e.reduce(new Float32Array(2), 'bxor', KIND.allreduce, 0, null, null)));
+    for (const o of bad) expect(o.ok === false && o.error instanceof TypeError).toBe(true);
+  });
+});
+
+describe('shared-memory collectives detect mismatched calls', () => {
+  /** Runs per-member bodies; returns the errors (at least one member must fail). */
+  function mismatch(n: number, body: (e: ShmCollectives, me: number) => Steps<unknown>): Error[] {
+    const nd = node(n);
+    const outcomes = drive(nd.members.map((e, me) => body(e, me)));
+    const errors = outcomes.flatMap((o) => (o.ok === false ? [o.error as Error] : []));
+    expect(errors.length).toBeGreaterThan(0);
+    for (const e of errors) expect(isMprunError(e, 'ERR_MPRUN_COLLECTIVE_MISMATCH'), String(e)).toBe(true);
+    return errors;
+  }
+
+  it('names the member, its world rank and what differs', () => {
+    const kinds = mismatch(3, (e, me) => (me === 1 ? e.gather(1, 0) : e.gather(1, null)));
+    expect(kinds.map((e) => e.message).join('\n')).toMatch(/team rank 1 \(world rank 11\) called gather where this rank called allgather/);
+    const roots = mismatch(3, (e, me) => e.gather(1, me === 2 ? 1 : 0));
+    expect(roots.map((e) => e.message).join('\n')).toMatch(/gave root/);
+    const lengths = mismatch(3, (e, me) => e.reduce(new Float64Array(me === 0 ? 8 : 16), 'sum', KIND.allreduce, 0, null, null));
+    expect(lengths[0]!.message).toMatch(/team rank \d \(world rank 1\d\) passed (64|128) bytes, this rank (64|128) \(seen by team rank \d/);
+    const types = mismatch(3, (e, me) => e.reduce(me === 2 ? new Int32Array(4) : new Float32Array(4), 'sum', KIND.allreduce, 0, null, null));
+    expect(types[0]!.message).toMatch(/passed (Int32Array|Float32Array), this rank (Int32Array|Float32Array)/);
+    const ops = mismatch(2, (e, me) => e.reduce(new Int32Array(4), me === 0 ? 'sum' : 'max', KIND.allreduce, 0, null, null));
+    expect(ops[0]!.message).toMatch(/reduces with operator #/);
+    const reduceRoot = mismatch(3, (e, me) => e.reduce(new Int32Array(4), 'sum', KIND.reduce, me === 0 ? 0 : 1, null, null));
+    expect(reduceRoot.map((e) => e.message).join('\n')).toMatch(/gave root/);
+    const into = mismatch(2, (e, me) => e.bcast(me === 0 ? new Float64Array(4) : new Float64Array(3), 0));
+    expect(into[0]!.message).toMatch(/broadcasts 32 bytes of Float64Array into this rank's Float64Array of 24 bytes/);
+    // A reduction where the others broadcast.
+    const other = mismatch(3, (e, me) => (me === 0 ? e.bcast(Int32Array.of(1), 0) : e.reduce(new Int32Array(1), 'sum', KIND.allreduce, 0, null, null)));
+    expect(other.map((e) => e.message).join('\n')).toMatch(/called bcast where this rank called allreduce/);
+  });
+});
+
+describe('shared-memory collectives: layout and wake-ups', () => {
+  it('publishing rings the other members for data, finishing for acks; the bank must fit a slot', () => {
+    const nd = node(3);
+    run(nd, (e, me) => e.bcast(me === 0 ? 'x' : null, 0));
+    const sync = nd.rings.filter((r) => r.wake === WAKE_SYNC);
+    expect(sync.map((r) => r.to).sort()).toEqual([1, 2]); // the root published once
+    expect(nd.rings.filter((r) => r.wake === WAKE_ACK).length).toBe(3 * 2);
+    expect(() => node(64, { bank: 4096, chunk: 4096 })).toThrow(/MPRUN_COLL_BANK of 4096 bytes is too small for a team of 64/);
+  });
+});
