@@ -22,9 +22,12 @@ interface Row {
   benchmark: string;
   size: number;
   value: number;
+  iterations?: number;
+  /** The cold figure (latency, barrier, allreduce): the first calls right after init. */
+  cold?: boolean;
 }
 
-const root = [resolve(dirname(fileURLToPath(import.meta.url)), '..'), resolve(dirname(fileURLToPath(import.meta.url)), '../..')].find((p) => existsSync(join(p, 'binding.gyp')))!;
+export const root = [resolve(dirname(fileURLToPath(import.meta.url)), '..'), resolve(dirname(fileURLToPath(import.meta.url)), '../..')].find((p) => existsSync(join(p, 'binding.gyp')))!;
 
 const BANDWIDTH = new Set(['bw', 'bibw', 'put_bw', 'get_bw']);
 
@@ -34,10 +37,10 @@ function fail(message: string): never {
   throw new CompareError(message);
 }
 
-/** Builds the peer program if it is missing or older than its source. */
-export function buildPeer(): string {
-  const src = join(root, 'bench', 'peers', 'osu_peer.c');
-  const out = join(root, 'build', 'peers', 'osu_peer');
+/** Builds a peer program of bench/peers/ (NAME.c) if it is missing or older than its source. */
+export function buildPeer(name = 'osu_peer'): string {
+  const src = join(root, 'bench', 'peers', `${name}.c`);
+  const out = join(root, 'build', 'peers', name);
   if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
   mkdirSync(dirname(out), { recursive: true });
   const r = spawnSync('mpicc', ['-O2', '-o', out, src], { encoding: 'utf8' });
@@ -67,6 +70,16 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string):
   return parseRows(r.stdout, what);
 }
 
+/** mpirun's binding as mprun's default: a core per rank when ranks do not outnumber cores, else none. */
+export function mpirunBinding(ranks: number): string[] {
+  return ranks <= cpus().length ? ['--bind-to', 'core'] : ['--bind-to', 'none', '--oversubscribe'];
+}
+
+/** mpirun's environment: allowed as root, shared memory (vader) unless OMPI_MCA_btl says otherwise. */
+export function mpirunEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_btl: process.env.OMPI_MCA_btl ?? 'self,vader' };
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -80,6 +93,8 @@ export interface Comparison {
   rounds: number;
   unit: string;
   rows: Array<{ size: number; mprun: number; peer: number; ratio: number }>;
+  /** latency, barrier, allreduce: the first calls right after init (medians over rounds). */
+  cold?: { size: number; iterations: number; mprun: number; peer: number; ratio: number };
 }
 
 export function compare(argv: readonly string[]): Comparison {
@@ -97,14 +112,14 @@ export function compare(argv: readonly string[]): Comparison {
     else if (a === '--against') against = next();
     else if (a === '--plot' || a === '--json') {
       if (a === '--plot') i++;
-    } else if (['-m', '-i', '-x', '-W'].includes(a)) osu.push(a, next());
+    } else if (['-m', '-i', '-x', '-W', '--cold'].includes(a)) osu.push(a, next());
     else fail(`unknown option ${a}`);
   }
   if (!Number.isInteger(ranks) || ranks < 1) fail('-n takes a positive number of ranks');
   if (!Number.isInteger(rounds) || rounds < 1) fail('--rounds takes a positive number');
   const peer = buildPeer();
-  const bind = ranks <= cpus().length ? ['--bind-to', 'core'] : ['--bind-to', 'none', '--oversubscribe'];
-  const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_btl: process.env.OMPI_MCA_btl ?? 'self,vader' };
+  const bind = mpirunBinding(ranks);
+  const env = mpirunEnv();
   const ours: Row[][] = [];
   const theirs: Row[][] = [];
   for (let r = 0; r < rounds; r++) {
@@ -112,13 +127,22 @@ export function compare(argv: readonly string[]): Comparison {
     ours.push(run(process.execPath, [join(root, 'bin', 'mprun.js'), '-n', String(ranks), join(root, 'bench', 'osu.ts'), name, '--json', ...osu], process.env, `mprun ${name}`));
     theirs.push(run('mpirun', ['-np', String(ranks), ...bind, peer, against, ...osu], env, `Open MPI ${against}`));
   }
+  const coldOurs = ours.flat().filter((x) => x.cold === true);
+  const coldTheirs = theirs.flat().filter((x) => x.cold === true);
+  let cold: Comparison['cold'];
+  if (coldOurs.length > 0 && coldTheirs.length > 0) {
+    const m = median(coldOurs.map((x) => x.value));
+    const p = median(coldTheirs.map((x) => x.value));
+    cold = { size: coldOurs[0]!.size, iterations: coldOurs[0]!.iterations ?? 0, mprun: m, peer: p, ratio: m / p };
+  }
+  for (const list of [ours, theirs]) for (const rows of list) rows.splice(0, rows.length, ...rows.filter((x) => x.cold !== true));
   const sizes = [...new Set(ours.flat().map((x) => x.size))].filter((s) => theirs.flat().some((t) => t.size === s)).sort((a, b) => a - b);
   const rows = sizes.map((size) => {
     const m = median(ours.flat().filter((x) => x.size === size).map((x) => x.value));
     const p = median(theirs.flat().filter((x) => x.size === size).map((x) => x.value));
     return { size, mprun: m, peer: p, ratio: m / p };
   });
-  return { name, against, ranks, rounds, unit: BANDWIDTH.has(name) ? 'MB/s' : 'us', rows };
+  return { name, against, ranks, rounds, unit: BANDWIDTH.has(name) ? 'MB/s' : 'us', rows, ...(cold !== undefined ? { cold } : {}) };
 }
 
 export function formatComparison(c: Comparison): string {
@@ -128,6 +152,10 @@ export function formatComparison(c: Comparison): string {
     `${'# Size'.padEnd(10)}${`mprun (${c.unit})`.padStart(18)}${`Open MPI (${c.unit})`.padStart(20)}${'ratio'.padStart(10)}`,
   ];
   for (const r of c.rows) lines.push(`${String(r.size).padEnd(10)}${r.mprun.toFixed(2).padStart(18)}${r.peer.toFixed(2).padStart(20)}${r.ratio.toFixed(2).padStart(10)}`);
+  if (c.cold !== undefined) {
+    const k = c.cold;
+    lines.push(`# cold, size ${k.size} (the first ${k.iterations} calls right after init, no warm-up): mprun ${k.mprun.toFixed(2)} us, Open MPI ${k.peer.toFixed(2)} us, ratio ${k.ratio.toFixed(2)}`);
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -7,6 +7,7 @@
 import { init } from 'mprun';
 import { OsuUsageError, parseOsuArgs, type OsuOptions } from './osu/options.js';
 import { bandwidth, latency } from './osu/pt2pt.js';
+import { reported } from './osu/report.js';
 import { atomicLatency, rmaBandwidth, rmaLatency } from './osu/rma.js';
 import { collective } from './osu/coll.js';
 import type { World } from 'mprun';
@@ -53,5 +54,40 @@ try {
   opts = await usage(e.message);
 }
 if (world.size < bench.minRanks) await usage(`${name} needs at least ${bench.minRanks} ranks (mprun -n ${bench.minRanks} bench/osu.ts ${name})`);
+
+// The cold figure: nothing has run since init() but argument parsing.
+let cold: { size: number; us: number } | undefined;
+if (opts.cold > 0 && (name === 'latency' || name === 'barrier' || name === 'allreduce')) {
+  const n = opts.cold;
+  const buf = new Uint8Array(8).fill(world.rank + 1);
+  const into = new Uint8Array(8);
+  const t0 = performance.now();
+  if (name === 'barrier') {
+    for (let i = 0; i < n; i++) await world.barrier();
+  } else if (name === 'allreduce') {
+    for (let i = 0; i < n; i++) await world.allreduce(Float64Array.of(i), 'sum');
+  } else if (world.rank === 0) {
+    for (let i = 0; i < n; i++) {
+      await world.send(1, buf, 1);
+      await world.recvInto(into, 1, 1);
+    }
+  } else if (world.rank === 1) {
+    for (let i = 0; i < n; i++) {
+      await world.recvInto(into, 0, 1);
+      await world.send(0, buf, 1);
+    }
+  }
+  cold = { size: name === 'barrier' ? 0 : 8, us: ((performance.now() - t0) * 1000) / (name === 'latency' ? 2 * n : n) };
+}
+
 await bench.run(world, opts);
+
+if (cold !== undefined && world.rank === 0) {
+  const steady = reported.find((r) => r.size === cold.size)?.value;
+  if (opts.json) console.log(JSON.stringify({ benchmark: name, size: cold.size, value: cold.us, iterations: opts.cold, cold: true }));
+  else {
+    const what = name === 'barrier' ? 'barrier' : name === 'latency' ? '8 B, one way' : '8 B';
+    console.log(`# Cold (${what}): ${cold.us.toFixed(2)} us, the first ${opts.cold} calls right after init() from a top-level loop, no warm-up${steady !== undefined ? `; steady: ${steady.toFixed(2)} us` : ''}`);
+  }
+}
 await world.finalize();

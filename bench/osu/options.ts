@@ -14,6 +14,8 @@ export interface OsuOptions {
   full: boolean;
   validate: boolean;
   json: boolean;
+  /** latency, barrier and allreduce: time this many calls right after init, before any warm-up (0: none). */
+  cold: number;
 }
 
 export const LARGE_MESSAGE_SIZE = 8192;
@@ -28,7 +30,7 @@ function parseSize(v: string): number {
 
 export function parseOsuArgs(argv: readonly string[], defaults: { minSize: number; maxSize: number; bandwidth: boolean; collective: boolean }): OsuOptions {
   const name = argv[0];
-  if (name === undefined || name.startsWith('-')) throw new OsuUsageError('usage: osu NAME [-m [min:]max] [-i ITER] [-x WARMUP] [-W WINDOW] [-f] [-c] [--json]');
+  if (name === undefined || name.startsWith('-')) throw new OsuUsageError('usage: osu NAME [-m [min:]max] [-i ITER] [-x WARMUP] [-W WINDOW] [-f] [-c] [--cold N] [--json]');
   const o: OsuOptions = {
     name,
     minSize: defaults.minSize,
@@ -43,6 +45,7 @@ export function parseOsuArgs(argv: readonly string[], defaults: { minSize: numbe
     full: false,
     validate: false,
     json: false,
+    cold: 500,
   };
   let itersSet = false;
   let skipSet = false;
@@ -82,12 +85,16 @@ export function parseOsuArgs(argv: readonly string[], defaults: { minSize: numbe
       case '--json':
         o.json = true;
         break;
+      case '--cold':
+        o.cold = Number(next());
+        break;
       default:
         throw new OsuUsageError(`unknown option ${a}`);
     }
   }
-  for (const [k, v] of [['-i', o.iterations], ['-x', o.skip], ['-W', o.window]] as const) {
-    if (!Number.isInteger(v) || v < (k === '-x' ? 0 : 1)) throw new OsuUsageError(`${k} takes a ${k === '-x' ? 'non-negative' : 'positive'} integer`);
+  for (const [k, v] of [['-i', o.iterations], ['-x', o.skip], ['-W', o.window], ['--cold', o.cold]] as const) {
+    const zero = k === '-x' || k === '--cold';
+    if (!Number.isInteger(v) || v < (zero ? 0 : 1)) throw new OsuUsageError(`${k} takes a ${zero ? 'non-negative' : 'positive'} integer`);
   }
   void itersSet;
   void skipSet;

@@ -12,6 +12,9 @@ export interface Row {
   extra?: Record<string, number>;
 }
 
+/** Every row printed by this process, in order (bench/osu.ts puts the cold figure beside the steady one). */
+export const reported: Row[] = [];
+
 export class Report {
   #headerDone = false;
   constructor(readonly o: OsuOptions, readonly title: string, readonly column: string) {}
@@ -33,6 +36,7 @@ export class Report {
   #printedColumns = false;
 
   row(r: Row): void {
+    reported.push(r);
     if (this.o.json) {
       console.log(JSON.stringify({ benchmark: this.o.name, ...r }));
       return;

@@ -5,7 +5,7 @@
  * bench/compare.ts can put both side by side.
  *
  *   mpicc -O2 -o osu_peer osu_peer.c
- *   mpirun -np N ./osu_peer NAME [-m [min:]max] [-i ITER] [-x SKIP] [-W WINDOW]
+ *   mpirun -np N ./osu_peer NAME [-m [min:]max] [-i ITER] [-x SKIP] [-W WINDOW] [--cold N]
  *
  * NAME: latency bw bibw put_latency get_latency put_bw get_bw atomic_latency
  *       barrier bcast reduce allreduce allgather gather scatter alltoall
@@ -14,6 +14,10 @@
  * call alone, followed by a barrier, and report the average of the ranks'
  * means. One-sided runs use MPI_Win_allocate with passive target locking
  * (lock_all once, flush after each window / operation), as OSU's defaults do.
+ * latency, barrier and allreduce first time N (500) calls right after
+ * MPI_Init (8-byte ping-pong one way, MPI_Barrier, one-double MPI_Allreduce)
+ * and print them last as {"benchmark","size","value","iterations","cold":true},
+ * as bench/osu.ts does; --cold 0 leaves that out.
  */
 #include <mpi.h>
 #include <stdint.h>
@@ -25,7 +29,7 @@
 
 static int rank, nranks;
 static long min_size = -1, max_size = -1;
-static int iters = -1, skip = -1, iters_large = -1, skip_large = -1, window = 64;
+static int iters = -1, skip = -1, iters_large = -1, skip_large = -1, window = 64, cold = 500;
 
 static void row(const char *name, long size, double value, int n) {
   if (rank == 0) printf("{\"benchmark\":\"%s\",\"size\":%ld,\"value\":%.4f,\"iterations\":%d}\n", name, size, value, n);
@@ -242,10 +246,33 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "-i")) iters = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-x")) skip = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-W")) window = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--cold")) cold = atoi(argv[i + 1]);
   }
   int p2p = !strcmp(name, "latency") || !strcmp(name, "bw") || !strcmp(name, "bibw") || strstr(name, "put_") || strstr(name, "get_") || !strcmp(name, "atomic_latency");
   int bw = !strcmp(name, "bw") || !strcmp(name, "bibw") || strstr(name, "_bw") != NULL;
   defaults(bw, !p2p, p2p ? 0 : 1, p2p ? 4L << 20 : 1L << 20);
+  int cold_lat = !strcmp(name, "latency"), cold_bar = !strcmp(name, "barrier"), cold_all = !strcmp(name, "allreduce");
+  double cold_us = -1;
+  if (cold > 0 && (cold_lat || cold_bar || cold_all)) {
+    char cbuf[8], cinto[8];
+    memset(cbuf, rank + 1, sizeof cbuf);
+    double t0 = MPI_Wtime();
+    for (int i = 0; i < cold; i++) {
+      if (cold_bar) {
+        MPI_Barrier(MPI_COMM_WORLD);
+      } else if (cold_all) {
+        double x = i, r;
+        MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      } else if (rank == 0) {
+        MPI_Send(cbuf, 8, MPI_CHAR, 1, 1, MPI_COMM_WORLD);
+        MPI_Recv(cinto, 8, MPI_CHAR, 1, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      } else if (rank == 1) {
+        MPI_Recv(cinto, 8, MPI_CHAR, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(cbuf, 8, MPI_CHAR, 0, 1, MPI_COMM_WORLD);
+      }
+    }
+    cold_us = (MPI_Wtime() - t0) * 1e6 / (cold_lat ? 2.0 * cold : cold);
+  }
   if (!strcmp(name, "latency")) latency();
   else if (!strcmp(name, "bw")) bandwidth(0);
   else if (!strcmp(name, "bibw")) bandwidth(1);
@@ -255,6 +282,10 @@ int main(int argc, char **argv) {
   else if (!strcmp(name, "get_bw")) rma(name, 0, 1);
   else if (!strcmp(name, "atomic_latency")) atomics();
   else collective(name);
+  if (cold_us >= 0 && rank == 0) {
+    printf("{\"benchmark\":\"%s\",\"size\":%d,\"value\":%.4f,\"iterations\":%d,\"cold\":true}\n", name, cold_bar ? 0 : 8, cold_us, cold);
+    fflush(stdout);
+  }
   MPI_Finalize();
   return 0;
 }

@@ -19,6 +19,36 @@ describe('OSU-style benchmarks', () => {
     const rows = lines.filter((l) => !l.startsWith('#')).map((l) => l.trim().split(/\s+/).map(Number));
     expect(rows.map((r) => r[0])).toEqual([0, 1, 2, 4, 8, 16, 32, 64]);
     for (const row of rows) expect(row[1]).toBeGreaterThan(0);
+    // The cold figure beside the steady one.
+    expect(lines[lines.length - 1]).toMatch(/^# Cold \(8 B, one way\): [\d.]+ us, the first 500 calls right after init\(\) from a top-level loop, no warm-up; steady: [\d.]+ us$/);
+  });
+
+  it('barrier and allreduce print their cold figure; --json as a last line marked cold', async () => {
+    const r = await runMprun(['-n', '3', osu, 'barrier', '-i', '4', '-x', '1', '--cold', '20']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\n# Cold \(barrier\): [\d.]+ us, the first 20 calls right after init\(\) from a top-level loop, no warm-up; steady: [\d.]+ us\n$/);
+    const j = await runMprun(['-n', '2', osu, 'allreduce', '-m', '8:16', '-i', '4', '-x', '1', '--cold', '20', '--json']);
+    expect(j.code).toBe(0);
+    const rows = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as { size: number; value: number; iterations: number; cold?: boolean });
+    expect(rows.map((x) => [x.size, x.cold ?? false])).toEqual([[8, false], [16, false], [8, true]]);
+    expect(rows[2]!.iterations).toBe(20);
+    expect(rows[2]!.value).toBeGreaterThan(0);
+  });
+
+  it('the cold comparison runs mprun, Open MPI and mpi4py alternately and prints its table', () => {
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'cold.js'), '--rounds', '2', '--chunks', '2', '--per', '10', '--warmup', '10', '--only', 'latency@2,allreduce@3'], { encoding: 'utf8', cwd: root, timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain('round 2/2 allreduce -n 3 openmpi: cold ');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^Cold and steady, us per operation .*2 chunks of 10 operations right after init, 2 alternating rounds/);
+    expect(lines.find((l) => l.startsWith('| operation'))).toContain('| mprun median | mprun worst | mprun steady | Open MPI median |');
+    const rows = lines.filter((l) => /^\| (send|allreduce)/.test(l)).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+    expect(rows.map((x) => [x[0], x[1]])).toEqual([['send/recv latency, 8 B', '2'], ['allreduce 8 B (float64 sum)', '3']]);
+    for (const row of rows) {
+      // mprun's and Open MPI's three figures and the three ratios are numbers; mpi4py's are too where it is installed.
+      for (const i of [2, 3, 4, 5, 6, 7, 11, 12, 13]) expect(Number(row[i])).toBeGreaterThan(0);
+      for (const i of [8, 9, 10]) expect(row[i] === 'n/a' || Number(row[i]) > 0).toBe(true);
+    }
   });
 
   for (const name of ['put_bw', 'get_bw', 'put_latency', 'get_latency']) {
