@@ -30,7 +30,7 @@ export function infoText(): string {
   for (const t of TRANSPORTS) {
     const q = t.query();
     const c = q.caps;
-    const what = c === null ? '' : `; latency ${(c.latency * 1e6).toFixed(2)} us, bandwidth ${fmtBandwidth(c.bandwidth)}, map ${c.canMap ? 'yes' : 'no'}, puts complete ${c.putCompleteOnReturn ? 'on return' : 'at quiet'}, gets/atomics ${c.progressWithoutTarget ? 'without the target' : 'need the target to progress'}`;
+    const what = c === null ? '' : `; latency ${(c.latency * 1e6).toFixed(2)} us, bandwidth ${fmtBandwidth(c.bandwidth)}, map ${c.canMap ? 'yes' : 'no'}, atomics ${c.atomics ? 'yes' : 'no'}, puts complete ${c.putCompleteOnReturn ? 'on return' : 'at quiet'}, gets/atomics ${c.progressWithoutTarget ? 'without the target' : 'need the target to progress'}`;
     row(t.name, `${q.detail}; reaches ${t.scope}${what}`);
   }
   out.push('');

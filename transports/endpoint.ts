@@ -21,6 +21,8 @@ export type AtomicOpCode = (typeof AtomicOp)[keyof typeof AtomicOp];
 export interface EndpointCaps {
   /** map() returns the peer's heap: world.ptr() and direct loads and stores work. */
   readonly canMap: boolean;
+  /** atomic() works (false: it throws ERR_MPRUN_UNSUPPORTED, e.g. copies-only CMA). */
+  readonly atomics: boolean;
   /** A put is complete at the target when put() returns (no flush needed to see it). */
   readonly putCompleteOnReturn: boolean;
   /** Atomics and gets complete while the target computes (hardware, a serving agent or a progress thread). */

@@ -7,7 +7,7 @@ import type { TypedArray, TypedArrayConstructor } from '../core/types.js';
 import { atomicAt } from './atomics.js';
 import { SENT, type AtomicOpCode, type Endpoint, type EndpointCaps, type MessageSink, type SendCompletion } from './endpoint.js';
 
-const CAPS: EndpointCaps = { canMap: true, putCompleteOnReturn: true, progressWithoutTarget: true, latency: 2e-8, bandwidth: 40e9 };
+const CAPS: EndpointCaps = { canMap: true, atomics: true, putCompleteOnReturn: true, progressWithoutTarget: true, latency: 2e-8, bandwidth: 40e9 };
 
 export class SelfEndpoint implements Endpoint {
   static readonly caps = CAPS;

@@ -12,7 +12,7 @@ import type { AgentLink } from './client.js';
 import { DsmFrame } from './frames.js';
 
 /** Measured across a veth pair on the reference machine (README: cross-node table). */
-const CAPS: EndpointCaps = { canMap: false, putCompleteOnReturn: false, progressWithoutTarget: true, latency: 4e-5, bandwidth: 1.5e9 };
+const CAPS: EndpointCaps = { canMap: false, atomics: true, putCompleteOnReturn: false, progressWithoutTarget: true, latency: 4e-5, bandwidth: 1.5e9 };
 
 const bytesOf = (a: TypedArray): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 

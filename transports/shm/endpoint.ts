@@ -19,9 +19,9 @@ import type { ShmMessages } from './messages.js';
 const NT_STORE_BYTES = 256 * 1024;
 
 /** Measured on the reference machine (README): a flag ping-pong 0.06 us one way in JS, memcpy ~11-40 GB/s. */
-const MAPPED: EndpointCaps = { canMap: true, putCompleteOnReturn: true, progressWithoutTarget: true, latency: 3e-7, bandwidth: 11e9 };
+const MAPPED: EndpointCaps = { canMap: true, atomics: true, putCompleteOnReturn: true, progressWithoutTarget: true, latency: 3e-7, bandwidth: 11e9 };
 /** CMA: one syscall per operation, about 11 GB/s at 1 MiB. */
-const CMA: EndpointCaps = { canMap: false, putCompleteOnReturn: true, progressWithoutTarget: true, latency: 1.5e-6, bandwidth: 11e9 };
+const CMA: EndpointCaps = { canMap: false, atomics: false, putCompleteOnReturn: true, progressWithoutTarget: true, latency: 1.5e-6, bandwidth: 11e9 };
 
 /** What an endpoint over this XPMEM backend does: the CMA backend copies, the others map. */
 export function shmCaps(backend: string): EndpointCaps {
