@@ -1,7 +1,31 @@
 #!/usr/bin/env node
-// The mprun command; the code lives in launcher/cli.ts (compiled to dist/).
-import { main } from '../dist/launcher/cli.js';
+// The mprun command; the code lives in launcher/cli.ts (compiled to dist/). dist/mprun-cli.mjs
+// is the same code in one file (launcher/bundle.ts), loaded when no module it holds is newer;
+// when one is (tsc ran since), the modules are loaded and the bundle is made again in the background.
+import { readFileSync, statSync } from 'node:fs';
 
+const dist = new URL('../dist/', import.meta.url);
+
+async function bundled() {
+  try {
+    const made = statSync(new URL('mprun-cli.mjs', dist)).mtimeMs;
+    const { inputs } = JSON.parse(readFileSync(new URL('mprun-cli.json', dist), 'utf8'));
+    const root = new URL('../', import.meta.url);
+    if (inputs.every((p) => statSync(new URL(p, root)).mtimeMs <= made)) return new URL('mprun-cli.mjs', dist).href;
+  } catch {
+    // no bundle (yet), or an input is gone
+  }
+  try {
+    const bundler = new URL('launcher/bundle.js', dist).pathname;
+    const { spawn } = await import('node:child_process');
+    spawn(process.execPath, [bundler, '--quiet'], { detached: true, stdio: 'ignore' }).on('error', () => undefined).unref();
+  } catch {
+    // bundling is an optimization only
+  }
+  return null;
+}
+
+const { main } = await import(process.env.MPRUN_NO_BUNDLE === '1' ? '../dist/launcher/cli.js' : ((await bundled()) ?? '../dist/launcher/cli.js'));
 const code = await main(process.argv.slice(2));
 // Flush what is pending on stdout/stderr, then leave (stdin may hold the loop open).
 // null: this process is a rank (mprun --direct), which ends when its program does.

@@ -15,7 +15,8 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { ControlSegment } from '../transports/shm/control.js';
-import { DsmService } from '../transports/dsm/service.js';
+import type { DsmService } from '../transports/dsm/service.js';
+import { RANK_BUNDLE_SUFFIX } from './stack-map.js';
 import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../core/wire.js';
 
 /** What mprun tells an agent to start. */
@@ -98,13 +99,22 @@ export class NodeAgent {
       native().closeFd(ctrlFd);
     });
     this.#ctrl = ctrl;
-    const service = new DsmService({ ctrl, ranks: s.ranks, nodeIndex: s.nodeIndex, nnodes: Number(s.env.MPRUN_NNODES ?? 1), secret: this.#data.secret, log: this.#data.log });
-    this.#cleanups.push(() => service.close());
-    const agentAddress = await service.listen(this.#data.listen);
+    // The data service serves other nodes: a job on one node has none (its ranks never connect to it).
+    let agentAddress = '';
+    const nnodes = Number(s.env.MPRUN_NNODES ?? 1);
+    if (nnodes > 1) {
+      const { DsmService } = await import('../transports/dsm/service.js');
+      const service: DsmService = new DsmService({ ctrl, ranks: s.ranks, nodeIndex: s.nodeIndex, nnodes, secret: this.#data.secret, log: this.#data.log });
+      this.#cleanups.push(() => service.close());
+      agentAddress = await service.listen(this.#data.listen);
+    }
     const cpus = native().getAffinity();
     const bind = s.bind === 'core' || (s.bind === 'auto' && nlocal <= cpus.length);
     const extra = (process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
-    const args = ['--enable-source-maps', ...extra, join(here, 'rank-main.js'), app, ...s.args];
+    // A rank bundle (compile.ts) is the whole rank: its prelude does what rank-main.js does, and
+    // it maps its stacks itself when one is printed. Other apps (.js) go through rank-main.js,
+    // with Node's source maps for mprun's frames.
+    const args = app.endsWith(RANK_BUNDLE_SUFFIX) ? [...extra, app, ...s.args] : ['--enable-source-maps', ...extra, join(here, 'rank-main.js'), app, ...s.args];
     s.ranks.forEach((rank, local) => {
       const env: NodeJS.ProcessEnv = {
         ...process.env,
@@ -116,8 +126,9 @@ export class NodeAgent {
         MPRUN_NODE_INDEX: String(s.nodeIndex),
         MPRUN_CTRL_FD: '3',
         MPRUN_PARENT_PID: String(process.pid),
-        MPRUN_AGENT_ADDR: agentAddress,
       };
+      if (agentAddress !== '') env.MPRUN_AGENT_ADDR = agentAddress;
+      else delete env.MPRUN_AGENT_ADDR;
       if (bind) env.MPRUN_BIND_CPU = String(cpus[local % cpus.length]);
       else delete env.MPRUN_BIND_CPU;
       const child = spawn(process.execPath, args, {

@@ -83,7 +83,7 @@ export async function runJob(opts: JobOptions): Promise<number> {
   const cleanups: Array<() => void> = [() => rmSync(dir, { recursive: true, force: true })];
   try {
     let app = resolve(opts.app);
-    if (needsCompile(app)) app = await compileApp(app, dir);
+    if (needsCompile(app)) app = await compileApp(app, dir, { rank: true });
     return await new JobController(opts, jobId, dir, app, cleanups).run();
   } finally {
     for (const c of cleanups.splice(0).reverse()) {

@@ -1,14 +1,15 @@
 /**
  * Running a program as a rank: what every rank process sets up before the
- * program's first line (started by mprun's agent, launcher/rank-main.ts, or
- * directly by a PMIx server through `mprun --direct`).
+ * program's first line (started by mprun's agent as a rank bundle, whose
+ * prelude is rank-prelude.ts, or through launcher/rank-main.ts; or directly
+ * by a PMIx server through `mprun --direct`).
  */
 import { pathToFileURL } from 'node:url';
 import { isMprunError } from '../core/errors.js';
 import { ABORTED_EXIT_CODE } from './exit-codes.js';
 
-/** Runs the (compiled) program `app` with `args` as its argv, as a rank. */
-export async function runAsRank(app: string, args: readonly string[]): Promise<void> {
+/** Error handlers and blocking stdio: what a rank needs before its program runs. */
+export function prepareRank(): void {
   // A rank whose job is aborting (another rank died, mprun was signalled) sees
   // ERR_MPRUN_ABORTED from its waits. It did not fail: it leaves quietly with a
   // code mprun knows, and mprun has already said why the job stops.
@@ -30,6 +31,11 @@ export async function runAsRank(app: string, args: readonly string[]): Promise<v
   for (const stream of [process.stdout, process.stderr]) {
     (stream as unknown as { _handle?: { setBlocking?(on: boolean): void } })._handle?.setBlocking?.(true);
   }
+}
+
+/** Runs the (compiled) program `app` with `args` as its argv, as a rank. */
+export async function runAsRank(app: string, args: readonly string[]): Promise<void> {
+  prepareRank();
   process.argv = [process.argv[0]!, app, ...args];
   await import(pathToFileURL(app).href);
 }

@@ -9,7 +9,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MprunError } from '../core/errors.js';
@@ -260,13 +260,32 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The package root, whether running from sources (vitest) or from dist/. */
 export const packageRoot = [resolve(here, '..'), resolve(here, '../..')].find((p) => existsSync(join(p, 'binding.gyp'))) ?? resolve(here, '..');
 
+function mtime(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * Where the addon is looked for: $MPRUN_NATIVE_PATH; the prebuilt one the
+ * package ships (prebuilds/<platform>-<arch>/, prebuildify's layout) and the
+ * one `npm install` built from source (build/Release), the newer first (a
+ * checkout rebuilt after its prebuild runs what it built); then build/Debug.
+ */
+function candidates(): string[] {
+  const prebuilt = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'mprun_native.node');
+  const release = join(packageRoot, 'build/Release/mprun_native.node');
+  const built = mtime(release) > mtime(prebuilt) ? [release, prebuilt] : [prebuilt, release];
+  return [process.env.MPRUN_NATIVE_PATH, ...built, join(packageRoot, 'build/Debug/mprun_native.node')].filter((p): p is string => typeof p === 'string' && p.length > 0);
+}
+
 function load(): { binding: NativeBinding | null; error: string | null; path: string | null } {
-  const candidates = [process.env.MPRUN_NATIVE_PATH, join(packageRoot, 'build/Release/mprun_native.node'), join(packageRoot, 'build/Debug/mprun_native.node')].filter(
-    (p): p is string => typeof p === 'string' && p.length > 0,
-  );
+  const paths = candidates();
   const require = createRequire(import.meta.url);
   const errors: string[] = [];
-  for (const path of candidates) {
+  for (const path of paths) {
     if (!existsSync(path)) continue;
     try {
       const binding = require(path) as NativeBinding;
@@ -277,7 +296,7 @@ function load(): { binding: NativeBinding | null; error: string | null; path: st
       errors.push(`${path}: ${(e as Error).message}`);
     }
   }
-  const why = errors.length > 0 ? errors.join('; ') : `no build at ${candidates.join(', ')}`;
+  const why = errors.length > 0 ? errors.join('; ') : `no build at ${paths.join(', ')}`;
   return { binding: null, error: `the native addon is not built (${why}); run \`npm install\` (needs python3, make and g++)`, path: null };
 }
 

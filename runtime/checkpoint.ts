@@ -20,7 +20,8 @@
  * agreement and commit of that epoch happen at the next checkpoint,
  * checkpointWait() or finalize.
  */
-import { Piscina } from 'piscina';
+import { createRequire } from 'node:module';
+import type { Piscina } from 'piscina';
 import { errorText, fail, LANES, openOrCreate, Replica, type CheckpointComm, type CheckpointConfig, type CheckpointInfo, type CheckpointOptions, type PendingAsync } from './checkpoint-replica.js';
 import { isMprunError } from '../core/errors.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
@@ -330,7 +331,12 @@ export class Checkpointer {
       staging.set(v, at);
       at += v.byteLength;
     }
-    this.#piscina ??= new Piscina({ filename: new URL('../transports/rpmem/worker.js', import.meta.url).href, minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
+    // piscina is loaded with the first asynchronous checkpoint, not at every rank's start.
+    if (this.#piscina === null) {
+      // Its CommonJS build, required (not imported) here: rank bundles (launcher/compile.ts) hold no dynamic import.
+      const { Piscina } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
+      this.#piscina = new Piscina({ filename: new URL('../transports/rpmem/worker.js', import.meta.url).href, minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
+    }
     const task: SlotTask = {
       pools: replicas.map((r) => r.pool!.descriptor()),
       epoch,

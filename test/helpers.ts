@@ -55,7 +55,7 @@ export function runMprun(args: string[], opts: RunOptions = {}): Promise<JobResu
 /** Processes of ranks (any job) still alive. */
 export function rankProcesses(): string[] {
   try {
-    return execFileSync('pgrep', ['-af', 'rank-main.js'], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() !== '');
+    return execFileSync('pgrep', ['-af', 'rank-main\\.js|\\.rank\\.[mc]js'], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() !== '');
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
