@@ -36,6 +36,9 @@ Options:
   --report-hangs S     print where the ranks wait once every rank has been
                        blocked for S seconds (a likely deadlock); the job goes on
   --bind-to core|none  bind each rank to a core (default: core when ranks <= cores)
+  --net ucx|tcp|auto   the network between nodes: UCX (RDMA at a site; its TCP
+                       here), mprun's own TCP through the node agents, or auto
+                       (UCX when libucp is usable, else tcp; the default)
   --host H[:N],...     run on these nodes, N slots each (default 1)
   --hostfile FILE      nodes from an Open MPI hostfile ("node slots=N" lines)
   --map-by slot|node   fill each node in turn (slot, the default) or round-robin (node)
@@ -127,6 +130,13 @@ const OPTIONS: Record<string, OptionRule> = {
     },
   },
   '--tag-output': { value: false, apply: (o) => void (o.tagOutput = true) },
+  '--net': {
+    value: true,
+    apply: (o, v) => {
+      if (v !== 'ucx' && v !== 'tcp' && v !== 'auto') throw new UsageError(`--net takes ucx, tcp or auto, not '${v}'`);
+      o.env.MPRUN_NET = v;
+    },
+  },
   '--timeout': { value: true, apply: (o, v, flag) => void (o.timeoutSeconds = positive(flag, v, 'number of seconds')) },
   '--report-hangs': { value: true, apply: (o, v, flag) => void (o.reportHangsSeconds = positive(flag, v, 'number of seconds')) },
   '--bind-to': {

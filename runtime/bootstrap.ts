@@ -13,7 +13,8 @@ import { ControlSegment } from '../transports/shm/control.js';
 import { NodeQueues } from '../transports/shm/queue.js';
 import { ShmMessages } from '../transports/shm/messages.js';
 import type { Endpoint } from '../transports/endpoint.js';
-import { bindEndpoints, openLinks, planTransports, type PeerCard } from '../transports/registry.js';
+import { bindEndpoints, netChoice, openLinks, openUcx, planTransports, type PeerCard } from '../transports/registry.js';
+import type { MessageSink } from '../transports/endpoint.js';
 import * as xpmem from '../transports/xpmem/index.js';
 import { readConfig } from './config.js';
 import { openWireup, type JobPlace } from './wireup.js';
@@ -92,30 +93,40 @@ async function start(): Promise<World> {
     nodeIndex: place.nodeIndex,
     agent: place.nnodes > 1 ? place.agent : null,
     ...(made.fd !== null ? { segment: { pid: process.pid, fd: made.fd } } : {}),
+    ucx: null,
   };
+  // The network to other nodes (mprun --net): UCX's card goes out with the rest.
+  // Its messages reach the matching engine, made once the cards are in.
+  const net = netChoice(process.env.MPRUN_NET);
+  let matching: MessageSink | null = null;
+  const sink: MessageSink = { arrived: (source, tag, dtype, payload) => matching!.arrived(source, tag, dtype, payload) };
+  const ucx = openUcx(net, place.localSize < place.size, place.rank, place.size, heap, sink);
+  mine.ucx = ucx?.card ?? null;
   const cards = await wireup.exchange(mine);
   const ctrl = made.ctrl ?? openPeerControl(cards, place, config.teamSlots);
   Atomics.store(ctrl.i32, ctrl.pidIndex(place.localRank), process.pid);
   // For the node agent, which serves other nodes' puts and gets on it.
   ctrl.publishHeap(place.localRank, heapSegid, heap.byteLength);
 
-  const plan = planTransports({ rank: place.rank, node }, cards);
+  const plan = planTransports({ rank: place.rank, node }, cards, net);
   // One connection per other node, to its agent, made now so that a node we cannot reach fails init.
   const links = await openLinks(plan, cards, place.secret, place.rank);
   const waiter = new Waiter(ctrl, place.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
   if (wireup.reportWaits !== null) waiter.reportWaits(config.hangReportMs, wireup.reportWaits);
   // A rank waiting on shared memory must let its event loop read replies from other nodes.
-  if (links !== null) waiter.network(() => links.busy(), () => links.progress());
+  // UCX completions are delivered by its progress(), which every wait drives; a rank asleep wakes to poll them.
+  if (links !== null || ucx !== null) waiter.network(() => (links?.busy() ?? false) || (ucx?.busy() ?? false), () => links?.progress());
   const inbox = new NodeQueues(ctrl, place.localRank);
   const shm = new ShmMessages(inbox, config.eagerLimit, place.localSize);
   const worldOfLocal = cards.map((c, r) => [c, r] as const).filter(([c]) => c.node === node).sort(([a], [b]) => a.localRank - b.localRank).map(([, r]) => r);
   const endpoints: Endpoint[] = [];
-  const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: [], recvPollNs: config.recvPollNs });
-  endpoints.push(...bindEndpoints(plan, cards, { rank: place.rank, node, heap, scratch, ctrl, shm, loopback: messenger, links }));
+  const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: ucx === null ? [] : [ucx], recvPollNs: config.recvPollNs });
+  matching = messenger;
+  endpoints.push(...bindEndpoints(plan, cards, { rank: place.rank, node, heap, scratch, ctrl, shm, loopback: messenger, links, ucx }));
   if (config.debug) {
     process.stderr.write(`mprun[${place.rank}]: pid ${process.pid} node ${node} (${wireup.kind}); peers: ${endpoints.map((e, r) => `${r}:${e.name}`).join(' ')}\n`);
   }
-  const world = new World({ place, config, ctrl, ownsCtrl: made.owned, heap, cards, endpoints, wireup, waiter, messenger, links, transports: [shm] });
+  const world = new World({ place, config, ctrl, ownsCtrl: made.owned, heap, cards, endpoints, wireup, waiter, messenger, links, transports: ucx === null ? [shm] : [shm, ucx] });
   // A rank that returns from its program without finalize still finalizes,
   // so that its peers' last collective completes.
   process.once('beforeExit', () => {

@@ -231,6 +231,20 @@ export class Waiter {
    * it blocks), lets continuations of other completed operations run, and lets
    * the event loop run between slices.
    */
+  /**
+   * Waits for an operation's promise, driving progress meanwhile: a transport
+   * whose completions only its progress() delivers (UCX) settles it that way;
+   * one whose replies the event loop reads (dsm) while the wait yields to it.
+   */
+  async settle<T>(p: Promise<T>, what: () => string): Promise<T> {
+    let settled = false;
+    const done = p.finally(() => {
+      settled = true;
+    });
+    await this.wait(() => settled, WAKE_MESSAGE, what);
+    return done;
+  }
+
   /** Waits until `ready()` holds for this rank's own memory: peers' puts and atomics ring for it. */
   waitForMemory(ready: () => boolean, what: () => string): Promise<void> {
     return this.wait(ready, WAKE_HEAP, what);

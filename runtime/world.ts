@@ -275,7 +275,7 @@ export class World extends Team {
     this.#checkRange(a, dst.length, offset, 'get');
     this.#allocation(a, 'get');
     const done = this.#endpoint(pe).get(a.byteOffset + offset * a.BYTES_PER_ELEMENT, dst);
-    if (done !== undefined) await done;
+    if (done !== undefined) await this.#waiter.settle(done, () => `get of ${dst.byteLength} bytes from rank ${pe}`);
     return dst;
   }
 
@@ -289,7 +289,7 @@ export class World extends Team {
     if (this.#unflushed.size === 0) return;
     const flushes = [...this.#unflushed].map((ep) => ep.flush());
     this.#unflushed.clear();
-    await Promise.all(flushes);
+    await this.#waiter.settle(Promise.all(flushes), () => `quiet (flushing puts to ${flushes.length} rank(s))`);
   }
 
   /**
@@ -322,7 +322,8 @@ export class World extends Team {
     if (!Number.isInteger(index) || index < 0 || index >= arr.length) throw new RangeError(`${what}: index ${index} is outside the allocation of ${arr.length}`);
     checkAtomicValue(arr, a, what);
     checkAtomicValue(arr, b, what);
-    return this.#endpoint(pe).atomic(op, dtypeOf(arr), arr.byteOffset + index * arr.BYTES_PER_ELEMENT, a, b);
+    const r = this.#endpoint(pe).atomic(op, dtypeOf(arr), arr.byteOffset + index * arr.BYTES_PER_ELEMENT, a, b);
+    return typeof r === 'object' ? this.#waiter.settle(r, () => `${what} on rank ${pe}`) : r;
   }
 
   /** Waits until this rank's `arr[index] <cmp> value` holds (OpenSHMEM wait_until). */

@@ -17,6 +17,7 @@ import { DsmEndpoint } from './dsm/endpoint.js';
 import { AgentLinks } from './dsm/links.js';
 import { SharedMemory, type SharedContext } from './dsm/shared.js';
 import { backendName, LazyAttachment } from './xpmem/index.js';
+import { query as ucxQuery, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY, UcxTransport, type UcxCard } from './ucx/index.js';
 
 /** What a rank publishes at wire-up, for its peers to bind endpoints to it. */
 export interface PeerCard {
@@ -37,6 +38,8 @@ export interface PeerCard {
    * segment: its pid and descriptor, for the others to open through /proc.
    */
   segment?: { pid: number; fd: number };
+  /** The rank's UCX worker address and heap key (null: it did not open UCX). */
+  ucx: UcxCard | null;
 }
 
 /** This rank's side of its transports, which endpoints are bound against. */
@@ -51,6 +54,8 @@ export interface RankTransports {
   loopback: MessageSink;
   /** Connections to other nodes' agents (null: a one-node job). */
   links: AgentLinks | null;
+  /** The rank's UCX worker (null: not opened, --net tcp or a one-node job). */
+  ucx: UcxTransport | null;
 }
 
 export interface TransportStatus {
@@ -114,7 +119,52 @@ const DSM: RegisteredTransport = {
   },
 };
 
-export const TRANSPORTS: readonly RegisteredTransport[] = [SELF, XPMEM, DSM];
+/** Ranks on other nodes over UCX (issue 12): RDMA where the site has it; here its TCP transport between namespace nodes. */
+const UCX: RegisteredTransport = {
+  name: 'ucx',
+  scope: 'ranks on other nodes, through UCX (mprun --net ucx, or auto when libucp is usable; direct launch)',
+  attrs: { latency: UCX_TCP_LATENCY, bandwidth: UCX_TCP_BANDWIDTH },
+  reach: (self, peer) => {
+    if (self.node === peer.node) return { ok: false, reason: 'same node' };
+    if (peer.ucx !== true) return { ok: false, reason: `rank ${peer.rank} opened no UCX worker (--net tcp, or UCX unusable there)` };
+    return { ok: true };
+  },
+  query: () => {
+    const q = ucxQuery();
+    return { available: q.available, detail: q.available ? `available, UCX ${q.version} (${q.transports.join(',')})` : `UNAVAILABLE: ${q.reason}`, caps: null };
+  },
+  bind: (rank, card, mine) => {
+    if (mine.ucx === null || card.ucx === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${rank} on node ${card.node}: UCX is not open on both sides`, { rank });
+    return mine.ucx.connect(rank, card.ucx);
+  },
+};
+
+export const TRANSPORTS: readonly RegisteredTransport[] = [SELF, XPMEM, DSM, UCX];
+
+/** Which network reaches other nodes: mprun --net (MPRUN_NET): ucx, tcp (the agents), or auto (UCX when usable). */
+export type NetChoice = 'auto' | 'ucx' | 'tcp';
+
+/** MPRUN_NET as given (mprun --net), checked. */
+export function netChoice(value: string | undefined): NetChoice {
+  const v = value === undefined || value === '' ? 'auto' : value;
+  if (v !== 'auto' && v !== 'ucx' && v !== 'tcp') throw new MprunError('ERR_MPRUN_ARG', `MPRUN_NET (mprun --net) is ucx, tcp or auto, not '${v}'`);
+  return v;
+}
+
+/**
+ * The rank's UCX worker, with its heap registered, when it should have one:
+ * for --net ucx (an error naming why when UCX cannot be used), and for auto
+ * when the job spans nodes and libucp is usable; else null.
+ */
+export function openUcx(net: NetChoice, spansNodes: boolean, rank: number, size: number, heap: ArrayBuffer, sink: MessageSink): UcxTransport | null {
+  if (net === 'tcp' || !spansNodes) return null;
+  const q = ucxQuery();
+  if (!q.available) {
+    if (net === 'ucx') throw new MprunError('ERR_MPRUN_UNSUPPORTED', `--net ucx: UCX is not usable here: ${q.reason}`);
+    return null;
+  }
+  return UcxTransport.open({ rank, heap, sink, estimatedEps: size });
+}
 
 export type { AgentLinks, SharedMemory };
 
@@ -124,11 +174,13 @@ export function openSharedMemory(links: AgentLinks | null, context: Omit<SharedC
 }
 
 /** The transport for each rank (by its card), or an error naming the unreachable rank and every reason. */
-export function planTransports(me: PeerLocation, cards: readonly PeerCard[]): RegisteredTransport[] {
+export function planTransports(me: PeerLocation, cards: readonly PeerCard[], net: NetChoice = 'auto'): RegisteredTransport[] {
+  // --net picks the network for other nodes; auto lets the selector model them (UCX is faster where both reach).
+  const candidates = TRANSPORTS.filter((t) => (net === 'ucx' ? t !== DSM : net === 'tcp' ? t !== UCX : true));
   return cards.map((c, r) => {
-    const sel = selectTransport(me, { rank: r, node: c.node, agent: c.agent }, TRANSPORTS);
+    const sel = selectTransport(me, { rank: r, node: c.node, agent: c.agent, ucx: c.ucx !== null && c.ucx !== undefined }, candidates);
     if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
-    return TRANSPORTS.find((t) => t.name === sel.transport)!;
+    return candidates.find((t) => t.name === sel.transport)!;
   });
 }
 

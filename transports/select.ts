@@ -18,6 +18,8 @@ export interface PeerLocation {
   node: string;
   /** The data address of the peer's node agent, when the job spans nodes. */
   agent?: string | null;
+  /** Whether the peer published a UCX card (its rank opened UCX). */
+  ucx?: boolean;
 }
 
 export interface TransportCandidate {

@@ -22,7 +22,9 @@ equal(world.local.size, nodeRanks.length, 'local size is the ranks of this node'
 equal(world.local.rank, nodeRanks.indexOf(rank), 'local rank');
 check(world.transports()[rank] === 'self', 'self transport for this rank');
 for (let p = 0; p < size; p++) {
-  if (p !== rank) check(world.transports()[p]!.startsWith(sameNode(p) ? 'xpmem/' : 'dsm'), `${sameNode(p) ? 'xpmem' : 'dsm'} transport to ${p}: ${world.transports()[p]}`);
+  // Across nodes: mprun's TCP through the agents (dsm), or UCX with --net ucx.
+  const network = process.env.MPRUN_NET === 'ucx' ? 'ucx' : 'dsm';
+  if (p !== rank) check(world.transports()[p]!.startsWith(sameNode(p) ? 'xpmem/' : network), `${sameNode(p) ? 'xpmem' : network} transport to ${p}: ${world.transports()[p]}`);
 }
 
 // --- symmetric heap: alloc, put, get, ptr --------------------------------

@@ -29,7 +29,8 @@ export function useCluster(alsoGone?: (suite: ClusterSuite) => void | Promise<vo
   }, 30_000);
   afterAll(() => suite.cluster?.stop());
   afterEach(async () => {
-    expect(await eventually(() => clusterLeftovers(suite.cluster).length === 0, 8000)).toBe(true);
+    await eventually(() => clusterLeftovers(suite.cluster).length === 0, 8000);
+    expect(clusterLeftovers(suite.cluster)).toEqual([]);
     expect(await eventually(() => rankProcesses().length === 0)).toBe(true);
     await alsoGone?.(suite);
   });

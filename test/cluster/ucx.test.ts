@@ -1,0 +1,47 @@
+/**
+ * The UCX data path across nodes (issue 12): mprun --net ucx on the namespace
+ * cluster, where UCX runs over its TCP transport on the veth link; the whole
+ * rank API and every collective, the transports each rank picked, and a
+ * clear error when UCX is asked for but cannot be used.
+ */
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { app, root, runMprun } from '../helpers.js';
+import { clusterUnavailable } from '../../bench/cluster.js';
+import { query } from '../../transports/ucx/index.js';
+import { useCluster } from './suite.js';
+
+const why = clusterUnavailable() ?? (query().available ? null : `UCX is not usable: ${query().reason}`);
+if (why !== null) console.log(`UCX across nodes tests skipped: ${why}`);
+
+/** Between namespace nodes UCX must take the veth link (its shared memory would reach across them on one host). */
+const UCX_ENV = ['-x', 'UCX_TLS=tcp', '-x', 'UCX_NET_DEVICES=eth0'];
+
+describe.skipIf(why !== null)('the runtime across nodes over UCX (--net ucx)', () => {
+  const c = useCluster();
+
+  it('MPRUN_DEBUG shows UCX across nodes and xpmem within', async () => {
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', ...UCX_ENV, '-x', 'MPRUN_DEBUG=1', join(root, 'examples', 'hello.ts')], { env: c.env });
+    expect(r.code, r.stderr).toBe(0);
+    // A UCX endpoint names its lanes once connected (on first use): ucx, then ucx/tcp.
+    expect(r.stderr).toMatch(/mprun\[0\]: .* peers: 0:self 1:xpmem\/\w+ 2:ucx\S* 3:ucx\S*/);
+    expect(r.stdout).toContain('sum of (rank + 1) over 4 ranks: 10 (expected 10)');
+  }, 60_000);
+
+  it('passes the whole rank API conformance app and every collective on 2 nodes x 2 ranks', async () => {
+    const api = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', ...UCX_ENV, '-x', 'EXPECT_SIZE=4', '-x', 'EXPECT_NODES=2', app('api.ts')], { env: c.env });
+    expect(api.stderr).toBe('');
+    expect(api.code).toBe(0);
+    expect(api.stdout.trim().split('\n').sort()).toEqual(['api ok 0', 'api ok 1', 'api ok 2', 'api ok 3']);
+    const coll = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', ...UCX_ENV, '--map-by', 'node', app('coll.ts')], { env: c.env, killAfterMs: 170_000 });
+    expect(coll.stderr).toBe('');
+    expect(coll.code).toBe(0);
+    expect(coll.stdout.trim().split('\n').sort()).toEqual(['coll ok 0', 'coll ok 1', 'coll ok 2', 'coll ok 3']);
+  }, 240_000);
+
+  it('--net ucx where UCX cannot be used stops the job with the reason', async () => {
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', '-x', 'MPRUN_UCX_LIB=/nonexistent/libucp.so.0', join(root, 'examples', 'hello.ts')], { env: c.env });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--net ucx: UCX is not usable here: .*\/nonexistent\/libucp\.so\.0/);
+  }, 60_000);
+});
