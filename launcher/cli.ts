@@ -37,8 +37,8 @@ Options:
                        blocked for S seconds (a likely deadlock); the job goes on
   --bind-to core|none  bind each rank to a core (default: core when ranks <= cores)
   --net ucx|tcp|auto   the network between nodes: UCX (RDMA at a site; its TCP
-                       here), mprun's own TCP through the node agents, or auto
-                       (UCX when libucp is usable, else tcp; the default)
+                       here), mprun's own TCP through the node agents (the
+                       default), or auto (UCX when libucp is usable, else tcp)
   --host H[:N],...     run on these nodes, N slots each (default 1)
   --hostfile FILE      nodes from an Open MPI hostfile ("node slots=N" lines)
   --map-by slot|node   fill each node in turn (slot, the default) or round-robin (node)

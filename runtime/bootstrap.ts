@@ -97,7 +97,9 @@ async function start(): Promise<World> {
   };
   // The network to other nodes (mprun --net): UCX's card goes out with the rest.
   // Its messages reach the matching engine, made once the cards are in.
-  const net = netChoice(process.env.MPRUN_NET);
+  // Default: under mprun its own TCP through the agents (dependency-free, measured in the README's
+  // cross-node table); under direct launch there are no agents, so UCX when usable.
+  const net = netChoice(process.env.MPRUN_NET, direct ? 'auto' : 'tcp');
   let matching: MessageSink | null = null;
   const sink: MessageSink = { arrived: (source, tag, dtype, payload) => matching!.arrived(source, tag, dtype, payload) };
   const ucx = openUcx(net, place.localSize < place.size, place.rank, place.size, heap, sink);

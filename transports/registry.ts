@@ -144,9 +144,9 @@ export const TRANSPORTS: readonly RegisteredTransport[] = [SELF, XPMEM, DSM, UCX
 /** Which network reaches other nodes: mprun --net (MPRUN_NET): ucx, tcp (the agents), or auto (UCX when usable). */
 export type NetChoice = 'auto' | 'ucx' | 'tcp';
 
-/** MPRUN_NET as given (mprun --net), checked. */
-export function netChoice(value: string | undefined): NetChoice {
-  const v = value === undefined || value === '' ? 'auto' : value;
+/** MPRUN_NET as given (mprun --net), checked; `fallback` when unset. */
+export function netChoice(value: string | undefined, fallback: NetChoice): NetChoice {
+  const v = value === undefined || value === '' ? fallback : value;
   if (v !== 'auto' && v !== 'ucx' && v !== 'tcp') throw new MprunError('ERR_MPRUN_ARG', `MPRUN_NET (mprun --net) is ucx, tcp or auto, not '${v}'`);
   return v;
 }
