@@ -22,7 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -131,8 +131,19 @@ export function resolvePlugin(mode: BundleMode, outfile = ''): Plugin {
   };
 }
 
+/**
+ * Whether the app goes through esbuild: TypeScript always; JavaScript when
+ * 'mprun' does not resolve from its folder (an app outside any project that
+ * has mprun), so that its `import 'mprun'` binds to the running mprun.
+ */
 export function needsCompile(app: string): boolean {
-  return /\.(ts|mts|cts|tsx)$/.test(app);
+  if (/\.(ts|mts|cts|tsx)$/.test(app)) return true;
+  try {
+    createRequire(app).resolve('mprun');
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 export interface CompileOptions {

@@ -48,6 +48,13 @@ describe("an app in a user's own project", () => {
     expect(r.stdout).toContain('rank 1 of 2 function');
   });
 
+  it('a plain .js app outside any project that has mprun runs too (its import binds to the running mprun)', async () => {
+    const dir = project('bare-js', { 'app.mjs': "import { init } from 'mprun';\nconst world = await init();\nconsole.log(`js rank ${world.rank} of ${world.size}`);\nawait world.finalize();\n" });
+    const r = await runMprun(['-n', '2', join(dir, 'app.mjs')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['js rank 0 of 2', 'js rank 1 of 2']);
+  });
+
   it('runs with mprun installed in the project (npm install /path/to/mprun links it)', async () => {
     const dir = project('installed', { 'app.ts': GOOD });
     mkdirSync(join(dir, 'node_modules'));
