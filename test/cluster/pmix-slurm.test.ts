@@ -77,6 +77,23 @@ describe.skipIf(why !== null)('PMIx direct launch under Slurm: srun --mpi=pmix',
     expect(Date.now() - t0).toBeGreaterThan(12_000);
   }, 150_000);
 
+  it('mprun --direct: the whole rank API on 2 nodes x 2 ranks, shared memory within a node and UCX across', () => {
+    const ucx = spawnSync('sh', ['-c', 'ldconfig -p | grep -q "libucp.so.0 "']).status === 0;
+    if (!ucx) {
+      console.log('skipped: needs libucp.so.0 (Debian: libucx0); .ci/run installs it');
+      return;
+    }
+    const r = spawnSync('salloc', ['-N2', '-n4', 'srun', '--mpi=pmix', '-N2', '-n4', process.execPath, join(root, 'bin', 'mprun.js'), '--direct', join(root, 'test', 'apps', 'api.ts')], {
+      encoding: 'utf8',
+      cwd: root,
+      env: { ...process.env, ...slurm.env, EXPECT_SIZE: '4', EXPECT_NODES: '2', MPRUN_NET: 'ucx' },
+      timeout: 150_000,
+    });
+    expect(r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('salloc: ')).join('\n')).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split('\n').filter((l) => l.startsWith('api ok')).sort()).toEqual(['api ok 0', 'api ok 1', 'api ok 2', 'api ok 3']);
+  }, 180_000);
+
   it('without --mpi=pmix the ranks are refused, not run as singletons', () => {
     const r = spawnSync('salloc', ['-N1', '-n1', 'srun', '-n1', process.execPath, script, 'connect'], {
       encoding: 'utf8',
