@@ -26,10 +26,11 @@ describe('transport selection', () => {
     const r = selectTransport({ rank: 0, node: 'a' }, { rank: 3, node: 'b' }, BUILTIN_TRANSPORTS);
     expect(r.ok).toBe(false);
     if (!r.ok) {
-      expect(r.reasons).toHaveLength(3);
+      expect(r.reasons).toHaveLength(4);
       expect(r.reasons.join('\n')).toMatch(/self: not this rank/);
       expect(r.reasons.join('\n')).toMatch(/xpmem: rank 3 is on node b, not a/);
       expect(r.reasons.join('\n')).toMatch(/dsm: rank 3's node b has no agent serving data/);
+      expect(r.reasons.join('\n')).toMatch(/ucx: rank 3 opened no UCX worker/);
     }
   });
 
