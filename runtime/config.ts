@@ -21,6 +21,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_TEAM_SLOTS', default: '32', help: 'how many teams (world, shared and splits) a rank can be in over a job' },
   { name: 'MPRUN_COLL_BANK', default: '1M', help: 'half the scratch per team and rank in the collective arena (it holds a ring of round slots)' },
   { name: 'MPRUN_COLL_CHUNK', default: '128K', help: 'bytes a reduction moves per round and rank; data movement rounds carry twice this (a slot)' },
+  { name: 'MPRUN_COLL_REPRODUCIBLE', default: '0', help: "1: reductions of teams across nodes fold every contribution in team-rank order at one rank (bitwise the one-node result, whatever the node count; that rank receives every contribution); 0: O(log p) algorithms, whose float results may differ in the last bits with the node count or placement" },
   { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
   { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_COLL_POLL_US', default: 'auto', help: 'microseconds a collective polls before it waits asynchronously (auto: MPRUN_SPIN_US, or 0 when ranks outnumber cores)' },
@@ -38,6 +39,13 @@ export function parseBytes(text: string, what: string): number {
   if (m === null) throw new RangeError(`${what} must be a byte count such as 65536, 64K or 1G, not '${text}'`);
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Number(m[1]) * mult;
+}
+
+/** MPRUN_COLL_REPRODUCIBLE: whether reductions across nodes fold in team-rank order at one rank. Set it for the job (mprun -x: other nodes' ranks see only -x variables and their own environment). */
+export function collReproducible(): boolean {
+  const v = env('MPRUN_COLL_REPRODUCIBLE');
+  if (v !== '0' && v !== '1') throw new RangeError(`MPRUN_COLL_REPRODUCIBLE must be 0 or 1, not '${v}'`);
+  return v === '1';
 }
 
 function env(name: string): string {
