@@ -95,7 +95,7 @@ function runApp(mib: number): AppResult {
   const mprun = join(packageRoot, 'bin', 'mprun.js');
   const job = `bench-${mib}`;
   const target = `localhost:${DIR}`;
-  const r = spawnSync(process.execPath, [mprun, '-n', String(RANKS), '--job', job, '--ckpt-target', target, join(packageRoot, 'bench', 'ckpt-app.ts'), '--mib', String(mib), '--rounds', '3'], {
+  const r = spawnSync(process.execPath, [mprun, '-n', String(RANKS), '--ckpt-mkdir', '--job', job, '--ckpt-target', target, join(packageRoot, 'bench', 'ckpt-app.ts'), '--mib', String(mib), '--rounds', '3'], {
     encoding: 'utf8',
     maxBuffer: 16 * MiB,
     timeout: 600_000,

@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, fstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { native, packageRoot } from '../native/index.js';
 import { isMprunError } from '../core/errors.js';
 import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
@@ -23,7 +23,7 @@ export interface CheckpointTarget {
   host: string | null;
   /** The pool set directory on the target; relative paths are from the target user's home. */
   dir: string;
-  /** Make the directory and its parents when missing (the default directory, or --ckpt-mkdir); else the parent must exist. */
+  /** Make the directory and its parents when missing (the default directory, or --ckpt-mkdir); else it must exist. */
   mkdir?: boolean;
 }
 
@@ -172,7 +172,7 @@ function localDir(t: CheckpointTarget): string {
 }
 
 function missingDir(dir: string, where: string): string {
-  return `checkpoint directory ${dir} does not exist${where}, nor does its parent ${dirname(dir)}; create it, or add --ckpt-mkdir`;
+  return `checkpoint directory ${dir} does not exist${where}; create it, or add --ckpt-mkdir (mprun makes only its default directory by itself)`;
 }
 
 /** The daemon's command on a remote target; the directory must exist there unless it may be made. */
@@ -180,7 +180,7 @@ function remoteCommand(t: CheckpointTarget): string {
   const cmd = daemonCommand(t.dir);
   if (t.mkdir === true) return cmd;
   const d = shellQuote(t.dir);
-  const script = `if [ ! -d ${d} ] && [ ! -d ${shellQuote(dirname(t.dir))} ]; then echo ${shellQuote(missingDir(t.dir, ` on ${t.host}`))} >&2; exit 1; fi; exec ${cmd}`;
+  const script = `if [ ! -d ${d} ]; then echo ${shellQuote(missingDir(t.dir, ` on ${t.host}`))} >&2; exit 1; fi; exec ${cmd}`;
   return `sh -c ${shellQuote(script)}`;
 }
 
@@ -198,8 +198,8 @@ export function claimJob(job: string, targets: CheckpointTarget[]): () => void {
   for (const t of local) {
     const dir = localDir(t);
     if (existsSync(dir)) continue;
-    // As mkdir: a new directory in an existing one; a missing parent is likely a typo, unless --ckpt-mkdir.
-    if (t.mkdir !== true && !existsSync(dirname(dir))) throw new Error(missingDir(dir, ''));
+    // A named directory that is not there is likely a typo: made only when asked (--ckpt-mkdir).
+    if (t.mkdir !== true) throw new Error(missingDir(dir, ''));
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   const dirs = local.length > 0 ? [...new Set(local.map(localDir))] : [localDir(defaultTarget())];

@@ -53,7 +53,7 @@ Options:
   --ckpt-target HOST[:DIR]  where checkpoints go (repeatable: replicas). HOST is
                        reached with ssh (or $RPMEM_SSH); DIR defaults to
                        ~/${DEFAULT_POOL_DIR}. Default: localhost, daemon run by mprun.
-                       A named DIR is made only in an existing directory
+                       A named DIR must exist (or add --ckpt-mkdir)
   --ckpt-mkdir         create missing --ckpt-target directories with parents
   --typecheck          type-check the app with TypeScript (tsc --noEmit, the
                        project's tsconfig.json) before any rank starts; without

@@ -59,12 +59,12 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
   });
 
   it('heat: a rank SIGKILLed between checkpoints; the same command resumes to the uninterrupted answer', async () => {
-    const whole = await runMprun(['-n', '4', '--job', 'heat-whole', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300']);
+    const whole = await runMprun(['-n', '4', '--ckpt-mkdir', '--job', 'heat-whole', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300']);
     expect(whole.code).toBe(0);
     const answer = sumOf(whole.stdout);
     expect(answer).toMatch(/^-?\d\.\d+(e[+-]\d+)?$/);
 
-    const args = ['-n', '4', '--job', 'heat-killed', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300'];
+    const args = ['-n', '4', '--ckpt-mkdir', '--job', 'heat-killed', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300'];
     let killed = 0;
     const first = await runMprun(args, {
       onStdout: (text) => {
@@ -87,14 +87,14 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
   }, 90_000);
 
   it("heat: the README's command (--kill-at) twice, synchronous and asynchronous checkpoints, gives the same answer", async () => {
-    const whole = await runMprun(['-n', '4', '--job', 'heat-ref', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300', '--every', '40']);
+    const whole = await runMprun(['-n', '4', '--ckpt-mkdir', '--job', 'heat-ref', '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300', '--every', '40']);
     expect(whole.code, whole.stderr).toBe(0);
     // The answer line must be there: undefined would equal a resumed run that printed none.
     const answer = sumOf(whole.stdout);
     expect(answer).toMatch(/^-?\d\.\d+(e[+-]\d+)?$/);
     for (const mode of [[], ['--async']]) {
       const job = `heat-kill${mode.length}`;
-      const args = ['-n', '4', '--job', job, '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300', '--every', '40', '--kill-at', '130', ...mode];
+      const args = ['-n', '4', '--ckpt-mkdir', '--job', job, '--ckpt-target', target('heat'), heat, '--n', '256', '--steps', '300', '--every', '40', '--kill-at', '130', ...mode];
       const first = await runMprun(args);
       expect(first.code).toBe(137);
       expect(first.stdout).toMatch(/kills itself with SIGKILL at step 130/);
@@ -109,7 +109,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
 
   it('the target daemon killed during a checkpoint: the job stops, and the previous epoch restores', async () => {
     const dir = join(base, 'daemon-killed');
-    const args = ['-n', '2', '--job', 'dk', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '32768', '--epochs', '8'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'dk', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '32768', '--epochs', '8'];
     let fired = false;
     const first = await runMprun(args, {
       onStdout: (text) => {
@@ -133,7 +133,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
 
   it('a byte flipped in a pool file is detected and reported; the previous epoch is used', async () => {
     const dir = join(base, 'flip');
-    const args = ['-n', '2', '--job', 'flip', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '3000'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'flip', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '3000'];
     expect((await runMprun([...args, '--epochs', '3'])).code).toBe(0);
     // Epoch 3 is in slot 1 of each rank's pool; flip one bit of rank 1's data there.
     const file = join(dir, 'flip', 'rank-1.g1.part0');
@@ -163,7 +163,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
   it('a byte flipped in a pool header (the job pool, a rank pool): recovered from its backup, reported by list and verify, and the rerun resumes', async () => {
     const dir = join(base, 'header');
     const t = ['--ckpt-target', `localhost:${dir}`];
-    const args = ['-n', '2', '--job', 'hdr', ...t, ckptApp, '--kib', '512'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'hdr', ...t, ckptApp, '--kib', '512'];
     expect((await runMprun([...args, '--epochs', '3'])).code).toBe(0);
     const jobPart = join(dir, 'hdr', 'job.part0');
     const rankPart = join(dir, 'hdr', 'rank-1.g1.part0');
@@ -249,7 +249,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
   it('a full target disk: a clear error, and the previous epoch intact', async (ctx) => {
     const dir = join(base, 'full');
     await onSmallTmpfs(ctx, dir, '8m', async () => {
-      const args = ['-n', '2', '--job', 'full', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '64'];
+      const args = ['-n', '2', '--ckpt-mkdir', '--job', 'full', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '64'];
       expect((await runMprun([...args, '--epochs', '2'])).code).toBe(0);
       // From epoch 3 the state grows by 4 MiB a rank: new pools that do not fit.
       const grown = await runMprun([...args, '--epochs', '4', '--grow-at', '3', '--grow-kib', '4096']);
@@ -268,7 +268,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
   it('one replica of two lost: restore from the other, and both hold the epochs after', async () => {
     const a = join(base, 'replica-a');
     const b = join(base, 'replica-b');
-    const args = ['-n', '2', '--job', 'rep', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`, ckptApp, '--kib', '512'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'rep', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`, ckptApp, '--kib', '512'];
     const first = await runMprun([...args, '--epochs', '3']);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toContain(`committed epoch 3 (1048608 bytes) on localhost:${a} localhost:${b}`);
@@ -286,7 +286,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(list.stdout).toMatch(new RegExp(` 5 .*localhost:${a} ok, localhost:${b} ok`));
 
     // A different rank count is refused before any rank starts.
-    const other = await runMprun(['-n', '3', '--job', 'rep', '--ckpt-target', `localhost:${a}`, ckptApp]);
+    const other = await runMprun(['-n', '3', '--ckpt-mkdir', '--job', 'rep', '--ckpt-target', `localhost:${a}`, ckptApp]);
     expect(other.code).toBe(1);
     expect(other.stderr).toContain('job rep was checkpointed by 2 ranks; this run asks for 3. Run it with -n 2');
 
@@ -301,7 +301,7 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
 
   it('asynchronous checkpoints: finalize commits the last one, and a restart restores it', async () => {
     const dir = join(base, 'async');
-    const args = ['-n', '2', '--job', 'async', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '2048', '--async'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'async', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '2048', '--async'];
     const first = await runMprun([...args, '--epochs', '3']);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toContain('wrote epoch 3');

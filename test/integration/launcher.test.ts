@@ -49,7 +49,7 @@ describe('checkpoint job names, reruns and directories', () => {
   });
 
   it('a second mprun with the same fresh --job is refused at once, naming the mprun that holds it', async () => {
-    const args = ['-n', '2', '--job', 'twin', '--ckpt-target', `localhost:${join(base, 'twin')}`, ckptApp, '--kib', '16', '--epochs', '2', '--hold-ms', '2000'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'twin', '--ckpt-target', `localhost:${join(base, 'twin')}`, ckptApp, '--kib', '16', '--epochs', '2', '--hold-ms', '2000'];
     let second: Promise<JobResult> | null = null;
     let firstPid = 0;
     const first = await runMprun(args, {
@@ -72,7 +72,7 @@ describe('checkpoint job names, reruns and directories', () => {
   });
 
   it('a rerun says which epoch it resumes from, when it was committed and its size', async () => {
-    const args = ['-n', '2', '--job', 'again', '--ckpt-target', `localhost:${join(base, 'again')}`, ckptApp, '--kib', '16', '--epochs', '3'];
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'again', '--ckpt-target', `localhost:${join(base, 'again')}`, ckptApp, '--kib', '16', '--epochs', '3'];
     const first = await runMprun(args);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stderr).not.toContain('resuming');
@@ -85,7 +85,7 @@ describe('checkpoint job names, reruns and directories', () => {
   it('mprun checkpoints list without --job lists every job of the targets', async () => {
     const target = `localhost:${join(base, 'many')}`;
     for (const job of ['alpha', 'beta']) {
-      const r = await runMprun(['-n', '1', '--job', job, '--ckpt-target', target, ckptApp, '--kib', '4', '--epochs', '1']);
+      const r = await runMprun(['-n', '1', '--ckpt-mkdir', '--job', job, '--ckpt-target', target, ckptApp, '--kib', '4', '--epochs', '1']);
       expect(r.code, r.stderr).toBe(0);
     }
     const list = await runMprun(['checkpoints', 'list', '--ckpt-target', target]);
@@ -99,11 +99,16 @@ describe('checkpoint job names, reruns and directories', () => {
     expect(verify.stderr).toContain('--job NAME is required');
   });
 
-  it('a --ckpt-target directory whose parent is missing is an error, unless --ckpt-mkdir', async () => {
+  it('a --ckpt-target directory that does not exist is an error, unless --ckpt-mkdir (mprun makes only its default one)', async () => {
+    const fresh = join(base, 'fresh');
+    const first = await runMprun(['-n', '1', '--job', 'fresh', '--ckpt-target', `localhost:${fresh}`, ckptApp, '--kib', '4', '--epochs', '1']);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain(`mprun: checkpoint directory ${fresh} does not exist; create it, or add --ckpt-mkdir`);
+    expect(existsSync(fresh)).toBe(false);
     const deep = join(base, 'no', 'such', 'dir');
     const r = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, ckptApp, '--kib', '4', '--epochs', '1']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`mprun: checkpoint directory ${deep} does not exist, nor does its parent ${join(base, 'no', 'such')}; create it, or add --ckpt-mkdir`);
+    expect(r.stderr).toContain(`mprun: checkpoint directory ${deep} does not exist; create it, or add --ckpt-mkdir`);
     expect(existsSync(join(base, 'no'))).toBe(false);
     const ok = await runMprun(['-n', '1', '--job', 'deep', '--ckpt-target', `localhost:${deep}`, '--ckpt-mkdir', ckptApp, '--kib', '4', '--epochs', '1']);
     expect(ok.code, ok.stderr).toBe(0);
@@ -113,7 +118,7 @@ describe('checkpoint job names, reruns and directories', () => {
       env: { RPMEM_SSH: join(root, 'test', 'fixtures', 'local-ssh.sh') },
     });
     expect(remote.code).toBe(1);
-    expect(remote.stderr).toContain(`checkpoint directory ${join(base, 'far', 'away')} does not exist on otherhost, nor does its parent`);
+    expect(remote.stderr).toContain(`checkpoint directory ${join(base, 'far', 'away')} does not exist on otherhost; create it, or add --ckpt-mkdir`);
     expect(existsSync(join(base, 'far'))).toBe(false);
   });
 });
