@@ -116,8 +116,8 @@ export class Waiter {
     this.#report = sink;
   }
 
-  #begin(what: () => string): ActiveWait {
-    const w: ActiveWait = { what, context: this.context, since: Date.now(), reported: null };
+  #begin(what: () => string, since: number): ActiveWait {
+    const w: ActiveWait = { what, context: this.context, since, reported: null };
     this.#active.add(w);
     return w;
   }
@@ -217,7 +217,7 @@ export class Waiter {
   /** Blocks this thread until `ready()` holds (for synchronous collectives such as alloc); `what` describes it. */
   blockUntil(ready: () => boolean, wake: number, what: () => string): void {
     if (ready()) return;
-    const w = this.#begin(what);
+    const w = this.#begin(what, Date.now());
     try {
       while (this.block(ready, wake, this.#sliceMs) !== READY) this.#check(w);
     } finally {
@@ -252,18 +252,22 @@ export class Waiter {
 
   async wait(ready: () => boolean, wake: number, what: () => string): Promise<void> {
     await null;
-    const w = this.#begin(what);
+    // Tracked for hang reports only once it outlasts a slice: short waits (the common case,
+    // a barrier's peer a few microseconds late) pay one clock read, no record.
+    const since = Date.now();
+    let w: ActiveWait | null = null;
     try {
       for (;;) {
         const r = this.block(ready, wake, this.#sliceMs);
         if (r === READY) return;
+        w ??= this.#begin(what, since);
         this.#check(w);
         if (r === OTHER_COMPLETED) await null;
         else await new Promise<void>((resolve) => setImmediate(resolve));
         this.checkAbort();
       }
     } finally {
-      this.#end(w);
+      if (w !== null) this.#end(w);
     }
   }
 }

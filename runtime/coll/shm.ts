@@ -51,7 +51,8 @@ export class ShmCollectives implements CollectiveEngine {
     const b = this.#b;
     const c = b.next();
     b.finish(c);
-    yield* b.untilAcked(c);
+    // Inline, not yield*: the barrier is the hottest collective, and delegation costs a generator.
+    for (let j = 0; j < b.layout.size; j++) if (!b.acked(j, c)) yield b.whenAcked(j, c);
   }
 
   /** Broadcast: typed arrays in place (and returned); any other value returned on every member. */
