@@ -59,8 +59,8 @@ describe.skipIf(why !== null)('collectives on 8 nodes x 2 ranks', () => {
 
     // The whole collective app once, in the default (fast) mode with ranks filling nodes: 16
     // ranks on 2 cores take minutes, and CI's run has a budget. The reproducible fold runs the
-    // rank API app here, every collective in process for p = 1..17 and every placement
-    // (runtime/coll/msg.test.ts), and both placements on 2 nodes in test/cluster/dsm.test.ts.
+    // rank API app here and every collective in process for p = 1..17 in every placement
+    // (runtime/coll/msg.test.ts); test/cluster/dsm.test.ts runs both placements on 2 nodes.
     for (const mapBy of reproducible === '0' ? ['slot'] : []) {
       it(`passes every collective, ranks by ${mapBy} (MPRUN_COLL_REPRODUCIBLE=${reproducible})`, async () => {
         // 16 ranks on this machine's cores: minutes, not seconds.
