@@ -39,6 +39,7 @@ describe.skipIf(why !== null)('PMIx direct launch under Slurm: srun --mpi=pmix',
       cwd: root,
       env: { ...process.env, ...slurm.env, EXPECT_SIZE: '4', ...env },
       timeout: 120_000,
+      killSignal: 'SIGKILL',
     });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
@@ -88,6 +89,7 @@ describe.skipIf(why !== null)('PMIx direct launch under Slurm: srun --mpi=pmix',
       cwd: root,
       env: { ...process.env, ...slurm.env, EXPECT_SIZE: '4', EXPECT_NODES: '2', MPRUN_NET: 'ucx' },
       timeout: 150_000,
+      killSignal: 'SIGKILL',
     });
     expect(r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('salloc: ')).join('\n')).toBe('');
     expect(r.status).toBe(0);

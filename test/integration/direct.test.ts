@@ -16,7 +16,7 @@ if (!hasMpirun) console.log('direct launch tests skipped: needs mpirun and libpm
 const ompiEnv = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
 
 function mpirun(n: number, argv: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('mpirun', ['-n', String(n), ...Object.keys(env).flatMap((k) => ['-x', k]), ...argv], { encoding: 'utf8', cwd: root, env: { ...process.env, ...ompiEnv, ...env }, timeout: 120_000 });
+  const r = spawnSync('mpirun', ['-n', String(n), ...Object.keys(env).flatMap((k) => ['-x', k]), ...argv], { encoding: 'utf8', cwd: root, env: { ...process.env, ...ompiEnv, ...env }, timeout: 120_000, killSignal: 'SIGKILL' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -31,7 +31,7 @@ interface Run {
 }
 
 function run(cmd: string, args: string[], env: Record<string, string | undefined> = {}): Run {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: root, env: { ...process.env, ...env }, timeout: 90_000 });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: root, env: { ...process.env, ...env }, timeout: 90_000, killSignal: 'SIGKILL' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
