@@ -99,15 +99,13 @@ export class NodeAgent {
       native().closeFd(ctrlFd);
     });
     this.#ctrl = ctrl;
-    // The data service serves other nodes: a job on one node has none (its ranks never connect to it).
-    let agentAddress = '';
+    // The data service: other nodes' RMA and messages, and the named semaphores of every job (a
+    // one-node job's ranks connect to it for those: world.dsm.semaphore()).
     const nnodes = Number(s.env.MPRUN_NNODES ?? 1);
-    if (nnodes > 1) {
-      const { DsmService } = await import('../transports/dsm/service.js');
-      const service: DsmService = new DsmService({ ctrl, ranks: s.ranks, nodeIndex: s.nodeIndex, nnodes, secret: this.#data.secret, log: this.#data.log });
-      this.#cleanups.push(() => service.close());
-      agentAddress = await service.listen(this.#data.listen);
-    }
+    const { DsmService } = await import('../transports/dsm/service.js');
+    const service: DsmService = new DsmService({ ctrl, ranks: s.ranks, nodeIndex: s.nodeIndex, nnodes, secret: this.#data.secret, log: this.#data.log });
+    this.#cleanups.push(() => service.close());
+    const agentAddress = await service.listen(this.#data.listen);
     const cpus = native().getAffinity();
     const bind = s.bind === 'core' || (s.bind === 'auto' && nlocal <= cpus.length);
     const extra = (process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
