@@ -112,7 +112,7 @@ async function start(): Promise<World> {
 
   const plan = planTransports({ rank: place.rank, node }, cards, net);
   // One connection per other node, to its agent, made now so that a node we cannot reach fails init.
-  const links = await openLinks(plan, cards, place.secret, place.rank);
+  const links = await openLinks(cards, place.secret, place.rank);
   const waiter = new Waiter(ctrl, place.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
   if (wireup.reportWaits !== null) waiter.reportWaits(config.hangReportMs, wireup.reportWaits);
   // A rank waiting on shared memory must let its event loop read replies from other nodes.

@@ -184,13 +184,15 @@ export function planTransports(me: PeerLocation, cards: readonly PeerCard[], net
   });
 }
 
-/** Opens the connections the plan needs to other nodes' agents (null when it needs none). */
-export async function openLinks(plan: readonly RegisteredTransport[], cards: readonly PeerCard[], secret: string, rank: number): Promise<AgentLinks | null> {
+/** Opens the connections to other nodes' agents (null on a one-node job or without agents: direct launch). */
+export async function openLinks(cards: readonly PeerCard[], secret: string, rank: number): Promise<AgentLinks | null> {
   const nodes = new Map<number, { name: string; address: string }>();
-  plan.forEach((t, r) => {
-    const c = cards[r]!;
-    if (t === DSM && !nodes.has(c.nodeIndex)) nodes.set(c.nodeIndex, { name: c.node, address: c.agent! });
-  });
+  const me = cards[rank]!;
+  for (const c of cards) {
+    // Every other node whose agent serves data: the dsm endpoints, and the shared variables'
+    // page homes and semaphores, which live at the agents whatever network the data takes.
+    if (c.node !== me.node && c.agent !== null && !nodes.has(c.nodeIndex)) nodes.set(c.nodeIndex, { name: c.node, address: c.agent });
+  }
   return nodes.size === 0 ? null : AgentLinks.open(nodes, secret, rank);
 }
 

@@ -39,6 +39,13 @@ describe.skipIf(why !== null)('the runtime across nodes over UCX (--net ucx)', (
     expect(coll.stdout.trim().split('\n').sort()).toEqual(['coll ok 0', 'coll ok 1', 'coll ok 2', 'coll ok 3']);
   }, 240_000);
 
+  it('shared variables, semaphores and holes work unchanged with the data over UCX', async () => {
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', ...UCX_ENV, app('dsm.ts')], { env: c.env });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['dsm ok 0', 'dsm ok 1', 'dsm ok 2', 'dsm ok 3']);
+  }, 60_000);
+
   it('--net ucx where UCX cannot be used stops the job with the reason', async () => {
     const r = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', '-x', 'MPRUN_UCX_LIB=/nonexistent/libucp.so.0', join(root, 'examples', 'hello.ts')], { env: c.env });
     expect(r.code).not.toBe(0);
