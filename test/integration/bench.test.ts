@@ -1,9 +1,9 @@
 /** The benchmark suite runs (tiny sizes, data validated); no timing is asserted here. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { root, runMprun } from '../helpers.js';
 
 const osu = join(root, 'bench', 'osu.ts');
@@ -78,7 +78,9 @@ describe('OSU-style benchmarks', () => {
   }
 
   it('compare runs mprun and Open MPI alternately, prints ratios and writes the SVG', async () => {
-    const svg = join(mkdtempSync(join(tmpdir(), 'mprun-plot-')), 'latency.svg');
+    const plotDir = mkdtempSync(join(tmpdir(), 'mprun-plot-'));
+    onTestFinished(() => rmSync(plotDir, { recursive: true, force: true }));
+    const svg = join(plotDir, 'latency.svg');
     const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'compare.js'), 'latency', '-n', '2', '-m', '0:16', '-i', '20', '-x', '2', '--rounds', '2', '--plot', svg], { encoding: 'utf8', cwd: root });
     expect(r.stderr).toContain('round 2/2');
     expect(r.status).toBe(0);
@@ -104,6 +106,7 @@ describe('OSU-style benchmarks', () => {
 
   it('the checkpoint benchmark runs its limits and a job, and prints the table row with ratios', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mprun-ckpt-bench-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'ckpt.js'), '--sizes', '4', '--rounds', '1', '--ranks', '2', '--dir', dir], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
     const row = r.stdout.split('\n').find((l) => l.startsWith('| 4 MiB'));
