@@ -322,6 +322,22 @@ std::string Capture(void (*print)(void*, FILE*), void* obj) {
   return s;
 }
 
+// Closes one endpoint: flush mode, bounded by a second; a failed peer's close is forced.
+// A peer that does not answer in time leaves its request to UCX's cleanup.
+void CloseEndpoint(Ep* e) {
+  int32_t done = UCS_INPROGRESS;
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.cb.send = WaitCallback;
+  p.user_data = &done;
+  p.flags = e->status.load() != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  ucs_status_ptr_t r = api.ucp_ep_close_nbx(e->ep, &p);
+  if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
+    int64_t deadline = NowNs() + 1'000'000'000;
+    while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS && NowNs() < deadline) api.ucp_worker_progress(st->worker);
+  }
+}
+
 void CloseNow() {
   if (st == nullptr) return;
   if (st->thread.joinable()) {
@@ -333,23 +349,8 @@ void CloseNow() {
   for (auto& r : st->rkeys)
     if (r != nullptr) api.ucp_rkey_destroy(r);
   // Close endpoints (flush mode, bounded: a dead peer's close is forced).
-  for (auto& e : st->eps) {
-    if (e == nullptr || e->ep == nullptr) continue;
-    int32_t done = UCS_INPROGRESS;
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-    p.cb.send = WaitCallback;
-    p.user_data = &done;
-    p.flags = e->status.load() != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-    ucs_status_ptr_t r = api.ucp_ep_close_nbx(e->ep, &p);
-    if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
-      int64_t deadline = NowNs() + 1'000'000'000;
-      while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS && NowNs() < deadline) api.ucp_worker_progress(st->worker);
-      if (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS) {
-        // The peer does not answer: force-close would need the request gone; leave it to cleanup.
-      }
-    }
-  }
+  for (auto& e : st->eps)
+    if (e != nullptr && e->ep != nullptr) CloseEndpoint(e.get());
   for (auto& m : st->memhs)
     if (m != nullptr) api.ucp_mem_unmap(st->context, m);
   for (auto& kv : st->large) {

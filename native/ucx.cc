@@ -247,18 +247,7 @@ Napi::Value EpClose(const Napi::CallbackInfo& info) {
   if (!Opened(env)) return env.Undefined();
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   if (id >= st->eps.size() || st->eps[id] == nullptr) return env.Undefined();
-  Ep* e = st->eps[id].get();
-  int32_t done = UCS_INPROGRESS;
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  p.cb.send = WaitCallback;
-  p.user_data = &done;
-  p.flags = e->status.load() != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-  ucs_status_ptr_t r = api.ucp_ep_close_nbx(e->ep, &p);
-  if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
-    int64_t deadline = NowNs() + 1'000'000'000;
-    while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS && NowNs() < deadline) api.ucp_worker_progress(st->worker);
-  }
+  CloseEndpoint(st->eps[id].get());
   st->eps[id].reset();
   return env.Undefined();
 }

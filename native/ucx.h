@@ -146,6 +146,7 @@ void WaitCallback(void* request, ucs_status_t status, void* user);
 void EpErrorHandler(void* arg, ucp_ep_h ep, ucs_status_t status);
 ucs_status_t AmHandler(void* arg, const void* header, size_t headerLength, void* data, size_t length, const ucp_am_recv_param_t* param);
 void ProgressThread();
+void CloseEndpoint(Ep* e);
 void CloseNow();
 std::string Capture(void (*print)(void*, FILE*), void* obj);
 
