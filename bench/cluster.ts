@@ -116,6 +116,12 @@ export async function startCluster(count: number, slots = 2): Promise<Cluster> {
           'StrictModes no',
           'PidFile none',
           'LogLevel ERROR',
+          // A clean node: bash sources ~/.bashrc for an ssh command only at
+          // shell level 1 (SSH_SOURCE_BASHRC), and this machine's .bashrc runs
+          // `pyenv rehash`, which races between two nodes sharing /root and
+          // prints to the job's stderr. SHLVL=1 makes the command's shell
+          // level 2, as on a node whose rc files print nothing.
+          'SetEnv SHLVL=1',
           '',
         ].join('\n'),
       );
