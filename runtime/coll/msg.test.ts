@@ -146,7 +146,7 @@ describe('collectives across nodes (in process)', () => {
     }
   }
 
-  it('lists between leaders go in messages of about 4 MiB at most (a DSM frame is 16 MiB at most), and arrive whole', () => {
+  it('lists between leaders go in messages of about 4 MiB at most (one DSM frame each), and arrive whole', () => {
     for (const reproducible of [false, true]) {
       const nodes = [0, 1, 2, 3, 4, 5, 6, 7, 8];
       const t = team(nodes, reproducible);

@@ -166,7 +166,8 @@ export class MsgCollectives implements CollectiveEngine {
   /**
    * Sends a list (records of `unit` items each) as messages of about LIST_BYTES
    * at most (a larger record goes alone): a subtree's contributions grow with
-   * the subtree, and a message between nodes is one DSM frame (16 MiB at most).
+   * the subtree, and messages of a few MiB keep the receiver folding while
+   * the next one is on the wire (and each one a single frame between nodes).
    */
   #sendList(to: number, tag: number, call: Call, items: unknown[], unit: number): void {
     const chunks = splitList(items, unit, LIST_BYTES);

@@ -34,6 +34,13 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
     }
   }, 120_000);
 
+  it('messages larger than one frame (16 MiB) cross nodes whole, both ways at once', async () => {
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, app('bigmsg.ts')], { env: c.env });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['bigmsg ok 0', 'bigmsg ok 1', 'bigmsg ok 2', 'bigmsg ok 3']);
+  }, 90_000);
+
   it('MPRUN_DEBUG shows the transport serving each peer: xpmem on the node, dsm across', async () => {
     const r = await runMprun(['--hostfile', c.cluster.hostfile, '-x', 'MPRUN_DEBUG=1', join(root, 'examples', 'hello.ts')], { env: c.env });
     expect(r.code).toBe(0);

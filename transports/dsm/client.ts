@@ -185,6 +185,26 @@ export class AgentLink {
     this.#write(frame(type, h, payload));
   }
 
+  /**
+   * Posts a message from `source` for `target` (a rank of the agent's node):
+   * one MSG frame, or for more than MAX_PAYLOAD bytes a MSG_START and
+   * MSG_PARTs written back to back (nothing else can come between them: this
+   * loop is synchronous), which the agent reassembles before relaying.
+   */
+  message(target: number, source: number, tag: number, dtype: number, bytes: Uint8Array): void {
+    this.#check();
+    const h = { target, id: source, arg: tag, aux: dtype };
+    if (bytes.byteLength <= MAX_PAYLOAD) {
+      this.#write(frame(DsmFrame.MSG, h, bytes));
+      return;
+    }
+    // MAX_PAYLOAD is a multiple of every element size, so each piece is whole elements.
+    for (let at = 0; at < bytes.byteLength; at += MAX_PAYLOAD) {
+      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + MAX_PAYLOAD));
+      this.#write(frame(at === 0 ? DsmFrame.MSG_START : DsmFrame.MSG_PART, { ...h, offset: at === 0 ? bytes.byteLength : at }, piece));
+    }
+  }
+
   /** Writes a frame and resolves with its reply's payload (or value). */
   #request(type: number, h: Partial<Omit<Header, 'bytes' | 'type' | 'id'>>, payload?: Uint8Array, into: Uint8Array | null = null, operand = 0): Promise<unknown> {
     const reply = this.#channel.request(type, h, payload, into, operand);

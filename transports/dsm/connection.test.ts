@@ -187,6 +187,58 @@ describe('messages', () => {
     expect(got).toEqual([{ producer: segment.gateway, origin: 0, tag: 42, data: values }]);
   });
 
+  it('reassembles a message sent in pieces (MSG_START, MSG_PARTs) and relays it once, whole', () => {
+    const { closed, send } = open();
+    const values = Float64Array.from({ length: 700 }, (_, i) => i * 0.5 - 3);
+    const bytes = new Uint8Array(values.buffer);
+    // Pieces of 2,048, 2,048 and 1,504 bytes, as the client cuts at MAX_PAYLOAD.
+    const h = { target: 4, id: 1, arg: 7, aux: F64 };
+    send(frame(DsmFrame.MSG_START, { ...h, offset: bytes.byteLength }, bytes.subarray(0, 2048)));
+    send(frame(DsmFrame.MSG_PART, { ...h, offset: 2048 }, bytes.subarray(2048, 4096)));
+    const got: Array<{ origin: number; tag: number }> = [];
+    const chunks: Buffer[] = [];
+    const take = (view: TypedArray, off: number, len: number): void => void chunks.push(Buffer.from(new Uint8Array(view.buffer, view.byteOffset + off, len)));
+    const sink: RecordSink = {
+      eager: (_p: number, origin: number, tag: number, _dtype: number, view: TypedArray, off: number, len: number) => {
+        got.push({ origin, tag });
+        take(view, off, len);
+      },
+      first: (_p: number, origin: number, tag: number, _dtype: number, _total: number, view: TypedArray, off: number, len: number) => {
+        got.push({ origin, tag });
+        take(view, off, len);
+      },
+      next: (_p: number, view: TypedArray, off: number, len: number) => take(view, off, len),
+    };
+    const queues = new NodeQueues(segment, 0);
+    expect(queues.poll(sink)).toBe(false); // nothing until the last piece
+    send(frame(DsmFrame.MSG_PART, { ...h, offset: 4096 }, bytes.subarray(4096)));
+    expect(closed).toEqual([]);
+    // The queue takes a part at a time; the relay posts the rest as the rank reads.
+    for (let round = 0; round < 100 && Buffer.concat(chunks).byteLength < bytes.byteLength; round++) {
+      while (queues.poll(sink));
+      services.relay.pump();
+    }
+    expect(got).toEqual([{ origin: 1, tag: 7 }]);
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+  });
+
+  it('closes on pieces that do not continue their message, or another frame between them', () => {
+    const h = { target: 4, id: 1, arg: 7, aux: F64 };
+    const start = frame(DsmFrame.MSG_START, { ...h, offset: 64 }, new Uint8Array(16));
+    for (const [frames, why] of [
+      [[frame(DsmFrame.MSG_PART, { ...h, offset: 16 }, new Uint8Array(16))], 'MSG_PART frame without a MSG_START'],
+      [[start, frame(DsmFrame.MSG_PART, { ...h, offset: 24 }, new Uint8Array(16))], 'MSG_PART of 16 bytes at 24 does not continue the message (16 of 64 bytes in)'],
+      [[start, frame(DsmFrame.MSG_PART, { ...h, arg: 8, offset: 16 }, new Uint8Array(16))], 'MSG_PART of 16 bytes at 16 does not continue the message (16 of 64 bytes in)'],
+      [[start, frame(DsmFrame.MSG_PART, { ...h, offset: 16 }, new Uint8Array(56))], 'MSG_PART of 56 bytes at 16 does not continue the message (16 of 64 bytes in)'],
+      [[start, frame(DsmFrame.FLUSH, { id: 3 })], 'FLUSH frame inside a message in pieces'],
+      [[frame(DsmFrame.MSG_START, { ...h, offset: 8 }, new Uint8Array(16))], 'MSG_START of 16 bytes for a message of 8'],
+    ] as const) {
+      const { closed, send } = open();
+      send(...frames);
+      expect(closed).toEqual([why]);
+    }
+  });
+
   it('closes on a MSG for a rank not on this node, or of partial elements', () => {
     for (const [bad, why] of [
       [frame(DsmFrame.MSG, { target: 7, aux: F64 }, new Uint8Array(8)), 'MSG for rank 7, which is not on this node'],

@@ -61,6 +61,8 @@ export class DataConnection {
   #peer = -1;
   /** The typed array a MSG frame's payload is landing in. */
   #landing: TypedArray | null = null;
+  /** A message arriving in pieces (MSG_START, MSG_PARTs): its first header, landing array and the bytes in so far. */
+  #pieces: { h: Header; landing: TypedArray; bytes: number; next: number } | null = null;
   /** Why the frame being received cannot be served (answered with ERROR at its end), or null. */
   #refusal: string | null = null;
   #closed = false;
@@ -112,6 +114,8 @@ export class DataConnection {
   #payloadTarget(h: Header): Uint8Array | null {
     const s = this.#services;
     const payload = h.bytes - HEADER_BYTES;
+    // The sender writes a message's pieces back to back: nothing else comes between them.
+    if (this.#pieces !== null && h.type !== DsmFrame.MSG_PART) throw new ProtocolError(`${typeName(h.type)} frame inside a message in pieces`);
     switch (h.type) {
       case DsmFrame.PUT:
         return s.rma.putTarget(h);
@@ -128,9 +132,26 @@ export class DataConnection {
         return null;
       case DsmFrame.MSG: {
         s.heaps.local(h.target, 'MSG');
-        const landing = s.relay.landing(h);
+        const landing = s.relay.landing(h.aux, payload);
         this.#landing = landing;
         return new Uint8Array(landing.buffer, landing.byteOffset, payload);
+      }
+      case DsmFrame.MSG_START: {
+        s.heaps.local(h.target, 'MSG');
+        const bytes = h.offset;
+        if (payload === 0 || payload >= bytes) throw new ProtocolError(`MSG_START of ${payload} bytes for a message of ${bytes}`);
+        const landing = s.relay.landing(h.aux, bytes);
+        this.#pieces = { h, landing, bytes, next: payload };
+        return new Uint8Array(landing.buffer, landing.byteOffset, payload);
+      }
+      case DsmFrame.MSG_PART: {
+        const m = this.#pieces;
+        if (m === null) throw new ProtocolError('MSG_PART frame without a MSG_START');
+        if (h.target !== m.h.target || h.id !== m.h.id || h.arg !== m.h.arg || h.aux !== m.h.aux || h.offset !== m.next || payload === 0 || m.next + payload > m.bytes) {
+          throw new ProtocolError(`MSG_PART of ${payload} bytes at ${h.offset} does not continue the message (${m.next} of ${m.bytes} bytes in)`);
+        }
+        m.next += payload;
+        return new Uint8Array(m.landing.buffer, m.landing.byteOffset + h.offset, payload);
       }
       case DsmFrame.VAR_REGISTER:
       case DsmFrame.SEM:
@@ -196,6 +217,15 @@ export class DataConnection {
       case DsmFrame.MSG:
         s.relay.deliver(s.heaps.local(h.target, 'MSG'), h, landing!);
         return;
+      case DsmFrame.MSG_START:
+        return;
+      case DsmFrame.MSG_PART: {
+        const m = this.#pieces!;
+        if (m.next < m.bytes) return;
+        this.#pieces = null;
+        s.relay.deliver(s.heaps.local(m.h.target, 'MSG'), m.h, m.landing);
+        return;
+      }
       case DsmFrame.VAR_REGISTER:
         s.homes.register(h.target, payload);
         this.#ok(h);

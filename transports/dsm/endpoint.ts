@@ -55,9 +55,9 @@ export class DsmEndpoint implements Endpoint {
     return this.#link.flush();
   }
 
-  /** The agent relays it into the peer's queue; the payload is copied into the frame, so it is sent on return. */
+  /** The agent relays it into the peer's queue; the payload is copied into frames, so it is sent on return. */
   send(tag: number, dtype: number, payload: TypedArray): SendCompletion {
-    this.#link.post(DsmFrame.MSG, { target: this.#peer, id: this.#me, arg: tag, aux: dtype }, bytesOf(payload));
+    this.#link.message(this.#peer, this.#me, tag, dtype, bytesOf(payload));
     return SENT;
   }
 

@@ -13,8 +13,8 @@ import { FrameParser as GenericParser, FrameProtocol, type FrameHandler, type He
 
 export { HEADER_BYTES, ProtocolError, type FrameHandler, type Header } from '../../core/frames.js';
 
-export const DSM_VERSION = 1;
-/** Largest payload of one frame; larger puts and gets are split by the client. */
+export const DSM_VERSION = 2;
+/** Largest payload of one frame; larger puts, gets and messages are split by the client. */
 export const MAX_PAYLOAD = 16 * 1024 * 1024;
 
 export const DsmFrame = {
@@ -43,6 +43,13 @@ export const DsmFrame = {
   /** A semaphore operation (aux: SemOp; arg: the initial count of CREATE; payload: the name, utf-8). */
   SEM: 17,
   OK: 18,
+  /**
+   * A message larger than one frame: MSG_START (the MSG header, offset: the
+   * message's bytes) carries its first piece, MSG_PARTs (offset: the piece's
+   * place) the rest, back to back on the connection; the last piece delivers it.
+   */
+  MSG_START: 19,
+  MSG_PART: 20,
 } as const;
 export type FrameType = (typeof DsmFrame)[keyof typeof DsmFrame];
 

@@ -82,11 +82,11 @@ describe('MessageRelay', () => {
 
   it('lands a MSG payload in an array of its type, and refuses unknown types and partial elements', () => {
     const r = new MessageRelay(new FakeQueues([1]), 1);
-    const f64 = r.landing({ ...msg(0, 0, 16), aux: DTYPE_F64 });
+    const f64 = r.landing(DTYPE_F64, 16);
     expect(f64).toBeInstanceOf(Float64Array);
     expect(f64.length).toBe(2);
-    expect(() => r.landing({ ...msg(0, 0, 12), aux: DTYPE_F64 })).toThrow(new ProtocolError('MSG of 12 bytes is not whole elements'));
-    expect(() => r.landing({ ...msg(0, 0), aux: 200 })).toThrow(/unknown type code 200/);
+    expect(() => r.landing(DTYPE_F64, 12)).toThrow(new ProtocolError('MSG of 12 bytes is not whole elements'));
+    expect(() => r.landing(200, 8)).toThrow(/unknown type code 200/);
   });
 
   it('close() stops a pending retry', () => {

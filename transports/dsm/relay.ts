@@ -10,7 +10,7 @@
 import { allocate, DTYPE_CTORS, moveCtor } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import type { OutgoingMessage } from '../shm/queue.js';
-import { HEADER_BYTES, ProtocolError, type Header } from './frames.js';
+import { ProtocolError, type Header } from './frames.js';
 
 /** How often a relay blocked on a full queue retries, ms. */
 export const RELAY_RETRY_MS = 1;
@@ -38,13 +38,11 @@ export class MessageRelay {
     this.#outbox = Array.from({ length: nlocal }, () => []);
   }
 
-  /** The array a MSG's payload lands in (checked: a known type, whole elements). */
-  landing(h: Header): TypedArray {
-    const payload = h.bytes - HEADER_BYTES;
-    const dtype = h.aux;
+  /** The array a message of type `dtype` and `bytes` bytes lands in (checked: a known type, whole elements). */
+  landing(dtype: number, bytes: number): TypedArray {
     if (dtype < 0 || dtype > DTYPE_CTORS.length + 2) throw new ProtocolError(`MSG of unknown type code ${dtype}`);
-    if (payload % moveCtor(dtype).BYTES_PER_ELEMENT !== 0) throw new ProtocolError(`MSG of ${payload} bytes is not whole elements`);
-    return allocate(dtype, payload);
+    if (bytes % moveCtor(dtype).BYTES_PER_ELEMENT !== 0) throw new ProtocolError(`MSG of ${bytes} bytes is not whole elements`);
+    return allocate(dtype, bytes);
   }
 
   /** Queues the message of MSG `h` (landed in `payload`) for local rank `l` and relays what fits. */
