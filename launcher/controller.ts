@@ -1,8 +1,13 @@
 /**
- * The job controller's wire-up service (PMI-like): each rank authenticates,
- * puts its business card, and fences; when every rank has reached a fence,
- * each gets every card put before it. Ranks also report finalize and abort
- * here, and where they wait when a wait lasts (hang reports). It listens on a Unix socket in the job's private (0700) directory.
+ * The job controller's wire-up service (PMI-like): each rank authenticates and
+ * puts its business card; the controller holds each card once (O(p) memory)
+ * and hands out only the cards a rank asks for ('cards': the node's ranks at
+ * init, a peer on its first use; answered once every asked card is put, as
+ * PMIx's direct modex), so a rank receives O(local + used) cards and no
+ * process handles O(p^2) bytes (issue 12.4). The all-cards fence is kept for
+ * clients of the first protocol. Ranks also report finalize and abort here,
+ * and where they wait when a wait lasts (hang reports). It listens on a Unix
+ * socket in the job's private (0700) directory, or on TCP across nodes.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { encodeFrame, serveConnection, type Frame } from '../core/wire.js';
@@ -27,6 +32,24 @@ export interface ControllerEvents {
   agentClosed?(node: number): void;
 }
 
+/** What the card service sent one rank: requests answered, cards and bytes (the reply frames). */
+export interface CardTraffic {
+  requests: number;
+  cards: number;
+  bytes: number;
+}
+
+/** A 'cards' request waiting for cards not put yet. */
+interface CardRequest {
+  rank: number;
+  id: number;
+  ranks: number[];
+  missing: number;
+}
+
+/** The largest request: a rank asks for its node's ranks or a batch of peers, never the job. */
+const MAX_CARDS_PER_REQUEST = 65536;
+
 export class Controller {
   readonly #server: Server;
   readonly #secret: string;
@@ -36,6 +59,9 @@ export class Controller {
   readonly #sockets = new Map<number, Socket>();
   #fenceWaiting = new Set<number>();
   #fenceEpoch = 0;
+  /** Requests waiting for the card of a rank (by that rank). */
+  readonly #awaiting = new Map<number, CardRequest[]>();
+  readonly #traffic = new Map<number, CardTraffic>();
 
   readonly #nodes: number;
   readonly #agents = new Set<number>();
@@ -59,6 +85,11 @@ export class Controller {
           resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
         });
     });
+  }
+
+  /** What the card service has sent each rank so far (MPRUN_DEBUG, tests). */
+  traffic(): ReadonlyMap<number, Readonly<CardTraffic>> {
+    return this.#traffic;
   }
 
   close(): void {
@@ -99,9 +130,15 @@ export class Controller {
 
   #frame(rank: number, f: Frame): void {
     switch (f.t) {
-      case 'put':
+      case 'put': {
         if (typeof f.key !== 'string') throw new Error('put without a key');
         this.#kv.set(f.key, f.value);
+        const m = /^card:(\d+)$/.exec(f.key);
+        if (m !== null) this.#cardPut(Number(m[1]));
+        return;
+      }
+      case 'cards':
+        this.#cardsAsked(rank, f);
         return;
       case 'fence':
         this.#fenceWaiting.add(rank);
@@ -126,8 +163,43 @@ export class Controller {
         throw new Error(`unknown frame type '${f.t}'`);
     }
   }
+
+  /** {t:'cards', id, ranks}: answered with those ranks' cards, in that order, once all are put. */
+  #cardsAsked(rank: number, f: Frame): void {
+    const { id, ranks } = f;
+    if (typeof id !== 'number' || !Array.isArray(ranks) || ranks.length > MAX_CARDS_PER_REQUEST) throw new Error('cards needs an id and a list of ranks');
+    const req: CardRequest = { rank, id, ranks: [], missing: 0 };
+    for (const r of ranks as unknown[]) {
+      if (typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r >= this.#size) throw new Error(`no rank ${String(r)} in a job of ${this.#size}`);
+      req.ranks.push(r);
+      if (!this.#kv.has(`card:${r}`)) {
+        req.missing++;
+        const list = this.#awaiting.get(r);
+        if (list === undefined) this.#awaiting.set(r, [req]);
+        else list.push(req);
+      }
+    }
+    if (req.missing === 0) this.#answer(req);
+  }
+
+  #cardPut(r: number): void {
+    const list = this.#awaiting.get(r);
+    if (list === undefined) return;
+    this.#awaiting.delete(r);
+    for (const req of list) if (--req.missing === 0) this.#answer(req);
+  }
+
+  #answer(req: CardRequest): void {
+    const reply = encodeFrame({ t: 'cards', id: req.id, cards: req.ranks.map((r) => this.#kv.get(`card:${r}`)) });
+    const t = this.#traffic.get(req.rank) ?? { requests: 0, cards: 0, bytes: 0 };
+    t.requests++;
+    t.cards += req.ranks.length;
+    t.bytes += reply.byteLength;
+    this.#traffic.set(req.rank, t);
+    socketReply(this.#sockets.get(req.rank), reply);
+  }
 }
 
-function socketReply(s: Socket | undefined, f: Frame): void {
-  s?.write(encodeFrame(f));
+function socketReply(s: Socket | undefined, f: Frame | Buffer): void {
+  s?.write(Buffer.isBuffer(f) ? f : encodeFrame(f));
 }
