@@ -28,6 +28,7 @@ import { ExitRules, signalNumber, type RankState } from './exit-rules.js';
 import { launchCommand, resolveAddress, routeSource, type LaunchCommand } from './route.js';
 import { shellQuote } from '../core/shell.js';
 import type { Frame } from '../core/wire.js';
+import { encodeLayout } from '../core/layout.js';
 import { TIMEOUT_EXIT_CODE } from './exit-codes.js';
 import { claimJob, committedState, defaultTarget, resumeLine, startTargets } from './ckpt.js';
 import type { CheckpointTarget } from './ckpt.js';
@@ -200,6 +201,9 @@ class JobController {
       MPRUN_CONTROLLER: this.#address,
       MPRUN_SECRET: this.#secret,
       MPRUN_NNODES: String(this.#plans.length),
+      // Which node each rank is on, O(nodes) text: ranks know their node peers and every peer's node
+      // without anyone's card (cards are fetched from the controller on first use; issue 12.4).
+      MPRUN_LAYOUT: encodeLayout(this.#plans.map((p) => p.ranks)),
       ...(ckpt !== null ? { MPRUN_CKPT: ckpt } : {}),
     };
     this.#startAgents();
@@ -208,10 +212,24 @@ class JobController {
     this.#handleSignals();
     const stopTimers = this.#startTimers();
     await this.#done;
+    if (this.#config.debug) this.#logCardTraffic();
     stopTimers();
     if (this.#killTimer !== null) clearTimeout(this.#killTimer);
     for (const l of this.#links) l.send({ t: 'done' });
     return this.#rules.exitCode();
+  }
+
+  /** MPRUN_DEBUG: what the card service sent, in all and to the busiest rank (O(local + used) each, never O(p)). */
+  #logCardTraffic(): void {
+    let cards = 0;
+    let bytes = 0;
+    let most = { rank: -1, cards: 0, bytes: 0 };
+    for (const [rank, t] of this.#controller.traffic()) {
+      cards += t.cards;
+      bytes += t.bytes;
+      if (t.bytes > most.bytes) most = { rank, cards: t.cards, bytes: t.bytes };
+    }
+    log(`wire-up: the controller sent ${cards} cards (${bytes} bytes) to ${this.#opts.np} ranks; the most to rank ${most.rank}: ${most.cards} cards (${most.bytes} bytes)`);
   }
 
   /** Hosts that are this machine are reached without ssh (unless Slurm or --launch-agent starts the agents). */
