@@ -1,10 +1,13 @@
 /**
- * How a rank joins its job (init): its place from the launcher's
- * environment, its memory (the symmetric heap and collective scratch, shared
- * so that node peers can attach them), the wire-up (every rank's business
- * card through the job controller), then one endpoint per rank bound by the
- * transport registry, and the World over them. The cards travel through
- * mprun's job controller or a PMIx server (wireup.ts).
+ * How a rank joins its job (init): its place and the job's layout from the
+ * launcher's environment, its memory (the symmetric heap and collective
+ * scratch, shared so that node peers can attach them), the wire-up (its card
+ * out, its node's cards in, through mprun's job controller or a PMIx server:
+ * wireup.ts), then one endpoint per rank (transports/peers.ts: node peers
+ * bound now, other nodes' ranks on first use) and the World over them. The
+ * world's collective partners on other nodes (O(log nodes) for a node's
+ * first rank, none for the others) are bound before init returns, so that
+ * synchronous collectives (alloc, split) find them ready.
  */
 import { MprunError } from '../core/errors.js';
 import { native } from '../native/index.js';
@@ -13,7 +16,8 @@ import { ControlSegment } from '../transports/shm/control.js';
 import { NodeQueues } from '../transports/shm/queue.js';
 import { ShmMessages } from '../transports/shm/messages.js';
 import type { Endpoint } from '../transports/endpoint.js';
-import { bindEndpoints, netChoice, openLinks, openUcx, planTransports, type PeerCard } from '../transports/registry.js';
+import { netChoice, openPeers, openUcx, wireupStats, type PeerCard } from '../transports/registry.js';
+import { leaderPeers } from './coll/peers.js';
 import type { MessageSink } from '../transports/endpoint.js';
 import * as xpmem from '../transports/xpmem/index.js';
 import { readConfig } from './config.js';
@@ -57,8 +61,8 @@ function checkControl(ctrl: ControlSegment, localSize: number, teamSlots: number
 }
 
 /** Local rank 0's segment, from its card (direct launch). */
-function openPeerControl(cards: readonly PeerCard[], place: JobPlace, teamSlots: number): ControlSegment {
-  const owner = cards.find((c) => c.node === place.node && c.localRank === 0);
+function openPeerControl(cards: Iterable<PeerCard>, place: JobPlace, teamSlots: number): ControlSegment {
+  const owner = [...cards].find((c) => c.node === place.node && c.localRank === 0);
   if (owner?.segment === undefined) throw new MprunError('ERR_MPRUN_PROTOCOL', `local rank 0 of node ${place.node} published no control segment`);
   const fd = native().openPeerFd(owner.segment.pid, owner.segment.fd);
   try {
@@ -68,6 +72,12 @@ function openPeerControl(cards: readonly PeerCard[], place: JobPlace, teamSlots:
   } finally {
     native().closeFd(fd);
   }
+}
+
+/** This rank's pid and heap in the node's control segment (the node agent serves other nodes' puts and gets on it). */
+function publish(ctrl: ControlSegment, place: JobPlace, heapSegid: bigint, bytes: number): void {
+  Atomics.store(ctrl.i32, ctrl.pidIndex(place.localRank), process.pid);
+  ctrl.publishHeap(place.localRank, heapSegid, bytes);
 }
 
 async function start(): Promise<World> {
@@ -104,31 +114,45 @@ async function start(): Promise<World> {
   const sink: MessageSink = { arrived: (source, tag, dtype, payload) => matching!.arrived(source, tag, dtype, payload) };
   const ucx = openUcx(net, place.localSize < place.size, place.rank, place.size, heap, sink);
   mine.ucx = ucx?.card ?? null;
-  const cards = await wireup.exchange(mine);
-  const ctrl = made.ctrl ?? openPeerControl(cards, place, config.teamSlots);
-  Atomics.store(ctrl.i32, ctrl.pidIndex(place.localRank), process.pid);
-  // For the node agent, which serves other nodes' puts and gets on it.
-  ctrl.publishHeap(place.localRank, heapSegid, heap.byteLength);
+  // Before the card goes out: a peer that has it may put into this heap through the node agent at once.
+  if (made.ctrl !== null) publish(made.ctrl, place, heapSegid, heap.byteLength);
+  const local = await wireup.exchange(mine);
+  const ctrl = made.ctrl ?? openPeerControl(local.values(), place, config.teamSlots);
+  if (made.ctrl === null) publish(ctrl, place, heapSegid, heap.byteLength);
 
-  const plan = planTransports({ rank: place.rank, node }, cards, net);
-  // One connection per other node, to its agent, made now so that a node we cannot reach fails init.
-  const links = await openLinks(cards, place.secret, place.rank);
+  const layout = wireup.layout;
   const waiter = new Waiter(ctrl, place.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
   if (wireup.reportWaits !== null) waiter.reportWaits(config.hangReportMs, wireup.reportWaits);
-  // A rank waiting on shared memory must let its event loop read replies from other nodes.
-  // UCX completions are delivered by its progress(), which every wait drives; a rank asleep wakes to poll them.
-  if (links !== null || ucx !== null) waiter.network(() => (links?.busy() ?? false) || (ucx?.busy() ?? false), () => links?.progress());
   const inbox = new NodeQueues(ctrl, place.localRank);
   const shm = new ShmMessages(inbox, config.eagerLimit, place.localSize);
-  const worldOfLocal = cards.map((c, r) => [c, r] as const).filter(([c]) => c.node === node).sort(([a], [b]) => a.localRank - b.localRank).map(([, r]) => r);
+  const worldOfLocal = [...local].filter(([, c]) => c.node === node).sort(([, a], [, b]) => a.localRank - b.localRank).map(([r]) => r);
   const endpoints: Endpoint[] = [];
   const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: ucx === null ? [] : [ucx], recvPollNs: config.recvPollNs });
   matching = messenger;
-  endpoints.push(...bindEndpoints(plan, cards, { rank: place.rank, node, heap, scratch, ctrl, shm, loopback: messenger, links, ucx }));
+  const { peers, links } = openPeers({
+    mine: { rank: place.rank, node, heap, scratch, ctrl, shm, loopback: messenger, links: null, ucx },
+    net,
+    node,
+    nodeOf: layout.nodeOf,
+    ranksOf: layout.ranksOf,
+    known: local,
+    fetch: (ranks) => wireup.fetchCards(ranks),
+    fetchSync: wireup.fetchCardsSync,
+    agents: place.nnodes > 1 && place.agent !== null,
+    secret: place.secret,
+  });
+  endpoints.push(...peers.endpoints);
+  // A rank waiting on shared memory must let its event loop read replies from other nodes (and cards, and new links).
+  // UCX completions are delivered by its progress(), which every wait drives; a rank asleep wakes to poll them.
+  if (links !== null || ucx !== null || place.nnodes > 1) waiter.network(() => (links?.busy() ?? false) || (ucx?.busy() ?? false) || peers.busy(), () => links?.progress());
+  // The world's collective partners on other nodes, now (alloc and split are synchronous).
+  await peers.prepare(leaderPeers(Array.from(layout.nodeOf), place.rank));
   if (config.debug) {
-    process.stderr.write(`mprun[${place.rank}]: pid ${process.pid} node ${node} (${wireup.kind}); peers: ${endpoints.map((e, r) => `${r}:${e.name}`).join(' ')}\n`);
+    const s = wireupStats();
+    process.stderr.write(`mprun[${place.rank}]: pid ${process.pid} node ${node} (${wireup.kind}); peers: ${endpoints.map((e, r) => `${r}:${e.name}`).join(' ')}; wire-up: ${s.localCards} local cards, ${s.cardsFetched} fetched, ${s.linksOpened} links\n`);
   }
-  const world = new World({ place, config, ctrl, ownsCtrl: made.owned, heap, cards, endpoints, wireup, waiter, messenger, links, transports: ucx === null ? [shm] : [shm, ucx] });
+  const places = Array.from(layout.nodeOf, (n, r) => ({ node: local.get(r)?.node ?? `#${n}`, localRank: local.get(r)?.localRank ?? -1, nodeIndex: n }));
+  const world = new World({ place, config, ctrl, ownsCtrl: made.owned, heap, cards: places, endpoints, wireup, waiter, messenger, links, peers, transports: ucx === null ? [shm] : [shm, ucx] });
   // A rank that returns from its program without finalize still finalizes,
   // so that its peers' last collective completes.
   process.once('beforeExit', () => {

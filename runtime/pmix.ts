@@ -216,6 +216,25 @@ export class PmixClient {
     }
   }
 
+  /**
+   * getCard, blocking this thread (for synchronous collectives that meet a
+   * peer for the first time). Ask only for cards committed before a fence
+   * every rank has passed: they are served at once.
+   */
+  getCardSync(rank: number, options: PmixCardOptions = {}): unknown {
+    this.#checkRank(rank);
+    const limit = options.timeoutMs ?? DEFAULT_CARD_TIMEOUT_MS;
+    const deadline = Date.now() + limit;
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
+      const v = this.#pmix.get(rank, CARD_KEY, { timeout: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)) });
+      if (v instanceof Uint8Array) return unpackValue(v);
+      if (v !== null) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${rank}'s business card is not bytes but ${typeof v}`, { rank });
+      if (Date.now() >= deadline) throw new MprunError('ERR_MPRUN_TIMEOUT', `rank ${rank} did not commit its business card (${CARD_KEY}) within ${limit} ms`, { rank });
+      Atomics.wait(nap, 0, 0, pause);
+    }
+  }
+
   /** A card already here (after a collecting fence), without asking any server; null when absent. */
   cardIfPresent(rank: number): unknown {
     this.#checkRank(rank);

@@ -13,6 +13,7 @@ import { MprunError } from '../core/errors.js';
 import { KIND, partsOf, type CollectiveEngine, type Ready, type Steps } from './coll/engine.js';
 import { ShmCollectives } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
+import { leaderPeers } from './coll/peers.js';
 import type { Messenger } from './p2p.js';
 import { checkOp, type ReduceOp } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
@@ -34,6 +35,10 @@ export interface TeamContext {
   nodeOf(worldRank: number): number;
   /** The rank's messenger (teams across nodes run their collectives over its internal messages). */
   messenger(): Messenger;
+  /** Binds the endpoints of these world ranks (this member's network partners), ahead of its collectives; null when bound. */
+  prepare?(worldRanks: readonly number[]): Promise<void> | null;
+  /** The same, blocking, for a synchronous collective (or an error saying why it cannot). */
+  prepareSync?(worldRanks: readonly number[], what: () => string): void;
   /** The collective arena of a world rank, mapped here. */
   arenaOf(worldRank: number): ArrayBuffer;
   bankBytes: number;
@@ -68,6 +73,9 @@ export class Team {
   #inFlight = 0;
   #broken: Error | null = null;
   readonly #slot: number;
+  /** Network partners of this member (world ranks), and their binding while it is under way. */
+  #partners: readonly number[] = [];
+  #preparing: Promise<void> | null = null;
 
   /** @internal teams are made by world.split(), team.split() and world.team() */
   constructor(ctx: TeamContext, worldRanks: readonly number[], slot: number) {
@@ -79,7 +87,15 @@ export class Team {
     if (this.rank < 0) throw new MprunError('ERR_MPRUN_ARG', 'this rank is not a member of the team');
     const locals = worldRanks.map((w) => ctx.localRankOf(w));
     if (locals.some((l) => l < 0)) {
-      this.#engine = new MsgCollectives({ me: this.rank, size: this.size, worldRanks, nodes: worldRanks.map((w) => ctx.nodeOf(w)), slot, messenger: ctx.messenger });
+      const nodes = worldRanks.map((w) => ctx.nodeOf(w));
+      this.#engine = new MsgCollectives({ me: this.rank, size: this.size, worldRanks, nodes, slot, messenger: ctx.messenger });
+      // Peers on other nodes connect on first use; this member's collective partners start now.
+      this.#partners = leaderPeers(nodes, this.rank).map((r) => worldRanks[r]!);
+      const p = ctx.prepare?.(this.#partners) ?? null;
+      if (p !== null) {
+        this.#preparing = p;
+        p.then(() => (this.#preparing = null), () => undefined);
+      }
       return;
     }
     // Each team has its own region of every member's collective arena.
@@ -126,6 +142,24 @@ export class Team {
     if (this.#inFlight > 0) {
       const next = (): Promise<T> => this.#run(kind, make);
       const p = this.#tail.then(next, next);
+      this.#tail = p;
+      return p;
+    }
+    if (this.#preparing !== null) {
+      // The partners' cards and links are on their way: run after them (a failure fails the team).
+      const ready = this.#preparing;
+      this.#preparing = null;
+      this.#inFlight++;
+      const p = ready.then(
+        () => {
+          this.#inFlight--;
+          return this.#run(kind, make);
+        },
+        (e: unknown) => {
+          this.#inFlight--;
+          return this.#fail(e);
+        },
+      );
       this.#tail = p;
       return p;
     }
@@ -185,6 +219,10 @@ export class Team {
     this.#ctx.checkLive();
     if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
     if (this.#broken !== null) throw this.#broken;
+    if (this.#preparing !== null) {
+      this.#ctx.prepareSync?.(this.#partners, () => this.#describe(kind));
+      this.#preparing = null;
+    }
     return runSync(make(), this.#ctx.waiter, () => this.#describe(kind));
   }
 

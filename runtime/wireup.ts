@@ -1,14 +1,24 @@
 /**
  * Where a rank learns its place in the job and its peers' business cards:
- * mprun's job controller (a PMI-like key-value store with a fence), or any
- * PMIx server (`srun --mpi=pmix`, Open MPI's `mpirun`: direct launch).
- * Launch environments decide which: mprun's own variables first (a job mprun
+ * mprun's job controller (a PMI-like key-value store), or any PMIx server
+ * (`srun --mpi=pmix`, Open MPI's `mpirun`: direct launch). Launch
+ * environments decide which: mprun's own variables first (a job mprun
  * started inside an srun step still bootstraps from mprun), then PMIx, else
  * a world of one.
+ *
+ * What is exchanged when (issue 12.4): the layout (which node each rank is
+ * on) comes with the launch (MPRUN_LAYOUT; PMIx's host names), so no card is
+ * needed to know who is local. At init a rank puts its card and receives its
+ * node's ranks' cards only (shared memory needs them); another node's rank's
+ * card is fetched when that peer is first used (transports/peers.ts): from
+ * the controller, which holds each card once, or by PMIx_Get after a fence
+ * that collects nothing (direct modex). A rank receives O(local + used)
+ * cards; no process handles O(p^2) bytes.
  */
 import { hostname } from 'node:os';
+import { decodeLayout, layoutOf, type JobLayout } from '../core/layout.js';
 import { MprunError } from '../core/errors.js';
-import type { PeerCard } from '../transports/registry.js';
+import { wireupStats, type PeerCard } from '../transports/registry.js';
 import { ControlClient } from './control.js';
 import { PmixClient } from './pmix.js';
 import type { WaitReport } from './wait.js';
@@ -36,8 +46,14 @@ export interface Wireup {
   readonly place: JobPlace;
   /** What bootstrapped this rank: 'mprun', 'pmix' or 'singleton'. */
   readonly kind: 'mprun' | 'pmix' | 'singleton';
-  /** Publishes this rank's card; resolves with every rank's, in rank order. */
-  exchange(mine: PeerCard): Promise<PeerCard[]>;
+  /** Which node each rank is on; known from the launch (or, where it cannot be, once exchange() has collected every card). */
+  readonly layout: JobLayout;
+  /** Publishes this rank's card; resolves with the cards of this node's ranks (of every rank where they had to be collected). */
+  exchange(mine: PeerCard): Promise<Map<number, PeerCard>>;
+  /** Other ranks' cards, in the order asked: one request to mprun, or PMIx_Get (direct modex). */
+  fetchCards(ranks: readonly number[]): Promise<PeerCard[]>;
+  /** The same, blocking, where the wire-up can (PMIx); null where cards come only asynchronously (mprun's controller). */
+  readonly fetchCardsSync: ((ranks: readonly number[]) => PeerCard[]) | null;
   /** Stops the whole job (MPI_Abort). */
   abort(code: number, message: string): void;
   /** Where a long wait is reported (mprun's hang reports), if anywhere. */
@@ -70,10 +86,28 @@ export function mprunPlace(): (JobPlace & { controller: string | null }) | null 
   };
 }
 
-/** mprun's controller: cards put, then a fence that hands every rank every card. */
+/** MPRUN_LAYOUT, checked against this rank's place (a job of one node needs none). */
+function mprunLayout(place: JobPlace): JobLayout {
+  const text = process.env.MPRUN_LAYOUT;
+  if (text === undefined || text === '') {
+    if (place.nnodes === 1) return { nodeOf: new Int32Array(place.size), ranksOf: [Array.from({ length: place.size }, (_, r) => r)] };
+    throw new MprunError('ERR_MPRUN_ARG', 'MPRUN_LAYOUT is not set for a job across nodes; was this process started by this version of mprun?');
+  }
+  const l = decodeLayout(text, place.size);
+  if (l instanceof Error) throw new MprunError('ERR_MPRUN_ARG', `MPRUN_LAYOUT: ${l.message}`);
+  const mine = l.ranksOf[place.nodeIndex];
+  if (l.ranksOf.length !== place.nnodes || mine?.[place.localRank] !== place.rank || mine.length !== place.localSize) {
+    throw new MprunError('ERR_MPRUN_ARG', `MPRUN_LAYOUT does not place rank ${place.rank} as local rank ${place.localRank} of ${place.localSize} on node ${place.nodeIndex} of ${place.nnodes}`);
+  }
+  return l;
+}
+
+/** mprun's controller: this rank's card put, its node's cards fetched at init, others' on first use. */
 class MprunWireup implements Wireup {
   readonly kind = 'mprun';
   readonly place: JobPlace;
+  readonly layout: JobLayout;
+  readonly fetchCardsSync = null;
   readonly #controller: string | null;
   #client: ControlClient | null = null;
   reportWaits: ((waits: WaitReport[]) => void) | null = null;
@@ -81,25 +115,37 @@ class MprunWireup implements Wireup {
   constructor(place: JobPlace & { controller: string | null }) {
     this.place = place;
     this.#controller = place.controller;
+    this.layout = mprunLayout(place);
   }
 
-  async exchange(mine: PeerCard): Promise<PeerCard[]> {
-    const { rank, size, secret } = this.place;
-    if (this.#controller === null && size === 1) return [mine];
+  async exchange(mine: PeerCard): Promise<Map<number, PeerCard>> {
+    const { rank, size, secret, nodeIndex } = this.place;
+    if (this.#controller === null && size === 1) return new Map([[rank, mine]]);
     if (this.#controller === null) throw new MprunError('ERR_MPRUN_ARG', 'MPRUN_CONTROLLER is not set; start the job with mprun');
     const client = await ControlClient.connect(this.#controller, secret, rank);
     this.#client = client;
     this.reportWaits = (waits) => client.waits(waits);
     client.put(`card:${rank}`, mine);
-    const kv = await client.fence();
-    const cards: PeerCard[] = [];
-    for (let r = 0; r < size; r++) {
-      const c = kv[`card:${r}`] as PeerCard | undefined;
-      if (c === undefined) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${r} put no business card`);
-      cards.push(c);
-    }
+    // Only this node's cards: answered once each of them is put (no job-wide fence).
+    const local = this.layout.ranksOf[nodeIndex]!;
+    const cards = await this.#cards(local);
+    wireupStats().localCards += cards.length;
     client.unref();
-    return cards;
+    return new Map(local.map((r, i) => [r, cards[i]!]));
+  }
+
+  async fetchCards(ranks: readonly number[]): Promise<PeerCard[]> {
+    if (this.#client === null) throw new MprunError('ERR_MPRUN_ARG', 'no connection to mprun to fetch business cards from');
+    return this.#cards(ranks);
+  }
+
+  async #cards(ranks: readonly number[]): Promise<PeerCard[]> {
+    const cards = (await this.#client!.cards(ranks)) as Array<PeerCard | null>;
+    wireupStats().controlBytes = this.#client!.received;
+    return cards.map((c, i) => {
+      if (c === null || c === undefined) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${ranks[i]} put no business card`, { rank: ranks[i] });
+      return c;
+    });
   }
 
   abort(code: number, message: string): void {
@@ -125,9 +171,20 @@ class PmixWireup implements Wireup {
   readonly place: JobPlace;
   readonly #pmix: PmixClient;
   readonly reportWaits = null;
+  /** From every rank's PMIX_HOSTNAME; null when the server does not hold them all (then from the collected cards). */
+  #layout: JobLayout | null;
 
   constructor(pmix: PmixClient) {
     this.#pmix = pmix;
+    const hosts: string[] = [];
+    for (let r = 0; r < pmix.size; r++) {
+      const h = pmix.peerHostname(r);
+      if (h === null) break;
+      hosts.push(h);
+    }
+    const known = hosts.length === pmix.size ? layoutOf(hosts) : null;
+    this.#layout = known;
+    const nodeIndex = known === null ? 0 : known.nodeOf[pmix.rank]!;
     this.place = {
       rank: pmix.rank,
       size: pmix.size,
@@ -137,17 +194,40 @@ class PmixWireup implements Wireup {
       node: pmix.nodeName,
       secret: '',
       controlFd: null,
-      // Known once the cards are in (exchange()).
-      nodeIndex: 0,
-      nnodes: 1,
+      // Without every host name: known once the cards are in (exchange()).
+      nodeIndex,
+      nnodes: known === null ? 1 : known.ranksOf.length,
       agent: null,
     };
+    if (known !== null && known.ranksOf[nodeIndex]!.length !== pmix.localSize) {
+      throw new MprunError('ERR_MPRUN_PROTOCOL', `PMIx reports ${pmix.localSize} ranks on node ${pmix.nodeName}, but its host names put ${known.ranksOf[nodeIndex]!.length} there`);
+    }
   }
 
-  async exchange(mine: PeerCard): Promise<PeerCard[]> {
+  get layout(): JobLayout {
+    if (this.#layout === null) throw new MprunError('ERR_MPRUN_PROTOCOL', 'the layout is not known before the cards are in');
+    return this.#layout;
+  }
+
+  readonly fetchCardsSync = (ranks: readonly number[]): PeerCard[] => ranks.map((r) => this.#pmix.getCardSync(r) as PeerCard);
+
+  async fetchCards(ranks: readonly number[]): Promise<PeerCard[]> {
+    return Promise.all(ranks.map(async (r) => (await this.#pmix.getCard(r)) as PeerCard));
+  }
+
+  async exchange(mine: PeerCard): Promise<Map<number, PeerCard>> {
     const p = this.#pmix;
     p.putCard(mine);
     p.commit();
+    if (this.#layout !== null) {
+      // A fence that collects nothing: every card is committed, and each is fetched by whoever needs it (direct modex).
+      await p.fence({ collect: false });
+      const local = this.#layout.ranksOf[this.place.nodeIndex]!;
+      const cards = await Promise.all(local.map(async (r) => (r === p.rank ? mine : ((await p.getCard(r)) as PeerCard))));
+      wireupStats().localCards += cards.length;
+      return new Map(local.map((r, i) => [r, cards[i]!]));
+    }
+    // The server does not know every rank's host: collect every card (O(p) per rank, as before issue 12.4).
     await p.fence({ collect: true });
     const cards: PeerCard[] = [];
     for (let r = 0; r < p.size; r++) {
@@ -156,11 +236,13 @@ class PmixWireup implements Wireup {
       cards.push(c);
     }
     // Node indices in order of each node's first rank, the same on every rank.
-    const nodes = [...new Set(cards.map((c) => c.node))];
-    for (const c of cards) c.nodeIndex = nodes.indexOf(c.node);
-    this.place.nodeIndex = nodes.indexOf(this.place.node);
-    this.place.nnodes = nodes.length;
-    return cards;
+    const l = layoutOf(cards.map((c) => c.node));
+    cards.forEach((c, r) => (c.nodeIndex = l.nodeOf[r]!));
+    this.#layout = l;
+    this.place.nodeIndex = l.nodeOf[p.rank]!;
+    this.place.nnodes = l.ranksOf.length;
+    wireupStats().localCards += cards.length;
+    return new Map(cards.map((c, r) => [r, c]));
   }
 
   abort(code: number, message: string): void {
@@ -177,11 +259,16 @@ class SingletonWireup implements Wireup {
   readonly kind = 'singleton';
   readonly reportWaits = null;
   readonly place: JobPlace = { rank: 0, size: 1, localRank: 0, localSize: 1, jobId: 'singleton', node: hostname(), secret: '', controlFd: null, nodeIndex: 0, nnodes: 1, agent: null };
+  readonly layout: JobLayout = { nodeOf: new Int32Array(1), ranksOf: [[0]] };
+  readonly fetchCardsSync = null;
 
-  exchange(mine: PeerCard): Promise<PeerCard[]> {
-    return Promise.resolve([mine]);
+  exchange(mine: PeerCard): Promise<Map<number, PeerCard>> {
+    return Promise.resolve(new Map([[0, mine]]));
   }
 
+  fetchCards(): Promise<PeerCard[]> {
+    return Promise.reject(new MprunError('ERR_MPRUN_ARG', 'a world of one has no other cards'));
+  }
   abort(): void {}
 
   finalize(): Promise<void> {

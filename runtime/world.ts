@@ -10,7 +10,7 @@ import { dtypeOf } from '../core/codec.js';
 import { isTypedArray, isTypedArrayCtor, type AtomicArray, type Comparison, type TypedArray, type TypedArrayConstructor } from '../core/types.js';
 import { native } from '../native/index.js';
 import type { AtomicOpCode, Endpoint, TransportInstance } from '../transports/endpoint.js';
-import { openSharedMemory, type AgentLinks, type PeerCard, type SharedMemory } from '../transports/registry.js';
+import { openSharedMemory, type AgentLinks, type PeerPlace, type PeerTable, type SharedMemory } from '../transports/registry.js';
 import { RemoteAtomics } from './atomics.js';
 import type { RuntimeConfig } from './config.js';
 import type { JobPlace, Wireup } from './wireup.js';
@@ -34,9 +34,11 @@ export interface WorldParts {
   ctrl: TeamContext['ctrl'];
   ownsCtrl: boolean;
   heap: ArrayBuffer;
-  /** Every rank's business card, and the endpoint bound for it. */
-  cards: readonly PeerCard[];
+  /** Where every rank runs, and the endpoint for it (bound on first use for other nodes' ranks). */
+  cards: readonly PeerPlace[];
   endpoints: readonly Endpoint[];
+  /** Binds other nodes' ranks ahead of a team's collectives (issue 12.4). */
+  peers: Pick<PeerTable, 'prepare' | 'prepareSync'>;
   /** How this rank joined (mprun's controller or a PMIx server): abort and finalize go there too. */
   wireup: Wireup;
   waiter: Waiter;
@@ -95,6 +97,8 @@ export class World extends Team {
       localRankOf,
       nodeOf: (w) => cards[w]!.nodeIndex,
       messenger: () => parts.messenger,
+      prepare: (ranks) => parts.peers.prepare(ranks),
+      prepareSync: (ranks, what) => parts.peers.prepareSync(ranks, what),
       arenaOf: (w) => {
         const a = endpoints[w]!.mapScratch();
         if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective scratch cannot be mapped here (${endpoints[w]!.name})`);

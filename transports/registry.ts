@@ -3,8 +3,9 @@
  * uct component list, Open MPI's MCA framework): each says what it reaches
  * (and if not, why), offers the attributes the selector models, a cheap
  * availability probe for `mprun info`, and binds an endpoint to a peer from
- * the peer's business card. The World asks bindEndpoints() for one endpoint
- * per rank at init and from then on calls only the endpoints.
+ * the peer's business card. openPeers() makes one endpoint per rank (bound
+ * at init for node peers, on first use for other nodes': peers.ts) and the
+ * World from then on calls only the endpoints.
  */
 import { MprunError } from '../core/errors.js';
 import type { Endpoint, EndpointCaps, MessageSink } from './endpoint.js';
@@ -15,6 +16,7 @@ import type { ControlSegment } from './shm/control.js';
 import type { ShmMessages } from './shm/messages.js';
 import { DsmEndpoint } from './dsm/endpoint.js';
 import { AgentLinks } from './dsm/links.js';
+import { PeerTable } from './peers.js';
 import { SharedMemory, type SharedContext } from './dsm/shared.js';
 import { backendName, LazyAttachment } from './xpmem/index.js';
 import { query as ucxQuery, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY, UcxTransport, type UcxCard } from './ucx/index.js';
@@ -41,6 +43,11 @@ export interface PeerCard {
   /** The rank's UCX worker address and heap key (null: it did not open UCX). */
   ucx: UcxCard | null;
 }
+
+export { PeerTable, wireupStats, type WireupStats } from './peers.js';
+
+/** Where a rank runs, as the World groups ranks (known for every rank from the job's layout, no card needed). */
+export type PeerPlace = Pick<PeerCard, 'node' | 'localRank' | 'nodeIndex'>;
 
 /** This rank's side of its transports, which endpoints are bound against. */
 export interface RankTransports {
@@ -168,35 +175,57 @@ export function openUcx(net: NetChoice, spansNodes: boolean, rank: number, size:
 
 export type { AgentLinks, SharedMemory };
 
-/** Shared variables and semaphores across the job's nodes (DSM), over the rank's links to the other nodes' agents. */
+/** Shared variables and semaphores across the job's nodes (DSM), over the rank's links to the other nodes' agents (opened on first use). */
 export function openSharedMemory(links: AgentLinks | null, context: Omit<SharedContext, 'linkOf'>): SharedMemory {
-  return new SharedMemory({ ...context, linkOf: (n) => links?.of(n) ?? null });
+  return new SharedMemory({ ...context, linkOf: (n) => links?.linkTo(n) ?? null });
 }
 
-/** The transport for each rank (by its card), or an error naming the unreachable rank and every reason. */
-export function planTransports(me: PeerLocation, cards: readonly PeerCard[], net: NetChoice = 'auto'): RegisteredTransport[] {
+/** The transport for a peer at `peer` seen from `me`, or an error naming the peer and every reason. */
+export function planPeer(me: PeerLocation, peer: PeerLocation, net: NetChoice = 'auto'): RegisteredTransport {
   // --net picks the network for other nodes; auto lets the selector model them (UCX is faster where both reach).
   const candidates = TRANSPORTS.filter((t) => (net === 'ucx' ? t !== DSM : net === 'tcp' ? t !== UCX : true));
-  return cards.map((c, r) => {
-    const sel = selectTransport(me, { rank: r, node: c.node, agent: c.agent, ucx: c.ucx !== null && c.ucx !== undefined }, candidates);
-    if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${r} is unreachable: ${sel.reasons.join('; ')}`, { rank: r });
-    return candidates.find((t) => t.name === sel.transport)!;
+  const sel = selectTransport(me, peer, candidates);
+  if (!sel.ok) throw new MprunError('ERR_MPRUN_UNREACHABLE', `rank ${peer.rank} is unreachable: ${sel.reasons.join('; ')}`, { rank: peer.rank });
+  return candidates.find((t) => t.name === sel.transport)!;
+}
+
+export interface PeersOptions {
+  mine: RankTransports;
+  net: NetChoice;
+  /** This rank's node name and the node index of every rank (the job's layout: no card needed). */
+  node: string;
+  nodeOf: Int32Array;
+  ranksOf: readonly (readonly number[])[];
+  /** Cards known at init: this node's ranks (all ranks where the wire-up had to collect them all). */
+  known: ReadonlyMap<number, PeerCard>;
+  fetch(ranks: readonly number[]): Promise<PeerCard[]>;
+  fetchSync: ((ranks: readonly number[]) => PeerCard[]) | null;
+  /** The job's nodes run agents (mprun across nodes): the links to them are made on first use. */
+  agents: boolean;
+  secret: string;
+}
+
+/**
+ * The rank's endpoints and links (issue 12.4): node peers bound now, other
+ * nodes' ranks when first used or prepared, each planned by its node (from the
+ * layout) until its card is here, then by its card.
+ */
+export function openPeers(o: PeersOptions): { peers: PeerTable; links: AgentLinks | null } {
+  const me = o.mine.rank;
+  const myIndex = o.nodeOf[me]!;
+  let table: PeerTable | null = null;
+  const links = o.agents ? new AgentLinks(o.secret, me, (n) => table!.agentOf(n)) : null;
+  const mine = { ...o.mine, links };
+  table = new PeerTable({
+    mine,
+    nodeOf: o.nodeOf,
+    known: o.known,
+    links,
+    fetch: o.fetch,
+    fetchSync: o.fetchSync,
+    firstOf: (n) => o.ranksOf[n]![0]!,
+    planned: (r) => planPeer({ rank: me, node: `#${myIndex}` }, { rank: r, node: `#${o.nodeOf[r]}`, agent: o.agents ? 'on first use' : null, ucx: mine.ucx !== null }, o.net),
+    plan: (r, card) => planPeer({ rank: me, node: o.node }, { rank: r, node: card.node, agent: card.agent, ucx: card.ucx !== null && card.ucx !== undefined }, o.net),
   });
-}
-
-/** Opens the connections to other nodes' agents (null on a one-node job or without agents: direct launch). */
-export async function openLinks(cards: readonly PeerCard[], secret: string, rank: number): Promise<AgentLinks | null> {
-  const nodes = new Map<number, { name: string; address: string }>();
-  const me = cards[rank]!;
-  for (const c of cards) {
-    // Every other node whose agent serves data: the dsm endpoints, and the shared variables'
-    // page homes and semaphores, which live at the agents whatever network the data takes.
-    if (c.node !== me.node && c.agent !== null && !nodes.has(c.nodeIndex)) nodes.set(c.nodeIndex, { name: c.node, address: c.agent });
-  }
-  return nodes.size === 0 ? null : AgentLinks.open(nodes, secret, rank);
-}
-
-/** One endpoint per rank, as planned. */
-export function bindEndpoints(plan: readonly RegisteredTransport[], cards: readonly PeerCard[], mine: RankTransports): Endpoint[] {
-  return plan.map((t, r) => t.bind(r, cards[r]!, mine));
+  return { peers: table, links };
 }

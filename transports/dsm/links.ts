@@ -1,31 +1,71 @@
 /**
  * A rank's connections to the other nodes' agents, as one transport
- * instance: opened at init for every node a peer lives on (so a node that
- * cannot be reached fails init), shared by that node's endpoints and by the
- * shared variables. Their output is pumped by every wait of the rank, and an
- * asynchronous wait yields to the event loop while replies are awaited.
+ * instance: each opened on first use (a peer on that node bound, or a shared
+ * variable's page homed there; issue 12.4), at most one per node, shared by
+ * that node's endpoints and by the shared variables. Their output is pumped
+ * by every wait of the rank, and an asynchronous wait yields to the event
+ * loop while replies (or a connection being opened) are awaited.
  */
 import type { TransportInstance } from '../endpoint.js';
+import { wireupStats } from '../peers.js';
 import { AgentLink, outputQueued, pumpAll } from './client.js';
+
+/** Where node `node`'s agent listens (from a card of one of its ranks, fetched on first use). */
+export type AgentAddress = (node: number) => Promise<{ name: string; address: string }>;
 
 export class AgentLinks implements TransportInstance {
   readonly name = 'dsm';
   readonly #byNode = new Map<number, AgentLink>();
+  readonly #opening = new Map<number, Promise<AgentLink>>();
+  readonly #secret: string;
+  readonly #rank: number;
+  readonly #addressOf: AgentAddress;
+  #closed = false;
 
-  private constructor(links: AgentLink[]) {
-    for (const l of links) this.#byNode.set(l.node, l);
+  /** Links of `rank`, authenticating with the job's `secret`; none is open yet. */
+  constructor(secret: string, rank: number, addressOf: AgentAddress) {
+    this.#secret = secret;
+    this.#rank = rank;
+    this.#addressOf = addressOf;
   }
 
-  /** Connects to the agent of each node in `nodes` (index -> name and data address) as `rank`. */
-  static async open(nodes: ReadonlyMap<number, { name: string; address: string }>, secret: string, rank: number): Promise<AgentLinks> {
-    return new AgentLinks(await Promise.all([...nodes].map(([n, a]) => AgentLink.open(n, a.name, a.address, secret, rank))));
+  /** The link to node `node`'s agent: at once when open, else opened (its address looked up first). */
+  linkTo(node: number): AgentLink | Promise<AgentLink> {
+    const l = this.#byNode.get(node);
+    if (l !== undefined) return l;
+    return this.#opening.get(node) ?? this.#addressOf(node).then((a) => this.open(node, a.name, a.address));
   }
 
-  /** The link to node `node`'s agent, or null when none was opened (a one-node job, or this node). */
+  /** The link to node `node`'s agent, or null when it is not open (yet). */
   of(node: number): AgentLink | null {
     return this.#byNode.get(node) ?? null;
   }
 
+  /** The link to node `node`'s agent at `address`, connecting the first time (once, however many ask at once). */
+  open(node: number, name: string, address: string): Promise<AgentLink> {
+    const l = this.#byNode.get(node);
+    if (l !== undefined) return Promise.resolve(l);
+    let p = this.#opening.get(node);
+    if (p === undefined) {
+      p = AgentLink.open(node, name, address, this.#secret, this.#rank).then(
+        (link) => {
+          this.#opening.delete(node);
+          if (this.#closed) link.close();
+          else this.#byNode.set(node, link);
+          wireupStats().linksOpened++;
+          return link;
+        },
+        (e: unknown) => {
+          this.#opening.delete(node);
+          throw e;
+        },
+      );
+      this.#opening.set(node, p);
+    }
+    return p;
+  }
+
+  /** Links opened so far. */
   get size(): number {
     return this.#byNode.size;
   }
@@ -36,9 +76,9 @@ export class AgentLinks implements TransportInstance {
     return false;
   }
 
-  /** Output queued, or a reply awaited. */
+  /** Output queued, a reply awaited, or a link being opened. */
   busy(): boolean {
-    if (outputQueued()) return true;
+    if (outputQueued() || this.#opening.size > 0) return true;
     for (const l of this.#byNode.values()) if (l.waiting) return true;
     return false;
   }
@@ -49,6 +89,7 @@ export class AgentLinks implements TransportInstance {
   }
 
   close(): void {
+    this.#closed = true;
     for (const l of this.#byNode.values()) l.close();
   }
 }

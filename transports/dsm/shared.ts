@@ -45,8 +45,8 @@ export interface SharedContext {
   secret: string;
   /** This node's agent's data address (null when mprun started no agent service). */
   agent: string | null;
-  /** The connection to each other node's agent. */
-  linkOf(node: number): AgentLink | null;
+  /** The connection to each other node's agent (opened on its first use: then a promise). */
+  linkOf(node: number): AgentLink | Promise<AgentLink> | null;
   /** World collectives without shared-variable synchronisation. */
   allgather(value: unknown): Promise<unknown[]>;
   barrier(): Promise<void>;
