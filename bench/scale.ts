@@ -13,7 +13,10 @@
  *     ranks) of bench/scale/app.ts coll;
  *   - messages and bytes per rank per collective from the collective counters
  *     (runtime/coll/stats.ts): the most any rank sent (a node leader), over
- *     the network and in all (network + to its node's members).
+ *     the network and in all (network + to its node's members);
+ *   - the wire-up per rank (issue 12.4): cards of other nodes' ranks fetched
+ *     on first use, links opened to their agents, bytes mprun's controller
+ *     sent (the most and the mean over the ranks).
  * Node counts alternate within each round; figures are medians over the rounds.
  *
  * Then the issue's checks: launch on the most nodes <= 3x the same ranks on
@@ -45,6 +48,17 @@ interface CollRow {
   remoteMessages: number;
   remoteBytes: number;
   meanRemoteMessages: number;
+}
+
+/** What the wire-up cost per rank (bench/scale/app.ts's last line; issue 12.4). */
+interface WireRow {
+  localCards: number;
+  maxFetched: number;
+  meanFetched: number;
+  maxLinks: number;
+  meanLinks: number;
+  maxControlBytes: number;
+  meanControlBytes: number;
 }
 
 interface Options {
@@ -158,6 +172,7 @@ async function main(): Promise<void> {
   const launch: Map<number, number[]> = new Map(o.nodes.map((n) => [n, []]));
   const oneNode: number[] = [];
   const coll: Map<number, CollRow[][]> = new Map(o.nodes.map((n) => [n, []]));
+  const wire: Map<number, WireRow[]> = new Map(o.nodes.map((n) => [n, []]));
   const loads: number[] = [load0[0]!];
   try {
     // The rank bundle is compiled (and cached) by the first job: not a launch to time.
@@ -174,6 +189,8 @@ async function main(): Promise<void> {
           .map((l) => JSON.parse(l) as CollRow);
         for (const op of OPS) if (!rows.some((r) => r.op === op)) throw new Error(`${n} nodes: the app printed no ${op} line:\n${out}`);
         coll.get(n)!.push(rows);
+        const wl = out.split('\n').find((l) => l.startsWith('{"op":"wireup"'));
+        if (wl !== undefined) wire.get(n)!.push(JSON.parse(wl) as WireRow);
       }
       if (most > 1) {
         process.stderr.write(`scale: round ${k + 1}/${o.rounds}, ${most * o.slots} ranks on node1\n`);
@@ -236,6 +253,18 @@ async function main(): Promise<void> {
       lines.push(
         `  allreduce 1 MiB network bytes per leader / Rabenseifner's 2 (P - 1) / P n: ${big.map((n) => `${n} nodes ${(fig(n, 'allreduce1M', 'remoteBytes') / scheduled('allreduce1M', n).payload).toFixed(3)}`).join(', ')}`,
       );
+    }
+  }
+  // Wire-up (issue 12.4): cards and links per rank, after every collective above.
+  if (o.nodes.every((n) => wire.get(n)!.length > 0)) {
+    const wf = (n: number, k: keyof WireRow): number => median(wire.get(n)!.map((r) => r[k]));
+    lines.push('');
+    lines.push("Wire-up per rank after the runs (issue 12.4): its node's cards at init; other nodes' cards fetched on first use and links opened to their agents, the most (a node leader) / the mean; bytes mprun's controller sent, the most / the mean.");
+    lines.push('');
+    lines.push('| nodes | ranks | node cards | cards fetched | links opened | bytes from mprun |');
+    lines.push('| --- | --- | --- | --- | --- | --- |');
+    for (const n of o.nodes) {
+      lines.push(`| ${n} | ${n * o.slots} | ${wf(n, 'localCards')} | ${wf(n, 'maxFetched')} / ${wf(n, 'meanFetched')} | ${wf(n, 'maxLinks')} / ${wf(n, 'meanLinks')} | ${wf(n, 'maxControlBytes')} / ${wf(n, 'meanControlBytes')} |`);
     }
   }
   process.stdout.write(lines.join('\n') + '\n');

@@ -19,6 +19,13 @@
  * the average over the ranks. counted is false when the runtime has no
  * counters (the counts are then -1); on one node, where the shared-memory
  * engine sends no messages and keeps no counters, every count is 0.
+ *
+ * Last, what the wire-up cost (issue 12.4; Symbol.for('mprun.wireup.stats')),
+ * after all the collectives: the most and the mean over the ranks of the cards
+ * of other nodes' ranks fetched, the links opened to other nodes' agents and
+ * the bytes mprun's controller sent, and the node's cards each rank got at init:
+ *
+ *   {"op":"wireup","localCards","maxFetched","meanFetched","maxLinks","meanLinks","maxControlBytes","meanControlBytes"}
  */
 import { init } from 'mprun';
 
@@ -103,4 +110,19 @@ await measure('allreduce1M', largeIters, largeSkip, () => world.allreduce(large,
 const want = (world.size * (world.size + 1)) / 2;
 const got = await world.allreduce(large.fill(world.rank + 1), 'sum');
 if (got[0] !== want || got[131_071] !== want) throw new Error(`1 MiB allreduce gave ${got[0]}, expected ${want}`);
+
+interface WireupStats {
+  localCards: number;
+  cardsFetched: number;
+  linksOpened: number;
+  controlBytes: number;
+}
+const w = (globalThis as unknown as Record<symbol, WireupStats | undefined>)[Symbol.for('mprun.wireup.stats')];
+const mineW = w === undefined ? [-1, -1, -1, -1] : [w.localCards, w.cardsFetched, w.linksOpened, w.controlBytes];
+const maxW = await world.allreduce(Float64Array.from(mineW), 'max');
+const sumW = await world.allreduce(Float64Array.from(mineW), 'sum');
+if (world.rank === 0) {
+  const mean = (i: number): number => Math.round((sumW[i]! / world.size) * 100) / 100;
+  console.log(JSON.stringify({ op: 'wireup', localCards: maxW[0], maxFetched: maxW[1], meanFetched: mean(1), maxLinks: maxW[2], meanLinks: mean(2), maxControlBytes: maxW[3], meanControlBytes: mean(3) }));
+}
 await world.finalize();

@@ -94,4 +94,13 @@ describe('the network peers a team member is prepared for', () => {
       }, 60_000);
     }
   }
+
+  it('stay O(log nodes) at 1,000 nodes x 64 ranks: at most 3 lg P for a leader, none for the others', () => {
+    const nodes = Array.from({ length: 64_000 }, (_, r) => Math.floor(r / 64));
+    let most = 0;
+    for (let n = 0; n < 1000; n++) most = Math.max(most, leaderPeers(nodes, n * 64).length);
+    expect(most).toBeLessThanOrEqual(3 * ceilLog2(1000));
+    expect(most).toBeGreaterThanOrEqual(ceilLog2(1000));
+    expect(leaderPeers(nodes, 65)).toEqual([]);
+  });
 });
