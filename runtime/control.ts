@@ -3,6 +3,7 @@
  * by rank: the node's at init, a peer's on its first use), fence, abort,
  * finalize. It counts the bytes the controller sent it (wire-up counters).
  */
+import { readSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { MprunError } from '../core/errors.js';
 import type { WaitReport } from './wait.js';
@@ -22,17 +23,7 @@ export class ControlClient {
 
   private constructor(socket: Socket) {
     this.#socket = socket;
-    socket.on('data', (chunk: Buffer) => {
-      this.received += chunk.byteLength;
-      for (const f of this.#reader.push(chunk)) {
-        if (f.t === 'cards') this.#cardsArrived(f);
-        else {
-          const i = this.#waiting.findIndex((w) => w.t === f.t);
-          if (i >= 0) this.#waiting.splice(i, 1)[0]!.resolve(f);
-        }
-        if (this.#idle() && this.#idleUnref) this.#socket.unref();
-      }
-    });
+    socket.on('data', (chunk: Buffer) => this.#arrived(chunk));
     socket.on('close', () => {
       this.#closed = new MprunError('ERR_MPRUN_ABORTED', 'the connection to mprun closed');
       for (const w of this.#waiting.splice(0)) w.reject(this.#closed);
@@ -64,6 +55,69 @@ export class ControlClient {
       this.#waiting.push({ t: reply, resolve, reject });
       this.#socket.write(encodeFrame(frame));
     });
+  }
+
+  #arrived(chunk: Buffer): void {
+    this.received += chunk.byteLength;
+    for (const f of this.#reader.push(chunk)) {
+      if (f.t === 'cards') this.#cardsArrived(f);
+      else {
+        const i = this.#waiting.findIndex((w) => w.t === f.t);
+        if (i >= 0) this.#waiting.splice(i, 1)[0]!.resolve(f);
+      }
+      if (this.#idle() && this.#idleUnref) this.#socket.unref();
+    }
+  }
+
+  /**
+   * cards(), blocking this thread: for a synchronous collective meeting a peer
+   * on another node for the first time, while the event loop cannot run. The
+   * request is written to the connection's descriptor and the reply read from
+   * it; frames read meanwhile that answer other requests settle those as the
+   * event loop would have. Refused while earlier writes are still queued in
+   * the socket (the request would overtake them).
+   */
+  cardsSync(ranks: readonly number[], timeoutMs = 300_000): unknown[] {
+    if (this.#closed !== null) throw this.#closed;
+    const fd = (this.#socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0 || this.#socket.writableLength > 0) {
+      throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'cannot ask mprun for business cards synchronously now (its connection is busy)');
+    }
+    const id = this.#nextId++;
+    let answer: unknown[] | null = null;
+    let failure: Error | null = null;
+    this.#cardRequests.set(id, { resolve: (c) => (answer = c), reject: (e) => (failure = e) });
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    const deadline = Date.now() + timeoutMs;
+    const again = (e: unknown): boolean => {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw new MprunError('ERR_MPRUN_ABORTED', `the connection to mprun failed: ${(e as Error).message}`);
+      if (Date.now() > deadline) throw new MprunError('ERR_MPRUN_TIMEOUT', `mprun did not answer a request for the cards of rank(s) ${ranks.join(',')} within ${timeoutMs} ms`);
+      Atomics.wait(nap, 0, 0, 0.2);
+      return true;
+    };
+    const out = encodeFrame({ t: 'cards', id, ranks: [...ranks] });
+    for (let at = 0; at < out.byteLength; ) {
+      try {
+        at += writeSync(fd, out, at, out.byteLength - at);
+      } catch (e) {
+        again(e);
+      }
+    }
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    while (answer === null && failure === null) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.byteLength, null);
+      } catch (e) {
+        again(e);
+        continue;
+      }
+      if (n === 0) throw new MprunError('ERR_MPRUN_ABORTED', 'the connection to mprun closed');
+      this.#arrived(Buffer.from(buf.subarray(0, n)));
+    }
+    if (failure !== null) throw failure;
+    return answer!;
   }
 
   #idle(): boolean {

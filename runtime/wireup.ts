@@ -52,7 +52,7 @@ export interface Wireup {
   exchange(mine: PeerCard): Promise<Map<number, PeerCard>>;
   /** Other ranks' cards, in the order asked: one request to mprun, or PMIx_Get (direct modex). */
   fetchCards(ranks: readonly number[]): Promise<PeerCard[]>;
-  /** The same, blocking, where the wire-up can (PMIx); null where cards come only asynchronously (mprun's controller). */
+  /** The same, blocking (PMIx_Get; mprun's controller read from its connection's descriptor); null where there are no other cards. */
   readonly fetchCardsSync: ((ranks: readonly number[]) => PeerCard[]) | null;
   /** Stops the whole job (MPI_Abort). */
   abort(code: number, message: string): void;
@@ -107,7 +107,6 @@ class MprunWireup implements Wireup {
   readonly kind = 'mprun';
   readonly place: JobPlace;
   readonly layout: JobLayout;
-  readonly fetchCardsSync = null;
   readonly #controller: string | null;
   #client: ControlClient | null = null;
   reportWaits: ((waits: WaitReport[]) => void) | null = null;
@@ -139,8 +138,17 @@ class MprunWireup implements Wireup {
     return this.#cards(ranks);
   }
 
+  /** Blocking: read from the controller's connection while the event loop is held (a synchronous collective). */
+  readonly fetchCardsSync = (ranks: readonly number[]): PeerCard[] => {
+    if (this.#client === null) throw new MprunError('ERR_MPRUN_ARG', 'no connection to mprun to fetch business cards from');
+    return this.#checked(ranks, this.#client.cardsSync(ranks) as Array<PeerCard | null>);
+  };
+
   async #cards(ranks: readonly number[]): Promise<PeerCard[]> {
-    const cards = (await this.#client!.cards(ranks)) as Array<PeerCard | null>;
+    return this.#checked(ranks, (await this.#client!.cards(ranks)) as Array<PeerCard | null>);
+  }
+
+  #checked(ranks: readonly number[], cards: Array<PeerCard | null>): PeerCard[] {
     wireupStats().controlBytes = this.#client!.received;
     return cards.map((c, i) => {
       if (c === null || c === undefined) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${ranks[i]} put no business card`, { rank: ranks[i] });

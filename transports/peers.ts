@@ -29,8 +29,9 @@ export interface WireupStats {
   fetches: number;
   /** Connections opened to other nodes' agents. */
   linksOpened: number;
-  /** Endpoints to other nodes' ranks bound. */
+  /** Endpoints to other nodes' ranks bound, and of those bound blocking (a synchronous collective's first meeting). */
   remoteBound: number;
+  syncBinds: number;
   /** Bytes the wire-up service (mprun's controller) sent this rank. */
   controlBytes: number;
 }
@@ -38,7 +39,7 @@ export interface WireupStats {
 export function wireupStats(): WireupStats {
   const key = Symbol.for('mprun.wireup.stats');
   const g = globalThis as unknown as Record<symbol, WireupStats | undefined>;
-  return (g[key] ??= { localCards: 0, cardsFetched: 0, fetches: 0, linksOpened: 0, remoteBound: 0, controlBytes: 0 });
+  return (g[key] ??= { localCards: 0, cardsFetched: 0, fetches: 0, linksOpened: 0, remoteBound: 0, syncBinds: 0, controlBytes: 0 });
 }
 
 export interface PeerTableOptions {
@@ -125,7 +126,8 @@ export class PeerTable {
   async #prepareMissing(ranks: number[]): Promise<void> {
     const need = ranks.filter((r) => !this.#cards.has(r));
     if (need.length > 0) this.#remember(need, await this.#o.fetch(need));
-    await Promise.all(ranks.map(async (r) => this.#lazy[r]!.bindTo(await this.#bind(r))));
+    // A synchronous collective may have bound some meanwhile (prepareSync).
+    await Promise.all(ranks.filter((r) => !this.#lazy[r]!.bound).map(async (r) => this.#lazy[r]!.bindTo(await this.#bind(r))));
   }
 
   #remember(ranks: readonly number[], cards: readonly PeerCard[]): void {
@@ -133,6 +135,7 @@ export class PeerTable {
     ranks.forEach((r, i) => {
       const c = cards[i];
       if (c === undefined || c === null) throw new MprunError('ERR_MPRUN_PROTOCOL', `rank ${r} put no business card`, { rank: r });
+      if (this.#cards.has(r)) return;
       this.#cards.set(r, c);
       this.#stats.cardsFetched++;
     });
@@ -143,7 +146,8 @@ export class PeerTable {
     const t = this.#o.plan(r, card);
     // Its node's agent link first: the dsm endpoint is bound over it.
     if (t.name === 'dsm') await this.#openLink(card);
-    return this.#bindNow(r, card, t);
+    const lazy = this.#lazy[r]!;
+    return lazy.bound ? lazy : this.#bindNow(r, card, t);
   }
 
   #bindNow(r: number, card: PeerCard, t: RegisteredTransport): Endpoint {
@@ -158,9 +162,11 @@ export class PeerTable {
   }
 
   /**
-   * Binds `ranks` now, blocking (PMIx_Get); for synchronous collectives whose
-   * peers were not prepared. Without a blocking fetch (mprun's controller is
-   * a socket the event loop serves) or when a link must be opened, it says so.
+   * Binds `ranks` now, blocking: for a synchronous collective (alloc, split)
+   * of a team whose partners were not bound yet. Cards come from the blocking
+   * fetch (PMIx_Get; mprun's controller read from its socket's descriptor),
+   * links are connected at once (AgentLinks.openNow); where neither can be
+   * done without the event loop, the error says to await the team first.
    */
   prepareSync(ranks: readonly number[], what: () => string): void {
     const missing = [...new Set(ranks)].filter((r) => this.#lazy[r]?.bound === false);
@@ -168,13 +174,20 @@ export class PeerTable {
     const fetchSync = this.#o.fetchSync;
     const blocked = (why: string): MprunError =>
       new MprunError('ERR_MPRUN_UNSUPPORTED', `${what()} must reach rank(s) ${missing.join(',')} on other nodes for the first time, and ${why}: await any collective of the team first (its peers connect on first use)`);
-    if (fetchSync === null) throw blocked('their cards come from mprun asynchronously');
+    if (fetchSync === null) throw blocked('their cards cannot be fetched synchronously here');
     const need = missing.filter((r) => !this.#cards.has(r));
     if (need.length > 0) this.#remember(need, fetchSync(need));
+    this.#stats.syncBinds += missing.length;
     for (const r of missing) {
       const card = this.#cards.get(r)!;
       const t = this.#o.plan(r, card);
-      if (t.name === 'dsm' && this.#o.links?.of(card.nodeIndex) == null) throw blocked(`the connection to node ${card.node}'s agent is not open yet`);
+      if (t.name === 'dsm') {
+        const links = this.#o.links;
+        if (links === null || card.agent === null) throw new MprunError('ERR_MPRUN_UNREACHABLE', `node ${card.node} has no agent serving data`);
+        if (links.of(card.nodeIndex) === null && links.openNow(card.nodeIndex, card.node, card.agent) === null) {
+          throw blocked(`the connection to node ${card.node}'s agent cannot be made without the event loop here`);
+        }
+      }
       this.#lazy[r]!.bindTo(this.#bindNow(r, card, t));
     }
   }

@@ -5,7 +5,10 @@
  * O(log nodes)); a rank that then talks only to its neighbour on the next
  * node fetches one card and opens one link; a barrier and allreduces fetch no
  * more; the controller sent each rank O(local + fetched) cards and bytes,
- * and the whole job far fewer than p^2 cards. At 2, 4 and 8 nodes.
+ * and the whole job far fewer than p^2 cards. At 2, 4 and 8 nodes. And
+ * synchronous collectives (split) of teams whose partners were never used
+ * bind them blocking (cards read from mprun's connection, links connected at
+ * once), on 8 nodes.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -92,5 +95,20 @@ describe.skipIf(why !== null)('wire-up on first use across nodes', () => {
         expect(Number(line![5])).toBeLessThanOrEqual(SLOTS + Math.max(...coll.map((s) => s.cardsFetched)));
       }, 180_000);
     }
+  }
+
+  for (const net of nets) {
+    it(`synchronous splits of teams whose partners were never used bind them blocking (8 nodes, --net ${net})`, async () => {
+      const r = await runMprun(['--hostfile', hostfile(8), '--net', net, ...(net === 'ucx' ? UCX_ENV : []), app('split-now.ts')], { env, killAfterMs: 170_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const oks = r.stdout.split('\n').filter((l) => l.startsWith('split-now ok '));
+      expect(oks.length).toBe(16);
+      // The odd ranks lead their nodes in the odd half: partners no world collective prepared.
+      for (const l of oks) {
+        const [, rank, json] = /^split-now ok (\d+) (.*)$/.exec(l)!;
+        const s = JSON.parse(json!) as Stats & { syncBinds: number };
+        if (Number(rank) % 2 === 1) expect(s.syncBinds, l).toBeGreaterThan(0);
+      }
+    }, 180_000);
   }
 });

@@ -16,6 +16,7 @@
  */
 import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { connectNow } from './connect-now.js';
 import { MprunError } from '../../core/errors.js';
 import { parseTcpAddress } from '../../core/wire.js';
 import { RequestChannel, type ReplyRules } from '../../core/channel.js';
@@ -78,6 +79,37 @@ export class AgentLink {
     const tcp = parseTcpAddress(address);
     const socket = tcp === null ? connect(address) : connect(tcp);
     socket.setNoDelay(true);
+    const link = AgentLink.#attach(node, nodeName, address, socket);
+    const ready = link.#authenticate(secret, rank);
+    return ready.then(() => {
+      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      if (typeof fd !== 'number' || fd < 0) throw new MprunError('ERR_MPRUN_SYSTEM', 'cannot reach the descriptor of a connection to an agent');
+      link.#fd = fd;
+      link.#refresh();
+      return link;
+    });
+  }
+
+  /**
+   * The same, usable at once by a thread that cannot wait for the event loop
+   * (a synchronous collective meeting a node for the first time): connect()
+   * is issued now (connect-now.ts) and every frame, the authentication first,
+   * goes to the descriptor as the kernel takes it; the agent's reply to the
+   * authentication arrives later like any reply. Null where this Node cannot.
+   */
+  static openNow(node: number, nodeName: string, address: string, secret: string, rank: number): AgentLink | null {
+    const tcp = parseTcpAddress(address);
+    const made = tcp === null ? null : connectNow(tcp.host, tcp.port);
+    if (made === null) return null;
+    made.socket.setNoDelay(true);
+    const link = AgentLink.#attach(node, nodeName, address, made.socket);
+    link.#fd = made.fd;
+    // A refused authentication closes the connection: the link's error, sticky, fails its next operation.
+    link.#authenticate(secret, rank).catch(() => undefined);
+    return link;
+  }
+
+  static #attach(node: number, nodeName: string, address: string, socket: Socket): AgentLink {
     const link = new AgentLink(node, socket);
     const parser = new FrameParser({
       begin: (h) => link.#channel.begin(h),
@@ -96,15 +128,11 @@ export class AgentLink {
     });
     socket.on('error', (e) => link.#fail(new MprunError('ERR_MPRUN_UNREACHABLE', `connection to the agent of node ${nodeName} (${address}): ${e.message}`)));
     socket.on('close', () => link.#fail(new MprunError('ERR_MPRUN_UNREACHABLE', `the agent of node ${nodeName} closed the connection`)));
-    const auth = Buffer.from(secret, 'utf8');
-    const ready = link.#request(DsmFrame.AUTH, { target: rank }, auth);
-    return ready.then(() => {
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      if (typeof fd !== 'number' || fd < 0) throw new MprunError('ERR_MPRUN_SYSTEM', 'cannot reach the descriptor of a connection to an agent');
-      link.#fd = fd;
-      link.#refresh();
-      return link;
-    });
+    return link;
+  }
+
+  #authenticate(secret: string, rank: number): Promise<unknown> {
+    return this.#request(DsmFrame.AUTH, { target: rank }, Buffer.from(secret, 'utf8'));
   }
 
   #fail(e: Error): void {

@@ -65,6 +65,22 @@ export class AgentLinks implements TransportInstance {
     return p;
   }
 
+  /**
+   * The link to node `node`'s agent, opened now without the event loop (a
+   * synchronous collective's first message there): null when this Node cannot
+   * connect so (connect-now.ts) or a connection is being opened already.
+   */
+  openNow(node: number, name: string, address: string): AgentLink | null {
+    const known = this.#byNode.get(node);
+    if (known !== undefined) return known;
+    if (this.#opening.has(node) || this.#closed) return null;
+    const link = AgentLink.openNow(node, name, address, this.#secret, this.#rank);
+    if (link === null) return null;
+    this.#byNode.set(node, link);
+    wireupStats().linksOpened++;
+    return link;
+  }
+
   /** Links opened so far. */
   get size(): number {
     return this.#byNode.size;
