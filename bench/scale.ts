@@ -255,16 +255,14 @@ async function main(): Promise<void> {
       );
     }
   }
-  // Wire-up (issue 12.4): cards and links per rank, after every collective above.
+  // Wire-up (issue 12.4): cards and links per rank, after every collective above (a list, not a
+  // table: the collective table above is the only one whose rows start with a node count).
   if (o.nodes.every((n) => wire.get(n)!.length > 0)) {
     const wf = (n: number, k: keyof WireRow): number => median(wire.get(n)!.map((r) => r[k]));
     lines.push('');
-    lines.push("Wire-up per rank after the runs (issue 12.4): its node's cards at init; other nodes' cards fetched on first use and links opened to their agents, the most (a node leader) / the mean; bytes mprun's controller sent, the most / the mean.");
-    lines.push('');
-    lines.push('| nodes | ranks | node cards | cards fetched | links opened | bytes from mprun |');
-    lines.push('| --- | --- | --- | --- | --- | --- |');
+    lines.push("Wire-up per rank after the runs (issue 12.4): its node's cards at init; other nodes' cards fetched on first use and links opened to their agents, the most (a node leader) / the mean; bytes mprun's controller sent, the most / the mean:");
     for (const n of o.nodes) {
-      lines.push(`| ${n} | ${n * o.slots} | ${wf(n, 'localCards')} | ${wf(n, 'maxFetched')} / ${wf(n, 'meanFetched')} | ${wf(n, 'maxLinks')} / ${wf(n, 'meanLinks')} | ${wf(n, 'maxControlBytes')} / ${wf(n, 'meanControlBytes')} |`);
+      lines.push(`  ${n} node(s) x ${o.slots}: node cards ${wf(n, 'localCards')}; cards fetched ${wf(n, 'maxFetched')} / ${wf(n, 'meanFetched')}; links opened ${wf(n, 'maxLinks')} / ${wf(n, 'meanLinks')}; bytes from mprun ${wf(n, 'maxControlBytes')} / ${wf(n, 'meanControlBytes')}`);
     }
   }
   process.stdout.write(lines.join('\n') + '\n');
