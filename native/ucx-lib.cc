@@ -24,13 +24,23 @@
 // UCX_MEM_EVENTS=n (UCX's memory hooks hot-patch mmap/munmap, which races with
 // Node's threads calling mmap; they feed only the registration cache, which
 // TCP does not use: registration costs nothing there, and the symmetric heap
-// is registered once at wire-up, not per operation).
+// is registered once at wire-up, not per operation); UCX_USE_MT_MUTEX=y (with
+// the progress thread the worker is MULTI-threaded, and UCP's default lock is a
+// spinlock: a rank spinning on it while the thread that holds it waits for a
+// core, the other one taken by a spinning rank, stalled a send for the whole
+// ~200 us of that rank's spin; a mutex sleeps and lets the holder run).
 //
 // Progress thread (optional, open({ progressThread })): waits on the worker's
 // event fd and progresses the worker (MULTI thread mode: UCP's own lock) while
 // the JavaScript thread has not progressed it for kIdleNs. While JavaScript is
 // itself polling, the thread naps instead of contending for the worker lock,
-// so a rank that waits costs the same latency as without the thread.
+// so a rank that waits costs the same latency as without the thread. A rank
+// that stopped polling to sleep on its doorbell futex (runtime/wait.ts) is
+// served at once, and woken through its doorbell when the thread took in
+// something for it: a completion or a message (WAKE_MESSAGE), or a peer's
+// put or atomic on its heap (WAKE_HEAP). Before the doorbell was rung here, a
+// message or a put's flush (UCX's TCP transport acknowledges puts from the
+// target's progress) waited for the sleeper's 20 ms slice to end.
 #include "ucx.h"
 
 #if MPRUN_HAVE_UCX_HEADERS
@@ -38,7 +48,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <climits>
 #include <dlfcn.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +77,7 @@ bool Load() {
   loadTried = true;
   setenv("UCX_ERROR_SIGNALS", "", 0);
   setenv("UCX_MEM_EVENTS", "n", 0);
+  setenv("UCX_USE_MT_MUTEX", "y", 0);
   const char* override = getenv("MPRUN_UCX_LIB");
   api.path = override != nullptr && override[0] != '\0' ? override : "libucp.so.0";
   api.lib = dlopen(api.path.c_str(), RTLD_NOW | RTLD_GLOBAL);
@@ -142,6 +156,7 @@ void Complete(uint32_t slot, ucs_status_t status) {
   int32_t tail = __atomic_load_n(&ctl[kCtlRingTail], __ATOMIC_RELAXED);
   ring[uint32_t(tail) % kSlots] = int32_t(slot);
   StoreRelease(&ctl[kCtlRingTail], tail + 1);
+  st->events.fetch_add(1, std::memory_order_release);
 }
 
 void SendCallback(void* request, ucs_status_t status, void* user) {
@@ -158,6 +173,7 @@ void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
   Ep* e = static_cast<Ep*>(arg);
   int expected = 0;
   if (e->status.compare_exchange_strong(expected, status)) __atomic_add_fetch(&ctl[kCtlFailedEps], 1, __ATOMIC_RELEASE);
+  st->events.fetch_add(1, std::memory_order_release);
 }
 
 
@@ -170,11 +186,13 @@ void AppendRecord(uint32_t source, int32_t tag, uint32_t dtype, const void* data
   if (inlineBytes > 0) memcpy(st->inbox.data() + at + kRecordHeader, data, inlineBytes);
   st->inboxRecords++;
   StoreRelease(&ctl[kCtlInbox], int32_t(st->inboxRecords));
+  st->events.fetch_add(1, std::memory_order_release);
 }
 
 void LargeCallback(void* request, ucs_status_t status, size_t, void* user) {
   static_cast<Large*>(user)->state.store(status, std::memory_order_release);
   api.ucp_request_free(request);
+  st->events.fetch_add(1, std::memory_order_release);
 }
 
 // Header of every message: source world rank, tag, dtype (12 bytes).
@@ -207,18 +225,50 @@ ucs_status_t AmHandler(void*, const void* header, size_t headerLength, void* dat
   return UCS_INPROGRESS;
 }
 
+// The same protocol as ControlSegment.ring (transports/shm/control.ts): one load
+// unless the rank sleeps waiting for `wake`; then the door moves (its futex wait
+// cannot miss it) and whoever clears the sleeping word pays the wake syscall.
+// The segment is shared memory: a shared (not PRIVATE) futex, as futexWait's.
+void RingRank(int32_t wake) {
+  int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
+  if (sleeping == nullptr || (__atomic_load_n(sleeping, __ATOMIC_SEQ_CST) & wake) == 0) return;
+  int32_t* door = st->door.load(std::memory_order_relaxed);
+  __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// Whether the rank has published that it sleeps (or is about to) on its doorbell.
+bool RankSleeps() {
+  int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
+  return sleeping != nullptr && __atomic_load_n(sleeping, __ATOMIC_SEQ_CST) != 0;
+}
+
 void ProgressThread() {
   epoll_event ev{};
   for (;;) {
     if (st->stop.load(std::memory_order_acquire)) return;
-    if (NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs) {
+    if (NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs && !RankSleeps()) {
+      // The nap is a futex wait on the sleeping word, which the rank sets and
+      // wakes just before it sleeps (runtime/wait.ts): the thread then serves it
+      // at once. A plain nap added up to kNapNs to every wait that outlasted the
+      // rank's spin (what arrived meanwhile waited for the nap to end).
       timespec nap{0, kNapNs};
-      nanosleep(&nap, nullptr);
+      int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
+      if (sleeping != nullptr) syscall(SYS_futex, sleeping, FUTEX_WAIT, 0, &nap, nullptr, 0);
+      else nanosleep(&nap, nullptr);
       continue;
     }
-    while (api.ucp_worker_progress(st->worker) != 0) {
-    }
+    uint32_t before = st->events.load(std::memory_order_acquire);
+    unsigned did = 0, k;
+    while ((k = api.ucp_worker_progress(st->worker)) != 0) did += k;
     ucs_status_t s = api.ucp_worker_arm(st->worker);
+    // Rung only now, with the worker's lock released: the rank woken here may
+    // take this thread's core at once, and the first thing it does is use the
+    // worker. Our completions and messages are WAKE_MESSAGE; any other event
+    // may have been a peer's put or atomic on the heap (or a get: a spurious
+    // wake-up for a rank waiting on its memory, which checks and sleeps again).
+    if (st->events.load(std::memory_order_acquire) != before) RingRank(st->wakeMessage | st->wakeHeap);
+    else if (did > 0) RingRank(st->wakeHeap);
     if (s == UCS_ERR_BUSY) continue;
     if (s != UCS_OK) return;
     epoll_wait(st->epollFd, &ev, 1, 100);
@@ -346,6 +396,7 @@ void CloseNow() {
     st->thread.join();
     close(st->epollFd);
   }
+  st->doorRef.Reset();
   for (auto& r : st->rkeys)
     if (r != nullptr) api.ucp_rkey_destroy(r);
   // Close endpoints (flush mode, bounded: a dead peer's close is forced).

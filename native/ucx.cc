@@ -154,6 +154,34 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// doorbell(i32, doorIndex, sleepingIndex, wakeMessage, wakeHeap): the rank's
+// doorbell and sleeping words in its node's control segment and the wake
+// classes (transports/shm/control.ts), for the progress thread to wake the rank
+// (runtime/wait.ts gives them). A no-op while UCX is not open; close() forgets them.
+// true when a progress thread runs: it naps on the sleeping word while the rank
+// polls, so the rank futex-wakes that word when it goes to sleep.
+Napi::Value Doorbell(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (st == nullptr) return Napi::Boolean::New(env, false);
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Napi::TypeError::New(env, "doorbell: the words must be in an Int32Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Int32Array words = info[0].As<Napi::Int32Array>();
+  uint32_t door = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t sleeping = info[2].As<Napi::Number>().Uint32Value();
+  if (door >= words.ElementLength() || sleeping >= words.ElementLength()) {
+    Napi::RangeError::New(env, "doorbell: word index out of range").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  st->wakeMessage = info[3].As<Napi::Number>().Int32Value();
+  st->wakeHeap = info[4].As<Napi::Number>().Int32Value();
+  st->doorRef = Napi::Persistent(words.As<Napi::Object>());
+  st->door.store(words.Data() + door, std::memory_order_relaxed);
+  st->sleeping.store(words.Data() + sleeping, std::memory_order_release);
+  return Napi::Boolean::New(env, st->thread.joinable());
+}
+
 Napi::Value Close(const Napi::CallbackInfo& info) {
   CloseNow();
   return info.Env().Undefined();
@@ -287,6 +315,7 @@ void InitUcx(Napi::Env env, Napi::Object exports) {
   u.Set("resources", Napi::Function::New(env, Resources));
   u.Set("open", Napi::Function::New(env, Open));
   u.Set("close", Napi::Function::New(env, Close));
+  u.Set("doorbell", Napi::Function::New(env, Doorbell));
   u.Set("memMap", Napi::Function::New(env, MemMap));
   u.Set("memUnmap", Napi::Function::New(env, MemUnmap));
   u.Set("epCreate", Napi::Function::New(env, EpCreate));

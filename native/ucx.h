@@ -123,6 +123,16 @@ struct State {
   std::atomic<bool> stop{false};
   std::atomic<int64_t> lastMainProgress{0};
   int epollFd = -1;
+  // Bumped by every completion, arriving message and endpoint failure (whichever
+  // thread's progress ran it): the progress thread compares it around its progress.
+  std::atomic<uint32_t> events{0};
+  // The rank's doorbell in the node's control segment (doorbell(); null until then):
+  // the progress thread rings it as ControlSegment.ring does, or a rank asleep on
+  // its futex would not see what the thread took in until its slice ended.
+  std::atomic<int32_t*> door{nullptr};
+  std::atomic<int32_t*> sleeping{nullptr};
+  int32_t wakeMessage = 0, wakeHeap = 0;
+  Napi::ObjectReference doorRef;  // keeps the control segment's array alive
 };
 
 extern State* st;
@@ -146,6 +156,8 @@ void WaitCallback(void* request, ucs_status_t status, void* user);
 void EpErrorHandler(void* arg, ucp_ep_h ep, ucs_status_t status);
 ucs_status_t AmHandler(void* arg, const void* header, size_t headerLength, void* data, size_t length, const ucp_am_recv_param_t* param);
 void ProgressThread();
+// Wakes the rank if it sleeps waiting for any of the classes in `wake` (ControlSegment.ring).
+void RingRank(int32_t wake);
 void CloseEndpoint(Ep* e);
 void CloseNow();
 std::string Capture(void (*print)(void*, FILE*), void* obj);

@@ -22,6 +22,23 @@ export const OTHER_COMPLETED = 2;
 
 const nothing = (): boolean => false;
 
+/**
+ * Resolves once every continuation queued so far has run, and those they queue:
+ * Node runs a nextTick only after the microtask queue is empty. A completion
+ * found by progress() settles the operation's promise, but what the waiter
+ * checks may become true only microtasks later (quiet's Promise.all over
+ * flushes, then settle()'s finally: two ticks); after `await null` the next
+ * block() still saw it false and slept a whole slice on a doorbell that nobody
+ * rings (a put+quiet over UCX took 21 ms instead of tens of microseconds).
+ */
+const continuationsRun = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
+
+/**
+ * native/ucx.cc's doorbell(): absent when the addon was built without UCX, false while UCX is
+ * not open; true when its progress thread runs (it naps on the sleeping word while we poll).
+ */
+type UcxDoorbell = { doorbell?(words: Int32Array, door: number, sleeping: number, wakeMessage: number, wakeHeap: number): boolean };
+
 /** A wait that has lasted long enough to be reported (where a hung rank hangs). */
 export interface WaitReport {
   /** The operation: kind, peer or team, tag (and the API call it serves, e.g. checkpoint()). */
@@ -67,6 +84,8 @@ export class Waiter {
   readonly #spinMs: number;
   readonly #yield: boolean;
   readonly #sliceMs: number;
+  /** A native thread naps on our sleeping word while we poll: wake it when we go to sleep. */
+  readonly #wakeHelper: boolean;
   #progress: () => boolean = nothing;
   #busy: () => boolean = nothing;
   #network: () => boolean = nothing;
@@ -86,6 +105,9 @@ export class Waiter {
     this.#spinMs = spinMicros / 1000;
     this.#yield = yieldWhileSpinning;
     this.#sliceMs = sliceMs;
+    // Native threads that take in events for this rank ring its doorbell too: UCX's progress
+    // thread (messages, completions, peers' puts and atomics) while this rank sleeps below.
+    this.#wakeHelper = (native().ucx as UcxDoorbell).doorbell?.(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP) === true;
   }
 
   /** The progress engine every wait drives, and whether it has pending operations. */
@@ -189,6 +211,7 @@ export class Waiter {
         Atomics.store(i32, this.#sleeping, 0);
         return TIMED_OUT;
       }
+      if (this.#wakeHelper) n.futexWake(i32, this.#sleeping);
       n.futexWait(i32, this.#door, seen, Math.min(left, network ? 1 : this.#sliceMs));
       Atomics.store(i32, this.#sleeping, 0);
       this.checkAbort();
@@ -262,7 +285,7 @@ export class Waiter {
         if (r === READY) return;
         w ??= this.#begin(what, since);
         this.#check(w);
-        if (r === OTHER_COMPLETED) await null;
+        if (r === OTHER_COMPLETED) await continuationsRun();
         else await new Promise<void>((resolve) => setImmediate(resolve));
         this.checkAbort();
       }

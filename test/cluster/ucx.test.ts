@@ -46,6 +46,15 @@ describe.skipIf(why !== null)('the runtime across nodes over UCX (--net ucx)', (
     expect(r.stdout.trim().split('\n').sort()).toEqual(['dsm ok 0', 'dsm ok 1', 'dsm ok 2', 'dsm ok 3']);
   }, 60_000);
 
+  // A target asleep in a wait held every put's quiet, message and memory flag for its 20 ms
+  // slice (1,500 rounds of each: about 100 s); woken by the progress thread, a few seconds.
+  it('a rank asleep in recv or waitUntil does not hold up puts, quiet and messages through it', async () => {
+    const r = await runMprun(['--host', 'node1:1,node2:1', '--net', 'ucx', ...UCX_ENV, app('ucx-wake.ts')], { env: c.env, killAfterMs: 45_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['ucx-wake ok 0', 'ucx-wake ok 1']);
+  }, 60_000);
+
   it('--net ucx where UCX cannot be used stops the job with the reason', async () => {
     const r = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', '-x', 'MPRUN_UCX_LIB=/nonexistent/libucp.so.0', join(root, 'examples', 'hello.ts')], { env: c.env });
     expect(r.code).not.toBe(0);

@@ -62,7 +62,7 @@ export function tlsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
 
 /** The UCX section of `mprun info`: rows of (name, text). Never throws. */
 export function ucxInfoRows(): Array<[string, string]> {
-  // Read before query(): loading UCX sets UCX_ERROR_SIGNALS and UCX_MEM_EVENTS where unset.
+  // Read before query(): loading UCX sets UCX_ERROR_SIGNALS, UCX_MEM_EVENTS and UCX_USE_MT_MUTEX where unset.
   const given = { ...process.env };
   const env = (k: string, dflt: string): string => (given[k] !== undefined ? `${given[k] === '' ? '(empty)' : given[k]} (set)` : `${dflt} (default)`);
   const q = query();
@@ -77,6 +77,7 @@ export function ucxInfoRows(): Array<[string, string]> {
     ['UCX_NET_DEVICES', env('UCX_NET_DEVICES', 'all')],
     ['UCX_ERROR_SIGNALS', env('UCX_ERROR_SIGNALS', 'empty: Node keeps its own SIGSEGV handler')],
     ['UCX_MEM_EVENTS', env('UCX_MEM_EVENTS', 'n: no mmap hooks racing with Node threads')],
+    ['UCX_USE_MT_MUTEX', env('UCX_USE_MT_MUTEX', 'y: the worker lock the progress thread shares sleeps, not spins')],
     ['MPRUN_UCX_LIB', env('MPRUN_UCX_LIB', 'libucp.so.0')],
   ];
 }
