@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitXpmem(env, exports);
   InitProcess(env, exports);
   InitReduce(env, exports);
+  InitColl(env, exports);
   InitPmem(env, exports);
   InitLane(env, exports);
   InitUcx(env, exports);

@@ -23,7 +23,12 @@ bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length);
 // A JS bigint or number as an unsigned 64-bit value.
 bool U64Of(Napi::Env env, Napi::Value v, uint64_t* out);
 
+// d[i] = d[i] <op> s[i] for i < n, elements of the typed array type `type`
+// (op: runtime/coll/ops.ts's codes); false when the operator is not defined on it.
+bool ReduceInto(napi_typedarray_type type, int op, void* d, const void* s, size_t n);
+
 void InitShm(Napi::Env env, Napi::Object exports);
+void InitColl(Napi::Env env, Napi::Object exports);
 void InitCma(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitXpmem(Napi::Env env, Napi::Object exports);

@@ -31,6 +31,9 @@ export interface NativeXpmem {
 
 type Bytes = ArrayBufferView | ArrayBuffer;
 
+/** An opaque handle of native/coll.cc. */
+export type CollTeamHandle = { readonly __collTeam: unique symbol };
+
 export interface NativeBinding {
   setErrorClass(cls: typeof MprunError): void;
   memfdCreate(name: string, size: number): number;
@@ -63,6 +66,11 @@ export interface NativeBinding {
   fence(): void;
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */
   reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
+  /** A team's small collectives in native code (native/coll.cc; runtime/coll/shm-fast.ts drives them). */
+  collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean): CollTeamHandle;
+  collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
+  collBarrier(team: CollTeamHandle, round: number, spinNs: number): boolean;
+  collReduce(team: CollTeamHandle, round: number, kind: number, root: number, dtype: number, op: number, buf: ArrayBufferView, nRead: number, spinNs: number): number;
   xpmem: NativeXpmem;
   /** CRC32C (Castagnoli), hardware-assisted where the CPU has SSE4.2; `seed` chains. */
   crc32c(bytes: Bytes, seed?: number): number;

@@ -76,6 +76,30 @@ bool Dispatch(int op, void* d, const void* s, size_t n) {
   }
 }
 
+}  // namespace
+
+bool ReduceInto(napi_typedarray_type type, int op, void* d, const void* s, size_t n) {
+  switch (type) {
+    case napi_int8_array: return Dispatch<int8_t>(op, d, s, n);
+    case napi_uint8_array: return Dispatch<uint8_t>(op, d, s, n);
+    case napi_uint8_clamped_array:
+      if (op == SUM) { ApplyClamped<SUM>(static_cast<uint8_t*>(d), static_cast<const uint8_t*>(s), n); return true; }
+      if (op == PROD) { ApplyClamped<PROD>(static_cast<uint8_t*>(d), static_cast<const uint8_t*>(s), n); return true; }
+      return Dispatch<uint8_t>(op, d, s, n);
+    case napi_int16_array: return Dispatch<int16_t>(op, d, s, n);
+    case napi_uint16_array: return Dispatch<uint16_t>(op, d, s, n);
+    case napi_int32_array: return Dispatch<int32_t>(op, d, s, n);
+    case napi_uint32_array: return Dispatch<uint32_t>(op, d, s, n);
+    case napi_float32_array: return Dispatch<float>(op, d, s, n);
+    case napi_float64_array: return Dispatch<double>(op, d, s, n);
+    case napi_bigint64_array: return Dispatch<int64_t>(op, d, s, n);
+    case napi_biguint64_array: return Dispatch<uint64_t>(op, d, s, n);
+    default: return false;
+  }
+}
+
+namespace {
+
 // reduce(dst, dstIndex, src, srcIndex, count, opCode): both arrays of one type.
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   auto env = info.Env();
@@ -94,26 +118,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   size_t bpe = dst.ByteLength() / (dst.ElementLength() == 0 ? 1 : dst.ElementLength());
   uint8_t* d = static_cast<uint8_t*>(dst.ArrayBuffer().Data()) + dst.ByteOffset() + di * bpe;
   const uint8_t* s = static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset() + si * bpe;
-  bool ok = false;
-  switch (dst.TypedArrayType()) {
-    case napi_int8_array: ok = Dispatch<int8_t>(op, d, s, n); break;
-    case napi_uint8_array: ok = Dispatch<uint8_t>(op, d, s, n); break;
-    case napi_uint8_clamped_array:
-      if (op == SUM) { ApplyClamped<SUM>(d, s, n); ok = true; }
-      else if (op == PROD) { ApplyClamped<PROD>(d, s, n); ok = true; }
-      else ok = Dispatch<uint8_t>(op, d, s, n);
-      break;
-    case napi_int16_array: ok = Dispatch<int16_t>(op, d, s, n); break;
-    case napi_uint16_array: ok = Dispatch<uint16_t>(op, d, s, n); break;
-    case napi_int32_array: ok = Dispatch<int32_t>(op, d, s, n); break;
-    case napi_uint32_array: ok = Dispatch<uint32_t>(op, d, s, n); break;
-    case napi_float32_array: ok = Dispatch<float>(op, d, s, n); break;
-    case napi_float64_array: ok = Dispatch<double>(op, d, s, n); break;
-    case napi_bigint64_array: ok = Dispatch<int64_t>(op, d, s, n); break;
-    case napi_biguint64_array: ok = Dispatch<uint64_t>(op, d, s, n); break;
-    default: break;
-  }
-  if (!ok) return ThrowCode(env, "ERR_MPRUN_ARG", "reduce: operator not defined on this type");
+  if (!ReduceInto(dst.TypedArrayType(), op, d, s, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "reduce: operator not defined on this type");
   return env.Undefined();
 }
 

@@ -45,6 +45,8 @@ export interface TeamContext {
   chunkBytes: number;
   /** Nanoseconds a collective polls (bounded, driving progress) before it waits asynchronously. */
   pollNs: number;
+  /** Whether the rank's runtime is live (checkLive() would not throw): its memory is mapped. */
+  isLive(): boolean;
   /** The next team slot this rank has not used, and how many there are. */
   slots: { next: number; count: number };
 }
@@ -61,6 +63,8 @@ function runSync<T>(steps: Steps<T>, waiter: Waiter, what: () => string): T {
 
 type Scalar = number | bigint;
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 export class Team {
   /** This rank's rank in the team, and the team's size. */
   readonly rank: number;
@@ -69,6 +73,8 @@ export class Team {
   readonly worldRanks: readonly number[];
   readonly #ctx: TeamContext;
   readonly #engine: CollectiveEngine;
+  /** The engine again when it has native fast paths (a team within one node), else null. */
+  readonly #fast: ShmCollectives | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #inFlight = 0;
   #broken: Error | null = null;
@@ -100,7 +106,7 @@ export class Team {
     }
     // Each team has its own region of every member's collective arena.
     const scratchBytes = 2 * ctx.bankBytes;
-    this.#engine = new ShmCollectives({
+    this.#engine = this.#fast = new ShmCollectives({
       ctrl: ctx.ctrl,
       me: this.rank,
       size: this.size,
@@ -112,6 +118,7 @@ export class Team {
       scratchOffset: slot * scratchBytes,
       scratchBytes,
       chunkBytes: ctx.chunkBytes,
+      spinYields: ctx.waiter.spinYields,
     });
   }
 
@@ -233,7 +240,21 @@ export class Team {
    * fence in put() itself.
    */
   barrier(): Promise<void> {
+    const fast = this.#fast;
+    if (fast !== null && this.#mayRunFast() && fast.tryBarrier(this.#ctx.pollNs)) return RESOLVED;
     return this.#run('barrier', () => this.#engine.barrier());
+  }
+
+  /**
+   * Whether a collective may start on its native fast path (within a node):
+   * none of this team's is in flight or failed, and the runtime is live. The
+   * fast path polls for MPRUN_COLL_POLL_US at most and then leaves the rest of
+   * its collective to the engine's steps (#run), which drive the rank's other
+   * progress while they wait: a pending send or receive waits no longer than
+   * that poll.
+   */
+  #mayRunFast(): boolean {
+    return this.#inFlight === 0 && this.#broken === null && this.#ctx.isLive();
   }
 
   /** Blocks this thread until every member arrives (for synchronous collectives such as alloc). @internal */
@@ -305,6 +326,8 @@ export class Team {
       return Promise.reject(e);
     }
     const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
+    const fast = this.#fast;
+    if (fast !== null && this.#mayRunFast() && fast.tryReduce(arr, op, kind, root, this.#ctx.pollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
     return this.#run(kind === KIND.reduce ? 'reduce' : kind === KIND.allreduce ? 'allreduce' : 'scan', () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }
 

@@ -107,6 +107,7 @@ export class World extends Team {
       bankBytes: config.collBankBytes,
       chunkBytes: config.collChunkBytes,
       pollNs: config.collPollNs,
+      isLive: () => self !== null && !self.#finalized,
       slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
     };
     super(ctx, cards.map((_, r) => r), WORLD_SLOT);

@@ -12,6 +12,7 @@ import type { TypedArray } from '../../core/types.js';
 import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import type { ShmRounds } from './shm-rounds.js';
+import { native, type CollTeamHandle } from '../../native/index.js';
 
 /** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
 export const ALLREDUCE_FLAT_BYTES = 16 * 1024;
@@ -31,8 +32,17 @@ function copyElements(dst: TypedArray, dOff: number, src: TypedArray, sOff: numb
   }
 }
 
+/** collReduce's results (native/coll.cc). */
+const NOT_STARTED = 0;
+const DONE = 2;
+
 export class ShmReductions {
   readonly #b: ShmRounds;
+  /** A round tryReduce() began (its number, and how far it got) for reduce() to finish. */
+  #begun: { c: number; stage: number } | null = null;
+  readonly #native = native();
+  #team: CollTeamHandle | null = null;
+  #fastBytes: number | null = null;
   /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
   readonly #plans = new Map<unknown, Map<string, Plan>>();
 
@@ -52,32 +62,60 @@ export class ShmReductions {
     return plan;
   }
 
+  /** Elements of `bpe` bytes one round carries: contributions in the first half of a bank's data area. */
+  #perRound(bpe: number): number {
+    const area = Math.floor(this.#b.capacity / 2 / 64) * 64;
+    return Math.max(1, Math.floor(Math.min(area, this.#b.layout.chunkBytes) / bpe));
+  }
+
+  /** See ShmCollectives.tryReduce. */
+  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number): boolean {
+    // One flat round: at most what a round carries of 8-byte elements (smaller ones fit as many bytes).
+    this.#fastBytes ??= Math.min(ALLREDUCE_FLAT_BYTES, this.#perRound(8) * 8);
+    if (buf.byteLength > this.#fastBytes) return false;
+    const b = this.#b;
+    const { code, dtype } = this.#plan(buf.constructor, op);
+    const c = b.next();
+    const me = b.layout.me;
+    const nRead = kind === KIND.scan ? me + 1 : kind !== KIND.reduce || me === root ? b.layout.size : 0;
+    const stage = this.#native.collReduce(this.#team ?? (this.#team = b.native(true)), c, kind, root, dtype, code, buf, nRead, ns);
+    if (stage === DONE) return true;
+    this.#begun = { c, stage };
+    return false;
+  }
+
   /** Returns `result` when it is not a typed array (null for non-roots), else scalar(buf) or buf itself. */
   *reduce<R>(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, result: R, scalar: ((a: TypedArray) => R) | null): Steps<R> {
     const b = this.#b;
-    const { me, size, chunkBytes } = b.layout;
+    const { me, size } = b.layout;
     const slots = b.slots;
     const Ctor = buf.constructor;
     const { code, dtype, k } = this.#plan(Ctor, op);
     const bpe = buf.BYTES_PER_ELEMENT;
     // Contributions in the first half of a bank's data area, results in the second.
     const area = Math.floor(b.capacity / 2 / 64) * 64;
-    const perRound = Math.max(1, Math.floor(Math.min(area, chunkBytes) / bpe));
+    const perRound = this.#perRound(bpe);
+    // A round tryReduce() began: its number, and whether our contribution is published.
+    const begun = this.#begun;
+    this.#begun = null;
     const rounds = Math.max(1, Math.ceil(buf.length / perRound));
     const nRead = kind === KIND.scan ? me + 1 : size;
     const iRead = kind !== KIND.reduce || me === root;
     const mine = b.view(me, Ctor);
     for (let r = 0; r < rounds; r++) {
-      const c = b.next();
+      const c = r === 0 && begun !== null ? begun.c : b.next();
       const lo = r * perRound;
       const m = Math.min(buf.length, lo + perRound) - lo;
-      // Our bank is free (inline: no generator on the hot path).
-      for (let j = 0; j < size; j++) if (!b.acked(j, c - slots)) yield b.whenAcked(j, c - slots);
-      const at = b.writeHeader(c, kind, dtype, code, root, buf.byteLength);
+      const at = b.dataAt(c);
       const contrib = at / bpe;
       const results = (at + area) / bpe;
-      copyElements(mine, contrib, buf, lo, m);
-      b.publish(c, 1);
+      if (r > 0 || begun === null || begun.stage === NOT_STARTED) {
+        // Our bank is free (inline: no generator on the hot path).
+        for (let j = 0; j < size; j++) if (!b.acked(j, c - slots)) yield b.whenAcked(j, c - slots);
+        b.writeHeader(c, kind, dtype, code, root, buf.byteLength);
+        copyElements(mine, contrib, buf, lo, m);
+        b.publish(c, 1);
+      }
       if (iRead) {
         for (let j = 0; j < nRead; j++) {
           if (!b.published(j, c, 1)) yield b.whenPublished(j, c, 1);

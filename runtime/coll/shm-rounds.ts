@@ -23,6 +23,7 @@ import { MprunError } from '../../core/errors.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/shm/control.js';
 import { TypedViews } from '../../transports/shm/views.js';
+import { native, type CollTeamHandle } from '../../native/index.js';
 import { KIND, KIND_NAME, typeName, type Part, type Ready, type Steps } from './engine.js';
 
 // header words (Int32) at the start of a bank
@@ -35,7 +36,7 @@ const H_TOTAL = 4; // float64 at byte 16: the contribution's total bytes
 const H_PARTS = 64;
 
 /** What the collectives use of the node control segment: its words, and the doorbells. */
-export type CollectiveControl = Pick<ControlSegment, 'i32' | 'ring'>;
+export type CollectiveControl = Pick<ControlSegment, 'i32' | 'ring' | 'doorIndex' | 'sleepingIndex'>;
 
 /** The memory and flags of one team on one node, as seen by one member. */
 export interface ShmTeamLayout {
@@ -60,6 +61,8 @@ export interface ShmTeamLayout {
   scratchBytes: number;
   /** Bytes a reduction moves per round and member; data movement rounds carry twice this. */
   chunkBytes: number;
+  /** Ranks outnumber cores: a spinning member gives its core away (the native fast paths too). */
+  spinYields?: boolean;
 }
 
 export interface BankHeader {
@@ -95,6 +98,8 @@ export class ShmRounds {
   readonly #h64: Array<Float64Array | undefined>;
   readonly #views: Array<TypedViews | undefined>;
   #c = 0;
+  #native: CollTeamHandle | null = null;
+  #nativeBanks = false;
 
   constructor(layout: ShmTeamLayout) {
     this.layout = layout;
@@ -132,6 +137,25 @@ export class ShmRounds {
   /** Member j's scratch as `Ctor` elements. */
   view(j: number, Ctor: unknown): TypedArray {
     return (this.#views[j] ?? (this.#map(j), this.#views[j]!)).of(Ctor);
+  }
+
+  /**
+   * This member's team in native/coll.cc (the barrier and small reductions at
+   * native speed), made on first use; with `banks`, every member's scratch
+   * mapped and given to it (reductions read them all).
+   */
+  native(banks: boolean): CollTeamHandle {
+    const t = this.layout;
+    if (this.#native === null) {
+      const { ctrl } = t;
+      const ints = (f: (j: number) => number): Int32Array => Int32Array.from({ length: t.size }, (_, j) => f(j));
+      this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true);
+    }
+    if (banks && !this.#nativeBanks) {
+      for (let j = 0; j < t.size; j++) native().collBank(this.#native, j, this.u8(j));
+      this.#nativeBanks = true;
+    }
+    return this.#native;
   }
 
   // --- rounds --------------------------------------------------------------------

@@ -5,11 +5,11 @@
  * random order in one thread. Every interleaving the schedule produces is one
  * that real ranks could, since the members share nothing but that memory.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { isMprunError } from '../../core/errors.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_ACK, WAKE_SYNC } from '../../transports/shm/control.js';
-import { KIND, partsOf, type Ready, type Steps } from './engine.js';
+import { KIND, partsOf, type ReductionKind, type Ready, type Steps } from './engine.js';
 import { REDUCE_OPS, type ReduceOp } from './ops.js';
 import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 import { ShmCollectives, type CollectiveControl } from './shm.js';
@@ -29,10 +29,10 @@ function node(n: number, opts: { bank?: number; chunk?: number; slot?: number } 
   const bank = opts.bank ?? BANK;
   const scratchBytes = 2 * bank;
   const slot = opts.slot ?? 1;
-  // Words 0..n-1 unused (like the doorbells before them), acks at n.., data at 2n.. .
-  const i32 = new Int32Array(new SharedArrayBuffer(4 * 3 * n));
+  // Words 0..n-1 unused, acks at n.., data at 2n.., doorbells at 3n.., sleeping words at 4n.. .
+  const i32 = new Int32Array(new SharedArrayBuffer(4 * 5 * n));
   const rings: Array<{ to: number; wake: number }> = [];
-  const ctrl: CollectiveControl = { i32, ring: (to, wake) => void rings.push({ to, wake }) };
+  const ctrl: CollectiveControl = { i32, ring: (to, wake) => void rings.push({ to, wake }), doorIndex: (r) => 3 * n + r, sleepingIndex: (r) => 4 * n + r };
   const arenas = Array.from({ length: n }, () => new ArrayBuffer((slot + 1) * scratchBytes));
   const mapped = Array.from({ length: n }, () => new Set<number>());
   const members = Array.from(
@@ -348,6 +348,103 @@ describe('shared-memory reductions on plain memory', () => {
     expect(got).toEqual([4.5, 4.5, 4.5]);
     const bad = drive(nd.members.map((e) => e.reduce(new Float32Array(2), 'bxor', KIND.allreduce, 0, null, null)));
     for (const o of bad) expect(o.ok === false && o.error instanceof TypeError).toBe(true);
+  });
+});
+
+describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed', () => {
+  /** How many fast paths completed their collective, and how many left it to the steps. */
+  const tally = { done: 0, left: 0 };
+  /** A member's collective as a program calls it: the fast path first (polling 0 ns), the steps for what it left. */
+  function* viaFast<T>(tryFast: () => boolean, steps: () => Steps<T>, done: () => T): Steps<T> {
+    if (tryFast()) {
+      tally.done++;
+      return done();
+    }
+    tally.left++;
+    return yield* steps();
+  }
+  afterAll(() => {
+    // Both ways were taken: the schedules let some fast paths finish alone and stopped others half-way.
+    expect(tally.done).toBeGreaterThan(50);
+    expect(tally.left).toBeGreaterThan(50);
+  });
+
+  it('barriers: fast and slow members in any order; a fast member that must wait is finished by the steps', () => {
+    const nd = node(4);
+    for (let seed = 1; seed <= 6; seed++) {
+      const arrivals: number[][] = [];
+      run(nd, function* (e, me) {
+        for (let i = 0; i < 30; i++) {
+          (arrivals[i] ??= []).push(me);
+          if ((i + me + seed) % 3 === 0) yield* e.barrier();
+          else yield* viaFast(() => e.tryBarrier(0), () => e.barrier(), () => undefined);
+        }
+      }, seed);
+      expect(arrivals.every((a) => a.length === 4)).toBe(true);
+    }
+    // Nobody passes a barrier before the last member arrives, fast or not.
+    const sim = new Sim(nd.members.map((e) => viaFast(() => e.tryBarrier(0), () => e.barrier(), () => 'done')));
+    expect(sim.settle([0, 1, 2]).every((o) => o.ok === null)).toBe(true);
+    expect(sim.settle().map((o) => o.ok)).toEqual([true, true, true, true]);
+  });
+
+  it('small allreduce, reduce and scan: every operator on every type, bitwise the steps\' results', () => {
+    const n = 3;
+    const nd = node(n);
+    let seed = 0;
+    for (const C of TYPES) {
+      for (const op of opsFor(C)) {
+        const len = 5;
+        const inputs = Array.from({ length: n }, (_, me) => contribution(C, me, len));
+        const got = run(nd, function* (e, me) {
+          const fast = (kind: ReductionKind, root: number, buf: TypedArray, result: unknown): Steps<unknown> =>
+            (me + seed) % 2 === 0 ? viaFast(() => e.tryReduce(buf, op, kind, root, 0), () => e.reduce(buf, op, kind, root, result, null), () => result) : e.reduce(buf, op, kind, root, result, null);
+          const all = contribution(C, me, len);
+          yield* fast(KIND.allreduce, 0, all, all);
+          const red = contribution(C, me, len);
+          const r = yield* fast(KIND.reduce, 1, red, me === 1 ? red : null);
+          const sc = contribution(C, me, len);
+          yield* fast(KIND.scan, 0, sc, sc);
+          return { all, red, r, sc };
+        }, ++seed);
+        got.forEach((g, me) => {
+          const what = `${C.name} ${op} member ${me}`;
+          expect(g.all, what).toEqual(fold(op, inputs));
+          expect(g.sc, what).toEqual(fold(op, inputs.slice(0, me + 1)));
+          expect(g.red, what).toEqual(me === 1 ? fold(op, inputs) : inputs[me]);
+          expect(g.r, what).toBe(me === 1 ? g.red : null);
+        });
+      }
+    }
+  });
+
+  it('many small allreduces in a row reuse the banks safely; a larger one takes the steps; a mismatch is named', () => {
+    const nd = node(4);
+    const got = run(nd, function* (e, me) {
+      const sums: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        const buf = Float64Array.of(me + i, 1);
+        yield* viaFast(() => e.tryReduce(buf, 'sum', KIND.allreduce, 0, 0), () => e.reduce(buf, 'sum', KIND.allreduce, 0, buf, null), () => buf);
+        sums.push(buf[0]!, buf[1]!);
+      }
+      const big = new Float64Array(8192).fill(me); // 64 KiB: more than one flat round
+      expect(e.tryReduce(big, 'max', KIND.allreduce, 0, 0)).toBe(false);
+      yield* e.reduce(big, 'max', KIND.allreduce, 0, big, null);
+      return { sums, big: big[8191] };
+    });
+    for (const g of got) {
+      expect(g.sums).toEqual(Array.from({ length: 40 }, (_, i) => [6 + 4 * i, 4]).flat());
+      expect(g.big).toBe(3);
+    }
+    const outcomes = drive(
+      node(3).members.map((e, me) => {
+        const buf = new Float64Array(me === 2 ? 2 : 1);
+        return viaFast(() => e.tryReduce(buf, 'sum', KIND.allreduce, 0, 0), () => e.reduce(buf, 'sum', KIND.allreduce, 0, buf, null), () => buf);
+      }),
+    );
+    const errors = outcomes.flatMap((o) => (o.ok === false ? [o.error as Error] : []));
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors.map((e) => e.message).join('\n')).toMatch(/passed (8|16) bytes, this rank (8|16)/);
   });
 });
 

@@ -14,6 +14,7 @@ import { bytesOf, decodePart, encodePart, isTyped, KIND, range, typeName, type C
 import type { ReduceOp } from './ops.js';
 import { ShmReductions } from './shm-reduce.js';
 import { ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
+import { native, type CollTeamHandle } from '../../native/index.js';
 
 export type { CollectiveControl, ShmTeamLayout } from './shm-rounds.js';
 // Transitional: what runtime/coll/msg.ts imported from here before engine.ts; goes once its import names engine.js.
@@ -33,6 +34,10 @@ function copyStream(parts: Part[], offsets: Float64Array, from: number, to: numb
 export class ShmCollectives implements CollectiveEngine {
   readonly #b: ShmRounds;
   readonly #reductions: ShmReductions;
+  readonly #native = native();
+  #team: CollTeamHandle | null = null;
+  /** The round tryBarrier() arrived at without seeing every member there, for barrier() to finish. */
+  #arrived: number | null = null;
 
   constructor(layout: ShmTeamLayout) {
     this.#b = new ShmRounds(layout);
@@ -46,11 +51,37 @@ export class ShmCollectives implements CollectiveEngine {
     return this.#b.layout.me;
   }
 
+  /**
+   * The barrier in native code (native/coll.cc), polling for `ns`: whether it
+   * is done. If not, this member has arrived, and barrier() waits for the rest.
+   */
+  tryBarrier(ns: number): boolean {
+    const c = this.#b.next();
+    if (this.#native.collBarrier(this.#team ?? (this.#team = this.#b.native(false)), c, ns)) return true;
+    this.#arrived = c;
+    return false;
+  }
+
+  /**
+   * A small reduction (one round) in native code, polling for `ns` at each
+   * wait: whether it is done (the result in `buf`). If not, reduce() with the
+   * same arguments carries on from where it stopped. False at once, doing
+   * nothing, for a reduction that takes more than one round.
+   */
+  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number): boolean {
+    return this.#reductions.tryReduce(buf, op, kind, root, ns);
+  }
+
   /** Flat barrier: one store, then every member's ack; the right shape when ranks share cores. */
   *barrier(): Steps<void> {
     const b = this.#b;
-    const c = b.next();
-    b.finish(c);
+    let c = this.#arrived;
+    if (c === null) {
+      c = b.next();
+      b.finish(c);
+    } else {
+      this.#arrived = null; // tryBarrier() arrived at round c already
+    }
     // Inline, not yield*: the barrier is the hottest collective, and delegation costs a generator.
     for (let j = 0; j < b.layout.size; j++) if (!b.acked(j, c)) yield b.whenAcked(j, c);
   }

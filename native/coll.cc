@@ -1,0 +1,247 @@
+// The small collectives of a team on one node, as native code: the flat
+// barrier and a one-round reduction (reduce, allreduce, scan of up to a few
+// KiB), speaking exactly the round protocol of runtime/coll/shm-rounds.ts
+// (ack and data words in the node control segment, headers and data in each
+// member's bank, doorbells rung for sleepers). Measured why (README, "Cold
+// and steady"): the same steps in JavaScript cost 2-3 us per call until V8
+// has compiled them, and compiling them takes the core from a peer the job
+// waits for; here a call costs one Node-API crossing from the first one.
+//
+// Every wait spins for a budget the caller gives (MPRUN_COLL_POLL_US) and
+// then returns how far the collective got; the TypeScript engine finishes it
+// from there (sleeping on the doorbell, driving the rank's progress, reporting
+// hangs). Policy (when to take this path) stays in TypeScript.
+#include "common.h"
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <cstring>
+#include <vector>
+
+namespace mprun {
+namespace {
+
+// Bank header words (Int32), as in shm-rounds.ts.
+constexpr int H_KIND = 0;
+constexpr int H_DTYPE = 1;
+constexpr int H_OP = 2;
+constexpr int H_ROOT = 3;
+constexpr size_t H_TOTAL_BYTE = 16;  // float64: the contribution's total bytes
+// Wake classes, as in transports/shm/control.ts.
+constexpr int32_t WAKE_SYNC = 4;
+constexpr int32_t WAKE_ACK = 8;
+constexpr int KIND_REDUCE = 7;
+
+// collReduce results
+constexpr int NOT_STARTED = 0;  // our bank was not free within the budget: nothing done
+constexpr int PUBLISHED = 1;    // our contribution is published; readers wait for the others
+constexpr int DONE = 2;
+constexpr int MISMATCH = 3;     // published and every contribution in, but a header differs
+
+struct CollTeam {
+  int32_t* words;  // the node control segment
+  int me;
+  int size;
+  uint32_t slots;
+  size_t slotBytes;
+  size_t headerBytes;
+  bool yields;  // ranks outnumber cores: give the core away while spinning
+  std::vector<int32_t> ack, data, sleeping, door;  // word indices per member
+  std::vector<uint8_t*> bank;                      // members' scratch for this team (null until given)
+};
+
+inline int32_t Load(const int32_t* w) { return __atomic_load_n(w, __ATOMIC_SEQ_CST); }
+inline void Store(int32_t* w, int32_t v) { __atomic_store_n(w, v, __ATOMIC_SEQ_CST); }
+// ((a - b) | 0) >= 0 of shm-rounds.ts: counters compare modulo 2^32.
+inline bool ModGE(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b)) >= 0; }
+
+inline uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+inline void Relax(bool yields) {
+  if (yields) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+  else __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  else asm volatile("yield");
+#endif
+}
+
+// Polls `ready` for up to `budgetNs`; whether it held.
+template <typename F>
+bool SpinUntil(const CollTeam& t, F ready, uint64_t budgetNs) {
+  if (ready()) return true;
+  if (budgetNs == 0) return false;
+  const uint64_t end = NowNs() + budgetNs;
+  for (unsigned i = 1;; i++) {
+    Relax(t.yields);
+    if (ready()) return true;
+    if ((i & 31) == 0 && NowNs() >= end) return false;
+  }
+}
+
+// ControlSegment.ring() of every other member: wakes those asleep for `wake`.
+void RingOthers(CollTeam& t, int32_t wake) {
+  for (int j = 0; j < t.size; j++) {
+    if (j == t.me) continue;
+    int32_t* sleeping = t.words + t.sleeping[j];
+    if ((Load(sleeping) & wake) == 0) continue;
+    int32_t* door = t.words + t.door[j];
+    __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  }
+}
+
+bool AllAcked(const CollTeam& t, int32_t c) {
+  for (int j = 0; j < t.size; j++)
+    if (!ModGE(Load(t.words + t.ack[j]), c)) return false;
+  return true;
+}
+
+bool AllPublished(const CollTeam& t, int n, int32_t value) {
+  for (int j = 0; j < n; j++)
+    if (!ModGE(Load(t.words + t.data[j]), value)) return false;
+  return true;
+}
+
+void Finish(CollTeam& t, int32_t c) {
+  Store(t.words + t.ack[t.me], c);
+  RingOthers(t, WAKE_ACK);
+}
+
+size_t BankAt(const CollTeam& t, int32_t c) { return (static_cast<uint32_t>(c) % t.slots) * t.slotBytes; }
+
+CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<CollTeam>>().Data(); }
+
+bool Indices(Napi::Env env, Napi::Value v, int size, std::vector<int32_t>* out) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return false;
+  auto a = v.As<Napi::Int32Array>();
+  if (static_cast<int>(a.ElementLength()) != size) return false;
+  out->assign(a.Data(), a.Data() + size);
+  (void)env;
+  return true;
+}
+
+// collTeam(words: Int32Array, me, ack, data, sleeping, door: Int32Array (per member),
+//          slots, slotBytes, headerBytes, yields) -> handle
+Napi::Value Team(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: words must be an Int32Array");
+  auto words = info[0].As<Napi::Int32Array>();
+  auto t = new CollTeam();
+  t->words = words.Data();
+  t->me = info[1].As<Napi::Number>().Int32Value();
+  int size = static_cast<int>(info[2].IsTypedArray() ? info[2].As<Napi::TypedArray>().ElementLength() : 0);
+  t->size = size;
+  bool ok = size > 0 && t->me >= 0 && t->me < size && Indices(env, info[2], size, &t->ack) && Indices(env, info[3], size, &t->data) && Indices(env, info[4], size, &t->sleeping) && Indices(env, info[5], size, &t->door);
+  for (int j = 0; ok && j < size; j++) {
+    size_t n = words.ElementLength();
+    ok = static_cast<size_t>(t->ack[j]) < n && static_cast<size_t>(t->data[j]) < n && static_cast<size_t>(t->sleeping[j]) < n && static_cast<size_t>(t->door[j]) < n;
+  }
+  t->slots = info[6].As<Napi::Number>().Uint32Value();
+  t->slotBytes = static_cast<size_t>(info[7].As<Napi::Number>().Int64Value());
+  t->headerBytes = static_cast<size_t>(info[8].As<Napi::Number>().Int64Value());
+  t->yields = info[9].ToBoolean().Value();
+  if (!ok || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
+    delete t;
+    return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: inconsistent team layout");
+  }
+  t->bank.assign(size, nullptr);
+  return Napi::External<CollTeam>::New(env, t, [](Napi::Env, CollTeam* p) { delete p; });
+}
+
+// collBank(handle, j, scratch: Uint8Array) : member j's scratch for this team
+// (slots x slotBytes), kept alive by the caller (shm-rounds.ts maps it for the job).
+Napi::Value Bank(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  CollTeam* t = TeamOf(info);
+  int j = info[1].As<Napi::Number>().Int32Value();
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  if (j < 0 || j >= t->size || !BytesOf(env, info[2], &data, &length)) return env.IsExceptionPending() ? env.Undefined() : ThrowCode(env, "ERR_MPRUN_ARG", "collBank: no such member");
+  if (length < t->slots * t->slotBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collBank: scratch smaller than the team's slots");
+  t->bank[j] = data;
+  return env.Undefined();
+}
+
+// collBarrier(handle, c, spinNs) -> whether every member reached round c. This
+// member's arrival (ack = c) is stored either way.
+Napi::Value Barrier(const Napi::CallbackInfo& info) {
+  CollTeam* t = TeamOf(info);
+  int32_t c = info[1].As<Napi::Number>().Int32Value();
+  uint64_t budget = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
+  Finish(*t, c);
+  return Napi::Boolean::New(info.Env(), SpinUntil(*t, [&] { return AllAcked(*t, c); }, budget));
+}
+
+// collReduce(handle, c, kind, root, dtype, op, buf: TypedArray, nRead, spinNs) -> NOT_STARTED,
+// PUBLISHED, DONE or MISMATCH. One round of shm-reduce.ts's flat reduction: our
+// contribution into our bank (once every member acked the slot's last round),
+// then members 0..nRead-1's contributions folded into buf in rank order (nRead
+// 0: this member only contributes), then ack. Every bank must have been given.
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  CollTeam* t = TeamOf(info);
+  int32_t c = info[1].As<Napi::Number>().Int32Value();
+  int32_t kind = info[2].As<Napi::Number>().Int32Value();
+  int32_t root = info[3].As<Napi::Number>().Int32Value();
+  int32_t dtype = info[4].As<Napi::Number>().Int32Value();
+  int32_t op = info[5].As<Napi::Number>().Int32Value();
+  auto buf = info[6].As<Napi::TypedArray>();
+  int nRead = info[7].As<Napi::Number>().Int32Value();
+  uint64_t budget = static_cast<uint64_t>(info[8].As<Napi::Number>().DoubleValue());
+  size_t bytes = buf.ByteLength();
+  if (nRead < 0 || nRead > t->size || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
+  for (int j = 0; j < t->size; j++)
+    if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
+  uint8_t* mine = static_cast<uint8_t*>(buf.ArrayBuffer().Data()) + buf.ByteOffset();
+
+  if (!SpinUntil(*t, [&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget)) return Napi::Number::New(env, NOT_STARTED);
+  const size_t at = BankAt(*t, c);
+  uint8_t* own = t->bank[t->me] + at;
+  int32_t* h = reinterpret_cast<int32_t*>(own);
+  h[H_KIND] = kind;
+  h[H_DTYPE] = dtype;
+  h[H_OP] = op;
+  h[H_ROOT] = root;
+  double total = static_cast<double>(bytes);
+  std::memcpy(own + H_TOTAL_BYTE, &total, sizeof total);
+  std::memcpy(own + t->headerBytes, mine, bytes);
+  const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
+  Store(t->words + t->data[t->me], stage1);
+  RingOthers(*t, WAKE_SYNC);
+
+  if (nRead > 0) {
+    if (!SpinUntil(*t, [&] { return AllPublished(*t, nRead, stage1); }, budget)) return Napi::Number::New(env, PUBLISHED);
+    for (int j = 0; j < nRead; j++) {
+      const uint8_t* b = t->bank[j] + at;
+      const int32_t* hj = reinterpret_cast<const int32_t*>(b);
+      double tj;
+      std::memcpy(&tj, b + H_TOTAL_BYTE, sizeof tj);
+      if (hj[H_KIND] != kind || hj[H_DTYPE] != dtype || hj[H_OP] != op || tj != total || (kind == KIND_REDUCE && hj[H_ROOT] != root)) return Napi::Number::New(env, MISMATCH);
+    }
+    std::memcpy(mine, t->bank[0] + at + t->headerBytes, bytes);
+    const size_t n = buf.ElementLength();
+    for (int j = 1; j < nRead; j++) {
+      if (!ReduceInto(buf.TypedArrayType(), op, mine, t->bank[j] + at + t->headerBytes, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
+    }
+  }
+  Finish(*t, c);
+  return Napi::Number::New(env, DONE);
+}
+
+}  // namespace
+
+void InitColl(Napi::Env env, Napi::Object exports) {
+  exports.Set("collTeam", Napi::Function::New(env, Team));
+  exports.Set("collBank", Napi::Function::New(env, Bank));
+  exports.Set("collBarrier", Napi::Function::New(env, Barrier));
+  exports.Set("collReduce", Napi::Function::New(env, Reduce));
+}
+
+}  // namespace mprun
