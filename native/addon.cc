@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitProcess(env, exports);
   InitReduce(env, exports);
   InitColl(env, exports);
+  InitQueue(env, exports);
   InitPmem(env, exports);
   InitLane(env, exports);
   InitUcx(env, exports);

@@ -50,6 +50,7 @@ struct CollTeam {
   bool yields;  // ranks outnumber cores: give the core away while spinning
   std::vector<int32_t> ack, data, sleeping, door;  // word indices per member
   std::vector<uint8_t*> bank;                      // members' scratch for this team (null until given)
+  bool allBanks = false;                           // every bank given
 };
 
 inline int32_t Load(const int32_t* w) { return __atomic_load_n(w, __ATOMIC_SEQ_CST); }
@@ -179,11 +180,14 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), SpinUntil(*t, [&] { return AllAcked(*t, c); }, budget));
 }
 
-// collReduce(handle, c, kind, root, dtype, op, buf: TypedArray, nRead, spinNs) -> NOT_STARTED,
+// collReduce(handle, c, kind, root, dtype, op, buf: TypedArray, bytes, nRead, spinNs) -> NOT_STARTED,
 // PUBLISHED, DONE or MISMATCH. One round of shm-reduce.ts's flat reduction: our
 // contribution into our bank (once every member acked the slot's last round),
 // then members 0..nRead-1's contributions folded into buf in rank order (nRead
 // 0: this member only contributes), then ack. Every bank must have been given.
+// The reduction is of the first `bytes` bytes of `buf` (a staging array of the
+// caller's: a small array made in JavaScript lives on V8's heap, and handing it
+// to native code would move it off, which costs more than the reduction).
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   CollTeam* t = TeamOf(info);
@@ -192,14 +196,20 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   int32_t root = info[3].As<Napi::Number>().Int32Value();
   int32_t dtype = info[4].As<Napi::Number>().Int32Value();
   int32_t op = info[5].As<Napi::Number>().Int32Value();
-  auto buf = info[6].As<Napi::TypedArray>();
-  int nRead = info[7].As<Napi::Number>().Int32Value();
-  uint64_t budget = static_cast<uint64_t>(info[8].As<Napi::Number>().DoubleValue());
-  size_t bytes = buf.ByteLength();
-  if (nRead < 0 || nRead > t->size || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
-  for (int j = 0; j < t->size; j++)
-    if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
-  uint8_t* mine = static_cast<uint8_t*>(buf.ArrayBuffer().Data()) + buf.ByteOffset();
+  napi_typedarray_type type;
+  size_t count;
+  uint8_t* mine = nullptr;
+  if (!TypedOf(env, info[6], &type, &count, &mine)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: buf must be a typed array");
+  size_t bytes = static_cast<size_t>(info[7].As<Napi::Number>().Int64Value());
+  int nRead = info[8].As<Napi::Number>().Int32Value();
+  uint64_t budget = static_cast<uint64_t>(info[9].As<Napi::Number>().DoubleValue());
+  const size_t bpe = ElementBytes(type);
+  if (nRead < 0 || nRead > t->size || bytes > count * bpe || bytes % bpe != 0 || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
+  if (!t->allBanks) {
+    for (int j = 0; j < t->size; j++)
+      if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
+    t->allBanks = true;
+  }
 
   if (!SpinUntil(*t, [&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
@@ -226,9 +236,9 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
       if (hj[H_KIND] != kind || hj[H_DTYPE] != dtype || hj[H_OP] != op || tj != total || (kind == KIND_REDUCE && hj[H_ROOT] != root)) return Napi::Number::New(env, MISMATCH);
     }
     std::memcpy(mine, t->bank[0] + at + t->headerBytes, bytes);
-    const size_t n = buf.ElementLength();
+    const size_t n = bytes / bpe;
     for (int j = 1; j < nRead; j++) {
-      if (!ReduceInto(buf.TypedArrayType(), op, mine, t->bank[j] + at + t->headerBytes, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
+      if (!ReduceInto(type, op, mine, t->bank[j] + at + t->headerBytes, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
     }
   }
   Finish(*t, c);

@@ -20,6 +20,10 @@ void SetErrorClass(const Napi::CallbackInfo& info);
 // Pointer and length of the bytes behind a TypedArray, DataView or ArrayBuffer.
 // Returns false (with a pending TypeError) for anything else.
 bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length);
+// One napi_get_typedarray_info: a typed array's type, elements and the address
+// of its first (false, with no exception pending, for anything else).
+bool TypedOf(napi_env env, napi_value v, napi_typedarray_type* type, size_t* count, uint8_t** data);
+size_t ElementBytes(napi_typedarray_type type);
 // A JS bigint or number as an unsigned 64-bit value.
 bool U64Of(Napi::Env env, Napi::Value v, uint64_t* out);
 
@@ -29,6 +33,7 @@ bool ReduceInto(napi_typedarray_type type, int op, void* d, const void* s, size_
 
 void InitShm(Napi::Env env, Napi::Object exports);
 void InitColl(Napi::Env env, Napi::Object exports);
+void InitQueue(Napi::Env env, Napi::Object exports);
 void InitCma(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitXpmem(Napi::Env env, Napi::Object exports);

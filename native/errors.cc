@@ -59,17 +59,32 @@ Napi::Value ThrowCode(Napi::Env env, const char* code, const std::string& messag
   return Throw(env, code, message, 0, nullptr);
 }
 
+size_t ElementBytes(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: return 1;
+    case napi_int16_array: case napi_uint16_array: return 2;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: return 4;
+    default: return 8;
+  }
+}
+
+bool TypedOf(napi_env env, napi_value v, napi_typedarray_type* type, size_t* count, uint8_t** data) {
+  size_t offset;
+  void* p = nullptr;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, type, count, &p, &ab, &offset) != napi_ok) return false;
+  *data = static_cast<uint8_t*>(p);
+  return true;
+}
+
 bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length) {
   // The data pointers come from napi_get_*_info, which also handle views of a
-  // SharedArrayBuffer (whose ArrayBuffer() accessor would give no data).
-  if (v.IsTypedArray()) {
-    napi_typedarray_type type;
-    size_t count, offset;
-    void* p = nullptr;
-    napi_value ab;
-    if (napi_get_typedarray_info(env, v, &type, &count, &p, &ab, &offset) != napi_ok) return false;
-    *data = static_cast<uint8_t*>(p);
-    *length = v.As<Napi::TypedArray>().ByteLength();
+  // SharedArrayBuffer (whose ArrayBuffer() accessor would give no data). One
+  // call for a typed array (the hot case: every small message passes here).
+  napi_typedarray_type type;
+  size_t count;
+  if (TypedOf(env, v, &type, &count, data)) {
+    *length = count * ElementBytes(type);
     return true;
   }
   if (v.IsDataView()) {

@@ -33,6 +33,8 @@ type Bytes = ArrayBufferView | ArrayBuffer;
 
 /** An opaque handle of native/coll.cc. */
 export type CollTeamHandle = { readonly __collTeam: unique symbol };
+/** An opaque handle of native/queue.cc. */
+export type QueueHandle = { readonly __queues: unique symbol };
 
 export interface NativeBinding {
   setErrorClass(cls: typeof MprunError): void;
@@ -70,7 +72,12 @@ export interface NativeBinding {
   collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean): CollTeamHandle;
   collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
   collBarrier(team: CollTeamHandle, round: number, spinNs: number): boolean;
-  collReduce(team: CollTeamHandle, round: number, kind: number, root: number, dtype: number, op: number, buf: ArrayBufferView, nRead: number, spinNs: number): number;
+  collReduce(team: CollTeamHandle, round: number, kind: number, root: number, dtype: number, op: number, buf: ArrayBufferView, bytes: number, nRead: number, spinNs: number): number;
+  /** The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it). */
+  queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array): QueueHandle;
+  queueWorldRanks(queues: QueueHandle, worldOfLocal: Int32Array): void;
+  queueSendEager(queues: QueueHandle, dest: number, tag: number, dtype: number, payload: ArrayBufferView, origin: number, bytes: number): boolean;
+  queueRecvInto(queues: QueueHandle, into: ArrayBufferView, room: number, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number;
   xpmem: NativeXpmem;
   /** CRC32C (Castagnoli), hardware-assisted where the CPU has SSE4.2; `seed` chains. */
   crc32c(bytes: Bytes, seed?: number): number;

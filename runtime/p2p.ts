@@ -32,7 +32,7 @@
 import { allocate, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import type { TypedArray } from '../core/types.js';
-import type { NodeQueues, RecordSink } from '../transports/shm/queue.js';
+import { RECV_EMPTY, type NodeQueues, type RecordSink } from '../transports/shm/queue.js';
 import { WAKE_MESSAGE } from '../transports/shm/control.js';
 import type { ShmMessages } from '../transports/shm/messages.js';
 import type { Endpoint, MessageSink, TransportInstance } from '../transports/endpoint.js';
@@ -127,6 +127,8 @@ export class Messenger implements RecordSink, MessageSink {
   #lastReady: Message | null = null;
   /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
   readonly #pollNs: number;
+  /** The native receive's source and tag. */
+  readonly #recvOut = new Int32Array(2);
 
   constructor(p: MessagingParts) {
     this.#pollNs = p.recvPollNs;
@@ -139,6 +141,7 @@ export class Messenger implements RecordSink, MessageSink {
     this.#worldOfLocal = p.worldOfLocal;
     this.#assembling = [...p.worldOfLocal, -1].map(() => null);
     p.waiter.attach(() => this.progress(), () => this.busy());
+    p.inbox.worldRanks(p.worldOfLocal);
   }
 
   // --- MessageSink: messages transports deliver themselves ------------------------
@@ -250,8 +253,22 @@ export class Messenger implements RecordSink, MessageSink {
    * another type, or longer than `into`, is taken and reported as an error.
    */
   recvInto<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
-    if (dtypeOf(into) === DTYPE_MSGPACK) throw new TypeError('recvInto needs a typed array to receive into');
-    const got = this.#receive(source, tag, into);
+    const dtype = dtypeOf(into);
+    if (dtype === DTYPE_MSGPACK) throw new TypeError('recvInto needs a typed array to receive into');
+    let polled = false;
+    if (this.#unexpected.length === 0 && this.#recvs.length === 0 && !this.#sending()) {
+      // The common case in native code (native/queue.cc): the awaited message is the next record of our queue.
+      this.#checkRecv(source, tag);
+      const out = this.#recvOut;
+      const n = this.#queues.recvInto(into, dtype, source, tag, this.#pollNs, out);
+      if (n >= 0) {
+        const m: Message<T> = { data: into.subarray(0, n / into.BYTES_PER_ELEMENT) as T, source: out[0]!, tag: out[1]! };
+        this.#lastReady = m;
+        return Promise.resolve(m);
+      }
+      polled = n === RECV_EMPTY;
+    }
+    const got = this.#receive(source, tag, into, polled);
     // Already there, in our buffer: no further promise.
     if (this.#lastReady !== null && landedIn(this.#lastReady, into)) return got as Promise<Message<T>>;
     return got.then((m) => {
@@ -269,9 +286,14 @@ export class Messenger implements RecordSink, MessageSink {
     });
   }
 
-  #receive(source: number, tag: number, into: TypedArray | null): Promise<Message> {
+  #checkRecv(source: number, tag: number): void {
     if (source !== ANY_SOURCE) this.#checkPeer(source, 'source');
     if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG)) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1} or ANY_TAG, not ${tag}`);
+  }
+
+  /** `polled`: the native fast path has just polled our queue for a while, found it empty: look once more, then wait. */
+  #receive(source: number, tag: number, into: TypedArray | null, polled = false): Promise<Message> {
+    this.#checkRecv(source, tag);
     let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
     // Straight from the rings, unless an earlier receive is still waiting (it
     // has first claim). Poll for a few microseconds before going async: a
@@ -284,7 +306,7 @@ export class Messenger implements RecordSink, MessageSink {
       }
       try {
         m = this.#tryRecv(source, tag);
-        if (m === null && this.#pollNs > 0) {
+        if (m === null && this.#pollNs > 0 && !polled) {
           const until = performance.now() + this.#pollNs / 1e6;
           for (let i = 1; m === null; i++) {
             m = this.#tryRecv(source, tag);

@@ -320,14 +320,15 @@ export class Team {
     } else {
       return Promise.reject(new TypeError(`reductions take a typed array, a number or a bigint, not ${typeof buf}`));
     }
+    const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
     try {
+      // The fast path checks the operator on the array's type (once per pair) before it starts.
+      const fast = this.#fast;
+      if (fast !== null && this.#mayRunFast() && fast.tryReduce(arr, op, kind, root, this.#ctx.pollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
       checkOp(op, arr.constructor);
     } catch (e) {
       return Promise.reject(e);
     }
-    const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
-    const fast = this.#fast;
-    if (fast !== null && this.#mayRunFast() && fast.tryReduce(arr, op, kind, root, this.#ctx.pollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
     return this.#run(kind === KIND.reduce ? 'reduce' : kind === KIND.allreduce ? 'allreduce' : 'scan', () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }
 

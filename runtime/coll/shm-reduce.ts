@@ -12,6 +12,7 @@ import type { TypedArray } from '../../core/types.js';
 import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import type { ShmRounds } from './shm-rounds.js';
+import { TypedViews } from '../../transports/shm/views.js';
 import { native, type CollTeamHandle } from '../../native/index.js';
 
 /** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
@@ -43,6 +44,7 @@ export class ShmReductions {
   readonly #native = native();
   #team: CollTeamHandle | null = null;
   #fastBytes: number | null = null;
+  #staging: TypedViews | null = null;
   /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
   readonly #plans = new Map<unknown, Map<string, Plan>>();
 
@@ -74,13 +76,23 @@ export class ShmReductions {
     this.#fastBytes ??= Math.min(ALLREDUCE_FLAT_BYTES, this.#perRound(8) * 8);
     if (buf.byteLength > this.#fastBytes) return false;
     const b = this.#b;
-    const { code, dtype } = this.#plan(buf.constructor, op);
+    const Ctor = buf.constructor;
+    const { code, dtype } = this.#plan(Ctor, op);
+    // Through a staging array of ours: a small array made in JavaScript lives on V8's heap, and
+    // handing it to native code would move it off (a backing store allocated), which costs more
+    // than the reduction. Copies of a few elements are a loop; more, a memcpy.
+    const stage = (this.#staging ??= new TypedViews(new ArrayBuffer(this.#fastBytes))).of(Ctor);
+    const n = buf.length;
+    copyElements(stage, 0, buf, 0, n);
     const c = b.next();
     const me = b.layout.me;
     const nRead = kind === KIND.scan ? me + 1 : kind !== KIND.reduce || me === root ? b.layout.size : 0;
-    const stage = this.#native.collReduce(this.#team ?? (this.#team = b.native(true)), c, kind, root, dtype, code, buf, nRead, ns);
-    if (stage === DONE) return true;
-    this.#begun = { c, stage };
+    const r = this.#native.collReduce(this.#team ?? (this.#team = b.native(true)), c, kind, root, dtype, code, stage, buf.byteLength, nRead, ns);
+    if (r === DONE) {
+      if (nRead > 0) copyElements(buf, 0, stage, 0, n);
+      return true;
+    }
+    this.#begun = { c, stage: r };
     return false;
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ControlSegment, controlLayout } from './control.js';
-import { NodeQueues, recordBytes, type RecordSink } from './queue.js';
+import { NodeQueues, RECV_EMPTY, RECV_NOT_THIS, recordBytes, type RecordSink } from './queue.js';
 import { decodeFrom, encode, allocate, finish } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 
@@ -193,6 +193,71 @@ describe('shared-memory message queues', () => {
     expect(b.poll(new Collect())).toBe(true);
     expect(Atomics.load(segment.i32, door)).toBe(before + 1);
     expect(Atomics.load(segment.i32, segment.wantIndex(1))).toBe(0);
+  });
+
+  it('the native receive takes the awaited eager message at the head straight into the buffer, and leaves any other record to poll()', () => {
+    const { segment, a, b } = pair(4096, 3);
+    b.worldRanks([10, 11, 12]);
+    const gateway = new NodeQueues(segment, segment.gateway);
+    const c = new NodeQueues(segment, 2);
+    const f64 = encode(new Float64Array(1)).dtype;
+    const i32 = encode(new Int32Array(1)).dtype;
+    const out = new Int32Array(2);
+    const into = new Float64Array(4);
+    // Nothing there: EMPTY, after polling for the time given.
+    const t0 = performance.now();
+    expect(b.recvInto(into, f64, -1, -1, 2e6, out)).toBe(RECV_EMPTY);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(1.5);
+    // A match by source and tag, by ANY_SOURCE / ANY_TAG, from the agent (its origin is the source).
+    expect(a.trySendEager(1, 7, f64, Float64Array.of(1.5, 2.5))).toBe(true);
+    expect(b.recvInto(into, f64, 10, 7, 0, out)).toBe(16);
+    expect([...into.subarray(0, 2), ...out]).toEqual([1.5, 2.5, 10, 7]);
+    expect(gateway.trySendEager(1, 3, f64, Float64Array.of(-1), 44)).toBe(true);
+    expect(b.recvInto(into, f64, -1, -1, 0, out)).toBe(8);
+    expect([into[0], ...out]).toEqual([-1, 44, 3]);
+    // Records this receive does not take stay at the head, in order, for poll(): another tag, another
+    // source, another type, too long, the runtime's own tag, a fragment.
+    const others: Array<() => boolean> = [
+      () => a.trySendEager(1, 8, f64, Float64Array.of(1)),
+      () => c.trySendEager(1, 7, f64, Float64Array.of(2)),
+      () => a.trySendEager(1, 7, i32, Int32Array.of(3)),
+      () => a.trySendEager(1, 7, f64, new Float64Array(5)),
+      () => a.trySendEager(1, 0x40000000, f64, Float64Array.of(4)),
+      () => a.trySendFragment(1, 7, f64, new Float64Array(400), 0, 1600),
+    ];
+    const sink = new Collect();
+    for (const send of others) {
+      expect(send()).toBe(true);
+      expect(b.recvInto(into, f64, 10, 7, 0, out)).toBe(RECV_NOT_THIS);
+      expect(b.poll(sink)).toBe(true);
+    }
+    expect(sink.got.map((m) => [m.source, m.tag])).toEqual([[0, 8], [2, 7], [0, 7], [0, 7], [0, 0x40000000]]);
+    expect(sink.partial.has(0)).toBe(true); // the fragment's first record went to poll()
+  });
+
+  it('native sends and receives interleave with the TypeScript ones over many laps, padding included', () => {
+    const { a, b } = pair(4096, 2);
+    b.worldRanks([0, 1]);
+    const f64 = encode(new Float64Array(1)).dtype;
+    const into = new Float64Array(64);
+    const out = new Int32Array(2);
+    const sink = new Collect();
+    let seq = 0;
+    for (let k = 0; k < 400; k++) {
+      // Lengths that do not divide the ring: records wrap with padding at its end.
+      const msg = Float64Array.from({ length: 1 + (k % 37) }, (_, i) => k * 100 + i);
+      expect(a.trySendEager(1, k, f64, msg)).toBe(true);
+      if (k % 3 === 0) {
+        expect(b.poll(sink)).toBe(true);
+        expect(sink.got.at(-1)!.data).toEqual(msg);
+      } else {
+        expect(b.recvInto(into, f64, 0, k, 0, out)).toBe(msg.byteLength);
+        expect(Array.from(into.subarray(0, msg.length))).toEqual(Array.from(msg));
+      }
+      seq++;
+      expect(b.pending()).toBe(false);
+    }
+    expect(seq).toBe(400);
   });
 
   it('the control segment grows linearly in the ranks of a node (issue 13: 4 GiB of pair rings at 255 ranks)', () => {

@@ -40,6 +40,13 @@ import { moveCtor } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
 import { TypedViews } from './views.js';
+import { native, type NativeBinding, type QueueHandle } from '../../native/index.js';
+
+/** NodeQueues.recvInto's results besides a length. */
+export const RECV_NOT_THIS = -1;
+export const RECV_EMPTY = -2;
+/** V8 keeps the data of typed arrays up to this size in its heap (typed_array_max_size_in_heap). */
+const ON_HEAP_BYTES = 64;
 
 export const KIND_EAGER = 1;
 export const KIND_FIRST = 2;
@@ -83,13 +90,18 @@ export class NodeQueues {
   readonly #cap: number;
   /** Producer: each destination's head as last read (reloaded only when its queue looks full). */
   readonly #headSeen: Int32Array;
-  /** Consumer: our position, and where our queue's words are. */
-  #head = 0;
+  /** Consumer: [0] our position (shared with the native side), and where our queue's words are. */
+  readonly #state = new Int32Array(1);
   readonly #base: number;
   readonly #headIndex: number;
   readonly #wantIndex: number;
   /** Views of the segment by element type, so that payloads move with TypedArray.set/slice. */
   readonly #views: TypedViews;
+  readonly #native: NativeBinding;
+  /** The eager paths in native code, over the same words. */
+  readonly #queues: QueueHandle;
+  /** Where small payloads pass to and from native code (see trySendEager). */
+  readonly #staging = new TypedViews(new ArrayBuffer(ON_HEAP_BYTES));
   constructor(ctrl: ControlSegment, me: number) {
     this.#ctrl = ctrl;
     this.#i32 = ctrl.i32;
@@ -101,7 +113,32 @@ export class NodeQueues {
     this.#base = ctrl.ringOffset(me);
     this.#headIndex = ctrl.headIndex(me);
     this.#wantIndex = ctrl.wantIndex(me);
-    this.#head = Atomics.load(this.#i32, this.#headIndex);
+    this.#state[0] = Atomics.load(this.#i32, this.#headIndex);
+    const per = (f: (r: number) => number): Int32Array => Int32Array.from({ length: ctrl.participants }, (_, r) => f(r));
+    this.#native = native();
+    this.#queues = this.#native.queueOpen(ctrl.i32, me, ctrl.ringBytes, per((r) => ctrl.ringOffset(r)), per((r) => ctrl.tailIndex(r)), per((r) => ctrl.headIndex(r)), per((r) => ctrl.wantIndex(r)), per((r) => ctrl.sleepingIndex(r)), per((r) => ctrl.doorIndex(r)), this.#headSeen, this.#state);
+  }
+
+  /** The world rank of each local participant (the receiving side matches sources by them). */
+  worldRanks(worldOfLocal: readonly number[]): void {
+    this.#native.queueWorldRanks(this.#queues, Int32Array.from(worldOfLocal));
+  }
+
+  /**
+   * The receive fast path (native/queue.cc): polls our queue for up to
+   * `spinNs` and takes the record at its head when it is an eager message of
+   * `dtype` that fits `into` and that a receive of (source, tag) matches (-1:
+   * any). Returns its bytes (out[0], out[1]: its source and tag), RECV_NOT_THIS
+   * when the head record is something else (poll() must take it), or
+   * RECV_EMPTY when nothing arrived.
+   */
+  recvInto(into: TypedArray, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number {
+    if (into.byteLength > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, into.byteLength, dtype, source, tag, spinNs, out);
+    // As in trySendEager: through our staging array, then element by element (no allocation).
+    const stage = this.#staging.of(moveCtor(dtype));
+    const n = this.#native.queueRecvInto(this.#queues, stage, into.byteLength, dtype, source, tag, spinNs, out);
+    for (let i = 0, end = n / into.BYTES_PER_ELEMENT; i < end; i++) (into as Float64Array)[i] = (stage as Float64Array)[i]!;
+    return n;
   }
 
   /** The largest record payload a queue takes. */
@@ -167,18 +204,16 @@ export class NodeQueues {
     this.#ctrl.ring(dest, WAKE_MESSAGE);
   }
 
-  /** Copies a message into the queue of `dest`; false when it has no room now. */
+  /** Copies a message into the queue of `dest` (native/queue.cc: #reserve and #commit as here); false when it has no room now. */
   trySendEager(dest: number, tag: number, dtype: number, payload: TypedArray, origin = -1): boolean {
-    const bytes = payload.byteLength;
-    const at = this.#reserve(dest, bytes);
-    if (at < 0) return false;
-    this.#i32[(at >> 2) + 1] = tag;
-    if (bytes > 0) {
-      const view = this.#views.of(moveCtor(dtype));
-      (view as Float64Array).set(payload as Float64Array, (at + HEADER) / view.BYTES_PER_ELEMENT);
+    if (payload.byteLength <= ON_HEAP_BYTES) {
+      // Small arrays made in JavaScript live on V8's heap; handing one to native code would move it
+      // off (a backing store allocated): a copy into our own staging array costs less.
+      const stage = this.#staging.of(moveCtor(dtype));
+      (stage as Float64Array).set(payload as Float64Array);
+      return this.#native.queueSendEager(this.#queues, dest, tag, dtype, stage, origin, payload.byteLength);
     }
-    this.#commit(dest, at, bytes, KIND_EAGER | (dtype << 4), origin);
-    return true;
+    return this.#native.queueSendEager(this.#queues, dest, tag, dtype, payload, origin, payload.byteLength);
   }
 
   /**
@@ -222,14 +257,14 @@ export class NodeQueues {
 
   /** Whether a record waits in our queue. */
   pending(): boolean {
-    return Atomics.load(this.#i32, (this.#base + (this.#head & this.#mask)) >> 2) !== 0;
+    return Atomics.load(this.#i32, (this.#base + (this.#state[0]! & this.#mask)) >> 2) !== 0;
   }
 
   /** Takes the next record of our queue into `sink`; false when there is none. */
   poll(sink: RecordSink): boolean {
     const i32 = this.#i32;
     const base = this.#base;
-    let head = this.#head;
+    let head = this.#state[0]!;
     let w = (base + (head & this.#mask)) >> 2;
     let size = Atomics.load(i32, w);
     if (size === 0) return false;
@@ -269,7 +304,7 @@ export class NodeQueues {
   }
 
   #advance(head: number): void {
-    this.#head = head;
+    this.#state[0] = head;
     Atomics.store(this.#i32, this.#headIndex, head);
     // A producer may be asleep, waiting for room.
     if (Atomics.load(this.#i32, this.#wantIndex) !== 0 && Atomics.exchange(this.#i32, this.#wantIndex, 0) !== 0) {

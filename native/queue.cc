@@ -1,0 +1,263 @@
+// The eager path of the node's message queues (transports/shm/queue.ts) as
+// native code: posting a small message into a peer's queue, and taking the
+// record at the head of this rank's queue straight into a receive's buffer
+// when it is the message that receive waits for. The record format, the
+// reservation by compare-exchange on the tail, the zeroed cell boundaries and
+// the doorbells are queue.ts's, word for word: the TypeScript side reads and
+// writes the same queues (fragments, relayed messages, every record this path
+// leaves alone) and the two interleave freely. Why native: README, "Cold and
+// steady" (the TypeScript steps cost several microseconds a message until V8
+// has compiled them, and their compilation stalls the peer that waits).
+#include "common.h"
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <cstring>
+#include <vector>
+
+namespace mprun {
+namespace {
+
+constexpr int32_t KIND_EAGER = 1;
+constexpr int32_t HEADER = 32;
+constexpr int32_t CELL = 64;
+constexpr int32_t CELL_WORDS = CELL / 4;
+constexpr int32_t WAKE_MESSAGE = 1;
+constexpr int32_t INTERNAL_TAG = 0x40000000;
+constexpr int32_t ANY = -1;
+
+// queueRecvInto's results besides a length
+constexpr int NOT_THIS = -1;  // the head record is not the awaited eager message: the TypeScript side takes it
+constexpr int EMPTY = -2;     // nothing arrived within the poll
+
+struct Queues {
+  int32_t* words;
+  uint8_t* bytes;
+  int me;
+  int participants;
+  uint32_t cap;
+  std::vector<int32_t> ring, tail, head, want, sleeping, door;  // per participant: byte offset / word indices
+  int32_t* headSeen;  // producer: each destination's head as last read (queue.ts's array)
+  int32_t* state;     // consumer: [0] our head (queue.ts's, shared)
+  std::vector<int32_t> worldOf;  // world rank of each local participant (-1: the gateway, whose records carry their origin)
+};
+
+inline int32_t Load(const int32_t* w) { return __atomic_load_n(w, __ATOMIC_SEQ_CST); }
+inline void Store(int32_t* w, int32_t v) { __atomic_store_n(w, v, __ATOMIC_SEQ_CST); }
+inline int32_t Sub(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b)); }
+inline int32_t Add(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b)); }
+inline int32_t RecordBytes(int32_t payload) { return (HEADER + payload + CELL - 1) & ~(CELL - 1); }
+
+inline uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// ControlSegment.ring(r, WAKE_MESSAGE).
+void Ring(Queues& q, int r) {
+  int32_t* sleeping = q.words + q.sleeping[r];
+  if ((Load(sleeping) & WAKE_MESSAGE) == 0) return;
+  int32_t* door = q.words + q.door[r];
+  __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+// queue.ts #reserve: the byte offset of the record's header, or -1 when dest's queue has no room now.
+int64_t Reserve(Queues& q, int dest, int32_t payload) {
+  const int32_t size = RecordBytes(payload);
+  const int32_t cap = static_cast<int32_t>(q.cap);
+  int32_t* tailWord = q.words + q.tail[dest];
+  int32_t* headWord = q.words + q.head[dest];
+  for (;;) {
+    int32_t tail = Load(tailWord);
+    int32_t pos = static_cast<int32_t>(static_cast<uint32_t>(tail) & (q.cap - 1));
+    int32_t toEnd = cap - pos;
+    int32_t need = toEnd < size ? toEnd + size : size;
+    int32_t used = Sub(tail, q.headSeen[dest]);
+    if (used < 0 || cap - used < need) {
+      q.headSeen[dest] = Load(headWord);
+      used = Sub(tail, q.headSeen[dest]);
+      if (used < 0) continue;
+      if (cap - used < need) {
+        Store(q.words + q.want[dest], 1);
+        q.headSeen[dest] = Load(headWord);
+        if (cap - Sub(tail, q.headSeen[dest]) < need) return -1;
+        continue;
+      }
+    }
+    int32_t expected = tail;
+    if (!__atomic_compare_exchange_n(tailWord, &expected, Add(tail, need), false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) continue;
+    const int64_t base = q.ring[dest];
+    if (toEnd < size) {
+      Store(q.words + ((base + pos) >> 2), -toEnd);  // padding to the ring's end; the record starts over at 0
+      return base;
+    }
+    return base + pos;
+  }
+}
+
+// queue.ts #advance: our head moves on; a producer waiting for room is rung.
+void Advance(Queues& q, int32_t head) {
+  q.state[0] = head;
+  Store(q.words + q.head[q.me], head);
+  int32_t* want = q.words + q.want[q.me];
+  if (Load(want) != 0 && __atomic_exchange_n(want, 0, __ATOMIC_SEQ_CST) != 0) {
+    for (int r = 0; r < q.participants; r++)
+      if (r != q.me) Ring(q, r);
+  }
+}
+
+Queues* Of(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<Queues>>().Data(); }
+
+bool Ints(Napi::Value v, size_t n, std::vector<int32_t>* out) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return false;
+  auto a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() != n) return false;
+  out->assign(a.Data(), a.Data() + n);
+  return true;
+}
+
+// queueOpen(words: Int32Array, me, ringBytes, ring, tail, head, want, sleeping, door: Int32Array
+//           (per participant), headSeen: Int32Array, state: Int32Array(1)) -> handle
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: words must be an Int32Array");
+  auto words = info[0].As<Napi::Int32Array>();
+  auto q = new Queues();
+  q->words = words.Data();
+  q->bytes = reinterpret_cast<uint8_t*>(words.Data());
+  q->me = info[1].As<Napi::Number>().Int32Value();
+  q->cap = info[2].As<Napi::Number>().Uint32Value();
+  size_t p = info[3].IsTypedArray() ? info[3].As<Napi::TypedArray>().ElementLength() : 0;
+  q->participants = static_cast<int>(p);
+  bool ok = p > 0 && q->me >= 0 && q->me < q->participants && q->cap >= 4096 && (q->cap & (q->cap - 1)) == 0 && Ints(info[3], p, &q->ring) && Ints(info[4], p, &q->tail) && Ints(info[5], p, &q->head) && Ints(info[6], p, &q->want) && Ints(info[7], p, &q->sleeping) && Ints(info[8], p, &q->door);
+  const size_t nwords = words.ElementLength();
+  for (size_t r = 0; ok && r < p; r++) {
+    ok = static_cast<size_t>(q->tail[r]) < nwords && static_cast<size_t>(q->head[r]) < nwords && static_cast<size_t>(q->want[r]) < nwords && static_cast<size_t>(q->sleeping[r]) < nwords && static_cast<size_t>(q->door[r]) < nwords && q->ring[r] >= 0 && static_cast<size_t>(q->ring[r]) + q->cap <= nwords * 4;
+  }
+  ok = ok && info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array && info[9].As<Napi::Int32Array>().ElementLength() == p && info[10].IsTypedArray() && info[10].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array && info[10].As<Napi::Int32Array>().ElementLength() >= 1;
+  if (!ok) {
+    delete q;
+    return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: inconsistent queue layout");
+  }
+  q->headSeen = info[9].As<Napi::Int32Array>().Data();
+  q->state = info[10].As<Napi::Int32Array>().Data();
+  q->worldOf.assign(p, -1);
+  // The arrays it points into (the segment, headSeen, state) are held by the NodeQueues that holds this handle.
+  return Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; });
+}
+
+// queueWorldRanks(handle, worldOfLocal: Int32Array): the world rank of each local participant.
+Napi::Value WorldRanks(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Queues* q = Of(info);
+  std::vector<int32_t> w;
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return ThrowCode(env, "ERR_MPRUN_ARG", "queueWorldRanks: expects an Int32Array");
+  auto a = info[1].As<Napi::Int32Array>();
+  for (size_t r = 0; r < a.ElementLength() && r < q->worldOf.size(); r++) q->worldOf[r] = a[r];
+  return env.Undefined();
+}
+
+// queueSendEager(handle, dest, tag, dtype, payload: ArrayBufferView, origin, bytes) -> whether the
+// first `bytes` bytes of payload are in dest's queue (false: no room now). queue.ts trySendEager.
+Napi::Value SendEager(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Queues* q = Of(info);
+  int dest = info[1].As<Napi::Number>().Int32Value();
+  int32_t tag = info[2].As<Napi::Number>().Int32Value();
+  int32_t dtype = info[3].As<Napi::Number>().Int32Value();
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  if (!BytesOf(env, info[4], &data, &length)) return env.Undefined();
+  int32_t origin = info[5].As<Napi::Number>().Int32Value();
+  const size_t given = static_cast<size_t>(info[6].As<Napi::Number>().Int64Value());
+  if (given > length) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendEager: more bytes than the payload has");
+  length = given;
+  if (dest < 0 || dest >= q->participants || length > q->cap - HEADER) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendEager: no such queue, or a record larger than the ring");
+  const int32_t payload = static_cast<int32_t>(length);
+  int64_t at = Reserve(*q, dest, payload);
+  if (at < 0) return Napi::Boolean::New(env, false);
+  int32_t* w = q->words + (at >> 2);
+  w[1] = tag;
+  if (payload > 0) std::memcpy(q->bytes + at + HEADER, data, length);
+  w[2] = KIND_EAGER | (dtype << 4) | (q->me << 8);
+  w[3] = payload;
+  w[4] = origin + 1;
+  Store(w, RecordBytes(payload));
+  Ring(*q, dest);
+  return Napi::Boolean::New(env, true);
+}
+
+// queueRecvInto(handle, into: ArrayBufferView, room, dtype, source, tag, spinNs, out: Int32Array(2))
+// -> the message's bytes (out: its source and tag), NOT_THIS or EMPTY. Takes the record at our
+// head when it is an eager message of `dtype` that fits the first `room` bytes of `into` and that a receive of
+// (source, tag) matches (ANY = -1; the runtime's own tags match no user receive).
+Napi::Value RecvInto(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Queues* q = Of(info);
+  uint8_t* into = nullptr;
+  size_t room = 0;
+  if (!BytesOf(env, info[1], &into, &room)) return env.Undefined();
+  const size_t given = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  if (given > room) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: more room than the array has");
+  room = given;
+  int32_t dtype = info[3].As<Napi::Number>().Int32Value();
+  int32_t source = info[4].As<Napi::Number>().Int32Value();
+  int32_t tag = info[5].As<Napi::Number>().Int32Value();
+  uint64_t budget = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue());
+  if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[7].As<Napi::TypedArray>().ElementLength() < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
+  auto out = info[7].As<Napi::Int32Array>();
+  const int64_t base = q->ring[q->me];
+  uint64_t end = 0;
+  for (unsigned i = 0;; i++) {
+    int32_t head = q->state[0];
+    int32_t* w = q->words + ((base + (static_cast<uint32_t>(head) & (q->cap - 1))) >> 2);
+    int32_t size = Load(w);
+    if (size < 0) {
+      // Padding: the record is at the start of the ring. Our head moves past it now, as poll() would.
+      *w = 0;
+      head = Sub(head, size);
+      Advance(*q, head);
+      w = q->words + (base >> 2);
+      size = Load(w);
+    }
+    if (size == 0) {
+      if (budget == 0) return Napi::Number::New(env, EMPTY);
+      if (i == 0) end = NowNs() + budget;
+      else if ((i & 31) == 0 && NowNs() >= end) return Napi::Number::New(env, EMPTY);
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      continue;
+    }
+    const int32_t rtag = w[1];
+    const int32_t meta = w[2];
+    const int32_t length = w[3];
+    const int32_t origin = w[4] - 1;
+    const int producer = static_cast<int>(static_cast<uint32_t>(meta) >> 8);
+    const int32_t from = origin >= 0 ? origin : (producer < q->participants ? q->worldOf[producer] : -1);
+    if ((meta & 0xf) != KIND_EAGER || ((meta >> 4) & 0xf) != dtype || length < 0 || static_cast<size_t>(length) > room || rtag >= INTERNAL_TAG || from < 0 || (source != ANY && from != source) || (tag != ANY && rtag != tag)) {
+      return Napi::Number::New(env, NOT_THIS);
+    }
+    std::memcpy(into, reinterpret_cast<uint8_t*>(w) + HEADER, static_cast<size_t>(length));
+    for (int32_t c = 0; c < size / 4; c += CELL_WORDS) w[c] = 0;
+    Advance(*q, Add(head, size));
+    out[0] = from;
+    out[1] = rtag;
+    return Napi::Number::New(env, length);
+  }
+}
+
+}  // namespace
+
+void InitQueue(Napi::Env env, Napi::Object exports) {
+  exports.Set("queueOpen", Napi::Function::New(env, Open));
+  exports.Set("queueWorldRanks", Napi::Function::New(env, WorldRanks));
+  exports.Set("queueSendEager", Napi::Function::New(env, SendEager));
+  exports.Set("queueRecvInto", Napi::Function::New(env, RecvInto));
+}
+
+}  // namespace mprun
