@@ -47,6 +47,8 @@ export interface TeamContext {
   pollNs: number;
   /** Whether the rank's runtime is live (checkLive() would not throw): its memory is mapped. */
   isLive(): boolean;
+  /** Ranks outnumber cores: a spinning rank gives its core away. */
+  spinYields: boolean;
   /** The next team slot this rank has not used, and how many there are. */
   slots: { next: number; count: number };
 }
@@ -118,7 +120,7 @@ export class Team {
       scratchOffset: slot * scratchBytes,
       scratchBytes,
       chunkBytes: ctx.chunkBytes,
-      spinYields: ctx.waiter.spinYields,
+      spinYields: ctx.spinYields,
     });
   }
 

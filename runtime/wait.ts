@@ -110,11 +110,6 @@ export class Waiter {
     this.#wakeHelper = (native().ucx as UcxDoorbell).doorbell?.(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP) === true;
   }
 
-  /** Whether spinning gives the core away (ranks outnumber cores). */
-  get spinYields(): boolean {
-    return this.#yield;
-  }
-
   /** The progress engine every wait drives, and whether it has pending operations. */
   attach(progress: () => boolean, busy: () => boolean): void {
     this.#progress = progress;

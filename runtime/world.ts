@@ -108,6 +108,7 @@ export class World extends Team {
       chunkBytes: config.collChunkBytes,
       pollNs: config.collPollNs,
       isLive: () => self !== null && !self.#finalized,
+      spinYields: config.yieldWhileSpinning,
       slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
     };
     super(ctx, cards.map((_, r) => r), WORLD_SLOT);
