@@ -32,6 +32,7 @@ constexpr size_t H_TOTAL_BYTE = 16;  // float64: the contribution's total bytes
 // Wake classes, as in transports/shm/control.ts.
 constexpr int32_t WAKE_SYNC = 4;
 constexpr int32_t WAKE_ACK = 8;
+constexpr int KIND_BCAST = 2;
 constexpr int KIND_REDUCE = 7;
 
 // collReduce results
@@ -245,9 +246,59 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, DONE);
 }
 
+// collBcast(handle, c, root, dtype, buf: TypedArray, bytes, spinNs) -> NOT_STARTED, DONE or
+// MISMATCH. One round of shm.ts's broadcast of a typed array: the root writes
+// header and data into its bank (once every member acked the slot's last round)
+// and publishes; a reader waits for the root's data, checks its header against
+// what it passes (kind, root, type, length) and copies the data into buf. Nothing
+// is done when it returns NOT_STARTED or MISMATCH (the steps start the round over).
+Napi::Value Bcast(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  CollTeam* t = TeamOf(info);
+  int32_t c = info[1].As<Napi::Number>().Int32Value();
+  int32_t root = info[2].As<Napi::Number>().Int32Value();
+  int32_t dtype = info[3].As<Napi::Number>().Int32Value();
+  napi_typedarray_type type;
+  size_t count;
+  uint8_t* mine = nullptr;
+  if (!TypedOf(env, info[4], &type, &count, &mine)) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: buf must be a typed array");
+  size_t bytes = static_cast<size_t>(info[5].As<Napi::Number>().Int64Value());
+  uint64_t budget = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue());
+  if (root < 0 || root >= t->size || bytes > count * ElementBytes(type) || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: out of the team's layout");
+  const size_t at = BankAt(*t, c);
+  const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
+  if (t->me == root) {
+    if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
+    if (!SpinUntil(*t, [&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget)) return Napi::Number::New(env, NOT_STARTED);
+    uint8_t* own = t->bank[root] + at;
+    int32_t* h = reinterpret_cast<int32_t*>(own);
+    h[H_KIND] = KIND_BCAST;
+    h[H_DTYPE] = dtype;
+    h[H_OP] = 0;
+    h[H_ROOT] = root;
+    double total = static_cast<double>(bytes);
+    std::memcpy(own + H_TOTAL_BYTE, &total, sizeof total);
+    std::memcpy(own + t->headerBytes, mine, bytes);
+    Store(t->words + t->data[root], stage1);
+    RingOthers(*t, WAKE_SYNC);
+  } else {
+    if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
+    if (!SpinUntil(*t, [&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget)) return Napi::Number::New(env, NOT_STARTED);
+    const uint8_t* b = t->bank[root] + at;
+    const int32_t* h = reinterpret_cast<const int32_t*>(b);
+    double total;
+    std::memcpy(&total, b + H_TOTAL_BYTE, sizeof total);
+    if (h[H_KIND] != KIND_BCAST || h[H_ROOT] != root || h[H_DTYPE] != dtype || total != static_cast<double>(bytes)) return Napi::Number::New(env, MISMATCH);
+    std::memcpy(mine, b + t->headerBytes, bytes);
+  }
+  Finish(*t, c);
+  return Napi::Number::New(env, DONE);
+}
+
 }  // namespace
 
 void InitColl(Napi::Env env, Napi::Object exports) {
+  exports.Set("collBcast", Napi::Function::New(env, Bcast));
   exports.Set("collTeam", Napi::Function::New(env, Team));
   exports.Set("collBank", Napi::Function::New(env, Bank));
   exports.Set("collBarrier", Napi::Function::New(env, Barrier));

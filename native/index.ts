@@ -72,6 +72,7 @@ export interface NativeBinding {
   collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean): CollTeamHandle;
   collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
   collBarrier(team: CollTeamHandle, round: number, spinNs: number): boolean;
+  collBcast(team: CollTeamHandle, round: number, root: number, dtype: number, buf: ArrayBufferView, bytes: number, spinNs: number): number;
   collReduce(team: CollTeamHandle, round: number, kind: number, root: number, dtype: number, op: number, buf: ArrayBufferView, bytes: number, nRead: number, spinNs: number): number;
   /** The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it). */
   queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array): QueueHandle;

@@ -277,6 +277,8 @@ export class Team {
   bcast<T>(data: T, root = 0): Promise<T> {
     const bad = this.#badRoot(root);
     if (bad !== null) return Promise.reject(bad);
+    const fast = this.#fast;
+    if (fast !== null && isTypedArray(data) && this.#mayRunFast() && fast.tryBcast(data, root, this.#ctx.pollNs)) return Promise.resolve(data);
     return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
 

@@ -87,7 +87,7 @@ export class ShmReductions {
     const c = b.next();
     const me = b.layout.me;
     const nRead = kind === KIND.scan ? me + 1 : kind !== KIND.reduce || me === root ? b.layout.size : 0;
-    const r = this.#native.collReduce(this.#team ?? (this.#team = b.native(true)), c, kind, root, dtype, code, stage, buf.byteLength, nRead, ns);
+    const r = this.#native.collReduce(this.#team ?? (this.#team = b.native('all')), c, kind, root, dtype, code, stage, buf.byteLength, nRead, ns);
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
       return true;

@@ -99,7 +99,8 @@ export class ShmRounds {
   readonly #views: Array<TypedViews | undefined>;
   #c = 0;
   #native: CollTeamHandle | null = null;
-  #nativeBanks = false;
+  /** Per member: whether the native team has its bank. */
+  #nativeBanks = new Uint8Array(0);
 
   constructor(layout: ShmTeamLayout) {
     this.layout = layout;
@@ -140,22 +141,28 @@ export class ShmRounds {
   }
 
   /**
-   * This member's team in native/coll.cc (the barrier and small reductions at
-   * native speed), made on first use; with `banks`, every member's scratch
-   * mapped and given to it (reductions read them all).
+   * This member's team in native/coll.cc (the barrier and small reductions and
+   * broadcasts at native speed), made on first use; `banks`: the members whose
+   * scratch it reads (mapped and given to it the first time: all of them for a
+   * reduction, the root's for a broadcast), as the steps map only what they read.
    */
-  native(banks: boolean): CollTeamHandle {
+  native(banks: 'none' | 'all' | number): CollTeamHandle {
     const t = this.layout;
     if (this.#native === null) {
       const { ctrl } = t;
       const ints = (f: (j: number) => number): Int32Array => Int32Array.from({ length: t.size }, (_, j) => f(j));
       this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true);
+      this.#nativeBanks = new Uint8Array(t.size);
     }
-    if (banks && !this.#nativeBanks) {
-      for (let j = 0; j < t.size; j++) native().collBank(this.#native, j, this.u8(j));
-      this.#nativeBanks = true;
-    }
+    if (banks === 'all') for (let j = 0; j < t.size; j++) this.#giveBank(j);
+    else if (banks !== 'none') this.#giveBank(banks);
     return this.#native;
+  }
+
+  #giveBank(j: number): void {
+    if (this.#nativeBanks[j] !== 0) return;
+    native().collBank(this.#native!, j, this.u8(j));
+    this.#nativeBanks[j] = 1;
   }
 
   // --- rounds --------------------------------------------------------------------

@@ -418,6 +418,38 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     }
   });
 
+  it('small broadcasts of typed arrays: fast and slow members mixed, receivers of any value; a mismatch is named', () => {
+    const nd = node(4);
+    const got = run(nd, function* (e, me) {
+      const out: unknown[] = [];
+      for (let i = 0; i < 30; i++) {
+        const root = i % 4;
+        const buf = me === root ? Float64Array.of(i, root, -i) : new Float64Array(3);
+        if ((i + me) % 3 === 0) out.push(yield* e.bcast(buf, root));
+        else out.push(yield* viaFast(() => e.tryBcast(buf, root, 0), () => e.bcast(buf, root), () => buf));
+        expect([...buf], `round ${i} member ${me}`).toEqual([i, root, -i]);
+      }
+      // A receiver that passes no array gets a new one from the steps, whatever way the root went.
+      const big = me === 2 ? BigInt64Array.of(5n, -7n) : null;
+      out.push(yield* (me === 2 ? viaFast(() => e.tryBcast(big!, 2, 0), () => e.bcast(big, 2), () => big) : e.bcast(big, 2)));
+      return out.at(-1);
+    });
+    for (const g of got) expect(g).toEqual(BigInt64Array.of(5n, -7n));
+    // Members map only the arenas they read, the fast path too: a broadcast's receivers, the root's only.
+    expect(nd.mapped[1]!.has(3)).toBe(true);
+    const nd2 = node(4);
+    run(nd2, (e, me) => { const a = me === 2 ? Int32Array.of(1) : new Int32Array(1); return viaFast(() => e.tryBcast(a, 2, 0), () => e.bcast(a, 2), () => a); });
+    for (let j = 0; j < 4; j++) expect([...nd2.mapped[j]!].every((m) => m === 2)).toBe(true);
+    const outcomes = drive(
+      node(3).members.map((e, me) => {
+        const buf = new Float32Array(me === 1 ? 3 : 2);
+        return viaFast(() => e.tryBcast(buf, 0, 0), () => e.bcast(buf, 0), () => buf);
+      }),
+    );
+    const errors = outcomes.flatMap((o) => (o.ok === false ? [o.error as Error] : []));
+    expect(errors.map((e) => e.message).join('\n')).toMatch(/broadcasts 8 bytes of Float32Array into this rank's Float32Array of 12 bytes/);
+  });
+
   it('many small allreduces in a row reuse the banks safely; a larger one takes the steps; a mismatch is named', () => {
     const nd = node(4);
     const got = run(nd, function* (e, me) {

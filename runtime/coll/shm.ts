@@ -8,13 +8,18 @@
  * several rounds of at most a bank's capacity each; the first round's headers
  * tell every member the lengths, so that all agree on the number of rounds.
  */
-import { allocate, DTYPE_MSGPACK, finish, moveCtor, unpackValue } from '../../core/codec.js';
+import { allocate, DTYPE_MSGPACK, dtypeOf, finish, moveCtor, unpackValue } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { bytesOf, decodePart, encodePart, isTyped, KIND, range, typeName, type CollectiveEngine, type Part, type ReductionKind, type Steps } from './engine.js';
 import type { ReduceOp } from './ops.js';
 import { ShmReductions } from './shm-reduce.js';
 import { ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
 import { native, type CollTeamHandle } from '../../native/index.js';
+import { TypedViews } from '../../transports/shm/views.js';
+import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
+
+/** collBcast's result when done (native/coll.cc). */
+const DONE = 2;
 
 export type { CollectiveControl, ShmTeamLayout } from './shm-rounds.js';
 // Transitional: what runtime/coll/msg.ts imported from here before engine.ts; goes once its import names engine.js.
@@ -38,6 +43,9 @@ export class ShmCollectives implements CollectiveEngine {
   #team: CollTeamHandle | null = null;
   /** The round tryBarrier() arrived at without seeing every member there, for barrier() to finish. */
   #arrived: number | null = null;
+  /** The round tryBcast() took and left undone, for bcast() to run. */
+  #bcastRound: number | null = null;
+  #staging: TypedViews | null = null;
 
   constructor(layout: ShmTeamLayout) {
     this.#b = new ShmRounds(layout);
@@ -57,7 +65,7 @@ export class ShmCollectives implements CollectiveEngine {
    */
   tryBarrier(ns: number): boolean {
     const c = this.#b.next();
-    if (this.#native.collBarrier(this.#team ?? (this.#team = this.#b.native(false)), c, ns)) return true;
+    if (this.#native.collBarrier(this.#team ?? (this.#team = this.#b.native('none')), c, ns)) return true;
     this.#arrived = c;
     return false;
   }
@@ -70,6 +78,30 @@ export class ShmCollectives implements CollectiveEngine {
    */
   tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number): boolean {
     return this.#reductions.tryReduce(buf, op, kind, root, ns);
+  }
+
+  /**
+   * A broadcast of a small typed array (one round) in native code, polling for
+   * `ns`: whether it is done (the root's data in `buf` everywhere). If not,
+   * bcast() with the same arguments runs the round from its start.
+   */
+  tryBcast(buf: TypedArray, root: number, ns: number): boolean {
+    // Typed arrays as the steps move them (not Buffers nor subclasses: those go as msgpack).
+    const dtype = dtypeOf(buf);
+    if (!isTyped(buf) || dtype === DTYPE_MSGPACK || buf.byteLength > ALLREDUCE_FLAT_BYTES) return false;
+    const b = this.#b;
+    const stage = (this.#staging ??= new TypedViews(new ArrayBuffer(ALLREDUCE_FLAT_BYTES))).of(moveCtor(dtype));
+    const me = b.layout.me;
+    // Through a staging array, as reductions (shm-reduce.ts): no V8 heap array handed to native code.
+    if (me === root) (stage as Float64Array).set(buf as Float64Array);
+    const c = b.next();
+    const r = this.#native.collBcast(b.native(root), c, root, dtype, stage, buf.byteLength, ns);
+    if (r !== DONE) {
+      this.#bcastRound = c;
+      return false;
+    }
+    if (me !== root) (buf as Float64Array).set((stage as Float64Array).subarray(0, buf.length));
+    return true;
   }
 
   /** Flat barrier: one store, then every member's ack; the right shape when ranks share cores. */
@@ -94,11 +126,14 @@ export class ShmCollectives implements CollectiveEngine {
     let src: Part | null = null;
     if (me === root) src = encodePart(data);
     let rounds = 1;
+    // A round tryBcast() began and left undone (nothing of it written): it runs here from its start.
+    const begun = this.#bcastRound;
+    this.#bcastRound = null;
     let dst: Uint8Array | null = null;
     let dtype = 0;
     let result: unknown = data;
     for (let r = 0; r < rounds; r++) {
-      const c = b.next();
+      const c = r === 0 && begun !== null ? begun : b.next();
       if (me === root) {
         yield* b.untilBankFree(c);
         const total = src!.bytes.byteLength;
