@@ -90,11 +90,6 @@ export class PeerTable {
     }
   }
 
-  /** Whether every one of `ranks` has its endpoint bound. */
-  ready(ranks: readonly number[]): boolean {
-    return ranks.every((r) => this.#lazy[r]?.bound !== false);
-  }
-
   /** Whether a card or a link is on its way (waits then let the event loop run). */
   busy(): boolean {
     return this.#preparing.size > 0;
