@@ -45,6 +45,8 @@ export interface TeamContext {
   chunkBytes: number;
   /** Nanoseconds a collective polls (bounded, driving progress) before it waits asynchronously. */
   pollNs: number;
+  /** Nanoseconds the native fast paths of small collectives poll before they leave the rest to the steps. */
+  fastPollNs: number;
   /** Whether the rank's runtime is live (checkLive() would not throw): its memory is mapped. */
   isLive(): boolean;
   /** Ranks outnumber cores: a spinning rank gives its core away. */
@@ -243,7 +245,7 @@ export class Team {
    */
   barrier(): Promise<void> {
     const fast = this.#fast;
-    if (fast !== null && this.#mayRunFast() && fast.tryBarrier(this.#ctx.pollNs)) return RESOLVED;
+    if (fast !== null && this.#mayRunFast() && fast.tryBarrier(this.#ctx.fastPollNs)) return RESOLVED;
     return this.#run('barrier', () => this.#engine.barrier());
   }
 
@@ -278,7 +280,7 @@ export class Team {
     const bad = this.#badRoot(root);
     if (bad !== null) return Promise.reject(bad);
     const fast = this.#fast;
-    if (fast !== null && isTypedArray(data) && this.#mayRunFast() && fast.tryBcast(data, root, this.#ctx.pollNs)) return Promise.resolve(data);
+    if (fast !== null && isTypedArray(data) && this.#mayRunFast() && fast.tryBcast(data, root, this.#ctx.fastPollNs)) return Promise.resolve(data);
     return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
 
@@ -328,7 +330,7 @@ export class Team {
     try {
       // The fast path checks the operator on the array's type (once per pair) before it starts.
       const fast = this.#fast;
-      if (fast !== null && this.#mayRunFast() && fast.tryReduce(arr, op, kind, root, this.#ctx.pollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
+      if (fast !== null && this.#mayRunFast() && fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
       checkOp(op, arr.constructor);
     } catch (e) {
       return Promise.reject(e);

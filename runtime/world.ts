@@ -107,6 +107,7 @@ export class World extends Team {
       bankBytes: config.collBankBytes,
       chunkBytes: config.collChunkBytes,
       pollNs: config.collPollNs,
+      fastPollNs: config.collFastPollNs,
       isLive: () => self !== null && !self.#finalized,
       spinYields: config.yieldWhileSpinning,
       slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
