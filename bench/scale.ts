@@ -185,7 +185,7 @@ async function main(): Promise<void> {
         const out = mprun(['--host', hosts(n, o.slots), appPath, 'coll', String(o.iters), String(o.skip), String(o.largeIters), String(o.largeSkip)]).out;
         const rows = out
           .split('\n')
-          .filter((l) => l.startsWith('{'))
+          .filter((l) => l.startsWith('{') && !l.startsWith('{"op":"wireup"'))
           .map((l) => JSON.parse(l) as CollRow);
         for (const op of OPS) if (!rows.some((r) => r.op === op)) throw new Error(`${n} nodes: the app printed no ${op} line:\n${out}`);
         coll.get(n)!.push(rows);
