@@ -352,11 +352,17 @@ void PrepareSlot(ucp_request_param_t& p, uint32_t slot) {
   p.user_data = reinterpret_cast<void*>(uintptr_t(slot));
 }
 
-// Waits (progressing the worker) until a request without a slot completes.
+// Waits (progressing the worker) until a request without a slot completes. The
+// rank polls here (a large put waits for the socket to take its data): the
+// progress thread naps meanwhile rather than contend for the worker.
 ucs_status_t WaitRequest(ucs_status_ptr_t r, int32_t* done) {
   if (r == nullptr) return UCS_OK;
   if (UCS_PTR_IS_ERR(r)) return UCS_PTR_STATUS(r);
-  while (__atomic_load_n(done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS) api.ucp_worker_progress(st->worker);
+  bool thread = st->thread.joinable();
+  while (__atomic_load_n(done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS) {
+    if (thread) st->lastMainProgress.store(NowNs(), std::memory_order_relaxed);
+    api.ucp_worker_progress(st->worker);
+  }
   return ucs_status_t(__atomic_load_n(done, __ATOMIC_ACQUIRE));
 }
 
