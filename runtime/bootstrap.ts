@@ -25,6 +25,7 @@ import { openWireup, type JobPlace } from './wireup.js';
 import { Messenger } from './p2p.js';
 import { Waiter } from './wait.js';
 import { World } from './world.js';
+import { warmUp } from './warmup.js';
 
 let current: World | null = null;
 let pending: Promise<World> | null = null;
@@ -158,5 +159,6 @@ async function start(): Promise<World> {
   process.once('beforeExit', () => {
     if (!world.finalized) void world.finalize();
   });
+  await warmUp(world, config.warmupRounds);
   return world;
 }

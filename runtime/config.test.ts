@@ -29,10 +29,27 @@ describe('configuration', () => {
 
   it('spins briefly and yields when ranks outnumber cores', () => {
     delete process.env.MPRUN_SPIN_US;
+    delete process.env.MPRUN_COLL_POLL_US;
     expect(readConfig(1).yieldWhileSpinning).toBe(false);
     const over = cpus().length + 1;
     expect(readConfig(over).yieldWhileSpinning).toBe(true);
     expect(readConfig(over).spinMicros).toBeLessThan(readConfig(1).spinMicros);
+    // The steps of collectives do not poll then; their native fast paths poll the spin, yielding.
+    expect(readConfig(over).collPollNs).toBe(0);
+    expect(readConfig(over).collFastPollNs).toBe(readConfig(over).spinMicros * 1000);
+    process.env.MPRUN_COLL_POLL_US = '7';
+    expect([readConfig(over).collPollNs, readConfig(over).collFastPollNs]).toEqual([7000, 7000]);
+  });
+
+  it('warms up only when asked (MPRUN_WARMUP rounds), and refuses what is not a count', () => {
+    delete process.env.MPRUN_WARMUP;
+    expect(readConfig(2).warmupRounds).toBe(0);
+    process.env.MPRUN_WARMUP = '500';
+    expect(readConfig(2).warmupRounds).toBe(500);
+    for (const bad of ['-1', '2.5', 'lots']) {
+      process.env.MPRUN_WARMUP = bad;
+      expect(() => readConfig(2)).toThrow(/MPRUN_WARMUP must be a whole number/);
+    }
   });
 
   it('refuses sizes one shared mapping cannot hold, naming the variable and the limit', () => {

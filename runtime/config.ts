@@ -25,6 +25,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
   { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
   { name: 'MPRUN_COLL_POLL_US', default: 'auto', help: 'microseconds a collective polls before it waits asynchronously (auto: MPRUN_SPIN_US; when ranks outnumber cores, only the native fast path of small collectives polls, yielding the core)' },
+  { name: 'MPRUN_WARMUP', default: '0', help: 'init() runs this many barriers, small allreduces and ring exchanges before it returns, so that the first calls of the program run compiled code (costs start-up time)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
   { name: 'MPRUN_HANG_REPORT_MS', default: '1000', help: 'a rank blocked this long in one operation tells mprun what it waits in and where its program called it (printed on --timeout, SIGUSR1 and --report-hangs)' },
   { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
@@ -105,6 +106,8 @@ export interface RuntimeConfig {
    * against 14-16 us.
    */
   collFastPollNs: number;
+  /** MPRUN_WARMUP: rounds of each small operation init() runs before it returns (runtime/warmup.ts). */
+  warmupRounds: number;
   teamSlots: number;
   collBankBytes: number;
   collChunkBytes: number;
@@ -121,6 +124,7 @@ export function readConfig(localSize: number): RuntimeConfig {
   const blockSliceMs = Number(env('MPRUN_BLOCK_SLICE_MS'));
   if (!(blockSliceMs > 0)) throw new RangeError('MPRUN_BLOCK_SLICE_MS must be a positive number');
   if (!(Number(env('MPRUN_HANG_REPORT_MS')) > 0)) throw new RangeError('MPRUN_HANG_REPORT_MS must be a positive number of milliseconds');
+  if (!Number.isInteger(Number(env('MPRUN_WARMUP'))) || Number(env('MPRUN_WARMUP')) < 0) throw new RangeError('MPRUN_WARMUP must be a whole number of rounds');
   const teamSlots = Number(env('MPRUN_TEAM_SLOTS'));
   if (!Number.isInteger(teamSlots) || teamSlots < 2 || teamSlots > 1024) throw new RangeError('MPRUN_TEAM_SLOTS must be an integer from 2 to 1024');
   const collBankBytes = parseBytes(env('MPRUN_COLL_BANK'), 'MPRUN_COLL_BANK');
@@ -140,6 +144,7 @@ export function readConfig(localSize: number): RuntimeConfig {
     recvPollNs: env('MPRUN_RECV_POLL_NS') === 'auto' ? (oversubscribed ? 0 : 3000) : Number(env('MPRUN_RECV_POLL_NS')),
     collPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? (oversubscribed ? 0 : spinMicros * 1000) : Number(env('MPRUN_COLL_POLL_US')) * 1000,
     collFastPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? spinMicros * 1000 : Number(env('MPRUN_COLL_POLL_US')) * 1000,
+    warmupRounds: Number(env('MPRUN_WARMUP')),
     debug: env('MPRUN_DEBUG') !== '0',
   };
   checkMappings(config, localSize);

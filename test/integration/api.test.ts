@@ -19,6 +19,16 @@ describe('rank API', () => {
     });
   }
 
+  it('every call works after init() warmed up (MPRUN_WARMUP), and a warm-up that is no count is refused', async () => {
+    const r = await runMprun(['-n', '3', '-x', 'EXPECT_SIZE=3', '-x', 'MPRUN_WARMUP=300', app('api.ts')]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['api ok 0', 'api ok 1', 'api ok 2']);
+    const bad = await runMprun(['-n', '2', '-x', 'MPRUN_WARMUP=-5', app('api.ts')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/MPRUN_WARMUP must be a whole number of rounds/);
+  });
+
   for (const n of [1, 3]) {
     it(`shared variables, semaphores and holes work with ${n} rank(s) on one node`, async () => {
       const r = await runMprun(['-n', String(n), app('dsm.ts')]);
