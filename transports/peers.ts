@@ -60,7 +60,7 @@ export interface PeerTableOptions {
   firstOf(node: number): number;
 }
 
-export class PeerTable {
+export class PeerTable implements Binder {
   /** One endpoint per world rank; entries for other nodes are LazyEndpoints until bound. */
   readonly endpoints: Endpoint[];
   readonly #o: PeerTableOptions;
@@ -204,7 +204,7 @@ export class PeerTable {
 }
 
 /** What an endpoint not bound yet promises: nothing mapped, puts complete at a flush. */
-function unboundCaps(t: RegisteredTransport): EndpointCaps {
+function unboundCaps(t: Pick<RegisteredTransport, 'attrs'>): EndpointCaps {
   return { canMap: false, atomics: true, putCompleteOnReturn: false, progressWithoutTarget: false, latency: t.attrs.latency, bandwidth: t.attrs.bandwidth };
 }
 
@@ -218,10 +218,15 @@ class QueuedSend implements SendCompletion {
   }
 }
 
+/** Who binds a LazyEndpoint when its first operation comes (the PeerTable; bindTo or fail answer it). */
+export interface Binder {
+  bindOne(rank: number): void;
+}
+
 export class LazyEndpoint implements Endpoint {
   readonly #rank: number;
-  readonly #planned: RegisteredTransport;
-  readonly #table: PeerTable;
+  readonly #planned: Pick<RegisteredTransport, 'name' | 'attrs'>;
+  readonly #table: Binder;
   #ep: Endpoint | null = null;
   #queue: Array<(ep: Endpoint) => void> = [];
   #failures: Array<(e: Error) => void> = [];
@@ -229,7 +234,7 @@ export class LazyEndpoint implements Endpoint {
   #error: Error | null = null;
   readonly #caps: EndpointCaps;
 
-  constructor(rank: number, planned: RegisteredTransport, table: PeerTable) {
+  constructor(rank: number, planned: Pick<RegisteredTransport, 'name' | 'attrs'>, table: Binder) {
     this.#rank = rank;
     this.#planned = planned;
     this.#table = table;

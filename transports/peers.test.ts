@@ -1,0 +1,82 @@
+/**
+ * A LazyEndpoint (issue 12.4) bound late to a real endpoint (the self
+ * endpoint over a real heap): operations issued before the binding run on it
+ * in their order once it is bound, puts and sends are copies (the caller's
+ * data may change at once), a flush completes the queued puts, and a binding
+ * that fails fails every queued operation and every later one, sends too.
+ */
+import { describe, expect, it } from 'vitest';
+import { AtomicOp, type MessageSink } from './endpoint.js';
+import { LazyEndpoint } from './peers.js';
+import { SelfEndpoint } from './self.js';
+import { dtypeOf } from '../core/codec.js';
+
+const DTYPE_INT32 = dtypeOf(new Int32Array(0));
+
+const PLANNED = { name: 'dsm', attrs: { latency: 4e-5, bandwidth: 1.5e9 } };
+
+function late(): { lazy: LazyEndpoint; asked: number[]; heap: Int32Array; got: Array<[number, number[]]>; self: SelfEndpoint } {
+  const asked: number[] = [];
+  const heap = new ArrayBuffer(1024);
+  const got: Array<[number, number[]]> = [];
+  const sink: MessageSink = { arrived: (_source, tag, _dtype, payload) => void got.push([tag, Array.from(payload as Int32Array)]) };
+  const self = new SelfEndpoint(3, heap, new ArrayBuffer(64), sink);
+  const lazy = new LazyEndpoint(3, PLANNED, { bindOne: (r) => void asked.push(r) });
+  return { lazy, asked, heap: new Int32Array(heap), got, self };
+}
+
+describe('LazyEndpoint', () => {
+  it('names its planned transport and promises no mapping until bound', () => {
+    const { lazy, asked } = late();
+    expect(lazy.name).toBe('dsm');
+    expect(lazy.bound).toBe(false);
+    expect(lazy.map()).toBeNull();
+    expect(lazy.caps.putCompleteOnReturn).toBe(false);
+    expect(lazy.flush()).toBeUndefined();
+    expect(asked).toEqual([]);
+  });
+
+  it('runs what was issued before the binding in order, on copies, once bound', async () => {
+    const { lazy, asked, heap, got, self } = late();
+    const src = Int32Array.of(7, 8);
+    lazy.put(0, src);
+    src.fill(0); // reusable at once: the put took a copy
+    const dst = new Int32Array(2);
+    const read = lazy.get(0, dst);
+    const old = lazy.atomic(AtomicOp.FETCH_ADD, DTYPE_INT32, 4, 5, 0);
+    const msg = Int32Array.of(1, 2, 3);
+    const sent = lazy.send(9, DTYPE_INT32, msg, true);
+    msg.fill(-1);
+    const flushed = lazy.flush();
+    expect(asked).toEqual([3]); // one binding asked for, at the first operation
+    expect(sent.done).toBe(false);
+    expect(heap[0]).toBe(0);
+    lazy.bindTo(self);
+    await Promise.all([read, flushed]);
+    expect(Array.from(dst)).toEqual([7, 8]); // the get ran after the put issued before it
+    expect(await old).toBe(8);
+    expect(Array.from(heap.subarray(0, 2))).toEqual([7, 13]);
+    expect(sent.done).toBe(true);
+    expect(got).toEqual([[9, [1, 2, 3]]]);
+    expect(lazy.bound).toBe(true);
+    expect(lazy.name).toBe(self.name);
+    // Bound: operations go straight through.
+    lazy.put(8, Int32Array.of(42));
+    expect(heap[2]).toBe(42);
+  });
+
+  it('fails every queued operation, and every later one, when the binding fails', async () => {
+    const { lazy } = late();
+    lazy.put(0, Int32Array.of(1));
+    const read = lazy.get(0, new Int32Array(1));
+    const sent = lazy.send(1, DTYPE_INT32, Int32Array.of(1), false);
+    const flushed = lazy.flush();
+    lazy.fail(new Error('rank 3 is unreachable: no route'));
+    await expect(read).rejects.toThrow(/unreachable/);
+    await expect(flushed).rejects.toThrow(/unreachable/);
+    await Promise.resolve();
+    expect(() => sent.done).toThrow(/unreachable/);
+    expect(() => lazy.put(0, Int32Array.of(1))).toThrow(/unreachable/);
+    await expect(lazy.atomic(AtomicOp.FETCH, DTYPE_INT32, 0, 0, 0) as Promise<number>).rejects.toThrow(/unreachable/);
+  });
+});
