@@ -11,17 +11,13 @@
 // then returns how far the collective got; the TypeScript engine finishes it
 // from there (sleeping on the doorbell, driving the rank's progress, reporting
 // hangs). Policy (when to take this path) stays in TypeScript.
-#include "common.h"
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
+#include "words.h"
 #include <cstring>
-#include <vector>
 
 namespace mprun {
 namespace {
+
+using namespace words;
 
 // Bank header words (Int32), as in shm-rounds.ts.
 constexpr int H_KIND = 0;
@@ -54,49 +50,10 @@ struct CollTeam {
   bool allBanks = false;                           // every bank given
 };
 
-inline int32_t Load(const int32_t* w) { return __atomic_load_n(w, __ATOMIC_SEQ_CST); }
-inline void Store(int32_t* w, int32_t v) { __atomic_store_n(w, v, __ATOMIC_SEQ_CST); }
-// ((a - b) | 0) >= 0 of shm-rounds.ts: counters compare modulo 2^32.
-inline bool ModGE(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b)) >= 0; }
-
-inline uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-inline void Relax(bool yields) {
-  if (yields) sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-  else __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  else asm volatile("yield");
-#endif
-}
-
-// Polls `ready` for up to `budgetNs`; whether it held.
-template <typename F>
-bool SpinUntil(const CollTeam& t, F ready, uint64_t budgetNs) {
-  if (ready()) return true;
-  if (budgetNs == 0) return false;
-  const uint64_t end = NowNs() + budgetNs;
-  for (unsigned i = 1;; i++) {
-    Relax(t.yields);
-    if (ready()) return true;
-    if ((i & 31) == 0 && NowNs() >= end) return false;
-  }
-}
-
 // ControlSegment.ring() of every other member: wakes those asleep for `wake`.
 void RingOthers(CollTeam& t, int32_t wake) {
-  for (int j = 0; j < t.size; j++) {
-    if (j == t.me) continue;
-    int32_t* sleeping = t.words + t.sleeping[j];
-    if ((Load(sleeping) & wake) == 0) continue;
-    int32_t* door = t.words + t.door[j];
-    __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, 1, nullptr, nullptr, 0);
-  }
+  for (int j = 0; j < t.size; j++)
+    if (j != t.me) Ring(t.words, t.sleeping[j], t.door[j], wake);
 }
 
 bool AllAcked(const CollTeam& t, int32_t c) {
@@ -118,16 +75,28 @@ void Finish(CollTeam& t, int32_t c) {
 
 size_t BankAt(const CollTeam& t, int32_t c) { return (static_cast<uint32_t>(c) % t.slots) * t.slotBytes; }
 
-CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<CollTeam>>().Data(); }
-
-bool Indices(Napi::Env env, Napi::Value v, int size, std::vector<int32_t>* out) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return false;
-  auto a = v.As<Napi::Int32Array>();
-  if (static_cast<int>(a.ElementLength()) != size) return false;
-  out->assign(a.Data(), a.Data() + size);
-  (void)env;
-  return true;
+// Our slot of round c (at `at` in our bank): its header (shm-rounds.ts writeHeader) and data.
+void WriteSlot(CollTeam& t, size_t at, int32_t kind, int32_t dtype, int32_t op, int32_t root, const uint8_t* data, size_t bytes) {
+  uint8_t* own = t.bank[t.me] + at;
+  int32_t* h = reinterpret_cast<int32_t*>(own);
+  h[H_KIND] = kind;
+  h[H_DTYPE] = dtype;
+  h[H_OP] = op;
+  h[H_ROOT] = root;
+  const double total = static_cast<double>(bytes);
+  std::memcpy(own + H_TOTAL_BYTE, &total, sizeof total);
+  std::memcpy(own + t.headerBytes, data, bytes);
 }
+
+// Whether a member's header says what this member called (op or root -2: not checked).
+bool HeaderIs(const uint8_t* slot, int32_t kind, int32_t dtype, int32_t op, int32_t root, size_t bytes) {
+  const int32_t* h = reinterpret_cast<const int32_t*>(slot);
+  double total;
+  std::memcpy(&total, slot + H_TOTAL_BYTE, sizeof total);
+  return h[H_KIND] == kind && h[H_DTYPE] == dtype && (op == -2 || h[H_OP] == op) && (root == -2 || h[H_ROOT] == root) && total == static_cast<double>(bytes);
+}
+
+CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<CollTeam>>().Data(); }
 
 // collTeam(words: Int32Array, me, ack, data, sleeping, door: Int32Array (per member),
 //          slots, slotBytes, headerBytes, yields) -> handle
@@ -140,7 +109,7 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
   t->me = info[1].As<Napi::Number>().Int32Value();
   int size = static_cast<int>(info[2].IsTypedArray() ? info[2].As<Napi::TypedArray>().ElementLength() : 0);
   t->size = size;
-  bool ok = size > 0 && t->me >= 0 && t->me < size && Indices(env, info[2], size, &t->ack) && Indices(env, info[3], size, &t->data) && Indices(env, info[4], size, &t->sleeping) && Indices(env, info[5], size, &t->door);
+  bool ok = size > 0 && t->me >= 0 && t->me < size && Indices(info[2], size, &t->ack) && Indices(info[3], size, &t->data) && Indices(info[4], size, &t->sleeping) && Indices(info[5], size, &t->door);
   for (int j = 0; ok && j < size; j++) {
     size_t n = words.ElementLength();
     ok = static_cast<size_t>(t->ack[j]) < n && static_cast<size_t>(t->data[j]) < n && static_cast<size_t>(t->sleeping[j]) < n && static_cast<size_t>(t->door[j]) < n;
@@ -178,7 +147,7 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   int32_t c = info[1].As<Napi::Number>().Int32Value();
   uint64_t budget = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
   Finish(*t, c);
-  return Napi::Boolean::New(info.Env(), SpinUntil(*t, [&] { return AllAcked(*t, c); }, budget));
+  return Napi::Boolean::New(info.Env(), SpinUntil([&] { return AllAcked(*t, c); }, budget, t->yields));
 }
 
 // collReduce(handle, c, kind, root, dtype, op, buf: TypedArray, bytes, nRead, spinNs) -> NOT_STARTED,
@@ -212,30 +181,17 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     t->allBanks = true;
   }
 
-  if (!SpinUntil(*t, [&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget)) return Napi::Number::New(env, NOT_STARTED);
+  if (!SpinUntil([&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
-  uint8_t* own = t->bank[t->me] + at;
-  int32_t* h = reinterpret_cast<int32_t*>(own);
-  h[H_KIND] = kind;
-  h[H_DTYPE] = dtype;
-  h[H_OP] = op;
-  h[H_ROOT] = root;
-  double total = static_cast<double>(bytes);
-  std::memcpy(own + H_TOTAL_BYTE, &total, sizeof total);
-  std::memcpy(own + t->headerBytes, mine, bytes);
+  WriteSlot(*t, at, kind, dtype, op, root, mine, bytes);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
   Store(t->words + t->data[t->me], stage1);
   RingOthers(*t, WAKE_SYNC);
 
   if (nRead > 0) {
-    if (!SpinUntil(*t, [&] { return AllPublished(*t, nRead, stage1); }, budget)) return Napi::Number::New(env, PUBLISHED);
-    for (int j = 0; j < nRead; j++) {
-      const uint8_t* b = t->bank[j] + at;
-      const int32_t* hj = reinterpret_cast<const int32_t*>(b);
-      double tj;
-      std::memcpy(&tj, b + H_TOTAL_BYTE, sizeof tj);
-      if (hj[H_KIND] != kind || hj[H_DTYPE] != dtype || hj[H_OP] != op || tj != total || (kind == KIND_REDUCE && hj[H_ROOT] != root)) return Napi::Number::New(env, MISMATCH);
-    }
+    if (!SpinUntil([&] { return AllPublished(*t, nRead, stage1); }, budget, t->yields)) return Napi::Number::New(env, PUBLISHED);
+    for (int j = 0; j < nRead; j++)
+      if (!HeaderIs(t->bank[j] + at, kind, dtype, op, kind == KIND_REDUCE ? root : -2, bytes)) return Napi::Number::New(env, MISMATCH);
     std::memcpy(mine, t->bank[0] + at + t->headerBytes, bytes);
     const size_t n = bytes / bpe;
     for (int j = 1; j < nRead; j++) {
@@ -269,26 +225,15 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
   if (t->me == root) {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
-    if (!SpinUntil(*t, [&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget)) return Napi::Number::New(env, NOT_STARTED);
-    uint8_t* own = t->bank[root] + at;
-    int32_t* h = reinterpret_cast<int32_t*>(own);
-    h[H_KIND] = KIND_BCAST;
-    h[H_DTYPE] = dtype;
-    h[H_OP] = 0;
-    h[H_ROOT] = root;
-    double total = static_cast<double>(bytes);
-    std::memcpy(own + H_TOTAL_BYTE, &total, sizeof total);
-    std::memcpy(own + t->headerBytes, mine, bytes);
+    if (!SpinUntil([&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
+    WriteSlot(*t, at, KIND_BCAST, dtype, 0, root, mine, bytes);
     Store(t->words + t->data[root], stage1);
     RingOthers(*t, WAKE_SYNC);
   } else {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
-    if (!SpinUntil(*t, [&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget)) return Napi::Number::New(env, NOT_STARTED);
+    if (!SpinUntil([&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
     const uint8_t* b = t->bank[root] + at;
-    const int32_t* h = reinterpret_cast<const int32_t*>(b);
-    double total;
-    std::memcpy(&total, b + H_TOTAL_BYTE, sizeof total);
-    if (h[H_KIND] != KIND_BCAST || h[H_ROOT] != root || h[H_DTYPE] != dtype || total != static_cast<double>(bytes)) return Napi::Number::New(env, MISMATCH);
+    if (!HeaderIs(b, KIND_BCAST, dtype, -2, root, bytes)) return Napi::Number::New(env, MISMATCH);
     std::memcpy(mine, b + t->headerBytes, bytes);
   }
   Finish(*t, c);

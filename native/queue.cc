@@ -8,17 +8,13 @@
 // leaves alone) and the two interleave freely. Why native: README, "Cold and
 // steady" (the TypeScript steps cost several microseconds a message until V8
 // has compiled them, and their compilation stalls the peer that waits).
-#include "common.h"
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
+#include "words.h"
 #include <cstring>
-#include <vector>
 
 namespace mprun {
 namespace {
+
+using namespace words;
 
 constexpr int32_t KIND_EAGER = 1;
 constexpr int32_t HEADER = 32;
@@ -44,26 +40,10 @@ struct Queues {
   std::vector<int32_t> worldOf;  // world rank of each local participant (-1: the gateway, whose records carry their origin)
 };
 
-inline int32_t Load(const int32_t* w) { return __atomic_load_n(w, __ATOMIC_SEQ_CST); }
-inline void Store(int32_t* w, int32_t v) { __atomic_store_n(w, v, __ATOMIC_SEQ_CST); }
-inline int32_t Sub(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b)); }
-inline int32_t Add(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b)); }
 inline int32_t RecordBytes(int32_t payload) { return (HEADER + payload + CELL - 1) & ~(CELL - 1); }
 
-inline uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // ControlSegment.ring(r, WAKE_MESSAGE).
-void Ring(Queues& q, int r) {
-  int32_t* sleeping = q.words + q.sleeping[r];
-  if ((Load(sleeping) & WAKE_MESSAGE) == 0) return;
-  int32_t* door = q.words + q.door[r];
-  __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
+void Ring(Queues& q, int r) { words::Ring(q.words, q.sleeping[r], q.door[r], WAKE_MESSAGE); }
 
 // queue.ts #reserve: the byte offset of the record's header, or -1 when dest's queue has no room now.
 int64_t Reserve(Queues& q, int dest, int32_t payload) {
@@ -112,14 +92,6 @@ void Advance(Queues& q, int32_t head) {
 
 Queues* Of(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<Queues>>().Data(); }
 
-bool Ints(Napi::Value v, size_t n, std::vector<int32_t>* out) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return false;
-  auto a = v.As<Napi::Int32Array>();
-  if (a.ElementLength() != n) return false;
-  out->assign(a.Data(), a.Data() + n);
-  return true;
-}
-
 // queueOpen(words: Int32Array, me, ringBytes, ring, tail, head, want, sleeping, door: Int32Array
 //           (per participant), headSeen: Int32Array, state: Int32Array(1)) -> handle
 Napi::Value Open(const Napi::CallbackInfo& info) {
@@ -133,7 +105,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   q->cap = info[2].As<Napi::Number>().Uint32Value();
   size_t p = info[3].IsTypedArray() ? info[3].As<Napi::TypedArray>().ElementLength() : 0;
   q->participants = static_cast<int>(p);
-  bool ok = p > 0 && q->me >= 0 && q->me < q->participants && q->cap >= 4096 && (q->cap & (q->cap - 1)) == 0 && Ints(info[3], p, &q->ring) && Ints(info[4], p, &q->tail) && Ints(info[5], p, &q->head) && Ints(info[6], p, &q->want) && Ints(info[7], p, &q->sleeping) && Ints(info[8], p, &q->door);
+  bool ok = p > 0 && q->me >= 0 && q->me < q->participants && q->cap >= 4096 && (q->cap & (q->cap - 1)) == 0 && Indices(info[3], p, &q->ring) && Indices(info[4], p, &q->tail) && Indices(info[5], p, &q->head) && Indices(info[6], p, &q->want) && Indices(info[7], p, &q->sleeping) && Indices(info[8], p, &q->door);
   const size_t nwords = words.ElementLength();
   for (size_t r = 0; ok && r < p; r++) {
     ok = static_cast<size_t>(q->tail[r]) < nwords && static_cast<size_t>(q->head[r]) < nwords && static_cast<size_t>(q->want[r]) < nwords && static_cast<size_t>(q->sleeping[r]) < nwords && static_cast<size_t>(q->door[r]) < nwords && q->ring[r] >= 0 && static_cast<size_t>(q->ring[r]) + q->cap <= nwords * 4;
@@ -228,9 +200,7 @@ Napi::Value RecvInto(const Napi::CallbackInfo& info) {
       if (budget == 0) return Napi::Number::New(env, EMPTY);
       if (i == 0) end = NowNs() + budget;
       else if ((i & 31) == 0 && NowNs() >= end) return Napi::Number::New(env, EMPTY);
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
+      Relax(false);
       continue;
     }
     const int32_t rtag = w[1];

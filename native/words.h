@@ -1,0 +1,71 @@
+// The node control segment's words as native code uses them (native/coll.cc,
+// native/queue.cc), with the semantics of transports/shm/control.ts: seq_cst
+// loads and stores as JavaScript's Atomics, counters compared modulo 2^32, and
+// doorbells rung as ControlSegment.ring() rings them.
+#pragma once
+#include "common.h"
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <vector>
+
+namespace mprun::words {
+
+inline int32_t Load(const int32_t* w) { return __atomic_load_n(w, __ATOMIC_SEQ_CST); }
+inline void Store(int32_t* w, int32_t v) { __atomic_store_n(w, v, __ATOMIC_SEQ_CST); }
+// (a - b) | 0 and (a + b) | 0 of JavaScript.
+inline int32_t Sub(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b)); }
+inline int32_t Add(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b)); }
+// ((a - b) | 0) >= 0: a counter at or past b.
+inline bool ModGE(int32_t a, int32_t b) { return Sub(a, b) >= 0; }
+
+inline uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// One turn of a polling loop: give the core away when ranks outnumber cores, else a pause.
+inline void Relax(bool yields) {
+  if (yields) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+  else __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  else asm volatile("yield");
+#endif
+}
+
+// Polls `ready` for up to `budgetNs`; whether it held.
+template <typename F>
+bool SpinUntil(F ready, uint64_t budgetNs, bool yields) {
+  if (ready()) return true;
+  if (budgetNs == 0) return false;
+  const uint64_t end = NowNs() + budgetNs;
+  for (unsigned i = 1;; i++) {
+    Relax(yields);
+    if (ready()) return true;
+    if ((i & 31) == 0 && NowNs() >= end) return false;
+  }
+}
+
+// ControlSegment.ring(): wakes the rank whose sleeping and door words these are if it sleeps for `wake`.
+inline void Ring(int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32_t wake) {
+  int32_t* sleeping = words + sleepingIndex;
+  if ((Load(sleeping) & wake) == 0) return;
+  int32_t* door = words + doorIndex;
+  __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+// An Int32Array of exactly n word indices, copied into `out`; false for anything else.
+inline bool Indices(Napi::Value v, size_t n, std::vector<int32_t>* out) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return false;
+  auto a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() != n) return false;
+  out->assign(a.Data(), a.Data() + n);
+  return true;
+}
+
+}  // namespace mprun::words
