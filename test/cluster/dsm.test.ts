@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { app, root, runMprun } from '../helpers.js';
 import { clusterUnavailable } from '../../bench/cluster.js';
 import { useCluster } from './suite.js';
+import { DSM_VERSION } from '../../transports/dsm/frames.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cross-node runtime tests skipped: ${why}`);
@@ -64,7 +65,7 @@ describe.skipIf(why !== null)('the runtime across nodes (dsm)', () => {
     expect(r.stdout).toContain('intruder authenticated, then closed: put to no such rank');
     expect(r.stdout.match(/rank \d done/g)).toHaveLength(4);
     expect(r.stderr).toMatch(/mprun agent on node1: closed a data connection from [\d.]+: wrong job secret/);
-    expect(r.stderr).toMatch(/closed a data connection .*: dsm frame version \d+, expected 1/);
+    expect(r.stderr).toMatch(new RegExp(`closed a data connection .*: dsm frame version 99, expected ${DSM_VERSION}`));
     expect(r.stderr).toMatch(/closed a data connection .*: first frame was PUT, not AUTH/);
     expect(r.stderr).toMatch(/closed a data connection .*\(rank 0\): PUT of \[1099511627776, 1099511627784\) is outside rank 0's heap/);
     expect(r.stderr).toMatch(/closed a data connection .*\(rank 0\): PUT for rank 9, which is not on this node/);
