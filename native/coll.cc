@@ -48,13 +48,12 @@ struct CollTeam {
   std::vector<int32_t> ack, data, sleeping, door;  // word indices per member
   std::vector<uint8_t*> bank;                      // members' scratch for this team (null until given)
   bool allBanks = false;                           // every bank given
+  // A round every member is known to have acked, from what this member saw: a
+  // member that published round r (or acked it) has acked every round before.
+  // Spares the bank-free check its loads of every member's ack line.
+  bool knowsAcked = false;
+  int32_t acked = 0;
 };
-
-// ControlSegment.ring() of every other member: wakes those asleep for `wake`.
-void RingOthers(CollTeam& t, int32_t wake) {
-  for (int j = 0; j < t.size; j++)
-    if (j != t.me) Ring(t.words, t.sleeping[j], t.door[j], wake);
-}
 
 bool AllAcked(const CollTeam& t, int32_t c) {
   for (int j = 0; j < t.size; j++)
@@ -66,6 +65,26 @@ bool AllPublished(const CollTeam& t, int n, int32_t value) {
   for (int j = 0; j < n; j++)
     if (!ModGE(Load(t.words + t.data[j]), value)) return false;
   return true;
+}
+
+void SawAcked(CollTeam& t, int32_t r) {
+  if (!t.knowsAcked || ModGE(r, t.acked)) t.acked = r;
+  t.knowsAcked = true;
+}
+
+// Round c's slot is free: every member acked the round that used it last.
+bool BankFree(CollTeam& t, int32_t c, uint64_t budget) {
+  const int32_t last = Sub(c, static_cast<int32_t>(t.slots));
+  if (t.knowsAcked && ModGE(t.acked, last)) return true;
+  if (!SpinUntil([&] { return AllAcked(t, last); }, budget, t.yields)) return false;
+  SawAcked(t, last);
+  return true;
+}
+
+// ControlSegment.ring() of every other member: wakes those asleep for `wake`.
+void RingOthers(CollTeam& t, int32_t wake) {
+  for (int j = 0; j < t.size; j++)
+    if (j != t.me) Ring(t.words, t.sleeping[j], t.door[j], wake);
 }
 
 void Finish(CollTeam& t, int32_t c) {
@@ -147,7 +166,9 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   int32_t c = info[1].As<Napi::Number>().Int32Value();
   uint64_t budget = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
   Finish(*t, c);
-  return Napi::Boolean::New(info.Env(), SpinUntil([&] { return AllAcked(*t, c); }, budget, t->yields));
+  if (!SpinUntil([&] { return AllAcked(*t, c); }, budget, t->yields)) return Napi::Boolean::New(info.Env(), false);
+  SawAcked(*t, c);
+  return Napi::Boolean::New(info.Env(), true);
 }
 
 // collReduce(handle, c, kind, root, dtype, op, buf: TypedArray, bytes, nRead, spinNs) -> NOT_STARTED,
@@ -181,7 +202,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     t->allBanks = true;
   }
 
-  if (!SpinUntil([&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
+  if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
   WriteSlot(*t, at, kind, dtype, op, root, mine, bytes);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
@@ -190,6 +211,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 
   if (nRead > 0) {
     if (!SpinUntil([&] { return AllPublished(*t, nRead, stage1); }, budget, t->yields)) return Napi::Number::New(env, PUBLISHED);
+    if (nRead == t->size) SawAcked(*t, Sub(c, 1));
     for (int j = 0; j < nRead; j++)
       if (!HeaderIs(t->bank[j] + at, kind, dtype, op, kind == KIND_REDUCE ? root : -2, bytes)) return Napi::Number::New(env, MISMATCH);
     std::memcpy(mine, t->bank[0] + at + t->headerBytes, bytes);
@@ -225,7 +247,7 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
   if (t->me == root) {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
-    if (!SpinUntil([&] { return AllAcked(*t, c - static_cast<int32_t>(t->slots)); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
+    if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
     WriteSlot(*t, at, KIND_BCAST, dtype, 0, root, mine, bytes);
     Store(t->words + t->data[root], stage1);
     RingOthers(*t, WAKE_SYNC);
