@@ -48,8 +48,10 @@ describe.skipIf(why !== null)('the runtime across nodes over UCX (--net ucx)', (
 
   // A target asleep in a wait held every put's quiet, message and memory flag for its 20 ms
   // slice (1,500 rounds of each: about 100 s); woken by the progress thread, a few seconds.
+  // --bind-to none: namespace nodes share this machine's cores, and a binding per node puts
+  // both ranks on core 0 (README, "Across nodes again"), which makes every round a turn of it.
   it('a rank asleep in recv or waitUntil does not hold up puts, quiet and messages through it', async () => {
-    const r = await runMprun(['--host', 'node1:1,node2:1', '--net', 'ucx', ...UCX_ENV, app('ucx-wake.ts')], { env: c.env, killAfterMs: 45_000 });
+    const r = await runMprun(['--host', 'node1:1,node2:1', '--bind-to', 'none', '--net', 'ucx', ...UCX_ENV, app('ucx-wake.ts')], { env: c.env, killAfterMs: 45_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').sort()).toEqual(['ucx-wake ok 0', 'ucx-wake ok 1']);
