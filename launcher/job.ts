@@ -322,7 +322,12 @@ class JobController {
   #nodeLost(node: number, why: string): void {
     const l = this.#links[node]!;
     if (l.live <= 0) return;
-    if (!this.#rules.aborting) this.#abort(`node ${this.#plans[node]!.host} lost: ${why}; aborting the job`, 1, 'SIGKILL');
+    // The ranks that ran there are named too (as runs, so a node of 64 ranks is a few
+    // characters): the surviving ranks were blocked in collectives or transfers with them,
+    // and the user reading this must know whose data never came.
+    const plan = this.#plans[node]!;
+    const ranks = `rank${plan.ranks.length === 1 ? '' : 's'} ${encodeLayout([plan.ranks]).replace(/,/g, ', ')}`;
+    if (!this.#rules.aborting) this.#abort(`node ${plan.host} lost: ${why}; ${ranks} ran there; aborting the job`, 1, 'SIGKILL');
     for (const rank of this.#plans[node]!.ranks) if (!this.#rules.ranks[rank]!.exited) this.#rankExited(rank, -1, null, 'SIGKILL');
   }
 

@@ -1,0 +1,84 @@
+/**
+ * A node lost in the middle of collectives (issue 12, "bad input"): every rank
+ * loops barriers, 8-byte and 1 MiB allreduces and broadcasts across the two
+ * nodes (test/apps/coll-loop.ts) over --net tcp and --net ucx, and node2's
+ * agent is SIGKILLed or its veth taken down. mprun must exit non-zero within
+ * seconds naming node2, and nothing may stay on any node (useCluster's
+ * afterEach: processes and /dev/shm files).
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { app, eventually, runMprun } from '../helpers.js';
+import { clusterUnavailable } from '../../bench/cluster.js';
+import { query } from '../../transports/ucx/index.js';
+import { useCluster } from './suite.js';
+
+const why = clusterUnavailable();
+if (why !== null) console.log(`node-lost-mid-collective tests skipped: ${why}`);
+const noUcx = query().available ? null : `UCX is not usable: ${query().reason}`;
+if (why === null && noUcx !== null) console.log(`node-lost-mid-collective tests over UCX skipped: ${noUcx}`);
+
+/** Between namespace nodes UCX must take the veth link (as in ucx.test.ts). */
+const NETS: Array<{ net: string; args: string[]; skip: boolean }> = [
+  { net: 'tcp', args: ['--net', 'tcp'], skip: false },
+  { net: 'ucx', args: ['--net', 'ucx', '-x', 'UCX_TLS=tcp', '-x', 'UCX_NET_DEVICES=eth0'], skip: noUcx !== null },
+];
+
+/**
+ * This job's rank processes anywhere on the machine (the nodes' PID namespaces
+ * are visible from here). Ranks run as bundles named after the app
+ * (coll-loop.<hash>.rank.mjs), which clusterLeftovers' pattern does not match.
+ */
+function loopRanks(): string[] {
+  const r = spawnSync('pgrep', ['-af', 'coll-loop\\.[0-9a-f]+\\.rank\\.'], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter((l) => l.trim() !== '');
+}
+
+describe.skipIf(why !== null)('a node lost in the middle of collectives', () => {
+  const c = useCluster(async () => {
+    await eventually(() => loopRanks().length === 0, 5000);
+    expect(loopRanks()).toEqual([]);
+  });
+
+  /** Runs coll-loop.ts and calls `fault` once every rank loops (and a little later, so collectives are in flight). */
+  const loopAndFault = (args: string[], fault: () => void): Promise<{ code: number | null; stderr: string; ms: number; faulted: boolean; afterFault: number }> => {
+    let faulted = false;
+    let at = 0;
+    return runMprun(['--hostfile', c.cluster.hostfile, ...args, app('coll-loop.ts')], {
+      env: c.env,
+      killAfterMs: 50_000,
+      onStdout: (text) => {
+        if (!faulted && (text.match(/looping collectives/g) ?? []).length === 4) {
+          faulted = true;
+          setTimeout(() => {
+            at = Date.now();
+            fault();
+          }, 500);
+        }
+      },
+    }).then((r) => ({ ...r, faulted, afterFault: Date.now() - at }));
+  };
+
+  for (const { net, args, skip } of NETS) {
+    it.skipIf(skip)(`--net ${net}: node2's agent SIGKILLed mid-collective aborts the job in seconds naming node2`, async () => {
+      const r = await loopAndFault(args, () => c.onNode('node2', "pkill -KILL -f '[m]prun.js --agent'"));
+      expect(r.faulted, r.stderr).toBe(true);
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toMatch(/mprun: node node2 lost: its agent disconnected; ranks 2-3 ran there; aborting the job/);
+      // The node is the cause: not a surviving rank's failure, nor errors of ranks stopped by the abort.
+      expect(r.stderr).not.toMatch(/rank \d+ \(pid|Error/);
+      expect(r.afterFault, r.stderr).toBeLessThan(10_000);
+    }, 60_000);
+
+    it.skipIf(skip)(`--net ${net}: node2's network cut mid-collective aborts the job in seconds naming node2`, async () => {
+      const veth = `${c.cluster.nodes[1]!.netns.replace(/n2$/, '')}v2`;
+      const r = await loopAndFault(args, () => spawnSync('ip', ['link', 'set', veth, 'down']));
+      spawnSync('ip', ['link', 'set', veth, 'up']);
+      expect(r.faulted, r.stderr).toBe(true);
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toMatch(/mprun: node node2 lost: no heartbeat for 3000 ms \(network or node down\); ranks 2-3 ran there; aborting the job/);
+      expect(r.stderr).not.toMatch(/rank \d+ \(pid|Error/);
+      expect(r.afterFault, r.stderr).toBeLessThan(10_000);
+    }, 60_000);
+  }
+});
