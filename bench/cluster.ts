@@ -161,7 +161,11 @@ export function onNode(cluster: Cluster, node: string, cmd: string): string {
   return spawnSync('ssh', ['-F', cluster.sshConfig, '-T', '-oBatchMode=yes', node, cmd], { encoding: 'utf8' }).stdout.trim();
 }
 
-/** What mprun left on any node: its agents and ranks still running, its files in /dev/shm. */
+/**
+ * What mprun left on any node: its agents and ranks still running, its files in /dev/shm.
+ * Ranks of a .ts app run as the job's bundle (<app>.<hash>.rank.mjs), not through
+ * rank-main.js: both are looked for ([.] keeps pgrep from matching its own shell).
+ */
 export function clusterLeftovers(cluster: Cluster): string[] {
-  return cluster.nodes.flatMap((n) => onNode(cluster, n.name, "pgrep -af '[m]prun.js --agent|[r]ank-main.js' || true; ls /dev/shm | grep -i mprun || true").split('\n').filter((l) => l.trim() !== ''));
+  return cluster.nodes.flatMap((n) => onNode(cluster, n.name, "pgrep -af '[m]prun.js --agent|[r]ank-main.js|[.]rank[.][mc]js' || true; ls /dev/shm | grep -i mprun || true").split('\n').filter((l) => l.trim() !== ''));
 }
