@@ -47,7 +47,6 @@ struct CollTeam {
   bool yields;  // ranks outnumber cores: give the core away while spinning
   std::vector<int32_t> ack, data, sleeping, door;  // word indices per member
   std::vector<uint8_t*> bank;                      // members' scratch for this team (null until given)
-  bool allBanks = false;                           // every bank given
   // A round every member is known to have acked, from what this member saw: a
   // member that published round r (or acked it) has acked every round before.
   // Spares the bank-free check its loads of every member's ack line.
@@ -75,7 +74,9 @@ void SawAcked(CollTeam& t, int32_t r) {
 // Round c's slot is free: every member acked the round that used it last.
 bool BankFree(CollTeam& t, int32_t c, uint64_t budget) {
   const int32_t last = Sub(c, static_cast<int32_t>(t.slots));
-  if (t.knowsAcked && ModGE(t.acked, last)) return true;
+  // Trusted only while recent: counters compare modulo 2^32, so a remembered round
+  // 2^31 rounds old (a team on the TypeScript path that long) would pass for a new one.
+  if (t.knowsAcked && ModGE(t.acked, last) && Sub(c, t.acked) >= 0 && Sub(c, t.acked) < (1 << 30)) return true;
   if (!SpinUntil([&] { return AllAcked(t, last); }, budget, t.yields)) return false;
   SawAcked(t, last);
   return true;
@@ -164,7 +165,7 @@ Napi::Value Bank(const Napi::CallbackInfo& info) {
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
   CollTeam* t = TeamOf(info);
   int32_t c = info[1].As<Napi::Number>().Int32Value();
-  uint64_t budget = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
+  uint64_t budget = BudgetNs(info[2].As<Napi::Number>().DoubleValue());
   Finish(*t, c);
   if (!SpinUntil([&] { return AllAcked(*t, c); }, budget, t->yields)) return Napi::Boolean::New(info.Env(), false);
   SawAcked(*t, c);
@@ -193,14 +194,13 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   if (!TypedOf(env, info[6], &type, &count, &mine)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: buf must be a typed array");
   size_t bytes = static_cast<size_t>(info[7].As<Napi::Number>().Int64Value());
   int nRead = info[8].As<Napi::Number>().Int32Value();
-  uint64_t budget = static_cast<uint64_t>(info[9].As<Napi::Number>().DoubleValue());
+  uint64_t budget = BudgetNs(info[9].As<Napi::Number>().DoubleValue());
   const size_t bpe = ElementBytes(type);
   if (nRead < 0 || nRead > t->size || bytes > count * bpe || bytes % bpe != 0 || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
-  if (!t->allBanks) {
-    for (int j = 0; j < t->size; j++)
-      if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
-    t->allBanks = true;
-  }
+  // Our bank (we write there) and the banks of the members we read.
+  for (int j = 0; j < nRead; j++)
+    if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
+  if (t->bank[t->me] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: this member's bank is not mapped");
 
   if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
@@ -241,7 +241,7 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   uint8_t* mine = nullptr;
   if (!TypedOf(env, info[4], &type, &count, &mine)) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: buf must be a typed array");
   size_t bytes = static_cast<size_t>(info[5].As<Napi::Number>().Int64Value());
-  uint64_t budget = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue());
+  uint64_t budget = BudgetNs(info[6].As<Napi::Number>().DoubleValue());
   if (root < 0 || root >= t->size || bytes > count * ElementBytes(type) || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: out of the team's layout");
   const size_t at = BankAt(*t, c);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);

@@ -68,7 +68,7 @@ export interface NativeBinding {
   fence(): void;
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */
   reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
-  /** A team's small collectives in native code (native/coll.cc; runtime/coll/shm-fast.ts drives them). */
+  /** A team's small collectives in native code (native/coll.cc; runtime/coll/shm.ts and shm-reduce.ts drive them). */
   collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean): CollTeamHandle;
   collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
   collBarrier(team: CollTeamHandle, round: number, spinNs: number): boolean;

@@ -179,7 +179,7 @@ Napi::Value RecvInto(const Napi::CallbackInfo& info) {
   int32_t dtype = info[3].As<Napi::Number>().Int32Value();
   int32_t source = info[4].As<Napi::Number>().Int32Value();
   int32_t tag = info[5].As<Napi::Number>().Int32Value();
-  uint64_t budget = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue());
+  uint64_t budget = BudgetNs(info[6].As<Napi::Number>().DoubleValue());
   if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[7].As<Napi::TypedArray>().ElementLength() < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
   auto out = info[7].As<Napi::Int32Array>();
   const int64_t base = q->ring[q->me];

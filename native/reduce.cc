@@ -14,10 +14,12 @@ namespace {
 enum Op { SUM = 1, PROD, MIN, MAX, BAND, BOR, BXOR, LAND, LOR };
 
 // Integers are added and multiplied as unsigned (wrap-around, no UB); floats as they are.
+// Types narrower than int as unsigned int: uint16_t * uint16_t would promote to (signed)
+// int and overflow.
 template <typename T, bool = std::is_integral_v<T>>
 struct Arith { using type = T; };
 template <typename T>
-struct Arith<T, true> { using type = std::make_unsigned_t<T>; };
+struct Arith<T, true> { using type = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>; };
 template <typename T>
 using Wide = typename Arith<T>::type;
 

@@ -56,8 +56,11 @@ inline void Ring(int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32
   if ((Load(sleeping) & wake) == 0) return;
   int32_t* door = words + doorIndex;
   __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
+
+// A poll budget from JavaScript, in nanoseconds: anything not positive (NaN too) polls once.
+inline uint64_t BudgetNs(double ns) { return ns > 0 ? static_cast<uint64_t>(ns < 1e18 ? ns : 1e18) : 0; }
 
 // An Int32Array of exactly n word indices, copied into `out`; false for anything else.
 inline bool Indices(Napi::Value v, size_t n, std::vector<int32_t>* out) {

@@ -220,6 +220,12 @@ export class Team {
     return `${kind} on ${team} (as its rank ${this.rank} of ${this.size})`;
   }
 
+  /** As #fail, for a fast path (it may have taken its round): the error, for the caller to reject with. */
+  #failed(e: unknown): Error {
+    this.#broken ??= e instanceof Error ? e : new Error(String(e));
+    return e instanceof Error ? e : new Error(String(e));
+  }
+
   /** A collective that failed half-way leaves the team's rounds out of step: later ones fail too. */
   #fail(e: unknown): never {
     this.#broken ??= e instanceof Error ? e : new Error(String(e));
@@ -245,7 +251,13 @@ export class Team {
    */
   barrier(): Promise<void> {
     const fast = this.#fast;
-    if (fast !== null && this.#mayRunFast() && fast.tryBarrier(this.#ctx.fastPollNs)) return RESOLVED;
+    if (fast !== null && this.#mayRunFast()) {
+      try {
+        if (fast.tryBarrier(this.#ctx.fastPollNs)) return RESOLVED;
+      } catch (e) {
+        return Promise.reject(this.#failed(e));
+      }
+    }
     return this.#run('barrier', () => this.#engine.barrier());
   }
 
@@ -280,7 +292,13 @@ export class Team {
     const bad = this.#badRoot(root);
     if (bad !== null) return Promise.reject(bad);
     const fast = this.#fast;
-    if (fast !== null && isTypedArray(data) && this.#mayRunFast() && fast.tryBcast(data, root, this.#ctx.fastPollNs)) return Promise.resolve(data);
+    if (fast !== null && isTypedArray(data) && this.#mayRunFast()) {
+      try {
+        if (fast.tryBcast(data, root, this.#ctx.fastPollNs)) return Promise.resolve(data);
+      } catch (e) {
+        return Promise.reject(this.#failed(e));
+      }
+    }
     return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
 
@@ -328,12 +346,17 @@ export class Team {
     }
     const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
     try {
-      // The fast path checks the operator on the array's type (once per pair) before it starts.
-      const fast = this.#fast;
-      if (fast !== null && this.#mayRunFast() && fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
       checkOp(op, arr.constructor);
     } catch (e) {
       return Promise.reject(e);
+    }
+    const fast = this.#fast;
+    if (fast !== null && this.#mayRunFast()) {
+      try {
+        if (fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
+      } catch (e) {
+        return Promise.reject(this.#failed(e));
+      }
     }
     return this.#run(kind === KIND.reduce ? 'reduce' : kind === KIND.allreduce ? 'allreduce' : 'scan', () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }

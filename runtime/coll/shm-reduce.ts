@@ -13,7 +13,7 @@ import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import type { ShmRounds } from './shm-rounds.js';
 import { TypedViews } from '../../transports/shm/views.js';
-import { native, type CollTeamHandle } from '../../native/index.js';
+import { native } from '../../native/index.js';
 
 /** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
 export const ALLREDUCE_FLAT_BYTES = 16 * 1024;
@@ -42,7 +42,6 @@ export class ShmReductions {
   /** A round tryReduce() began (its number, and how far it got) for reduce() to finish. */
   #begun: { c: number; stage: number } | null = null;
   readonly #native = native();
-  #team: CollTeamHandle | null = null;
   #fastBytes: number | null = null;
   #staging: TypedViews | null = null;
   /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
@@ -84,10 +83,12 @@ export class ShmReductions {
     const stage = (this.#staging ??= new TypedViews(new ArrayBuffer(this.#fastBytes))).of(Ctor);
     const n = buf.length;
     copyElements(stage, 0, buf, 0, n);
-    const c = b.next();
     const me = b.layout.me;
     const nRead = kind === KIND.scan ? me + 1 : kind !== KIND.reduce || me === root ? b.layout.size : 0;
-    const r = this.#native.collReduce(this.#team ?? (this.#team = b.native('all')), c, kind, root, dtype, code, stage, buf.byteLength, nRead, ns);
+    // Everything that can throw before the round is taken: a failure leaves the rounds in step.
+    const team = b.native(nRead, me);
+    const c = b.next();
+    const r = this.#native.collReduce(team, c, kind, root, dtype, code, stage, buf.byteLength, nRead, ns);
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
       return true;

@@ -142,11 +142,12 @@ export class ShmRounds {
 
   /**
    * This member's team in native/coll.cc (the barrier and small reductions and
-   * broadcasts at native speed), made on first use; `banks`: the members whose
-   * scratch it reads (mapped and given to it the first time: all of them for a
-   * reduction, the root's for a broadcast), as the steps map only what they read.
+   * broadcasts at native speed), made on first use, with the banks its next
+   * collective touches given to it: members 0..readers-1 (whose contributions it
+   * reads) and `also` (-1: none; our own where we write, the root's for a
+   * broadcast), mapped the first time, as the steps map only what they read.
    */
-  native(banks: 'none' | 'all' | number): CollTeamHandle {
+  native(readers: number, also: number): CollTeamHandle {
     const t = this.layout;
     if (this.#native === null) {
       const { ctrl } = t;
@@ -154,13 +155,12 @@ export class ShmRounds {
       this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true);
       this.#nativeBanks = new Uint8Array(t.size);
     }
-    if (banks === 'all') for (let j = 0; j < t.size; j++) this.#giveBank(j);
-    else if (banks !== 'none') this.#giveBank(banks);
+    for (let j = 0; j < readers; j++) if (this.#nativeBanks[j] === 0) this.#giveBank(j);
+    if (also >= 0 && this.#nativeBanks[also] === 0) this.#giveBank(also);
     return this.#native;
   }
 
   #giveBank(j: number): void {
-    if (this.#nativeBanks[j] !== 0) return;
     native().collBank(this.#native!, j, this.u8(j));
     this.#nativeBanks[j] = 1;
   }

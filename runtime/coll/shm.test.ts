@@ -20,6 +20,8 @@ const CHUNK = 32 * 1024;
 
 interface Node {
   members: ShmCollectives[];
+  /** The control words: acks at n.., data at 2n.., doorbells at 3n.., sleeping words at 4n.. . */
+  i32: Int32Array;
   /** Per member, which members' arenas it mapped. */
   mapped: Array<Set<number>>;
   rings: Array<{ to: number; wake: number }>;
@@ -52,7 +54,7 @@ function node(n: number, opts: { bank?: number; chunk?: number; slot?: number } 
         chunkBytes: opts.chunk ?? CHUNK,
       }),
   );
-  return { members, mapped, rings };
+  return { members, mapped, rings, i32 };
 }
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown } | { ok: null };
@@ -448,6 +450,33 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     );
     const errors = outcomes.flatMap((o) => (o.ok === false ? [o.error as Error] : []));
     expect(errors.map((e) => e.message).join('\n')).toMatch(/broadcasts 8 bytes of Float32Array into this rank's Float32Array of 12 bytes/);
+  });
+
+  it('a fast path polls its budget, then leaves the round to the steps; it rings sleepers; one that cannot fit a slot takes no round', () => {
+    const nd = node(3, { bank: 64 * 1024, chunk: 4096 });
+    const [a, b, c] = nd.members as [ShmCollectives, ShmCollectives, ShmCollectives];
+    // Member 0 alone: a barrier and an allreduce poll 200 us in vain and return undone.
+    const t0 = performance.now();
+    expect(a.tryBarrier(200_000)).toBe(false);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(0.15);
+    // Member 2 asleep for acks: member 1's native arrival rings its doorbell (and clears its sleeping word).
+    const n = 3;
+    Atomics.store(nd.i32, 4 * n + 2, WAKE_ACK);
+    const door = Atomics.load(nd.i32, 3 * n + 2);
+    const sims = new Sim([a.barrier(), viaFast(() => b.tryBarrier(0), () => b.barrier(), () => undefined), c.barrier()]);
+    expect(sims.settle().map((o) => o.ok)).toEqual([true, true, true]);
+    expect([Atomics.load(nd.i32, 3 * n + 2), Atomics.load(nd.i32, 4 * n + 2)]).toEqual([door + 1, 0]);
+    // A broadcast larger than a slot (capacity under 16 KiB here) is not the fast path's: no round taken.
+    const big = new Float64Array(1500); // 12,000 bytes: under 16 KiB, over this layout's slot
+    expect(big.byteLength).toBeLessThan(ALLREDUCE_FLAT_BYTES);
+    expect(c.tryBcast(big, 2, 0)).toBe(false);
+    const got = run(nd, function* (e, me) {
+      const buf = me === 2 ? Float64Array.from({ length: 1500 }, (_, i) => i) : new Float64Array(1500);
+      yield* e.bcast(buf, 2);
+      yield* e.barrier();
+      return buf[1499];
+    });
+    expect(got).toEqual([1499, 1499, 1499]);
   });
 
   it('many small allreduces in a row reuse the banks safely; a larger one takes the steps; a mismatch is named', () => {

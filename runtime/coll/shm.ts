@@ -64,8 +64,9 @@ export class ShmCollectives implements CollectiveEngine {
    * is done. If not, this member has arrived, and barrier() waits for the rest.
    */
   tryBarrier(ns: number): boolean {
+    const team = this.#team ?? (this.#team = this.#b.native(0, -1));
     const c = this.#b.next();
-    if (this.#native.collBarrier(this.#team ?? (this.#team = this.#b.native('none')), c, ns)) return true;
+    if (this.#native.collBarrier(team, c, ns)) return true;
     this.#arrived = c;
     return false;
   }
@@ -88,14 +89,17 @@ export class ShmCollectives implements CollectiveEngine {
   tryBcast(buf: TypedArray, root: number, ns: number): boolean {
     // Typed arrays as the steps move them (not Buffers nor subclasses: those go as msgpack).
     const dtype = dtypeOf(buf);
-    if (!isTyped(buf) || dtype === DTYPE_MSGPACK || buf.byteLength > ALLREDUCE_FLAT_BYTES) return false;
     const b = this.#b;
+    // One round: what one slot carries (the steps would take several beyond it).
+    if (!isTyped(buf) || dtype === DTYPE_MSGPACK || buf.byteLength > Math.min(ALLREDUCE_FLAT_BYTES, b.capacity)) return false;
     const stage = (this.#staging ??= new TypedViews(new ArrayBuffer(ALLREDUCE_FLAT_BYTES))).of(moveCtor(dtype));
     const me = b.layout.me;
     // Through a staging array, as reductions (shm-reduce.ts): no V8 heap array handed to native code.
     if (me === root) (stage as Float64Array).set(buf as Float64Array);
+    // Everything that can throw before the round is taken: a failure leaves the rounds in step.
+    const team = b.native(0, root);
     const c = b.next();
-    const r = this.#native.collBcast(b.native(root), c, root, dtype, stage, buf.byteLength, ns);
+    const r = this.#native.collBcast(team, c, root, dtype, stage, buf.byteLength, ns);
     if (r !== DONE) {
       this.#bcastRound = c;
       return false;
