@@ -81,6 +81,8 @@ export class Team {
   readonly #fast: ShmCollectives | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #inFlight = 0;
+  /** Collectives called while others were in flight, waiting their turn on #tail. */
+  #queued = 0;
   #broken: Error | null = null;
   readonly #slot: number;
   /** Network partners of this member (world ranks), and their binding while it is under way. */
@@ -143,15 +145,22 @@ export class Team {
    * steps at once, polling briefly at each wait; a collective that completes
    * so (the common small case) costs no async machinery at all.
    */
-  #run<T>(kind: string, make: () => Steps<T>): Promise<T> {
+  #run<T>(kind: string, make: () => Steps<T>, itsTurn = false): Promise<T> {
     if (this.#broken !== null) return Promise.reject(this.#broken);
     try {
       this.#ctx.checkLive();
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.#inFlight > 0) {
-      const next = (): Promise<T> => this.#run(kind, make);
+    // Behind one in flight, and behind those already waiting: a collective called from the
+    // continuation of one in flight must not overtake one called before it (ranks whose
+    // first one completed at once would run them in the other order: a mismatch).
+    if (!itsTurn && (this.#inFlight > 0 || this.#queued > 0)) {
+      this.#queued++;
+      const next = (): Promise<T> => {
+        this.#queued--;
+        return this.#run(kind, make, true);
+      };
       const p = this.#tail.then(next, next);
       this.#tail = p;
       return p;
@@ -164,14 +173,14 @@ export class Team {
       const p = ready.then(
         () => {
           this.#inFlight--;
-          return this.#run(kind, make);
+          return this.#run(kind, make, true);
         },
         (e: unknown) => {
           this.#inFlight--;
           return this.#fail(e);
         },
       );
-      this.#tail = p;
+      if (!itsTurn) this.#tail = p;
       return p;
     }
     const { waiter, pollNs } = this.#ctx;
@@ -182,7 +191,8 @@ export class Team {
         if (r.done === true) return Promise.resolve(r.value);
         if (!waiter.poll(r.value, pollNs)) {
           const p = this.#continue(kind, steps, r.value);
-          this.#tail = p;
+          // The last called is the tail (one dequeued has later ones queued behind it already).
+          if (!itsTurn) this.#tail = p;
           return p;
         }
       }
@@ -234,7 +244,7 @@ export class Team {
 
   #runSync<T>(kind: string, make: () => Steps<T>): T {
     this.#ctx.checkLive();
-    if (this.#inFlight > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
+    if (this.#inFlight > 0 || this.#queued > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
     if (this.#broken !== null) throw this.#broken;
     if (this.#preparing !== null) {
       this.#ctx.prepareSync?.(this.#partners, () => this.#describe(kind));
@@ -270,7 +280,7 @@ export class Team {
    * that poll.
    */
   #mayRunFast(): boolean {
-    return this.#inFlight === 0 && this.#broken === null && this.#ctx.isLive();
+    return this.#inFlight === 0 && this.#queued === 0 && this.#broken === null && this.#ctx.isLive();
   }
 
   /** Blocks this thread until every member arrives (for synchronous collectives such as alloc). @internal */

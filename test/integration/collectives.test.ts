@@ -17,6 +17,13 @@ describe('collectives', () => {
     }, 180_000);
   }
 
+  it('a collective called from the continuation of one in flight waits for those called before it, on every rank', async () => {
+    const r = await runMprun(['-n', '3', app('order.ts')], { killAfterMs: 50_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['order ok 0', 'order ok 1', 'order ok 2']);
+  }, 60_000);
+
   for (const [kind, message] of [
     ['length', /collective mismatch: team rank \d \(world rank \d\) passed (64|128) bytes, this rank (128|64)/],
     ['kind', /collective mismatch: team rank \d \(world rank \d\) called (bcast|allreduce) where this rank called (allreduce|bcast)/],
