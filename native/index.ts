@@ -226,6 +226,13 @@ export interface UcxOpened {
 /** libucp's calls as the addon exposes them. Ids are small integers; addresses are numbers (< 2^53). */
 export interface NativeUcx {
   probe(): UcxProbe;
+  /**
+   * Gives the progress thread this rank's doorbell (runtime/wait.ts): it rings it
+   * after taking in events for the rank (wakeMessage for its completions and
+   * messages, wakeHeap for the rest). False while UCX is not open; true when the
+   * progress thread runs (it naps on the sleeping word while the rank polls).
+   */
+  doorbell(words: Int32Array, door: number, sleeping: number, wakeMessage: number, wakeHeap: number): boolean;
   /** A UCP context made and dropped (or the open one's): whether UCX_TLS leaves a usable transport. Never throws. */
   resources(): { ok: boolean; reason: string; contextInfo: string };
   open(options: UcxOpenOptions): UcxOpened;

@@ -33,12 +33,6 @@ const nothing = (): boolean => false;
  */
 const continuationsRun = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
 
-/**
- * native/ucx.cc's doorbell(): absent when the addon was built without UCX, false while UCX is
- * not open; true when its progress thread runs (it naps on the sleeping word while we poll).
- */
-type UcxDoorbell = { doorbell?(words: Int32Array, door: number, sleeping: number, wakeMessage: number, wakeHeap: number): boolean };
-
 /** A wait that has lasted long enough to be reported (where a hung rank hangs). */
 export interface WaitReport {
   /** The operation: kind, peer or team, tag (and the API call it serves, e.g. checkpoint()). */
@@ -107,7 +101,7 @@ export class Waiter {
     this.#sliceMs = sliceMs;
     // Native threads that take in events for this rank ring its doorbell too: UCX's progress
     // thread (messages, completions, peers' puts and atomics) while this rank sleeps below.
-    this.#wakeHelper = (native().ucx as UcxDoorbell).doorbell?.(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP) === true;
+    this.#wakeHelper = native().ucx.doorbell(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP);
   }
 
   /** The progress engine every wait drives, and whether it has pending operations. */
