@@ -83,6 +83,9 @@ export class Team {
   #inFlight = 0;
   /** Collectives called while others were in flight, waiting their turn on #tail. */
   #queued = 0;
+  /** The array type and operator of the last reduction, checked then (a loop repeats them). */
+  #checkedCtor: unknown = null;
+  #checkedOp = '';
   #broken: Error | null = null;
   readonly #slot: number;
   /** Network partners of this member (world ranks), and their binding while it is under way. */
@@ -355,10 +358,14 @@ export class Team {
       return Promise.reject(new TypeError(`reductions take a typed array, a number or a bigint, not ${typeof buf}`));
     }
     const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
-    try {
-      checkOp(op, arr.constructor);
-    } catch (e) {
-      return Promise.reject(e);
+    if (arr.constructor !== this.#checkedCtor || op !== this.#checkedOp) {
+      try {
+        checkOp(op, arr.constructor);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      this.#checkedCtor = arr.constructor;
+      this.#checkedOp = op;
     }
     const fast = this.#fast;
     if (fast !== null && this.#mayRunFast()) {

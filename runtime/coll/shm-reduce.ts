@@ -44,6 +44,12 @@ export class ShmReductions {
   readonly #native = native();
   #fastBytes: number | null = null;
   #staging: TypedViews | null = null;
+  /** tryReduce's last type and operator, their codes and staging view. */
+  #lastCtor: unknown = null;
+  #lastOp = '';
+  #lastCode = 0;
+  #lastDtype = 0;
+  #lastStage: TypedArray | null = null;
   /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
   readonly #plans = new Map<unknown, Map<string, Plan>>();
 
@@ -76,11 +82,21 @@ export class ShmReductions {
     if (buf.byteLength > this.#fastBytes) return false;
     const b = this.#b;
     const Ctor = buf.constructor;
-    const { code, dtype } = this.#plan(Ctor, op);
-    // Through a staging array of ours: a small array made in JavaScript lives on V8's heap, and
-    // handing it to native code would move it off (a backing store allocated), which costs more
-    // than the reduction. Copies of a few elements are a loop; more, a memcpy.
-    const stage = (this.#staging ??= new TypedViews(new ArrayBuffer(this.#fastBytes))).of(Ctor);
+    // The last call's type and operator again (a loop's case): no lookups.
+    if (Ctor !== this.#lastCtor || op !== this.#lastOp) {
+      const plan = this.#plan(Ctor, op);
+      // Through a staging array of ours: a small array made in JavaScript lives on V8's heap, and
+      // handing it to native code would move it off (a backing store allocated), which costs more
+      // than the reduction. Copies of a few elements are a loop; more, a memcpy.
+      this.#lastStage = (this.#staging ??= new TypedViews(new ArrayBuffer(this.#fastBytes))).of(Ctor);
+      this.#lastCode = plan.code;
+      this.#lastDtype = plan.dtype;
+      this.#lastCtor = Ctor;
+      this.#lastOp = op;
+    }
+    const code = this.#lastCode;
+    const dtype = this.#lastDtype;
+    const stage = this.#lastStage!;
     const n = buf.length;
     copyElements(stage, 0, buf, 0, n);
     const me = b.layout.me;

@@ -101,6 +101,7 @@ export class ShmRounds {
   #native: CollTeamHandle | null = null;
   /** Per member: whether the native team has its bank. */
   #nativeBanks = new Uint8Array(0);
+  #banksFrom0 = 0;
 
   constructor(layout: ShmTeamLayout) {
     this.layout = layout;
@@ -155,7 +156,11 @@ export class ShmRounds {
       this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true);
       this.#nativeBanks = new Uint8Array(t.size);
     }
-    for (let j = 0; j < readers; j++) if (this.#nativeBanks[j] === 0) this.#giveBank(j);
+    // Members 0..#banksFrom0-1 have theirs already: the common call checks one number.
+    if (readers > this.#banksFrom0) {
+      for (let j = this.#banksFrom0; j < readers; j++) if (this.#nativeBanks[j] === 0) this.#giveBank(j);
+      this.#banksFrom0 = readers;
+    }
     if (also >= 0 && this.#nativeBanks[also] === 0) this.#giveBank(also);
     return this.#native;
   }
