@@ -128,7 +128,7 @@ async function start(): Promise<World> {
   const shm = new ShmMessages(inbox, config.eagerLimit, place.localSize);
   const worldOfLocal = [...local].filter(([, c]) => c.node === node).sort(([, a], [, b]) => a.localRank - b.localRank).map(([r]) => r);
   const endpoints: Endpoint[] = [];
-  const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: ucx === null ? [] : [ucx], recvPollNs: config.recvPollNs });
+  const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: ucx === null ? [] : [ucx], recvPollNs: config.recvPollNs, recvFastPollNs: config.recvFastPollNs });
   matching = messenger;
   const { peers, links } = openPeers({
     mine: { rank: place.rank, node, heap, scratch, ctrl, shm, loopback: messenger, links: null, ucx },

@@ -37,6 +37,9 @@ describe('configuration', () => {
     // The steps of collectives do not poll then; their native fast paths poll the spin, yielding.
     expect(readConfig(over).collPollNs).toBe(0);
     expect(readConfig(over).collFastPollNs).toBe(readConfig(over).spinMicros * 1000);
+    // The native receive polls the spin too, but not when ranks outnumber cores (it does not yield).
+    delete process.env.MPRUN_RECV_POLL_NS;
+    expect([readConfig(1).recvFastPollNs, readConfig(over).recvFastPollNs]).toEqual([readConfig(1).spinMicros * 1000, 0]);
     process.env.MPRUN_COLL_POLL_US = '7';
     expect([readConfig(over).collPollNs, readConfig(over).collFastPollNs]).toEqual([7000, 7000]);
   });

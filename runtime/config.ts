@@ -96,6 +96,14 @@ export interface RuntimeConfig {
   blockSliceMs: number;
   hangReportMs: number;
   recvPollNs: number;
+  /**
+   * Nanoseconds the native receive polls the rank's queue when no other
+   * transport can deliver the message meanwhile: MPRUN_RECV_POLL_NS, or when
+   * auto the spin (MPRUN_SPIN_US; 0 when ranks outnumber cores). A receive whose
+   * reply takes longer than 3 us (every reply while V8 still interprets the
+   * peer's code) otherwise left the native path for the waits.
+   */
+  recvFastPollNs: number;
   collPollNs: number;
   /**
    * Nanoseconds the native fast paths of small collectives poll before they
@@ -142,6 +150,7 @@ export function readConfig(localSize: number): RuntimeConfig {
     blockSliceMs,
     hangReportMs: Number(env('MPRUN_HANG_REPORT_MS')),
     recvPollNs: env('MPRUN_RECV_POLL_NS') === 'auto' ? (oversubscribed ? 0 : 3000) : Number(env('MPRUN_RECV_POLL_NS')),
+    recvFastPollNs: env('MPRUN_RECV_POLL_NS') === 'auto' ? (oversubscribed ? 0 : spinMicros * 1000) : Number(env('MPRUN_RECV_POLL_NS')),
     collPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? (oversubscribed ? 0 : spinMicros * 1000) : Number(env('MPRUN_COLL_POLL_US')) * 1000,
     collFastPollNs: env('MPRUN_COLL_POLL_US') === 'auto' ? spinMicros * 1000 : Number(env('MPRUN_COLL_POLL_US')) * 1000,
     warmupRounds: Number(env('MPRUN_WARMUP')),

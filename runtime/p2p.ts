@@ -100,6 +100,8 @@ export interface MessagingParts {
   others: readonly TransportInstance[];
   /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
   recvPollNs: number;
+  /** Nanoseconds the native receive polls our queue when no other transport delivers messages (default: recvPollNs). */
+  recvFastPollNs?: number;
 }
 
 export class Messenger implements RecordSink, MessageSink {
@@ -127,11 +129,15 @@ export class Messenger implements RecordSink, MessageSink {
   #lastReady: Message | null = null;
   /** Nanoseconds a receive polls synchronously before it is posted and awaited. */
   readonly #pollNs: number;
+  readonly #fastPollNs: number;
   /** The native receive's source and tag. */
   readonly #recvOut = new Int32Array(2);
 
   constructor(p: MessagingParts) {
     this.#pollNs = p.recvPollNs;
+    // The native receive watches our queue only: with a transport that delivers messages itself
+    // (UCX), poll no longer than the waits would before they drive it.
+    this.#fastPollNs = p.others.length === 0 ? (p.recvFastPollNs ?? p.recvPollNs) : p.recvPollNs;
     this.#size = p.size;
     this.#queues = p.inbox;
     this.#waiter = p.waiter;
@@ -260,7 +266,7 @@ export class Messenger implements RecordSink, MessageSink {
       // The common case in native code (native/queue.cc): the awaited message is the next record of our queue.
       this.#checkRecv(source, tag);
       const out = this.#recvOut;
-      const n = this.#queues.recvInto(into, dtype, source, tag, this.#pollNs, out);
+      const n = this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, out);
       if (n >= 0) {
         const m: Message<T> = { data: into.subarray(0, n / into.BYTES_PER_ELEMENT) as T, source: out[0]!, tag: out[1]! };
         this.#lastReady = m;
