@@ -23,7 +23,7 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_COLL_CHUNK', default: '128K', help: 'bytes a reduction moves per round and rank; data movement rounds carry twice this (a slot)' },
   { name: 'MPRUN_COLL_REPRODUCIBLE', default: '0', help: "1: reductions of teams across nodes fold every contribution in team-rank order at one rank (bitwise the one-node result, whatever the node count; that rank receives every contribution); 0: O(log p) algorithms, whose float results may differ in the last bits with the node count or placement" },
   { name: 'MPRUN_SPIN_US', default: 'auto', help: 'microseconds a waiting rank polls before it sleeps on a futex (auto: 200, or 20 with yields when ranks outnumber cores)' },
-  { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: 'nanoseconds a receive polls before it is posted and awaited (auto: 3000, or 0 when ranks outnumber cores)' },
+  { name: 'MPRUN_RECV_POLL_NS', default: 'auto', help: "nanoseconds a receive polls before it is posted and awaited (auto: 3000, and the native receive's poll of the rank's queue MPRUN_SPIN_US when no other transport delivers messages; 0 when ranks outnumber cores)" },
   { name: 'MPRUN_COLL_POLL_US', default: 'auto', help: 'microseconds a collective polls before it waits asynchronously (auto: MPRUN_SPIN_US; when ranks outnumber cores, only the native fast path of small collectives polls, yielding the core)' },
   { name: 'MPRUN_WARMUP', default: '0', help: 'init() runs this many barriers, small allreduces and ring exchanges before it returns, so that the first calls of the program run compiled code (costs start-up time)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
