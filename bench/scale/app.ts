@@ -28,14 +28,9 @@
  *   {"op":"wireup","localCards","maxFetched","meanFetched","maxLinks","meanLinks","maxControlBytes","meanControlBytes"}
  */
 import { init } from 'mprun';
-
-interface CollStats {
-  collectives: number;
-  messages: number;
-  bytes: number;
-  remoteMessages: number;
-  remoteBytes: number;
-}
+// Types only (erased): the runtime's own counters, as it keeps them on globalThis.
+import type { CollStats } from '../../runtime/coll/stats.js';
+import type { WireupStats } from '../../transports/peers.js';
 
 const world = await init();
 const [mode = 'coll', ...rest] = process.argv.slice(2);
@@ -111,12 +106,6 @@ const want = (world.size * (world.size + 1)) / 2;
 const got = await world.allreduce(large.fill(world.rank + 1), 'sum');
 if (got[0] !== want || got[131_071] !== want) throw new Error(`1 MiB allreduce gave ${got[0]}, expected ${want}`);
 
-interface WireupStats {
-  localCards: number;
-  cardsFetched: number;
-  linksOpened: number;
-  controlBytes: number;
-}
 const w = (globalThis as unknown as Record<symbol, WireupStats | undefined>)[Symbol.for('mprun.wireup.stats')];
 const mineW = w === undefined ? [-1, -1, -1, -1] : [w.localCards, w.cardsFetched, w.linksOpened, w.controlBytes];
 const maxW = await world.allreduce(Float64Array.from(mineW), 'max');

@@ -7,14 +7,7 @@
  */
 import { init } from 'mprun';
 import { check } from './check.js';
-
-interface CollStats {
-  collectives: number;
-  messages: number;
-  bytes: number;
-  remoteMessages: number;
-  remoteBytes: number;
-}
+import type { CollStats } from '../../runtime/coll/stats.js';
 
 const world = await init();
 const { rank, size } = world;

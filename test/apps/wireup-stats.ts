@@ -9,15 +9,7 @@
  */
 import { init } from 'mprun';
 import { check, equal } from './check.js';
-
-interface WireupStats {
-  localCards: number;
-  cardsFetched: number;
-  fetches: number;
-  linksOpened: number;
-  remoteBound: number;
-  controlBytes: number;
-}
+import type { WireupStats } from '../../transports/peers.js';
 
 const world = await init();
 const { rank, size } = world;
