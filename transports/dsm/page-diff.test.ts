@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { ProtocolError, RequestRefused } from './frames.js';
 import { homeOf, PAGE_BYTES, VarMemory, varLayout } from './layout.js';
-import { diffRuns, elementWords, mergePage } from './page-diff.js';
+import { diffRuns, elementWords, mergePage, releaseRuns } from './page-diff.js';
 import { applyWrites, changedPages } from './page-homes.js';
 import { encodeFetch, packRuns, parseFetch, parsePages, parseRuns, pagesPayloadBytes, writePages, type WriteRun } from './page-wire.js';
 
@@ -34,24 +34,9 @@ class Job {
     return new Type(d.buffer as ArrayBuffer, d.byteOffset, this.bytes / this.unit);
   }
 
-  /** What SharedVariable.release does: diffs of each page against its twin, to each page's home (as VAR_WRITE payloads). */
+  /** SharedVariable.release's diffs (releaseRuns), each home's runs as VAR_WRITE payloads applied at that home. */
   release(n: number): void {
-    const m = this.nodes[n]!;
-    const byHome = new Map<number, WriteRun[]>();
-    for (let p = 0; p < m.layout.pages; p++) {
-      const lo = p * PAGE_BYTES;
-      const page = m.data.subarray(lo, lo + PAGE_BYTES);
-      const twin = m.twin.subarray(lo, lo + PAGE_BYTES);
-      if (Buffer.compare(page, twin) === 0) continue;
-      const snap = page.slice();
-      const home = homeOf(p, this.nnodes);
-      if (home !== n) {
-        if (!byHome.has(home)) byHome.set(home, []);
-        for (const [a, z] of diffRuns(snap, twin, this.unit)) byHome.get(home)!.push([lo + a, snap.subarray(a, z)]);
-      } else m.bump(p);
-      twin.set(snap);
-    }
-    for (const [home, runs] of byHome) for (const payload of packRuns(runs, 1 << 20)) this.#write(home, payload);
+    for (const [home, runs] of releaseRuns(this.nodes[n]!, n, this.nnodes, this.unit)) for (const payload of packRuns(runs, 1 << 20)) this.#write(home, payload);
   }
 
   #write(home: number, payload: Uint8Array): void {

@@ -6,6 +6,8 @@
  * Elements are compared as whole elements (8-byte ones as two 32-bit words),
  * never as floats, so NaNs and -0 count as changes like any other bits.
  */
+import { homeOf, PAGE_BYTES, type VarMemory } from './layout.js';
+import type { WriteRun } from './page-wire.js';
 
 export type WordArrayConstructor = Uint32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor;
 
@@ -72,4 +74,30 @@ export function mergePage(data: Uint8Array, twin: Uint8Array, home: Uint8Array, 
       t[i + k] = h[i + k]!;
     }
   }
+}
+
+/**
+ * What a release of node `nodeIndex` publishes: for each page of `m` that
+ * differs from its twin, the runs of changed elements (`unit` bytes), grouped
+ * by the page's home node (offsets in the variable); a page homed here gets its
+ * version bumped instead. Each such page's twin becomes a snapshot of it, so
+ * stores that land meanwhile are caught by the next release.
+ */
+export function releaseRuns(m: VarMemory, nodeIndex: number, nnodes: number, unit: number): Map<number, WriteRun[]> {
+  const byHome = new Map<number, WriteRun[]>();
+  for (let p = 0; p < m.layout.pages; p++) {
+    const lo = p * PAGE_BYTES;
+    const page = m.data.subarray(lo, lo + PAGE_BYTES);
+    const twin = m.twin.subarray(lo, lo + PAGE_BYTES);
+    if (Buffer.compare(page, twin) === 0) continue;
+    const snap = page.slice();
+    const home = homeOf(p, nnodes);
+    if (home !== nodeIndex) {
+      let runs = byHome.get(home);
+      if (runs === undefined) byHome.set(home, (runs = []));
+      for (const [a, z] of diffRuns(snap, twin, unit)) runs.push([lo + a, snap.subarray(a, z)]);
+    } else m.bump(p);
+    twin.set(snap);
+  }
+  return byHome;
 }

@@ -32,7 +32,7 @@ import { applyAtomic, isBigDtype } from '../atomics.js';
 import { AgentLink } from './client.js';
 import { AMO, MAX_PAYLOAD, DsmFrame, SemOp } from './frames.js';
 import { homeOf, PAGE_BYTES, VAR_MAGIC, VarMemory, varLayout, W_LOCK, W_MAGIC, W_PAGES } from './layout.js';
-import { diffRuns, mergePage } from './page-diff.js';
+import { mergePage, releaseRuns } from './page-diff.js';
 import { encodeFetch, encodeRegister, packRuns, parsePages, type WriteRun } from './page-wire.js';
 
 type Scalar<T> = T extends BigInt64Array | BigUint64Array ? bigint : number;
@@ -239,25 +239,8 @@ export class SharedVariable<T extends TypedArray> {
   /** Publishes every write this node made to the variable since its last release. */
   release(): Promise<void> {
     return this.#locked(async () => {
-      const m = this.#memory;
       const { nnodes, nodeIndex } = this.#context;
-      const byHome = new Map<number, WriteRun[]>();
-      for (let p = 0; p < m.layout.pages; p++) {
-        const lo = p * PAGE_BYTES;
-        const page = m.data.subarray(lo, lo + PAGE_BYTES);
-        const twin = m.twin.subarray(lo, lo + PAGE_BYTES);
-        if (Buffer.compare(page, twin) === 0) continue;
-        // A snapshot: stores that land while we work are caught by the next release.
-        const snap = page.slice();
-        const home = homeOf(p, nnodes);
-        if (home !== nodeIndex) {
-          let runs = byHome.get(home);
-          if (runs === undefined) byHome.set(home, (runs = []));
-          for (const [a, z] of diffRuns(snap, twin, this.#bpe)) runs.push([lo + a, snap.subarray(a, z)]);
-        } else m.bump(p);
-        twin.set(snap);
-      }
-      await this.#send(byHome);
+      await this.#send(releaseRuns(this.#memory, nodeIndex, nnodes, this.#bpe));
     });
   }
 
