@@ -122,18 +122,15 @@ CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::Exter
 //          slots, slotBytes, headerBytes, yields) -> handle
 Napi::Value Team(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: words must be an Int32Array");
-  auto words = info[0].As<Napi::Int32Array>();
+  size_t nwords = 0;
+  int32_t* words = Int32s(info[0], &nwords);
+  if (words == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: words must be an Int32Array");
   auto t = new CollTeam();
-  t->words = words.Data();
+  t->words = words;
   t->me = info[1].As<Napi::Number>().Int32Value();
   int size = static_cast<int>(info[2].IsTypedArray() ? info[2].As<Napi::TypedArray>().ElementLength() : 0);
   t->size = size;
-  bool ok = size > 0 && t->me >= 0 && t->me < size && Indices(info[2], size, &t->ack) && Indices(info[3], size, &t->data) && Indices(info[4], size, &t->sleeping) && Indices(info[5], size, &t->door);
-  for (int j = 0; ok && j < size; j++) {
-    size_t n = words.ElementLength();
-    ok = static_cast<size_t>(t->ack[j]) < n && static_cast<size_t>(t->data[j]) < n && static_cast<size_t>(t->sleeping[j]) < n && static_cast<size_t>(t->door[j]) < n;
-  }
+  bool ok = size > 0 && t->me >= 0 && t->me < size && Indices(info[2], size, nwords, &t->ack) && Indices(info[3], size, nwords, &t->data) && Indices(info[4], size, nwords, &t->sleeping) && Indices(info[5], size, nwords, &t->door);
   t->slots = info[6].As<Napi::Number>().Uint32Value();
   t->slotBytes = static_cast<size_t>(info[7].As<Napi::Number>().Int64Value());
   t->headerBytes = static_cast<size_t>(info[8].As<Napi::Number>().Int64Value());

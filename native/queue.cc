@@ -96,27 +96,30 @@ Queues* Of(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<Qu
 //           (per participant), headSeen: Int32Array, state: Int32Array(1)) -> handle
 Napi::Value Open(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: words must be an Int32Array");
-  auto words = info[0].As<Napi::Int32Array>();
+  size_t nwords = 0;
+  int32_t* words = Int32s(info[0], &nwords);
+  if (words == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: words must be an Int32Array");
   auto q = new Queues();
-  q->words = words.Data();
-  q->bytes = reinterpret_cast<uint8_t*>(words.Data());
+  q->words = words;
+  q->bytes = reinterpret_cast<uint8_t*>(words);
   q->me = info[1].As<Napi::Number>().Int32Value();
   q->cap = info[2].As<Napi::Number>().Uint32Value();
   size_t p = info[3].IsTypedArray() ? info[3].As<Napi::TypedArray>().ElementLength() : 0;
   q->participants = static_cast<int>(p);
-  bool ok = p > 0 && q->me >= 0 && q->me < q->participants && q->cap >= 4096 && (q->cap & (q->cap - 1)) == 0 && Indices(info[3], p, &q->ring) && Indices(info[4], p, &q->tail) && Indices(info[5], p, &q->head) && Indices(info[6], p, &q->want) && Indices(info[7], p, &q->sleeping) && Indices(info[8], p, &q->door);
-  const size_t nwords = words.ElementLength();
-  for (size_t r = 0; ok && r < p; r++) {
-    ok = static_cast<size_t>(q->tail[r]) < nwords && static_cast<size_t>(q->head[r]) < nwords && static_cast<size_t>(q->want[r]) < nwords && static_cast<size_t>(q->sleeping[r]) < nwords && static_cast<size_t>(q->door[r]) < nwords && q->ring[r] >= 0 && static_cast<size_t>(q->ring[r]) + q->cap <= nwords * 4;
-  }
-  ok = ok && info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array && info[9].As<Napi::Int32Array>().ElementLength() == p && info[10].IsTypedArray() && info[10].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array && info[10].As<Napi::Int32Array>().ElementLength() >= 1;
+  bool ok = p > 0 && q->me >= 0 && q->me < q->participants && q->cap >= 4096 && (q->cap & (q->cap - 1)) == 0 && nwords * 4 >= q->cap;
+  // A ring's byte offset leaves room for the whole ring in the segment; the rest are word indices.
+  ok = ok && Indices(info[3], p, nwords * 4 - q->cap + 1, &q->ring) && Indices(info[4], p, nwords, &q->tail) && Indices(info[5], p, nwords, &q->head) && Indices(info[6], p, nwords, &q->want) && Indices(info[7], p, nwords, &q->sleeping) && Indices(info[8], p, nwords, &q->door);
+  size_t seen = 0;
+  size_t states = 0;
+  int32_t* headSeen = Int32s(info[9], &seen);
+  int32_t* state = Int32s(info[10], &states);
+  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1;
   if (!ok) {
     delete q;
     return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: inconsistent queue layout");
   }
-  q->headSeen = info[9].As<Napi::Int32Array>().Data();
-  q->state = info[10].As<Napi::Int32Array>().Data();
+  q->headSeen = headSeen;
+  q->state = state;
   q->worldOf.assign(p, -1);
   // The arrays it points into (the segment, headSeen, state) are held by the NodeQueues that holds this handle.
   return Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; });
@@ -126,10 +129,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 Napi::Value WorldRanks(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   Queues* q = Of(info);
-  std::vector<int32_t> w;
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return ThrowCode(env, "ERR_MPRUN_ARG", "queueWorldRanks: expects an Int32Array");
-  auto a = info[1].As<Napi::Int32Array>();
-  for (size_t r = 0; r < a.ElementLength() && r < q->worldOf.size(); r++) q->worldOf[r] = a[r];
+  size_t n = 0;
+  const int32_t* a = Int32s(info[1], &n);
+  if (a == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "queueWorldRanks: expects an Int32Array");
+  for (size_t r = 0; r < n && r < q->worldOf.size(); r++) q->worldOf[r] = a[r];
   return env.Undefined();
 }
 
@@ -180,8 +183,9 @@ Napi::Value RecvInto(const Napi::CallbackInfo& info) {
   int32_t source = info[4].As<Napi::Number>().Int32Value();
   int32_t tag = info[5].As<Napi::Number>().Int32Value();
   uint64_t budget = BudgetNs(info[6].As<Napi::Number>().DoubleValue());
-  if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[7].As<Napi::TypedArray>().ElementLength() < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
-  auto out = info[7].As<Napi::Int32Array>();
+  size_t outs = 0;
+  int32_t* out = Int32s(info[7], &outs);
+  if (out == nullptr || outs < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
   const int64_t base = q->ring[q->me];
   uint64_t end = 0;
   for (unsigned i = 0;; i++) {

@@ -62,12 +62,23 @@ inline void Ring(int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32
 // A poll budget from JavaScript, in nanoseconds: anything not positive (NaN too) polls once.
 inline uint64_t BudgetNs(double ns) { return ns > 0 ? static_cast<uint64_t>(ns < 1e18 ? ns : 1e18) : 0; }
 
-// An Int32Array of exactly n word indices, copied into `out`; false for anything else.
-inline bool Indices(Napi::Value v, size_t n, std::vector<int32_t>* out) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return false;
+// The elements of an Int32Array (their count in *n), or nullptr for anything else.
+inline int32_t* Int32s(Napi::Value v, size_t* n) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return nullptr;
   auto a = v.As<Napi::Int32Array>();
-  if (a.ElementLength() != n) return false;
-  out->assign(a.Data(), a.Data() + n);
+  *n = a.ElementLength();
+  return a.Data();
+}
+
+// An Int32Array of exactly n values, each in [0, limit) (word indices into an
+// array of `limit` words, or offsets), copied into `out`; false for anything else.
+inline bool Indices(Napi::Value v, size_t n, size_t limit, std::vector<int32_t>* out) {
+  size_t count = 0;
+  const int32_t* a = Int32s(v, &count);
+  if (a == nullptr || count != n) return false;
+  for (size_t i = 0; i < n; i++)
+    if (a[i] < 0 || static_cast<size_t>(a[i]) >= limit) return false;
+  out->assign(a, a + n);
   return true;
 }
 
