@@ -235,13 +235,14 @@ export class Team {
 
   /** As #fail, for a fast path (it may have taken its round): the error, for the caller to reject with. */
   #failed(e: unknown): Error {
-    this.#broken ??= e instanceof Error ? e : new Error(String(e));
-    return e instanceof Error ? e : new Error(String(e));
+    const error = e instanceof Error ? e : new Error(String(e));
+    this.#broken ??= error;
+    return error;
   }
 
   /** A collective that failed half-way leaves the team's rounds out of step: later ones fail too. */
   #fail(e: unknown): never {
-    this.#broken ??= e instanceof Error ? e : new Error(String(e));
+    this.#failed(e);
     throw e;
   }
 
