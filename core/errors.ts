@@ -24,13 +24,15 @@ export type MprunErrorCode =
   | 'ERR_MPRUN_UCX';
 
 export class MprunError extends Error {
+  // The optional fields are declared, not defined: an error without them prints
+  // no `errno: undefined` lines in a rank's stack dump.
   readonly code: MprunErrorCode;
   /** errno name, for errors of a system call or of an API that mirrors a C library. */
-  errno?: string;
+  declare errno?: string;
   /** The system call (or ioctl) that failed. */
-  syscall?: string;
+  declare syscall?: string;
   /** The rank this error concerns, when there is one. */
-  rank?: number;
+  declare rank?: number;
 
   constructor(code: MprunErrorCode, message: string, extra?: { errno?: string; syscall?: string; rank?: number }) {
     super(message);
