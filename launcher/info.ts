@@ -19,6 +19,8 @@ function fmtBandwidth(bps: number): string {
 }
 
 export function infoText(): string {
+  // The environment as given: querying the transports loads UCX, which sets its defaults in it.
+  const given = { ...process.env };
   const out: string[] = [];
   const row = (k: string, v: string): void => void out.push(`${k.padStart(24)}: ${v}`);
   row('mprun', packageVersion());
@@ -41,7 +43,7 @@ export function infoText(): string {
   row('slurm', process.env.SLURM_JOB_ID !== undefined ? `in allocation ${process.env.SLURM_JOB_ID} (${process.env.SLURM_JOB_NODELIST ?? '?'}): plain mprun runs on it with srun` : has('srun') ? 'available inside an allocation (salloc/sbatch); not in one now' : 'unavailable: no srun in PATH');
   out.push('');
   out.push('UCX (transports/ucx; select with --net ucx):');
-  for (const [k, v] of ucxInfoRows()) row(k, v);
+  for (const [k, v] of ucxInfoRows(given)) row(k, v);
   out.push('');
   out.push('Checkpoints (rpmem):');
   const pmem = nativeError === null ? native().pmemInfo() : { libpmem: false, reason: 'no native addon' };

@@ -150,6 +150,14 @@ describe.skipIf(missing !== null)('UCX transport, two processes', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
+  it("UCX's TCP segments are 256K unless the user sets one (then mprun sets neither)", async () => {
+    const unset = { UCX_TCP_TX_SEG_SIZE: '', UCX_TCP_RX_SEG_SIZE: '' };
+    const dflt = await runPeer('probe', dir, '', unset);
+    expect(dflt.result).toMatchObject({ open: 'ok', seg: ['256K', '256K'] });
+    const mine = await runPeer('probe', dir, '', { ...unset, UCX_TCP_RX_SEG_SIZE: '1M' });
+    expect(mine.result).toMatchObject({ open: 'ok', seg: [null, '1M'] });
+  });
+
   it('a UCX library of the wrong version or none: query() says why, open() throws ERR_MPRUN_UCX', async () => {
     const lib = join(dir, 'libucp-old.so');
     const src = join(dir, 'old.c');
