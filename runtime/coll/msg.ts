@@ -44,7 +44,7 @@ import { bytesOf, decodePart, isTyped, KIND, KIND_NAME, typeName, type Collectiv
 import { kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import { collReproducible } from '../config.js';
 import { allreduceAmong, reduceAmong, scanAmong, type Peers } from './msg-reduce.js';
-import { binomial, bruck, dissemination, fromVirtual, toVirtual } from './schedules.js';
+import { binomial, bruck, dissemination, fromVirtual, toVirtual, type BinomialNode } from './schedules.js';
 import { collStats, payloadBytes, type CollStats } from './stats.js';
 import { assemble, splitList } from './msg-lists.js';
 
@@ -85,6 +85,14 @@ const LIST_BYTES = 4 * 1024 * 1024;
 interface LeaderPeers extends Peers {
   sendList(to: number, items: unknown[], unit: number): void;
   takeList(from: number): Steps<unknown[]>;
+}
+
+/** A leader's place in the binomial tree of the P node groups' leaders, rooted at rootGroup's. */
+interface TreePlace {
+  node: BinomialNode;
+  rootGroup: number;
+  P: number;
+  leaders: LeaderPeers;
 }
 
 export class MsgCollectives implements CollectiveEngine {
@@ -229,10 +237,12 @@ export class MsgCollectives implements CollectiveEngine {
   }
 
   /**
-   * `value` from `root` to every member: down a binomial tree of leaders, then
-   * each leader to its members. With `ack`, members send their call up too.
+   * A one-to-all from `root`: a member sends its call up (with `ack`) and
+   * takes its value from its leader; a leader runs `lead` at its place in the
+   * binomial tree of leaders rooted at root's (which hands the leader's members
+   * their values and returns its own), then takes its members' acks.
    */
-  *#bcastFrom(tag: number, call: Call, root: number, value: unknown, ack: boolean): Steps<unknown> {
+  *#fromRoot(tag: number, call: Call, root: number, ack: boolean, lead: (at: TreePlace) => Steps<unknown>): Steps<unknown> {
     const me = this.#t.me;
     const g = this.#g[me]!;
     const leader = this.#leader(g, root);
@@ -242,44 +252,45 @@ export class MsgCollectives implements CollectiveEngine {
     }
     const P = this.#groups.length;
     const gr = this.#g[root]!;
-    const node = binomial(P, toVirtual(g, gr, P));
-    const leaders = this.#leaders(tag + ACROSS, call, root);
+    const own = yield* lead({ node: binomial(P, toVirtual(g, gr, P)), rootGroup: gr, P, leaders: this.#leaders(tag + ACROSS, call, root) });
+    if (ack) for (const j of this.#mates()) yield* this.#take(j, tag + UP, call);
+    return own;
+  }
+
+  /** `value` from `root` to every member: down the tree of leaders, then each leader to its members. */
+  #bcastFrom(tag: number, call: Call, root: number, value: unknown, ack: boolean): Steps<unknown> {
+    return this.#fromRoot(tag, call, root, ack, (at) => this.#bcastLead(tag, call, value, at));
+  }
+
+  *#bcastLead(tag: number, call: Call, value: unknown, { node, rootGroup, P, leaders }: TreePlace): Steps<unknown> {
     let v = value;
-    if (node.parent >= 0) v = yield* leaders.take(fromVirtual(node.parent, gr, P));
-    for (const c of node.children) leaders.send(fromVirtual(c.child, gr, P), v);
-    const mates = this.#mates();
-    for (const j of mates) this.#send(j, tag + DOWN, call, v);
-    if (ack) for (const j of mates) yield* this.#take(j, tag + UP, call);
+    if (node.parent >= 0) v = yield* leaders.take(fromVirtual(node.parent, rootGroup, P));
+    for (const c of node.children) leaders.send(fromVirtual(c.child, rootGroup, P), v);
+    for (const j of this.#mates()) this.#send(j, tag + DOWN, call, v);
     return v;
   }
 
   /**
-   * parts[j] (given at `root`) to member j: down a binomial tree of leaders,
-   * each receiving its subtree's parts in one message, then to the members.
+   * parts[j] (given at `root`) to member j: down the tree of leaders, each
+   * receiving its subtree's parts in one message, then to the members.
    */
-  *#scatterFrom(tag: number, call: Call, root: number, parts: unknown[] | null, ack: boolean): Steps<unknown> {
+  #scatterFrom(tag: number, call: Call, root: number, parts: unknown[] | null, ack: boolean): Steps<unknown> {
+    return this.#fromRoot(tag, call, root, ack, (at) => this.#scatterLead(tag, call, parts, at));
+  }
+
+  *#scatterLead(tag: number, call: Call, parts: unknown[] | null, { node, rootGroup, P, leaders }: TreePlace): Steps<unknown> {
     const me = this.#t.me;
-    const g = this.#g[me]!;
-    const leader = this.#leader(g, root);
-    if (me !== leader) {
-      if (ack) this.#send(leader, tag + UP, call, null);
-      return yield* this.#take(leader, tag + DOWN, call);
-    }
-    const P = this.#groups.length;
-    const gr = this.#g[root]!;
-    const node = binomial(P, toVirtual(g, gr, P));
-    const leaders = this.#leaders(tag + ACROSS, call, root);
     // Flat pairs: team rank, part.
     let mine: unknown[];
-    if (node.parent >= 0) mine = yield* leaders.takeList(fromVirtual(node.parent, gr, P));
+    if (node.parent >= 0) mine = yield* leaders.takeList(fromVirtual(node.parent, rootGroup, P));
     else mine = parts!.flatMap((x, j) => [j, x]);
     for (const c of node.children) {
       const sub: unknown[] = [];
       for (let i = 0; i < mine.length; i += 2) {
-        const v = toVirtual(this.#g[mine[i] as number]!, gr, P);
+        const v = toVirtual(this.#g[mine[i] as number]!, rootGroup, P);
         if (v >= c.child && v < c.child + c.size) sub.push(mine[i], mine[i + 1]);
       }
-      leaders.sendList(fromVirtual(c.child, gr, P), sub, 2);
+      leaders.sendList(fromVirtual(c.child, rootGroup, P), sub, 2);
     }
     let own: unknown = null;
     const mates = new Set(this.#mates());
@@ -288,7 +299,6 @@ export class MsgCollectives implements CollectiveEngine {
       if (j === me) own = mine[i + 1];
       else if (mates.has(j)) this.#send(j, tag + DOWN, call, mine[i + 1]);
     }
-    if (ack) for (const j of mates) yield* this.#take(j, tag + UP, call);
     return own;
   }
 
