@@ -269,6 +269,8 @@ export interface NativeUcx {
   takeMessages(): ArrayBuffer | null;
   /** A rendezvous message's bytes once received, else null. */
   takeLarge(id: number): ArrayBuffer | null;
+  /** An ArrayBuffer of takeMessages()/takeLarge() whose payloads were delivered: detached, its memory reused for the next messages. */
+  giveBack(buffer: ArrayBuffer): void;
   statusString(status: number): string;
 }
 

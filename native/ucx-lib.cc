@@ -190,13 +190,66 @@ void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
 }
 
 
+constexpr size_t kMaxSpares = 8;
+constexpr size_t kMinBatch = 65536;
+
+Buf TakeSpare(size_t minCap) {
+  size_t best = st->spares.size();
+  for (size_t i = 0; i < st->spares.size(); i++)
+    if (st->spares[i].cap >= minCap && (best == st->spares.size() || st->spares[i].cap < st->spares[best].cap)) best = i;
+  if (best < st->spares.size()) {
+    Buf b = st->spares[best];
+    st->spares.erase(st->spares.begin() + best);
+    b.size = 0;
+    return b;
+  }
+  Buf b;
+  b.cap = minCap > 0 ? minCap : 1;
+  b.data = static_cast<uint8_t*>(malloc(b.cap));
+  if (b.data == nullptr) abort();  // as std::vector would have thrown, with nowhere to throw to
+  return b;
+}
+
+void PutSpare(Buf b) {
+  if (st->spares.size() < kMaxSpares) st->spares.push_back(b);
+  else free(b.data);
+}
+
+Napi::ArrayBuffer Lend(Napi::Env env, Buf b) {
+  Lent* l = new Lent{b};
+  st->lent[b.data] = l;
+  return Napi::ArrayBuffer::New(
+      env, b.data, b.size,
+      [](Napi::Env, void* data, Lent* l) {
+        if (!l->back) {
+          if (st != nullptr) {
+            auto it = st->lent.find(static_cast<uint8_t*>(data));
+            if (it != st->lent.end() && it->second == l) st->lent.erase(it);
+          }
+          free(l->buf.data);
+        }
+        delete l;
+      },
+      l);
+}
+
 void AppendRecord(uint32_t source, int32_t tag, uint32_t dtype, const void* data, size_t length, uint32_t largeId) {
   size_t inlineBytes = largeId == 0 ? length : 0;
-  size_t at = st->inbox.size();
-  st->inbox.resize(at + kRecordHeader + (inlineBytes + 7) / 8 * 8);
+  Buf& f = st->fill;
+  size_t at = f.size;
+  size_t need = at + kRecordHeader + (inlineBytes + 7) / 8 * 8;
+  if (f.data == nullptr) f = TakeSpare(need > kMinBatch ? need : kMinBatch);
+  if (need > f.cap) {
+    size_t cap = f.cap * 2 > need ? f.cap * 2 : need;
+    uint8_t* grown = static_cast<uint8_t*>(realloc(f.data, cap));
+    if (grown == nullptr) abort();
+    f.data = grown;
+    f.cap = cap;
+  }
+  f.size = need;
   uint32_t h[6] = {uint32_t(length), source, uint32_t(tag), dtype, largeId, 0};
-  memcpy(st->inbox.data() + at, h, kRecordHeader);
-  if (inlineBytes > 0) memcpy(st->inbox.data() + at + kRecordHeader, data, inlineBytes);
+  memcpy(f.data + at, h, kRecordHeader);
+  if (inlineBytes > 0) memcpy(f.data + at + kRecordHeader, data, inlineBytes);
   st->inboxRecords++;
   StoreRelease(&ctl[kCtlInbox], int32_t(st->inboxRecords));
   st->events.fetch_add(1, std::memory_order_release);
@@ -221,8 +274,8 @@ ucs_status_t AmHandler(void*, const void* header, size_t headerLength, void* dat
   // Rendezvous: the record keeps its place in the order of arrivals; JavaScript
   // delivers it (and whatever follows) once the data is in.
   Large* l = new Large();
-  l->length = length;
-  l->data = malloc(length > 0 ? length : 1);
+  l->buf = TakeSpare(length);
+  l->buf.size = length;
   uint32_t id = st->nextLarge++;
   if (st->nextLarge == 0) st->nextLarge = 1;
   st->large[id] = l;
@@ -231,7 +284,7 @@ ucs_status_t AmHandler(void*, const void* header, size_t headerLength, void* dat
   p.cb.recv_am = LargeCallback;
   p.user_data = l;
   p.datatype = ucp_dt_make_contig(1);
-  ucs_status_ptr_t r = api.ucp_am_recv_data_nbx(st->worker, data, l->data, length, &p);
+  ucs_status_ptr_t r = api.ucp_am_recv_data_nbx(st->worker, data, l->buf.data, length, &p);
   if (r == nullptr) l->state.store(UCS_OK, std::memory_order_release);
   else if (UCS_PTR_IS_ERR(r)) l->state.store(UCS_PTR_STATUS(r), std::memory_order_release);
   AppendRecord(h[0], int32_t(h[1]), h[2], nullptr, length, id);
@@ -425,10 +478,13 @@ void CloseNow() {
     if (m != nullptr) api.ucp_mem_unmap(st->context, m);
   for (auto& kv : st->large) {
     if (kv.second->state.load() != UCS_INPROGRESS) {
-      free(kv.second->data);
+      free(kv.second->buf.data);
       delete kv.second;
     }
   }
+  free(st->fill.data);
+  for (Buf& b : st->spares) free(b.data);
+  // Buffers still lent are freed by their ArrayBuffers' finalizers (lent tickets outlive the state).
   api.ucp_worker_destroy(st->worker);
   api.ucp_cleanup(st->context);
   delete st;

@@ -161,17 +161,35 @@ Napi::Value Arm(const Napi::CallbackInfo& info) {
 Napi::Value TakeMessages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return env.Null();
-  std::vector<uint8_t>* batch;
+  Buf batch;
   {
     std::lock_guard<std::mutex> g(st->inboxLock);
     if (st->inboxRecords == 0) return env.Null();
-    batch = new std::vector<uint8_t>(std::move(st->inbox));
-    st->inbox = std::vector<uint8_t>();
-    st->inbox.reserve(batch->capacity() < 65536 ? 65536 : batch->capacity());
+    batch = st->fill;
+    st->fill = Buf();  // the next record takes a spare
     st->inboxRecords = 0;
     StoreRelease(&ctl[kCtlInbox], 0);
   }
-  return Napi::ArrayBuffer::New(env, batch->data(), batch->size(), [](Napi::Env, void*, std::vector<uint8_t>* v) { delete v; }, batch);
+  return Lend(env, batch);
+}
+
+// giveBack(buffer): an ArrayBuffer of takeMessages() or takeLarge() that
+// JavaScript is done with: detached (a view kept by mistake reads nothing) and
+// its memory kept for the next messages. Others are ignored.
+Napi::Value GiveBack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (st == nullptr || !info[0].IsArrayBuffer()) return env.Undefined();
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  auto it = st->lent.find(static_cast<uint8_t*>(ab.Data()));
+  if (it == st->lent.end()) return env.Undefined();
+  Lent* l = it->second;
+  st->lent.erase(it);
+  l->back = true;
+  Buf b = l->buf;  // the ticket may go with the detach (its finalizer frees only tickets given back)
+  ab.Detach();
+  std::lock_guard<std::mutex> g(st->inboxLock);
+  PutSpare(b);
+  return env.Undefined();
 }
 
 // takeLarge(id): the message's bytes once received (an ArrayBuffer that owns them), else null.
@@ -189,16 +207,15 @@ Napi::Value TakeLarge(const Napi::CallbackInfo& info) {
     if (s == UCS_INPROGRESS) return env.Null();
     st->large.erase(it);
     if (s != UCS_OK) {
-      std::string what = "receiving a message of " + std::to_string(l->length) + " bytes";
-      free(l->data);
+      std::string what = "receiving a message of " + std::to_string(l->buf.size) + " bytes";
+      PutSpare(l->buf);
       delete l;
       return Fail(env, what, ucs_status_t(s));
     }
   }
-  void* data = l->data;
-  size_t length = l->length;
+  Buf b = l->buf;
   delete l;
-  return Napi::ArrayBuffer::New(env, data, length, [](Napi::Env, void* d) { free(d); });
+  return Lend(env, b);
 }
 
 Napi::Value StatusStringJs(const Napi::CallbackInfo& info) {
@@ -227,6 +244,7 @@ void InitOps(Napi::Env env, Napi::Object u) {
   u.Set("arm", Napi::Function::New(env, Arm));
   u.Set("takeMessages", Napi::Function::New(env, TakeMessages));
   u.Set("takeLarge", Napi::Function::New(env, TakeLarge));
+  u.Set("giveBack", Napi::Function::New(env, GiveBack));
   u.Set("statusString", Napi::Function::New(env, StatusStringJs));
 }
 

@@ -96,11 +96,30 @@ struct Ep {
   std::atomic<int> status{0};  // the first error the endpoint saw (ucs_status_t), 0 while healthy
 };
 
+// Receive memory, recycled. The AM handler appends eager records to one batch
+// buffer and receives a rendezvous message into a buffer of its own;
+// JavaScript gets each as an ArrayBuffer and gives it back (giveBack) once
+// delivered, since a MessageSink's payload is valid only during its call. The
+// buffers go back to a few spares, already faulted in: fresh memory for every
+// batch cost a page fault per 4 KiB and the kernel's zeroing of it, over a
+// third of a receiving rank's CPU at 64 KiB messages.
+struct Buf {
+  uint8_t* data = nullptr;
+  size_t size = 0;  // bytes in use
+  size_t cap = 0;
+};
+
+// A buffer lent to JavaScript as an external ArrayBuffer: given back (and
+// reused), or freed by the ArrayBuffer's finalizer when never given back.
+struct Lent {
+  Buf buf;
+  bool back = false;
+};
+
 // An arriving message too large for UCX's eager protocol: received with
 // ucp_am_recv_data_nbx into its own buffer, handed to JS without a copy.
 struct Large {
-  void* data = nullptr;
-  size_t length = 0;
+  Buf buf;
   std::atomic<int> state{UCS_INPROGRESS};
 };
 
@@ -113,9 +132,11 @@ struct State {
   std::vector<ucp_rkey_h> rkeys;         // index = rkey id
   std::vector<ucp_mem_h> memhs;          // index = memh id
   // Inbox: records appended by the AM handler, taken by JavaScript in one batch.
-  std::mutex inboxLock;
-  std::vector<uint8_t> inbox;
+  std::mutex inboxLock;  // fill, inboxRecords, large, spares
+  Buf fill;
   uint32_t inboxRecords = 0;
+  std::vector<Buf> spares;
+  std::unordered_map<uint8_t*, Lent*> lent;  // by data address; JavaScript's thread only
   std::unordered_map<uint32_t, Large*> large;
   uint32_t nextLarge = 1;
   // Progress thread.
@@ -136,6 +157,11 @@ struct State {
 };
 
 extern State* st;
+
+// Receive buffers (ucx-lib.cc); TakeSpare and PutSpare with inboxLock held.
+Buf TakeSpare(size_t minCap);
+void PutSpare(Buf b);
+Napi::ArrayBuffer Lend(Napi::Env env, Buf b);
 extern std::string openedContextInfo;
 
 // The control area shared with JavaScript (see ucx-lib.cc).

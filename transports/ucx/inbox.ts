@@ -11,7 +11,10 @@
  * becomes the payload's ArrayBuffer without a further copy.
  *
  * native/ucx.cc appends records to one batch; takeMessages() hands the whole
- * batch over in one call. A record: u32 length, u32 source, i32 tag, u32
+ * batch over in one call, and giveBack() returns it (and each rendezvous
+ * message's buffer) once delivered: a sink copies what it keeps, so the
+ * native side reuses that memory instead of faulting in fresh pages for every
+ * batch. A record: u32 length, u32 source, i32 tag, u32
  * dtype, u32 large id (0: the payload follows inline), u32 pad, payload padded
  * to 8 bytes. A rendezvous record keeps its place: it and every record after it
  * wait until its data is in, so messages are delivered in arrival order.
@@ -81,7 +84,11 @@ export class Inbox {
           }
           if (data === null) return n; // still arriving: keep the order
           this.#at += HEADER;
-          this.#sink.arrived(source, tag, dtype, new Uint8Array(data));
+          try {
+            this.#sink.arrived(source, tag, dtype, new Uint8Array(data));
+          } finally {
+            this.#ucx.giveBack(data);
+          }
         } else {
           const start = this.#at + HEADER;
           this.#at = start + ((length + 7) & ~7);
@@ -89,6 +96,7 @@ export class Inbox {
         }
         n++;
       }
+      this.#ucx.giveBack(this.#batch!);
       this.#batch = null;
       this.#words = null;
       this.#bytes = null;
