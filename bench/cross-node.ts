@@ -11,7 +11,7 @@
  * of R rounds (default 3):
  *   - mprun `--host node1:1,node2:1 bench/osu.ts NAME` for put_latency
  *     (8-byte put + quiet), get_latency, atomic_latency (fetchAdd), latency
- *     (send/recv ping-pong / 2), put_bw and get_bw (1 MiB), with --net tcp
+ *     (send/recv ping-pong / 2), put_bw, get_bw and send/recv bw (1 MiB, window 64), with --net tcp
  *     and with --net ucx (-x UCX_TLS=tcp -x UCX_NET_DEVICES=eth0);
  *   - the anchors of issue 12: Open MPI's two-sided osu_latency (8 B) and
  *     osu_bw (1 MiB, window 64) over its TCP BTL (bench/peers/osu_peer.c
@@ -121,6 +121,7 @@ async function run(): Promise<void> {
     { name: 'latency', opts: latOpts, size: 8 },
     { name: 'put_bw', opts: bwOpts, size: 1048576 },
     { name: 'get_bw', opts: bwOpts, size: 1048576 },
+    { name: 'bw', opts: bwOpts, size: 1048576 },
   ];
   let redis: ReturnType<typeof spawn> | null = null;
   try {
@@ -205,6 +206,7 @@ async function run(): Promise<void> {
     { what: 'send/recv latency, 8 B (ping-pong / 2)', key: 'latency', unit: 'us', anchor: 'Open MPI osu_latency (two-sided, TCP BTL)', anchorKey: 'ompi latency', target: null },
     { what: 'put bandwidth, 1 MiB', key: 'put_bw', unit: 'MB/s', anchor: 'Open MPI osu_bw (two-sided, TCP BTL)', anchorKey: 'ompi bw', target: 'ge' },
     { what: 'get bandwidth, 1 MiB', key: 'get_bw', unit: 'MB/s', anchor: 'Open MPI osu_bw (two-sided, TCP BTL)', anchorKey: 'ompi bw', target: 'ge' },
+    { what: 'send/recv bandwidth, 1 MiB (osu_bw)', key: 'bw', unit: 'MB/s', anchor: 'Open MPI osu_bw (two-sided, TCP BTL)', anchorKey: 'ompi bw', target: null },
     { what: 'shared-variable fetchAdd, 4 ranks', key: 'shared', unit: 'ops/s', anchor: 'Redis INCR, 4 clients', anchorKey: 'redis incr', target: 'ge' },
   ];
   const checks: string[] = [];
