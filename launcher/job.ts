@@ -16,7 +16,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { packageRoot } from '../native/index.js';
-import { readConfig, type RuntimeConfig } from '../runtime/config.js';
+import { configVariables, readConfig, type RuntimeConfig } from '../runtime/config.js';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, NodeAgent, type AgentEvent, type LaunchSpec } from './agent.js';
 import { compileApp, needsCompile } from './compile.js';
 import { makeJobDir } from './tmpdirs.js';
@@ -194,6 +194,7 @@ class JobController {
     this.#cleanups.push(() => this.#controller.close());
     const ckpt = await this.#startCheckpointTargets(nodesReachUs);
     this.#jobEnv = {
+      ...configVariables(),
       MPRUN_HANG_REPORT_MS: String(hangReportMs(opts.timeoutSeconds, opts.reportHangsSeconds)),
       ...opts.env,
       MPRUN_SIZE: String(opts.np),

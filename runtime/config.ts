@@ -1,7 +1,8 @@
 /**
  * Configuration variables, declared once with their defaults and help, so that
  * `mprun info` can list them (as ompi_info lists MCA parameters). Read from the
- * environment; `mprun -x VAR=value` forwards them to every rank.
+ * environment: mprun forwards those set in its own (configVariables) and
+ * `-x VAR=value` to every rank on every node.
  */
 import { cpus } from 'node:os';
 import { maxMappingBytes } from '../native/index.js';
@@ -34,6 +35,23 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer (self, xpmem/<backend>, dsm) and wire-up steps to stderr' },
 ];
 
+/**
+ * The configuration variables set in mprun's environment, for every rank of
+ * the job, as mpirun forwards the MCA parameters of its environment: an agent
+ * started over ssh or srun on another node has not got that environment, and
+ * ranks that disagree on, say, MPRUN_COLL_REPRODUCIBLE would run different
+ * algorithms. Only the declared fields: a parent job's MPRUN_RANK or secret
+ * never leaks into a job started from one of its ranks.
+ */
+export function configVariables(environment: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of CONFIG_FIELDS) {
+    const v = environment[f.name];
+    if (v !== undefined) out[f.name] = v;
+  }
+  return out;
+}
+
 /** Parses a byte count with an optional K/M/G suffix (powers of 1024). */
 export function parseBytes(text: string, what: string): number {
   const m = /^\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*$/.exec(text);
@@ -42,7 +60,7 @@ export function parseBytes(text: string, what: string): number {
   return Number(m[1]) * mult;
 }
 
-/** MPRUN_COLL_REPRODUCIBLE: whether reductions across nodes fold in team-rank order at one rank. Set it for the job (mprun -x: other nodes' ranks see only -x variables and their own environment). */
+/** MPRUN_COLL_REPRODUCIBLE: whether reductions across nodes fold in team-rank order at one rank (mprun forwards it to every node, configVariables). */
 export function collReproducible(): boolean {
   const v = env('MPRUN_COLL_REPRODUCIBLE');
   if (v !== '0' && v !== '1') throw new RangeError(`MPRUN_COLL_REPRODUCIBLE must be 0 or 1, not '${v}'`);

@@ -46,6 +46,14 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
     expect(r.stderr).toMatch(/closed a control connection: (frame length|undecodable|frame without)/);
   });
 
+  it("mprun's own settings (MPRUN_* configuration variables, MPRUN_NODE_ARGS) reach the ranks on every node; other variables stay behind", async () => {
+    const env = { ...c.env, MPRUN_SPIN_US: '7', MPRUN_COLL_REPRODUCIBLE: '1', MPRUN_NODE_ARGS: '--no-deprecation', MPRUN_NOT_A_SETTING: 'x' };
+    const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'env'], { env });
+    expect(r.code).toBe(0);
+    const ranks = r.stdout.split('\n').filter((l) => / spin=/.test(l)).sort();
+    expect(ranks).toEqual([0, 1, 2, 3].map((k) => `rank ${k} spin=7 reproducible=1 other=undefined flags=--no-deprecation`));
+  });
+
   it('a remote rank exiting 5 makes mprun exit 5, naming rank, pid and node', async () => {
     const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'fail', '3', '5'], { env: c.env });
     expect(r.code).toBe(5);
