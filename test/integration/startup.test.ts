@@ -60,6 +60,27 @@ describe('startup', () => {
     expect(r.stderr).toContain(`${file}:8:`);
   });
 
+  it("a rank that uses no checkpoint daemon and no semaphore loads neither node:crypto nor node:child_process", async () => {
+    const dir = join(scratch, 'builtins');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'builtins.ts');
+    writeFileSync(
+      file,
+      [
+        "import { init } from 'mprun';",
+        'const world = await init();',
+        "await world.allreduce(1, 'sum');",
+        "const loaded = process.moduleLoadList.filter((m) => m === 'NativeModule crypto' || m === 'NativeModule child_process');",
+        'console.log(`rank ${world.rank} loaded: [${loaded.join(\', \')}]`);',
+        'await world.finalize();',
+        '',
+      ].join('\n'),
+    );
+    const r = await runMprun(['-n', '2', file]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['rank 0 loaded: []', 'rank 1 loaded: []']);
+  });
+
   it('native/build.mjs leaves a current addon alone (no node-gyp, no compiler needed)', () => {
     const check = spawnSync(process.execPath, [join(root, 'native', 'build.mjs'), '--check'], { encoding: 'utf8' });
     expect(['prebuilt', 'current']).toContain(check.stdout.trim());

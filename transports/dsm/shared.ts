@@ -22,7 +22,6 @@
  * Release and acquire of one variable run one at a time per node (a lock word
  * in the variable's segment), so diffs from one node reach a home in order.
  */
-import { createHash } from 'node:crypto';
 import { MprunError } from '../../core/errors.js';
 import { dtypeOf } from '../../core/codec.js';
 import { isTypedArrayCtor, type TypedArray, type TypedArrayConstructor } from '../../core/types.js';
@@ -142,6 +141,8 @@ export class SharedMemory {
     if (!Number.isInteger(initial) || initial < 0 || initial > 0x7fffffff) throw new RangeError(`semaphore: initial must be a non-negative integer, not ${initial}`);
     let s = this.#sems.get(name);
     if (s === undefined) {
+      // node:crypto on first use: a rank that makes no semaphore never loads it.
+      const { createHash } = await import('node:crypto');
       const home = createHash('sha256').update(name).digest().readUInt32LE(0) % this.#context.nnodes;
       s = new Semaphore(this, name, home);
       await (await this.link(home)).request(DsmFrame.SEM, { aux: SemOp.CREATE, arg: initial }, Buffer.from(name));

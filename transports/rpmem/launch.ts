@@ -7,8 +7,9 @@
  *   - a DaemonEndpoint: a daemon mprun started for the job, reached by a TCP
  *     control session that proves the job's secret.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+// node:child_process and node:crypto are imported where a daemon is started: every rank's
+// bundle holds this module, and most ranks start none.
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { rpmemError } from '../../core/errors.js';
@@ -68,6 +69,7 @@ export function sshArgv(target: string, remoteCmd: string, ssh: string[] = shell
  */
 export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?: string[]; secret?: string; onStderr?: (d: Buffer) => void } = {}): Promise<Control & { child: ChildProcess }> {
   const argv = opts.argv ?? sshArgv(target, daemonCommand(opts.poolsetDir));
+  const { spawn } = await import('node:child_process');
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   const label = `rpmem target ${target}`;
   let stderr = '';
@@ -102,7 +104,7 @@ export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?:
   });
   await started;
   // The secret travels on the ssh channel; the lanes prove it to the daemon.
-  const secret = opts.secret ?? randomBytes(32).toString('hex');
+  const secret = opts.secret ?? (await import('node:crypto')).randomBytes(32).toString('hex');
   const reply = await ch.request(RpmemFrame.AUTH, {}, `starting ${label}`, Buffer.from(secret));
   const where = JSON.parse(Buffer.from(reply).toString('utf8')) as { address: string; port: number };
   const streams = [child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>;
@@ -133,6 +135,7 @@ export function control(target: Target, opts: LaunchOptions): Promise<Control> {
 export async function removeOverSsh(target: string, poolSet: string, opts: LaunchOptions & { force?: boolean; poolSet?: boolean }): Promise<void> {
   const cmd = `${daemonCommand(opts.poolsetDir)} --remove ${shellQuote(poolSet)}${opts.force === true ? ' --force' : ''}${opts.poolSet === true ? ' --pool-set' : ''}`;
   const argv = sshArgv(target, cmd);
+  const { spawn } = await import('node:child_process');
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
