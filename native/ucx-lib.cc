@@ -192,6 +192,11 @@ void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
 
 constexpr size_t kMaxSpares = 8;
 constexpr size_t kMinBatch = 65536;
+// Spares are for the steady stream of messages: a buffer over kMaxSpareBytes
+// (one huge message, a batch grown while JavaScript fell behind) is freed, and
+// all of them together stay under kMaxSpareTotal, not held for the whole job.
+constexpr size_t kMaxSpareBytes = 8u << 20;
+constexpr size_t kMaxSpareTotal = 32u << 20;
 
 Buf TakeSpare(size_t minCap) {
   size_t best = st->spares.size();
@@ -211,14 +216,31 @@ Buf TakeSpare(size_t minCap) {
 }
 
 void PutSpare(Buf b) {
-  if (st->spares.size() < kMaxSpares) st->spares.push_back(b);
+  if (b.cap > kMaxSpareBytes) {
+    free(b.data);
+    return;
+  }
+  // Full (by count or bytes): the smallest spares make room, if the newcomer is larger.
+  auto total = [] {
+    size_t n = 0;
+    for (const Buf& x : st->spares) n += x.cap;
+    return n;
+  };
+  while (!st->spares.empty() && (st->spares.size() >= kMaxSpares || total() + b.cap > kMaxSpareTotal)) {
+    size_t smallest = 0;
+    for (size_t i = 1; i < st->spares.size(); i++)
+      if (st->spares[i].cap < st->spares[smallest].cap) smallest = i;
+    if (st->spares[smallest].cap >= b.cap) break;
+    free(st->spares[smallest].data);
+    st->spares.erase(st->spares.begin() + smallest);
+  }
+  if (st->spares.size() < kMaxSpares && total() + b.cap <= kMaxSpareTotal) st->spares.push_back(b);
   else free(b.data);
 }
 
-Napi::ArrayBuffer Lend(Napi::Env env, Buf b) {
+Napi::Value Lend(Napi::Env env, Buf b) {
   Lent* l = new Lent{b};
-  st->lent[b.data] = l;
-  return Napi::ArrayBuffer::New(
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
       env, b.data, b.size,
       [](Napi::Env, void* data, Lent* l) {
         if (!l->back) {
@@ -231,6 +253,15 @@ Napi::ArrayBuffer Lend(Napi::Env env, Buf b) {
         delete l;
       },
       l);
+  if (env.IsExceptionPending() || ab.IsEmpty()) {
+    // Not lent: the memory goes back to the spares, and JavaScript gets the exception.
+    delete l;
+    std::lock_guard<std::mutex> g(st->inboxLock);
+    PutSpare(b);
+    return env.Undefined();
+  }
+  st->lent[b.data] = l;
+  return ab;
 }
 
 void AppendRecord(uint32_t source, int32_t tag, uint32_t dtype, const void* data, size_t length, uint32_t largeId) {

@@ -183,10 +183,14 @@ Napi::Value GiveBack(const Napi::CallbackInfo& info) {
   auto it = st->lent.find(static_cast<uint8_t*>(ab.Data()));
   if (it == st->lent.end()) return env.Undefined();
   Lent* l = it->second;
+  Buf b = l->buf;
+  l->back = true;  // before the detach: its finalizer may run from it, and frees only tickets not given back
+  if (napi_detach_arraybuffer(env, ab) != napi_ok) {
+    // Still attached: JavaScript could read it, so it is not reused (its finalizer frees it).
+    l->back = false;
+    return ThrowCode(env, kCode, "giveBack: the buffer could not be detached");
+  }
   st->lent.erase(it);
-  l->back = true;
-  Buf b = l->buf;  // the ticket may go with the detach (its finalizer frees only tickets given back)
-  ab.Detach();
   std::lock_guard<std::mutex> g(st->inboxLock);
   PutSpare(b);
   return env.Undefined();

@@ -161,7 +161,7 @@ extern State* st;
 // Receive buffers (ucx-lib.cc); TakeSpare and PutSpare with inboxLock held.
 Buf TakeSpare(size_t minCap);
 void PutSpare(Buf b);
-Napi::ArrayBuffer Lend(Napi::Env env, Buf b);
+Napi::Value Lend(Napi::Env env, Buf b);  // an external ArrayBuffer, or undefined with an exception pending
 extern std::string openedContextInfo;
 
 // The control area shared with JavaScript (see ucx-lib.cc).

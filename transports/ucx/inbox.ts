@@ -7,7 +7,7 @@
  * receives and no per-peer matching state (the rank's matching engine,
  * runtime/p2p.ts, matches); eager messages arrive in UCX's own buffer and are
  * copied once into the inbox, and larger ones (UCX chooses rendezvous past its
- * eager limit, 8-19 KiB here) land with ucp_am_recv_data_nbx in a buffer that
+ * eager limit, which grows with the TCP segment sizes) land with ucp_am_recv_data_nbx in a buffer that
  * becomes the payload's ArrayBuffer without a further copy.
  *
  * native/ucx.cc appends records to one batch; takeMessages() hands the whole
