@@ -108,8 +108,8 @@ export class NodeAgent {
     const agentAddress = await service.listen(this.#data.listen);
     const cpus = native().getAffinity();
     const bind = s.bind === 'core' || (s.bind === 'auto' && nlocal <= cpus.length);
-    // From the job's variables (configVariables): an agent on another node has not got mprun's environment.
-    const extra = (s.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+    // mprun's (the job's variables, configVariables), else this node's own.
+    const extra = (s.env.MPRUN_NODE_ARGS ?? process.env.MPRUN_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
     // A rank bundle (compile.ts) is the whole rank: its prelude does what rank-main.js does, and
     // it maps its stacks itself when one is printed. Other apps (.js) go through rank-main.js,
     // with Node's source maps for mprun's frames.

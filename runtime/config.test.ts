@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { cpus } from 'node:os';
-import { checkMappings, formatBytes, parseBytes, readConfig } from './config.js';
+import { checkMappings, configVariables, formatBytes, parseBytes, readConfig } from './config.js';
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -66,5 +66,21 @@ describe('configuration', () => {
     expect(() => readConfig(2)).toThrow(expect.objectContaining({ code: 'ERR_MPRUN_ARG' }));
     expect(formatBytes(4.5 * 1024 ** 3)).toBe('4.5G');
     expect(formatBytes(65536)).toBe('64K');
+  });
+});
+
+describe('configVariables', () => {
+  it("forwards the job-wide settings of mprun's environment, not a node's own nor anything undeclared", () => {
+    const env = {
+      MPRUN_SPIN_US: '7',
+      MPRUN_NET: 'ucx',
+      MPRUN_COLL_REPRODUCIBLE: '1',
+      MPRUN_XPMEM_BACKEND: 'kernel', // a node's own
+      MPRUN_HANG_REPORT_MS: '5', // mprun computes it
+      MPRUN_RANK: '3', // a parent job's
+      MPRUN_SECRET: 'parent',
+      HOME: '/root',
+    };
+    expect(configVariables(env)).toEqual({ MPRUN_SPIN_US: '7', MPRUN_NET: 'ucx', MPRUN_COLL_REPRODUCIBLE: '1' });
   });
 });

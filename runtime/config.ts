@@ -13,6 +13,8 @@ export interface ConfigField {
   name: string;
   default: string;
   help: string;
+  /** false: a node's own setting, not forwarded from mprun's environment to other nodes (configVariables). */
+  forward?: false;
 }
 
 export const CONFIG_FIELDS: readonly ConfigField[] = [
@@ -28,9 +30,11 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_COLL_POLL_US', default: 'auto', help: 'microseconds a collective polls before it waits asynchronously (auto: MPRUN_SPIN_US; when ranks outnumber cores, only the native fast path of small collectives polls, yielding the core)' },
   { name: 'MPRUN_WARMUP', default: '0', help: 'init() runs this many barriers, small allreduces and ring exchanges before it returns, so that the first calls of the program run compiled code (costs start-up time)' },
   { name: 'MPRUN_BLOCK_SLICE_MS', default: '20', help: 'longest a waiting rank stays asleep before it lets its event loop run' },
-  { name: 'MPRUN_HANG_REPORT_MS', default: '1000', help: 'a rank blocked this long in one operation tells mprun what it waits in and where its program called it (printed on --timeout, SIGUSR1 and --report-hangs)' },
-  { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: 'force the XPMEM backend: kernel, shm or cma' },
+  { name: 'MPRUN_HANG_REPORT_MS', default: '1000', help: 'a rank blocked this long in one operation tells mprun what it waits in and where its program called it (printed on --timeout, SIGUSR1 and --report-hangs; mprun sets it from those)', forward: false },
+  { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: "force the XPMEM backend: kernel, shm or cma (a node's own: not forwarded to other nodes)", forward: false },
   { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
+  { name: 'MPRUN_NET', default: 'tcp (auto under direct launch)', help: 'the network to other nodes: ucx, tcp (the node agents) or auto (UCX when usable); mprun --net sets it' },
+  { name: 'MPRUN_UCX_PROGRESS_THREAD', default: '1', help: "0: no native thread progresses UCX while the rank computes (over TCP a computing target then stalls others' gets and atomics)" },
   { name: 'MPRUN_NODE_ARGS', default: '', help: 'extra Node.js flags for every rank, e.g. --cpu-prof or --trace-deopt (read by mprun)' },
   { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer (self, xpmem/<backend>, dsm) and wire-up steps to stderr' },
 ];
@@ -40,14 +44,15 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
  * the job, as mpirun forwards the MCA parameters of its environment: an agent
  * started over ssh or srun on another node has not got that environment, and
  * ranks that disagree on, say, MPRUN_COLL_REPRODUCIBLE would run different
- * algorithms. Only the declared fields: a parent job's MPRUN_RANK or secret
- * never leaks into a job started from one of its ranks.
+ * algorithms. Only the declared fields, and not a node's own (forward: false):
+ * a parent job's MPRUN_RANK or secret never leaks into a job started from one
+ * of its ranks.
  */
 export function configVariables(environment: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const f of CONFIG_FIELDS) {
     const v = environment[f.name];
-    if (v !== undefined) out[f.name] = v;
+    if (v !== undefined && f.forward !== false) out[f.name] = v;
   }
   return out;
 }
