@@ -128,6 +128,8 @@ export class NodeAgent {
       };
       if (agentAddress !== '') env.MPRUN_AGENT_ADDR = agentAddress;
       else delete env.MPRUN_AGENT_ADDR;
+      // A job started from a rank of another must not find that job's checkpoint targets.
+      if (s.env.MPRUN_CKPT === undefined) delete env.MPRUN_CKPT;
       if (bind) env.MPRUN_BIND_CPU = String(cpus[local % cpus.length]);
       else delete env.MPRUN_BIND_CPU;
       const child = spawn(process.execPath, args, {
