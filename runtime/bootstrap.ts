@@ -108,8 +108,10 @@ async function start(): Promise<World> {
   };
   // The network to other nodes (mprun --net): UCX's card goes out with the rest.
   // Its messages reach the matching engine, made once the cards are in.
-  // Default: under mprun its own TCP through the agents (dependency-free, measured in the README's
-  // cross-node table); under direct launch there are no agents, so UCX when usable.
+  // Default: under mprun its own TCP through the agents: UCX over TCP is faster (the README's
+  // cross-node table) but needs UCX_NET_DEVICES on multi-homed nodes and misfires between hosts
+  // that share a kernel (README, "The default network"); under direct launch there are no
+  // agents, so UCX when usable.
   const net = netChoice(process.env.MPRUN_NET, direct ? 'auto' : 'tcp');
   let matching: MessageSink | null = null;
   const sink: MessageSink = { arrived: (source, tag, dtype, payload) => matching!.arrived(source, tag, dtype, payload) };
