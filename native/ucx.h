@@ -158,7 +158,7 @@ struct State {
 
 extern State* st;
 
-// Receive buffers (ucx-lib.cc); TakeSpare and PutSpare with inboxLock held.
+// Receive buffers (ucx-inbox.cc); TakeSpare and PutSpare with inboxLock held.
 Buf TakeSpare(size_t minCap);
 void PutSpare(Buf b);
 Napi::Value Lend(Napi::Env env, Buf b);  // an external ArrayBuffer, or undefined with an exception pending
