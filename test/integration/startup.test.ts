@@ -31,6 +31,15 @@ function bareBin(): string {
   return bin;
 }
 
+/** An app of these lines, NAME/NAME.ts in the scratch folder (a folder of its own: its own bundle). */
+function appFile(name: string, lines: string[]): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}.ts`);
+  writeFileSync(file, [...lines, ''].join('\n'));
+  return file;
+}
+
 describe('startup', () => {
   it('runs hello from a cached rank bundle; a second run reuses it', async () => {
     const cache = join(scratch, 'cache');
@@ -46,13 +55,7 @@ describe('startup', () => {
   });
 
   it("an uncaught error's stack names the app's .ts lines (mapped when printed, not at start)", async () => {
-    const dir = join(scratch, 'boom');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, 'boom.ts');
-    writeFileSync(
-      file,
-      ["import { init } from 'mprun';", '', 'interface P { n: number }', 'function explode(p: P): never {', '  throw new Error(`boom ${p.n}`);', '}', 'const world = await init();', 'if (world.rank === 1) explode({ n: 1 });', 'await world.finalize();', ''].join('\n'),
-    );
+    const file = appFile('boom', ["import { init } from 'mprun';", '', 'interface P { n: number }', 'function explode(p: P): never {', '  throw new Error(`boom ${p.n}`);', '}', 'const world = await init();', 'if (world.rank === 1) explode({ n: 1 });', 'await world.finalize();']);
     const r = await runMprun(['-n', '2', file], { env: { MPRUN_NO_COMPILE_CACHE: '1' } });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('rank 1: Error: boom 1');
@@ -61,21 +64,14 @@ describe('startup', () => {
   });
 
   it("a rank that uses no checkpoint daemon and no semaphore loads neither node:crypto nor node:child_process", async () => {
-    const dir = join(scratch, 'builtins');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, 'builtins.ts');
-    writeFileSync(
-      file,
-      [
-        "import { init } from 'mprun';",
-        'const world = await init();',
-        "await world.allreduce(1, 'sum');",
-        "const loaded = process.moduleLoadList.filter((m) => m === 'NativeModule crypto' || m === 'NativeModule child_process');",
-        'console.log(`rank ${world.rank} loaded: [${loaded.join(\', \')}]`);',
-        'await world.finalize();',
-        '',
-      ].join('\n'),
-    );
+    const file = appFile('builtins', [
+      "import { init } from 'mprun';",
+      'const world = await init();',
+      "await world.allreduce(1, 'sum');",
+      "const loaded = process.moduleLoadList.filter((m) => m === 'NativeModule crypto' || m === 'NativeModule child_process');",
+      'console.log(`rank ${world.rank} loaded: [${loaded.join(\', \')}]`);',
+      'await world.finalize();',
+    ]);
     const r = await runMprun(['-n', '2', file]);
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').sort()).toEqual(['rank 0 loaded: []', 'rank 1 loaded: []']);
