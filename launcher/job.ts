@@ -22,7 +22,7 @@ import { compileApp, needsCompile } from './compile.js';
 import { makeJobDir } from './tmpdirs.js';
 import { Controller } from './controller.js';
 import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
-import { LineSink } from './stdio.js';
+import { LineSink, watchOutput } from './stdio.js';
 import { HangReports, hangReportMs } from './hangs.js';
 import { ExitRules, signalNumber, type RankState } from './exit-rules.js';
 import { launchCommand, resolveAddress, routeSource, type LaunchCommand } from './route.js';
@@ -275,9 +275,9 @@ class JobController {
     };
   }
 
-  #abort(reason: string, code: number, sig: NodeJS.Signals = 'SIGTERM'): void {
+  #abort(reason: string, code: number, sig: NodeJS.Signals = 'SIGTERM', quiet = false): void {
     if (!this.#rules.startAbort(code)) return;
-    log(reason);
+    if (!quiet) log(reason);
     for (const l of this.#links) l.send({ t: 'abort', reason, signal: sig });
     this.#killTimer = setTimeout(() => {
       for (const l of this.#links) l.send({ t: 'signal', signal: 'SIGKILL' });
@@ -440,6 +440,8 @@ class JobController {
     const onExit = (): void => {
       for (const l of this.#links) l.send({ t: 'signal', signal: 'SIGKILL' });
     };
+    // As SIGPIPE ends a C program whose reader went away (`mprun ... | head`): quietly, exit 141.
+    const unwatch = watchOutput(() => this.#abort('the output is closed', 128 + signalNumber('SIGPIPE'), 'SIGTERM', true));
     process.on('SIGUSR1', onUsr1);
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
@@ -451,6 +453,7 @@ class JobController {
       process.off('SIGTERM', onTerm);
       process.off('SIGHUP', onTerm);
       process.off('exit', onExit);
+      unwatch();
     });
   }
 

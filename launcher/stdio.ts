@@ -40,3 +40,27 @@ export class LineSink {
     this.out.write(this.prefix === '' ? `${lines}\n` : lines.split('\n').map((l) => this.prefix + l).join('\n') + '\n');
   }
 }
+
+/**
+ * Calls `closed` when mprun's stdout or stderr can no longer be written: the
+ * reader of `mprun ... | head` went away (EPIPE). Node ignores SIGPIPE and
+ * raised that as an unhandled error: a stack trace, and the job's folder left
+ * behind. Returns what stops watching; write errors after that (a write still
+ * queued as the job ends) are ignored.
+ */
+export function watchOutput(closed: (e: NodeJS.ErrnoException) => void): () => void {
+  let said = false; // once: stderr may be what fails
+  const onError = (e: NodeJS.ErrnoException): void => {
+    if (e.code !== 'EPIPE' && !said) process.stderr.write(`mprun: cannot write the job's output: ${e.message}\n`);
+    said = true;
+    closed(e);
+  };
+  const ignore = (): void => undefined;
+  for (const s of [process.stdout, process.stderr]) s.on('error', onError);
+  return () => {
+    for (const s of [process.stdout, process.stderr]) {
+      s.on('error', ignore);
+      s.off('error', onError);
+    }
+  };
+}

@@ -138,6 +138,23 @@ function folderOf(pid: number): string | undefined {
 }
 
 describe('leftovers', () => {
+  it('a reader that goes away (mprun ... | head) ends the job quietly with 141 and leaves nothing', async () => {
+    let dir: string | undefined;
+    let closed = false;
+    const r = await runMprun(['-n', '2', app('flood.ts'), '2000000'], {
+      onStdout: (_text, child) => {
+        if (closed) return;
+        closed = true;
+        dir = folderOf(child.pid!);
+        child.stdout!.destroy(); // as head does once it has its lines
+      },
+    });
+    expect(r.code).toBe(128 + 13); // SIGPIPE's, as a shell reports a C program's
+    expect(r.stderr).not.toMatch(/EPIPE|Error|    at /);
+    expect(dir).toBeDefined();
+    expect(existsSync(dir!)).toBe(false);
+  });
+
   it("the folder of a SIGKILLed mprun is removed by the next mprun; a live job's folder is not", async () => {
     // A live job that must keep its folder.
     let live: ReturnType<typeof runMprun> | null = null;
