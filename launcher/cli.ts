@@ -16,6 +16,7 @@ import { infoText, packageVersion } from './info.js';
 import { runJob, type JobOptions } from './job.js';
 import { checkJobName, DEFAULT_POOL_DIR, parseCheckpointTarget } from './ckpt.js';
 import { checkpointsMain } from './checkpoints.js';
+import { watchOutput } from './stdio.js';
 import { typecheckApp, TypecheckUnavailable } from './typecheck.js';
 
 const USAGE = `Usage: mprun [options] app.ts|app.js [app args...]
@@ -278,11 +279,18 @@ export async function main(argv: readonly string[]): Promise<number | null> {
   if ('command' in parsed) {
     if (parsed.command === 'agent') return agentMain(parsed.address, parsed.node);
     if (parsed.command === 'direct') return runDirect(parsed.app, parsed.args);
-    if (parsed.command === 'checkpoints') return checkpointsMain(parsed.argv);
-    if (parsed.command === 'help') process.stdout.write(USAGE);
+    // `mprun checkpoints list | head`: the command finishes (its daemons stopped) and exits 141, quietly.
+    let closed = false;
+    const unwatch = watchOutput(() => (closed = true));
+    let code = 0;
+    if (parsed.command === 'checkpoints') code = await checkpointsMain(parsed.argv);
+    else if (parsed.command === 'help') process.stdout.write(USAGE);
     else if (parsed.command === 'version') process.stdout.write(`mprun ${packageVersion()}\n`);
     else process.stdout.write(infoText());
-    return 0;
+    // A failed write reports its error a tick after its callback: wait for both.
+    await new Promise<void>((resolve) => process.stdout.write('', () => setImmediate(resolve)));
+    unwatch();
+    return closed ? 128 + 13 : code;
   }
   if (parsed.typecheck) {
     try {

@@ -155,6 +155,14 @@ describe('leftovers', () => {
     expect(existsSync(dir!)).toBe(false);
   });
 
+  it("the commands that only print (--help, info, checkpoints list) end as quietly when their reader is gone", async () => {
+    for (const args of [['--help'], ['info'], ['checkpoints', 'list']]) {
+      const r = await runMprun(args, { onStart: (child) => child.stdout!.destroy() });
+      expect(r.code, args.join(' ')).toBe(128 + 13);
+      expect(r.stderr, args.join(' ')).not.toMatch(/EPIPE|Error|    at /);
+    }
+  });
+
   it("the folder of a SIGKILLed mprun is removed by the next mprun; a live job's folder is not", async () => {
     // A live job that must keep its folder.
     let live: ReturnType<typeof runMprun> | null = null;
