@@ -122,6 +122,16 @@ export function serveConnection(
 }
 
 /** HOST:PORT (IPv6 hosts in brackets) as its parts, or null for anything else (a Unix socket path). */
+/**
+ * The descriptor behind a connected socket, or null: Node keeps it on the
+ * socket's private libuv handle. For writes and reads that must not wait for
+ * the event loop (a rank's frames to an agent, a synchronous card request).
+ */
+export function socketFd(socket: Socket): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
 export function parseTcpAddress(address: string): { host: string; port: number } | null {
   const m = /^(\[[^\]]*\]|[^/:\[\]]*):(\d+)$/.exec(address);
   if (m === null) return null;

@@ -7,7 +7,7 @@ import { readSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { MprunError } from '../core/errors.js';
 import type { WaitReport } from './wait.js';
-import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../core/wire.js';
+import { encodeFrame, FrameReader, parseTcpAddress, socketFd, WIRE_VERSION, type Frame } from '../core/wire.js';
 
 export class ControlClient {
   readonly #socket: Socket;
@@ -79,8 +79,8 @@ export class ControlClient {
    */
   cardsSync(ranks: readonly number[], timeoutMs = 300_000): unknown[] {
     if (this.#closed !== null) throw this.#closed;
-    const fd = (this.#socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0 || this.#socket.writableLength > 0) {
+    const fd = socketFd(this.#socket);
+    if (fd === null || this.#socket.writableLength > 0) {
       throw new MprunError('ERR_MPRUN_UNSUPPORTED', 'cannot ask mprun for business cards synchronously now (its connection is busy)');
     }
     const id = this.#nextId++;

@@ -18,7 +18,7 @@ import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { connectNow } from './connect-now.js';
 import { MprunError } from '../../core/errors.js';
-import { parseTcpAddress } from '../../core/wire.js';
+import { parseTcpAddress, socketFd } from '../../core/wire.js';
 import { RequestChannel, type ReplyRules } from '../../core/channel.js';
 import { readOperand, writeOperand } from './atomic.js';
 import { DSM_PROTOCOL, frame, FrameParser, HEADER_BYTES, MAX_PAYLOAD, ProtocolError, DsmFrame, writeHeader, type Header } from './frames.js';
@@ -82,8 +82,8 @@ export class AgentLink {
     const link = AgentLink.#attach(node, nodeName, address, socket);
     const ready = link.#authenticate(secret, rank);
     return ready.then(() => {
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      if (typeof fd !== 'number' || fd < 0) throw new MprunError('ERR_MPRUN_SYSTEM', 'cannot reach the descriptor of a connection to an agent');
+      const fd = socketFd(socket);
+      if (fd === null) throw new MprunError('ERR_MPRUN_SYSTEM', 'cannot reach the descriptor of a connection to an agent');
       link.#fd = fd;
       link.#refresh();
       return link;
