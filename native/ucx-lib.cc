@@ -48,13 +48,13 @@
 // message or a put's flush (UCX's TCP transport acknowledges puts from the
 // target's progress) waited for the sleeper's 20 ms slice to end.
 #include "ucx.h"
+#include "words.h"
 
 #if MPRUN_HAVE_UCX_HEADERS
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <climits>
 #include <dlfcn.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -190,16 +190,10 @@ void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
 }
 
 
-// The same protocol as ControlSegment.ring (transports/shm/control.ts): one load
-// unless the rank sleeps waiting for `wake`; then the door moves (its futex wait
-// cannot miss it) and whoever clears the sleeping word pays the wake syscall.
-// The segment is shared memory: a shared (not PRIVATE) futex, as futexWait's.
+// ControlSegment.ring (words.h RingDoor) on the rank's doorbell, once it gave one.
 void RingRank(int32_t wake) {
   int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
-  if (sleeping == nullptr || (__atomic_load_n(sleeping, __ATOMIC_SEQ_CST) & wake) == 0) return;
-  int32_t* door = st->door.load(std::memory_order_relaxed);
-  __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  if (sleeping != nullptr) words::RingDoor(sleeping, st->door.load(std::memory_order_relaxed), wake);
 }
 
 // Whether the rank has published that it sleeps (or is about to) on its doorbell.

@@ -1,5 +1,5 @@
 // The node control segment's words as native code uses them (native/coll.cc,
-// native/queue.cc), with the semantics of transports/shm/control.ts: seq_cst
+// native/queue.cc, the UCX progress thread's doorbell), with the semantics of transports/shm/control.ts: seq_cst
 // loads and stores as JavaScript's Atomics, counters compared modulo 2^32, and
 // doorbells rung as ControlSegment.ring() rings them.
 #pragma once
@@ -50,14 +50,18 @@ bool SpinUntil(F ready, uint64_t budgetNs, bool yields) {
   }
 }
 
-// ControlSegment.ring(): wakes the rank whose sleeping and door words these are if it sleeps for `wake`.
-inline void Ring(int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32_t wake) {
-  int32_t* sleeping = words + sleepingIndex;
+// ControlSegment.ring(): wakes the rank whose sleeping and door words these are
+// if it sleeps for `wake`. One load unless it does; then the door moves (its
+// futex wait cannot miss that) and whoever clears the sleeping word pays the
+// wake syscall. The segment is shared memory: a shared (not PRIVATE) futex.
+inline void RingDoor(int32_t* sleeping, int32_t* door, int32_t wake) {
   if ((Load(sleeping) & wake) == 0) return;
-  int32_t* door = words + doorIndex;
   __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
   if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
+
+// The same, by the words' indices in the segment.
+inline void Ring(int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32_t wake) { RingDoor(words + sleepingIndex, words + doorIndex, wake); }
 
 // A poll budget from JavaScript, in nanoseconds: anything not positive (NaN too) polls once.
 inline uint64_t BudgetNs(double ns) { return ns > 0 ? static_cast<uint64_t>(ns < 1e18 ? ns : 1e18) : 0; }
