@@ -69,10 +69,14 @@ export class ShmReductions {
     return plan;
   }
 
-  /** Elements of `bpe` bytes one round carries: contributions in the first half of a bank's data area. */
+  /** Bytes of a bank's data area for contributions (the first half; results in the second), whole cache lines. */
+  #area(): number {
+    return Math.floor(this.#b.capacity / 2 / 64) * 64;
+  }
+
+  /** Elements of `bpe` bytes one round carries. */
   #perRound(bpe: number): number {
-    const area = Math.floor(this.#b.capacity / 2 / 64) * 64;
-    return Math.max(1, Math.floor(Math.min(area, this.#b.layout.chunkBytes) / bpe));
+    return Math.max(1, Math.floor(Math.min(this.#area(), this.#b.layout.chunkBytes) / bpe));
   }
 
   /** See ShmCollectives.tryReduce. */
@@ -121,8 +125,7 @@ export class ShmReductions {
     const Ctor = buf.constructor;
     const { code, dtype, k } = this.#plan(Ctor, op);
     const bpe = buf.BYTES_PER_ELEMENT;
-    // Contributions in the first half of a bank's data area, results in the second.
-    const area = Math.floor(b.capacity / 2 / 64) * 64;
+    const area = this.#area();
     const perRound = this.#perRound(bpe);
     // A round tryReduce() began: its number, and whether our contribution is published.
     const begun = this.#begun;
