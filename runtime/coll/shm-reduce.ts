@@ -12,7 +12,6 @@ import type { TypedArray } from '../../core/types.js';
 import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import type { ShmRounds } from './shm-rounds.js';
-import { TypedViews } from '../../transports/shm/views.js';
 import { native } from '../../native/index.js';
 
 /** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
@@ -43,7 +42,6 @@ export class ShmReductions {
   #begun: { c: number; stage: number } | null = null;
   readonly #native = native();
   #fastBytes: number | null = null;
-  #staging: TypedViews | null = null;
   /** tryReduce's last type and operator, their codes and staging view. */
   #lastCtor: unknown = null;
   #lastOp = '';
@@ -89,10 +87,8 @@ export class ShmReductions {
     // The last call's type and operator again (a loop's case): no lookups.
     if (Ctor !== this.#lastCtor || op !== this.#lastOp) {
       const plan = this.#plan(Ctor, op);
-      // Through a staging array of ours: a small array made in JavaScript lives on V8's heap, and
-      // handing it to native code would move it off (a backing store allocated), which costs more
-      // than the reduction. Copies of a few elements are a loop; more, a memcpy.
-      this.#lastStage = (this.#staging ??= new TypedViews(new ArrayBuffer(this.#fastBytes))).of(Ctor);
+      // Through the team's staging array (ShmRounds.staging says why). Copies of a few elements are a loop; more, a memcpy.
+      this.#lastStage = b.staging().of(Ctor);
       this.#lastCode = plan.code;
       this.#lastDtype = plan.dtype;
       this.#lastCtor = Ctor;

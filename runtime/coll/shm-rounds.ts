@@ -25,6 +25,7 @@ import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/shm/c
 import { TypedViews } from '../../transports/shm/views.js';
 import { native, type CollTeamHandle } from '../../native/index.js';
 import { KIND, KIND_NAME, typeName, type Part, type Ready, type Steps } from './engine.js';
+import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 
 // header words (Int32) at the start of a bank
 const H_KIND = 0;
@@ -99,6 +100,7 @@ export class ShmRounds {
   readonly #views: Array<TypedViews | undefined>;
   #c = 0;
   #native: CollTeamHandle | null = null;
+  #staging: TypedViews | null = null;
   /** Per member: whether the native team has its bank. */
   #nativeBanks = new Uint8Array(0);
   #banksFrom0 = 0;
@@ -163,6 +165,17 @@ export class ShmRounds {
     }
     if (also >= 0 && this.#nativeBanks[also] === 0) this.#giveBank(also);
     return this.#native;
+  }
+
+  /**
+   * Where the native fast paths pass a small array in and out (a one-round
+   * broadcast's or reduction's, ALLREDUCE_FLAT_BYTES at most): a small array
+   * made in JavaScript lives on V8's heap, and handing it to native code would
+   * move it off (a backing store allocated), which costs more than the
+   * collective. One per team, made on first use.
+   */
+  staging(): TypedViews {
+    return (this.#staging ??= new TypedViews(new ArrayBuffer(ALLREDUCE_FLAT_BYTES)));
   }
 
   #giveBank(j: number): void {

@@ -15,7 +15,6 @@ import type { ReduceOp } from './ops.js';
 import { ShmReductions } from './shm-reduce.js';
 import { ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
 import { native, type CollTeamHandle } from '../../native/index.js';
-import { TypedViews } from '../../transports/shm/views.js';
 import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 
 /** collBcast's result when done (native/coll.cc). */
@@ -45,7 +44,6 @@ export class ShmCollectives implements CollectiveEngine {
   #arrived: number | null = null;
   /** The round tryBcast() took and left undone, for bcast() to run. */
   #bcastRound: number | null = null;
-  #staging: TypedViews | null = null;
 
   constructor(layout: ShmTeamLayout) {
     this.#b = new ShmRounds(layout);
@@ -92,9 +90,9 @@ export class ShmCollectives implements CollectiveEngine {
     const b = this.#b;
     // One round: what one slot carries (the steps would take several beyond it).
     if (!isTyped(buf) || dtype === DTYPE_MSGPACK || buf.byteLength > Math.min(ALLREDUCE_FLAT_BYTES, b.capacity)) return false;
-    const stage = (this.#staging ??= new TypedViews(new ArrayBuffer(ALLREDUCE_FLAT_BYTES))).of(moveCtor(dtype));
+    // Through the team's staging array (ShmRounds.staging says why).
+    const stage = b.staging().of(moveCtor(dtype));
     const me = b.layout.me;
-    // Through a staging array, as reductions (shm-reduce.ts): no V8 heap array handed to native code.
     if (me === root) (stage as Float64Array).set(buf as Float64Array);
     // Everything that can throw before the round is taken: a failure leaves the rounds in step.
     const team = b.native(0, root);
