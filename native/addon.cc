@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLane(env, exports);
   InitUcx(env, exports);
   InitPmix(env, exports);
+  InitAmo(env, exports);
   return exports;
 }
 

@@ -43,6 +43,7 @@ void InitPmem(Napi::Env env, Napi::Object exports);
 void InitLane(Napi::Env env, Napi::Object exports);
 void InitUcx(Napi::Env env, Napi::Object exports);
 void InitPmix(Napi::Env env, Napi::Object exports);
+void InitAmo(Napi::Env env, Napi::Object exports);
 
 // Wraps [addr, addr+length) as an external ArrayBuffer. `unmap` is called once,
 // either from release() or from the GC finalizer, whichever comes first.

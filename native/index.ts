@@ -113,6 +113,29 @@ export interface NativeBinding {
   ucx: NativeUcx;
   /** The PMIx client (native/pmix.cc); libpmix is dlopened at its first call, not here. */
   pmix: NativePmix;
+  /** Shared-variable atomics: the agent's serving thread and a rank's requests (native/amo-server.cc; transports/dsm/amo.ts drives it). */
+  amo: NativeAmo;
+}
+
+// ---- shared-variable atomics (native/amo-server.cc) ----
+
+export interface NativeAmo {
+  /** Starts a serving thread listening on `host` (a numeric address; port chosen by the kernel). */
+  serve(host: string, secret: string, nodeIndex: number, nnodes: number): { handle: number; port: number };
+  /** Serves variable `id` from its segment (mapped until unregister): its page versions, data, pages and byte length. */
+  register(handle: number, id: number, segment: ArrayBuffer, versionsOffset: number, dataOffset: number, pages: number, bytes: number): void;
+  unregister(handle: number, id: number): void;
+  /** Stops the thread and closes its connections. */
+  stop(handle: number): void;
+  /** A connected descriptor that has sent the job secret (throws ERR_MPRUN_UNREACHABLE with errno). */
+  connect(host: string, port: number, secret: string, timeoutMs: number): number;
+  /**
+   * Sends one request and waits up to `waitMs` for its reply: the old value, or
+   * null (then amoReply). A refusal throws an Error with `status` (native/amo-server.cc's Status).
+   */
+  request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, waitMs: number): number | bigint | null;
+  reply(fd: number, waitMs: number): number | bigint | null;
+  close(fd: number): void;
 }
 
 // ---- PMIx (native/pmix.cc): the calls only; runtime/pmix.ts is the client to use ----

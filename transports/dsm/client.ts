@@ -16,6 +16,7 @@
  */
 import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { AmoChannel, nativeAtomicsWanted } from './amo.js';
 import { connectNow } from './connect-now.js';
 import { MprunError } from '../../core/errors.js';
 import { parseTcpAddress, socketFd } from '../../core/wire.js';
@@ -35,6 +36,7 @@ const REPLIES: ReplyRules<number, unknown> = {
     return into;
   },
   settle(h, payload, operand) {
+    if (h.type === DsmFrame.AUTH_OK) return h.arg;
     if (h.type === DsmFrame.AMO_REPLY) return readOperand(payload, 0, (operand & BIG) !== 0, (operand & UNSIGNED) !== 0);
     if (h.type === DsmFrame.ERROR) throw new MprunError('ERR_MPRUN_PROTOCOL', Buffer.from(payload).toString('utf8'));
     return payload;
@@ -67,9 +69,18 @@ export class AgentLink {
   #fd = -1;
   readonly #out: Buffer[] = [];
   #pumpScheduled = false;
+  readonly #nodeName: string;
+  readonly #host: string | null;
+  readonly #secret: string;
+  /** The agent's native thread for shared-variable atomics (AUTH_OK's arg; 0: none), and the connection to it once used. */
+  #amoPort = 0;
+  #amo: AmoChannel | null = null;
 
-  private constructor(node: number, socket: Socket) {
+  private constructor(node: number, nodeName: string, address: string, secret: string, socket: Socket) {
     this.node = node;
+    this.#nodeName = nodeName;
+    this.#host = parseTcpAddress(address)?.host ?? null;
+    this.#secret = secret;
     this.#socket = socket;
     this.#channel = new RequestChannel(DSM_PROTOCOL, (type, h, payload) => this.#write(frame(type, h, payload)), REPLIES);
   }
@@ -79,7 +90,7 @@ export class AgentLink {
     const tcp = parseTcpAddress(address);
     const socket = tcp === null ? connect(address) : connect(tcp);
     socket.setNoDelay(true);
-    const link = AgentLink.#attach(node, nodeName, address, socket);
+    const link = AgentLink.#attach(node, nodeName, address, secret, socket);
     const ready = link.#authenticate(secret, rank);
     return ready.then(() => {
       const fd = socketFd(socket);
@@ -102,15 +113,15 @@ export class AgentLink {
     const made = tcp === null ? null : connectNow(tcp.host, tcp.port);
     if (made === null) return null;
     made.socket.setNoDelay(true);
-    const link = AgentLink.#attach(node, nodeName, address, made.socket);
+    const link = AgentLink.#attach(node, nodeName, address, secret, made.socket);
     link.#fd = made.fd;
     // A refused authentication closes the connection: the link's error, sticky, fails its next operation.
     link.#authenticate(secret, rank).catch(() => undefined);
     return link;
   }
 
-  static #attach(node: number, nodeName: string, address: string, socket: Socket): AgentLink {
-    const link = new AgentLink(node, socket);
+  static #attach(node: number, nodeName: string, address: string, secret: string, socket: Socket): AgentLink {
+    const link = new AgentLink(node, nodeName, address, secret, socket);
     const parser = new FrameParser({
       begin: (h) => link.#channel.begin(h),
       end: (h, p) => {
@@ -132,7 +143,9 @@ export class AgentLink {
   }
 
   #authenticate(secret: string, rank: number): Promise<unknown> {
-    return this.#request(DsmFrame.AUTH, { target: rank }, Buffer.from(secret, 'utf8'));
+    return this.#request(DsmFrame.AUTH, { target: rank }, Buffer.from(secret, 'utf8')).then((port) => {
+      this.#amoPort = port as number;
+    });
   }
 
   #fail(e: Error): void {
@@ -269,6 +282,22 @@ export class AgentLink {
     await Promise.all(parts);
   }
 
+  /**
+   * An atomic on shared variable `id` homed at this link's node: served by the
+   * agent's native thread when it has one (amo.ts), else as a VAR_AMO here.
+   */
+  varAtomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean, unsigned: boolean): Promise<number | bigint> {
+    if (this.#amoPort > 0 && this.#host !== null && nativeAtomicsWanted()) {
+      try {
+        this.#amo ??= AmoChannel.open(this.#host, this.#amoPort, this.#secret, this.#nodeName);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return this.#amo.atomic(id, byteOffset, op, dtype, a, b);
+    }
+    return this.atomic(DsmFrame.VAR_AMO, id, byteOffset, op, dtype, a, b, big, unsigned);
+  }
+
   /** An atomic on an element of type `dtype` (8 bytes of each operand on the wire). */
   atomic(type: typeof DsmFrame.AMO | typeof DsmFrame.VAR_AMO, target: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean, unsigned: boolean): Promise<number | bigint> {
     const operands = Buffer.allocUnsafe(16);
@@ -285,6 +314,7 @@ export class AgentLink {
   }
 
   close(): void {
+    this.#amo?.close();
     this.#channel.close(new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized'));
     backlogged.delete(this);
     this.#socket.destroy();

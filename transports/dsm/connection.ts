@@ -32,6 +32,8 @@ export interface DataServices {
   relay: MessageRelay;
   homes: PageHomes;
   semaphores: SemaphoreTable;
+  /** The port of the native serving thread for shared-variable atomics (amo.ts), 0 when there is none. */
+  amoPort: number;
 }
 
 /** The connection's transport: writes replies, closes on a malformed frame. */
@@ -170,7 +172,7 @@ export class DataConnection {
     if (this.#peer < 0) {
       if (!secretMatches(this.#services.secret, Buffer.from(payload).toString('utf8'))) throw new ProtocolError('wrong job secret');
       this.#peer = h.target;
-      this.#ends.write(frame(DsmFrame.AUTH_OK, { id: h.id }));
+      this.#ends.write(frame(DsmFrame.AUTH_OK, { id: h.id, arg: this.#services.amoPort }));
       return;
     }
     const landing = this.#landing;

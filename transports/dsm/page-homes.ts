@@ -7,6 +7,7 @@
  * (VAR_AMO). Every change bumps the page's version.
  */
 import * as xpmem from '../xpmem/index.js';
+import type { AmoServer } from './amo.js';
 import { DsmFrame, HEADER_BYTES, RequestRefused, writeHeader, type Header } from './frames.js';
 import { homeOf, PAGE_BYTES, VarMemory, varLayout } from './layout.js';
 import { pagesPayloadBytes, parseFetch, parseRegister, parseRuns, writePages, type PageCopy, type WriteRun } from './page-wire.js';
@@ -58,12 +59,16 @@ export function changedPages(m: VarMemory, asked: ReadonlyArray<[page: number, v
 
 interface HomedVariable {
   memory: VarMemory;
+  /** The variable's length in bytes. */
+  bytes: number;
   detach(): void;
 }
 
 export class PageHomes {
   readonly #home: HomeOf;
   readonly #vars = new Map<number, HomedVariable>();
+  /** The native serving thread of atomics (amo.ts), once the service started one. */
+  #atomics: AmoServer | null = null;
 
   constructor(home: HomeOf) {
     this.#home = home;
@@ -83,7 +88,15 @@ export class PageHomes {
     const attachment = xpmem.attachWhole(segid, varLayout(bytes).total);
     const buffer = xpmem.mappedBuffer(attachment);
     if (buffer === null) throw new RequestRefused('cannot map a shared variable here (XPMEM backend cma)');
-    this.#vars.set(id, { memory: new VarMemory(buffer, bytes), detach: () => attachment.detach() });
+    const memory = new VarMemory(buffer, bytes);
+    this.#vars.set(id, { memory, bytes, detach: () => attachment.detach() });
+    this.#atomics?.register(id, memory, bytes);
+  }
+
+  /** Serves the atomics on every variable, registered and to come, on `server` too. */
+  serveAtomics(server: AmoServer): void {
+    this.#atomics = server;
+    for (const [id, v] of this.#vars) server.register(id, v.memory, v.bytes);
   }
 
   /** VAR_WRITE. */
@@ -112,6 +125,7 @@ export class PageHomes {
   }
 
   close(): void {
+    for (const id of this.#vars.keys()) this.#atomics?.unregister(id);
     for (const v of this.#vars.values()) v.detach();
   }
 }

@@ -15,6 +15,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ControlSegment } from '../shm/control.js';
 import { NodeQueues } from '../shm/queue.js';
+import { AmoServer } from './amo.js';
 import { DataConnection, type DataServices } from './connection.js';
 import { NodeHeaps } from './node-heaps.js';
 import { PageHomes } from './page-homes.js';
@@ -43,17 +44,21 @@ export function dataServices(o: ServiceOptions): DataServices {
     relay: new MessageRelay(new NodeQueues(o.ctrl, o.ctrl.gateway), o.ranks.length),
     homes: new PageHomes({ nodeIndex: o.nodeIndex, nnodes: o.nnodes }),
     semaphores: new SemaphoreTable(),
+    amoPort: 0,
   };
 }
 
 export class DsmService {
   readonly #log: (message: string) => void;
   readonly #services: DataServices;
+  readonly #options: ServiceOptions;
   readonly #sockets = new Set<Socket>();
   #server: Server | null = null;
+  #atomics: AmoServer | null = null;
 
   constructor(o: ServiceOptions) {
     this.#log = o.log;
+    this.#options = o;
     this.#services = dataServices(o);
   }
 
@@ -66,7 +71,10 @@ export class DsmService {
       const done = (): void => {
         const a = server.address();
         if (a === null || typeof a === 'string') resolve(typeof a === 'string' ? a : (where as { path: string }).path);
-        else resolve(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+        else {
+          this.#serveAtomics(a.address);
+          resolve(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+        }
       };
       if ('path' in where) server.listen(where.path, done);
       else server.listen(0, where.host, done);
@@ -75,11 +83,31 @@ export class DsmService {
 
   close(): void {
     const s = this.#services;
+    // Before the variables' segments are detached (homes.close).
+    this.#atomics?.stop();
     s.relay.close();
     this.#server?.close();
     for (const socket of this.#sockets) socket.destroy();
     s.heaps.close();
     s.homes.close();
+  }
+
+  /**
+   * Shared-variable atomics on a native thread beside the service, on the same
+   * address (amo.ts), when other nodes can have homes here. Without it they are
+   * served on the connections, as every other request.
+   */
+  #serveAtomics(host: string): void {
+    const o = this.#options;
+    if (o.nnodes < 2) return;
+    try {
+      this.#atomics = AmoServer.start(host, o.secret, o.nodeIndex, o.nnodes);
+    } catch (e) {
+      this.#log(`shared-variable atomics stay on the data connections: ${(e as Error).message}`);
+      return;
+    }
+    this.#services.amoPort = this.#atomics.port;
+    this.#services.homes.serveAtomics(this.#atomics);
   }
 
   #accept(socket: Socket): void {

@@ -305,7 +305,7 @@ export class SharedVariable<T extends TypedArray> {
       return old;
     }
     const link = await this.#shared.link(home);
-    return link.atomic(DsmFrame.VAR_AMO, this.#id, at, op, this.#dtype, a, b, isBigDtype(this.#dtype), this.data instanceof BigUint64Array);
+    return link.varAtomic(this.#id, at, op, this.#dtype, a, b, isBigDtype(this.#dtype), this.data instanceof BigUint64Array);
   }
 
   fetchAdd(i: number, x: Scalar<T>): Promise<Scalar<T>> {

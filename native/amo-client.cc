@@ -1,0 +1,203 @@
+// A rank's side of the shared-variable atomics (native/amo-server.cc has the
+// why and the wire): one blocking TCP connection per home node, a request
+// written with one send() and its reply read with poll()/recv() while the rank
+// waits, so neither the rank's event loop nor the agent's is in the path.
+#include "amo.h"
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+namespace mprun::amo {
+namespace {
+
+double OperandNumber(const uint8_t* p) {
+  double d;
+  memcpy(&d, p, 8);
+  return d;
+}
+
+// A connection's reply in progress: a request may outlast one wait (then the next reads on).
+struct Pending {
+  uint8_t dtype = 0;
+  size_t got = 0;
+  uint8_t reply[kReply];
+};
+std::unordered_map<int, Pending> pending;
+
+bool WriteAll(int fd, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    p += k;
+    n -= size_t(k);
+  }
+  return true;
+}
+
+// amoConnect(host, port, secret, timeoutMs): a connected, authenticated (hello sent) descriptor.
+Napi::Value AmoConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string host = info[0].As<Napi::String>().Utf8Value();
+  std::string port = std::to_string(info[1].As<Napi::Number>().Uint32Value());
+  std::string secret = info[2].As<Napi::String>().Utf8Value();
+  int timeoutMs = info[3].As<Napi::Number>().Int32Value();
+  if (secret.size() > kMaxSecret) return ThrowCode(env, "ERR_MPRUN_ARG", "amoConnect: the secret is too long");
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
+  int gai = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (gai != 0) return ThrowCode(env, "ERR_MPRUN_ARG", "amoConnect: bad address " + host + ": " + gai_strerror(gai));
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : 0;
+  if (err == 0 && connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    err = errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int k = poll(&p, 1, timeoutMs);
+      socklen_t len = sizeof err;
+      if (k == 0) err = ETIMEDOUT;
+      else if (k < 0) err = errno;
+      else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    }
+  }
+  freeaddrinfo(res);
+  if (err == 0) {
+    // Blocking from here: a request is one send, its reply read with poll().
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::vector<uint8_t> hello(8 + secret.size());
+    uint32_t n = uint32_t(secret.size());
+    memcpy(hello.data(), &kHelloMagic, 4);
+    memcpy(hello.data() + 4, &n, 4);
+    memcpy(hello.data() + 8, secret.data(), n);
+    if (!WriteAll(fd, hello.data(), hello.size())) err = errno != 0 ? errno : EPIPE;
+  }
+  if (err != 0) {
+    if (fd >= 0) close(fd);
+    return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", err, "connect", host + ":" + port);
+  }
+  pending.erase(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// The reply's old value: a bigint for the 64-bit integer types, else a number.
+Napi::Value OldValue(Napi::Env env, uint8_t dtype, const uint8_t* p) {
+  if (dtype == kI64) {
+    int64_t v;
+    memcpy(&v, p, 8);
+    return Napi::BigInt::New(env, v);
+  }
+  if (dtype == kU64) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return Napi::BigInt::New(env, v);
+  }
+  return Napi::Number::New(env, OperandNumber(p));
+}
+
+// Reads the reply of fd's request for up to waitMs: the old value, null when
+// not there yet, or a thrown error (status: the reply's, in `status`).
+Napi::Value ReadReply(Napi::Env env, int fd, int waitMs) {
+  auto it = pending.find(fd);
+  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoReply: no request in flight on this connection");
+  Pending& q = it->second;
+  while (q.got < kReply) {
+    ssize_t n = recv(fd, q.reply + q.got, kReply - q.got, MSG_DONTWAIT);
+    if (n > 0) {
+      q.got += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{fd, POLLIN, 0};
+      int k = poll(&p, 1, waitMs);
+      if (k < 0 && errno == EINTR) continue;
+      if (k == 0) return env.Null();
+      if (k < 0) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "poll");
+      waitMs = 0;  // readable: read what is there, then come back
+      continue;
+    }
+    int err = n == 0 ? ECONNRESET : errno;
+    pending.erase(it);
+    return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", err, "recv", "the connection was closed");
+  }
+  uint32_t status;
+  memcpy(&status, q.reply, 4);
+  uint8_t dtype = q.dtype;
+  uint8_t old[8];
+  memcpy(old, q.reply + 8, 8);
+  pending.erase(it);
+  if (status != kOk) {
+    Napi::Error e = Napi::Error::New(env, "refused");
+    e.Set("status", double(status));
+    e.Set("code", "ERR_MPRUN_REFUSED");
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return OldValue(env, dtype, old);
+}
+
+// amoRequest(fd, id, byteOffset, op, dtype, a, b, waitMs): sends the request, then as amoReply.
+Napi::Value AmoRequest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (pending.count(fd) != 0) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
+  uint8_t q[kRequest] = {};
+  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
+  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue());
+  uint8_t dtype = uint8_t(info[4].As<Napi::Number>().Uint32Value());
+  memcpy(q, &id, 4);
+  q[4] = uint8_t(info[3].As<Napi::Number>().Uint32Value());
+  q[5] = dtype;
+  memcpy(q + 8, &offset, 8);
+  for (int k = 0; k < 2; k++) {
+    Napi::Value v = info[5 + k];
+    if (v.IsBigInt()) {
+      bool lossless;
+      int64_t x = v.As<Napi::BigInt>().Int64Value(&lossless);  // two's complement of a BigUint64 too
+      memcpy(q + 16 + 8 * k, &x, 8);
+    } else {
+      double d = v.As<Napi::Number>().DoubleValue();
+      memcpy(q + 16 + 8 * k, &d, 8);
+    }
+  }
+  if (!WriteAll(fd, q, kRequest)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
+  Pending& p = pending[fd];
+  p.dtype = dtype;
+  p.got = 0;
+  return ReadReply(env, fd, info[7].As<Napi::Number>().Int32Value());
+}
+
+// amoReply(fd, waitMs): the old value of the request in flight, null when not there yet.
+Napi::Value AmoReply(const Napi::CallbackInfo& info) {
+  return ReadReply(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
+}
+
+Napi::Value AmoClose(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  pending.erase(fd);
+  close(fd);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitClient(Napi::Env env, Napi::Object amo) {
+  amo.Set("connect", Napi::Function::New(env, AmoConnect));
+  amo.Set("request", Napi::Function::New(env, AmoRequest));
+  amo.Set("reply", Napi::Function::New(env, AmoReply));
+  amo.Set("close", Napi::Function::New(env, AmoClose));
+}
+
+}  // namespace mprun::amo

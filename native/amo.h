@@ -1,0 +1,22 @@
+// Shared declarations of the shared-variable atomics (native/amo-server.cc,
+// the agent's serving thread; native/amo-client.cc, a rank's requests). The
+// wire is described in amo-server.cc.
+#pragma once
+#include "common.h"
+#include <cstddef>
+#include <cstdint>
+
+namespace mprun::amo {
+
+constexpr uint32_t kHelloMagic = 0x4d41504d;  // 'MPAM'
+constexpr uint32_t kMaxSecret = 1024;
+constexpr size_t kRequest = 32;
+constexpr size_t kReply = 16;
+enum Dtype : uint8_t { kI8 = 1, kU8 = 2, kU8C = 3, kI16 = 4, kU16 = 5, kI32 = 6, kU32 = 7, kF32 = 8, kF64 = 9, kI64 = 10, kU64 = 11 };
+// Reply statuses; transports/dsm/amo.ts says them in words.
+enum Status : uint32_t { kOk = 0, kNoVariable = 1, kOutside = 2, kNotHomed = 3, kBadOperation = 4 };
+
+// connect, request, reply and close on `amo`.
+void InitClient(Napi::Env env, Napi::Object amo);
+
+}  // namespace mprun::amo

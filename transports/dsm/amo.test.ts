@@ -1,0 +1,113 @@
+/**
+ * The native serving thread of shared-variable atomics and a rank's channel to
+ * it, in one process over loopback TCP: every element type and operation gives
+ * what transports/atomics.ts gives on a copy of the same memory (the agent's
+ * JavaScript path), page versions move as VarMemory.bump moves them, requests
+ * the server cannot serve are refused with the reason and the connection goes
+ * on, and a wrong secret or a malformed hello closes only that connection.
+ */
+import { connect } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DTYPE_CTORS } from '../../core/codec.js';
+import { applyAtomic, isBigDtype } from '../atomics.js';
+import { AtomicOp } from '../endpoint.js';
+import { AmoChannel, AmoServer } from './amo.js';
+import { PAGE_BYTES, VarMemory, varLayout } from './layout.js';
+
+const SECRET = 'the-job-secret';
+const ID = 3;
+const BYTES = 3 * PAGE_BYTES;
+
+// Node 0 of 2: pages 0 and 2 are homed here, page 1 on node 1.
+const server = AmoServer.start('127.0.0.1', SECRET, 0, 2);
+const memory = new VarMemory(new ArrayBuffer(varLayout(BYTES).total), BYTES);
+server.register(ID, memory, BYTES);
+const channel = AmoChannel.open('127.0.0.1', server.port, SECRET, 'node0');
+afterAll(() => {
+  channel.close();
+  server.stop();
+});
+
+const codeOf = (Ctor: unknown): number => DTYPE_CTORS.indexOf(Ctor as (typeof DTYPE_CTORS)[number]) + 1;
+
+describe('shared-variable atomics on the agent\'s native thread', () => {
+  it('gives what the JavaScript path gives, for every element type and operation', async () => {
+    const twin = new ArrayBuffer(BYTES);
+    const numbers = [5, 200, -3, 1.7, -1, 2 ** 33 + 7, 0.1, -0, NaN, 1e300];
+    const bigs = [5n, -3n, 2n ** 63n - 1n, -(2n ** 63n), 1n];
+    let offset = 64;
+    for (const Ctor of [Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]) {
+      const dtype = codeOf(Ctor);
+      const operands: Array<number | bigint> = isBigDtype(dtype) ? bigs : numbers;
+      offset = Math.ceil(offset / 8) * 8 + 8;
+      for (const op of [AtomicOp.FETCH_ADD, AtomicOp.SWAP, AtomicOp.COMPARE_SWAP, AtomicOp.FETCH, AtomicOp.SET, AtomicOp.FETCH_ADD]) {
+        for (const a of operands) {
+          // COMPARE_SWAP with the current value as the expected one too, so that both outcomes occur.
+          const current = applyAtomic(twin, dtype, offset, AtomicOp.FETCH, a, a);
+          for (const expected of op === AtomicOp.COMPARE_SWAP ? [a, current] : [a]) {
+            const want = applyAtomic(twin, dtype, offset, op, expected, a);
+            const got = await channel.atomic(ID, offset, op, dtype, expected, a);
+            expect(Object.is(got, want) || got === want, `${Ctor.name} op ${op} (${String(expected)}, ${String(a)}): ${String(got)} vs ${String(want)}`).toBe(true);
+          }
+        }
+      }
+      const at = new Uint8Array(memory.data.buffer, memory.data.byteOffset + offset, Ctor.BYTES_PER_ELEMENT);
+      expect([...at], `${Ctor.name}'s bytes`).toEqual([...new Uint8Array(twin, offset, Ctor.BYTES_PER_ELEMENT)]);
+    }
+  });
+
+  it('bumps the version of the page it changed, not for a plain fetch', async () => {
+    const i32 = codeOf(Int32Array);
+    const before = memory.versions[2]!;
+    await channel.atomic(ID, 2 * PAGE_BYTES + 12, AtomicOp.FETCH_ADD, i32, 4, 4);
+    await channel.atomic(ID, 2 * PAGE_BYTES + 12, AtomicOp.FETCH, i32, 0, 0);
+    expect(memory.versions[2]).toBe(before + 1);
+    expect(new Int32Array(memory.data.buffer, memory.data.byteOffset + 2 * PAGE_BYTES + 12, 1)[0]).toBe(4);
+  });
+
+  it('refuses what it cannot serve, with the reason, and the connection goes on', async () => {
+    const i32 = codeOf(Int32Array);
+    await expect(channel.atomic(ID, PAGE_BYTES, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/page is not homed on this node/);
+    await expect(channel.atomic(99, 0, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/no such shared variable/);
+    await expect(channel.atomic(ID, BYTES, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/outside the variable or misaligned/);
+    await expect(channel.atomic(ID, 2, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/outside the variable or misaligned/);
+    await expect(channel.atomic(ID, 0, AtomicOp.FETCH_ADD, codeOf(Uint8ClampedArray), 1, 1)).rejects.toThrow(/bad operation or element type/);
+    await expect(channel.atomic(ID, 0, 9, i32, 1, 1)).rejects.toMatchObject({ code: 'ERR_MPRUN_PROTOCOL' });
+    expect(await channel.atomic(ID, 0, AtomicOp.FETCH_ADD, i32, 1, 1)).toBe(0);
+  });
+
+  it('serves atomics issued together, in order', async () => {
+    const i32 = codeOf(Int32Array);
+    const olds = await Promise.all([1, 2, 3, 4].map(() => channel.atomic(ID, 40, AtomicOp.FETCH_ADD, i32, 10, 10)));
+    expect(olds).toEqual([0, 10, 20, 30]);
+  });
+
+  it('closes a connection with the wrong secret or a malformed hello, and serves the others', async () => {
+    const wrong = AmoChannel.open('127.0.0.1', server.port, 'not-the-secret', 'node0');
+    const i32 = codeOf(Int32Array);
+    await expect(wrong.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).rejects.toMatchObject({ code: 'ERR_MPRUN_UNREACHABLE', message: /lost the agent of node node0/ });
+    await expect(wrong.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).rejects.toMatchObject({ code: 'ERR_MPRUN_UNREACHABLE' });
+    wrong.close();
+    const closed = await new Promise<boolean>((resolve) => {
+      const s = connect(server.port, '127.0.0.1', () => s.write(Buffer.alloc(64, 0xee)));
+      s.on('close', () => resolve(true));
+      s.on('error', () => undefined);
+      setTimeout(() => resolve(false), 5000).unref();
+    });
+    expect(closed).toBe(true);
+    expect(await channel.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).toBe(1);
+  });
+
+  it('a stopped server: the request fails naming the node, and so does the next', async () => {
+    const other = AmoServer.start('127.0.0.1', SECRET, 0, 1);
+    other.register(ID, memory, BYTES);
+    const c = AmoChannel.open('127.0.0.1', other.port, SECRET, 'nodeX');
+    const i32 = codeOf(Int32Array);
+    expect(await c.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).toBe(1);
+    other.stop();
+    await expect(c.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).rejects.toMatchObject({ code: 'ERR_MPRUN_UNREACHABLE', message: /node nodeX/ });
+    await expect(c.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).rejects.toMatchObject({ code: 'ERR_MPRUN_UNREACHABLE' });
+    c.close();
+    expect(() => AmoChannel.open('127.0.0.1', other.port, SECRET, 'nodeX')).toThrow(/cannot connect to the agent of node nodeX/);
+  });
+});

@@ -1,0 +1,139 @@
+/**
+ * Shared-variable atomics without the event loop (native/amo-server.cc says
+ * why and what goes on the wire): the home agent serves them on a native
+ * thread (AmoServer), and a rank asks with a blocking request on its own
+ * connection to each home node (AmoChannel). The agent's port travels in its
+ * AUTH_OK (header `arg`), so a rank learns it with the link it already makes;
+ * 0 there (a Unix-socket agent, a one-node job, or a server that could not
+ * start) leaves the atomics on the link, as before.
+ *
+ * Ordering: a rank's writes to a variable reach a home through its link, and
+ * release() returns only once the homes acknowledged them; an atomic asked
+ * after that is served after them. Atomics issued together without awaiting
+ * are concurrent, as two ranks' are.
+ */
+import { MprunError } from '../../core/errors.js';
+import { native } from '../../native/index.js';
+import type { VarMemory } from './layout.js';
+
+/** native/amo-server.cc's reply statuses, in words (index = status). */
+const REFUSALS = ['', 'no such shared variable on this node', 'the element is outside the variable or misaligned', "the element's page is not homed on this node", 'bad operation or element type'];
+
+/** How long a request's first wait blocks the thread; a longer one goes on in slices with the event loop between. */
+const FIRST_WAIT_MS = 10;
+const SLICE_MS = 10;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Whether ranks use the native path ($MPRUN_DSM_NATIVE_AMO=0: atomics on the link, for comparison). */
+export function nativeAtomicsWanted(): boolean {
+  return process.env.MPRUN_DSM_NATIVE_AMO !== '0';
+}
+
+/** The agent's serving thread, listening beside its data service. */
+export class AmoServer {
+  readonly port: number;
+  readonly #handle: number;
+  #stopped = false;
+
+  private constructor(handle: number, port: number) {
+    this.#handle = handle;
+    this.port = port;
+  }
+
+  /** Listens on `host` (a numeric address); throws MprunError when it cannot. */
+  static start(host: string, secret: string, nodeIndex: number, nnodes: number): AmoServer {
+    const { handle, port } = native().amo.serve(host, secret, nodeIndex, nnodes);
+    return new AmoServer(handle, port);
+  }
+
+  /** Serves variable `id` from `memory` (the node's segment, mapped until unregister). */
+  register(id: number, memory: VarMemory, bytes: number): void {
+    if (this.#stopped) return;
+    const l = memory.layout;
+    native().amo.register(this.#handle, id, memory.buffer, l.versions, l.data, l.pages, bytes);
+  }
+
+  unregister(id: number): void {
+    if (!this.#stopped) native().amo.unregister(this.#handle, id);
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    native().amo.stop(this.#handle);
+  }
+}
+
+/** A rank's connection to one home node's serving thread. */
+export class AmoChannel {
+  readonly #fd: number;
+  readonly #where: string;
+  /** The request still waiting for its reply after its first wait (later ones queue behind it). */
+  #inFlight: Promise<number | bigint> | null = null;
+  #error: MprunError | null = null;
+
+  private constructor(fd: number, where: string) {
+    this.#fd = fd;
+    this.#where = where;
+  }
+
+  /** Connects to node `nodeName`'s server at host:port and sends the job secret. */
+  static open(host: string, port: number, secret: string, nodeName: string): AmoChannel {
+    const where = `the agent of node ${nodeName} (${host}:${port}, atomics)`;
+    try {
+      return new AmoChannel(native().amo.connect(host, port, secret, CONNECT_TIMEOUT_MS), where);
+    } catch (e) {
+      throw new MprunError('ERR_MPRUN_UNREACHABLE', `cannot connect to ${where}: ${(e as Error).message}`);
+    }
+  }
+
+  /** The atomic `op` on element type `dtype` at `byteOffset` of variable `id` at its home; resolves with the old value. */
+  atomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#inFlight !== null) {
+      const after = (): Promise<number | bigint> => this.atomic(id, byteOffset, op, dtype, a, b);
+      return this.#inFlight.then(after, after);
+    }
+    let old: number | bigint | null;
+    try {
+      old = native().amo.request(this.#fd, id, byteOffset, op, dtype, a, b, FIRST_WAIT_MS);
+    } catch (e) {
+      return Promise.reject(this.#failed(e));
+    }
+    if (old !== null) return Promise.resolve(old);
+    const rest = this.#rest();
+    this.#inFlight = rest;
+    return rest;
+  }
+
+  close(): void {
+    if (this.#error === null) this.#error = new MprunError('ERR_MPRUN_UNREACHABLE', `the connection to ${this.#where} is closed`);
+    native().amo.close(this.#fd);
+  }
+
+  /** Waits on for the reply in slices, letting the event loop run between them (an abort ends the rank meanwhile). */
+  async #rest(): Promise<number | bigint> {
+    try {
+      for (;;) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        let old: number | bigint | null;
+        try {
+          old = native().amo.reply(this.#fd, SLICE_MS);
+        } catch (e) {
+          throw this.#failed(e);
+        }
+        if (old !== null) return old;
+      }
+    } finally {
+      this.#inFlight = null;
+    }
+  }
+
+  /** A refusal fails this request; anything else (the connection lost) this channel too. */
+  #failed(e: unknown): MprunError {
+    const status = (e as { status?: unknown }).status;
+    if (typeof status === 'number') return new MprunError('ERR_MPRUN_PROTOCOL', `${this.#where}: ${REFUSALS[status] ?? `refused (status ${status})`}`);
+    this.#error = new MprunError('ERR_MPRUN_UNREACHABLE', `lost ${this.#where}: ${(e as Error).message}`);
+    return this.#error;
+  }
+}
