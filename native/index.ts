@@ -276,6 +276,8 @@ export interface NativeUcx {
   rkeyDestroy(rkey: number): void;
   /** Returns once `src` is reusable (local completion). */
   put(ep: number, rkey: number, remoteAddress: number, src: Bytes): void;
+  /** 0: done now (src reusable); 1: src must stay unchanged until the slot completes through the ring. */
+  putNbi(ep: number, rkey: number, remoteAddress: number, src: Bytes, slot: number): 0 | 1;
   /** 0: done now; 1: completes through the ring (status[slot]). */
   get(ep: number, rkey: number, remoteAddress: number, dst: Bytes, slot: number): 0 | 1;
   /** op: UCP's ADD 0, SWAP 1, CSWAP 2; size 4 or 8; the old value lands in result[slot]. */

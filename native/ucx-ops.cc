@@ -32,6 +32,27 @@ Napi::Value Put(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// putNbi(ep, rkey, remoteAddress, src, slot): 0 done (src reusable), 1 pending: src
+// must stay unchanged until the slot completes (OpenSHMEM's put_nbi; a flush
+// waits for it too). Puts of a window then overlap, as MPI_Put's do.
+Napi::Value PutNbi(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  Ep* e = EpOf(env, info[0]);
+  if (e == nullptr) return env.Undefined();
+  ucp_rkey_h rkey = RkeyOf(env, info[1]);
+  if (rkey == nullptr) return env.Undefined();
+  uint64_t raddr = uint64_t(info[2].As<Napi::Number>().DoubleValue());
+  uint8_t* src;
+  size_t len;
+  if (!BytesOf(env, info[3], &src, &len)) return env.Undefined();
+  uint32_t slot;
+  if (!SlotOf(env, info[4], &slot)) return env.Undefined();
+  ucp_request_param_t p;
+  PrepareSlot(p, slot);
+  return Issued(env, api.ucp_put_nbx(e->ep, src, len, raddr, rkey, &p), slot, "put of " + std::to_string(len) + " bytes", e);
+}
+
 // get(ep, rkey, remoteAddress, dst, slot): 0 done, 1 pending (the slot completes).
 Napi::Value Get(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -240,6 +261,7 @@ Napi::Value EpFailure(const Napi::CallbackInfo& info) {
 void InitOps(Napi::Env env, Napi::Object u) {
   u.Set("epFailure", Napi::Function::New(env, EpFailure));
   u.Set("put", Napi::Function::New(env, Put));
+  u.Set("putNbi", Napi::Function::New(env, PutNbi));
   u.Set("get", Napi::Function::New(env, Get));
   u.Set("atomic", Napi::Function::New(env, Atomic));
   u.Set("flush", Napi::Function::New(env, Flush));

@@ -10,43 +10,21 @@ import { dtypeOf } from '../core/codec.js';
 import { isTypedArray, isTypedArrayCtor, type AtomicArray, type Comparison, type TypedArray, type TypedArrayConstructor } from '../core/types.js';
 import { native } from '../native/index.js';
 import type { AtomicOpCode, Endpoint, TransportInstance } from '../transports/endpoint.js';
-import { openSharedMemory, type AgentLinks, type PeerPlace, type PeerTable, type SharedMemory } from '../transports/registry.js';
+import { openSharedMemory, type AgentLinks, type SharedMemory } from '../transports/registry.js';
 import { RemoteAtomics } from './atomics.js';
 import type { RuntimeConfig } from './config.js';
-import type { JobPlace, Wireup } from './wireup.js';
+import type { Wireup } from './wireup.js';
 import { SymmetricHeap } from './heap.js';
 import { ANY_SOURCE, ANY_TAG, type Message, type Messenger } from './p2p.js';
 import type { Waiter } from './wait.js';
 import { Team, type TeamContext } from './team.js';
+import { teamContext, type WorldParts } from './world-parts.js';
 import { Checkpointer, checkpointConfig, type CheckpointInfo, type CheckpointOptions } from './checkpoint.js';
 
 /** The ranks of one node, as world ranks. */
 export interface LocalGroup {
   readonly rank: number;
   readonly size: number;
-}
-
-/** What bootstrap hands the World. @internal */
-export interface WorldParts {
-  place: JobPlace;
-  config: RuntimeConfig;
-  /** The node's control segment (team flags), and whether this rank made it (and so unmaps it). */
-  ctrl: TeamContext['ctrl'];
-  ownsCtrl: boolean;
-  heap: ArrayBuffer;
-  /** Where every rank runs, and the endpoint for it (bound on first use for other nodes' ranks). */
-  cards: readonly PeerPlace[];
-  endpoints: readonly Endpoint[];
-  /** Binds other nodes' ranks ahead of a team's collectives (issue 12.4). */
-  peers: Pick<PeerTable, 'prepare' | 'prepareSync'>;
-  /** How this rank joined (mprun's controller or a PMIx server): abort and finalize go there too. */
-  wireup: Wireup;
-  waiter: Waiter;
-  messenger: Messenger;
-  /** Connections to other nodes' agents (null: a one-node job); also serve the shared variables. */
-  links: AgentLinks | null;
-  /** This rank's transport instances, closed at finalize. */
-  transports: readonly TransportInstance[];
 }
 
 /** World team slots: 0 is the world, 1 the node's ranks (team('shared')). */
@@ -87,31 +65,15 @@ export class World extends Team {
     const localRankOf = (w: number): number => (cards[w]!.node === me.node ? cards[w]!.localRank : -1);
     // The teams' liveness is this world's; `self` is set once super() has run.
     let self: World | null = null;
-    const ctx: TeamContext = {
-      ctrl,
-      waiter,
-      checkLive: () => {
+    const ctx = teamContext(
+      parts,
+      localRankOf,
+      () => {
         if (self !== null) self.#live();
       },
-      worldRank: env.rank,
-      localRankOf,
-      nodeOf: (w) => cards[w]!.nodeIndex,
-      messenger: () => parts.messenger,
-      prepare: (ranks) => parts.peers.prepare(ranks),
-      prepareSync: (ranks, what) => parts.peers.prepareSync(ranks, what),
-      arenaOf: (w) => {
-        const a = endpoints[w]!.mapScratch();
-        if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective scratch cannot be mapped here (${endpoints[w]!.name})`);
-        return a;
-      },
-      bankBytes: config.collBankBytes,
-      chunkBytes: config.collChunkBytes,
-      pollNs: config.collPollNs,
-      fastPollNs: config.collFastPollNs,
-      isLive: () => self !== null && !self.#finalized,
-      spinYields: config.yieldWhileSpinning,
-      slots: { next: SHARED_SLOT + 1, count: config.teamSlots },
-    };
+      () => self !== null && !self.#finalized,
+      SHARED_SLOT + 1,
+    );
     super(ctx, cards.map((_, r) => r), WORLD_SLOT);
     self = this;
     this.#shared = new Team(ctx, cards.map((_, r) => r).filter((r) => localRankOf(r) >= 0), SHARED_SLOT);
@@ -266,12 +228,28 @@ export class World extends Team {
 
   /** Copies `src` into `pe`'s `a[offset ...]`; `src` may be reused on return. */
   put<T extends TypedArray>(a: T, src: T, pe: number, offset = 0): void {
+    this.#put(a, src, pe, offset, 'put');
+  }
+
+  /**
+   * As put(), but `src` must stay unchanged until the next quiet() (or
+   * barrier) returns: OpenSHMEM's put_nbi, MPI_Put's rule. Over a network
+   * (UCX) successive puts then overlap instead of each waiting for its data
+   * to leave; elsewhere it is put().
+   */
+  putNbi<T extends TypedArray>(a: T, src: T, pe: number, offset = 0): void {
+    this.#put(a, src, pe, offset, 'putNbi');
+  }
+
+  #put(a: TypedArray, src: TypedArray, pe: number, offset: number, what: 'put' | 'putNbi'): void {
     this.#live();
-    this.#checkSameType(a, src, 'put');
-    this.#checkRange(a, src.length, offset, 'put');
-    this.#allocation(a, 'put');
+    this.#checkSameType(a, src, what);
+    this.#checkRange(a, src.length, offset, what);
+    this.#allocation(a, what);
     const ep = this.#endpoint(pe);
-    ep.put(a.byteOffset + offset * a.BYTES_PER_ELEMENT, src);
+    const at = a.byteOffset + offset * a.BYTES_PER_ELEMENT;
+    if (what === 'putNbi' && ep.putNbi !== undefined) ep.putNbi(at, src);
+    else ep.put(at, src);
     if (!ep.caps.putCompleteOnReturn) this.#unflushed.add(ep);
   }
 

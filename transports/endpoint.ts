@@ -60,6 +60,12 @@ export interface Endpoint {
   mapScratch(): ArrayBuffer | null;
   /** Copies `src` (any typed array: its bytes) into the peer's heap at byte `offset`; `src` may be reused on return. */
   put(offset: number, src: TypedArray): void;
+  /**
+   * As put, but `src` may be read until the next flush completes (OpenSHMEM's
+   * put_nbi, MPI_Put's rule), so that successive puts overlap. Endpoints
+   * without it get put().
+   */
+  putNbi?(offset: number, src: TypedArray): void;
   /** Copies the peer's heap bytes [offset, offset + dst.byteLength) into `dst`: at once (undefined) or when the promise resolves. */
   get(offset: number, dst: TypedArray): Promise<void> | undefined;
   /**

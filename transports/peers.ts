@@ -311,6 +311,12 @@ export class LazyEndpoint implements Endpoint {
     void this.#later((ep) => ep.put(offset, copy)).catch(() => undefined);
   }
 
+  putNbi(offset: number, src: TypedArray): void {
+    const ep = this.#ep;
+    if (ep?.putNbi !== undefined) ep.putNbi(offset, src);
+    else this.put(offset, src);
+  }
+
   get(offset: number, dst: TypedArray): Promise<void> | undefined {
     if (this.#ep !== null) return this.#ep.get(offset, dst);
     return this.#later((ep) => ep.get(offset, dst));

@@ -79,7 +79,7 @@ function memcpyMBps(size: number, window: number, iterations: number, skip: numb
 
 export async function rmaBandwidth(world: World, o: OsuOptions, op: 'put' | 'get'): Promise<void> {
   const report = new Report(o, `mprun OSU-style ${op === 'put' ? 'Put' : 'Get'} Bandwidth Test`, 'Bandwidth (MB/s)');
-  if (world.rank === 0) report.header([`Window size: ${o.window}; synchronization: quiet after each window`, 'memcpy: TypedArray.set of the same size in this process, measured in this run', JIT_NOTE]);
+  if (world.rank === 0) report.header([`Window size: ${o.window}, in flight together (${op === 'put' ? 'putNbi' : 'gets awaited together'}); synchronization: quiet after each window`, 'memcpy: TypedArray.set of the same size in this process, measured in this run', JIT_NOTE]);
   if (world.rank === 0) memcpyMBps(1, o.window, JIT_WARMUP / o.window, 0);
   const { win, local } = await prepare(world, o, op);
   for (const size of sizes(o)) {
@@ -90,9 +90,13 @@ export async function rmaBandwidth(world: World, o: OsuOptions, op: 'put' | 'get
       let t0 = 0;
       for (let i = 0; i < iterations + skip; i++) {
         if (i === skip) t0 = performance.now();
-        for (let w = 0; w < o.window; w++) {
-          if (op === 'put') world.put(win, buf, 1);
-          else await world.get(buf, win, 1);
+        // The window's operations in flight together, as osu_put_bw's MPI_Put and osu_get_bw's
+        // MPI_Get are until their flush: putNbi (src unchanged until the quiet), gets awaited together.
+        if (op === 'put') for (let w = 0; w < o.window; w++) world.putNbi(win, buf, 1);
+        else {
+          const gets: Promise<Uint8Array>[] = [];
+          for (let w = 0; w < o.window; w++) gets.push(world.get(buf, win, 1));
+          await Promise.all(gets);
         }
         await world.quiet();
       }

@@ -71,6 +71,15 @@ await world.quiet();
 await world.barrier();
 equal(Array.from(u8.subarray(30, 33)), [1, 2, 3], 'put completes by quiet + barrier');
 
+// putNbi: sources left unchanged until quiet; several in flight at once land whole
+const nbi = world.alloc(Float64Array, 4 * 8192);
+const parts = [0, 1, 2, 3].map((k) => new Float64Array(8192).fill(rank * 10 + k));
+parts.forEach((p, k) => world.putNbi(nbi, p, right, k * 8192));
+await world.quiet();
+await world.barrier();
+for (let k = 0; k < 4; k++) check(nbi.subarray(k * 8192, (k + 1) * 8192).every((x) => x === left * 10 + k), `putNbi part ${k} landed whole`);
+throws(() => world.putNbi(nbi, new Float64Array(1), right, 4 * 8192), RangeError, 'putNbi past the end');
+
 // --- bad input raises before a byte moves ------------------------------------
 const before = Array.from(f);
 throws(() => world.put(f, new Float64Array(96), right, 5), RangeError, 'put past the end');

@@ -105,6 +105,20 @@ export class UcxEndpoint implements Endpoint {
     this.#ucx.put(this.#ep, this.#rkey, at, src);
   }
 
+  putNbi(offset: number, src: TypedArray): void {
+    const at = this.#address(offset, src.byteLength);
+    const slot = this.#transport.takeSlot();
+    let pending: 0 | 1;
+    try {
+      pending = this.#ucx.putNbi(this.#ep, this.#rkey, at, src, slot);
+    } catch (e) {
+      this.#transport.giveSlot(slot);
+      throw e;
+    }
+    if (pending === 0) this.#transport.giveSlot(slot);
+    else this.#transport.awaitPut(slot, this.peer, src);
+  }
+
   get(offset: number, dst: Uint8Array): Promise<void> | undefined {
     const at = this.#address(offset, dst.byteLength);
     const slot = this.#transport.takeSlot();
@@ -157,6 +171,7 @@ export class UcxEndpoint implements Endpoint {
 
   flush(): Promise<void> | undefined {
     if (this.#ep < 0) return undefined; // nothing was ever issued
+    this.#transport.throwFailedPut();
     const slot = this.#transport.takeSlot();
     let pending: 0 | 1;
     try {

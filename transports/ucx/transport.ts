@@ -36,6 +36,7 @@ const GET = 1;
 const ATOMIC = 2;
 const FLUSH = 3;
 const SEND = 4;
+const PUT = 5;
 
 /**
  * Measured between two processes on the reference machine over UCX_TLS=tcp
@@ -80,6 +81,8 @@ export class UcxTransport implements TransportInstance, SlotOwner {
   readonly #reject: (((e: Error) => void) | null)[];
   readonly #hold: (TypedArray | PendingSend | null)[];
   #closed = false;
+  /** The first failure of a put_nbi, reported by the next flush or quiet (no promise waits on one). */
+  #failedPut: MprunError | null = null;
 
   private constructor(o: UcxTransportOptions, ucx: NativeUcx) {
     this.rank = o.rank;
@@ -150,6 +153,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
 
   /** Every put of this rank complete at its target (OpenSHMEM quiet: a worker flush). */
   quiet(): Promise<void> | undefined {
+    this.throwFailedPut();
     const slot = this.takeSlot();
     let pending: 0 | 1;
     try {
@@ -236,6 +240,21 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     });
   }
 
+  /** A put_nbi in flight: `src` is held until it completes. */
+  awaitPut(slot: number, peer: number, src: TypedArray): void {
+    this.#kind[slot] = PUT;
+    this.#peer[slot] = peer;
+    this.#hold[slot] = src;
+  }
+
+  /** Throws (once) the error a put_nbi failed with since the last flush or quiet. */
+  throwFailedPut(): void {
+    const e = this.#failedPut;
+    if (e === null) return;
+    this.#failedPut = null;
+    throw e;
+  }
+
   /** Throws the error a completed send failed with (the endpoint's peer died or is unreachable). */
   throwIfFailed(c: SendCompletion): void {
     if (c instanceof PendingSend && c.error !== null) throw c.error;
@@ -260,6 +279,10 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     this.#reject[slot] = null;
     this.#hold[slot] = null;
     const error = status === 0 ? null : this.#error(kind, peer, status, hold);
+    if (kind === PUT) {
+      if (error !== null) this.#failedPut ??= error;
+      return;
+    }
     if (kind === SEND) {
       const c = hold as PendingSend;
       c.payload = null;
@@ -278,6 +301,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
   #error(kind: number, peer: number, status: number, hold: TypedArray | PendingSend | null): MprunError {
     const what =
       kind === GET ? `get of ${(hold as TypedArray).byteLength} bytes from rank ${peer}`
+      : kind === PUT ? `put of ${(hold as TypedArray).byteLength} bytes to rank ${peer}`
       : kind === ATOMIC ? `atomic on rank ${peer}`
       : kind === SEND ? `send of ${(hold as PendingSend).payload?.byteLength ?? 0} bytes to rank ${peer}`
       : peer < 0 ? 'quiet (flush of every endpoint)' : `flush to rank ${peer}`;

@@ -1,0 +1,68 @@
+/**
+ * What bootstrap hands the World (runtime/bootstrap.ts builds it), and the
+ * context every team of that world shares (runtime/team.ts): the node's
+ * control segment, the waits, where each rank is, and the collective settings.
+ */
+import { MprunError } from '../core/errors.js';
+import type { Endpoint, TransportInstance } from '../transports/endpoint.js';
+import type { AgentLinks, PeerPlace, PeerTable } from '../transports/registry.js';
+import type { RuntimeConfig } from './config.js';
+import type { Messenger } from './p2p.js';
+import type { TeamContext } from './team.js';
+import type { Waiter } from './wait.js';
+import type { JobPlace, Wireup } from './wireup.js';
+
+/** What bootstrap hands the World. @internal */
+export interface WorldParts {
+  place: JobPlace;
+  config: RuntimeConfig;
+  /** The node's control segment (team flags), and whether this rank made it (and so unmaps it). */
+  ctrl: TeamContext['ctrl'];
+  ownsCtrl: boolean;
+  heap: ArrayBuffer;
+  /** Where every rank runs, and the endpoint for it (bound on first use for other nodes' ranks). */
+  cards: readonly PeerPlace[];
+  endpoints: readonly Endpoint[];
+  /** Binds other nodes' ranks ahead of a team's collectives (issue 12.4). */
+  peers: Pick<PeerTable, 'prepare' | 'prepareSync'>;
+  /** How this rank joined (mprun's controller or a PMIx server): abort and finalize go there too. */
+  wireup: Wireup;
+  waiter: Waiter;
+  messenger: Messenger;
+  /** Connections to other nodes' agents (null: a one-node job); also serve the shared variables. */
+  links: AgentLinks | null;
+  /** This rank's transport instances, closed at finalize. */
+  transports: readonly TransportInstance[];
+}
+
+/**
+ * The teams' context over `parts`: `checkLive` throws once the world is
+ * finalized, `isLive` says whether it still is; team slots from `firstSlot`
+ * on are free for teams made later (the world's and the node's come before).
+ */
+export function teamContext(parts: WorldParts, localRankOf: (w: number) => number, checkLive: () => void, isLive: () => boolean, firstSlot: number): TeamContext {
+  const { config, cards, endpoints } = parts;
+  return {
+    ctrl: parts.ctrl,
+    waiter: parts.waiter,
+    checkLive,
+    worldRank: parts.place.rank,
+    localRankOf,
+    nodeOf: (w) => cards[w]!.nodeIndex,
+    messenger: () => parts.messenger,
+    prepare: (ranks) => parts.peers.prepare(ranks),
+    prepareSync: (ranks, what) => parts.peers.prepareSync(ranks, what),
+    arenaOf: (w) => {
+      const a = endpoints[w]!.mapScratch();
+      if (a === null) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `rank ${w}'s collective scratch cannot be mapped here (${endpoints[w]!.name})`);
+      return a;
+    },
+    bankBytes: config.collBankBytes,
+    chunkBytes: config.collChunkBytes,
+    pollNs: config.collPollNs,
+    fastPollNs: config.collFastPollNs,
+    isLive,
+    spinYields: config.yieldWhileSpinning,
+    slots: { next: firstSlot, count: config.teamSlots },
+  };
+}
