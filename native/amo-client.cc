@@ -1,6 +1,6 @@
 // A rank's side of the shared-variable atomics (native/amo-server.cc has the
 // why and the wire): one blocking TCP connection per home node, a request
-// written with one send() and its reply read with poll()/recv() while the rank
+// written with one send() and its reply read with a blocking recv() while the rank
 // waits, so neither the rank's event loop nor the agent's is in the path.
 #include "amo.h"
 #include <cerrno>
@@ -25,13 +25,14 @@ double OperandNumber(const uint8_t* p) {
   return d;
 }
 
-// A connection's reply in progress: a request may outlast one wait (then the next reads on).
+// A connection's request in flight and its reply so far: a request may outlast one wait (then the next reads on).
 struct Pending {
+  bool inFlight = false;
   uint8_t dtype = 0;
   size_t got = 0;
   uint8_t reply[kReply];
 };
-std::unordered_map<int, Pending> pending;
+std::unordered_map<int, Pending> pending;  // by descriptor, from connect to close
 
 bool WriteAll(int fd, const uint8_t* p, size_t n) {
   while (n > 0) {
@@ -44,13 +45,16 @@ bool WriteAll(int fd, const uint8_t* p, size_t n) {
   return true;
 }
 
-// amoConnect(host, port, secret, timeoutMs): a connected, authenticated (hello sent) descriptor.
+// amoConnect(host, port, secret, timeoutMs, waitMs): a connected descriptor that has sent the
+// hello. A wait for a reply lasts waitMs (SO_RCVTIMEO: the wait is the recv() itself, one
+// system call, where a poll() and a recv() were two).
 Napi::Value AmoConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string host = info[0].As<Napi::String>().Utf8Value();
   std::string port = std::to_string(info[1].As<Napi::Number>().Uint32Value());
   std::string secret = info[2].As<Napi::String>().Utf8Value();
   int timeoutMs = info[3].As<Napi::Number>().Int32Value();
+  int waitMs = info[4].As<Napi::Number>().Int32Value();
   if (secret.size() > kMaxSecret) return ThrowCode(env, "ERR_MPRUN_ARG", "amoConnect: the secret is too long");
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_STREAM;
@@ -72,10 +76,12 @@ Napi::Value AmoConnect(const Napi::CallbackInfo& info) {
   }
   freeaddrinfo(res);
   if (err == 0) {
-    // Blocking from here: a request is one send, its reply read with poll().
+    // Blocking from here: a request is one send, its reply one recv() bounded by SO_RCVTIMEO.
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    timeval wait{waitMs / 1000, (waitMs % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     std::vector<uint8_t> hello(8 + secret.size());
     uint32_t n = uint32_t(secret.size());
     memcpy(hello.data(), &kHelloMagic, 4);
@@ -87,7 +93,7 @@ Napi::Value AmoConnect(const Napi::CallbackInfo& info) {
     if (fd >= 0) close(fd);
     return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", err, "connect", host + ":" + port);
   }
-  pending.erase(fd);
+  pending[fd] = Pending{};
   return Napi::Number::New(env, fd);
 }
 
@@ -106,38 +112,27 @@ Napi::Value OldValue(Napi::Env env, uint8_t dtype, const uint8_t* p) {
   return Napi::Number::New(env, OperandNumber(p));
 }
 
-// Reads the reply of fd's request for up to waitMs: the old value, null when
-// not there yet, or a thrown error (status: the reply's, in `status`).
-Napi::Value ReadReply(Napi::Env env, int fd, int waitMs) {
+// Reads the reply of fd's request for up to the connection's wait: the old
+// value, null when not there yet, or a thrown error (a refusal: `status`).
+Napi::Value ReadReply(Napi::Env env, int fd) {
   auto it = pending.find(fd);
-  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoReply: no request in flight on this connection");
+  if (it == pending.end() || !it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoReply: no request in flight on this connection");
   Pending& q = it->second;
   while (q.got < kReply) {
-    ssize_t n = recv(fd, q.reply + q.got, kReply - q.got, MSG_DONTWAIT);
+    ssize_t n = recv(fd, q.reply + q.got, kReply - q.got, 0);
     if (n > 0) {
       q.got += size_t(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd p{fd, POLLIN, 0};
-      int k = poll(&p, 1, waitMs);
-      if (k < 0 && errno == EINTR) continue;
-      if (k == 0) return env.Null();
-      if (k < 0) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "poll");
-      waitMs = 0;  // readable: read what is there, then come back
-      continue;
-    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return env.Null();
     int err = n == 0 ? ECONNRESET : errno;
-    pending.erase(it);
+    q.inFlight = false;
     return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", err, "recv", "the connection was closed");
   }
+  q.inFlight = false;
   uint32_t status;
   memcpy(&status, q.reply, 4);
-  uint8_t dtype = q.dtype;
-  uint8_t old[8];
-  memcpy(old, q.reply + 8, 8);
-  pending.erase(it);
   if (status != kOk) {
     Napi::Error e = Napi::Error::New(env, "refused");
     e.Set("status", double(status));
@@ -145,14 +140,16 @@ Napi::Value ReadReply(Napi::Env env, int fd, int waitMs) {
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  return OldValue(env, dtype, old);
+  return OldValue(env, q.dtype, q.reply + 8);
 }
 
-// amoRequest(fd, id, byteOffset, op, dtype, a, b, waitMs): sends the request, then as amoReply.
+// amoRequest(fd, id, byteOffset, op, dtype, a, b): sends the request, then as amoReply.
 Napi::Value AmoRequest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  if (pending.count(fd) != 0) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
+  auto it = pending.find(fd);
+  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: not a connection of amoConnect");
+  if (it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
   uint8_t q[kRequest] = {};
   uint32_t id = info[1].As<Napi::Number>().Uint32Value();
   uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue());
@@ -173,15 +170,15 @@ Napi::Value AmoRequest(const Napi::CallbackInfo& info) {
     }
   }
   if (!WriteAll(fd, q, kRequest)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
-  Pending& p = pending[fd];
-  p.dtype = dtype;
-  p.got = 0;
-  return ReadReply(env, fd, info[7].As<Napi::Number>().Int32Value());
+  it->second.inFlight = true;
+  it->second.dtype = dtype;
+  it->second.got = 0;
+  return ReadReply(env, fd);
 }
 
-// amoReply(fd, waitMs): the old value of the request in flight, null when not there yet.
+// amoReply(fd): the old value of the request in flight, null when not there yet.
 Napi::Value AmoReply(const Napi::CallbackInfo& info) {
-  return ReadReply(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
+  return ReadReply(info.Env(), info[0].As<Napi::Number>().Int32Value());
 }
 
 Napi::Value AmoClose(const Napi::CallbackInfo& info) {

@@ -127,14 +127,14 @@ export interface NativeAmo {
   unregister(handle: number, id: number): void;
   /** Stops the thread and closes its connections. */
   stop(handle: number): void;
-  /** A connected descriptor that has sent the job secret (throws ERR_MPRUN_UNREACHABLE with errno). */
-  connect(host: string, port: number, secret: string, timeoutMs: number): number;
+  /** A connected descriptor that has sent the job secret, whose waits for a reply last `waitMs` (throws ERR_MPRUN_UNREACHABLE with errno). */
+  connect(host: string, port: number, secret: string, timeoutMs: number, waitMs: number): number;
   /**
-   * Sends one request and waits up to `waitMs` for its reply: the old value, or
-   * null (then amoReply). A refusal throws an Error with `status` (native/amo-server.cc's Status).
+   * Sends one request and waits (the connection's wait) for its reply: the old
+   * value, or null (then reply()). A refusal throws an Error with `status` (native/amo-server.cc's Status).
    */
-  request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, waitMs: number): number | bigint | null;
-  reply(fd: number, waitMs: number): number | bigint | null;
+  request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): number | bigint | null;
+  reply(fd: number): number | bigint | null;
   close(fd: number): void;
 }
 

@@ -19,14 +19,15 @@ import type { VarMemory } from './layout.js';
 /** native/amo-server.cc's reply statuses, in words (index = status). */
 const REFUSALS = ['', 'no such shared variable on this node', 'the element is outside the variable or misaligned', "the element's page is not homed on this node", 'bad operation or element type'];
 
-/** How long a request's first wait blocks the thread; a longer one goes on in slices with the event loop between. */
-const FIRST_WAIT_MS = 10;
+/** How long a wait for a reply blocks the thread; a longer one goes on in such slices with the event loop between. */
 const SLICE_MS = 10;
 const CONNECT_TIMEOUT_MS = 10_000;
 
-/** Whether ranks use the native path ($MPRUN_DSM_NATIVE_AMO=0: atomics on the link, for comparison). */
+/** Whether ranks use the native path ($MPRUN_DSM_NATIVE_AMO=0: atomics on the link, for comparison); read once, not per operation. */
+let wanted: boolean | null = null;
 export function nativeAtomicsWanted(): boolean {
-  return process.env.MPRUN_DSM_NATIVE_AMO !== '0';
+  wanted ??= process.env.MPRUN_DSM_NATIVE_AMO !== '0';
+  return wanted;
 }
 
 /** The agent's serving thread, listening beside its data service. */
@@ -81,7 +82,7 @@ export class AmoChannel {
   static open(host: string, port: number, secret: string, nodeName: string): AmoChannel {
     const where = `the agent of node ${nodeName} (${host}:${port}, atomics)`;
     try {
-      return new AmoChannel(native().amo.connect(host, port, secret, CONNECT_TIMEOUT_MS), where);
+      return new AmoChannel(native().amo.connect(host, port, secret, CONNECT_TIMEOUT_MS, SLICE_MS), where);
     } catch (e) {
       throw new MprunError('ERR_MPRUN_UNREACHABLE', `cannot connect to ${where}: ${(e as Error).message}`);
     }
@@ -96,7 +97,7 @@ export class AmoChannel {
     }
     let old: number | bigint | null;
     try {
-      old = native().amo.request(this.#fd, id, byteOffset, op, dtype, a, b, FIRST_WAIT_MS);
+      old = native().amo.request(this.#fd, id, byteOffset, op, dtype, a, b);
     } catch (e) {
       return Promise.reject(this.#failed(e));
     }
@@ -118,7 +119,7 @@ export class AmoChannel {
         await new Promise<void>((resolve) => setImmediate(resolve));
         let old: number | bigint | null;
         try {
-          old = native().amo.reply(this.#fd, SLICE_MS);
+          old = native().amo.reply(this.#fd);
         } catch (e) {
           throw this.#failed(e);
         }

@@ -74,6 +74,13 @@ export class SharedMemory {
     return this.#vars.size > 0 || this.#sems.size > 0;
   }
 
+  /** @internal the connection to node `n`'s agent when it is open (else null: link(n) opens it). */
+  openLink(n: number): AgentLink | null {
+    if (n === this.#context.nodeIndex) return this.#ownLink;
+    const l = this.#context.linkOf(n);
+    return l instanceof AgentLink ? l : null;
+  }
+
   /** @internal the connection to node `n`'s agent (this node's: made on first use). */
   async link(n: number): Promise<AgentLink> {
     if (n !== this.#context.nodeIndex) {
@@ -304,7 +311,7 @@ export class SharedVariable<T extends TypedArray> {
       if (op !== AMO.FETCH) this.#memory.bump(page);
       return old;
     }
-    const link = await this.#shared.link(home);
+    const link = this.#shared.openLink(home) ?? (await this.#shared.link(home));
     return link.varAtomic(this.#id, at, op, this.#dtype, a, b, isBigDtype(this.#dtype), this.data instanceof BigUint64Array);
   }
 
