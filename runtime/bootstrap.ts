@@ -147,7 +147,13 @@ async function start(): Promise<World> {
   endpoints.push(...peers.endpoints);
   // A rank waiting on shared memory must let its event loop read replies from other nodes (and cards, and new links).
   // UCX completions are delivered by its progress(), which every wait drives; a rank asleep wakes to poll them.
-  if (links !== null || ucx !== null || place.nnodes > 1) waiter.network(() => (links?.busy() ?? false) || (ucx?.busy() ?? false) || peers.busy(), () => links?.progress());
+  if (links !== null || ucx !== null || place.nnodes > 1) {
+    waiter.network(
+      () => (links?.busy() ?? false) || (ucx?.busy() ?? false) || peers.busy(),
+      () => links?.progress(),
+      () => (links?.busy() ?? false) || peers.busy(),
+    );
+  }
   // The world's collective partners on other nodes, now (alloc and split are synchronous).
   await peers.prepare(leaderPeers(Array.from(layout.nodeOf), place.rank));
   if (config.debug) {

@@ -83,6 +83,7 @@ export class Waiter {
   #progress: () => boolean = nothing;
   #busy: () => boolean = nothing;
   #network: () => boolean = nothing;
+  #loopReplies: () => boolean = nothing;
   #pump: () => void = () => undefined;
   /** Waits in progress (several when operations wait concurrently); reported once they last #reportMs. */
   readonly #active = new Set<ActiveWait>();
@@ -115,10 +116,15 @@ export class Waiter {
    * or output is queued; `pump` pushes queued output. Replies are read by the
    * event loop, so an asynchronous wait then never sleeps on the doorbell but
    * yields to the loop; a synchronous one sleeps in short slices, pumping.
+   * `loopReplies` says whether some awaited reply can only be read by the
+   * event loop (an agent link's; UCX's come through progress()): an
+   * asynchronous wait then yields to the loop after a short poll, not after the
+   * whole spin (a get or an atomic over --net tcp cost the 200 us spin each).
    */
-  network(pending: () => boolean, pump: () => void): void {
+  network(pending: () => boolean, pump: () => void, loopReplies: () => boolean = pending): void {
     this.#network = pending;
     this.#pump = pump;
+    this.#loopReplies = loopReplies;
   }
 
   /**
@@ -166,9 +172,10 @@ export class Waiter {
    * Waits on this thread until `ready()` holds (READY), another pending
    * operation completes (OTHER_COMPLETED), or `budgetMs` passes (TIMED_OUT).
    * `wake` names the classes of events (WAKE_MESSAGE, WAKE_HEAP, WAKE_SYNC)
-   * that can make it hold.
+   * that can make it hold. `toLoop` (an asynchronous wait): return TIMED_OUT
+   * early when a reply only the event loop can read is awaited.
    */
-  block(ready: () => boolean, wake: number, budgetMs = Infinity): number {
+  block(ready: () => boolean, wake: number, budgetMs = Infinity, toLoop = false): number {
     if (ready()) return READY;
     const n = native();
     const i32 = this.#i32;
@@ -185,6 +192,7 @@ export class Waiter {
         if ((i & 63) === 0) {
           this.checkAbort();
           if (performance.now() >= spinUntil) break;
+          if (toLoop && this.#loopReplies()) return TIMED_OUT;
         }
       }
       const network = this.#network();
@@ -275,10 +283,11 @@ export class Waiter {
     let w: ActiveWait | null = null;
     try {
       for (;;) {
-        const r = this.block(ready, wake, this.#sliceMs);
+        const r = this.block(ready, wake, this.#sliceMs, true);
         if (r === READY) return;
-        w ??= this.#begin(what, since);
-        this.#check(w);
+        // A wait that yields to the event loop early (toLoop) is a record only once it outlasts a slice too.
+        if (w === null && Date.now() - since >= this.#sliceMs) w = this.#begin(what, since);
+        if (w !== null) this.#check(w);
         if (r === OTHER_COMPLETED) await continuationsRun();
         else await new Promise<void>((resolve) => setImmediate(resolve));
         this.checkAbort();
