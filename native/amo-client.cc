@@ -133,6 +133,7 @@ Napi::Value ReadReply(Napi::Env env, int fd) {
   q.inFlight = false;
   uint32_t status;
   memcpy(&status, q.reply, 4);
+  if (status == kNotServed) return env.Undefined();
   if (status != kOk) {
     Napi::Error e = Napi::Error::New(env, "refused");
     e.Set("status", double(status));

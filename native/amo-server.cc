@@ -25,6 +25,7 @@
 // they stay atomic with respect to theirs (transports/atomics.ts), and every
 // change bumps the page's version (u32) as VarMemory.bump does.
 #include "amo.h"
+#include "words.h"
 #include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
@@ -172,6 +173,16 @@ struct Variable {
   uint32_t pages;
 };
 
+// A rank of this node's symmetric heap, and its doorbell (control segment words), rung
+// for WAKE_HEAP after every operation as ControlSegment.ring does (runtime/wait.ts).
+struct Heap {
+  uint8_t* base;
+  uint64_t bytes;
+  int32_t* sleeping;
+  int32_t* door;
+  int32_t wake;
+};
+
 struct Connection {
   bool authenticated = false;
   std::vector<uint8_t> in;
@@ -185,8 +196,9 @@ struct Server {
   std::string secret;
   uint32_t nodeIndex = 0;
   uint32_t nnodes = 1;
-  std::mutex lock;  // guards vars (registered by the agent's JavaScript thread)
+  std::mutex lock;  // guards vars and heaps (registered by the agent's JavaScript thread)
   std::unordered_map<uint32_t, Variable> vars;
+  std::unordered_map<uint32_t, Heap> heaps;  // by world rank
   std::unordered_map<int, Connection> conns;
   std::atomic<bool> stop{false};
   std::thread thread;
@@ -206,6 +218,15 @@ uint32_t Serve(Server* s, const uint8_t* q, uint8_t* old) {
   size_t size = ElementSize(dtype);
   if (size == 0 || op < kFetchAdd || op > kSet || q[6] != 0 || q[7] != 0) return kBadOperation;
   std::lock_guard<std::mutex> g(s->lock);
+  if (id & kHeapTarget) {
+    auto h = s->heaps.find(id & ~kHeapTarget);
+    if (h == s->heaps.end()) return kNotServed;
+    const Heap& m = h->second;
+    if (offset % size != 0 || offset >= m.bytes || m.bytes - offset < size) return kOutside;
+    if (!Apply(op, dtype, m.base + offset, q + 16, q + 24, old)) return kBadOperation;
+    words::RingDoor(m.sleeping, m.door, m.wake);
+    return kOk;
+  }
   auto v = s->vars.find(id);
   if (v == s->vars.end()) return kNoVariable;
   const Variable& m = v->second;
@@ -410,6 +431,26 @@ Napi::Value AmoRegister(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// amoRegisterHeap(handle, worldRank, heap, ctrlWords, sleepingIndex, doorIndex, wake): serve
+// atomics on that rank's heap (mapped, as the control segment, until the server stops).
+Napi::Value AmoRegisterHeap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Server* s = ServerOf(env, info[0]);
+  if (s == nullptr) return env.Undefined();
+  uint8_t* base;
+  size_t length;
+  if (!BytesOf(env, info[2], &base, &length)) return env.Undefined();
+  size_t nwords = 0;
+  int32_t* words = words::Int32s(info[3], &nwords);
+  int64_t sleeping = info[4].As<Napi::Number>().Int64Value(), door = info[5].As<Napi::Number>().Int64Value();
+  if (words == nullptr || sleeping < 0 || door < 0 || size_t(sleeping) >= nwords || size_t(door) >= nwords) {
+    return ThrowCode(env, "ERR_MPRUN_ARG", "amoRegisterHeap: the doorbell is outside the control words");
+  }
+  std::lock_guard<std::mutex> g(s->lock);
+  s->heaps[info[1].As<Napi::Number>().Uint32Value() & ~kHeapTarget] = Heap{base, length, words + sleeping, words + door, info[6].As<Napi::Number>().Int32Value()};
+  return env.Undefined();
+}
+
 Napi::Value AmoUnregister(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Server* s = ServerOf(env, info[0]);
@@ -439,6 +480,7 @@ void InitAmo(Napi::Env env, Napi::Object exports) {
   amo.Set("serve", Napi::Function::New(env, amo::AmoServe));
   amo.Set("register", Napi::Function::New(env, amo::AmoRegister));
   amo.Set("unregister", Napi::Function::New(env, amo::AmoUnregister));
+  amo.Set("registerHeap", Napi::Function::New(env, amo::AmoRegisterHeap));
   amo.Set("stop", Napi::Function::New(env, amo::AmoStop));
   amo::InitClient(env, amo);
   exports.Set("amo", amo);

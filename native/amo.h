@@ -14,7 +14,10 @@ constexpr size_t kRequest = 32;
 constexpr size_t kReply = 16;
 enum Dtype : uint8_t { kI8 = 1, kU8 = 2, kU8C = 3, kI16 = 4, kU16 = 5, kI32 = 6, kU32 = 7, kF32 = 8, kF64 = 9, kI64 = 10, kU64 = 11 };
 // Reply statuses; transports/dsm/amo.ts says them in words.
-enum Status : uint32_t { kOk = 0, kNoVariable = 1, kOutside = 2, kNotHomed = 3, kBadOperation = 4 };
+// kNotServed: a rank's heap this thread has not been given (yet): ask the agent on the link.
+enum Status : uint32_t { kOk = 0, kNoVariable = 1, kOutside = 2, kNotHomed = 3, kBadOperation = 4, kNotServed = 5 };
+// A request's id with this bit: world rank (id & ~kHeapTarget)'s symmetric heap, not a variable.
+constexpr uint32_t kHeapTarget = 0x80000000u;
 
 // connect, request, reply and close on `amo`.
 void InitClient(Napi::Env env, Napi::Object amo);

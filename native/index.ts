@@ -125,16 +125,19 @@ export interface NativeAmo {
   /** Serves variable `id` from its segment (mapped until unregister): its page versions, data, pages and byte length. */
   register(handle: number, id: number, segment: ArrayBuffer, versionsOffset: number, dataOffset: number, pages: number, bytes: number): void;
   unregister(handle: number, id: number): void;
+  /** Serves atomics on world rank `rank`'s heap (mapped until stop), ringing its doorbell (control words at those indices) for `wake`. */
+  registerHeap(handle: number, rank: number, heap: ArrayBuffer, ctrlWords: Int32Array, sleepingIndex: number, doorIndex: number, wake: number): void;
   /** Stops the thread and closes its connections. */
   stop(handle: number): void;
   /** A connected descriptor that has sent the job secret, whose waits for a reply last `waitMs` (throws ERR_MPRUN_UNREACHABLE with errno). */
   connect(host: string, port: number, secret: string, timeoutMs: number, waitMs: number): number;
   /**
    * Sends one request and waits (the connection's wait) for its reply: the old
-   * value, or null (then reply()). A refusal throws an Error with `status` (native/amo-server.cc's Status).
+   * value, null (then reply()), or undefined when the server does not serve
+   * that heap (ask the agent on the link). A refusal throws an Error with `status` (native/amo-server.cc's Status).
    */
-  request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): number | bigint | null;
-  reply(fd: number): number | bigint | null;
+  request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): number | bigint | null | undefined;
+  reply(fd: number): number | bigint | null | undefined;
   close(fd: number): void;
 }
 

@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DTYPE_CTORS } from '../../core/codec.js';
 import { applyAtomic, isBigDtype } from '../atomics.js';
 import { AtomicOp } from '../endpoint.js';
-import { AmoChannel, AmoServer } from './amo.js';
+import { WAKE_HEAP } from '../shm/control.js';
+import { AmoChannel, AmoServer, heapTarget } from './amo.js';
 import { PAGE_BYTES, VarMemory, varLayout } from './layout.js';
 
 const SECRET = 'the-job-secret';
@@ -96,6 +97,21 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     });
     expect(closed).toBe(true);
     expect(await channel.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).toBe(1);
+  });
+
+  it('serves a rank\'s heap once given it, ringing its doorbell; before that the caller asks elsewhere', async () => {
+    const i32 = codeOf(Int32Array);
+    const elsewhere = (): Promise<number> => Promise.resolve(-42);
+    expect(await channel.atomic(heapTarget(7), 0, AtomicOp.FETCH_ADD, i32, 1, 1, elsewhere)).toBe(-42);
+    const heap = new ArrayBuffer(4096);
+    const words = new Int32Array(16); // [sleeping, door] of the rank, as in a control segment
+    words[0] = WAKE_HEAP;
+    server.registerHeap(7, heap, words, 0, 1, WAKE_HEAP);
+    expect(await channel.atomic(heapTarget(7), 8, AtomicOp.FETCH_ADD, i32, 5, 5, elsewhere)).toBe(0);
+    expect(await channel.atomic(heapTarget(7), 8, AtomicOp.COMPARE_SWAP, i32, 5, 9, elsewhere)).toBe(5);
+    expect(new Int32Array(heap, 8, 1)[0]).toBe(9);
+    expect([words[0], words[1]]).toEqual([0, 1]); // the sleeper was woken once: its word cleared, the door moved
+    await expect(channel.atomic(heapTarget(7), 4096, AtomicOp.FETCH_ADD, i32, 1, 1, elsewhere)).rejects.toThrow(/outside/);
   });
 
   it('a stopped server: the request fails naming the node, and so does the next', async () => {

@@ -16,6 +16,11 @@ import { MprunError } from '../../core/errors.js';
 import { native } from '../../native/index.js';
 import type { VarMemory } from './layout.js';
 
+/** A request's id for world rank `rank`'s heap (native/amo.h kHeapTarget), not a variable's. */
+export function heapTarget(rank: number): number {
+  return (0x80000000 | rank) >>> 0;
+}
+
 /** native/amo-server.cc's reply statuses, in words (index = status). */
 const REFUSALS = ['', 'no such shared variable on this node', 'the element is outside the variable or misaligned', "the element's page is not homed on this node", 'bad operation or element type'];
 
@@ -54,6 +59,11 @@ export class AmoServer {
     native().amo.register(this.#handle, id, memory.buffer, l.versions, l.data, l.pages, bytes);
   }
 
+  /** Serves atomics on world rank `rank`'s heap, ringing its doorbell (ControlSegment.ring's words) for `wake` after each. */
+  registerHeap(rank: number, heap: ArrayBuffer, ctrlWords: Int32Array, sleepingIndex: number, doorIndex: number, wake: number): void {
+    if (!this.#stopped) native().amo.registerHeap(this.#handle, rank, heap, ctrlWords, sleepingIndex, doorIndex, wake);
+  }
+
   unregister(id: number): void {
     if (!this.#stopped) native().amo.unregister(this.#handle, id);
   }
@@ -63,6 +73,10 @@ export class AmoServer {
     this.#stopped = true;
     native().amo.stop(this.#handle);
   }
+}
+
+function notServed(): Promise<number | bigint> {
+  return Promise.reject(new MprunError('ERR_MPRUN_PROTOCOL', 'the agent does not serve atomics on that heap'));
 }
 
 /** A rank's connection to one home node's serving thread. */
@@ -88,21 +102,26 @@ export class AmoChannel {
     }
   }
 
-  /** The atomic `op` on element type `dtype` at `byteOffset` of variable `id` at its home; resolves with the old value. */
-  atomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
+  /**
+   * The atomic `op` on element type `dtype` at `byteOffset` of variable `id`
+   * at its home (or of a heap: heapTarget()); resolves with the old value.
+   * `elsewhere` asks for it another way when the server does not serve that heap.
+   */
+  atomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, elsewhere: () => Promise<number | bigint> = notServed): Promise<number | bigint> {
     if (this.#error !== null) return Promise.reject(this.#error);
     if (this.#inFlight !== null) {
-      const after = (): Promise<number | bigint> => this.atomic(id, byteOffset, op, dtype, a, b);
+      const after = (): Promise<number | bigint> => this.atomic(id, byteOffset, op, dtype, a, b, elsewhere);
       return this.#inFlight.then(after, after);
     }
-    let old: number | bigint | null;
+    let old: number | bigint | null | undefined;
     try {
       old = native().amo.request(this.#fd, id, byteOffset, op, dtype, a, b);
     } catch (e) {
       return Promise.reject(this.#failed(e));
     }
+    if (old === undefined) return elsewhere();
     if (old !== null) return Promise.resolve(old);
-    const rest = this.#rest();
+    const rest = this.#rest(elsewhere);
     this.#inFlight = rest;
     return rest;
   }
@@ -113,16 +132,17 @@ export class AmoChannel {
   }
 
   /** Waits on for the reply in slices, letting the event loop run between them (an abort ends the rank meanwhile). */
-  async #rest(): Promise<number | bigint> {
+  async #rest(elsewhere: () => Promise<number | bigint>): Promise<number | bigint> {
     try {
       for (;;) {
         await new Promise<void>((resolve) => setImmediate(resolve));
-        let old: number | bigint | null;
+        let old: number | bigint | null | undefined;
         try {
           old = native().amo.reply(this.#fd);
         } catch (e) {
           throw this.#failed(e);
         }
+        if (old === undefined) return elsewhere();
         if (old !== null) return old;
       }
     } finally {

@@ -16,7 +16,7 @@
  */
 import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { AmoChannel, nativeAtomicsWanted } from './amo.js';
+import { AmoChannel, heapTarget, nativeAtomicsWanted } from './amo.js';
 import { connectNow } from './connect-now.js';
 import { MprunError } from '../../core/errors.js';
 import { parseTcpAddress, socketFd } from '../../core/wire.js';
@@ -287,15 +287,33 @@ export class AgentLink {
    * agent's native thread when it has one (amo.ts), else as a VAR_AMO here.
    */
   varAtomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean, unsigned: boolean): Promise<number | bigint> {
-    if (this.#amoPort > 0 && this.#host !== null && nativeAtomicsWanted()) {
-      try {
-        this.#amo ??= AmoChannel.open(this.#host, this.#amoPort, this.#secret, this.#nodeName);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      return this.#amo.atomic(id, byteOffset, op, dtype, a, b);
+    const amo = this.#atomics();
+    if (amo === null) return this.atomic(DsmFrame.VAR_AMO, id, byteOffset, op, dtype, a, b, big, unsigned);
+    return amo instanceof AmoChannel ? amo.atomic(id, byteOffset, op, dtype, a, b) : amo;
+  }
+
+  /**
+   * An atomic on world rank `rank`'s heap at this link's node: on the agent's
+   * native thread when it has one and no put of this link awaits its flush
+   * (a put, then fence, then an atomic must stay in that order: this link
+   * carries both then), else as an AMO here.
+   */
+  heapAtomic(rank: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean): Promise<number | bigint> {
+    const onLink = (): Promise<number | bigint> => this.atomic(DsmFrame.AMO, rank, byteOffset, op, dtype, a, b, big, false);
+    const amo = this.unflushed === 0 ? this.#atomics() : null;
+    if (amo === null) return onLink();
+    return amo instanceof AmoChannel ? amo.atomic(heapTarget(rank), byteOffset, op, dtype, a, b, onLink) : amo;
+  }
+
+  /** The connection to the agent's native atomics (made at first use), null without one, or why it cannot be made. */
+  #atomics(): AmoChannel | null | Promise<never> {
+    if (this.#amoPort === 0 || this.#host === null || !nativeAtomicsWanted()) return null;
+    try {
+      this.#amo ??= AmoChannel.open(this.#host, this.#amoPort, this.#secret, this.#nodeName);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return this.atomic(DsmFrame.VAR_AMO, id, byteOffset, op, dtype, a, b, big, unsigned);
+    return this.#amo;
   }
 
   /** An atomic on an element of type `dtype` (8 bytes of each operand on the wire). */

@@ -9,7 +9,6 @@ import type { TypedArray } from '../../core/types.js';
 import { SENT, type AtomicOpCode, type Endpoint, type EndpointCaps, type SendCompletion } from '../endpoint.js';
 import { isBigDtype } from '../atomics.js';
 import type { AgentLink } from './client.js';
-import { DsmFrame } from './frames.js';
 
 /** Measured across a veth pair on the reference machine (README: cross-node table). */
 const CAPS: EndpointCaps = { canMap: false, atomics: true, putCompleteOnReturn: false, progressWithoutTarget: true, latency: 4e-5, bandwidth: 1.5e9 };
@@ -47,7 +46,7 @@ export class DsmEndpoint implements Endpoint {
   }
 
   atomic(op: AtomicOpCode, dtype: number, offset: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
-    return this.#link.atomic(DsmFrame.AMO, this.#peer, offset, op, dtype, a, b, isBigDtype(dtype), false);
+    return this.#link.heapAtomic(this.#peer, offset, op, dtype, a, b, isBigDtype(dtype));
   }
 
   /** The link's puts (to every rank of that node) have landed: one FLUSH covers the node. */

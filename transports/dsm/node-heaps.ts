@@ -3,7 +3,8 @@
  * them: world rank to local rank, each heap attached on first use (once its
  * rank has published it in the control segment) and checked ranges of it.
  */
-import type { ControlSegment } from '../shm/control.js';
+import { WAKE_HEAP, type ControlSegment } from '../shm/control.js';
+import type { AmoServer } from './amo.js';
 import * as xpmem from '../xpmem/index.js';
 import { RequestRefused } from './frames.js';
 
@@ -11,10 +12,14 @@ export class NodeHeaps {
   readonly #ctrl: ControlSegment;
   readonly #localOf = new Map<number, number>();
   readonly #heaps: Array<{ buffer: ArrayBuffer; attachment: xpmem.Attachment } | null>;
+  readonly #ranks: readonly number[];
+  /** The native serving thread of atomics (amo.ts), given each heap once attached. */
+  #atomics: AmoServer | null = null;
 
   /** `ranks`: the world rank of each local rank. */
   constructor(ctrl: ControlSegment, ranks: readonly number[]) {
     this.#ctrl = ctrl;
+    this.#ranks = ranks;
     ranks.forEach((w, l) => this.#localOf.set(w, l));
     this.#heaps = ranks.map(() => null);
   }
@@ -40,8 +45,26 @@ export class NodeHeaps {
       }
       h = { buffer, attachment };
       this.#heaps[l] = h;
+      this.#serve(l, buffer);
     }
     return h.buffer;
+  }
+
+  /**
+   * Serves atomics on the heaps on `server` too, each once attached here (the
+   * first request for a heap comes through the agent's connection, which
+   * attaches it; the server answers "not served" until then).
+   */
+  serveAtomics(server: AmoServer): void {
+    this.#atomics = server;
+    this.#heaps.forEach((h, l) => {
+      if (h !== null) this.#serve(l, h.buffer);
+    });
+  }
+
+  #serve(l: number, buffer: ArrayBuffer): void {
+    const c = this.#ctrl;
+    this.#atomics?.registerHeap(this.#ranks[l]!, buffer, c.i32, c.sleepingIndex(l), c.doorIndex(l), WAKE_HEAP);
   }
 
   /** The bytes [offset, offset + length) of a world rank's heap, after checking they exist. */

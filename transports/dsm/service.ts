@@ -93,9 +93,9 @@ export class DsmService {
   }
 
   /**
-   * Shared-variable atomics on a native thread beside the service, on the same
-   * address (amo.ts), when other nodes can have homes here. Without it they are
-   * served on the connections, as every other request.
+   * Atomics (on shared variables and on ranks' heaps) on a native thread beside
+   * the service, on the same address (amo.ts), when other nodes can ask for
+   * them. Without it they are served on the connections, as every other request.
    */
   #serveAtomics(host: string): void {
     const o = this.#options;
@@ -103,11 +103,12 @@ export class DsmService {
     try {
       this.#atomics = AmoServer.start(host, o.secret, o.nodeIndex, o.nnodes);
     } catch (e) {
-      this.#log(`shared-variable atomics stay on the data connections: ${(e as Error).message}`);
+      this.#log(`atomics stay on the data connections: ${(e as Error).message}`);
       return;
     }
     this.#services.amoPort = this.#atomics.port;
     this.#services.homes.serveAtomics(this.#atomics);
+    this.#services.heaps.serveAtomics(this.#atomics);
   }
 
   #accept(socket: Socket): void {
