@@ -187,6 +187,7 @@ struct Connection {
   bool authenticated = false;
   std::vector<uint8_t> in;
   std::vector<uint8_t> out;
+  bool watchingOut = false;  // EPOLLOUT registered (replies the socket did not take yet)
 };
 
 struct Server {
@@ -258,10 +259,14 @@ bool Flush(Server* s, int fd, Connection& c) {
     return false;
   }
   c.out.erase(c.out.begin(), c.out.begin() + long(sent));
-  epoll_event ev{};
-  ev.events = c.out.empty() ? uint32_t(EPOLLIN) : uint32_t(EPOLLIN | EPOLLOUT);
-  ev.data.u64 = uint64_t(fd);
-  epoll_ctl(s->epollFd, EPOLL_CTL_MOD, fd, &ev);
+  // epoll_ctl only when that changes: one system call less per request in the common case.
+  if (c.out.empty() == !c.watchingOut) {
+    c.watchingOut = !c.out.empty();
+    epoll_event ev{};
+    ev.events = c.watchingOut ? uint32_t(EPOLLIN | EPOLLOUT) : uint32_t(EPOLLIN);
+    ev.data.u64 = uint64_t(fd);
+    epoll_ctl(s->epollFd, EPOLL_CTL_MOD, fd, &ev);
+  }
   return c.out.size() <= kMaxOut;
 }
 
