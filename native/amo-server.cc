@@ -415,15 +415,20 @@ Napi::Value AmoServe(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The server of info[0] and the memory of info[2] (the register calls); false with an exception pending.
+bool ServerAndMemory(const Napi::CallbackInfo& info, Server** s, uint8_t** base, size_t* length) {
+  *s = ServerOf(info.Env(), info[0]);
+  return *s != nullptr && BytesOf(info.Env(), info[2], base, length);
+}
+
 // amoRegister(handle, id, segment, versionsOffset, dataOffset, pages, bytes): serve variable `id`.
 // The segment stays mapped until amoUnregister (the agent detaches it only after).
 Napi::Value AmoRegister(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Server* s = ServerOf(env, info[0]);
-  if (s == nullptr) return env.Undefined();
+  Server* s;
   uint8_t* base;
   size_t length;
-  if (!BytesOf(env, info[2], &base, &length)) return env.Undefined();
+  if (!ServerAndMemory(info, &s, &base, &length)) return env.Undefined();
   uint64_t versions = uint64_t(info[3].As<Napi::Number>().DoubleValue());
   uint64_t data = uint64_t(info[4].As<Napi::Number>().DoubleValue());
   uint32_t pages = info[5].As<Napi::Number>().Uint32Value();
@@ -440,11 +445,10 @@ Napi::Value AmoRegister(const Napi::CallbackInfo& info) {
 // atomics on that rank's heap (mapped, as the control segment, until the server stops).
 Napi::Value AmoRegisterHeap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Server* s = ServerOf(env, info[0]);
-  if (s == nullptr) return env.Undefined();
+  Server* s;
   uint8_t* base;
   size_t length;
-  if (!BytesOf(env, info[2], &base, &length)) return env.Undefined();
+  if (!ServerAndMemory(info, &s, &base, &length)) return env.Undefined();
   size_t nwords = 0;
   int32_t* words = words::Int32s(info[3], &nwords);
   int64_t sleeping = info[4].As<Napi::Number>().Int64Value(), door = info[5].As<Napi::Number>().Int64Value();

@@ -32,45 +32,34 @@ Napi::Value Put(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A put or get with a slot: (ep, rkey, remoteAddress, bytes, slot) -> 0 done, 1 pending
+// (the slot completes through the ring; the bytes must stay until then).
+Napi::Value SlotRma(const Napi::CallbackInfo& info, bool put) {
+  Napi::Env env = info.Env();
+  if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  Ep* e = EpOf(env, info[0]);
+  if (e == nullptr) return env.Undefined();
+  ucp_rkey_h rkey = RkeyOf(env, info[1]);
+  if (rkey == nullptr) return env.Undefined();
+  uint64_t raddr = uint64_t(info[2].As<Napi::Number>().DoubleValue());
+  uint8_t* bytes;
+  size_t len;
+  if (!BytesOf(env, info[3], &bytes, &len)) return env.Undefined();
+  uint32_t slot;
+  if (!SlotOf(env, info[4], &slot)) return env.Undefined();
+  ucp_request_param_t p;
+  PrepareSlot(p, slot);
+  ucs_status_ptr_t r = put ? api.ucp_put_nbx(e->ep, bytes, len, raddr, rkey, &p) : api.ucp_get_nbx(e->ep, bytes, len, raddr, rkey, &p);
+  return Issued(env, r, slot, std::string(put ? "put" : "get") + " of " + std::to_string(len) + " bytes", e);
+}
+
 // putNbi(ep, rkey, remoteAddress, src, slot): 0 done (src reusable), 1 pending: src
 // must stay unchanged until the slot completes (OpenSHMEM's put_nbi; a flush
 // waits for it too). Puts of a window then overlap, as MPI_Put's do.
-Napi::Value PutNbi(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
-  Ep* e = EpOf(env, info[0]);
-  if (e == nullptr) return env.Undefined();
-  ucp_rkey_h rkey = RkeyOf(env, info[1]);
-  if (rkey == nullptr) return env.Undefined();
-  uint64_t raddr = uint64_t(info[2].As<Napi::Number>().DoubleValue());
-  uint8_t* src;
-  size_t len;
-  if (!BytesOf(env, info[3], &src, &len)) return env.Undefined();
-  uint32_t slot;
-  if (!SlotOf(env, info[4], &slot)) return env.Undefined();
-  ucp_request_param_t p;
-  PrepareSlot(p, slot);
-  return Issued(env, api.ucp_put_nbx(e->ep, src, len, raddr, rkey, &p), slot, "put of " + std::to_string(len) + " bytes", e);
-}
+Napi::Value PutNbi(const Napi::CallbackInfo& info) { return SlotRma(info, true); }
 
 // get(ep, rkey, remoteAddress, dst, slot): 0 done, 1 pending (the slot completes).
-Napi::Value Get(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
-  Ep* e = EpOf(env, info[0]);
-  if (e == nullptr) return env.Undefined();
-  ucp_rkey_h rkey = RkeyOf(env, info[1]);
-  if (rkey == nullptr) return env.Undefined();
-  uint64_t raddr = uint64_t(info[2].As<Napi::Number>().DoubleValue());
-  uint8_t* dst;
-  size_t len;
-  if (!BytesOf(env, info[3], &dst, &len)) return env.Undefined();
-  uint32_t slot;
-  if (!SlotOf(env, info[4], &slot)) return env.Undefined();
-  ucp_request_param_t p;
-  PrepareSlot(p, slot);
-  return Issued(env, api.ucp_get_nbx(e->ep, dst, len, raddr, rkey, &p), slot, "get of " + std::to_string(len) + " bytes", e);
-}
+Napi::Value Get(const Napi::CallbackInfo& info) { return SlotRma(info, false); }
 
 // atomic(ep, rkey, remoteAddress, op, size, operand, compare, slot): op is
 // UCP's (ADD 0, SWAP 1, CSWAP 2); the old value lands in result[slot].
