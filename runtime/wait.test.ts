@@ -1,0 +1,31 @@
+/**
+ * settle(): an operation that completed inside its call, whose promise settles
+ * only some promise hops later (the agents' native thread answers a get before
+ * the call returns), is seen without a wait; the rank must not sleep a slice on
+ * a doorbell nobody rings. The slice here is 5 s, so a wait that slept would
+ * miss the 1 s by which these must have settled.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { ControlSegment } from '../transports/shm/control.js';
+import { Waiter } from './wait.js';
+
+const { segment } = ControlSegment.create(1, 4096, 2);
+afterAll(() => segment.unmap());
+
+function hops(n: number): Promise<number> {
+  let p = Promise.resolve(0);
+  for (let i = 0; i < n; i++) p = p.then((v) => v + 1);
+  return p;
+}
+
+describe('Waiter.settle', () => {
+  it('returns an operation settled a few promise hops after its call without sleeping a slice', async () => {
+    const waiter = new Waiter(segment, 0, 50, false, 5000);
+    for (const n of [0, 1, 2, 3, 6]) {
+      const t0 = performance.now();
+      const v = await Promise.race([waiter.settle(hops(n), () => `hops ${n}`), new Promise<string>((resolve) => setTimeout(() => resolve('slept'), 1000))]);
+      expect(v, `${n} hops`).toBe(n);
+      expect(performance.now() - t0).toBeLessThan(1000);
+    }
+  });
+});
