@@ -31,6 +31,10 @@ struct Pending {
   uint8_t dtype = 0;
   size_t got = 0;
   uint8_t reply[kReply];
+  // A get's destination (the caller keeps it alive until the reply is read) and how much has landed.
+  uint8_t* into = nullptr;
+  size_t intoLen = 0;
+  size_t intoGot = 0;
 };
 std::unordered_map<int, Pending> pending;  // by descriptor, from connect to close
 
@@ -112,27 +116,45 @@ Napi::Value OldValue(Napi::Env env, uint8_t dtype, const uint8_t* p) {
   return Napi::Number::New(env, OperandNumber(p));
 }
 
+// Receives into [at + *got, at + len) for up to the connection's wait: 1 all there, 0 not
+// yet (SO_RCVTIMEO), -1 closed or failed (errno set).
+int ReceiveInto(int fd, uint8_t* at, size_t len, size_t* got) {
+  while (*got < len) {
+    ssize_t n = recv(fd, at + *got, len - *got, 0);
+    if (n > 0) {
+      *got += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n == 0) errno = ECONNRESET;
+    return -1;
+  }
+  return 1;
+}
+
 // Reads the reply of fd's request for up to the connection's wait: the old
-// value, null when not there yet, or a thrown error (a refusal: `status`).
+// value (a get: true, its bytes in place), null when not there yet, undefined
+// when the server does not serve that heap, or a thrown error (a refusal: `status`).
 Napi::Value ReadReply(Napi::Env env, int fd) {
   auto it = pending.find(fd);
   if (it == pending.end() || !it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoReply: no request in flight on this connection");
   Pending& q = it->second;
-  while (q.got < kReply) {
-    ssize_t n = recv(fd, q.reply + q.got, kReply - q.got, 0);
-    if (n > 0) {
-      q.got += size_t(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return env.Null();
-    int err = n == 0 ? ECONNRESET : errno;
-    q.inFlight = false;
-    return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", err, "recv", "the connection was closed");
-  }
-  q.inFlight = false;
+  int r = ReceiveInto(fd, q.reply, kReply, &q.got);
   uint32_t status;
   memcpy(&status, q.reply, 4);
+  if (r == 1 && status == kOk && q.into != nullptr) {
+    uint64_t length;
+    memcpy(&length, q.reply + 8, 8);
+    if (length != q.intoLen) {
+      q.inFlight = false;
+      return ThrowCode(env, "ERR_MPRUN_PROTOCOL", "a get's reply of " + std::to_string(length) + " bytes for " + std::to_string(q.intoLen));
+    }
+    r = ReceiveInto(fd, q.into, q.intoLen, &q.intoGot);
+  }
+  if (r == 0) return env.Null();
+  q.inFlight = false;
+  if (r < 0) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
   if (status == kNotServed) return env.Undefined();
   if (status != kOk) {
     Napi::Error e = Napi::Error::New(env, "refused");
@@ -141,16 +163,30 @@ Napi::Value ReadReply(Napi::Env env, int fd) {
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  if (q.into != nullptr) return Napi::Boolean::New(env, true);
   return OldValue(env, q.dtype, q.reply + 8);
+}
+
+// Sends request q on fd and waits for its reply as ReadReply; `into`: a get's destination.
+Napi::Value Ask(Napi::Env env, int fd, const uint8_t* q, uint8_t* into, size_t intoLen) {
+  auto it = pending.find(fd);
+  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: not a connection of amoConnect");
+  if (it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
+  if (!WriteAll(fd, q, kRequest)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
+  Pending& p = it->second;
+  p.inFlight = true;
+  p.dtype = q[5];
+  p.got = 0;
+  p.into = into;
+  p.intoLen = intoLen;
+  p.intoGot = 0;
+  return ReadReply(env, fd);
 }
 
 // amoRequest(fd, id, byteOffset, op, dtype, a, b): sends the request, then as amoReply.
 Napi::Value AmoRequest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  auto it = pending.find(fd);
-  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: not a connection of amoConnect");
-  if (it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
   uint8_t q[kRequest] = {};
   uint32_t id = info[1].As<Napi::Number>().Uint32Value();
   uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue());
@@ -170,11 +206,24 @@ Napi::Value AmoRequest(const Napi::CallbackInfo& info) {
       memcpy(q + 16 + 8 * k, &d, 8);
     }
   }
-  if (!WriteAll(fd, q, kRequest)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
-  it->second.inFlight = true;
-  it->second.dtype = dtype;
-  it->second.got = 0;
-  return ReadReply(env, fd);
+  return Ask(env, fd, q, nullptr, 0);
+}
+
+// amoGet(fd, id, byteOffset, dst): a heap's bytes [offset, offset + dst.byteLength) into
+// dst: true when they are there, else as amoRequest (dst must stay alive until then).
+Napi::Value AmoGet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* dst;
+  size_t len;
+  if (!BytesOf(env, info[3], &dst, &len)) return env.Undefined();
+  uint8_t q[kRequest] = {};
+  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
+  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue()), length = len;
+  memcpy(q, &id, 4);
+  q[4] = kGet;
+  memcpy(q + 8, &offset, 8);
+  memcpy(q + 16, &length, 8);
+  return Ask(env, info[0].As<Napi::Number>().Int32Value(), q, dst, len);
 }
 
 // amoReply(fd): the old value of the request in flight, null when not there yet.
@@ -194,6 +243,7 @@ Napi::Value AmoClose(const Napi::CallbackInfo& info) {
 void InitClient(Napi::Env env, Napi::Object amo) {
   amo.Set("connect", Napi::Function::New(env, AmoConnect));
   amo.Set("request", Napi::Function::New(env, AmoRequest));
+  amo.Set("get", Napi::Function::New(env, AmoGet));
   amo.Set("reply", Napi::Function::New(env, AmoReply));
   amo.Set("close", Napi::Function::New(env, AmoClose));
 }

@@ -26,6 +26,7 @@
 // change bumps the page's version (u32) as VarMemory.bump does.
 #include "amo.h"
 #include "words.h"
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
@@ -41,6 +42,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
@@ -52,119 +54,6 @@ namespace {
 constexpr size_t kPageBytes = 4096;
 // A client that does not read its replies is dropped rather than buffered for.
 constexpr size_t kMaxOut = 1 << 20;
-
-enum Op : uint8_t { kFetchAdd = 1, kCompareSwap = 2, kSwap = 3, kFetch = 4, kSet = 5 };
-
-bool IsBig(uint8_t dtype) { return dtype == kI64 || dtype == kU64; }
-
-// ECMAScript's ToInt32/ToUint32 and kin, as Atomics applies them to a number
-// operand: truncate, then modulo 2^64 (the caller keeps the low bits it needs).
-uint64_t ModularBits(double d) {
-  if (!std::isfinite(d)) return 0;
-  double t = std::trunc(d);
-  // Within int64 the conversion is exact (2^64 - 3 is not a double: -3 must not go through it).
-  if (t > -9223372036854775808.0 && t < 9223372036854775808.0) return uint64_t(int64_t(t));
-  // Beyond, t is a multiple of 2^11 or more, so the remainder and its sum with 2^64 are exact.
-  constexpr double kTwo64 = 18446744073709551616.0;
-  double m = std::fmod(t, kTwo64);
-  if (m < 0) m += kTwo64;
-  if (m >= kTwo64) m = 0;
-  return uint64_t(m);
-}
-
-uint64_t OperandBits(uint8_t dtype, const uint8_t* p) {
-  uint64_t raw;
-  memcpy(&raw, p, 8);
-  if (IsBig(dtype)) return raw;
-  double d;
-  memcpy(&d, &raw, 8);
-  return ModularBits(d);
-}
-
-double OperandNumber(const uint8_t* p) {
-  double d;
-  memcpy(&d, p, 8);
-  return d;
-}
-
-template <typename T>
-T Integer(uint8_t op, T* at, T a, T b, bool* ok) {
-  switch (op) {
-    case kFetchAdd: return __atomic_fetch_add(at, a, __ATOMIC_SEQ_CST);
-    case kCompareSwap: {
-      T expected = a;
-      __atomic_compare_exchange_n(at, &expected, b, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-      return expected;  // the old value whether or not it matched
-    }
-    case kSwap:
-    case kSet: return __atomic_exchange_n(at, a, __ATOMIC_SEQ_CST);
-    case kFetch: return __atomic_load_n(at, __ATOMIC_SEQ_CST);
-    default: *ok = false; return 0;
-  }
-}
-
-// Floats: a compare-exchange loop on the bits, as transports/atomics.ts's
-// floatAtomic (the sum in double precision, then rounded to the element type;
-// COMPARE_SWAP compares values, so -0 equals 0 and NaN equals nothing).
-template <typename F, typename Bits>
-double Float(uint8_t op, Bits* at, double a, double b, bool* ok) {
-  for (;;) {
-    Bits seen = __atomic_load_n(at, __ATOMIC_SEQ_CST);
-    F old;
-    memcpy(&old, &seen, sizeof(F));
-    F next;
-    switch (op) {
-      case kFetch: return double(old);
-      case kFetchAdd: next = F(double(old) + a); break;
-      case kSwap:
-      case kSet: next = F(a); break;
-      case kCompareSwap:
-        if (!(double(old) == a)) return double(old);
-        next = F(b);
-        break;
-      default: *ok = false; return 0;
-    }
-    Bits nextBits;
-    memcpy(&nextBits, &next, sizeof(F));
-    if (__atomic_compare_exchange_n(at, &seen, nextBits, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return double(old);
-  }
-}
-
-// Applies the operation at `at`; writes the old value's 8 wire bytes to `out`.
-bool Apply(uint8_t op, uint8_t dtype, uint8_t* at, const uint8_t* a, const uint8_t* b, uint8_t* out) {
-  bool ok = true;
-  auto number = [&](double v) { memcpy(out, &v, 8); };
-  switch (dtype) {
-    case kI8: number(Integer<int8_t>(op, reinterpret_cast<int8_t*>(at), int8_t(OperandBits(dtype, a)), int8_t(OperandBits(dtype, b)), &ok)); break;
-    case kU8: number(Integer<uint8_t>(op, at, uint8_t(OperandBits(dtype, a)), uint8_t(OperandBits(dtype, b)), &ok)); break;
-    case kI16: number(Integer<int16_t>(op, reinterpret_cast<int16_t*>(at), int16_t(OperandBits(dtype, a)), int16_t(OperandBits(dtype, b)), &ok)); break;
-    case kU16: number(Integer<uint16_t>(op, reinterpret_cast<uint16_t*>(at), uint16_t(OperandBits(dtype, a)), uint16_t(OperandBits(dtype, b)), &ok)); break;
-    case kI32: number(Integer<int32_t>(op, reinterpret_cast<int32_t*>(at), int32_t(OperandBits(dtype, a)), int32_t(OperandBits(dtype, b)), &ok)); break;
-    case kU32: number(Integer<uint32_t>(op, reinterpret_cast<uint32_t*>(at), uint32_t(OperandBits(dtype, a)), uint32_t(OperandBits(dtype, b)), &ok)); break;
-    case kF32: number(Float<float, uint32_t>(op, reinterpret_cast<uint32_t*>(at), OperandNumber(a), OperandNumber(b), &ok)); break;
-    case kF64: number(Float<double, uint64_t>(op, reinterpret_cast<uint64_t*>(at), OperandNumber(a), OperandNumber(b), &ok)); break;
-    case kI64:
-    case kU64: {
-      uint64_t old = Integer<uint64_t>(op, reinterpret_cast<uint64_t*>(at), OperandBits(dtype, a), OperandBits(dtype, b), &ok);
-      memcpy(out, &old, 8);
-      break;
-    }
-    default: return false;
-  }
-  return ok;
-}
-
-size_t ElementSize(uint8_t dtype) {
-  switch (dtype) {
-    case kI8: case kU8: return 1;
-    case kI16: case kU16: return 2;
-    case kI32: case kU32: case kF32: return 4;
-    case kF64: case kI64: case kU64: return 8;
-    default: return 0;
-  }
-}
-
-// ---- the server (the agent) ----
 
 struct Variable {
   uint8_t* versions;  // u32 per page
@@ -187,6 +76,10 @@ struct Connection {
   bool authenticated = false;
   std::vector<uint8_t> in;
   std::vector<uint8_t> out;
+  // A get's bytes, sent straight from the heap after `out` (the heaps stay mapped
+  // until the server stops); no request is read while they are being sent.
+  const uint8_t* tail = nullptr;
+  size_t tailLen = 0;
   bool watchingOut = false;  // EPOLLOUT registered (replies the socket did not take yet)
 };
 
@@ -239,29 +132,61 @@ uint32_t Serve(Server* s, const uint8_t* q, uint8_t* old) {
   return kOk;
 }
 
+// A get of `length` (operand a) bytes at `offset` of a heap: its reply header, and the
+// bytes to send after it in c.tail.
+uint32_t ServeGet(Server* s, const uint8_t* q, Connection& c) {
+  uint32_t id;
+  uint64_t offset, length;
+  memcpy(&id, q, 4);
+  memcpy(&offset, q + 8, 8);
+  memcpy(&length, q + 16, 8);
+  if (!(id & kHeapTarget) || q[5] != 0 || q[6] != 0 || q[7] != 0) return kBadOperation;
+  std::lock_guard<std::mutex> g(s->lock);
+  auto h = s->heaps.find(id & ~kHeapTarget);
+  if (h == s->heaps.end()) return kNotServed;
+  const Heap& m = h->second;
+  if (offset > m.bytes || m.bytes - offset < length) return kOutside;
+  c.tail = m.base + offset;
+  c.tailLen = length;
+  return kOk;
+}
+
 void Drop(Server* s, int fd) {
   epoll_ctl(s->epollFd, EPOLL_CTL_DEL, fd, nullptr);
   close(fd);
   s->conns.erase(fd);
 }
 
-// Sends what is queued; false when the connection is to be dropped.
+// Sends what is queued (replies, then a get's bytes, in one sendmsg); false when the
+// connection is to be dropped.
 bool Flush(Server* s, int fd, Connection& c) {
   size_t sent = 0;
-  while (sent < c.out.size()) {
-    ssize_t n = send(fd, c.out.data() + sent, c.out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      sent += size_t(n);
+  while (sent < c.out.size() || c.tailLen > 0) {
+    iovec iov[2];
+    int n = 0;
+    if (sent < c.out.size()) iov[n++] = {c.out.data() + sent, c.out.size() - sent};
+    if (c.tailLen > 0) iov[n++] = {const_cast<uint8_t*>(c.tail), c.tailLen};
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = size_t(n);
+    ssize_t k = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k > 0) {
+      size_t fromOut = std::min(size_t(k), c.out.size() - sent);
+      sent += fromOut;
+      c.tail += size_t(k) - fromOut;
+      c.tailLen -= size_t(k) - fromOut;
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     return false;
   }
   c.out.erase(c.out.begin(), c.out.begin() + long(sent));
+  if (c.tailLen == 0) c.tail = nullptr;
+  bool pending = !c.out.empty() || c.tailLen > 0;
   // epoll_ctl only when that changes: one system call less per request in the common case.
-  if (c.out.empty() == !c.watchingOut) {
-    c.watchingOut = !c.out.empty();
+  if (pending != c.watchingOut) {
+    c.watchingOut = pending;
     epoll_event ev{};
     ev.events = c.watchingOut ? uint32_t(EPOLLIN | EPOLLOUT) : uint32_t(EPOLLIN);
     ev.data.u64 = uint64_t(fd);
@@ -287,14 +212,30 @@ bool Consume(Server* s, Connection& c) {
     c.authenticated = true;
     at = 8 + n;
   }
-  for (; c.in.size() - at >= kRequest; at += kRequest) {
+  for (; c.tailLen == 0 && c.in.size() - at >= kRequest; at += kRequest) {
+    const uint8_t* q = c.in.data() + at;
     uint8_t reply[kReply] = {};
-    uint32_t status = Serve(s, c.in.data() + at, reply + 8);
+    uint32_t status;
+    if (q[4] == kGet) {
+      status = ServeGet(s, q, c);
+      if (status == kOk) memcpy(reply + 8, q + 16, 8);  // the length, as asked
+    } else {
+      status = Serve(s, q, reply + 8);
+    }
     memcpy(reply, &status, 4);
     c.out.insert(c.out.end(), reply, reply + kReply);
   }
   c.in.erase(c.in.begin(), c.in.begin() + long(at));
-  return true;
+  return c.in.size() <= kMaxOut;
+}
+
+// Serves what c.in holds and sends the replies, as far as the socket takes them; false
+// when the connection is to be dropped.
+bool Pump(Server* s, int fd, Connection& c) {
+  for (;;) {
+    if (!Consume(s, c) || !Flush(s, fd, c)) return false;
+    if (c.tailLen > 0 || !c.out.empty() || c.in.size() < kRequest) return true;
+  }
 }
 
 void Loop(Server* s) {
@@ -330,10 +271,6 @@ void Loop(Server* s) {
           ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
           if (n > 0) {
             c.in.insert(c.in.end(), buf, buf + n);
-            if (!Consume(s, c)) {
-              keep = false;
-              break;
-            }
             if (size_t(n) < sizeof buf) break;
             continue;
           }
@@ -343,7 +280,7 @@ void Loop(Server* s) {
           break;
         }
       }
-      if (keep) keep = Flush(s, fd, c);
+      if (keep) keep = Pump(s, fd, c);
       if (!keep) Drop(s, fd);
     }
   }

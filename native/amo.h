@@ -19,6 +19,15 @@ enum Status : uint32_t { kOk = 0, kNoVariable = 1, kOutside = 2, kNotHomed = 3, 
 // A request's id with this bit: world rank (id & ~kHeapTarget)'s symmetric heap, not a variable.
 constexpr uint32_t kHeapTarget = 0x80000000u;
 
+// Request operations: transports/endpoint.ts's AtomicOp, and kGet (a heap's bytes).
+enum Op : uint8_t { kFetchAdd = 1, kCompareSwap = 2, kSwap = 3, kFetch = 4, kSet = 5, kGet = 16 };
+
+// The bytes of an element of type `dtype` (0: no atomics on that type).
+size_t ElementSize(uint8_t dtype);
+// Applies atomic `op` to the element of type `dtype` at `at` (operands a and b
+// as on the wire); writes the old value's 8 wire bytes to `out`. False: bad op.
+bool Apply(uint8_t op, uint8_t dtype, uint8_t* at, const uint8_t* a, const uint8_t* b, uint8_t* out);
+
 // connect, request, reply and close on `amo`.
 void InitClient(Napi::Env env, Napi::Object amo);
 

@@ -137,7 +137,10 @@ export interface NativeAmo {
    * that heap (ask the agent on the link). A refusal throws an Error with `status` (native/amo-server.cc's Status).
    */
   request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): number | bigint | null | undefined;
-  reply(fd: number): number | bigint | null | undefined;
+  /** A heap's bytes into `dst` (kept alive by the caller until done): true when there, else as request(). */
+  get(fd: number, id: number, byteOffset: number, dst: Uint8Array): true | null | undefined;
+  /** The reply of the request in flight, as request() or get(). */
+  reply(fd: number): number | bigint | true | null | undefined;
   close(fd: number): void;
 }
 

@@ -114,6 +114,28 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     await expect(channel.atomic(heapTarget(7), 4096, AtomicOp.FETCH_ADD, i32, 1, 1, elsewhere)).rejects.toThrow(/outside/);
   });
 
+  it('gets a heap\'s bytes, of 8 bytes and of 4 MiB (sent in pieces), and refuses a range outside it', async () => {
+    const heap = new Uint8Array(4 << 20).map((_, i) => (i * 7) & 0xff);
+    const words = new Int32Array(16);
+    const fromLink = (): Promise<void> => Promise.reject(new Error('asked on the link'));
+    await expect(channel.get(heapTarget(8), 0, new Uint8Array(8), fromLink)).rejects.toThrow(/asked on the link/);
+    server.registerHeap(8, heap.buffer, words, 0, 1, WAKE_HEAP);
+    const small = new Uint8Array(8);
+    await channel.get(heapTarget(8), 1000, small, fromLink);
+    expect([...small]).toEqual([...heap.subarray(1000, 1008)]);
+    const whole = new Uint8Array(heap.length);
+    await channel.get(heapTarget(8), 0, whole, fromLink);
+    expect(Buffer.compare(whole, heap)).toBe(0);
+    await expect(channel.get(heapTarget(8), heap.length - 4, new Uint8Array(8), fromLink)).rejects.toThrow(/outside/);
+    // The connection goes on after a refusal, and atomics and gets share it in order.
+    const i32 = codeOf(Int32Array);
+    const before = new DataView(heap.buffer).getInt32(0, true);
+    expect(await channel.atomic(heapTarget(8), 0, AtomicOp.SET, i32, 99, 99)).toBe(before);
+    const first = new Uint8Array(4);
+    await channel.get(heapTarget(8), 0, first, fromLink);
+    expect(new DataView(first.buffer).getInt32(0, true)).toBe(99);
+  });
+
   it('a stopped server: the request fails naming the node, and so does the next', async () => {
     const other = AmoServer.start('127.0.0.1', SECRET, 0, 1);
     other.register(ID, memory, BYTES);

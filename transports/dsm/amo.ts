@@ -75,16 +75,19 @@ export class AmoServer {
   }
 }
 
-function notServed(): Promise<number | bigint> {
-  return Promise.reject(new MprunError('ERR_MPRUN_PROTOCOL', 'the agent does not serve atomics on that heap'));
+function notServed(): Promise<never> {
+  return Promise.reject(new MprunError('ERR_MPRUN_PROTOCOL', 'the agent does not serve that heap on its native thread'));
 }
 
-/** A rank's connection to one home node's serving thread. */
+/** What a request's reply gives: the old value (a get: true), null not yet, undefined not served. */
+type Reply = number | bigint | true | null | undefined;
+
+/** A rank's connection to one node agent's serving thread: atomics, and gets of heaps. */
 export class AmoChannel {
   readonly #fd: number;
   readonly #where: string;
   /** The request still waiting for its reply after its first wait (later ones queue behind it). */
-  #inFlight: Promise<number | bigint> | null = null;
+  #inFlight: Promise<unknown> | null = null;
   #error: MprunError | null = null;
 
   private constructor(fd: number, where: string) {
@@ -108,22 +111,12 @@ export class AmoChannel {
    * `elsewhere` asks for it another way when the server does not serve that heap.
    */
   atomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, elsewhere: () => Promise<number | bigint> = notServed): Promise<number | bigint> {
-    if (this.#error !== null) return Promise.reject(this.#error);
-    if (this.#inFlight !== null) {
-      const after = (): Promise<number | bigint> => this.atomic(id, byteOffset, op, dtype, a, b, elsewhere);
-      return this.#inFlight.then(after, after);
-    }
-    let old: number | bigint | null | undefined;
-    try {
-      old = native().amo.request(this.#fd, id, byteOffset, op, dtype, a, b);
-    } catch (e) {
-      return Promise.reject(this.#failed(e));
-    }
-    if (old === undefined) return elsewhere();
-    if (old !== null) return Promise.resolve(old);
-    const rest = this.#rest(elsewhere);
-    this.#inFlight = rest;
-    return rest;
+    return this.#ask(() => native().amo.request(this.#fd, id, byteOffset, op, dtype, a, b), elsewhere) as Promise<number | bigint>;
+  }
+
+  /** A heap's bytes [byteOffset, byteOffset + dst.byteLength) into `dst` (heapTarget()); `elsewhere` as atomic(). */
+  get(id: number, byteOffset: number, dst: Uint8Array, elsewhere: () => Promise<void> = notServed): Promise<void> {
+    return this.#ask(() => native().amo.get(this.#fd, id, byteOffset, dst), elsewhere).then(() => undefined);
   }
 
   close(): void {
@@ -131,19 +124,39 @@ export class AmoChannel {
     native().amo.close(this.#fd);
   }
 
+  /** Sends a request (`send`: it, then the first wait) and waits on for its reply; one at a time. */
+  #ask(send: () => Reply, elsewhere: () => Promise<unknown>): Promise<unknown> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#inFlight !== null) {
+      const after = (): Promise<unknown> => this.#ask(send, elsewhere);
+      return this.#inFlight.then(after, after);
+    }
+    let got: Reply;
+    try {
+      got = send();
+    } catch (e) {
+      return Promise.reject(this.#failed(e));
+    }
+    if (got === undefined) return elsewhere();
+    if (got !== null) return Promise.resolve(got);
+    const rest = this.#rest(elsewhere);
+    this.#inFlight = rest;
+    return rest;
+  }
+
   /** Waits on for the reply in slices, letting the event loop run between them (an abort ends the rank meanwhile). */
-  async #rest(elsewhere: () => Promise<number | bigint>): Promise<number | bigint> {
+  async #rest(elsewhere: () => Promise<unknown>): Promise<unknown> {
     try {
       for (;;) {
         await new Promise<void>((resolve) => setImmediate(resolve));
-        let old: number | bigint | null | undefined;
+        let got: Reply;
         try {
-          old = native().amo.reply(this.#fd);
+          got = native().amo.reply(this.#fd);
         } catch (e) {
           throw this.#failed(e);
         }
-        if (old === undefined) return elsewhere();
-        if (old !== null) return old;
+        if (got === undefined) return await elsewhere();
+        if (got !== null) return got;
       }
     } finally {
       this.#inFlight = null;

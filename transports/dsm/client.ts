@@ -305,6 +305,18 @@ export class AgentLink {
     return amo instanceof AmoChannel ? amo.atomic(heapTarget(rank), byteOffset, op, dtype, a, b, onLink) : amo;
   }
 
+  /**
+   * A get of world rank `rank`'s heap at this link's node: from the agent's
+   * native thread, under the same rule as heapAtomic (a get after a put on this
+   * link, unflushed, must see it: then it goes here, behind the put).
+   */
+  heapGet(rank: number, byteOffset: number, dst: Uint8Array): Promise<void> {
+    const onLink = (): Promise<void> => this.get(rank, byteOffset, dst);
+    const amo = this.unflushed === 0 ? this.#atomics() : null;
+    if (amo === null) return onLink();
+    return amo instanceof AmoChannel ? amo.get(heapTarget(rank), byteOffset, dst, onLink) : amo;
+  }
+
   /** The connection to the agent's native atomics (made at first use), null without one, or why it cannot be made. */
   #atomics(): AmoChannel | null | Promise<never> {
     if (this.#amoPort === 0 || this.#host === null || !nativeAtomicsWanted()) return null;

@@ -42,7 +42,7 @@ export class DsmEndpoint implements Endpoint {
   }
 
   get(offset: number, dst: TypedArray): Promise<void> {
-    return this.#link.get(this.#peer, offset, bytesOf(dst));
+    return this.#link.heapGet(this.#peer, offset, bytesOf(dst));
   }
 
   atomic(op: AtomicOpCode, dtype: number, offset: number, a: number | bigint, b: number | bigint): Promise<number | bigint> {
