@@ -72,7 +72,7 @@ export class AgentLink {
   readonly #nodeName: string;
   readonly #host: string | null;
   readonly #secret: string;
-  /** The agent's native thread for shared-variable atomics (AUTH_OK's arg; 0: none), and the connection to it once used. */
+  /** The port of the agent's native thread for atomics and gets (AUTH_OK's arg; 0: none), and the connection to it once used. */
   #amoPort = 0;
   #amo: AmoChannel | null = null;
 
@@ -287,7 +287,7 @@ export class AgentLink {
    * agent's native thread when it has one (amo.ts), else as a VAR_AMO here.
    */
   varAtomic(id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean, unsigned: boolean): Promise<number | bigint> {
-    const amo = this.#atomics();
+    const amo = this.#nativeChannel();
     if (amo === null) return this.atomic(DsmFrame.VAR_AMO, id, byteOffset, op, dtype, a, b, big, unsigned);
     return amo instanceof AmoChannel ? amo.atomic(id, byteOffset, op, dtype, a, b) : amo;
   }
@@ -300,7 +300,7 @@ export class AgentLink {
    */
   heapAtomic(rank: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean): Promise<number | bigint> {
     const onLink = (): Promise<number | bigint> => this.atomic(DsmFrame.AMO, rank, byteOffset, op, dtype, a, b, big, false);
-    const amo = this.unflushed === 0 ? this.#atomics() : null;
+    const amo = this.unflushed === 0 ? this.#nativeChannel() : null;
     if (amo === null) return onLink();
     return amo instanceof AmoChannel ? amo.atomic(heapTarget(rank), byteOffset, op, dtype, a, b, onLink) : amo;
   }
@@ -312,13 +312,13 @@ export class AgentLink {
    */
   heapGet(rank: number, byteOffset: number, dst: Uint8Array): Promise<void> {
     const onLink = (): Promise<void> => this.get(rank, byteOffset, dst);
-    const amo = this.unflushed === 0 ? this.#atomics() : null;
+    const amo = this.unflushed === 0 ? this.#nativeChannel() : null;
     if (amo === null) return onLink();
     return amo instanceof AmoChannel ? amo.get(heapTarget(rank), byteOffset, dst, onLink) : amo;
   }
 
-  /** The connection to the agent's native atomics (made at first use), null without one, or why it cannot be made. */
-  #atomics(): AmoChannel | null | Promise<never> {
+  /** The connection to the agent's native thread (made at first use), null without one, or why it cannot be made. */
+  #nativeChannel(): AmoChannel | null | Promise<never> {
     if (this.#amoPort === 0 || this.#host === null || !nativeAtomicsWanted()) return null;
     try {
       this.#amo ??= AmoChannel.open(this.#host, this.#amoPort, this.#secret, this.#nodeName);
