@@ -237,7 +237,11 @@ export class Messenger implements RecordSink, MessageSink {
 
   /** Sends one of the runtime's own messages (tag >= INTERNAL_TAG); the data may be reused at once. */
   sendInternal(dest: number, data: unknown, tag: number): void {
-    void this.#send(dest, data, tag, true);
+    // Nobody waits for it: a send still completing when the world is finalized (the last
+    // barrier's message, over UCX) ends there quietly; any other failure stays loud.
+    this.#send(dest, data, tag, true).catch((e: unknown) => {
+      if (!(e instanceof MprunError && e.code === 'ERR_MPRUN_FINALIZED')) throw e;
+    });
   }
 
   #send(dest: number, data: unknown, tag: number, copy = false): Promise<void> {

@@ -18,6 +18,17 @@ function hops(n: number): Promise<number> {
   return p;
 }
 
+describe('Waiter.wait after the world is finalized', () => {
+  it('a wait nobody awaits any more ends with ERR_MPRUN_FINALIZED once the control segment is unmapped, not a TypeError on its words', async () => {
+    const own = ControlSegment.create(1, 4096, 2).segment;
+    const waiter = new Waiter(own, 0, 20, false, 5);
+    const orphan = waiter.wait(() => false, 0, () => 'a send the runtime does not wait for');
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    own.unmap();
+    await expect(orphan).rejects.toMatchObject({ code: 'ERR_MPRUN_FINALIZED' });
+  });
+});
+
 describe('Waiter.settle', () => {
   it('returns an operation settled a few promise hops after its call without sleeping a slice', async () => {
     const waiter = new Waiter(segment, 0, 50, false, 5000);

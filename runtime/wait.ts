@@ -163,8 +163,13 @@ export class Waiter {
     this.#report(waits);
   }
 
-  /** Throws when the job is aborting (a peer died, mprun was signalled, ...). */
+  /**
+   * Throws when the job is aborting (a peer died, mprun was signalled, ...), or
+   * when the world was finalized under a wait nobody awaits any more (the
+   * runtime's own sends, which it does not wait for: p2p.ts sendInternal).
+   */
   checkAbort(): void {
+    if (this.#ctrl.unmapped) throw new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized');
     if (this.#ctrl.aborted()) throw new MprunError('ERR_MPRUN_ABORTED', `job aborted: ${this.#ctrl.abortReason()}`);
   }
 

@@ -128,7 +128,11 @@ export class ControlSegment {
     return new ControlSegment(n.mapFd(fd, 0, n.fdSize(fd)));
   }
 
+  /** Whether unmap() ran (its words are gone: a wait still running then ends, see runtime/wait.ts). */
+  unmapped = false;
+
   unmap(): void {
+    this.unmapped = true;
     native().release(this.buffer);
   }
 
