@@ -167,6 +167,66 @@ Napi::Value ReadReply(Napi::Env env, int fd) {
   return OldValue(env, q.dtype, q.reply + 8);
 }
 
+// Reads the whole reply of fd's request in flight, if any, keeping it for the next
+// amoReply (a put or flush may not be written before it: the server answers in order,
+// and a rank blocked writing while the server is blocked writing it a get's bytes is a
+// deadlock). False when the connection failed (the next amoReply throws why).
+bool Drain(int fd, Pending& q) {
+  if (!q.inFlight) return true;
+  int r;
+  while ((r = ReceiveInto(fd, q.reply, kReply, &q.got)) == 0) {
+  }
+  uint32_t status;
+  memcpy(&status, q.reply, 4);
+  if (r == 1 && status == kOk && q.into != nullptr) {
+    while ((r = ReceiveInto(fd, q.into, q.intoLen, &q.intoGot)) == 0) {
+    }
+  }
+  return r == 1;
+}
+
+// amoPut(fd, id, byteOffset, src): writes a put of src's bytes (returns once the socket
+// took them: src is reusable). No reply: amoFlush reports a refused one.
+Napi::Value AmoPut(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto it = pending.find(fd);
+  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoPut: not a connection of amoConnect");
+  uint8_t* src;
+  size_t len;
+  if (!BytesOf(env, info[3], &src, &len)) return env.Undefined();
+  if (!Drain(fd, it->second)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
+  uint8_t q[kRequest] = {};
+  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
+  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue()), length = len;
+  memcpy(q, &id, 4);
+  q[4] = kPut;
+  memcpy(q + 8, &offset, 8);
+  memcpy(q + 16, &length, 8);
+  if (!WriteAll(fd, q, kRequest) || !WriteAll(fd, src, len)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
+  return env.Undefined();
+}
+
+// amoFlush(fd): every put written before it applied; its status (0, or the first put
+// refused since the last flush), read here with no wait for the event loop.
+Napi::Value AmoFlush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto it = pending.find(fd);
+  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoFlush: not a connection of amoConnect");
+  if (!Drain(fd, it->second)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
+  uint8_t q[kRequest] = {};
+  q[4] = kFlush;
+  uint8_t reply[kReply];
+  size_t got = 0;
+  int r = WriteAll(fd, q, kRequest) ? 0 : -1;
+  while (r == 0) r = ReceiveInto(fd, reply, kReply, &got);
+  if (r < 0) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "recv", "the connection was closed");
+  uint32_t status;
+  memcpy(&status, reply, 4);
+  return Napi::Number::New(env, status);
+}
+
 // Sends request q on fd and waits for its reply as ReadReply; `into`: a get's destination.
 Napi::Value Ask(Napi::Env env, int fd, const uint8_t* q, uint8_t* into, size_t intoLen) {
   auto it = pending.find(fd);
@@ -244,6 +304,8 @@ void InitClient(Napi::Env env, Napi::Object amo) {
   amo.Set("connect", Napi::Function::New(env, AmoConnect));
   amo.Set("request", Napi::Function::New(env, AmoRequest));
   amo.Set("get", Napi::Function::New(env, AmoGet));
+  amo.Set("put", Napi::Function::New(env, AmoPut));
+  amo.Set("flush", Napi::Function::New(env, AmoFlush));
   amo.Set("reply", Napi::Function::New(env, AmoReply));
   amo.Set("close", Napi::Function::New(env, AmoClose));
 }

@@ -1,29 +1,27 @@
-// Shared-variable atomics served by a native thread of the node agent, and the
-// rank's side of them (transports/dsm/amo.ts drives both).
+// One-sided operations served by a native thread of the node agent: atomics
+// on shared variables and on the node's ranks' heaps, gets and puts of those
+// heaps (native/amo-client.cc is the rank's side; transports/dsm/amo.ts drives both).
 //
-// Why native: an atomic on a shared variable's element runs at the element's
-// home node (transports/dsm/shared.ts). Served by the agent's JavaScript, each
-// one cost two event-loop turns at the agent (read, parse, apply, write) and
-// two at the rank (the reply read by its event loop, then the continuation):
-// about 30 us of the agent's CPU per operation here, so that 2 to 4 ranks
-// saturated it at 33,000 operations/s, a third of Redis INCR from 4 clients
-// on the same link. Here the agent's thread is an epoll loop over small fixed
-// frames, as Redis is, and the rank writes its request and reads the reply
-// with plain system calls while it waits, with no event loop on either side.
+// Why native: served by the agent's JavaScript, each operation cost two
+// event-loop turns at the agent and two at the rank, about 30 us of the
+// agent's CPU, so 2 to 4 ranks saturated it (shared fetchAdd at a third of
+// Redis INCR from 4 clients). Here the agent's thread is an epoll loop over
+// small fixed frames, as Redis is, and the rank writes its request and reads
+// the reply with plain system calls, with no event loop on either side.
 //
 // Wire (little-endian), after the client's hello {u32 kHelloMagic, u32 n, n
-// bytes of the job secret} which the server checks in constant time before it
-// reads anything else (a wrong or malformed hello closes that connection):
-//   request 32 bytes: u32 variable id, u8 op (AtomicOp), u8 dtype (core/codec
-//     DTYPE_CTORS index + 1), u16 0, u64 byte offset in the variable, 8 bytes
-//     operand a, 8 bytes operand b (bigint types: int64; others: float64, as
-//     the JavaScript wire of transports/dsm/atomic.ts)
-//   reply 16 bytes: u32 status (Status), u32 0, 8 bytes the old value (same
-//     encoding)
-// The memory is the home's copy of the variable, which the agent's JavaScript
-// and the node's ranks map too: the operations are the hardware's atomics, so
-// they stay atomic with respect to theirs (transports/atomics.ts), and every
-// change bumps the page's version (u32) as VarMemory.bump does.
+// bytes of the job secret}, checked in constant time before anything else is
+// read (a wrong or malformed hello closes that connection):
+//   request 32 bytes: u32 target (variable id, or kHeapTarget | world rank),
+//     u8 op (amo.h Op), u8 dtype (core/codec DTYPE_CTORS index + 1), u16 0,
+//     u64 byte offset, 8 bytes operand a (a get's or put's length), 8 bytes
+//     operand b (bigint types: int64; others: float64, as transports/dsm/atomic.ts)
+//   a put's bytes follow its request; it has no reply (a flush reports it)
+//   reply 16 bytes: u32 status (amo.h Status), u32 0, 8 bytes the old value
+//     (same encoding) or a get's length, a get's bytes after it
+// The memory is what the agent's JavaScript and the node's ranks map too: the
+// atomics are the hardware's, atomic with respect to theirs, and a change to a
+// variable bumps its page's version as VarMemory.bump does.
 #include "amo.h"
 #include "words.h"
 #include <algorithm>
@@ -80,6 +78,12 @@ struct Connection {
   // until the server stops); no request is read while they are being sent.
   const uint8_t* tail = nullptr;
   size_t tailLen = 0;
+  // A put's bytes still to come, received straight into the heap (putTo null: a refused
+  // put's, read and dropped); its heap's doorbell is rung once they are all there.
+  uint8_t* putTo = nullptr;
+  size_t putLeft = 0;
+  const Heap* putHeap = nullptr;
+  uint32_t putFailure = kOk;  // the first refused put since the last flush
   bool watchingOut = false;  // EPOLLOUT registered (replies the socket did not take yet)
 };
 
@@ -151,6 +155,36 @@ uint32_t ServeGet(Server* s, const uint8_t* q, Connection& c) {
   return kOk;
 }
 
+// A put's header: where its bytes go (c.putTo/putLeft), or why not (then they are dropped).
+void StartPut(Server* s, const uint8_t* q, Connection& c) {
+  uint32_t id;
+  uint64_t offset, length;
+  memcpy(&id, q, 4);
+  memcpy(&offset, q + 8, 8);
+  memcpy(&length, q + 16, 8);
+  c.putLeft = length;
+  c.putTo = nullptr;
+  c.putHeap = nullptr;
+  uint32_t status = kOk;
+  std::lock_guard<std::mutex> g(s->lock);
+  auto h = (id & kHeapTarget) ? s->heaps.find(id & ~kHeapTarget) : s->heaps.end();
+  if (h == s->heaps.end()) status = kNotServed;
+  else if (offset > h->second.bytes || h->second.bytes - offset < length) status = kOutside;
+  else c.putHeap = &h->second;
+  if (c.putHeap != nullptr) c.putTo = c.putHeap->base + offset;
+  if (status != kOk && c.putFailure == kOk) c.putFailure = status;
+}
+
+// Takes n bytes of the put in progress (landed at c.putTo already when `from` is null).
+void TakePut(Connection& c, const uint8_t* from, size_t n) {
+  if (c.putTo != nullptr) {
+    if (from != nullptr) memcpy(c.putTo, from, n);
+    c.putTo += n;
+  }
+  c.putLeft -= n;
+  if (c.putLeft == 0 && c.putHeap != nullptr) words::RingDoor(c.putHeap->sleeping, c.putHeap->door, c.putHeap->wake);
+}
+
 void Drop(Server* s, int fd) {
   epoll_ctl(s->epollFd, EPOLL_CTL_DEL, fd, nullptr);
   close(fd);
@@ -212,11 +246,27 @@ bool Consume(Server* s, Connection& c) {
     c.authenticated = true;
     at = 8 + n;
   }
-  for (; c.tailLen == 0 && c.in.size() - at >= kRequest; at += kRequest) {
+  while (c.tailLen == 0) {
+    if (c.putLeft > 0) {
+      size_t k = std::min(c.putLeft, c.in.size() - at);
+      if (k == 0) break;
+      TakePut(c, c.in.data() + at, k);
+      at += k;
+      continue;
+    }
+    if (c.in.size() - at < kRequest) break;
     const uint8_t* q = c.in.data() + at;
+    at += kRequest;
+    if (q[4] == kPut) {
+      StartPut(s, q, c);
+      continue;
+    }
     uint8_t reply[kReply] = {};
     uint32_t status;
-    if (q[4] == kGet) {
+    if (q[4] == kFlush) {
+      status = c.putFailure;
+      c.putFailure = kOk;
+    } else if (q[4] == kGet) {
       status = ServeGet(s, q, c);
       if (status == kOk) memcpy(reply + 8, q + 16, 8);  // the length, as asked
     } else {
@@ -268,10 +318,21 @@ void Loop(Server* s) {
       bool keep = true;
       if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         for (;;) {
-          ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+          // A put in progress with nothing else buffered: its bytes straight into the heap.
+          bool direct = c.putLeft > 0 && c.putTo != nullptr && c.in.empty();
+          ssize_t n = direct ? recv(fd, c.putTo, c.putLeft, MSG_DONTWAIT) : recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+          if (n > 0 && direct) {
+            TakePut(c, nullptr, size_t(n));
+            continue;
+          }
           if (n > 0) {
             c.in.insert(c.in.end(), buf, buf + n);
-            if (size_t(n) < sizeof buf) break;
+            // Served as it comes, so that a put's header is seen before its bytes pile up here.
+            if (!Consume(s, c)) {
+              keep = false;
+              break;
+            }
+            if (size_t(n) < sizeof buf && c.putLeft == 0) break;
             continue;
           }
           if (n < 0 && errno == EINTR) continue;

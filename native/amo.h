@@ -20,7 +20,10 @@ enum Status : uint32_t { kOk = 0, kNoVariable = 1, kOutside = 2, kNotHomed = 3, 
 constexpr uint32_t kHeapTarget = 0x80000000u;
 
 // Request operations: transports/endpoint.ts's AtomicOp, and kGet (a heap's bytes).
-enum Op : uint8_t { kFetchAdd = 1, kCompareSwap = 2, kSwap = 3, kFetch = 4, kSet = 5, kGet = 16 };
+// kPut: `length` bytes follow the request, no reply; kFlush: replied once every request
+// before it was served, with the first failure of a put since the last flush (puts have
+// no reply of their own).
+enum Op : uint8_t { kFetchAdd = 1, kCompareSwap = 2, kSwap = 3, kFetch = 4, kSet = 5, kGet = 16, kPut = 17, kFlush = 18 };
 
 // The bytes of an element of type `dtype` (0: no atomics on that type).
 size_t ElementSize(uint8_t dtype);

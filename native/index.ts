@@ -139,6 +139,10 @@ export interface NativeAmo {
   request(fd: number, id: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint): number | bigint | null | undefined;
   /** A heap's bytes into `dst` (kept alive by the caller until done): true when there, else as request(). */
   get(fd: number, id: number, byteOffset: number, dst: Uint8Array): true | null | undefined;
+  /** Writes a put of src's bytes (src reusable on return; no reply: flush() reports a refused one). */
+  put(fd: number, id: number, byteOffset: number, src: Uint8Array): void;
+  /** Every put written before it applied, waited for here: 0, or the status of the first put refused since the last flush. */
+  flush(fd: number): number;
   /** The reply of the request in flight, as request() or get(). */
   reply(fd: number): number | bigint | true | null | undefined;
   close(fd: number): void;

@@ -70,8 +70,8 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     const i32 = codeOf(Int32Array);
     await expect(channel.atomic(ID, PAGE_BYTES, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/page is not homed on this node/);
     await expect(channel.atomic(99, 0, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/no such shared variable/);
-    await expect(channel.atomic(ID, BYTES, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/outside the variable or misaligned/);
-    await expect(channel.atomic(ID, 2, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/outside the variable or misaligned/);
+    await expect(channel.atomic(ID, BYTES, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/outside the variable or heap, or misaligned/);
+    await expect(channel.atomic(ID, 2, AtomicOp.FETCH_ADD, i32, 1, 1)).rejects.toThrow(/outside the variable or heap, or misaligned/);
     await expect(channel.atomic(ID, 0, AtomicOp.FETCH_ADD, codeOf(Uint8ClampedArray), 1, 1)).rejects.toThrow(/bad operation or element type/);
     await expect(channel.atomic(ID, 0, 9, i32, 1, 1)).rejects.toMatchObject({ code: 'ERR_MPRUN_PROTOCOL' });
     expect(await channel.atomic(ID, 0, AtomicOp.FETCH_ADD, i32, 1, 1)).toBe(0);
@@ -134,6 +134,27 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     const first = new Uint8Array(4);
     await channel.get(heapTarget(8), 0, first, fromLink);
     expect(new DataView(first.buffer).getInt32(0, true)).toBe(99);
+  });
+
+  it('puts into a heap: small and 4 MiB ones land whole and in order with gets, and a flush reports a refused one', async () => {
+    const heap = new Uint8Array(4 << 20);
+    const words = new Int32Array(16);
+    words[0] = WAKE_HEAP;
+    server.registerHeap(9, heap.buffer, words, 0, 1, WAKE_HEAP);
+    channel.put(heapTarget(9), 3, Uint8Array.of(1, 2, 3));
+    const back = new Uint8Array(3);
+    await channel.get(heapTarget(9), 3, back); // served after the put on the same connection
+    expect([...back]).toEqual([1, 2, 3]);
+    expect(words[1]).toBeGreaterThan(0); // the sleeper's doorbell rang for the put
+    const big = new Uint8Array(heap.length).map((_, i) => (i * 13) & 0xff);
+    channel.put(heapTarget(9), 0, big);
+    channel.flush();
+    expect(Buffer.compare(heap, big)).toBe(0);
+    channel.put(heapTarget(9), heap.length - 2, new Uint8Array(8)); // outside: dropped, reported by the flush
+    channel.put(heapTarget(9), 0, Uint8Array.of(42));
+    expect(() => channel.flush()).toThrow(/outside the variable or heap, or misaligned/);
+    expect(heap[0]).toBe(42); // the put after the refused one still landed
+    channel.flush(); // the failure was reported once
   });
 
   it('a stopped server: the request fails naming the node, and so does the next', async () => {

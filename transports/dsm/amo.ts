@@ -22,7 +22,7 @@ export function heapTarget(rank: number): number {
 }
 
 /** native/amo-server.cc's reply statuses, in words (index = status). */
-const REFUSALS = ['', 'no such shared variable on this node', 'the element is outside the variable or misaligned', "the element's page is not homed on this node", 'bad operation or element type'];
+const REFUSALS = ['', 'no such shared variable on this node', 'the range is outside the variable or heap, or misaligned', "the element's page is not homed on this node", 'bad operation or element type'];
 
 /** How long a wait for a reply blocks the thread; a longer one goes on in such slices with the event loop between. */
 const SLICE_MS = 10;
@@ -117,6 +117,28 @@ export class AmoChannel {
   /** A heap's bytes [byteOffset, byteOffset + dst.byteLength) into `dst` (heapTarget()); `elsewhere` as atomic(). */
   get(id: number, byteOffset: number, dst: Uint8Array, elsewhere: () => Promise<void> = notServed): Promise<void> {
     return this.#ask(() => native().amo.get(this.#fd, id, byteOffset, dst), elsewhere).then(() => undefined);
+  }
+
+  /** A put of `src` into a heap (heapTarget()): written now, applied in order with everything on this connection. */
+  put(id: number, byteOffset: number, src: Uint8Array): void {
+    if (this.#error !== null) throw this.#error;
+    try {
+      native().amo.put(this.#fd, id, byteOffset, src);
+    } catch (e) {
+      throw this.#failed(e);
+    }
+  }
+
+  /** Every put on this connection applied (waited for in the call: the thread answers at once); throws a refused put's reason. */
+  flush(): void {
+    if (this.#error !== null) throw this.#error;
+    let status: number;
+    try {
+      status = native().amo.flush(this.#fd);
+    } catch (e) {
+      throw this.#failed(e);
+    }
+    if (status !== 0) throw this.#failed(Object.assign(new Error('refused'), { status }));
   }
 
   close(): void {

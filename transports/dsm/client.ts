@@ -75,6 +75,17 @@ export class AgentLink {
   /** The port of the agent's native thread for atomics and gets (AUTH_OK's arg; 0: none), and the connection to it once used. */
   #amoPort = 0;
   #amo: AmoChannel | null = null;
+  /**
+   * Ranks whose heap the agent has attached (so its native thread serves it):
+   * their puts go to that thread, in order with its gets and atomics. A rank
+   * joins once a flush answered its puts on this link (the agent attached it to
+   * take them), so its puts never take both ways unflushed.
+   */
+  readonly #served = new Set<number>();
+  /** Puts on this link not yet answered by a flush, by target rank. */
+  readonly #linkPuts = new Map<number, number>();
+  /** Puts written to the native thread since its last flush. */
+  #nativePuts = 0;
 
   private constructor(node: number, nodeName: string, address: string, secret: string, socket: Socket) {
     this.node = node;
@@ -234,6 +245,8 @@ export class AgentLink {
    */
   message(target: number, source: number, tag: number, dtype: number, bytes: Uint8Array): void {
     this.#check();
+    // A put before a message lands before it (as on this link alone, and within a node).
+    this.#flushNative();
     const h = { target, id: source, arg: tag, aux: dtype };
     if (bytes.byteLength <= MAX_PAYLOAD) {
       this.#write(frame(DsmFrame.MSG, h, bytes));
@@ -294,27 +307,37 @@ export class AgentLink {
 
   /**
    * An atomic on world rank `rank`'s heap at this link's node: on the agent's
-   * native thread when it has one and no put of this link awaits its flush
-   * (a put, then fence, then an atomic must stay in that order: this link
-   * carries both then), else as an AMO here.
+   * native thread once it serves that heap (#nativeFor: puts to it go there
+   * too, so put, fence, atomic keep their order), else as an AMO here.
    */
   heapAtomic(rank: number, byteOffset: number, op: number, dtype: number, a: number | bigint, b: number | bigint, big: boolean): Promise<number | bigint> {
-    const onLink = (): Promise<number | bigint> => this.atomic(DsmFrame.AMO, rank, byteOffset, op, dtype, a, b, big, false);
-    const amo = this.unflushed === 0 ? this.#nativeChannel() : null;
+    const onLink = (): Promise<number | bigint> => this.atomic(DsmFrame.AMO, rank, byteOffset, op, dtype, a, b, big, false).then((v) => this.#attached(rank, v));
+    const amo = this.#nativeFor(rank);
     if (amo === null) return onLink();
     return amo instanceof AmoChannel ? amo.atomic(heapTarget(rank), byteOffset, op, dtype, a, b, onLink) : amo;
   }
 
-  /**
-   * A get of world rank `rank`'s heap at this link's node: from the agent's
-   * native thread, under the same rule as heapAtomic (a get after a put on this
-   * link, unflushed, must see it: then it goes here, behind the put).
-   */
+  /** A get of world rank `rank`'s heap at this link's node: where heapAtomic would go, so it comes after the puts before it. */
   heapGet(rank: number, byteOffset: number, dst: Uint8Array): Promise<void> {
-    const onLink = (): Promise<void> => this.get(rank, byteOffset, dst);
-    const amo = this.unflushed === 0 ? this.#nativeChannel() : null;
+    const onLink = (): Promise<void> => this.get(rank, byteOffset, dst).then(() => this.#attached(rank, undefined));
+    const amo = this.#nativeFor(rank);
     if (amo === null) return onLink();
     return amo instanceof AmoChannel ? amo.get(heapTarget(rank), byteOffset, dst, onLink) : amo;
+  }
+
+  /**
+   * The native thread's connection for operations on `rank`'s heap: once the
+   * agent has attached it and no put to it on this link awaits its flush (then
+   * this link carries them, in order), else null.
+   */
+  #nativeFor(rank: number): AmoChannel | null | Promise<never> {
+    return this.#served.has(rank) && !this.#linkPuts.has(rank) ? this.#nativeChannel() : null;
+  }
+
+  /** `rank`'s heap is attached at the agent (a request on it was answered); passes `v` on. */
+  #attached<T>(rank: number, v: T): T {
+    if (this.#amoPort > 0) this.#served.add(rank);
+    return v;
   }
 
   /** The connection to the agent's native thread (made at first use), null without one, or why it cannot be made. */
@@ -337,10 +360,41 @@ export class AgentLink {
   }
 
   /** Resolves when every put written before it has landed. */
+  /**
+   * A put into world rank `rank`'s heap at this link's node: to the agent's
+   * native thread once it serves that heap (#served), else on this link.
+   */
+  heapPut(rank: number, offset: number, bytes: Uint8Array): void {
+    const amo = this.#served.has(rank) ? this.#nativeChannel() : null;
+    if (amo instanceof AmoChannel) {
+      amo.put(heapTarget(rank), offset, bytes);
+      this.#nativePuts++;
+      return;
+    }
+    this.put(rank, offset, bytes);
+    this.#linkPuts.set(rank, (this.#linkPuts.get(rank) ?? 0) + 1);
+  }
+
+  /** Resolves when every put written before it has landed (on this link and at the native thread). */
   async flush(): Promise<void> {
+    this.#flushNative();
     if (this.unflushed === 0) return;
     this.unflushed = 0;
+    const answered = [...this.#linkPuts];
     await this.#request(DsmFrame.FLUSH, {});
+    for (const [r, n] of answered) {
+      const left = (this.#linkPuts.get(r) ?? 0) - n;
+      if (left > 0) this.#linkPuts.set(r, left);
+      else this.#linkPuts.delete(r);
+      this.#attached(r, undefined);
+    }
+  }
+
+  /** The native thread's puts applied (one round trip in the call: it answers at once). */
+  #flushNative(): void {
+    if (this.#nativePuts === 0 || this.#amo === null) return;
+    this.#nativePuts = 0;
+    this.#amo.flush();
   }
 
   close(): void {

@@ -38,7 +38,7 @@ export class DsmEndpoint implements Endpoint {
   }
 
   put(offset: number, src: TypedArray): void {
-    this.#link.put(this.#peer, offset, bytesOf(src));
+    this.#link.heapPut(this.#peer, offset, bytesOf(src));
   }
 
   get(offset: number, dst: TypedArray): Promise<void> {
