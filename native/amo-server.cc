@@ -136,42 +136,45 @@ uint32_t Serve(Server* s, const uint8_t* q, uint8_t* old) {
   return kOk;
 }
 
-// A get of `length` (operand a) bytes at `offset` of a heap: its reply header, and the
-// bytes to send after it in c.tail.
-uint32_t ServeGet(Server* s, const uint8_t* q, Connection& c) {
+// The heap range a get or put names (operand a: its length): its heap and first byte, or why not.
+uint32_t HeapRange(Server* s, const uint8_t* q, const Heap** heap, uint8_t** at, uint64_t* length) {
   uint32_t id;
-  uint64_t offset, length;
+  uint64_t offset;
   memcpy(&id, q, 4);
   memcpy(&offset, q + 8, 8);
-  memcpy(&length, q + 16, 8);
+  memcpy(length, q + 16, 8);
   if (!(id & kHeapTarget) || q[5] != 0 || q[6] != 0 || q[7] != 0) return kBadOperation;
   std::lock_guard<std::mutex> g(s->lock);
-  auto h = s->heaps.find(id & ~kHeapTarget);
+  auto h = s->heaps.find(id & ~kHeapTarget);  // entries stay where they are: the pointer outlives the lock
   if (h == s->heaps.end()) return kNotServed;
-  const Heap& m = h->second;
-  if (offset > m.bytes || m.bytes - offset < length) return kOutside;
-  c.tail = m.base + offset;
-  c.tailLen = length;
+  if (offset > h->second.bytes || h->second.bytes - offset < *length) return kOutside;
+  *heap = &h->second;
+  *at = h->second.base + offset;
   return kOk;
+}
+
+// A get: its status, and on success its bytes to send after the reply header (c.tail).
+uint32_t ServeGet(Server* s, const uint8_t* q, Connection& c) {
+  const Heap* heap;
+  uint8_t* at;
+  uint64_t length;
+  uint32_t status = HeapRange(s, q, &heap, &at, &length);
+  if (status == kOk) {
+    c.tail = at;
+    c.tailLen = length;
+  }
+  return status;
 }
 
 // A put's header: where its bytes go (c.putTo/putLeft), or why not (then they are dropped).
 void StartPut(Server* s, const uint8_t* q, Connection& c) {
-  uint32_t id;
-  uint64_t offset, length;
-  memcpy(&id, q, 4);
-  memcpy(&offset, q + 8, 8);
-  memcpy(&length, q + 16, 8);
+  const Heap* heap = nullptr;
+  uint8_t* at = nullptr;
+  uint64_t length = 0;
+  uint32_t status = HeapRange(s, q, &heap, &at, &length);
   c.putLeft = length;
-  c.putTo = nullptr;
-  c.putHeap = nullptr;
-  uint32_t status = kOk;
-  std::lock_guard<std::mutex> g(s->lock);
-  auto h = (id & kHeapTarget) ? s->heaps.find(id & ~kHeapTarget) : s->heaps.end();
-  if (h == s->heaps.end()) status = kNotServed;
-  else if (offset > h->second.bytes || h->second.bytes - offset < length) status = kOutside;
-  else c.putHeap = &h->second;
-  if (c.putHeap != nullptr) c.putTo = c.putHeap->base + offset;
+  c.putTo = status == kOk ? at : nullptr;
+  c.putHeap = status == kOk ? heap : nullptr;
   if (status != kOk && c.putFailure == kOk) c.putFailure = status;
 }
 
