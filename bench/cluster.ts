@@ -139,9 +139,10 @@ export async function startCluster(count: number, slots = 2): Promise<Cluster> {
     writeFileSync(sshConfigPath, sshConfig.join('\n'));
     const hostfile = join(dir, 'hostfile');
     writeFileSync(hostfile, nodes.map((n) => `${n.name} slots=${slots}`).join('\n') + '\n');
-    // Wait until every sshd answers.
+    // Wait until every sshd answers (30 s: one CI run saw a node's sshd take over 10 s on the
+    // 2 busy cores).
     for (const n of nodes) {
-      const until = Date.now() + 10_000;
+      const until = Date.now() + 30_000;
       for (;;) {
         const r = spawnSync('ssh', ['-F', sshConfigPath, '-T', '-oBatchMode=yes', '-oConnectTimeout=2', n.name, 'true'], { stdio: 'ignore' });
         if (r.status === 0) break;
