@@ -35,12 +35,6 @@ uint64_t OperandBits(uint8_t dtype, const uint8_t* p) {
   return ModularBits(d);
 }
 
-double OperandNumber(const uint8_t* p) {
-  double d;
-  memcpy(&d, p, 8);
-  return d;
-}
-
 template <typename T>
 T Integer(uint8_t op, T* at, T a, T b, bool* ok) {
   switch (op) {

@@ -21,12 +21,6 @@
 namespace mprun::amo {
 namespace {
 
-double OperandNumber(const uint8_t* p) {
-  double d;
-  memcpy(&d, p, 8);
-  return d;
-}
-
 // A connection's request in flight and its reply so far: a request may outlast one wait (then the next reads on).
 struct Pending {
   bool inFlight = false;
@@ -155,6 +149,29 @@ int ReceiveInto(int fd, uint8_t* at, size_t len, size_t* got) {
   return 1;
 }
 
+uint32_t StatusOf(const Pending& q) {
+  uint32_t status;
+  memcpy(&status, q.reply, 4);
+  return status;
+}
+
+uint64_t LengthOf(const Pending& q) {
+  uint64_t length;
+  memcpy(&length, q.reply + 8, 8);
+  return length;
+}
+
+// Receives what there is of the reply in flight for up to the connection's wait: its
+// header, then a get's bytes. 1 all there, 0 not yet, -1 closed or failed (errno set),
+// kWrongLength a get's reply of another length than asked.
+constexpr int kWrongLength = -2;
+int ReceiveReply(int fd, Pending& q) {
+  int r = ReceiveInto(fd, q.reply, kReply, &q.got);
+  if (r != 1 || q.into == nullptr || StatusOf(q) != kOk) return r;
+  if (LengthOf(q) != q.intoLen) return kWrongLength;
+  return ReceiveInto(fd, q.into, q.intoLen, &q.intoGot);
+}
+
 // Reads the reply of fd's request for up to the connection's wait: the old
 // value (a get: true, its bytes in place), null when not there yet, undefined
 // when the server does not serve that heap, or a thrown error (a refusal: `status`).
@@ -162,21 +179,12 @@ Napi::Value ReadReply(Napi::Env env, int fd) {
   auto it = pending.find(fd);
   if (it == pending.end() || !it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoReply: no request in flight on this connection");
   Pending& q = it->second;
-  int r = ReceiveInto(fd, q.reply, kReply, &q.got);
-  uint32_t status;
-  memcpy(&status, q.reply, 4);
-  if (r == 1 && status == kOk && q.into != nullptr) {
-    uint64_t length;
-    memcpy(&length, q.reply + 8, 8);
-    if (length != q.intoLen) {
-      q.inFlight = false;
-      return ThrowCode(env, "ERR_MPRUN_PROTOCOL", "a get's reply of " + std::to_string(length) + " bytes for " + std::to_string(q.intoLen));
-    }
-    r = ReceiveInto(fd, q.into, q.intoLen, &q.intoGot);
-  }
+  int r = ReceiveReply(fd, q);
   if (r == 0) return env.Null();
   q.inFlight = false;
+  if (r == kWrongLength) return ThrowCode(env, "ERR_MPRUN_PROTOCOL", "a get's reply of " + std::to_string(LengthOf(q)) + " bytes for " + std::to_string(q.intoLen));
   if (r < 0) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
+  uint32_t status = StatusOf(q);
   if (status == kNotServed) return env.Undefined();
   if (status != kOk) {
     Napi::Error e = Napi::Error::New(env, "refused");
@@ -189,6 +197,23 @@ Napi::Value ReadReply(Napi::Env env, int fd) {
   return OldValue(env, q.dtype, q.reply + 8);
 }
 
+// The connection fd's state (`what` names the call for the error when fd is none of amoConnect's).
+Pending* PendingOf(Napi::Env env, int fd, const char* what) {
+  auto it = pending.find(fd);
+  if (it != pending.end()) return &it->second;
+  ThrowCode(env, "ERR_MPRUN_ARG", std::string(what) + ": not a connection of amoConnect");
+  return nullptr;
+}
+
+// A request frame's first fields, from the call's (fd, id, byteOffset, ...): target and offset.
+void StartRequest(uint8_t* q, const Napi::CallbackInfo& info, uint8_t op) {
+  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
+  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue());
+  memcpy(q, &id, 4);
+  q[4] = op;
+  memcpy(q + 8, &offset, 8);
+}
+
 // Reads the whole reply of fd's request in flight, if any, keeping it for the next
 // amoReply (a put or flush may not be written before it: the server answers in order,
 // and a rank blocked writing while the server is blocked writing it a get's bytes is a
@@ -196,13 +221,7 @@ Napi::Value ReadReply(Napi::Env env, int fd) {
 bool Drain(int fd, Pending& q) {
   if (!q.inFlight) return true;
   int r;
-  while ((r = ReceiveInto(fd, q.reply, kReply, &q.got)) == 0) {
-  }
-  uint32_t status;
-  memcpy(&status, q.reply, 4);
-  if (r == 1 && status == kOk && q.into != nullptr) {
-    while ((r = ReceiveInto(fd, q.into, q.intoLen, &q.intoGot)) == 0) {
-    }
+  while ((r = ReceiveReply(fd, q)) == 0) {
   }
   return r == 1;
 }
@@ -212,18 +231,15 @@ bool Drain(int fd, Pending& q) {
 Napi::Value AmoPut(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  auto it = pending.find(fd);
-  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoPut: not a connection of amoConnect");
+  Pending* p = PendingOf(env, fd, "amoPut");
+  if (p == nullptr) return env.Undefined();
   uint8_t* src;
   size_t len;
   if (!BytesOf(env, info[3], &src, &len)) return env.Undefined();
-  if (!Drain(fd, it->second)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
+  if (!Drain(fd, *p)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
   uint8_t q[kRequest] = {};
-  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
-  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue()), length = len;
-  memcpy(q, &id, 4);
-  q[4] = kPut;
-  memcpy(q + 8, &offset, 8);
+  uint64_t length = len;
+  StartRequest(q, info, kPut);
   memcpy(q + 16, &length, 8);
   if (!WriteBoth(fd, q, kRequest, src, len)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
   return env.Undefined();
@@ -234,9 +250,9 @@ Napi::Value AmoPut(const Napi::CallbackInfo& info) {
 Napi::Value AmoFlush(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  auto it = pending.find(fd);
-  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoFlush: not a connection of amoConnect");
-  if (!Drain(fd, it->second)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
+  Pending* p = PendingOf(env, fd, "amoFlush");
+  if (p == nullptr) return env.Undefined();
+  if (!Drain(fd, *p)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno, "recv", "the connection was closed");
   uint8_t q[kRequest] = {};
   q[4] = kFlush;
   uint8_t reply[kReply];
@@ -251,11 +267,11 @@ Napi::Value AmoFlush(const Napi::CallbackInfo& info) {
 
 // Sends request q on fd and waits for its reply as ReadReply; `into`: a get's destination.
 Napi::Value Ask(Napi::Env env, int fd, const uint8_t* q, uint8_t* into, size_t intoLen) {
-  auto it = pending.find(fd);
-  if (it == pending.end()) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: not a connection of amoConnect");
-  if (it->second.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
+  Pending* pp = PendingOf(env, fd, "amoRequest");
+  if (pp == nullptr) return env.Undefined();
+  Pending& p = *pp;
+  if (p.inFlight) return ThrowCode(env, "ERR_MPRUN_ARG", "amoRequest: a request is already in flight on this connection");
   if (!WriteAll(fd, q, kRequest)) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "send", "the connection was closed");
-  Pending& p = it->second;
   p.inFlight = true;
   p.dtype = q[5];
   p.got = 0;
@@ -270,13 +286,8 @@ Napi::Value AmoRequest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   uint8_t q[kRequest] = {};
-  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
-  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue());
-  uint8_t dtype = uint8_t(info[4].As<Napi::Number>().Uint32Value());
-  memcpy(q, &id, 4);
-  q[4] = uint8_t(info[3].As<Napi::Number>().Uint32Value());
-  q[5] = dtype;
-  memcpy(q + 8, &offset, 8);
+  StartRequest(q, info, uint8_t(info[3].As<Napi::Number>().Uint32Value()));
+  q[5] = uint8_t(info[4].As<Napi::Number>().Uint32Value());
   for (int k = 0; k < 2; k++) {
     Napi::Value v = info[5 + k];
     if (v.IsBigInt()) {
@@ -299,11 +310,8 @@ Napi::Value AmoGet(const Napi::CallbackInfo& info) {
   size_t len;
   if (!BytesOf(env, info[3], &dst, &len)) return env.Undefined();
   uint8_t q[kRequest] = {};
-  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
-  uint64_t offset = uint64_t(info[2].As<Napi::Number>().DoubleValue()), length = len;
-  memcpy(q, &id, 4);
-  q[4] = kGet;
-  memcpy(q + 8, &offset, 8);
+  uint64_t length = len;
+  StartRequest(q, info, kGet);
   memcpy(q + 16, &length, 8);
   return Ask(env, info[0].As<Napi::Number>().Int32Value(), q, dst, len);
 }

@@ -5,6 +5,7 @@
 #include "common.h"
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace mprun::amo {
 
@@ -24,6 +25,13 @@ constexpr uint32_t kHeapTarget = 0x80000000u;
 // before it was served, with the first failure of a put since the last flush (puts have
 // no reply of their own).
 enum Op : uint8_t { kFetchAdd = 1, kCompareSwap = 2, kSwap = 3, kFetch = 4, kSet = 5, kGet = 16, kPut = 17, kFlush = 18 };
+
+// A float64 operand or old value as it is on the wire.
+inline double OperandNumber(const uint8_t* p) {
+  double d;
+  memcpy(&d, p, 8);
+  return d;
+}
 
 // The bytes of an element of type `dtype` (0: no atomics on that type).
 size_t ElementSize(uint8_t dtype);
