@@ -1,15 +1,18 @@
 /**
- * Shared-variable atomics without the event loop (native/amo-server.cc says
- * why and what goes on the wire): the home agent serves them on a native
- * thread (AmoServer), and a rank asks with a blocking request on its own
- * connection to each home node (AmoChannel). The agent's port travels in its
- * AUTH_OK (header `arg`), so a rank learns it with the link it already makes;
- * 0 there (a Unix-socket agent, a one-node job, or a server that could not
- * start) leaves the atomics on the link, as before.
+ * One-sided operations without the event loop (native/amo-server.cc says why
+ * and what goes on the wire): the node agent serves shared-variable atomics,
+ * and atomics, gets and puts on its ranks' heaps, on a native thread
+ * (AmoServer); a rank asks with blocking requests on its own connection to each
+ * node (AmoChannel). The agent's port travels in its AUTH_OK (header `arg`), so
+ * a rank learns it with the link it already makes; 0 there (a Unix-socket
+ * agent, a one-node job, or a server that could not start) leaves everything
+ * on the link, as before.
  *
  * Ordering: a rank's writes to a variable reach a home through its link, and
  * release() returns only once the homes acknowledged them; an atomic asked
- * after that is served after them. Atomics issued together without awaiting
+ * after that is served after them. Per heap, which path serves a rank's puts,
+ * gets and atomics is AgentLink's choice (client.ts #nativeFor): one path at a
+ * time, so they keep their order. Operations issued together without awaiting
  * are concurrent, as two ranks' are.
  */
 import { MprunError } from '../../core/errors.js';
@@ -22,7 +25,7 @@ export function heapTarget(rank: number): number {
 }
 
 /** native/amo-server.cc's reply statuses, in words (index = status). */
-const REFUSALS = ['', 'no such shared variable on this node', 'the range is outside the variable or heap, or misaligned', "the element's page is not homed on this node", 'bad operation or element type'];
+const REFUSALS = ['', 'no such shared variable on this node', 'the range is outside the variable or heap, or misaligned', "the element's page is not homed on this node", 'bad operation or element type', "that heap is not served on the agent's native thread"];
 
 /** How long a wait for a reply blocks the thread; a longer one goes on in such slices with the event loop between. */
 const SLICE_MS = 10;
