@@ -47,6 +47,11 @@ struct CollTeam {
   bool yields;  // ranks outnumber cores: give the core away while spinning
   std::vector<int32_t> ack, data, sleeping, door;  // word indices per member
   std::vector<uint8_t*> bank;                      // members' scratch for this team (null until given)
+  // The team's staging array (shm-rounds.ts staging()), kept alive by the caller
+  // with the handle: small arrays pass through it, so a call hands over numbers
+  // only (a typed array argument costs Node-API a type and buffer lookup).
+  uint8_t* stage = nullptr;
+  size_t stageBytes = 0;
   // A round every member is known to have acked, from what this member saw: a
   // member that published round r (or acked it) has acked every round before.
   // Spares the bank-free check its loads of every member's ack line.
@@ -119,7 +124,7 @@ bool HeaderIs(const uint8_t* slot, int32_t kind, int32_t dtype, int32_t op, int3
 CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<CollTeam>>().Data(); }
 
 // collTeam(words: Int32Array, me, ack, data, sleeping, door: Int32Array (per member),
-//          slots, slotBytes, headerBytes, yields) -> handle
+//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer) -> handle
 Napi::Value Team(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   size_t nwords = 0;
@@ -135,7 +140,12 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
   t->slotBytes = static_cast<size_t>(info[7].As<Napi::Number>().Int64Value());
   t->headerBytes = static_cast<size_t>(info[8].As<Napi::Number>().Int64Value());
   t->yields = info[9].ToBoolean().Value();
-  if (!ok || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
+  if (info[10].IsArrayBuffer()) {
+    auto ab = info[10].As<Napi::ArrayBuffer>();
+    t->stage = static_cast<uint8_t*>(ab.Data());
+    t->stageBytes = ab.ByteLength();
+  }
+  if (!ok || t->stage == nullptr || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
     delete t;
     return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: inconsistent team layout");
   }
@@ -169,31 +179,50 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// collReduce(handle, c, kind, root, dtype, op, buf: TypedArray, bytes, nRead, spinNs) -> NOT_STARTED,
-// PUBLISHED, DONE or MISMATCH. One round of shm-reduce.ts's flat reduction: our
-// contribution into our bank (once every member acked the slot's last round),
-// then members 0..nRead-1's contributions folded into buf in rank order (nRead
-// 0: this member only contributes), then ack. Every bank must have been given.
-// The reduction is of the first `bytes` bytes of `buf` (a staging array of the
-// caller's: a small array made in JavaScript lives on V8's heap, and handing it
-// to native code would move it off, which costs more than the reduction).
+// The numbers a small collective's call packs its arguments into: five or fewer
+// arguments keep node-addon-api from allocating their array per call.
+//   plan = ((bytes * 16 + kind) * 16 + dtype) * 16 + op, who = root * 2^20 + nRead
+// (shm-reduce.ts packPlan). dtype is core/codec.ts's code: 1.. in napi's typed array order.
+struct Plan {
+  size_t bytes;
+  int32_t kind, dtype, op;
+  napi_typedarray_type type;
+};
+
+bool Unpack(double packed, Plan* p) {
+  if (!(packed >= 0 && packed < 9007199254740992.0)) return false;
+  uint64_t v = static_cast<uint64_t>(packed);
+  p->op = static_cast<int32_t>(v & 15);
+  p->dtype = static_cast<int32_t>((v >> 4) & 15);
+  p->kind = static_cast<int32_t>((v >> 8) & 15);
+  p->bytes = static_cast<size_t>(v >> 12);
+  if (p->dtype < 1 || p->dtype > 11) return false;
+  p->type = static_cast<napi_typedarray_type>(p->dtype - 1);
+  return true;
+}
+
+// collReduce(handle, c, plan, who, spinNs) -> NOT_STARTED, PUBLISHED, DONE or
+// MISMATCH. One round of shm-reduce.ts's flat reduction: our contribution
+// (the first `bytes` of the team's staging array) into our bank (once every
+// member acked the slot's last round), then members 0..nRead-1's
+// contributions folded into the staging array in rank order (nRead 0: this
+// member only contributes), then ack. Every bank must have been given.
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   CollTeam* t = TeamOf(info);
   int32_t c = info[1].As<Napi::Number>().Int32Value();
-  int32_t kind = info[2].As<Napi::Number>().Int32Value();
-  int32_t root = info[3].As<Napi::Number>().Int32Value();
-  int32_t dtype = info[4].As<Napi::Number>().Int32Value();
-  int32_t op = info[5].As<Napi::Number>().Int32Value();
-  napi_typedarray_type type;
-  size_t count;
-  uint8_t* mine = nullptr;
-  if (!TypedOf(env, info[6], &type, &count, &mine)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: buf must be a typed array");
-  size_t bytes = static_cast<size_t>(info[7].As<Napi::Number>().Int64Value());
-  int nRead = info[8].As<Napi::Number>().Int32Value();
-  uint64_t budget = BudgetNs(info[9].As<Napi::Number>().DoubleValue());
-  const size_t bpe = ElementBytes(type);
-  if (nRead < 0 || nRead > t->size || bytes > count * bpe || bytes % bpe != 0 || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
+  Plan p{};
+  const bool planned = Unpack(info[2].As<Napi::Number>().DoubleValue(), &p);
+  const int64_t who = info[3].As<Napi::Number>().Int64Value();
+  const int32_t root = static_cast<int32_t>(who >> 20);
+  const int nRead = static_cast<int>(who & 0xfffff);
+  uint64_t budget = BudgetNs(info[4].As<Napi::Number>().DoubleValue());
+  if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: not a reduction's plan");
+  const int32_t kind = p.kind, dtype = p.dtype, op = p.op;
+  const size_t bytes = p.bytes;
+  const size_t bpe = ElementBytes(p.type);
+  uint8_t* mine = t->stage;
+  if (who < 0 || nRead > t->size || bytes > t->stageBytes || bytes % bpe != 0 || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
   // Our bank (we write there) and the banks of the members we read.
   for (int j = 0; j < nRead; j++)
     if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
@@ -214,32 +243,34 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     std::memcpy(mine, t->bank[0] + at + t->headerBytes, bytes);
     const size_t n = bytes / bpe;
     for (int j = 1; j < nRead; j++) {
-      if (!ReduceInto(type, op, mine, t->bank[j] + at + t->headerBytes, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
+      if (!ReduceInto(p.type, op, mine, t->bank[j] + at + t->headerBytes, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
     }
   }
   Finish(*t, c);
   return Napi::Number::New(env, DONE);
 }
 
-// collBcast(handle, c, root, dtype, buf: TypedArray, bytes, spinNs) -> NOT_STARTED, DONE or
-// MISMATCH. One round of shm.ts's broadcast of a typed array: the root writes
-// header and data into its bank (once every member acked the slot's last round)
-// and publishes; a reader waits for the root's data, checks its header against
-// what it passes (kind, root, type, length) and copies the data into buf. Nothing
-// is done when it returns NOT_STARTED or MISMATCH (the steps start the round over).
+// collBcast(handle, c, root, plan, spinNs) -> NOT_STARTED, DONE or MISMATCH
+// (plan as collReduce's, kind and op 0). One round of shm.ts's broadcast of a
+// typed array through the team's staging array: the root writes header and
+// data into its bank (once every member acked the slot's last round) and
+// publishes; a reader waits for the root's data, checks its header against
+// what it passes (kind, root, type, length) and copies the data into the
+// staging array. Nothing is done when it returns NOT_STARTED or MISMATCH (the
+// steps start the round over).
 Napi::Value Bcast(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   CollTeam* t = TeamOf(info);
   int32_t c = info[1].As<Napi::Number>().Int32Value();
   int32_t root = info[2].As<Napi::Number>().Int32Value();
-  int32_t dtype = info[3].As<Napi::Number>().Int32Value();
-  napi_typedarray_type type;
-  size_t count;
-  uint8_t* mine = nullptr;
-  if (!TypedOf(env, info[4], &type, &count, &mine)) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: buf must be a typed array");
-  size_t bytes = static_cast<size_t>(info[5].As<Napi::Number>().Int64Value());
-  uint64_t budget = BudgetNs(info[6].As<Napi::Number>().DoubleValue());
-  if (root < 0 || root >= t->size || bytes > count * ElementBytes(type) || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: out of the team's layout");
+  Plan p{};
+  const bool planned = Unpack(info[3].As<Napi::Number>().DoubleValue(), &p);
+  uint64_t budget = BudgetNs(info[4].As<Napi::Number>().DoubleValue());
+  if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: not a broadcast's plan");
+  const int32_t dtype = p.dtype;
+  const size_t bytes = p.bytes;
+  uint8_t* mine = t->stage;
+  if (root < 0 || root >= t->size || bytes > t->stageBytes || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: out of the team's layout");
   const size_t at = BankAt(*t, c);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
   if (t->me == root) {

@@ -69,16 +69,24 @@ export interface NativeBinding {
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */
   reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
   /** A team's small collectives in native code (native/coll.cc; runtime/coll/shm.ts and shm-reduce.ts drive them). */
-  collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean): CollTeamHandle;
+  /** `stage`: the team's staging array, where small collectives' data passes in and out (kept alive by the caller with the handle). */
+  collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean, stage: ArrayBuffer): CollTeamHandle;
   collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
   collBarrier(team: CollTeamHandle, round: number, spinNs: number): boolean;
-  collBcast(team: CollTeamHandle, round: number, root: number, dtype: number, buf: ArrayBufferView, bytes: number, spinNs: number): number;
-  collReduce(team: CollTeamHandle, round: number, kind: number, root: number, dtype: number, op: number, buf: ArrayBufferView, bytes: number, nRead: number, spinNs: number): number;
+  /** `plan`: collPlan(bytes, 0, dtype, 0); the data in and out of the team's staging array. */
+  collBcast(team: CollTeamHandle, round: number, root: number, plan: number, spinNs: number): number;
+  /** `plan`: collPlan(bytes, kind, dtype, op), `who`: root * 2^20 + nRead; the data in and out of the team's staging array. */
+  collReduce(team: CollTeamHandle, round: number, plan: number, who: number, spinNs: number): number;
   /** The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it). */
-  queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array): QueueHandle;
+  /** `stage` and `out` (2 words): where the staged calls take their payload and put a receive's source and tag (kept alive by the caller). */
+  queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array, stage: ArrayBuffer, out: Int32Array): QueueHandle;
   queueWorldRanks(queues: QueueHandle, worldOfLocal: Int32Array): void;
   queueSendEager(queues: QueueHandle, dest: number, tag: number, dtype: number, payload: ArrayBufferView, origin: number, bytes: number): boolean;
   queueRecvInto(queues: QueueHandle, into: ArrayBufferView, room: number, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number;
+  /** queueSendEager of the first `bytes` of the staging array (six arguments: no typed array to inspect, no argument array allocated). */
+  queueSendStaged(queues: QueueHandle, dest: number, tag: number, dtype: number, origin: number, bytes: number): boolean;
+  /** queueRecvInto into the staging array, source and tag into queueOpen's `out`. */
+  queueRecvStaged(queues: QueueHandle, room: number, dtype: number, source: number, tag: number, spinNs: number): number;
   xpmem: NativeXpmem;
   /** CRC32C (Castagnoli), hardware-assisted where the CPU has SSE4.2; `seed` chains. */
   crc32c(bytes: Bytes, seed?: number): number;

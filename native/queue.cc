@@ -38,6 +38,12 @@ struct Queues {
   int32_t* headSeen;  // producer: each destination's head as last read (queue.ts's array)
   int32_t* state;     // consumer: [0] our head (queue.ts's, shared)
   std::vector<int32_t> worldOf;  // world rank of each local participant (-1: the gateway, whose records carry their origin)
+  // queue.ts's staging array and receive result (held by the NodeQueues that holds
+  // this handle): small messages pass through them, so that those calls hand over
+  // numbers only, no typed array for Node-API to inspect and no argument array to allocate.
+  uint8_t* stage;
+  size_t stageBytes;
+  int32_t* out;  // [source, tag] of the last message taken
 };
 
 inline int32_t RecordBytes(int32_t payload) { return (HEADER + payload + CELL - 1) & ~(CELL - 1); }
@@ -93,7 +99,8 @@ void Advance(Queues& q, int32_t head) {
 Queues* Of(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<Queues>>().Data(); }
 
 // queueOpen(words: Int32Array, me, ringBytes, ring, tail, head, want, sleeping, door: Int32Array
-//           (per participant), headSeen: Int32Array, state: Int32Array(1)) -> handle
+//           (per participant), headSeen: Int32Array, state: Int32Array(1), stage: ArrayBuffer,
+//           out: Int32Array(2)) -> handle
 Napi::Value Open(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   size_t nwords = 0;
@@ -113,13 +120,19 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   size_t states = 0;
   int32_t* headSeen = Int32s(info[9], &seen);
   int32_t* state = Int32s(info[10], &states);
-  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1;
+  size_t outs = 0;
+  int32_t* out = Int32s(info[12], &outs);
+  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1 && info[11].IsArrayBuffer() && out != nullptr && outs >= 2;
   if (!ok) {
     delete q;
     return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: inconsistent queue layout");
   }
   q->headSeen = headSeen;
   q->state = state;
+  auto stage = info[11].As<Napi::ArrayBuffer>();
+  q->stage = static_cast<uint8_t*>(stage.Data());
+  q->stageBytes = stage.ByteLength();
+  q->out = out;
   q->worldOf.assign(p, -1);
   // The arrays it points into (the segment, headSeen, state) are held by the NodeQueues that holds this handle.
   return Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; });
@@ -136,21 +149,8 @@ Napi::Value WorldRanks(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// queueSendEager(handle, dest, tag, dtype, payload: ArrayBufferView, origin, bytes) -> whether the
-// first `bytes` bytes of payload are in dest's queue (false: no room now). queue.ts trySendEager.
-Napi::Value SendEager(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  Queues* q = Of(info);
-  int dest = info[1].As<Napi::Number>().Int32Value();
-  int32_t tag = info[2].As<Napi::Number>().Int32Value();
-  int32_t dtype = info[3].As<Napi::Number>().Int32Value();
-  uint8_t* data = nullptr;
-  size_t length = 0;
-  if (!BytesOf(env, info[4], &data, &length)) return env.Undefined();
-  int32_t origin = info[5].As<Napi::Number>().Int32Value();
-  const size_t given = static_cast<size_t>(info[6].As<Napi::Number>().Int64Value());
-  if (given > length) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendEager: more bytes than the payload has");
-  length = given;
+// queue.ts trySendEager: whether `length` bytes at `data` are in dest's queue (false: no room now).
+Napi::Value Send(Napi::Env env, Queues* q, int dest, int32_t tag, int32_t dtype, const uint8_t* data, size_t length, int32_t origin) {
   if (dest < 0 || dest >= q->participants || length > q->cap - HEADER) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendEager: no such queue, or a record larger than the ring");
   const int32_t payload = static_cast<int32_t>(length);
   int64_t at = Reserve(*q, dest, payload);
@@ -166,26 +166,32 @@ Napi::Value SendEager(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// queueSendEager(handle, dest, tag, dtype, payload: ArrayBufferView, origin, bytes): the first
+// `bytes` bytes of payload.
+Napi::Value SendEager(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  if (!BytesOf(env, info[4], &data, &length)) return env.Undefined();
+  const size_t given = static_cast<size_t>(info[6].As<Napi::Number>().Int64Value());
+  if (given > length) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendEager: more bytes than the payload has");
+  return Send(env, Of(info), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), data, given, info[5].As<Napi::Number>().Int32Value());
+}
+
+// queueSendStaged(handle, dest, tag, dtype, origin, bytes): the first `bytes` bytes of the staging array.
+Napi::Value SendStaged(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Queues* q = Of(info);
+  const size_t given = static_cast<size_t>(info[5].As<Napi::Number>().Int64Value());
+  if (given > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendStaged: more bytes than the staging array has");
+  return Send(env, q, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), q->stage, given, info[4].As<Napi::Number>().Int32Value());
+}
+
 // queueRecvInto(handle, into: ArrayBufferView, room, dtype, source, tag, spinNs, out: Int32Array(2))
 // -> the message's bytes (out: its source and tag), NOT_THIS or EMPTY. Takes the record at our
 // head when it is an eager message of `dtype` that fits the first `room` bytes of `into` and that a receive of
 // (source, tag) matches (ANY = -1; the runtime's own tags match no user receive).
-Napi::Value RecvInto(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  Queues* q = Of(info);
-  uint8_t* into = nullptr;
-  size_t room = 0;
-  if (!BytesOf(env, info[1], &into, &room)) return env.Undefined();
-  const size_t given = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
-  if (given > room) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: more room than the array has");
-  room = given;
-  int32_t dtype = info[3].As<Napi::Number>().Int32Value();
-  int32_t source = info[4].As<Napi::Number>().Int32Value();
-  int32_t tag = info[5].As<Napi::Number>().Int32Value();
-  uint64_t budget = BudgetNs(info[6].As<Napi::Number>().DoubleValue());
-  size_t outs = 0;
-  int32_t* out = Int32s(info[7], &outs);
-  if (out == nullptr || outs < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
+Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t dtype, int32_t source, int32_t tag, uint64_t budget, int32_t* out) {
   const int64_t base = q->ring[q->me];
   uint64_t end = 0;
   for (unsigned i = 0;; i++) {
@@ -225,6 +231,30 @@ Napi::Value RecvInto(const Napi::CallbackInfo& info) {
   }
 }
 
+// The call itself: `into` a typed array of the caller's.
+Napi::Value RecvInto(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  uint8_t* into = nullptr;
+  size_t room = 0;
+  if (!BytesOf(env, info[1], &into, &room)) return env.Undefined();
+  const size_t given = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  if (given > room) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: more room than the array has");
+  size_t outs = 0;
+  int32_t* out = Int32s(info[7], &outs);
+  if (out == nullptr || outs < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
+  return Take(env, Of(info), into, given, info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), info[5].As<Napi::Number>().Int32Value(), BudgetNs(info[6].As<Napi::Number>().DoubleValue()), out);
+}
+
+// queueRecvStaged(handle, room, dtype, source, tag, spinNs): as queueRecvInto, into the
+// staging array, the source and tag into the handle's `out`.
+Napi::Value RecvStaged(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Queues* q = Of(info);
+  const size_t given = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  if (given > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvStaged: more room than the staging array has");
+  return Take(env, q, q->stage, given, info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), BudgetNs(info[5].As<Napi::Number>().DoubleValue()), q->out);
+}
+
 }  // namespace
 
 void InitQueue(Napi::Env env, Napi::Object exports) {
@@ -232,6 +262,8 @@ void InitQueue(Napi::Env env, Napi::Object exports) {
   exports.Set("queueWorldRanks", Napi::Function::New(env, WorldRanks));
   exports.Set("queueSendEager", Napi::Function::New(env, SendEager));
   exports.Set("queueRecvInto", Napi::Function::New(env, RecvInto));
+  exports.Set("queueSendStaged", Napi::Function::New(env, SendStaged));
+  exports.Set("queueRecvStaged", Napi::Function::New(env, RecvStaged));
 }
 
 }  // namespace mprun

@@ -11,7 +11,7 @@ import { dtypeOf } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
-import type { ShmRounds } from './shm-rounds.js';
+import { collPlan, collWho, type ShmRounds } from './shm-rounds.js';
 import { native } from '../../native/index.js';
 
 /** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
@@ -45,8 +45,8 @@ export class ShmReductions {
   /** tryReduce's last type and operator, their codes and staging view. */
   #lastCtor: unknown = null;
   #lastOp = '';
-  #lastCode = 0;
-  #lastDtype = 0;
+  /** collPlan's low byte (dtype and op) for the last type and operator. */
+  #lastPlanLow = 0;
   #lastStage: TypedArray | null = null;
   /** Per array type and operator: its code, type code and kernel, looked up once (checked then too). */
   readonly #plans = new Map<unknown, Map<string, Plan>>();
@@ -89,13 +89,10 @@ export class ShmReductions {
       const plan = this.#plan(Ctor, op);
       // Through the team's staging array (ShmRounds.staging says why). Copies of a few elements are a loop; more, a memcpy.
       this.#lastStage = b.staging().of(Ctor);
-      this.#lastCode = plan.code;
-      this.#lastDtype = plan.dtype;
+      this.#lastPlanLow = collPlan(0, 0, plan.dtype, plan.code);
       this.#lastCtor = Ctor;
       this.#lastOp = op;
     }
-    const code = this.#lastCode;
-    const dtype = this.#lastDtype;
     const stage = this.#lastStage!;
     const n = buf.length;
     copyElements(stage, 0, buf, 0, n);
@@ -104,7 +101,7 @@ export class ShmReductions {
     // Everything that can throw before the round is taken: a failure leaves the rounds in step.
     const team = b.native(nRead, me);
     const c = b.next();
-    const r = this.#native.collReduce(team, c, kind, root, dtype, code, stage, buf.byteLength, nRead, ns);
+    const r = this.#native.collReduce(team, c, collPlan(buf.byteLength, kind, 0, 0) + this.#lastPlanLow, collWho(root, nRead), ns);
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
       return true;

@@ -74,6 +74,20 @@ export interface BankHeader {
   total: number;
 }
 
+/**
+ * A small collective's arguments as one number for native/coll.cc (collReduce,
+ * collBcast): kind < 16, dtype (core/codec.ts) < 16, op (ops.ts opCode) < 16.
+ * Fewer arguments spare node-addon-api an allocation per call.
+ */
+export function collPlan(bytes: number, kind: number, dtype: number, op: number): number {
+  return ((bytes * 16 + kind) * 16 + dtype) * 16 + op;
+}
+
+/** A reduction's root and readers as one number for collReduce (both below 2^20: members of a node's team). */
+export function collWho(root: number, nRead: number): number {
+  return root * 1048576 + nRead;
+}
+
 /** What a header must say; unset fields are not checked. */
 export interface Expected {
   dtype?: number;
@@ -155,7 +169,7 @@ export class ShmRounds {
     if (this.#native === null) {
       const { ctrl } = t;
       const ints = (f: (j: number) => number): Int32Array => Int32Array.from({ length: t.size }, (_, j) => f(j));
-      this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true);
+      this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true, this.staging().buffer);
       this.#nativeBanks = new Uint8Array(t.size);
     }
     // Members 0..#banksFrom0-1 have theirs already: the common call checks one number.
@@ -172,7 +186,8 @@ export class ShmRounds {
    * broadcast's or reduction's, ALLREDUCE_FLAT_BYTES at most): a small array
    * made in JavaScript lives on V8's heap, and handing it to native code would
    * move it off (a backing store allocated), which costs more than the
-   * collective. One per team, made on first use.
+   * collective. One per team, made on first use; the native team is given it
+   * when made, so that its calls pass numbers only.
    */
   staging(): TypedViews {
     return (this.#staging ??= new TypedViews(new ArrayBuffer(ALLREDUCE_FLAT_BYTES)));

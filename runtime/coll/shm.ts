@@ -13,7 +13,7 @@ import type { TypedArray } from '../../core/types.js';
 import { bytesOf, decodePart, encodePart, isTyped, KIND, range, typeName, type CollectiveEngine, type Part, type ReductionKind, type Steps } from './engine.js';
 import type { ReduceOp } from './ops.js';
 import { ShmReductions } from './shm-reduce.js';
-import { ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
+import { collPlan, ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
 import { native, type CollTeamHandle } from '../../native/index.js';
 import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 
@@ -97,7 +97,7 @@ export class ShmCollectives implements CollectiveEngine {
     // Everything that can throw before the round is taken: a failure leaves the rounds in step.
     const team = b.native(0, root);
     const c = b.next();
-    const r = this.#native.collBcast(team, c, root, dtype, stage, buf.byteLength, ns);
+    const r = this.#native.collBcast(team, c, root, collPlan(buf.byteLength, 0, dtype, 0), ns);
     if (r !== DONE) {
       this.#bcastRound = c;
       return false;

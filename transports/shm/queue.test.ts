@@ -235,6 +235,31 @@ describe('shared-memory message queues', () => {
     expect(sink.partial.has(0)).toBe(true); // the fragment's first record went to poll()
   });
 
+  it('small messages of every element type pass through the staging arrays both ways (no typed array handed to native code)', () => {
+    const { a, b } = pair(4096, 2);
+    b.worldRanks([0, 1]);
+    const out = new Int32Array(2);
+    const ctors = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array];
+    for (const [k, Ctor] of ctors.entries()) {
+      // 64 bytes (the staging array's whole length) and one element.
+      for (const n of [64 / Ctor.BYTES_PER_ELEMENT, 1]) {
+        const msg = new Ctor(n) as TypedArray;
+        for (let i = 0; i < n; i++) (msg as unknown as Array<number | bigint>)[i] = msg instanceof BigInt64Array || msg instanceof BigUint64Array ? BigInt(k * 10 + i + 1) : k * 10 + i + 1;
+        const dtype = encode(msg).dtype;
+        expect(a.trySendEager(1, 100 + k, dtype, msg)).toBe(true);
+        const into = new Ctor(n) as TypedArray;
+        out.fill(-9);
+        expect(b.recvInto(into, dtype, 0, 100 + k, 0, out)).toBe(msg.byteLength);
+        expect(into).toEqual(msg);
+        expect([...out]).toEqual([0, 100 + k]);
+      }
+    }
+    // A receive that takes nothing leaves the caller's source and tag alone.
+    out.fill(-9);
+    expect(b.recvInto(new Float64Array(1), encode(new Float64Array(1)).dtype, -1, -1, 0, out)).toBe(RECV_EMPTY);
+    expect([...out]).toEqual([-9, -9]);
+  });
+
   it('native sends and receives interleave with the TypeScript ones over many laps, padding included', () => {
     const { a, b } = pair(4096, 2);
     b.worldRanks([0, 1]);

@@ -102,6 +102,8 @@ export class NodeQueues {
   readonly #queues: QueueHandle;
   /** Where small payloads pass to and from native code (see trySendEager). */
   readonly #staging = new TypedViews(new ArrayBuffer(ON_HEAP_BYTES));
+  /** Where the native staged receive puts its message's source and tag. */
+  readonly #stagedOut = new Int32Array(2);
   constructor(ctrl: ControlSegment, me: number) {
     this.#ctrl = ctrl;
     this.#i32 = ctrl.i32;
@@ -116,7 +118,7 @@ export class NodeQueues {
     this.#state[0] = Atomics.load(this.#i32, this.#headIndex);
     const per = (f: (r: number) => number): Int32Array => Int32Array.from({ length: ctrl.participants }, (_, r) => f(r));
     this.#native = native();
-    this.#queues = this.#native.queueOpen(ctrl.i32, me, ctrl.ringBytes, per((r) => ctrl.ringOffset(r)), per((r) => ctrl.tailIndex(r)), per((r) => ctrl.headIndex(r)), per((r) => ctrl.wantIndex(r)), per((r) => ctrl.sleepingIndex(r)), per((r) => ctrl.doorIndex(r)), this.#headSeen, this.#state);
+    this.#queues = this.#native.queueOpen(ctrl.i32, me, ctrl.ringBytes, per((r) => ctrl.ringOffset(r)), per((r) => ctrl.tailIndex(r)), per((r) => ctrl.headIndex(r)), per((r) => ctrl.wantIndex(r)), per((r) => ctrl.sleepingIndex(r)), per((r) => ctrl.doorIndex(r)), this.#headSeen, this.#state, this.#staging.buffer, this.#stagedOut);
   }
 
   /** The world rank of each local participant (the receiving side matches sources by them). */
@@ -136,8 +138,11 @@ export class NodeQueues {
     if (into.byteLength > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, into.byteLength, dtype, source, tag, spinNs, out);
     // As in trySendEager: through our staging array, then element by element (no allocation).
     const stage = this.#staging.of(moveCtor(dtype));
-    const n = this.#native.queueRecvInto(this.#queues, stage, into.byteLength, dtype, source, tag, spinNs, out);
+    const n = this.#native.queueRecvStaged(this.#queues, into.byteLength, dtype, source, tag, spinNs);
+    if (n < 0) return n;
     for (let i = 0, end = n / into.BYTES_PER_ELEMENT; i < end; i++) (into as Float64Array)[i] = (stage as Float64Array)[i]!;
+    out[0] = this.#stagedOut[0]!;
+    out[1] = this.#stagedOut[1]!;
     return n;
   }
 
@@ -211,7 +216,7 @@ export class NodeQueues {
       // off (a backing store allocated): a copy into our own staging array costs less.
       const stage = this.#staging.of(moveCtor(dtype));
       (stage as Float64Array).set(payload as Float64Array);
-      return this.#native.queueSendEager(this.#queues, dest, tag, dtype, stage, origin, payload.byteLength);
+      return this.#native.queueSendStaged(this.#queues, dest, tag, dtype, origin, payload.byteLength);
     }
     return this.#native.queueSendEager(this.#queues, dest, tag, dtype, payload, origin, payload.byteLength);
   }
