@@ -2,7 +2,8 @@
 // barrier and a one-round reduction (reduce, allreduce, scan of up to a few
 // KiB), speaking exactly the round protocol of runtime/coll/shm-rounds.ts
 // (ack and data words in the node control segment, headers and data in each
-// member's bank, doorbells rung for sleepers). Measured why (README, "Cold
+// member's bank, a reduction's stamp in its header's line, doorbells rung for
+// sleepers). Measured why (README, "Cold
 // and steady"): the same steps in JavaScript cost 2-3 us per call until V8
 // has compiled them, and compiling them takes the core from a peer the job
 // waits for; here a call costs one Node-API crossing from the first one.
@@ -25,6 +26,9 @@ constexpr int H_DTYPE = 1;
 constexpr int H_OP = 2;
 constexpr int H_ROOT = 3;
 constexpr size_t H_TOTAL_BYTE = 16;  // float64: the contribution's total bytes
+constexpr size_t H_STAMP_BYTE = 24;  // int32: a reduction's 4c + 1 once its contribution is in place
+constexpr size_t H_INLINE_BYTE = 32; // a reduction's contribution of up to kInlineBytes, in the header's line
+constexpr size_t kInlineBytes = 32;  // shm-rounds.ts REDUCTION_INLINE_BYTES
 // Wake classes, as in transports/shm/control.ts.
 constexpr int32_t WAKE_SYNC = 4;
 constexpr int32_t WAKE_ACK = 8;
@@ -65,9 +69,12 @@ bool AllAcked(const CollTeam& t, int32_t c) {
   return true;
 }
 
-bool AllPublished(const CollTeam& t, int n, int32_t value) {
+// Members 0..n-1 stamped round c's reduction (its slot at `at`): header and contribution in
+// place. Equality, not order: a slot keeps its stamp until its next use, and a stamp is 4c + 1
+// for exactly one round in 2^30.
+bool AllStamped(const CollTeam& t, int n, size_t at, int32_t stamp) {
   for (int j = 0; j < n; j++)
-    if (!ModGE(Load(t.words + t.data[j]), value)) return false;
+    if (Load(reinterpret_cast<const int32_t*>(t.bank[j] + at + H_STAMP_BYTE)) != stamp) return false;
   return true;
 }
 
@@ -100,17 +107,19 @@ void Finish(CollTeam& t, int32_t c) {
 
 size_t BankAt(const CollTeam& t, int32_t c) { return (static_cast<uint32_t>(c) % t.slots) * t.slotBytes; }
 
-// Our slot of round c (at `at` in our bank): its header (shm-rounds.ts writeHeader) and data.
-void WriteSlot(CollTeam& t, size_t at, int32_t kind, int32_t dtype, int32_t op, int32_t root, const uint8_t* data, size_t bytes) {
+// Our slot of round c (at `at` in our bank): its header (shm-rounds.ts writeHeader) and data
+// (`dataAt` bytes into the slot: after the header, or in its line for a small reduction).
+void WriteSlot(CollTeam& t, size_t at, int32_t c, int32_t kind, int32_t dtype, int32_t op, int32_t root, const uint8_t* data, size_t bytes, size_t dataAt) {
   uint8_t* own = t.bank[t.me] + at;
   int32_t* h = reinterpret_cast<int32_t*>(own);
   h[H_KIND] = kind;
   h[H_DTYPE] = dtype;
   h[H_OP] = op;
   h[H_ROOT] = root;
+  h[H_STAMP_BYTE / 4] = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u);
   const double total = static_cast<double>(bytes);
   std::memcpy(own + H_TOTAL_BYTE, &total, sizeof total);
-  std::memcpy(own + t.headerBytes, data, bytes);
+  std::memcpy(own + dataAt, data, bytes);
 }
 
 // Whether a member's header says what this member called (op or root -2: not checked).
@@ -230,20 +239,23 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 
   if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
-  WriteSlot(*t, at, kind, dtype, op, root, mine, bytes);
+  const size_t dataAt = bytes <= kInlineBytes ? H_INLINE_BYTE : t->headerBytes;
+  WriteSlot(*t, at, c, kind, dtype, op, root, mine, bytes, dataAt);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
+  // The stamp for native readers (one line: stamp, header and a small contribution), the data word for the steps'.
+  Store(reinterpret_cast<int32_t*>(t->bank[t->me] + at + H_STAMP_BYTE), stage1);
   Store(t->words + t->data[t->me], stage1);
   RingOthers(*t, WAKE_SYNC);
 
   if (nRead > 0) {
-    if (!SpinUntil([&] { return AllPublished(*t, nRead, stage1); }, budget, t->yields)) return Napi::Number::New(env, PUBLISHED);
+    if (!SpinUntil([&] { return AllStamped(*t, nRead, at, stage1); }, budget, t->yields)) return Napi::Number::New(env, PUBLISHED);
     if (nRead == t->size) SawAcked(*t, Sub(c, 1));
     for (int j = 0; j < nRead; j++)
       if (!HeaderIs(t->bank[j] + at, kind, dtype, op, kind == KIND_REDUCE ? root : -2, bytes)) return Napi::Number::New(env, MISMATCH);
-    std::memcpy(mine, t->bank[0] + at + t->headerBytes, bytes);
+    std::memcpy(mine, t->bank[0] + at + dataAt, bytes);
     const size_t n = bytes / bpe;
     for (int j = 1; j < nRead; j++) {
-      if (!ReduceInto(p.type, op, mine, t->bank[j] + at + t->headerBytes, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
+      if (!ReduceInto(p.type, op, mine, t->bank[j] + at + dataAt, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
     }
   }
   Finish(*t, c);
@@ -276,7 +288,7 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   if (t->me == root) {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
     if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
-    WriteSlot(*t, at, KIND_BCAST, dtype, 0, root, mine, bytes);
+    WriteSlot(*t, at, c, KIND_BCAST, dtype, 0, root, mine, bytes, t->headerBytes);
     Store(t->words + t->data[root], stage1);
     RingOthers(*t, WAKE_SYNC);
   } else {

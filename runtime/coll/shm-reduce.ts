@@ -131,7 +131,7 @@ export class ShmReductions {
       const c = r === 0 && begun !== null ? begun.c : b.next();
       const lo = r * perRound;
       const m = Math.min(buf.length, lo + perRound) - lo;
-      const at = b.dataAt(c);
+      const at = rounds === 1 ? b.reductionAt(c, buf.byteLength) : b.dataAt(c);
       const contrib = at / bpe;
       const results = (at + area) / bpe;
       if (r > 0 || begun === null || begun.stage === NOT_STARTED) {
@@ -139,6 +139,7 @@ export class ShmReductions {
         for (let j = 0; j < size; j++) if (!b.acked(j, c - slots)) yield b.whenAcked(j, c - slots);
         b.writeHeader(c, kind, dtype, code, root, buf.byteLength);
         copyElements(mine, contrib, buf, lo, m);
+        b.stamp(c);
         b.publish(c, 1);
       }
       if (iRead) {

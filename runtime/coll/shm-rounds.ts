@@ -18,6 +18,13 @@
  * The header (kind, type, operator, root, lengths) lets readers detect
  * members that called a different collective or passed different lengths,
  * and fail with a clear error instead of hanging.
+ *
+ * A reduction's contribution of at most REDUCTION_INLINE_BYTES lies in the
+ * header's own cache line, and every reduction's header carries a stamp
+ * (4c + 1, written after the data, before the data word): the native fast path
+ * (native/coll.cc) waits on a member's stamp and finds header and data in the
+ * same line, one transfer between cores where the data word, the header and
+ * the data took three. The steps still wait on the data word.
  */
 import { MprunError } from '../../core/errors.js';
 import type { TypedArray } from '../../core/types.js';
@@ -33,6 +40,12 @@ const H_DTYPE = 1;
 const H_OP = 2;
 const H_ROOT = 3;
 const H_TOTAL = 4; // float64 at byte 16: the contribution's total bytes
+/** Int32 word of a reduction's stamp: 4c + 1 once its contribution is in place (any header first sets 4c). */
+const H_STAMP = 6;
+/** Byte offset in a bank of a small reduction's contribution, in the header's first cache line. */
+const H_INLINE = 32;
+/** The largest reduction contribution kept in the header's line. */
+export const REDUCTION_INLINE_BYTES = 32;
 /** Byte offset in a bank of the part table: float64 part offsets (size + 1), then int32 part types (size). */
 const H_PARTS = 64;
 
@@ -216,6 +229,16 @@ export class ShmRounds {
     return this.bank(c) + this.#headerBytes;
   }
 
+  /** Byte offset of a reduction's contribution of `bytes` in round c: in the header's line when it fits. */
+  reductionAt(c: number, bytes: number): number {
+    return bytes <= REDUCTION_INLINE_BYTES ? this.bank(c) + H_INLINE : this.dataAt(c);
+  }
+
+  /** Our reduction contribution for round c is in place (after it, publish()). */
+  stamp(c: number): void {
+    Atomics.store(this.#H32(this.layout.me), (this.bank(c) >> 2) + H_STAMP, (c * 4 + 1) | 0);
+  }
+
   /** Data bytes a slot holds after its header. */
   get capacity(): number {
     return this.#slotBytes - this.#headerBytes;
@@ -284,6 +307,7 @@ export class ShmRounds {
     h[(b >> 2) + H_DTYPE] = dtype;
     h[(b >> 2) + H_OP] = op;
     h[(b >> 2) + H_ROOT] = root;
+    h[(b >> 2) + H_STAMP] = (c * 4) | 0;
     this.#H64(this.layout.me)[(b + H_TOTAL * 4) >> 3] = total;
     return b + this.#headerBytes;
   }

@@ -484,9 +484,10 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     const got = run(nd, function* (e, me) {
       const sums: number[] = [];
       for (let i = 0; i < 40; i++) {
-        const buf = Float64Array.of(me + i, 1);
+        // 16, 32 and 40 bytes: in the header's line (REDUCTION_INLINE_BYTES) and after the header, in one slot's turns.
+        const buf = Float64Array.from({ length: [2, 4, 5][i % 3]! }, (_, k) => (k === 0 ? me + i : 1));
         yield* viaFast(() => e.tryReduce(buf, 'sum', KIND.allreduce, 0, 0), () => e.reduce(buf, 'sum', KIND.allreduce, 0, buf, null), () => buf);
-        sums.push(buf[0]!, buf[1]!);
+        sums.push(buf[0]!, buf.at(-1)!);
       }
       const big = new Float64Array(8192).fill(me); // 64 KiB: more than one flat round
       expect(e.tryReduce(big, 'max', KIND.allreduce, 0, 0)).toBe(false);
