@@ -25,7 +25,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, w
 import { builtinModules, createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Metafile, OnResolveResult, Plugin } from 'esbuild';
 import { packageRoot } from '../native/index.js';
 import { RANK_BUNDLE_SUFFIX } from './stack-map.js';
@@ -205,7 +205,8 @@ export async function compileApp(app: string, outDir: string, opts: CompileOptio
   let outfile = join(outDir, rank ? `${name}${RANK_BUNDLE_SUFFIX}` : `${name}.mjs`);
   let recordFile: string | null = null;
   if (cacheDir !== null) {
-    const key = createHash('sha256').update(JSON.stringify([app, rank, packageRoot, process.version])).digest('hex').slice(0, 16);
+    // 'app-by-import': bundles made before the app was imported as a function of its own (and before this file was an input) are not reused.
+    const key = createHash('sha256').update(JSON.stringify([app, rank, packageRoot, process.version, 'app-by-import'])).digest('hex').slice(0, 16);
     const cached = join(cacheDir, `${name}.${key}${rank ? RANK_BUNDLE_SUFFIX : '.mjs'}`);
     recordFile = `${cached}.json`;
     try {
@@ -228,8 +229,12 @@ export async function compileApp(app: string, outDir: string, opts: CompileOptio
   const entry = rank
     ? {
         stdin: {
-          // The prelude first: ES modules run in import order, so the rank is set up before the app's first line.
-          contents: `import ${JSON.stringify(join(packageRoot, 'dist', 'launcher', 'rank-prelude.js'))};\nimport ${JSON.stringify(app)};\n`,
+          // The prelude first, so the rank is set up before the app's first line. The app by
+          // import(), which esbuild bundles as a function of its own (`__esm`): the app's top level,
+          // where users write their loops, is not the body of the whole bundle (every module's top
+          // level hoisted into one function), which V8 compiled twice in a cold loop at 20-30 ms a
+          // time, stalling the rank's peers (README, "Cold and steady").
+          contents: `import ${JSON.stringify(join(packageRoot, 'dist', 'launcher', 'rank-prelude.js'))};\nawait import(${JSON.stringify(app)});\n`,
           resolveDir: dirname(app),
           sourcefile: `${name}.rank-entry.js`,
           loader: 'js' as const,
@@ -258,9 +263,10 @@ export async function compileApp(app: string, outDir: string, opts: CompileOptio
   }
   renameSync(tmp, outfile);
   if (recordFile !== null && 'metafile' in result && result.metafile !== undefined) {
+    // This file too: how bundles are made is an input of each (a new mprun recompiles them).
     const inputs = Object.keys((result.metafile as Metafile).inputs)
       .map((p) => resolve(p))
-      .concat(configFiles(app));
+      .concat(configFiles(app), [fileURLToPath(import.meta.url)]);
     const stamps = inputs.map(stamp).filter((s): s is [string, number, number] => s !== null);
     // A file saved while esbuild read it may be in the bundle as it was before: cache only inputs older than the build.
     if (stamps.every(([, , mtimeMs]) => mtimeMs < started - 1000)) {

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The name a rank bundle ends with. */
@@ -42,14 +42,23 @@ export function mapPosition(file: string, line: number, column: number): string 
   return `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`;
 }
 
-function frame(site: NodeJS.CallSite): NodeJS.CallSite | { toString(): string } {
+/** The name of the rank bundle's entry (compile.ts): its one frame, `await import(app)`, is mprun's, not the program's. */
+const RANK_ENTRY = '.rank-entry.js';
+
+/** A frame's mapped text, or null for a frame not to print. */
+function frame(site: NodeJS.CallSite): NodeJS.CallSite | { toString(): string } | null {
   const file = site.getFileName();
   const line = site.getLineNumber();
   const column = site.getColumnNumber();
   if (file === undefined || file === null || line === null || column === null) return site;
   const mapped = mapPosition(file, line, column);
   if (mapped === null) return site;
-  const text = String(site).replace(`${file}:${line}:${column}`, mapped);
+  const source = mapped.replace(/:\d+:\d+$/, '');
+  if (source.endsWith(RANK_ENTRY)) return null;
+  // The app's top level runs as a function esbuild names after the module's path: print it as Node prints a module's top level.
+  const name = site.getFunctionName();
+  const topLevel = name !== null && /[/.]/.test(name) && name.endsWith(basename(source));
+  const text = topLevel ? `${site.isAsync() ? 'async ' : ''}${mapped}` : String(site).replace(`${file}:${line}:${column}`, mapped);
   return { toString: () => text };
 }
 
@@ -62,7 +71,7 @@ export function mapStackTraces(): void {
   if ((process as { sourceMapsEnabled?: boolean }).sourceMapsEnabled === true) return; // Node maps them itself
   const format = Error.prepareStackTrace;
   Error.prepareStackTrace = (error: Error, trace: NodeJS.CallSite[]): unknown => {
-    const frames = trace.map(frame) as NodeJS.CallSite[];
+    const frames = trace.map(frame).filter((f) => f !== null) as NodeJS.CallSite[];
     if (format !== undefined) return format(error, frames);
     let head: string;
     try {
