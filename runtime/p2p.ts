@@ -65,6 +65,11 @@ interface PendingRecv {
 }
 
 /** Whether a received message's data is the prefix of `into` (it was assembled there). */
+/** The first `bytes` of `into` as a message's data: `into` itself when the message fills it (no view to allocate). */
+function filled<T extends TypedArray>(into: T, bytes: number): T {
+  return bytes === into.byteLength ? into : (into.subarray(0, bytes / into.BYTES_PER_ELEMENT) as T);
+}
+
 function landedIn(m: Message, into: TypedArray): boolean {
   const d = m.data as TypedArray;
   return ArrayBuffer.isView(d) && d.buffer === into.buffer && d.byteOffset === into.byteOffset && d.constructor === into.constructor;
@@ -204,7 +209,7 @@ export class Messenger implements RecordSink, MessageSink {
       }
     }
     if (into === null || dtypeOf(into) !== dtype || into.byteLength < bytes) return null;
-    return into.subarray(0, bytes / into.BYTES_PER_ELEMENT) as TypedArray;
+    return filled(into, bytes);
   }
   next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void {
     const a = this.#assembling[source];
@@ -259,7 +264,7 @@ export class Messenger implements RecordSink, MessageSink {
 
   /**
    * Receives into `into` (MPI_Recv): a message of the same typed-array type
-   * lands in it with no allocation; `data` is the filled prefix. A message of
+   * lands in it with no allocation; `data` is the filled prefix (`into` itself when filled). A message of
    * another type, or longer than `into`, is taken and reported as an error.
    */
   recvInto<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
@@ -272,7 +277,7 @@ export class Messenger implements RecordSink, MessageSink {
       const out = this.#recvOut;
       const n = this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, out);
       if (n >= 0) {
-        const m: Message<T> = { data: into.subarray(0, n / into.BYTES_PER_ELEMENT) as T, source: out[0]!, tag: out[1]! };
+        const m: Message<T> = { data: filled(into, n), source: out[0]!, tag: out[1]! };
         this.#lastReady = m;
         return Promise.resolve(m);
       }
@@ -292,7 +297,7 @@ export class Messenger implements RecordSink, MessageSink {
         throw new MprunError('ERR_MPRUN_TRUNCATE', `recvInto: a message of ${(d as TypedArray).length} elements from rank ${m.source} (tag ${m.tag}) does not fit in ${into.length}`, { rank: m.source });
       }
       (into as unknown as Float64Array).set(d as unknown as Float64Array);
-      return { data: into.subarray(0, (d as TypedArray).length) as T, source: m.source, tag: m.tag };
+      return { data: filled(into, (d as TypedArray).byteLength), source: m.source, tag: m.tag };
     });
   }
 

@@ -350,7 +350,8 @@ export class World extends Team {
 
   /**
    * Receives into `buf` (MPI_Recv): a message of the same typed-array type is
-   * written into it with no allocation, and `data` is the filled prefix. A
+   * written into it with no allocation, and `data` is the filled prefix (`buf`
+   * itself when the message fills it). A
    * message of another type, or longer than `buf`, fails with ERR_MPRUN_TRUNCATE.
    */
   recvInto<T extends TypedArray>(buf: T, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {

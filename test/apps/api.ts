@@ -228,6 +228,15 @@ await world.send(right, Int16Array.of(5, 6), 62); // arrives before the receive 
 await world.barrier();
 const late = await world.recvInto(new Int16Array(4), left, 62);
 equal(Array.from(late.data), [5, 6], 'recvInto of a message that arrived earlier');
+// A message that fills the buffer: its data is the buffer itself, posted before the message or after
+const full = new Int32Array(2);
+const rf = world.recvInto(full, left, 66);
+await world.send(right, Int32Array.of(7, rank), 66);
+check((await rf).data === full && full[1] === left, 'recvInto: a message that fills the buffer is the buffer itself');
+await world.send(right, Int32Array.of(8, rank), 67);
+await world.barrier();
+const fullLate = new Int32Array(2);
+check((await world.recvInto(fullLate, left, 67)).data === fullLate && fullLate[0] === 8, 'recvInto: a message that arrived earlier and fills the buffer is the buffer itself');
 await world.send(right, new Int16Array(9), 63);
 await rejects(() => world.recvInto(new Int16Array(4), left, 63), MprunError, 'recvInto of a longer message');
 await world.send(right, 'not an array', 64);
