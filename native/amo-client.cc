@@ -3,6 +3,7 @@
 // written with one send() and its reply read with a blocking recv() while the rank
 // waits, so neither the rank's event loop nor the agent's is in the path.
 #include "amo.h"
+#include "words.h"
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -31,6 +32,7 @@ struct Pending {
   uint8_t* into = nullptr;
   size_t intoLen = 0;
   size_t intoGot = 0;
+  uint64_t spinNs = 0;  // how long a wait for a reply polls before recv() blocks (amo.h WaitEvents says why)
 };
 std::unordered_map<int, Pending> pending;  // by descriptor, from connect to close
 
@@ -65,9 +67,9 @@ bool WriteBoth(int fd, const uint8_t* a, size_t alen, const uint8_t* b, size_t b
   return true;
 }
 
-// amoConnect(host, port, secret, timeoutMs, waitMs): a connected descriptor that has sent the
-// hello. A wait for a reply lasts waitMs (SO_RCVTIMEO: the wait is the recv() itself, one
-// system call, where a poll() and a recv() were two).
+// amoConnect(host, port, secret, timeoutMs, waitMs, spinUs): a connected descriptor that has
+// sent the hello. A wait for a reply polls for spinUs, then lasts waitMs (SO_RCVTIMEO: the
+// wait is the recv() itself, one system call, where a poll() and a recv() were two).
 Napi::Value AmoConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string host = info[0].As<Napi::String>().Utf8Value();
@@ -114,6 +116,7 @@ Napi::Value AmoConnect(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", err, "connect", host + ":" + port);
   }
   pending[fd] = Pending{};
+  pending[fd].spinNs = words::BudgetNs(info[5].As<Napi::Number>().DoubleValue() * 1000);
   return Napi::Number::New(env, fd);
 }
 
@@ -132,16 +135,23 @@ Napi::Value OldValue(Napi::Env env, uint8_t dtype, const uint8_t* p) {
   return Napi::Number::New(env, OperandNumber(p));
 }
 
-// Receives into [at + *got, at + len) for up to the connection's wait: 1 all there, 0 not
-// yet (SO_RCVTIMEO), -1 closed or failed (errno set).
-int ReceiveInto(int fd, uint8_t* at, size_t len, size_t* got) {
+// Receives into [at + *got, at + len), polling for spinNs, then for up to the connection's
+// wait: 1 all there, 0 not yet (SO_RCVTIMEO), -1 closed or failed (errno set).
+int ReceiveInto(int fd, uint8_t* at, size_t len, size_t* got, uint64_t spinNs) {
+  uint64_t spinUntil = 0;
+  bool spin = spinNs > 0;
   while (*got < len) {
-    ssize_t n = recv(fd, at + *got, len - *got, 0);
+    ssize_t n = recv(fd, at + *got, len - *got, spin ? MSG_DONTWAIT : 0);
     if (n > 0) {
       *got += size_t(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && spin) {
+      if (spinUntil == 0) spinUntil = MonotonicNs() + spinNs;
+      else spin = MonotonicNs() < spinUntil;
+      continue;
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (n == 0) errno = ECONNRESET;
     return -1;
@@ -166,10 +176,10 @@ uint64_t LengthOf(const Pending& q) {
 // kWrongLength a get's reply of another length than asked.
 constexpr int kWrongLength = -2;
 int ReceiveReply(int fd, Pending& q) {
-  int r = ReceiveInto(fd, q.reply, kReply, &q.got);
+  int r = ReceiveInto(fd, q.reply, kReply, &q.got, q.spinNs);
   if (r != 1 || q.into == nullptr || StatusOf(q) != kOk) return r;
   if (LengthOf(q) != q.intoLen) return kWrongLength;
-  return ReceiveInto(fd, q.into, q.intoLen, &q.intoGot);
+  return ReceiveInto(fd, q.into, q.intoLen, &q.intoGot, q.spinNs);
 }
 
 // Reads the reply of fd's request for up to the connection's wait: the old
@@ -258,7 +268,7 @@ Napi::Value AmoFlush(const Napi::CallbackInfo& info) {
   uint8_t reply[kReply];
   size_t got = 0;
   int r = WriteAll(fd, q, kRequest) ? 0 : -1;
-  while (r == 0) r = ReceiveInto(fd, reply, kReply, &got);
+  while (r == 0) r = ReceiveInto(fd, reply, kReply, &got, p->spinNs);
   if (r < 0) return ThrowErrno(env, "ERR_MPRUN_UNREACHABLE", errno != 0 ? errno : EPIPE, "recv", "the connection was closed");
   uint32_t status;
   memcpy(&status, reply, 4);

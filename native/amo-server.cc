@@ -94,6 +94,7 @@ struct Server {
   std::string secret;
   uint32_t nodeIndex = 0;
   uint32_t nnodes = 1;
+  uint64_t spinNs = 0;  // how long the thread polls after an event before it sleeps (amo.h WaitEvents)
   std::mutex lock;  // guards vars and heaps (registered by the agent's JavaScript thread)
   std::unordered_map<uint32_t, Variable> vars;
   std::unordered_map<uint32_t, Heap> heaps;  // by world rank
@@ -294,8 +295,9 @@ bool Pump(Server* s, int fd, Connection& c) {
 void Loop(Server* s) {
   epoll_event evs[64];
   uint8_t buf[64 * 1024];
+  uint64_t lastEvent = 0;
   while (!s->stop.load(std::memory_order_acquire)) {
-    int k = epoll_wait(s->epollFd, evs, 64, -1);
+    int k = WaitEvents(s->epollFd, evs, 64, s->spinNs, &lastEvent);
     if (k < 0 && errno != EINTR) return;
     for (int i = 0; i < k; i++) {
       uint64_t key = evs[i].data.u64;
@@ -353,9 +355,7 @@ void Loop(Server* s) {
 void StopServer(Server* s) {
   s->stop.store(true, std::memory_order_release);
   uint64_t one = 1;
-  if (write(s->wakeFd, &one, sizeof one) < 0) {
-    // The eventfd cannot be full (one write per stop); nothing else to do.
-  }
+  [[maybe_unused]] ssize_t w = write(s->wakeFd, &one, sizeof one);  // cannot fail: one write per stop
   if (s->thread.joinable()) s->thread.join();
   for (auto& [fd, c] : s->conns) close(fd);
   s->conns.clear();
@@ -373,7 +373,8 @@ Server* ServerOf(Napi::Env env, Napi::Value v) {
   return servers[h].get();
 }
 
-// amoServe(host, secret, nodeIndex, nnodes): { handle, port } of a server listening on host (port chosen by the kernel).
+// amoServe(host, secret, nodeIndex, nnodes, spinUs): { handle, port } of a server listening on
+// host (port chosen by the kernel), polling for spinUs after each event before it sleeps.
 Napi::Value AmoServe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string host = info[0].As<Napi::String>().Utf8Value();
@@ -381,6 +382,7 @@ Napi::Value AmoServe(const Napi::CallbackInfo& info) {
   s->secret = info[1].As<Napi::String>().Utf8Value();
   s->nodeIndex = info[2].As<Napi::Number>().Uint32Value();
   s->nnodes = std::max(1u, info[3].As<Napi::Number>().Uint32Value());
+  s->spinNs = words::BudgetNs(info[4].As<Napi::Number>().DoubleValue() * 1000);
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
@@ -426,9 +428,7 @@ bool ServerAndMemory(const Napi::CallbackInfo& info, Server** s, uint8_t** base,
 // The segment stays mapped until amoUnregister (the agent detaches it only after).
 Napi::Value AmoRegister(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Server* s;
-  uint8_t* base;
-  size_t length;
+  Server* s; uint8_t* base; size_t length;
   if (!ServerAndMemory(info, &s, &base, &length)) return env.Undefined();
   uint64_t versions = uint64_t(info[3].As<Napi::Number>().DoubleValue());
   uint64_t data = uint64_t(info[4].As<Napi::Number>().DoubleValue());
@@ -446,9 +446,7 @@ Napi::Value AmoRegister(const Napi::CallbackInfo& info) {
 // atomics on that rank's heap (mapped, as the control segment, until the server stops).
 Napi::Value AmoRegisterHeap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Server* s;
-  uint8_t* base;
-  size_t length;
+  Server* s; uint8_t* base; size_t length;
   if (!ServerAndMemory(info, &s, &base, &length)) return env.Undefined();
   size_t nwords = 0;
   int32_t* words = words::Int32s(info[3], &nwords);

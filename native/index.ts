@@ -128,8 +128,8 @@ export interface NativeBinding {
 // ---- shared-variable atomics (native/amo-server.cc) ----
 
 export interface NativeAmo {
-  /** Starts a serving thread listening on `host` (a numeric address; port chosen by the kernel). */
-  serve(host: string, secret: string, nodeIndex: number, nnodes: number): { handle: number; port: number };
+  /** Starts a serving thread listening on `host` (a numeric address; port chosen by the kernel), polling for `spinUs` after each event before it sleeps. */
+  serve(host: string, secret: string, nodeIndex: number, nnodes: number, spinUs: number): { handle: number; port: number };
   /** Serves variable `id` from its segment (mapped until unregister): its page versions, data, pages and byte length. */
   register(handle: number, id: number, segment: ArrayBuffer, versionsOffset: number, dataOffset: number, pages: number, bytes: number): void;
   unregister(handle: number, id: number): void;
@@ -137,8 +137,8 @@ export interface NativeAmo {
   registerHeap(handle: number, rank: number, heap: ArrayBuffer, ctrlWords: Int32Array, sleepingIndex: number, doorIndex: number, wake: number): void;
   /** Stops the thread and closes its connections. */
   stop(handle: number): void;
-  /** A connected descriptor that has sent the job secret, whose waits for a reply last `waitMs` (throws ERR_MPRUN_UNREACHABLE with errno). */
-  connect(host: string, port: number, secret: string, timeoutMs: number, waitMs: number): number;
+  /** A connected descriptor that has sent the job secret, whose waits for a reply poll for `spinUs`, then last `waitMs` (throws ERR_MPRUN_UNREACHABLE with errno). */
+  connect(host: string, port: number, secret: string, timeoutMs: number, waitMs: number, spinUs: number): number;
   /**
    * Sends one request and waits (the connection's wait) for its reply: the old
    * value, null (then reply()), or undefined when the server does not serve

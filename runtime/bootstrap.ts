@@ -143,6 +143,7 @@ async function start(): Promise<World> {
     fetchSync: wireup.fetchCardsSync,
     agents: place.nnodes > 1 && place.agent !== null,
     secret: place.secret,
+    spinMicros: config.spinMicros,
   });
   endpoints.push(...peers.endpoints);
   // A rank waiting on shared memory must let its event loop read replies from other nodes (and cards, and new links).

@@ -16,6 +16,7 @@ import type { ControlSegment } from './shm/control.js';
 import type { ShmMessages } from './shm/messages.js';
 import { DsmEndpoint } from './dsm/endpoint.js';
 import { AgentLinks } from './dsm/links.js';
+import { setAmoSpin } from './dsm/amo.js';
 import { PeerTable } from './peers.js';
 import { SharedMemory, type SharedContext } from './dsm/shared.js';
 import { backendName, LazyAttachment } from './xpmem/index.js';
@@ -203,6 +204,8 @@ export interface PeersOptions {
   /** The job's nodes run agents (mprun across nodes): the links to them are made on first use. */
   agents: boolean;
   secret: string;
+  /** How long this rank polls before it sleeps (MPRUN_SPIN_US): its waits for the agents' native thread too. */
+  spinMicros: number;
 }
 
 /**
@@ -214,6 +217,7 @@ export function openPeers(o: PeersOptions): { peers: PeerTable; links: AgentLink
   const me = o.mine.rank;
   const myIndex = o.nodeOf[me]!;
   let table: PeerTable | null = null;
+  setAmoSpin(o.spinMicros);
   const links = o.agents ? new AgentLinks(o.secret, me, (n) => table!.agentOf(n)) : null;
   const mine = { ...o.mine, links };
   table = new PeerTable({

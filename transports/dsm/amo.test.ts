@@ -12,7 +12,7 @@ import { DTYPE_CTORS } from '../../core/codec.js';
 import { applyAtomic, isBigDtype } from '../atomics.js';
 import { AtomicOp } from '../endpoint.js';
 import { WAKE_HEAP } from '../shm/control.js';
-import { AmoChannel, AmoServer, heapTarget } from './amo.js';
+import { AmoChannel, AmoServer, heapTarget, serverSpinMicros, setAmoSpin } from './amo.js';
 import { PAGE_BYTES, VarMemory, varLayout } from './layout.js';
 
 const SECRET = 'the-job-secret';
@@ -20,7 +20,7 @@ const ID = 3;
 const BYTES = 3 * PAGE_BYTES;
 
 // Node 0 of 2: pages 0 and 2 are homed here, page 1 on node 1.
-const server = AmoServer.start('127.0.0.1', SECRET, 0, 2);
+const server = AmoServer.start('127.0.0.1', SECRET, 0, 2, 0);
 const memory = new VarMemory(new ArrayBuffer(varLayout(BYTES).total), BYTES);
 server.register(ID, memory, BYTES);
 const channel = AmoChannel.open('127.0.0.1', server.port, SECRET, 'node0');
@@ -157,8 +157,38 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     channel.flush(); // the failure was reported once
   });
 
+  it('a server and a client that poll before they sleep serve the same, every reply in order, and the server still stops at once', async () => {
+    const polling = AmoServer.start('127.0.0.1', SECRET, 0, 1, 200);
+    polling.register(ID, memory, BYTES);
+    setAmoSpin(200);
+    try {
+      const c = AmoChannel.open('127.0.0.1', polling.port, SECRET, 'nodeP');
+      const i32 = codeOf(Int32Array);
+      await c.atomic(ID, 128, AtomicOp.SET, i32, 0, 0);
+      // Back to back (each reply inside the server's poll) and with pauses longer than it (the server asleep again).
+      for (let k = 0; k < 200; k++) {
+        if (k % 50 === 49) await new Promise((r) => setTimeout(r, 5));
+        expect(await c.atomic(ID, 128, AtomicOp.FETCH_ADD, i32, 1, 0)).toBe(k);
+      }
+      c.close();
+      const t0 = performance.now();
+      polling.stop();
+      expect(performance.now() - t0).toBeLessThan(100);
+    } finally {
+      setAmoSpin(0);
+    }
+  });
+
+  it("the serving thread polls 50 us unless the node's ranks outnumber its cores, or MPRUN_SPIN_US says otherwise", () => {
+    expect(serverSpinMicros(2, 2, undefined)).toBe(50);
+    expect(serverSpinMicros(2, 2, 'auto')).toBe(50);
+    expect(serverSpinMicros(3, 2, 'auto')).toBe(0);
+    expect(serverSpinMicros(3, 2, '5')).toBe(5);
+    expect(serverSpinMicros(1, 2, '0')).toBe(0);
+  });
+
   it('a stopped server: the request fails naming the node, and so does the next', async () => {
-    const other = AmoServer.start('127.0.0.1', SECRET, 0, 1);
+    const other = AmoServer.start('127.0.0.1', SECRET, 0, 1, 0);
     other.register(ID, memory, BYTES);
     const c = AmoChannel.open('127.0.0.1', other.port, SECRET, 'nodeX');
     const i32 = codeOf(Int32Array);

@@ -31,6 +31,26 @@ const REFUSALS = ['', 'no such shared variable on this node', 'the range is outs
 const SLICE_MS = 10;
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * How long a rank's wait for a reply polls before it sleeps in recv() (amo.h
+ * WaitEvents says why): the rank's spin budget (MPRUN_SPIN_US), set when its
+ * peers are opened (registry.ts openPeers); 0 until then.
+ */
+let rankSpinMicros = 0;
+export function setAmoSpin(micros: number): void {
+  rankSpinMicros = micros;
+}
+
+/**
+ * How long the agent's serving thread polls after each event before it
+ * sleeps: 50 us, or MPRUN_SPIN_US when set; none when the node's ranks
+ * outnumber its cores (then a polling thread takes a core a rank needs).
+ */
+export function serverSpinMicros(localRanks: number, cores: number, env: string | undefined = process.env.MPRUN_SPIN_US): number {
+  if (env !== undefined && env !== 'auto' && Number.isFinite(Number(env))) return Math.max(0, Number(env));
+  return localRanks > cores ? 0 : 50;
+}
+
 /** Whether ranks use the native path ($MPRUN_DSM_NATIVE_AMO=0: atomics on the link, for comparison); read once, not per operation. */
 let wanted: boolean | null = null;
 export function nativeAtomicsWanted(): boolean {
@@ -49,9 +69,9 @@ export class AmoServer {
     this.port = port;
   }
 
-  /** Listens on `host` (a numeric address); throws MprunError when it cannot. */
-  static start(host: string, secret: string, nodeIndex: number, nnodes: number): AmoServer {
-    const { handle, port } = native().amo.serve(host, secret, nodeIndex, nnodes);
+  /** Listens on `host` (a numeric address), polling for `spinMicros` after each event; throws MprunError when it cannot. */
+  static start(host: string, secret: string, nodeIndex: number, nnodes: number, spinMicros: number): AmoServer {
+    const { handle, port } = native().amo.serve(host, secret, nodeIndex, nnodes, spinMicros);
     return new AmoServer(handle, port);
   }
 
@@ -102,7 +122,7 @@ export class AmoChannel {
   static open(host: string, port: number, secret: string, nodeName: string): AmoChannel {
     const where = `the agent of node ${nodeName} (${host}:${port}, atomics)`;
     try {
-      return new AmoChannel(native().amo.connect(host, port, secret, CONNECT_TIMEOUT_MS, SLICE_MS), where);
+      return new AmoChannel(native().amo.connect(host, port, secret, CONNECT_TIMEOUT_MS, SLICE_MS, rankSpinMicros), where);
     } catch (e) {
       throw new MprunError('ERR_MPRUN_UNREACHABLE', `cannot connect to ${where}: ${(e as Error).message}`);
     }

@@ -12,10 +12,11 @@
  * malformed frame closes that connection (logged), never the agent; a
  * request the agent cannot serve gets an ERROR reply.
  */
+import { cpus } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ControlSegment } from '../shm/control.js';
 import { NodeQueues } from '../shm/queue.js';
-import { AmoServer } from './amo.js';
+import { AmoServer, serverSpinMicros } from './amo.js';
 import { DataConnection, type DataServices } from './connection.js';
 import { NodeHeaps } from './node-heaps.js';
 import { PageHomes } from './page-homes.js';
@@ -101,7 +102,7 @@ export class DsmService {
     const o = this.#options;
     if (o.nnodes < 2) return;
     try {
-      this.#atomics = AmoServer.start(host, o.secret, o.nodeIndex, o.nnodes);
+      this.#atomics = AmoServer.start(host, o.secret, o.nodeIndex, o.nnodes, serverSpinMicros(o.ranks.length, cpus().length));
     } catch (e) {
       this.#log(`atomics stay on the data connections: ${(e as Error).message}`);
       return;
