@@ -48,7 +48,7 @@ export interface ColdOptions {
 }
 
 /** One job's output: microseconds per operation, chunk by chunk. */
-interface Run {
+export interface Run {
   cold: number[];
   steady: number[];
 }
@@ -124,14 +124,20 @@ function runJob(system: System, c: ColdCase, o: ColdOptions, peer: string): Run 
   const what = `${system} ${c.kind} -n ${c.ranks}`;
   if (r.error) fail(`cannot run ${cmd} for ${what}: ${r.error.message}`);
   if (r.status !== 0) fail(`${what} failed (exit ${r.status ?? r.signal}):\n${r.stderr}`);
-  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
-  if (line === undefined) fail(`${what} printed no result:\n${r.stdout}${r.stderr}`);
+  return parseRun(r.stdout + r.stderr, what, c, o.chunks);
+}
+
+/** The chunks a cold-app (or a peer of it) printed for case `c`: its JSON line, checked. */
+export function parseRun(output: string, what: string, c: ColdCase, chunks: number): Run {
+  const line = output.split('\n').find((l) => l.startsWith('{'));
+  if (line === undefined) fail(`${what} printed no result:\n${output}`);
   const parsed = JSON.parse(line) as Run & { kind: string; ranks: number };
-  if (parsed.kind !== c.kind || parsed.ranks !== c.ranks || parsed.cold.length !== o.chunks || parsed.steady.length !== o.chunks) fail(`${what} printed an unexpected result: ${line}`);
+  if (parsed.kind !== c.kind || parsed.ranks !== c.ranks || parsed.cold.length !== chunks || parsed.steady.length !== chunks) fail(`${what} printed an unexpected result: ${line}`);
   return { cold: parsed.cold, steady: parsed.steady };
 }
 
-function figures(runs: Run[]): Figures {
+/** Median chunk, worst chunk (median over runs of each run's slowest) and steady figure of some runs. */
+export function figures(runs: Run[]): Figures {
   return {
     median: median(runs.flatMap((r) => r.cold)),
     worst: median(runs.map((r) => Math.max(...r.cold))),

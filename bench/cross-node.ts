@@ -5,7 +5,7 @@
  * root: it builds the two-node namespace cluster of the tests, with sshd in
  * each node).
  *
- *   npm run cross-node [-- --rounds R --iters N --ops N --no-osc]
+ *   npm run cross-node [-- --rounds R --iters N --ops N --no-osc --no-cold]
  *
  * Every round runs each series once, alternating; the table gives medians
  * of R rounds (default 3):
@@ -25,6 +25,12 @@
  *     (osc/pt2pt: MPI_Put/MPI_Get/MPI_Fetch_and_op + MPI_Win_flush), which
  *     progresses passive-target operations only when the target enters MPI,
  *     so it runs fewer iterations.
+ *   - cold and steady, as bench/cold.ts within a node (issue 10): the plain
+ *     program bench/cold-app.ts (latency, barrier, 8-byte allreduce; 16
+ *     chunks of 500 operations right after init, then 4000 more untimed and
+ *     16 chunks again) with one rank per node, --net tcp and --net ucx, and
+ *     its C twin bench/peers/cold_peer.c under Open MPI's TCP BTL, launched
+ *     the same way (--no-cold leaves it out).
  * Then the issue's ratios: put+quiet latency (ucx) <= 1.0x osu_latency;
  * 1 MiB put and get bandwidth (ucx) >= 1.0x osu_bw; shared fetchAdd from 4
  * ranks >= 1.0x Redis INCR from 4 clients.
@@ -35,6 +41,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from './cluster.js';
+import { figures, fmt as fmtUs, LABEL, parseRun, type ColdKind, type Run } from './cold.js';
 import { buildPeer, median } from './compare.js';
 
 const root = [resolve(dirname(fileURLToPath(import.meta.url)), '..'), resolve(dirname(fileURLToPath(import.meta.url)), '../..')].find((p) => existsSync(join(p, 'binding.gyp')))!;
@@ -77,7 +84,9 @@ async function run(): Promise<void> {
   const iters = option('--iters', 2000);
   const ops = option('--ops', 20000);
   const osc = !process.argv.includes('--no-osc');
+  const cold = !process.argv.includes('--no-cold');
   const peer = buildPeer();
+  const coldPeer = buildPeer('cold_peer');
   const loads = [loadavg()[0]!];
   const cluster = await startCluster(2, 4);
   const [n1, n2] = cluster.nodes as [Cluster['nodes'][0], Cluster['nodes'][0]];
@@ -90,12 +99,25 @@ async function run(): Promise<void> {
   // binding per node puts both ranks on core 0 (Open MPI's two-sided latency was then 4 ms,
   // its ranks busy-polling in turns of the scheduler's time slice, instead of 5 us).
   const mprun = (net2: 'tcp' | 'ucx', args: string[]): string => sh(process.execPath, [join(root, 'bin', 'mprun.js'), '--bind-to', 'none', ...NETS[net2], ...args], mprunEnv);
-  const mpirun = (pml: string[], args: string[]): string =>
+  const mpirun = (pml: string[], args: string[], program = peer): string =>
     sh(
       'mpirun',
-      ['-np', '2', '--host', `${n1.name},${n2.name}`, '--bind-to', 'none', '--mca', 'btl', 'tcp,self', '--mca', 'btl_tcp_if_include', net, '--mca', 'oob_tcp_if_include', net, ...pml, '-x', 'OMPI_ALLOW_RUN_AS_ROOT', '-x', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM', peer, ...args],
+      ['-np', '2', '--host', `${n1.name},${n2.name}`, '--bind-to', 'none', '--mca', 'btl', 'tcp,self', '--mca', 'btl_tcp_if_include', net, '--mca', 'oob_tcp_if_include', net, ...pml, '-x', 'OMPI_ALLOW_RUN_AS_ROOT', '-x', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM', program, ...args],
       ompiEnv,
     );
+  // Cold and steady: per kind and system, the runs of every round.
+  const COLD_KINDS: readonly ColdKind[] = ['latency', 'barrier', 'allreduce'];
+  const COLD_CHUNKS = 16;
+  const coldArgs = (kind: ColdKind): string[] => [kind, String(COLD_CHUNKS), '500', '4000'];
+  const coldRuns = new Map<string, Run[]>();
+  const attemptCold = (key: string, kind: ColdKind, fn: () => string): void => {
+    try {
+      const run = parseRun(fn(), key, { kind, ranks: 2 }, COLD_CHUNKS);
+      coldRuns.set(key, [...(coldRuns.get(key) ?? []), run]);
+    } catch (e) {
+      process.stderr.write(`cross-node: ${key} failed: ${(e as Error).message}\n`);
+    }
+  };
 
   const series = new Map<string, Series>();
   const attempt = (key: string, fn: () => number): void => {
@@ -150,6 +172,12 @@ async function run(): Promise<void> {
         const few = ['-m', '8:8', '-i', '200', '-x', '20'];
         for (const [name, size, opts] of [['put_latency', 8, few], ['get_latency', 8, few], ['atomic_latency', 1, few], ['put_bw', 1048576, bwOpts], ['get_bw', 1048576, bwOpts]] as const) {
           attempt(`ompi osc ${name}`, () => row(mpirun(['--mca', 'osc', 'pt2pt'], [name, ...opts]), size, `Open MPI ${name} (osc/pt2pt)`));
+        }
+      }
+      if (cold) {
+        for (const kind of COLD_KINDS) {
+          for (const n of ['tcp', 'ucx'] as const) attemptCold(`mprun ${n} ${kind}`, kind, () => mprun(n, ['--host', `${n1.name}:1,${n2.name}:1`, join(root, 'bench', 'cold-app.ts'), ...coldArgs(kind)]));
+          attemptCold(`ompi ${kind}`, kind, () => mpirun([], coldArgs(kind), coldPeer));
         }
       }
       // Shared-variable fetchAdd from 4 ranks on node1 (node2 first: node index 0, the home of the counter's page).
@@ -226,6 +254,24 @@ async function run(): Promise<void> {
     out.push('| --- | --- |');
     for (const [what, key, unit] of [['put + flush latency, 8 B', 'put_latency', 'us'], ['get latency, 8 B', 'get_latency', 'us'], ['fetch_and_op latency', 'atomic_latency', 'us'], ['put bandwidth, 1 MiB', 'put_bw', 'MB/s'], ['get bandwidth, 1 MiB', 'get_bw', 'MB/s']] as const) {
       out.push(`| ${what} | ${cell(`ompi osc ${key}`, unit)} |`);
+    }
+  }
+  if (cold) {
+    out.push('');
+    out.push(`Cold and steady across the link, one rank per node (bench/cold-app.ts and its C twin under Open MPI's TCP BTL): us per operation (latency: one way), median chunk / worst chunk / steady over ${COLD_CHUNKS} chunks of 500 operations right after init, per round; worst: median over rounds of each round's slowest chunk:`);
+    out.push('');
+    out.push('| operation | mprun --net tcp | mprun --net ucx | Open MPI (TCP BTL) | tcp / Open MPI (median, worst, steady) |');
+    out.push('| --- | --- | --- | --- | --- |');
+    for (const kind of COLD_KINDS) {
+      const f = (key: string): ReturnType<typeof figures> | null => {
+        const runs = coldRuns.get(key);
+        return runs === undefined || runs.length === 0 ? null : figures(runs);
+      };
+      const text = (x: ReturnType<typeof figures> | null): string => (x === null ? 'n/a' : `${fmtUs(x.median)} / ${fmtUs(x.worst)} / ${fmtUs(x.steady)}`);
+      const t = f(`mprun tcp ${kind}`);
+      const o = f(`ompi ${kind}`);
+      const ratios = t === null || o === null ? 'n/a' : `${(t.median / o.median).toFixed(2)}, ${(t.worst / o.worst).toFixed(2)}, ${(t.steady / o.steady).toFixed(2)}`;
+      out.push(`| ${LABEL[kind]} | ${text(t)} | ${text(f(`mprun ucx ${kind}`))} | ${text(o)} | ${ratios} |`);
     }
   }
   out.push('');
