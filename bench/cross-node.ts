@@ -86,7 +86,7 @@ async function run(): Promise<void> {
   const osc = !process.argv.includes('--no-osc');
   const cold = !process.argv.includes('--no-cold');
   const peer = buildPeer();
-  const coldPeer = buildPeer('cold_peer');
+  const coldPeer = cold ? buildPeer('cold_peer') : '';
   const loads = [loadavg()[0]!];
   const cluster = await startCluster(2, 4);
   const [n1, n2] = cluster.nodes as [Cluster['nodes'][0], Cluster['nodes'][0]];

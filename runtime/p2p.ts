@@ -64,12 +64,12 @@ interface PendingRecv {
   into: TypedArray | null;
 }
 
-/** Whether a received message's data is the prefix of `into` (it was assembled there). */
 /** The first `bytes` of `into` as a message's data: `into` itself when the message fills it (no view to allocate). */
 function filled<T extends TypedArray>(into: T, bytes: number): T {
   return bytes === into.byteLength ? into : (into.subarray(0, bytes / into.BYTES_PER_ELEMENT) as T);
 }
 
+/** Whether a received message's data is the prefix of `into` (it was assembled there). */
 function landedIn(m: Message, into: TypedArray): boolean {
   const d = m.data as TypedArray;
   return ArrayBuffer.isView(d) && d.buffer === into.buffer && d.byteOffset === into.byteOffset && d.constructor === into.constructor;
