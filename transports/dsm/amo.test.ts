@@ -179,9 +179,10 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     }
   });
 
-  it("the serving thread polls 50 us unless the node's ranks outnumber its cores, or MPRUN_SPIN_US says otherwise", () => {
-    expect(serverSpinMicros(2, 2, undefined)).toBe(50);
-    expect(serverSpinMicros(2, 2, 'auto')).toBe(50);
+  it("the serving thread polls 50 us where the node's ranks leave a core free, unless MPRUN_SPIN_US says otherwise", () => {
+    expect(serverSpinMicros(1, 2, undefined)).toBe(50);
+    expect(serverSpinMicros(1, 2, 'auto')).toBe(50);
+    expect(serverSpinMicros(2, 2, 'auto')).toBe(0);
     expect(serverSpinMicros(3, 2, 'auto')).toBe(0);
     expect(serverSpinMicros(3, 2, '5')).toBe(5);
     expect(serverSpinMicros(1, 2, '0')).toBe(0);

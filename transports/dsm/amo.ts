@@ -43,12 +43,12 @@ export function setAmoSpin(micros: number): void {
 
 /**
  * How long the agent's serving thread polls after each event before it
- * sleeps: 50 us, or MPRUN_SPIN_US when set; none when the node's ranks
- * outnumber its cores (then a polling thread takes a core a rank needs).
+ * sleeps: 50 us, or MPRUN_SPIN_US when set; none unless the node has a core
+ * its ranks leave free (else a polling thread takes a core a rank needs).
  */
 export function serverSpinMicros(localRanks: number, cores: number, env: string | undefined = process.env.MPRUN_SPIN_US): number {
   if (env !== undefined && env !== 'auto' && Number.isFinite(Number(env))) return Math.max(0, Number(env));
-  return localRanks > cores ? 0 : 50;
+  return localRanks >= cores ? 0 : 50;
 }
 
 /** Whether ranks use the native path ($MPRUN_DSM_NATIVE_AMO=0: atomics on the link, for comparison); read once, not per operation. */
