@@ -148,8 +148,8 @@ int ReceiveInto(int fd, uint8_t* at, size_t len, size_t* got, uint64_t spinNs) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && spin) {
-      if (spinUntil == 0) spinUntil = MonotonicNs() + spinNs;
-      else spin = MonotonicNs() < spinUntil;
+      if (spinUntil == 0) spinUntil = words::NowNs() + spinNs;
+      else spin = words::NowNs() < spinUntil;
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;

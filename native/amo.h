@@ -3,10 +3,10 @@
 // wire is described in amo-server.cc.
 #pragma once
 #include "common.h"
+#include "words.h"
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <ctime>
 #include <sys/epoll.h>
 
 namespace mprun::amo {
@@ -41,12 +41,6 @@ size_t ElementSize(uint8_t dtype);
 // as on the wire); writes the old value's 8 wire bytes to `out`. False: bad op.
 bool Apply(uint8_t op, uint8_t dtype, uint8_t* at, const uint8_t* a, const uint8_t* b, uint8_t* out);
 
-inline uint64_t MonotonicNs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec);
-}
-
 // Both ends poll before they sleep, as MPI's TCP transports do: on this kind of link a
 // round trip is a few microseconds, and waking a sleeping thread on each side cost more
 // than the rest of it (get across two namespace nodes 70 us with both sleeping). The
@@ -54,10 +48,10 @@ inline uint64_t MonotonicNs() {
 // (*lastNs), then blocks; a rank's recv() polls (MSG_DONTWAIT) for its spin budget.
 inline int WaitEvents(int epfd, epoll_event* evs, int n, uint64_t spinNs, uint64_t* lastNs) {
   for (;;) {
-    const bool spin = spinNs > 0 && MonotonicNs() - *lastNs < spinNs;
+    const bool spin = spinNs > 0 && words::NowNs() - *lastNs < spinNs;
     int k = epoll_wait(epfd, evs, n, spin ? 0 : -1);
     if (k != 0 || !spin) {
-      if (k > 0) *lastNs = MonotonicNs();
+      if (k > 0) *lastNs = words::NowNs();
       return k;
     }
   }

@@ -191,7 +191,7 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
 // The numbers a small collective's call packs its arguments into: five or fewer
 // arguments keep node-addon-api from allocating their array per call.
 //   plan = ((bytes * 16 + kind) * 16 + dtype) * 16 + op, who = root * 2^20 + nRead
-// (shm-reduce.ts packPlan). dtype is core/codec.ts's code: 1.. in napi's typed array order.
+// (shm-rounds.ts collPlan and collWho). dtype is core/codec.ts's code: 1.. in napi's typed array order.
 struct Plan {
   size_t bytes;
   int32_t kind, dtype, op;

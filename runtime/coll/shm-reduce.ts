@@ -131,7 +131,8 @@ export class ShmReductions {
       const c = r === 0 && begun !== null ? begun.c : b.next();
       const lo = r * perRound;
       const m = Math.min(buf.length, lo + perRound) - lo;
-      const at = rounds === 1 ? b.reductionAt(c, buf.byteLength) : b.dataAt(c);
+      // Where native/coll.cc puts it too: decided by the whole contribution's bytes (a small one is one round).
+      const at = b.reductionAt(c, buf.byteLength);
       const contrib = at / bpe;
       const results = (at + area) / bpe;
       if (r > 0 || begun === null || begun.stage === NOT_STARTED) {
