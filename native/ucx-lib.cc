@@ -234,6 +234,41 @@ void ProgressThread() {
   }
 }
 
+// Without the progress thread (MPRUN_UCX_PROGRESS_THREAD=0) nothing else
+// watched the worker while the rank slept on its doorbell: a message or a
+// put's acknowledgement then waited for the end of the rank's 20 ms slice, and
+// a ping-pong took 6.5 ms a message across the namespace link. This thread
+// never calls UCP (the worker stays SINGLE-threaded): the rank arms the worker
+// just before it sleeps (runtime/wait.ts, beforeSleep), and this thread waits
+// on the worker's event fd while the rank's sleeping word is set, and rings
+// its doorbell when something arrives.
+void WakeThread() {
+  epoll_event ev{};
+  // The arm count when this thread last rang: the fd stays readable until the rank
+  // progresses the worker, so it waits for the rank's next arm before it looks again.
+  // (Waiting for the sleeping word to clear instead missed a rank that woke and slept
+  // again in between, and held every later message for the rank's 20 ms slice.)
+  uint32_t rungAt = UINT32_MAX;
+  while (!st->stop.load(std::memory_order_acquire)) {
+    int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
+    timespec nap{0, 100'000'000};
+    if (sleeping == nullptr) {
+      nanosleep(&nap, nullptr);  // until doorbell() names the rank's words
+      continue;
+    }
+    int32_t s = __atomic_load_n(sleeping, __ATOMIC_SEQ_CST);
+    uint32_t armed = st->arms.load(std::memory_order_acquire);
+    if (s == 0 || armed == rungAt) {
+      // The rank futex-wakes this word once it has armed the worker and goes to sleep.
+      syscall(SYS_futex, sleeping, FUTEX_WAIT, s, &nap, nullptr, 0);
+      continue;
+    }
+    if (epoll_wait(st->epollFd, &ev, 1, 100) <= 0) continue;
+    RingRank(st->wakeMessage | st->wakeHeap);
+    rungAt = armed;
+  }
+}
+
 // ---- helpers for the bindings ----
 
 Napi::Value Fail(Napi::Env env, const std::string& what, ucs_status_t s) {
@@ -317,7 +352,7 @@ void PrepareSlot(ucp_request_param_t& p, uint32_t slot) {
 ucs_status_t WaitRequest(ucs_status_ptr_t r, int32_t* done) {
   if (r == nullptr) return UCS_OK;
   if (UCS_PTR_IS_ERR(r)) return UCS_PTR_STATUS(r);
-  bool thread = st->thread.joinable();
+  bool thread = st->progressing;
   while (__atomic_load_n(done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS) {
     if (thread) st->lastMainProgress.store(NowNs(), std::memory_order_relaxed);
     api.ucp_worker_progress(st->worker);
@@ -358,6 +393,8 @@ void CloseNow() {
   if (st->thread.joinable()) {
     st->stop.store(true, std::memory_order_release);
     api.ucp_worker_signal(st->worker);
+    // The wake thread may be waiting on the sleeping word instead.
+    if (int32_t* sleeping = st->sleeping.load(std::memory_order_acquire)) syscall(SYS_futex, sleeping, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
     st->thread.join();
     close(st->epollFd);
   }

@@ -150,7 +150,7 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
 Napi::Value Progress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return Napi::Number::New(env, 0);
-  if (st->thread.joinable()) st->lastMainProgress.store(NowNs(), std::memory_order_relaxed);
+  if (st->progressing) st->lastMainProgress.store(NowNs(), std::memory_order_relaxed);
   unsigned n = 0, k;
   int rounds = 0;
   while ((k = api.ucp_worker_progress(st->worker)) != 0 && ++rounds < 64) n += k;
@@ -162,7 +162,10 @@ Napi::Value Arm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
   ucs_status_t s = api.ucp_worker_arm(st->worker);
-  if (s == UCS_OK) return Napi::Boolean::New(env, true);
+  if (s == UCS_OK) {
+    st->arms.fetch_add(1, std::memory_order_release);
+    return Napi::Boolean::New(env, true);
+  }
   if (s == UCS_ERR_BUSY) return Napi::Boolean::New(env, false);
   return Fail(env, "ucp_worker_arm", s);
 }

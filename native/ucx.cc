@@ -135,14 +135,15 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   std::string contextInfo = Capture(reinterpret_cast<void (*)(void*, FILE*)>(api.ucp_context_print_info), context);
   openedContextInfo = contextInfo;
 
+  // Either thread waits on the worker's event fd: the progress thread to progress
+  // the worker, the wake thread (progress thread off) to wake the rank asleep.
   bool thread = wantThread && st->multi;
-  if (thread) {
-    st->epollFd = epoll_create1(EPOLL_CLOEXEC);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    epoll_ctl(st->epollFd, EPOLL_CTL_ADD, efd, &ev);
-    st->thread = std::thread(ProgressThread);
-  }
+  st->epollFd = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  epoll_ctl(st->epollFd, EPOLL_CTL_ADD, efd, &ev);
+  st->progressing = thread;
+  st->thread = std::thread(thread ? ProgressThread : WakeThread);
   Napi::Object o = Napi::Object::New(env);
   o.Set("address", address);
   o.Set("efd", efd);
@@ -158,8 +159,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 // doorbell and sleeping words in its node's control segment and the wake
 // classes (transports/shm/control.ts), for the progress thread to wake the rank
 // (runtime/wait.ts gives them). A no-op while UCX is not open; close() forgets them.
-// true when a progress thread runs: it naps on the sleeping word while the rank
-// polls, so the rank futex-wakes that word when it goes to sleep.
+// true (a native thread runs once UCX is open, ucx-lib.cc): it waits on the sleeping
+// word while the rank polls, so the rank futex-wakes that word when it goes to sleep.
 Napi::Value Doorbell(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return Napi::Boolean::New(env, false);

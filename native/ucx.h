@@ -139,8 +139,10 @@ struct State {
   std::unordered_map<uint8_t*, Lent*> lent;  // by data address; JavaScript's thread only
   std::unordered_map<uint32_t, Large*> large;
   uint32_t nextLarge = 1;
-  // Progress thread.
+  // The native thread: the progress thread, or (progress thread off) the wake thread.
   std::thread thread;
+  bool progressing = false;  // the thread progresses the worker (MULTI mode), not only watches it
+  std::atomic<uint32_t> arms{0};  // arm() calls that armed the worker (the wake thread waits for the next)
   std::atomic<bool> stop{false};
   std::atomic<int64_t> lastMainProgress{0};
   int epollFd = -1;
@@ -182,6 +184,7 @@ void WaitCallback(void* request, ucs_status_t status, void* user);
 void EpErrorHandler(void* arg, ucp_ep_h ep, ucs_status_t status);
 ucs_status_t AmHandler(void* arg, const void* header, size_t headerLength, void* data, size_t length, const ucp_am_recv_param_t* param);
 void ProgressThread();
+void WakeThread();
 // Wakes the rank if it sleeps waiting for any of the classes in `wake` (ControlSegment.ring).
 void RingRank(int32_t wake);
 void CloseEndpoint(Ep* e);

@@ -155,6 +155,8 @@ async function start(): Promise<World> {
       () => (links?.busy() ?? false) || peers.busy(),
     );
   }
+  // Without UCX's progress thread, a rank arms its worker before it sleeps: the wake thread then rings it.
+  if (ucx !== null && !ucx.progressThread) waiter.beforeSleep(() => ucx.arm());
   // The world's collective partners on other nodes, now (alloc and split are synchronous).
   await peers.prepare(leaderPeers(Array.from(layout.nodeOf), place.rank));
   if (config.debug) {

@@ -84,6 +84,7 @@ export class Waiter {
   #busy: () => boolean = nothing;
   #network: () => boolean = nothing;
   #loopReplies: () => boolean = nothing;
+  #mayDoze: () => boolean = () => true;
   #pump: () => void = () => undefined;
   /** Waits in progress (several when operations wait concurrently); reported once they last #reportMs. */
   readonly #active = new Set<ActiveWait>();
@@ -101,7 +102,8 @@ export class Waiter {
     this.#yield = yieldWhileSpinning;
     this.#sliceMs = sliceMs;
     // Native threads that take in events for this rank ring its doorbell too: UCX's progress
-    // thread (messages, completions, peers' puts and atomics) while this rank sleeps below.
+    // thread (messages, completions, peers' puts and atomics), or its wake thread when the
+    // progress thread is off, while this rank sleeps below.
     this.#wakeHelper = native().ucx.doorbell(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP);
   }
 
@@ -125,6 +127,16 @@ export class Waiter {
     this.#network = pending;
     this.#pump = pump;
     this.#loopReplies = loopReplies;
+  }
+
+  /**
+   * `mayDoze` runs just before this rank sleeps on its doorbell, after its
+   * last look at progress: false when something is pending, and the rank polls
+   * on instead. UCX without its progress thread arms the worker here, so that
+   * the native wake thread rings the doorbell when something arrives.
+   */
+  beforeSleep(mayDoze: () => boolean): void {
+    this.#mayDoze = mayDoze;
   }
 
   /**
@@ -217,6 +229,10 @@ export class Waiter {
       if (left <= 0) {
         Atomics.store(i32, this.#sleeping, 0);
         return TIMED_OUT;
+      }
+      if (!this.#mayDoze()) {
+        Atomics.store(i32, this.#sleeping, 0);
+        continue;
       }
       if (this.#wakeHelper) n.futexWake(i32, this.#sleeping);
       n.futexWait(i32, this.#door, seen, Math.min(left, network ? 1 : this.#sliceMs));

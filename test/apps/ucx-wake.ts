@@ -7,7 +7,9 @@
  * when what it took in is for the rank. Rank 1 waits (in recv, then on its
  * memory) for long stretches while rank 0 drives ROUNDS of each pattern; with
  * a 20 ms sleep per round (the rank's slice, as before the fix) this takes
- * minutes, with wake-ups well under a second.
+ * minutes, with wake-ups well under a second. With MPRUN_UCX_PROGRESS_THREAD=0
+ * the rank arms its worker before it sleeps and a native wake thread watches
+ * the worker's event fd instead: the same must hold.
  *
  * Usage: mprun -n 2 (one rank per node) test/apps/ucx-wake.ts
  */

@@ -57,6 +57,21 @@ describe.skipIf(why !== null)('the runtime across nodes over UCX (--net ucx)', (
     expect(r.stdout.trim().split('\n').sort()).toEqual(['ucx-wake ok 0', 'ucx-wake ok 1']);
   }, 60_000);
 
+  // Without the progress thread nothing watched the worker while a rank slept: every message,
+  // quiet and memory flag waited for the sleeper's 20 ms slice (a ping-pong 6.5 ms a message).
+  // MPRUN_SPIN_US=0 makes every wait sleep at once. 4,000 rounds of each pattern: about 5 s
+  // here; half a slice a round would take minutes, and a wake thread that missed a rank
+  // asleep again before it looked (the first version of the fix) took 40 s.
+  it('without the progress thread, a rank asleep is woken by what arrives for it', async () => {
+    const r = await runMprun(['--host', 'node1:1,node2:1', '--bind-to', 'none', '--net', 'ucx', ...UCX_ENV, '-x', 'MPRUN_UCX_PROGRESS_THREAD=0', '-x', 'MPRUN_SPIN_US=0', '-x', 'ROUNDS=4000', app('ucx-wake.ts')], {
+      env: c.env,
+      killAfterMs: 30_000,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['ucx-wake ok 0', 'ucx-wake ok 1']);
+  }, 45_000);
+
   it('--net ucx where UCX cannot be used stops the job with the reason', async () => {
     const r = await runMprun(['--hostfile', c.cluster.hostfile, '--net', 'ucx', '-x', 'MPRUN_UCX_LIB=/nonexistent/libucp.so.0', join(root, 'examples', 'hello.ts')], { env: c.env });
     expect(r.code).not.toBe(0);
