@@ -251,7 +251,7 @@ export interface UcxOpened {
   address: Uint8Array;
   /** The worker's event fd (an epoll fd; readable when arm() returned true and something arrived). */
   efd: number;
-  threadMode: 'single' | 'multi';
+  threadMode: 'single' | 'serialized' | 'multi';
   progressThread: boolean;
   /** ucp_context_print_info's text (resources: "tl/device" lines). */
   contextInfo: string;

@@ -24,11 +24,7 @@
 // UCX_MEM_EVENTS=n (UCX's memory hooks hot-patch mmap/munmap, which races with
 // Node's threads calling mmap; they feed only the registration cache, which
 // TCP does not use: registration costs nothing there, and the symmetric heap
-// is registered once at wire-up, not per operation); UCX_USE_MT_MUTEX=y (with
-// the progress thread the worker is MULTI-threaded, and UCP's default lock is a
-// spinlock: a rank spinning on it while the thread that holds it waits for a
-// core, the other one taken by a spinning rank, stalled a send for the whole
-// ~200 us of that rank's spin; a mutex sleeps and lets the holder run);
+// is registered once at wire-up, not per operation);
 // UCX_TCP_TX_SEG_SIZE and UCX_TCP_RX_SEG_SIZE 256K when neither is set (UCX's
 // 8 KiB sends and 64 KiB receives cut a 1 MiB put into 128 sendmsg calls and
 // as many progress rounds of the target: 1.3-1.6 GB/s across the namespace
@@ -37,9 +33,9 @@
 // or neither: UCX refuses a send segment larger than the receive segment).
 //
 // Progress thread (optional, open({ progressThread })): waits on the worker's
-// event fd and progresses the worker (MULTI thread mode: UCP's own lock) while
+// event fd and progresses the worker (SERIALIZED mode: our WorkerLock, ucx.h) while
 // the JavaScript thread has not progressed it for kIdleNs. While JavaScript is
-// itself polling, the thread naps instead of contending for the worker lock,
+// itself polling, the thread naps (kNapNs doubling to kMaxNapNs) instead of contending for the worker lock,
 // so a rank that waits costs the same latency as without the thread. A rank
 // that stopped polling to sleep on its doorbell futex (runtime/wait.ts) is
 // served at once, and woken through its doorbell when the thread took in
@@ -86,7 +82,6 @@ bool Load() {
   loadTried = true;
   setenv("UCX_ERROR_SIGNALS", "", 0);
   setenv("UCX_MEM_EVENTS", "n", 0);
-  setenv("UCX_USE_MT_MUTEX", "y", 0);
   if (getenv("UCX_TCP_TX_SEG_SIZE") == nullptr && getenv("UCX_TCP_RX_SEG_SIZE") == nullptr) {
     setenv("UCX_TCP_TX_SEG_SIZE", kTcpSegSize, 1);
     setenv("UCX_TCP_RX_SEG_SIZE", kTcpSegSize, 1);
@@ -204,23 +199,36 @@ bool RankSleeps() {
 
 void ProgressThread() {
   epoll_event ev{};
+  // Each nap wakes this thread on a core where a rank may be spinning: at
+  // 200 us a nap, those wake-ups (5,000 a second, on 2 cores shared by both
+  // nodes' ranks) doubled two-sided latency across the namespace link (38 us
+  // one way, against 18-21 us without the thread or with 20 ms naps). So the
+  // naps double while the rank keeps polling, and start short again once the
+  // thread has had to progress: a rank that starts computing is served within
+  // kMaxNapNs, and at once when it sleeps (the futex below).
+  long napNs = kNapNs;
   for (;;) {
     if (st->stop.load(std::memory_order_acquire)) return;
-    if (NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs && !RankSleeps()) {
+    // The rank polls (or is inside a call into the worker): nap rather than wait for the lock.
+    bool polling = NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs && !RankSleeps();
+    if (polling || !st->workerLock.try_lock()) {
       // The nap is a futex wait on the sleeping word, which the rank sets and
       // wakes just before it sleeps (runtime/wait.ts): the thread then serves it
       // at once. A plain nap added up to kNapNs to every wait that outlasted the
       // rank's spin (what arrived meanwhile waited for the nap to end).
-      timespec nap{0, kNapNs};
+      timespec nap{0, napNs};
       int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
       if (sleeping != nullptr) syscall(SYS_futex, sleeping, FUTEX_WAIT, 0, &nap, nullptr, 0);
       else nanosleep(&nap, nullptr);
+      napNs = std::min(2 * napNs, kMaxNapNs);
       continue;
     }
+    napNs = kNapNs;
     uint32_t before = st->events.load(std::memory_order_acquire);
     unsigned did = 0, k;
     while ((k = api.ucp_worker_progress(st->worker)) != 0) did += k;
     ucs_status_t s = api.ucp_worker_arm(st->worker);
+    st->workerLock.unlock();
     // Rung only now, with the worker's lock released: the rank woken here may
     // take this thread's core at once, and the first thing it does is use the
     // worker. Our completions and messages are WAKE_MESSAGE; any other event

@@ -14,6 +14,7 @@ namespace mprun::ucx {
 Napi::Value Put(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  WorkerLock lock;
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
   ucp_rkey_h rkey = RkeyOf(env, info[1]);
@@ -37,6 +38,7 @@ Napi::Value Put(const Napi::CallbackInfo& info) {
 Napi::Value SlotRma(const Napi::CallbackInfo& info, bool put) {
   Napi::Env env = info.Env();
   if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  WorkerLock lock;
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
   ucp_rkey_h rkey = RkeyOf(env, info[1]);
@@ -66,6 +68,7 @@ Napi::Value Get(const Napi::CallbackInfo& info) { return SlotRma(info, false); }
 Napi::Value Atomic(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  WorkerLock lock;
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
   ucp_rkey_h rkey = RkeyOf(env, info[1]);
@@ -110,6 +113,7 @@ Napi::Value Atomic(const Napi::CallbackInfo& info) {
 Napi::Value Flush(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  WorkerLock lock;
   uint32_t slot;
   if (!SlotOf(env, info[1], &slot)) return env.Undefined();
   ucp_request_param_t p;
@@ -125,6 +129,7 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
 Napi::Value Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return ThrowCode(env, kCode, "UCX is not open");
+  WorkerLock lock;
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
   uint8_t* data;
@@ -150,6 +155,7 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
 Napi::Value Progress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (st == nullptr) return Napi::Number::New(env, 0);
+  WorkerLock lock;
   if (st->progressing) st->lastMainProgress.store(NowNs(), std::memory_order_relaxed);
   unsigned n = 0, k;
   int rounds = 0;
@@ -161,6 +167,7 @@ Napi::Value Progress(const Napi::CallbackInfo& info) {
 Napi::Value Arm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   ucs_status_t s = api.ucp_worker_arm(st->worker);
   if (s == UCS_OK) {
     st->arms.fetch_add(1, std::memory_order_release);

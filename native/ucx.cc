@@ -93,7 +93,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = wantThread ? UCS_THREAD_MODE_MULTI : UCS_THREAD_MODE_SINGLE;
+  // With the progress thread the worker is SERIALIZED: our WorkerLock orders the two threads' calls (ucx.h).
+  wp.thread_mode = wantThread ? UCS_THREAD_MODE_SERIALIZED : UCS_THREAD_MODE_SINGLE;
   ucp_worker_h worker = nullptr;
   s = api.ucp_worker_create(context, &wp, &worker);
   if (s != UCS_OK) {
@@ -114,7 +115,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   st->context = context;
   st->worker = worker;
   st->efd = efd;
-  st->multi = wa.thread_mode == UCS_THREAD_MODE_MULTI;
+  st->twoThreads = wa.thread_mode != UCS_THREAD_MODE_SINGLE;
 
   ucp_am_handler_param_t hp{};
   hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
@@ -137,7 +138,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 
   // Either thread waits on the worker's event fd: the progress thread to progress
   // the worker, the wake thread (progress thread off) to wake the rank asleep.
-  bool thread = wantThread && st->multi;
+  bool thread = wantThread && st->twoThreads;
   st->epollFd = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -147,7 +148,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("address", address);
   o.Set("efd", efd);
-  o.Set("threadMode", st->multi ? "multi" : "single");
+  o.Set("threadMode", wa.thread_mode == UCS_THREAD_MODE_MULTI ? "multi" : wa.thread_mode == UCS_THREAD_MODE_SERIALIZED ? "serialized" : "single");
   o.Set("progressThread", thread);
   o.Set("contextInfo", contextInfo);
   o.Set("control", Napi::ArrayBuffer::New(env, control, ControlBytes(), [](Napi::Env, void*) {}));
@@ -192,6 +193,7 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
 Napi::Value MemMap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   uint8_t* data;
   size_t length;
   if (!BytesOf(env, info[0], &data, &length)) return env.Undefined();
@@ -221,6 +223,7 @@ Napi::Value MemMap(const Napi::CallbackInfo& info) {
 Napi::Value MemUnmap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   if (id < st->memhs.size() && st->memhs[id] != nullptr) {
     api.ucp_mem_unmap(st->context, st->memhs[id]);
@@ -233,6 +236,7 @@ Napi::Value MemUnmap(const Napi::CallbackInfo& info) {
 Napi::Value EpCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   uint8_t* addr;
   size_t addrLen;
   if (!BytesOf(env, info[0], &addr, &addrLen)) return env.Undefined();
@@ -257,6 +261,7 @@ Napi::Value EpCreate(const Napi::CallbackInfo& info) {
 Napi::Value EpInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
   return Napi::String::New(env, Capture(reinterpret_cast<void (*)(void*, FILE*)>(api.ucp_ep_print_info), e->ep));
@@ -274,6 +279,7 @@ Napi::Value EpStatus(const Napi::CallbackInfo& info) {
 Napi::Value EpClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   if (id >= st->eps.size() || st->eps[id] == nullptr) return env.Undefined();
   CloseEndpoint(st->eps[id].get());
@@ -284,6 +290,7 @@ Napi::Value EpClose(const Napi::CallbackInfo& info) {
 Napi::Value RkeyUnpack(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
   uint8_t* buf;
@@ -299,6 +306,7 @@ Napi::Value RkeyUnpack(const Napi::CallbackInfo& info) {
 Napi::Value RkeyDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Opened(env)) return env.Undefined();
+  WorkerLock lock;
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   if (id < st->rkeys.size() && st->rkeys[id] != nullptr) {
     api.ucp_rkey_destroy(st->rkeys[id]);

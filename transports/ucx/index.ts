@@ -78,7 +78,7 @@ function tcpSegRows(given: NodeJS.ProcessEnv): Array<[string, string]> {
 /**
  * The UCX section of `mprun info`: rows of (name, text). Never throws. `given`:
  * the environment before anything loaded UCX, which sets UCX_ERROR_SIGNALS,
- * UCX_MEM_EVENTS, UCX_USE_MT_MUTEX and the TCP segment sizes where unset.
+ * UCX_MEM_EVENTS and the TCP segment sizes where unset.
  */
 export function ucxInfoRows(given: NodeJS.ProcessEnv = { ...process.env }): Array<[string, string]> {
   const env = (k: string, dflt: string): string => (given[k] !== undefined ? `${given[k] === '' ? '(empty)' : given[k]} (set)` : `${dflt} (default)`);
@@ -94,7 +94,6 @@ export function ucxInfoRows(given: NodeJS.ProcessEnv = { ...process.env }): Arra
     ['UCX_NET_DEVICES', env('UCX_NET_DEVICES', 'all')],
     ['UCX_ERROR_SIGNALS', env('UCX_ERROR_SIGNALS', 'empty: Node keeps its own SIGSEGV handler')],
     ['UCX_MEM_EVENTS', env('UCX_MEM_EVENTS', 'n: no mmap hooks racing with Node threads')],
-    ['UCX_USE_MT_MUTEX', env('UCX_USE_MT_MUTEX', 'y: the worker lock the progress thread shares sleeps, not spins')],
     ...tcpSegRows(given),
     ['MPRUN_UCX_LIB', env('MPRUN_UCX_LIB', 'libucp.so.0')],
   ];
