@@ -302,6 +302,13 @@ export interface NativeUcx {
   atomic(ep: number, rkey: number, remoteAddress: number, op: 0 | 1 | 2, size: 4 | 8, operand: number | bigint, compare: number | bigint, slot: number): 0 | 1;
   /** ep -1: the whole worker. */
   flush(ep: number, slot: number): 0 | 1;
+  /**
+   * A put as our own active message, acknowledged by the target (native/ucx-put.cc).
+   * slot -1: returns once `src` is reusable; else 0 done, 1 `src` must stay until the slot completes.
+   */
+  amPut(ep: number, remoteAddress: number, src: Bytes, slot: number): 0 | 1 | undefined;
+  /** 0: every amPut on the endpoint is acknowledged; 1: the slot completes when they are. Throws a refused put once. */
+  flushPuts(ep: number, slot: number): 0 | 1;
   /** An active message with header (source, tag, dtype); `payload` must live until done. */
   send(ep: number, source: number, tag: number, dtype: number, payload: Bytes, slot: number): 0 | 1;
   /** Progresses the worker until idle (bounded); the number of events. */

@@ -181,6 +181,7 @@ void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
   Ep* e = static_cast<Ep*>(arg);
   int expected = 0;
   if (e->status.compare_exchange_strong(expected, status)) __atomic_add_fetch(&ctl[kCtlFailedEps], 1, __ATOMIC_RELEASE);
+  FailPutFlushes(e, status);
   st->events.fetch_add(1, std::memory_order_release);
 }
 

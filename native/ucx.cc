@@ -123,6 +123,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   hp.cb = AmHandler;
   hp.flags = UCP_AM_FLAG_WHOLE_MSG;
   s = api.ucp_worker_set_am_recv_handler(worker, &hp);
+  if (s == UCS_OK) s = SetPutHandlers(worker);
   if (s != UCS_OK) return Fail(env, "ucp_worker_set_am_recv_handler", s);
 
   // Addresses: the full one (every transport, for peers on this node) and the network-only one.
@@ -217,6 +218,7 @@ Napi::Value MemMap(const Napi::CallbackInfo& info) {
   o.Set("address", double(reinterpret_cast<uintptr_t>(data)));
   api.ucp_rkey_buffer_release(rkey);
   st->memhs.push_back(memh);
+  st->regions.push_back(Region{uint64_t(reinterpret_cast<uintptr_t>(data)), uint64_t(length)});
   return o;
 }
 
@@ -228,6 +230,7 @@ Napi::Value MemUnmap(const Napi::CallbackInfo& info) {
   if (id < st->memhs.size() && st->memhs[id] != nullptr) {
     api.ucp_mem_unmap(st->context, st->memhs[id]);
     st->memhs[id] = nullptr;
+    st->regions[id].length = 0;
   }
   return env.Undefined();
 }
@@ -253,6 +256,7 @@ Napi::Value EpCreate(const Napi::CallbackInfo& info) {
   if (addrLen < 8) return ThrowCode(env, kCode, "cannot reach " + peer + ": its UCX worker address is " + std::to_string(addrLen) + " bytes");
   ucs_status_t s = api.ucp_ep_create(st->worker, &ep, &e->ep);
   if (s != UCS_OK) return Fail(env, "cannot reach " + peer + " (ucp_ep_create)", s);
+  e->id = uint32_t(st->eps.size());
   st->eps.push_back(std::move(e));
   return Napi::Number::New(env, double(st->eps.size() - 1));
 }
@@ -332,6 +336,7 @@ void InitUcx(Napi::Env env, Napi::Object exports) {
   u.Set("epStatus", Napi::Function::New(env, EpStatus));
   u.Set("epClose", Napi::Function::New(env, EpClose));
   InitOps(env, u);
+  InitPuts(env, u);
   u.Set("rkeyUnpack", Napi::Function::New(env, RkeyUnpack));
   u.Set("rkeyDestroy", Napi::Function::New(env, RkeyDestroy));
   exports.Set("ucx", u);

@@ -31,7 +31,9 @@ constexpr uint32_t kCtlRingTail = 0;   // completions appended so far (the ring 
 constexpr uint32_t kCtlInbox = 1;      // message records waiting for takeMessages()
 constexpr uint32_t kCtlFailedEps = 2;  // endpoints that saw an error (bumped on each)
 constexpr uint32_t kCtlWords = 16;
-constexpr unsigned kAmId = 0;
+constexpr unsigned kAmId = 0;     // messages (ucx-inbox.cc)
+constexpr unsigned kAmPutId = 1;  // a put as an active message (ucx-put.cc)
+constexpr unsigned kAmAckId = 2;  // its acknowledgement
 constexpr int64_t kIdleNs = 50'000;          // the JS thread counts as polling this long after a progress()
 constexpr long kNapNs = 200'000;             // how long the thread first naps while it does
 constexpr long kMaxNapNs = 6'400'000;        // its naps double up to this while the JS thread keeps polling
@@ -94,7 +96,21 @@ const char* StatusString(ucs_status_t s);
 struct Ep {
   ucp_ep_h ep = nullptr;
   std::string peer;
+  uint32_t id = 0;             // its index in State::eps (a put's acknowledgement names it)
   std::atomic<int> status{0};  // the first error the endpoint saw (ucs_status_t), 0 while healthy
+  // Puts as our own active messages (ucx-put.cc): issued, acknowledged by the target,
+  // the first refusal not yet reported, and the flushes waiting for acknowledgements
+  // (the count each waits for, its slot), in the order they were issued.
+  uint64_t putsSent = 0;
+  uint64_t putsAcked = 0;
+  ucs_status_t putRefused = UCS_OK;
+  std::vector<std::pair<uint64_t, uint32_t>> putFlushes;
+};
+
+// Memory registered with mem_map: where a peer's active-message put may write.
+struct Region {
+  uint64_t base = 0;
+  uint64_t length = 0;
 };
 
 // Receive memory, recycled. The AM handler appends eager records to one batch
@@ -132,6 +148,7 @@ struct State {
   std::vector<std::unique_ptr<Ep>> eps;  // index = ep id (ids are never reused)
   std::vector<ucp_rkey_h> rkeys;         // index = rkey id
   std::vector<ucp_mem_h> memhs;          // index = memh id
+  std::vector<Region> regions;           // index = memh id (length 0 once unmapped)
   // Inbox: records appended by the AM handler, taken by JavaScript in one batch.
   std::mutex inboxLock;  // fill, inboxRecords, large, spares
   Buf fill;
@@ -230,6 +247,13 @@ ucs_status_t WaitRequest(ucs_status_ptr_t r, int32_t* done);
 
 // The operations' bindings (ucx-ops.cc).
 void InitOps(Napi::Env env, Napi::Object u);
+
+// Puts as active messages (ucx-put.cc): the handlers, set on a new worker; the
+// flushes of a failed endpoint completed with its error; the bindings.
+ucs_status_t SetPutHandlers(ucp_worker_h worker);
+void FailPutFlushes(Ep* e, ucs_status_t status);
+void InitPuts(Napi::Env env, Napi::Object u);
+void Complete(uint32_t slot, ucs_status_t status);
 
 }  // namespace mprun::ucx
 

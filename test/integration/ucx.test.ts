@@ -105,6 +105,7 @@ describe.skipIf(missing !== null)('UCX transport, two processes', () => {
     const { active, passive } = await pair('ops', { UCX_TLS: 'tcp', MPRUN_TEST_THREAD: '1' });
     checkOps(active.result);
     expect(active.result.name).toBe('ucx/tcp');
+    expect(active.result.putsAsMessages).toBe(true); // UCX's only network is TCP: small puts are our own messages
     expect(passive.code).toBe(0);
   });
 
@@ -112,6 +113,22 @@ describe.skipIf(missing !== null)('UCX transport, two processes', () => {
     const { active, passive } = await pair('ops', { UCX_TLS: 'tcp', MPRUN_TEST_THREAD: '0' });
     checkOps(active.result);
     expect(active.result.progressThread).toBe(false);
+    expect(passive.code).toBe(0);
+  });
+
+  it('every operation over UCX_TLS=tcp with UCP puts (MPRUN_UCX_PUTS=rma)', async () => {
+    const { active, passive } = await pair('ops', { UCX_TLS: 'tcp', MPRUN_TEST_THREAD: '1', MPRUN_UCX_PUTS: 'rma' });
+    checkOps(active.result);
+    expect(active.result.putsAsMessages).toBe(false);
+    expect(passive.code).toBe(0);
+  });
+
+  it('a put outside the target\'s registered memory is refused there and reported by the flush', async () => {
+    const { active, passive } = await pair('refused', { UCX_TLS: 'tcp', MPRUN_TEST_THREAD: '1' });
+    expect(active.result.putsAsMessages).toBe(true);
+    expect(active.result.flush).toMatch(/^ERR_MPRUN_UCX: flush to rank 2 failed: a put was refused there \(outside its registered memory\): Address not valid/);
+    expect(active.result.again).toBe(true);
+    expect(active.result.after).toEqual([4, 3, 2, 1]);
     expect(passive.code).toBe(0);
   });
 

@@ -16,6 +16,12 @@ import type { UcxTransport } from './transport.js';
 /** Unstable payloads up to this many bytes are copied before a send (larger ones are waited for). */
 const UNSTABLE_COPY = 64 << 10;
 
+/**
+ * Puts up to this many bytes go as our own active messages where the transport
+ * says so (UcxTransport.putsAsMessages); larger ones as UCP puts.
+ */
+const AM_PUT_MAX = 64 << 10;
+
 /** UCP's atomic operation codes (ucp_atomic_op_t). */
 const UCP_ADD = 0;
 const UCP_SWAP = 1;
@@ -50,6 +56,9 @@ export class UcxEndpoint implements Endpoint {
   #rkey = -1;
   #name = 'ucx';
   #closed = false;
+  /** Puts issued since the last flush: as our own active messages, as UCP puts. */
+  #amPuts = false;
+  #ucpPuts = false;
 
   constructor(transport: UcxTransport, ucx: NativeUcx, peer: number, card: UcxCard, caps: EndpointCaps) {
     this.#transport = transport;
@@ -100,9 +109,17 @@ export class UcxEndpoint implements Endpoint {
     return this.#heap + offset;
   }
 
+  #asMessage(bytes: number): boolean {
+    const am = bytes <= AM_PUT_MAX && this.#transport.putsAsMessages;
+    if (am) this.#amPuts = true;
+    else this.#ucpPuts = true;
+    return am;
+  }
+
   put(offset: number, src: Uint8Array): void {
     const at = this.#address(offset, src.byteLength);
-    this.#ucx.put(this.#ep, this.#rkey, at, src);
+    if (this.#asMessage(src.byteLength)) this.#ucx.amPut(this.#ep, at, src, -1);
+    else this.#ucx.put(this.#ep, this.#rkey, at, src);
   }
 
   putNbi(offset: number, src: TypedArray): void {
@@ -110,7 +127,8 @@ export class UcxEndpoint implements Endpoint {
     const slot = this.#transport.takeSlot();
     let pending: 0 | 1;
     try {
-      pending = this.#ucx.putNbi(this.#ep, this.#rkey, at, src, slot);
+      if (this.#asMessage(src.byteLength)) pending = this.#ucx.amPut(this.#ep, at, src, slot) as 0 | 1;
+      else pending = this.#ucx.putNbi(this.#ep, this.#rkey, at, src, slot);
     } catch (e) {
       this.#transport.giveSlot(slot);
       throw e;
@@ -169,13 +187,36 @@ export class UcxEndpoint implements Endpoint {
     return this.#transport.awaitAtomic(slot, this.peer, width);
   }
 
+  /**
+   * Every put issued so far complete at the peer: our own puts once the peer
+   * acknowledged them all, UCP's with ucp_ep_flush_nbx (always, where puts are
+   * UCP's: it completes anything else in flight too).
+   */
   flush(): Promise<void> | undefined {
     if (this.#ep < 0) return undefined; // nothing was ever issued
     this.#transport.throwFailedPut();
+    const am = this.#amPuts;
+    const ucp = this.#ucpPuts || !this.#transport.putsAsMessages;
+    this.#amPuts = false;
+    this.#ucpPuts = false;
+    const acks = am ? this.#flushWith((slot) => this.#ucx.flushPuts(this.#ep, slot)) : undefined;
+    let ucpFlush: Promise<void> | undefined;
+    try {
+      ucpFlush = ucp ? this.#flushWith((slot) => this.#ucx.flush(this.#ep, slot)) : undefined;
+    } catch (e) {
+      acks?.catch(() => undefined); // the error thrown here is the one reported
+      throw e;
+    }
+    if (acks === undefined) return ucpFlush;
+    if (ucpFlush === undefined) return acks;
+    return Promise.all([acks, ucpFlush]).then(() => undefined);
+  }
+
+  #flushWith(issue: (slot: number) => 0 | 1): Promise<void> | undefined {
     const slot = this.#transport.takeSlot();
     let pending: 0 | 1;
     try {
-      pending = this.#ucx.flush(this.#ep, slot);
+      pending = issue(slot);
     } catch (e) {
       this.#transport.giveSlot(slot);
       throw e;

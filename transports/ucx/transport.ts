@@ -67,6 +67,13 @@ export class UcxTransport implements TransportInstance, SlotOwner {
   readonly progressThread: boolean;
   /** UCX's resources for this context ("tcp/lo", "sysv/memory", ...). */
   readonly resources: readonly string[];
+  /**
+   * Small puts go as our own active messages, acknowledged by the target
+   * (native/ucx-put.cc), not as UCP puts: where UCX's only network is TCP, whose
+   * RMA is software anyway and whose flush costs a second message each way.
+   * MPRUN_UCX_PUTS=am or =rma forces one or the other.
+   */
+  readonly putsAsMessages: boolean;
   readonly caps: EndpointCaps;
   readonly #ucx: NativeUcx;
   readonly #slots: Slots;
@@ -93,6 +100,8 @@ export class UcxTransport implements TransportInstance, SlotOwner {
       this.efd = opened.efd;
       this.progressThread = opened.progressThread;
       this.resources = resourcesOf(opened.contextInfo);
+      const puts = process.env.MPRUN_UCX_PUTS;
+      this.putsAsMessages = puts === 'am' ? true : puts === 'rma' ? false : softwareRma(this.resources);
       this.#slots = new Slots(opened.control, opened.slots);
       this.#inbox = new Inbox(ucx, o.sink);
       const view = o.heap instanceof ArrayBuffer ? new Uint8Array(o.heap) : new Uint8Array(o.heap.buffer, o.heap.byteOffset, o.heap.byteLength);
@@ -154,6 +163,15 @@ export class UcxTransport implements TransportInstance, SlotOwner {
   /** Every put of this rank complete at its target (OpenSHMEM quiet: a worker flush). */
   quiet(): Promise<void> | undefined {
     this.throwFailedPut();
+    if (this.putsAsMessages) {
+      // Our own puts are acknowledged per endpoint; UCP's worker flush knows nothing of them.
+      const flushes: Promise<void>[] = [];
+      for (const ep of this.#endpoints) {
+        const f = ep.flush();
+        if (f !== undefined) flushes.push(f);
+      }
+      return flushes.length === 0 ? undefined : Promise.all(flushes).then(() => undefined);
+    }
     const slot = this.takeSlot();
     let pending: 0 | 1;
     try {
@@ -305,8 +323,22 @@ export class UcxTransport implements TransportInstance, SlotOwner {
       : kind === ATOMIC ? `atomic on rank ${peer}`
       : kind === SEND ? `send of ${(hold as PendingSend).payload?.byteLength ?? 0} bytes to rank ${peer}`
       : peer < 0 ? 'quiet (flush of every endpoint)' : `flush to rank ${peer}`;
-    return new MprunError('ERR_MPRUN_UCX', `${what} failed: ${this.#ucx.statusString(status)}`, peer >= 0 ? { rank: peer } : undefined);
+    // A put of ours that the target refused (native/ucx-put.cc) fails the flush that waits for it.
+    const why = kind === FLUSH && status === UCS_ERR_INVALID_ADDR ? 'a put was refused there (outside its registered memory): ' : '';
+    return new MprunError('ERR_MPRUN_UCX', `${what} failed: ${why}${this.#ucx.statusString(status)}`, peer >= 0 ? { rank: peer } : undefined);
   }
+}
+
+/** ucs_status_t's UCS_ERR_INVALID_ADDR: how a target refuses a put outside its registered memory. */
+const UCS_ERR_INVALID_ADDR = -7;
+
+/** Transports that reach only this node (UCX's own shared memory); every other one is a network. */
+const NODE_ONLY = new Set(['self', 'sysv', 'posix', 'cma', 'knem', 'xpmem']);
+
+/** Whether UCX's every network resource ("tl/device") is TCP, whose puts and gets UCX emulates in software. */
+export function softwareRma(resources: readonly string[]): boolean {
+  const network = resources.map((r) => r.split('/')[0]!).filter((tl) => !NODE_ONLY.has(tl));
+  return network.length > 0 && network.every((tl) => tl === 'tcp');
 }
 
 /** "tl/device" of every resource line of ucp_context_print_info ("#      resource 2  :  md 1  dev 2  flags -- tcp/lo"). */
