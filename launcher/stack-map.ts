@@ -3,8 +3,9 @@
  * sources, without Node's --enable-source-maps (which reads and parses every
  * module's source map when the module loads: a cost at every rank's start).
  * Instead, V8's Error.prepareStackTrace hook maps the frames that lie in a
- * rank bundle when a stack is first read, and the bundle's inline source map
- * is parsed then, once. Other frames are printed as Node prints them.
+ * rank bundle when a stack is first read, and the bundle's source map (a
+ * file beside it, compile.ts) is parsed then, once. Other frames are printed
+ * as Node prints them.
  */
 import { readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
@@ -14,7 +15,6 @@ import { fileURLToPath } from 'node:url';
 /** The name a rank bundle ends with. */
 export const RANK_BUNDLE_SUFFIX = '.rank.mjs';
 
-const INLINE_MAP = '//# sourceMappingURL=data:application/json;base64,';
 const maps = new Map<string, SourceMap | null>();
 
 function mapOf(path: string): SourceMap | null {
@@ -22,9 +22,7 @@ function mapOf(path: string): SourceMap | null {
   if (map !== undefined) return map;
   map = null;
   try {
-    const text = readFileSync(path, 'utf8');
-    const at = text.lastIndexOf(INLINE_MAP);
-    if (at >= 0) map = new SourceMap(JSON.parse(Buffer.from(text.slice(at + INLINE_MAP.length).trim(), 'base64').toString('utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+    map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
   } catch {
     map = null;
   }
