@@ -7,6 +7,7 @@
 import { pathToFileURL } from 'node:url';
 import { isMprunError } from '../core/errors.js';
 import { ABORTED_EXIT_CODE } from './exit-codes.js';
+import { isPeerFailure, jobAborts, PEER_FAILURE_GRACE_MS } from '../runtime/abort-watch.js';
 
 /** Error handlers and blocking stdio: what a rank needs before its program runs. */
 export function prepareRank(): void {
@@ -17,6 +18,8 @@ export function prepareRank(): void {
   // The report starts with the rank, so that a job's error lines say who raised them.
   const leaveIfAborted = (e: unknown): void => {
     if (isMprunError(e, 'ERR_MPRUN_ABORTED')) process.exit(ABORTED_EXIT_CODE);
+    // A peer's node lost: what failed here is a consequence, and mprun names the cause (abort-watch.ts).
+    if (isPeerFailure(e) && jobAborts(PEER_FAILURE_GRACE_MS)) process.exit(ABORTED_EXIT_CODE);
     console.error(`rank ${process.env.MPRUN_RANK ?? process.env.PMIX_RANK ?? '?'}:`, e);
     process.exit(1);
   };

@@ -17,6 +17,7 @@ import { NodeQueues } from '../transports/shm/queue.js';
 import { ShmMessages } from '../transports/shm/messages.js';
 import type { Endpoint } from '../transports/endpoint.js';
 import { netChoice, openPeers, openUcx, wireupStats, type PeerCard } from '../transports/registry.js';
+import { watchAbort } from './abort-watch.js';
 import { leaderPeers } from './coll/peers.js';
 import type { MessageSink } from '../transports/endpoint.js';
 import * as xpmem from '../transports/xpmem/index.js';
@@ -125,6 +126,7 @@ async function start(): Promise<World> {
 
   const layout = wireup.layout;
   const waiter = new Waiter(ctrl, place.localRank, config.spinMicros, config.yieldWhileSpinning, config.blockSliceMs);
+  watchAbort(() => !ctrl.unmapped && ctrl.aborted());
   if (wireup.reportWaits !== null) waiter.reportWaits(config.hangReportMs, wireup.reportWaits);
   const inbox = new NodeQueues(ctrl, place.localRank);
   const shm = new ShmMessages(inbox, config.eagerLimit, place.localSize);
