@@ -31,6 +31,8 @@ export interface LaunchSpec {
   /** The module to run, and its text for agents on other nodes to write locally. */
   app: string;
   appSource: string | null;
+  /** A rank bundle's source map (compile.ts keeps it beside the bundle), written beside it likewise. */
+  appMap: string | null;
   args: string[];
   /** The job's variables (MPRUN_* and -x); ranks also get the node's own environment. */
   env: Record<string, string>;
@@ -91,6 +93,7 @@ export class NodeAgent {
       this.#cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
       app = join(dir, basename(s.app));
       writeFileSync(app, s.appSource);
+      if (s.appMap !== null) writeFileSync(`${app}.map`, s.appMap); // hang reports and stacks name the .ts lines here too
     }
     const nlocal = s.ranks.length;
     const { segment: ctrl, fd: ctrlFd } = ControlSegment.create(nlocal, s.queueBytes, s.teamSlots);

@@ -12,7 +12,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { packageRoot } from '../native/index.js';
@@ -127,6 +127,7 @@ class JobController {
   readonly #done = new Promise<void>((r) => (this.#allExited = r));
   /** The compiled app's text, sent to remote agents (which have no copy of our job folder). */
   readonly #appSource: string | null;
+  readonly #appMap: string | null;
   #address = '';
   #jobEnv: Record<string, string> = {};
 
@@ -142,6 +143,7 @@ class JobController {
     this.#plans = this.#remote ? placeRanks(opts.hosts!, opts.np, opts.mapBy, opts.oversubscribe) : [{ host: hostname(), ranks: Array.from({ length: opts.np }, (_, r) => r) }];
     this.#launch = launchCommand(opts.launchAgent);
     this.#appSource = this.#remote ? readFileSync(app, 'utf8') : null;
+    this.#appMap = this.#remote && existsSync(`${app}.map`) ? readFileSync(`${app}.map`, 'utf8') : null;
     this.#config = readConfig(Math.max(...this.#plans.map((p) => p.ranks.length)));
     const ranks: RankState[] = [];
     this.#plans.forEach((p, node) => p.ranks.forEach((rank) => (ranks[rank] = { rank, node, pid: -1, exited: false, connected: false, finalized: false, failure: null })));
@@ -267,6 +269,7 @@ class JobController {
       size: this.#opts.np,
       app: this.#app,
       appSource: this.#appSource,
+      appMap: this.#appMap,
       args: this.#opts.args,
       env: this.#jobEnv,
       bind: this.#opts.bindTo,

@@ -54,6 +54,12 @@ describe.skipIf(why !== null)('mprun across nodes', () => {
     expect(ranks).toEqual([0, 1, 2, 3].map((k) => `rank ${k} spin=7 reproducible=1 other=undefined flags=--no-deprecation`));
   });
 
+  it("hang reports of ranks on other nodes name the app's .ts lines (the bundle's source map travels with it)", async () => {
+    const r = await runMprun(['-n', '4', '--host', 'node1:2,node2:2', '--timeout', '4', app('hang.ts'), 'recv'], { env: c.env });
+    expect(r.code).toBe(124);
+    for (const rank of [0, 1, 2, 3]) expect(r.stderr).toMatch(new RegExp(`rank ${rank}: recv\\(source ${(rank + 1) % 4}, tag 5\\), for [\\d.]+ s, called at \\S*hang\\.ts:15:\\d+`));
+  });
+
   it('a remote rank exiting 5 makes mprun exit 5, naming rank, pid and node', async () => {
     const r = await runMprun(['--hostfile', c.cluster.hostfile, where, 'fail', '3', '5'], { env: c.env });
     expect(r.code).toBe(5);
