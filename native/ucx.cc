@@ -287,6 +287,7 @@ Napi::Value EpClose(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   if (id >= st->eps.size() || st->eps[id] == nullptr) return env.Undefined();
   CloseEndpoint(st->eps[id].get());
+  FailPutFlushes(st->eps[id].get(), UCS_ERR_CANCELED);  // acknowledgements that can no longer come: no flush waits forever
   st->eps[id].reset();
   return env.Undefined();
 }
