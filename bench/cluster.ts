@@ -54,6 +54,43 @@ function quiet(cmd: string, args: string[]): void {
 
 let clusters = 0;
 
+/**
+ * The stops of the clusters this process still runs. Its daemons are detached
+ * (their own process groups), so a bench or script killed by a signal, or one
+ * that calls process.exit(), left sshd in its namespaces, the namespaces and
+ * the cluster's folder behind: they are stopped on the way out too.
+ */
+const live = new Set<() => void>();
+const EXIT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function stopLive(): void {
+  for (const stop of [...live]) stop();
+}
+
+function onExitSignal(signal: NodeJS.Signals): void {
+  stopLive();
+  // Then as if we had not been listening: the signal's own action, unless someone else handles it.
+  for (const s of EXIT_SIGNALS) process.off(s, onExitSignal);
+  process.off('exit', stopLive);
+  process.kill(process.pid, signal);
+}
+
+function track(stop: () => void): void {
+  if (live.size === 0) {
+    for (const s of EXIT_SIGNALS) process.on(s, onExitSignal);
+    process.on('exit', stopLive);
+  }
+  live.add(stop);
+}
+
+function untrack(stop: () => void): void {
+  live.delete(stop);
+  if (live.size === 0) {
+    for (const s of EXIT_SIGNALS) process.off(s, onExitSignal);
+    process.off('exit', stopLive);
+  }
+}
+
 export async function startCluster(count: number, slots = 2): Promise<Cluster> {
   const why = clusterUnavailable();
   if (why !== null) throw new Error(`cannot build the test cluster: ${why}`);
@@ -65,6 +102,7 @@ export async function startCluster(count: number, slots = 2): Promise<Cluster> {
   const nodes: ClusterNode[] = [];
   const daemons: ChildProcess[] = [];
   const stop = (): void => {
+    untrack(stop);
     for (const d of daemons) {
       try {
         process.kill(-d.pid!, 'SIGKILL');
@@ -76,6 +114,7 @@ export async function startCluster(count: number, slots = 2): Promise<Cluster> {
     quiet('ip', ['link', 'del', bridge]);
     rmSync(dir, { recursive: true, force: true });
   };
+  track(stop);
   try {
     run('ip', ['link', 'add', bridge, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${net}.254/24`, 'dev', bridge]);

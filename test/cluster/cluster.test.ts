@@ -1,7 +1,11 @@
 /** The test cluster itself: separate hosts in all that a job can see. */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterUnavailable, startCluster, type Cluster } from '../../bench/cluster.js';
+import { root } from '../helpers.js';
 
 const why = clusterUnavailable();
 if (why !== null) console.log(`cluster tests skipped: ${why}`);
@@ -46,4 +50,22 @@ describe.skipIf(why !== null)('namespace cluster', () => {
     c.stop();
     expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout).not.toContain(ns);
   }, 30_000);
+
+  it('removes everything when the process that made it is killed by a signal or exits without stopping it', async () => {
+    for (const end of ["process.kill(process.pid, 'SIGTERM')", 'process.exit(3)']) {
+      const program = `
+        import { startCluster } from ${JSON.stringify(pathToFileURL(join(root, 'dist', 'bench', 'cluster.js')).href)};
+        const c = await startCluster(1);
+        console.log(JSON.stringify({ dir: c.dir, ns: c.nodes[0].netns }));
+        ${end};
+        await new Promise((r) => setTimeout(r, 60_000));
+      `;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', timeout: 60_000 });
+      const made = JSON.parse(r.stdout.trim().split('\n')[0]!) as { dir: string; ns: string };
+      expect(r.status === 3 || r.signal === 'SIGTERM', `${end}: ${r.status} ${r.signal} ${r.stderr}`).toBe(true);
+      expect(existsSync(made.dir), end).toBe(false);
+      expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout, end).not.toContain(made.ns);
+      expect(spawnSync('pgrep', ['-f', made.dir], { encoding: 'utf8' }).stdout.trim(), end).toBe('');
+    }
+  }, 60_000);
 });
