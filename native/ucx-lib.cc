@@ -334,16 +334,24 @@ int64_t OperandOf(Napi::Value v) {
   return int64_t(uint64_t(d));
 }
 
+std::string Describe(const char* op, size_t bytes, const Ep* e) {
+  std::string what = op;
+  if (bytes != kNoBytes) what += " of " + std::to_string(bytes) + " bytes";
+  if (e != nullptr) what += " to " + e->peer;
+  return what;
+}
+
 // Issued with a slot: 0 when done at once (the slot's status is set), 1 when it
-// completes later through the ring; throws when it cannot start.
-Napi::Value Issued(Napi::Env env, ucs_status_ptr_t r, uint32_t slot, const std::string& what, Ep* e) {
+// completes later through the ring; throws when it cannot start. The operation's
+// description is made only then: not on every put and send.
+Napi::Value Issued(Napi::Env env, ucs_status_ptr_t r, uint32_t slot, const char* op, size_t bytes, Ep* e) {
   if (r == nullptr) {
     statusOf[slot] = UCS_OK;
     return Napi::Number::New(env, 0);
   }
   if (UCS_PTR_IS_ERR(r)) {
     statusOf[slot] = UCS_PTR_STATUS(r);
-    return Fail(env, what + (e != nullptr ? " to " + e->peer : std::string()), UCS_PTR_STATUS(r));
+    return Fail(env, Describe(op, bytes, e), UCS_PTR_STATUS(r));
   }
   return Napi::Number::New(env, 1);
 }

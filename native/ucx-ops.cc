@@ -29,7 +29,7 @@ Napi::Value Put(const Napi::CallbackInfo& info) {
   p.cb.send = WaitCallback;
   p.user_data = &done;
   ucs_status_t s = WaitRequest(api.ucp_put_nbx(e->ep, src, len, raddr, rkey, &p), &done);
-  if (s != UCS_OK) return Fail(env, "put of " + std::to_string(len) + " bytes to " + e->peer, s);
+  if (s != UCS_OK) return Fail(env, Describe("put", len, e), s);
   return env.Undefined();
 }
 
@@ -52,7 +52,7 @@ Napi::Value SlotRma(const Napi::CallbackInfo& info, bool put) {
   ucp_request_param_t p;
   PrepareSlot(p, slot);
   ucs_status_ptr_t r = put ? api.ucp_put_nbx(e->ep, bytes, len, raddr, rkey, &p) : api.ucp_get_nbx(e->ep, bytes, len, raddr, rkey, &p);
-  return Issued(env, r, slot, std::string(put ? "put" : "get") + " of " + std::to_string(len) + " bytes", e);
+  return Issued(env, r, slot, put ? "put" : "get", len, e);
 }
 
 // putNbi(ep, rkey, remoteAddress, src, slot): 0 done (src reusable), 1 pending: src
@@ -106,7 +106,7 @@ Napi::Value Atomic(const Napi::CallbackInfo& info) {
   } else {
     operandOf[slot] = operand;
   }
-  return Issued(env, api.ucp_atomic_op_nbx(e->ep, ucp_atomic_op_t(op), &operandOf[slot], 1, raddr, rkey, &p), slot, "atomic", e);
+  return Issued(env, api.ucp_atomic_op_nbx(e->ep, ucp_atomic_op_t(op), &operandOf[slot], 1, raddr, rkey, &p), slot, "atomic", kNoBytes, e);
 }
 
 // flush(ep | -1, slot): every operation on the endpoint (or the worker) complete at its target.
@@ -119,10 +119,10 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
   ucp_request_param_t p;
   PrepareSlot(p, slot);
   double id = info[0].As<Napi::Number>().DoubleValue();
-  if (id < 0) return Issued(env, api.ucp_worker_flush_nbx(st->worker, &p), slot, "flush", nullptr);
+  if (id < 0) return Issued(env, api.ucp_worker_flush_nbx(st->worker, &p), slot, "flush", kNoBytes, nullptr);
   Ep* e = EpOf(env, info[0]);
   if (e == nullptr) return env.Undefined();
-  return Issued(env, api.ucp_ep_flush_nbx(e->ep, &p), slot, "flush", e);
+  return Issued(env, api.ucp_ep_flush_nbx(e->ep, &p), slot, "flush", kNoBytes, e);
 }
 
 // send(ep, source, tag, dtype, payload, slot): 0 sent (payload reusable), 1 pending.
@@ -148,7 +148,7 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
   header[0] = info[1].As<Napi::Number>().Uint32Value();
   header[1] = uint32_t(info[2].As<Napi::Number>().Int32Value());
   header[2] = info[3].As<Napi::Number>().Uint32Value();
-  return Issued(env, api.ucp_am_send_nbx(e->ep, kAmId, header, 12, data, len, &p), slot, "send of " + std::to_string(len) + " bytes", e);
+  return Issued(env, api.ucp_am_send_nbx(e->ep, kAmId, header, 12, data, len, &p), slot, "send", len, e);
 }
 
 // progress(): progresses the worker until it has nothing to do; the number of events.

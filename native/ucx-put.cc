@@ -112,7 +112,6 @@ Napi::Value AmPut(const Napi::CallbackInfo& info) {
   size_t len;
   if (!BytesOf(env, info[2], &src, &len)) return env.Undefined();
   int64_t slotArg = info[3].As<Napi::Number>().Int64Value();
-  std::string what = "put of " + std::to_string(len) + " bytes";
   ucp_request_param_t p;
   int32_t done = UCS_INPROGRESS;
   PutHeader local{address, e->id, 0};
@@ -133,9 +132,9 @@ Napi::Value AmPut(const Napi::CallbackInfo& info) {
   p.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
   ucs_status_ptr_t r = api.ucp_am_send_nbx(e->ep, kAmPutId, header, sizeof *header, src, len, &p);
   if (!UCS_PTR_IS_ERR(r)) e->putsSent++;
-  if (slotArg >= 0) return Issued(env, r, slot, what, e);
+  if (slotArg >= 0) return Issued(env, r, slot, "put", len, e);
   ucs_status_t s = WaitRequest(r, &done);
-  if (s != UCS_OK) return Fail(env, what + " to " + e->peer, s);
+  if (s != UCS_OK) return Fail(env, Describe("put", len, e), s);
   return env.Undefined();
 }
 

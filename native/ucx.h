@@ -246,7 +246,10 @@ Ep* EpOf(Napi::Env env, Napi::Value v);
 ucp_rkey_h RkeyOf(Napi::Env env, Napi::Value v);
 bool SlotOf(Napi::Env env, Napi::Value v, uint32_t* slot);
 int64_t OperandOf(Napi::Value v);
-Napi::Value Issued(Napi::Env env, ucs_status_ptr_t r, uint32_t slot, const std::string& what, Ep* e);
+// "op of N bytes to rank R" (bytes kNoBytes: no size; e null: no peer), for errors.
+constexpr size_t kNoBytes = SIZE_MAX;
+std::string Describe(const char* op, size_t bytes, const Ep* e);
+Napi::Value Issued(Napi::Env env, ucs_status_ptr_t r, uint32_t slot, const char* op, size_t bytes, Ep* e);
 void PrepareSlot(ucp_request_param_t& p, uint32_t slot);
 ucs_status_t WaitRequest(ucs_status_ptr_t r, int32_t* done);
 
