@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitShm(env, exports);
   InitCma(env, exports);
   InitFutex(env, exports);
+  InitDoorWatch(env, exports);
   InitXpmem(env, exports);
   InitProcess(env, exports);
   InitReduce(env, exports);

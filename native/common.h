@@ -36,6 +36,7 @@ void InitColl(Napi::Env env, Napi::Object exports);
 void InitQueue(Napi::Env env, Napi::Object exports);
 void InitCma(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
+void InitDoorWatch(Napi::Env env, Napi::Object exports);
 void InitXpmem(Napi::Env env, Napi::Object exports);
 void InitProcess(Napi::Env env, Napi::Object exports);
 void InitReduce(Napi::Env env, Napi::Object exports);

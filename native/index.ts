@@ -64,6 +64,14 @@ export interface NativeBinding {
   futexWait(word: Int32Array, index: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(word: Int32Array, index: number, count?: number): number;
   yield(): void;
+  /**
+   * A thread that sleeps on participant door `doorIndex` for its JavaScript
+   * (native/door-watch.cc): after doorArm(handle), onRing runs once the door moves.
+   */
+  doorWatch(words: Int32Array, sleepingIndex: number, doorIndex: number, wake: number, onRing: () => void): number;
+  /** Publishes that the participant sleeps for its wake classes; the caller then checks its condition once more. */
+  doorArm(handle: number): void;
+  doorUnwatch(handle: number): void;
   /** A full memory fence (mfence): orders non-temporal stores of large copies. */
   fence(): void;
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */

@@ -14,7 +14,8 @@
  */
 import { cpus } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { ControlSegment } from '../shm/control.js';
+import { WAKE_MESSAGE, type ControlSegment } from '../shm/control.js';
+import { DoorWatch } from '../shm/door.js';
 import { NodeQueues } from '../shm/queue.js';
 import { AmoServer, serverSpinMicros } from './amo.js';
 import { DataConnection, type DataServices } from './connection.js';
@@ -42,7 +43,7 @@ export function dataServices(o: ServiceOptions): DataServices {
     nodeIndex: o.nodeIndex,
     heaps,
     rma: new RemoteMemoryAccess(heaps),
-    relay: new MessageRelay(new NodeQueues(o.ctrl, o.ctrl.gateway), o.ranks.length),
+    relay: new MessageRelay(new NodeQueues(o.ctrl, o.ctrl.gateway), o.ranks.length, (pump) => new DoorWatch(o.ctrl, o.ctrl.gateway, WAKE_MESSAGE, pump)),
     homes: new PageHomes({ nodeIndex: o.nodeIndex, nnodes: o.nnodes }),
     semaphores: new SemaphoreTable(),
     amoPort: 0,

@@ -1,0 +1,32 @@
+/**
+ * A participant's doorbell watched for a process whose JavaScript thread must
+ * not block (native/door-watch.cc): the node agent, which writes into its
+ * ranks' queues as their gateway. A rank that finds a queue full sleeps on its
+ * door until the consumer makes room and rings it (queue.ts); the agent arms
+ * this instead and is called back once the door moves.
+ */
+import { native } from '../../native/index.js';
+import type { ControlSegment } from './control.js';
+
+export class DoorWatch {
+  readonly #handle: number;
+  #closed = false;
+
+  /** Watches participant `participant`'s door for rings of class `wake`; `onRing` runs once per arm() whose door moved. */
+  constructor(ctrl: ControlSegment, participant: number, wake: number, onRing: () => void) {
+    this.#handle = native().doorWatch(ctrl.i32, ctrl.sleepingIndex(participant), ctrl.doorIndex(participant), wake, () => {
+      if (!this.#closed) onRing();
+    });
+  }
+
+  /** As a rank before it sleeps: after this, check the condition once more; onRing follows a ring. */
+  arm(): void {
+    if (!this.#closed) native().doorArm(this.#handle);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native().doorUnwatch(this.#handle);
+  }
+}
