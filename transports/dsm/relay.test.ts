@@ -14,7 +14,7 @@ import { MessageRelay, type RelayQueues, type RoomSignal } from './relay.js';
 /** A queue per rank that takes `room[l]` more messages (fragments: `fragment` bytes each); what it took, in order. */
 class FakeQueues implements RelayQueues {
   readonly maxEager = 64;
-  readonly fragment = 16;
+  fragment = 16;
   readonly taken: Array<{ dest: number; tag: number; origin: number; bytes: number }> = [];
   constructor(readonly room: number[]) {}
   tryPost(dest: number, m: OutgoingMessage, eagerLimit: number, origin: number): boolean {
@@ -134,6 +134,25 @@ describe('MessageRelay', () => {
     expect(f64.length).toBe(2);
     expect(() => r.landing(DTYPE_F64, 12)).toThrow(new ProtocolError('MSG of 12 bytes is not whole elements'));
     expect(() => r.landing(200, 8)).toThrow(/unknown type code 200/);
+  });
+
+  it('reuses a large message\'s landing buffer once it is relayed, never while it waits', () => {
+    const q = new FakeQueues([0]);
+    q.fragment = 1 << 20;
+    const { r, room } = relayOver(q, 1);
+    const a = r.landing(DTYPE_U8, 128 << 10);
+    r.deliver(0, msg(1, 0, a.byteLength), a);
+    expect(r.waiting).toBe(1);
+    const b = r.landing(DTYPE_U8, 128 << 10);
+    expect(b.buffer).not.toBe(a.buffer); // a still waits in the outbox
+    q.room[0] = 10;
+    room.ring();
+    expect(r.waiting).toBe(0);
+    const c = r.landing(DTYPE_F64, 100 << 10); // a fits it: reused, as a view of the right type and length
+    expect(c.buffer).toBe(a.buffer);
+    expect(c).toBeInstanceOf(Float64Array);
+    expect(c.byteLength).toBe(100 << 10);
+    expect(r.landing(DTYPE_U8, 8).buffer).not.toBe(b.buffer); // small ones are never spares
   });
 
   it('close() closes its signal', () => {

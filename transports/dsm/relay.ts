@@ -37,10 +37,19 @@ export interface RelayItem extends OutgoingMessage {
   origin: number;
 }
 
+/**
+ * Landing buffers of at least this many bytes are kept for the next message
+ * once relayed (up to SPARES of them): a fresh 1 MiB array cost V8's zeroing
+ * and a page fault per 4 KiB on every message.
+ */
+const RECYCLE_BYTES = 64 << 10;
+const SPARES = 4;
+
 export class MessageRelay {
   readonly #queues: RelayQueues;
   readonly #outbox: RelayItem[][];
   readonly #room: RoomSignal;
+  readonly #spares: ArrayBuffer[] = [];
 
   /** `nlocal`: the ranks on this node; `room(pump)` makes the signal that calls pump when room appears. */
   constructor(queues: RelayQueues, nlocal: number, room: (pump: () => void) => RoomSignal) {
@@ -52,8 +61,13 @@ export class MessageRelay {
   /** The array a message of type `dtype` and `bytes` bytes lands in (checked: a known type, whole elements). */
   landing(dtype: number, bytes: number): TypedArray {
     if (dtype < 0 || dtype > DTYPE_CTORS.length + 2) throw new ProtocolError(`MSG of unknown type code ${dtype}`);
-    if (bytes % moveCtor(dtype).BYTES_PER_ELEMENT !== 0) throw new ProtocolError(`MSG of ${bytes} bytes is not whole elements`);
-    return allocate(dtype, bytes);
+    const Ctor = moveCtor(dtype);
+    if (bytes % Ctor.BYTES_PER_ELEMENT !== 0) throw new ProtocolError(`MSG of ${bytes} bytes is not whole elements`);
+    if (bytes < RECYCLE_BYTES) return allocate(dtype, bytes);
+    // A spare that fits and is not over twice the size, else memory V8 does not zero (every byte is received into it).
+    const i = this.#spares.findIndex((b) => b.byteLength >= bytes && b.byteLength <= 2 * bytes);
+    const buffer = i >= 0 ? this.#spares.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(bytes).buffer;
+    return new Ctor(buffer, 0, bytes / Ctor.BYTES_PER_ELEMENT);
   }
 
   /** Queues the message of MSG `h` (landed in `payload`) for local rank `l` and relays what fits. */
@@ -83,13 +97,22 @@ export class MessageRelay {
         const m = box[0]!;
         if (!q.tryPost(l, m, q.maxEager, m.origin)) break;
         box.shift();
+        this.#recycle(m.payload);
       }
       if (box.length > 0) stuck = true;
     });
     return stuck;
   }
 
+  /** A relayed message's landing buffer, kept for the next large one (its bytes are in the queue now). */
+  #recycle(payload: TypedArray): void {
+    const b = payload.buffer;
+    if (payload.byteLength < RECYCLE_BYTES || !(b instanceof ArrayBuffer) || this.#spares.length >= SPARES) return;
+    this.#spares.push(b);
+  }
+
   close(): void {
+    this.#spares.length = 0;
     this.#room.close();
   }
 }
