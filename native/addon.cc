@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCma(env, exports);
   InitFutex(env, exports);
   InitDoorWatch(env, exports);
+  InitSocketWrite(env, exports);
   InitXpmem(env, exports);
   InitProcess(env, exports);
   InitReduce(env, exports);

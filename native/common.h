@@ -37,6 +37,7 @@ void InitQueue(Napi::Env env, Napi::Object exports);
 void InitCma(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitDoorWatch(Napi::Env env, Napi::Object exports);
+void InitSocketWrite(Napi::Env env, Napi::Object exports);
 void InitXpmem(Napi::Env env, Napi::Object exports);
 void InitProcess(Napi::Env env, Napi::Object exports);
 void InitReduce(Napi::Env env, Napi::Object exports);

@@ -72,6 +72,8 @@ export interface NativeBinding {
   /** Publishes that the participant sleeps for its wake classes; the caller then checks its condition once more. */
   doorArm(handle: number): void;
   doorUnwatch(handle: number): void;
+  /** writev of the chunks to a non-blocking socket: the bytes it took, 0 when it is full (no exception); other errors throw. */
+  socketWrite(fd: number, chunks: readonly Uint8Array[]): number;
   /** A full memory fence (mfence): orders non-temporal stores of large copies. */
   fence(): void;
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */

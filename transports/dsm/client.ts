@@ -1,7 +1,9 @@
 /**
  * A rank's connections to node agents: one per node, made at init (to its
- * own node's agent on first use). Puts and messages are written at once (the
- * data copied into the frame, so the caller may reuse it); gets, atomics,
+ * own node's agent on first use). Puts and messages are written at once,
+ * header and payload in one writev from the caller's bytes (what the kernel
+ * does not take is copied, so the caller may reuse them, except a message's
+ * stable payload, which its send waits to see written); gets, atomics,
  * flushes and shared-variable requests wait for the agent's reply, which is
  * read from the socket by the event loop. One connection per node keeps every
  * operation from this rank to that node in order, so a flush answered means
@@ -14,11 +16,11 @@
  * and keeps what the kernel did not take; every wait of the rank pumps it
  * (pumpAll), and so does a check scheduled on the event loop.
  */
-import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { AmoChannel, heapTarget, nativeAtomicsWanted } from './amo.js';
 import { connectNow } from './connect-now.js';
 import { MprunError } from '../../core/errors.js';
+import { native } from '../../native/index.js';
 import { parseTcpAddress, socketFd } from '../../core/wire.js';
 import { RequestChannel, type ReplyRules } from '../../core/channel.js';
 import { readOperand, writeOperand } from './atomic.js';
@@ -42,6 +44,13 @@ const REPLIES: ReplyRules<number, unknown> = {
     return payload;
   },
 };
+
+/** A frame's header alone, for a payload written after it. */
+function header(type: number, payloadBytes: number, h: Partial<Omit<Header, 'bytes' | 'type'>>): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES);
+  writeHeader(out, 0, type, payloadBytes, h);
+  return out;
+}
 
 /** Links with output the kernel has not taken yet. */
 const backlogged = new Set<AgentLink>();
@@ -67,7 +76,10 @@ export class AgentLink {
   unflushed = 0;
   /** The socket's descriptor once authenticated (writes go to it directly), and what it has not taken. */
   #fd = -1;
-  readonly #out: Buffer[] = [];
+  readonly #out: Uint8Array[] = [];
+  /** Bytes ever queued in #out, and of those, written: marks for stable writes (see #write). */
+  #queuedBytes = 0;
+  #writtenBytes = 0;
   #pumpScheduled = false;
   readonly #nodeName: string;
   readonly #host: string | null;
@@ -93,7 +105,7 @@ export class AgentLink {
     this.#host = parseTcpAddress(address)?.host ?? null;
     this.#secret = secret;
     this.#socket = socket;
-    this.#channel = new RequestChannel(DSM_PROTOCOL, (type, h, payload) => this.#write(frame(type, h, payload)), REPLIES);
+    this.#channel = new RequestChannel(DSM_PROTOCOL, (type, h, payload) => void this.#write([frame(type, h, payload)]), REPLIES);
   }
 
   /** Connects and authenticates as `rank`; resolves once the agent accepted. */
@@ -177,45 +189,66 @@ export class AgentLink {
     if (this.#channel.error !== null) throw this.#channel.error;
   }
 
-  /** Writes bytes now if the kernel takes them, else queues them (in order) for pump(). */
-  #write(buf: Buffer): void {
+  /**
+   * Writes `chunks` now as far as the kernel takes them and queues the rest, in
+   * order, for pump(). With `stable` the caller keeps them unchanged until
+   * written (a message's payload: no copy of it is made), and gets the mark
+   * that written() then reaches; else what is left is copied, and the chunks
+   * may be reused on return (null).
+   */
+  #write(chunks: Uint8Array[], stable = false): number | null {
     if (this.#fd < 0) {
-      this.#socket.write(buf); // authenticating: nothing else is written yet
-      return;
+      // authenticating: nothing else is written yet (the stream keeps what it is given: copies)
+      for (const c of chunks) this.#socket.write(Uint8Array.prototype.slice.call(c));
+      return null;
     }
-    if (this.#out.length === 0) {
-      const n = this.#tryWrite(buf);
-      if (n === buf.byteLength) return;
-      buf = buf.subarray(n);
+    let n = this.#out.length === 0 ? this.#tryWrite(chunks) : 0;
+    let queued = false;
+    for (const c of chunks) {
+      if (n >= c.byteLength) {
+        n -= c.byteLength;
+        continue;
+      }
+      const rest = n > 0 ? c.subarray(n) : c;
+      n = 0;
+      this.#out.push(stable ? rest : Uint8Array.prototype.slice.call(rest));
+      this.#queuedBytes += rest.byteLength;
+      queued = true;
     }
-    this.#out.push(buf);
+    if (!queued) return null;
     backlogged.add(this);
     this.#schedulePump();
+    return stable ? this.#queuedBytes : null;
   }
 
-  #tryWrite(buf: Buffer): number {
+  /** Bytes of queued output the kernel has taken so far; a stable write is done once this reaches its mark. */
+  get written(): number {
+    return this.#writtenBytes;
+  }
+
+  /** What the kernel takes of `chunks` now; a failed link takes everything (its error is sticky). */
+  #tryWrite(chunks: readonly Uint8Array[]): number {
     try {
-      return writeSync(this.#fd, buf, 0, buf.byteLength);
+      return native().socketWrite(this.#fd, chunks);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return 0;
       this.#fail(new MprunError('ERR_MPRUN_UNREACHABLE', `writing to the agent of node ${this.node}: ${(e as Error).message}`));
+      this.#writtenBytes = this.#queuedBytes; // nobody waits on a write that cannot happen
       this.#out.length = 0;
       backlogged.delete(this);
-      return buf.byteLength;
+      return Infinity;
     }
   }
 
   /** Writes queued output until the kernel stops taking it. */
   pump(): void {
-    while (this.#out.length > 0) {
-      const buf = this.#out[0]!;
-      const n = this.#tryWrite(buf);
-      if (n < buf.byteLength) {
-        this.#out[0] = buf.subarray(n);
-        return;
-      }
-      this.#out.shift();
+    const out = this.#out;
+    while (out.length > 0) {
+      let n = this.#tryWrite(out);
+      if (n === 0) return;
+      if (n === Infinity) break;
+      this.#writtenBytes += n;
+      while (out.length > 0 && n >= out[0]!.byteLength) n -= out.shift()!.byteLength;
+      if (n > 0) out[0] = out[0]!.subarray(n);
     }
     backlogged.delete(this);
   }
@@ -234,7 +267,7 @@ export class AgentLink {
   /** Writes a frame that expects no reply. */
   post(type: number, h: Partial<Omit<Header, 'bytes' | 'type'>>, payload?: Uint8Array): void {
     this.#check();
-    this.#write(frame(type, h, payload));
+    this.#write([frame(type, h, payload)]);
   }
 
   /**
@@ -243,20 +276,22 @@ export class AgentLink {
    * MSG_PARTs written back to back (nothing else can come between them: this
    * loop is synchronous), which the agent reassembles before relaying.
    */
-  message(target: number, source: number, tag: number, dtype: number, bytes: Uint8Array): void {
+  message(target: number, source: number, tag: number, dtype: number, bytes: Uint8Array, stable: boolean): number | null {
     this.#check();
     // A put before a message lands before it (as on this link alone, and within a node).
     this.#flushNative();
     const h = { target, id: source, arg: tag, aux: dtype };
-    if (bytes.byteLength <= MAX_PAYLOAD) {
-      this.#write(frame(DsmFrame.MSG, h, bytes));
-      return;
+    // Each frame's header, then its piece of the payload itself: one writev, no copy of the payload.
+    const chunks: Uint8Array[] = [];
+    if (bytes.byteLength <= MAX_PAYLOAD) chunks.push(header(DsmFrame.MSG, bytes.byteLength, h), bytes);
+    else {
+      // MAX_PAYLOAD is a multiple of every element size, so each piece is whole elements.
+      for (let at = 0; at < bytes.byteLength; at += MAX_PAYLOAD) {
+        const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + MAX_PAYLOAD));
+        chunks.push(header(at === 0 ? DsmFrame.MSG_START : DsmFrame.MSG_PART, piece.byteLength, { ...h, offset: at === 0 ? bytes.byteLength : at }), piece);
+      }
     }
-    // MAX_PAYLOAD is a multiple of every element size, so each piece is whole elements.
-    for (let at = 0; at < bytes.byteLength; at += MAX_PAYLOAD) {
-      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + MAX_PAYLOAD));
-      this.#write(frame(at === 0 ? DsmFrame.MSG_START : DsmFrame.MSG_PART, { ...h, offset: at === 0 ? bytes.byteLength : at }, piece));
-    }
+    return this.#write(chunks, stable);
   }
 
   /** Writes a frame and resolves with its reply's payload (or value). */
@@ -275,10 +310,8 @@ export class AgentLink {
     this.#check();
     for (let at = 0; at < bytes.byteLength || at === 0; at += MAX_PAYLOAD) {
       const n = Math.min(MAX_PAYLOAD, bytes.byteLength - at);
-      const out = Buffer.allocUnsafe(HEADER_BYTES + n);
-      writeHeader(out, 0, DsmFrame.PUT, n, { target: rank, offset: offset + at });
-      out.set(bytes.subarray(at, at + n), HEADER_BYTES);
-      this.#write(out);
+      // The caller may reuse `bytes` on return: what the kernel does not take now is copied.
+      this.#write([header(DsmFrame.PUT, n, { target: rank, offset: offset + at }), bytes.subarray(at, at + n)]);
       if (n === 0) break;
     }
     this.unflushed++;

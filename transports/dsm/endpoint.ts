@@ -1,7 +1,7 @@
 /**
  * A peer on another node, reached through the connection to its node's
  * agent (one per node, shared by its ranks): puts and messages are written
- * at once (copied into frames), gets, atomics and flushes wait for the
+ * at once, gets, atomics and flushes wait for the
  * agent's reply. The agent serves them on the peer's heap while the peer
  * computes.
  */
@@ -54,10 +54,20 @@ export class DsmEndpoint implements Endpoint {
     return this.#link.flush();
   }
 
-  /** The agent relays it into the peer's queue; the payload is copied into frames, so it is sent on return. */
-  send(tag: number, dtype: number, payload: TypedArray): SendCompletion {
-    this.#link.message(this.#peer, this.#me, tag, dtype, bytesOf(payload));
-    return SENT;
+  /**
+   * The agent relays it into the peer's queue. Written to the socket from the
+   * payload itself: done at once when the kernel takes it all; else a stable
+   * payload is done once the rest is written, and another is copied.
+   */
+  send(tag: number, dtype: number, payload: TypedArray, stable: boolean): SendCompletion {
+    const mark = this.#link.message(this.#peer, this.#me, tag, dtype, bytesOf(payload), stable);
+    if (mark === null) return SENT;
+    const link = this.#link;
+    return {
+      get done(): boolean {
+        return link.written >= mark;
+      },
+    };
   }
 
   /** The link is the node's, closed with the rank's transports. */

@@ -1,0 +1,49 @@
+// Writes to a non-blocking socket without exceptions for a full one: a rank's
+// link to a node agent writes its frames to the descriptor itself (see
+// transports/dsm/client.ts), and with fs.writeSync every attempt on a full
+// socket threw EAGAIN as an Error with a stack: sending 64 MiB across nodes,
+// half of the sending rank's CPU went into building those errors. The frames'
+// parts go as one writev, so a message's payload is never copied into a frame.
+#include "common.h"
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <sys/uio.h>
+#include <vector>
+
+namespace mprun {
+namespace {
+
+// socketWrite(fd, chunks: Uint8Array[]) -> bytes the kernel took (0: none now, the socket
+// is full). Other failures throw ERR_MPRUN_SYSTEM naming the errno.
+Napi::Value SocketWrite(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsArray()) return ThrowCode(env, "ERR_MPRUN_ARG", "socketWrite(fd, chunks: Uint8Array[])");
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  auto chunks = info[1].As<Napi::Array>();
+  const uint32_t n = std::min<uint32_t>(chunks.Length(), IOV_MAX);
+  std::vector<iovec> iov;
+  iov.reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value c = chunks.Get(i);
+    uint8_t* data = nullptr;
+    size_t length = 0;
+    if (!BytesOf(env, c, &data, &length)) return env.Undefined();
+    if (length > 0) iov.push_back({data, length});
+  }
+  if (iov.empty()) return Napi::Number::New(env, 0);
+  ssize_t r;
+  do r = writev(fd, iov.data(), static_cast<int>(iov.size()));
+  while (r < 0 && errno == EINTR);
+  if (r >= 0) return Napi::Number::New(env, static_cast<double>(r));
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, 0);
+  return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "writev to a socket");
+}
+
+}  // namespace
+
+void InitSocketWrite(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketWrite", Napi::Function::New(env, SocketWrite));
+}
+
+}  // namespace mprun
