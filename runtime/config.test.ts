@@ -83,4 +83,8 @@ describe('configVariables', () => {
     };
     expect(configVariables(env)).toEqual({ MPRUN_SPIN_US: '7', MPRUN_NET: 'ucx', MPRUN_COLL_REPRODUCIBLE: '1' });
   });
+
+  it('forwards the transports\' comparison switches, which ranks on other nodes read (they had only the node\'s environment)', () => {
+    expect(configVariables({ MPRUN_DSM_NATIVE_AMO: '0', MPRUN_UCX_PUTS: 'rma' })).toEqual({ MPRUN_DSM_NATIVE_AMO: '0', MPRUN_UCX_PUTS: 'rma' });
+  });
 });

@@ -34,6 +34,8 @@ export const CONFIG_FIELDS: readonly ConfigField[] = [
   { name: 'MPRUN_XPMEM_BACKEND', default: '(best)', help: "force the XPMEM backend: kernel, shm or cma (a node's own: not forwarded to other nodes)", forward: false },
   { name: 'MPRUN_KILL_GRACE_MS', default: '2000', help: 'how long mprun waits after SIGTERM before it SIGKILLs the ranks of an aborting job' },
   { name: 'MPRUN_NET', default: 'tcp (auto under direct launch)', help: 'the network to other nodes: ucx, tcp (the node agents) or auto (UCX when usable); mprun --net sets it' },
+  { name: 'MPRUN_DSM_NATIVE_AMO', default: '1', help: "0: one-sided operations across nodes (--net tcp) go through the node agents' JavaScript instead of their native thread (for comparison)" },
+  { name: 'MPRUN_UCX_PUTS', default: '(by network)', help: 'am: puts over UCX as our own active messages (the default where UCX has only TCP), rma: as UCP puts (the default elsewhere)' },
   { name: 'MPRUN_UCX_PROGRESS_THREAD', default: '1', help: "0: no native thread progresses UCX while the rank computes (over TCP a computing target then stalls others' gets and atomics)" },
   { name: 'MPRUN_NODE_ARGS', default: '', help: 'extra Node.js flags for every rank, e.g. --cpu-prof or --trace-deopt (read by mprun)' },
   { name: 'MPRUN_DEBUG', default: '0', help: 'print the transport chosen for each peer (self, xpmem/<backend>, dsm) and wire-up steps to stderr' },
