@@ -103,7 +103,9 @@ struct Server {
   std::thread thread;
 };
 
-std::vector<std::unique_ptr<Server>> servers;  // by handle; null once stopped
+// By handle; null once stopped. Never destroyed: a process that exits with a server still
+// running must not run ~thread on its thread (std::terminate).
+auto& servers = *new std::vector<std::unique_ptr<Server>>();
 
 constexpr uint64_t kListenKey = ~0ull;
 constexpr uint64_t kWakeKey = ~0ull - 1;

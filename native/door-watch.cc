@@ -11,10 +11,16 @@
 // publishes what the participant sleeps for in its `sleeping` word (seq-cst);
 // the caller then checks its condition once more. A ringer that saw the
 // publication moves the door (words::RingDoor), so the thread, waiting for the
-// door to leave the value read before it, cannot miss it; a ringer that did
-// not wrote its change before the caller's check.
+// door to leave the value read before it, does not miss it; a ringer that did
+// not wrote its change before the caller's check. One interleaving still loses a
+// ring, as it can for a rank: a ringer that saw an earlier publication, moved
+// the door and was preempted before it cleared `sleeping` clears the next
+// publication instead, and later ringers then ring nobody. A rank's sleep is
+// bounded by its slice for that; here the thread calls back after kSliceMs
+// without a ring too, and the caller looks again (and arms again if need be).
 #include "common.h"
 #include "words.h"
+#include <cerrno>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -38,7 +44,12 @@ struct Watch {
   std::thread thread;
 };
 
-std::vector<std::unique_ptr<Watch>> watches;  // by handle; null once unwatched (JavaScript's thread only)
+// By handle; null once unwatched (JavaScript's thread only). Never destroyed: a process
+// that exits with a watch still running must not run ~thread on it (std::terminate).
+auto& watches = *new std::vector<std::unique_ptr<Watch>>();
+
+// Longest the thread waits for a ring before it calls back anyway (see the protocol above).
+constexpr long kSliceMs = 10;
 
 void Run(Watch* w) {
   for (;;) {
@@ -49,12 +60,20 @@ void Run(Watch* w) {
       if (w->stop) return;
       seen = w->seen;
     }
-    // Bounded waits only so that a stop is seen even if its wake-up were lost.
+    // Until the door moves or a slice passes (a ring lost as the protocol says).
+    timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_nsec += kSliceMs * 1000 * 1000;
+    if (end.tv_nsec >= 1000 * 1000 * 1000) {
+      end.tv_sec++;
+      end.tv_nsec -= 1000 * 1000 * 1000;
+    }
     while (words::Load(w->door) == seen) {
-      timespec ts{0, 100 * 1000 * 1000};
-      syscall(SYS_futex, w->door, FUTEX_WAIT, seen, &ts, nullptr, 0);
+      // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline: spurious wake-ups do not extend it.
+      long r = syscall(SYS_futex, w->door, FUTEX_WAIT_BITSET, seen, &end, nullptr, FUTEX_BITSET_MATCH_ANY);
       std::lock_guard<std::mutex> g(w->lock);
       if (w->stop) return;
+      if (r != 0 && errno == ETIMEDOUT) break;
     }
     {
       std::lock_guard<std::mutex> g(w->lock);
@@ -75,7 +94,8 @@ Watch* WatchOf(const Napi::CallbackInfo& info) {
 }
 
 // doorWatch(words: Int32Array, sleepingIndex, doorIndex, wake, onRing) -> handle. onRing runs on
-// this thread, once per doorArm whose door moved; the watch holds no event loop open.
+// the JavaScript thread, once the door moved after a doorArm (or a slice passed; arms while
+// armed count as one); the watch holds no event loop open.
 Napi::Value DoorWatch(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[4].IsFunction()) {

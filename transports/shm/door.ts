@@ -12,7 +12,12 @@ export class DoorWatch {
   readonly #handle: number;
   #closed = false;
 
-  /** Watches participant `participant`'s door for rings of class `wake`; `onRing` runs once per arm() whose door moved. */
+  /**
+   * Watches participant `participant`'s door for rings of class `wake`:
+   * `onRing` runs once the door moved after arm(), or after a slice of 10 ms
+   * without a ring (one can be lost: native/door-watch.cc), so the caller
+   * checks its condition again and arms again while it does not hold.
+   */
   constructor(ctrl: ControlSegment, participant: number, wake: number, onRing: () => void) {
     this.#handle = native().doorWatch(ctrl.i32, ctrl.sleepingIndex(participant), ctrl.doorIndex(participant), wake, () => {
       if (!this.#closed) onRing();
