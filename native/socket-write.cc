@@ -14,6 +14,8 @@
 namespace mprun {
 namespace {
 
+constexpr uint32_t kMaxChunks = 64;
+
 // socketWrite(fd, chunks: Uint8Array[]) -> bytes the kernel took (0: none now, the socket
 // is full). Other failures throw ERR_MPRUN_SYSTEM naming the errno.
 Napi::Value SocketWrite(const Napi::CallbackInfo& info) {
@@ -21,7 +23,9 @@ Napi::Value SocketWrite(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber() || !info[1].IsArray()) return ThrowCode(env, "ERR_MPRUN_ARG", "socketWrite(fd, chunks: Uint8Array[])");
   const int fd = info[0].As<Napi::Number>().Int32Value();
   auto chunks = info[1].As<Napi::Array>();
-  const uint32_t n = std::min<uint32_t>(chunks.Length(), IOV_MAX);
+  // At most kMaxChunks a call: a backlog of many small frames is written over several
+  // calls (the kernel rarely takes more at once) rather than inspected whole each time.
+  const uint32_t n = std::min<uint32_t>(chunks.Length(), kMaxChunks);
   std::vector<iovec> iov;
   iov.reserve(n);
   for (uint32_t i = 0; i < n; i++) {

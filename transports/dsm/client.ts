@@ -232,17 +232,28 @@ export class AgentLink {
       return native().socketWrite(this.#fd, chunks);
     } catch (e) {
       this.#fail(new MprunError('ERR_MPRUN_UNREACHABLE', `writing to the agent of node ${this.node}: ${(e as Error).message}`));
-      this.#writtenBytes = this.#queuedBytes; // nobody waits on a write that cannot happen
-      this.#out.length = 0;
-      backlogged.delete(this);
+      this.#abandonOutput();
       return Infinity;
     }
+  }
+
+  /** Drops queued output that can never be written (the link failed or closed): nobody waits on it. */
+  #abandonOutput(): void {
+    this.#writtenBytes = this.#queuedBytes;
+    this.#out.length = 0;
+    backlogged.delete(this);
   }
 
   /** Writes queued output until the kernel stops taking it. */
   pump(): void {
     const out = this.#out;
     while (out.length > 0) {
+      if (out[0]!.byteLength === 0) {
+        // Nothing empty is queued (#write skips it): a message's buffer was detached (transferred) before it went out.
+        this.#fail(new MprunError('ERR_MPRUN_ARG', `a message to node ${this.#nodeName} lost its buffer (transferred or detached) before it was sent`));
+        this.#abandonOutput();
+        return;
+      }
       let n = this.#tryWrite(out);
       if (n === 0) return;
       if (n === Infinity) break;
@@ -433,7 +444,7 @@ export class AgentLink {
   close(): void {
     this.#amo?.close();
     this.#channel.close(new MprunError('ERR_MPRUN_FINALIZED', 'the world is finalized'));
-    backlogged.delete(this);
+    this.#abandonOutput();
     this.#socket.destroy();
   }
 }

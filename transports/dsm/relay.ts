@@ -22,8 +22,9 @@ export interface RelayQueues {
 
 /**
  * Tells the relay that a queue may have room. A relay that found one full
- * arms it, then tries once more; `pump` is called after a consumer made room
- * since the arm (transports/shm/door.ts over the gateway's door). Before, the
+ * arms it, then tries once more; `pump` is called once the gateway's door
+ * moved since the arm (a consumer made room, or any other ring) or a slice
+ * passed without a ring (transports/shm/door.ts). Before, the
  * relay retried every millisecond: a 1 MiB message, five refills of a 256 KiB
  * queue, crossed nodes at 0.4 GB/s.
  */
@@ -38,11 +39,13 @@ export interface RelayItem extends OutgoingMessage {
 }
 
 /**
- * Landing buffers of at least this many bytes are kept for the next message
- * once relayed (up to SPARES of them): a fresh 1 MiB array cost V8's zeroing
- * and a page fault per 4 KiB on every message.
+ * Landing buffers of RECYCLE_BYTES to RECYCLE_MAX_BYTES are kept for the next
+ * message once relayed (the SPARES most recent): a fresh 1 MiB array cost
+ * V8's zeroing and a page fault per 4 KiB on every message. Larger ones are
+ * let go, so that one huge message does not stay in the agent for the job.
  */
 const RECYCLE_BYTES = 64 << 10;
+const RECYCLE_MAX_BYTES = 16 << 20;
 const SPARES = 4;
 
 export class MessageRelay {
@@ -107,7 +110,8 @@ export class MessageRelay {
   /** A relayed message's landing buffer, kept for the next large one (its bytes are in the queue now). */
   #recycle(payload: TypedArray): void {
     const b = payload.buffer;
-    if (payload.byteLength < RECYCLE_BYTES || !(b instanceof ArrayBuffer) || this.#spares.length >= SPARES) return;
+    if (payload.byteLength < RECYCLE_BYTES || b.byteLength > RECYCLE_MAX_BYTES || !(b instanceof ArrayBuffer)) return;
+    if (this.#spares.length >= SPARES) this.#spares.shift(); // the oldest: sizes that stopped coming
     this.#spares.push(b);
   }
 

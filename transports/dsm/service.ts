@@ -85,9 +85,10 @@ export class DsmService {
 
   close(): void {
     const s = this.#services;
+    // First: its thread reads the control segment, which the agent unmaps after this.
+    s.relay.close();
     // Before the variables' segments are detached (homes.close).
     this.#atomics?.stop();
-    s.relay.close();
     this.#server?.close();
     for (const socket of this.#sockets) socket.destroy();
     s.heaps.close();
