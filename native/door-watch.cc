@@ -20,6 +20,7 @@
 // without a ring too, and the caller looks again (and arms again if need be).
 #include "common.h"
 #include "words.h"
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <memory>
@@ -39,6 +40,7 @@ struct Watch {
   bool armed = false;
   int32_t seen = 0;
   bool stop = false;
+  long sliceMs = 10;  // longest the thread waits for a ring before it calls back anyway (see the protocol above)
   Napi::ThreadSafeFunction ring;  // the JavaScript callback
   Napi::ObjectReference words;    // keeps the segment's array alive while the thread reads it
   std::thread thread;
@@ -48,8 +50,6 @@ struct Watch {
 // that exits with a watch still running must not run ~thread on it (std::terminate).
 auto& watches = *new std::vector<std::unique_ptr<Watch>>();
 
-// Longest the thread waits for a ring before it calls back anyway (see the protocol above).
-constexpr long kSliceMs = 10;
 
 void Run(Watch* w) {
   for (;;) {
@@ -63,7 +63,8 @@ void Run(Watch* w) {
     // Until the door moves or a slice passes (a ring lost as the protocol says).
     timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_nsec += kSliceMs * 1000 * 1000;
+    end.tv_sec += w->sliceMs / 1000;
+    end.tv_nsec += (w->sliceMs % 1000) * 1000 * 1000;
     if (end.tv_nsec >= 1000 * 1000 * 1000) {
       end.tv_sec++;
       end.tv_nsec -= 1000 * 1000 * 1000;
@@ -93,9 +94,9 @@ Watch* WatchOf(const Napi::CallbackInfo& info) {
   return watches[h].get();
 }
 
-// doorWatch(words: Int32Array, sleepingIndex, doorIndex, wake, onRing) -> handle. onRing runs on
-// the JavaScript thread, once the door moved after a doorArm (or a slice passed; arms while
-// armed count as one); the watch holds no event loop open.
+// doorWatch(words: Int32Array, sleepingIndex, doorIndex, wake, onRing, sliceMs = 10) -> handle.
+// onRing runs on the JavaScript thread, once the door moved after a doorArm (or sliceMs passed;
+// arms while armed count as one); the watch holds no event loop open.
 Napi::Value DoorWatch(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[4].IsFunction()) {
@@ -109,6 +110,7 @@ Napi::Value DoorWatch(const Napi::CallbackInfo& info) {
   w->sleeping = words.Data() + sleeping;
   w->door = words.Data() + door;
   w->wake = info[3].As<Napi::Number>().Int32Value();
+  if (info.Length() > 5 && info[5].IsNumber()) w->sliceMs = std::max<long>(1, info[5].As<Napi::Number>().Int64Value());
   w->words = Napi::Persistent(static_cast<Napi::Object>(words));
   w->ring = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "mprun-door-watch", 0, 1);
   w->ring.Unref(env);

@@ -67,9 +67,9 @@ export interface NativeBinding {
   /**
    * A thread that sleeps on participant door `doorIndex` for its JavaScript
    * (native/door-watch.cc): after doorArm(handle), onRing runs once the door
-   * moves, or after 10 ms without a ring (one can be lost).
+   * moves, or after `sliceMs` (10) without a ring (one can be lost).
    */
-  doorWatch(words: Int32Array, sleepingIndex: number, doorIndex: number, wake: number, onRing: () => void): number;
+  doorWatch(words: Int32Array, sleepingIndex: number, doorIndex: number, wake: number, onRing: () => void, sliceMs?: number): number;
   /** Publishes that the participant sleeps for its wake classes; the caller then checks its condition once more. */
   doorArm(handle: number): void;
   doorUnwatch(handle: number): void;

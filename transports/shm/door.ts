@@ -14,14 +14,14 @@ export class DoorWatch {
 
   /**
    * Watches participant `participant`'s door for rings of class `wake`:
-   * `onRing` runs once the door moved after arm(), or after a slice of 10 ms
+   * `onRing` runs once the door moved after arm(), or after `sliceMs`
    * without a ring (one can be lost: native/door-watch.cc), so the caller
    * checks its condition again and arms again while it does not hold.
    */
-  constructor(ctrl: ControlSegment, participant: number, wake: number, onRing: () => void) {
+  constructor(ctrl: ControlSegment, participant: number, wake: number, onRing: () => void, sliceMs = 10) {
     this.#handle = native().doorWatch(ctrl.i32, ctrl.sleepingIndex(participant), ctrl.doorIndex(participant), wake, () => {
       if (!this.#closed) onRing();
-    });
+    }, sliceMs);
   }
 
   /** As a rank before it sleeps: after this, check the condition once more; onRing follows a ring. */
