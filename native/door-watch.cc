@@ -16,7 +16,7 @@
 // ring, as it can for a rank: a ringer that saw an earlier publication, moved
 // the door and was preempted before it cleared `sleeping` clears the next
 // publication instead, and later ringers then ring nobody. A rank's sleep is
-// bounded by its slice for that; here the thread calls back after kSliceMs
+// bounded by its slice for that; here the thread calls back after its slice
 // without a ring too, and the caller looks again (and arms again if need be).
 #include "common.h"
 #include "words.h"
@@ -49,7 +49,6 @@ struct Watch {
 // By handle; null once unwatched (JavaScript's thread only). Never destroyed: a process
 // that exits with a watch still running must not run ~thread on it (std::terminate).
 auto& watches = *new std::vector<std::unique_ptr<Watch>>();
-
 
 void Run(Watch* w) {
   for (;;) {

@@ -7,7 +7,6 @@
 #include "common.h"
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <sys/uio.h>
 #include <vector>
 

@@ -405,11 +405,21 @@ export class Messenger implements RecordSink, MessageSink {
     return m;
   }
 
-  /** Everything waiting in our queue goes to posted receives or the unexpected queue. */
-  #drainAll(): boolean {
+  /**
+   * Everything waiting in our queue goes to posted receives or the unexpected
+   * queue; with `untilServed`, it stops once the last posted receive has
+   * completed: the records after it stay in our queue for the receive the
+   * program posts next, whose buffer they then land in. Draining on made a
+   * large message that follows (fragments already in the queue) unexpected: a
+   * fresh array for it, and a second copy into the next recvInto's buffer.
+   */
+  #drainAll(untilServed = false): boolean {
     let completed = false;
     while (this.#poll()) {
-      if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) completed = true;
+      if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) {
+        completed = true;
+        if (untilServed && this.#recvs.length === 0) break;
+      }
     }
     return completed;
   }
@@ -459,25 +469,7 @@ export class Messenger implements RecordSink, MessageSink {
       if (this.#shm.stuck && this.#drainAll()) completed = true;
     }
     for (const t of this.#others) if (t.progress()) completed = true;
-    if (this.#recvs.length > 0 && this.#drainForReceives()) completed = true;
-    return completed;
-  }
-
-  /**
-   * As #drainAll, but stops once the last posted receive has completed: the
-   * records after it stay in our queue for the receive the program posts next,
-   * whose buffer they then land in. Draining on made a large message that
-   * follows (fragments already in the queue) unexpected: a fresh array for
-   * it, and a second copy into the next recvInto's buffer.
-   */
-  #drainForReceives(): boolean {
-    let completed = false;
-    while (this.#poll()) {
-      if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) {
-        completed = true;
-        if (this.#recvs.length === 0) break;
-      }
-    }
+    if (this.#recvs.length > 0 && this.#drainAll(true)) completed = true;
     return completed;
   }
 }

@@ -105,7 +105,7 @@ export class AgentLink {
     this.#host = parseTcpAddress(address)?.host ?? null;
     this.#secret = secret;
     this.#socket = socket;
-    this.#channel = new RequestChannel(DSM_PROTOCOL, (type, h, payload) => void this.#write([frame(type, h, payload)]), REPLIES);
+    this.#channel = new RequestChannel(DSM_PROTOCOL, (type, h, payload) => void this.#write([frame(type, h, payload)], true), REPLIES);
   }
 
   /** Connects and authenticates as `rank`; resolves once the agent accepted. */
@@ -278,7 +278,7 @@ export class AgentLink {
   /** Writes a frame that expects no reply. */
   post(type: number, h: Partial<Omit<Header, 'bytes' | 'type'>>, payload?: Uint8Array): void {
     this.#check();
-    this.#write([frame(type, h, payload)]);
+    this.#write([frame(type, h, payload)], true); // a fresh frame: nobody reuses it
   }
 
   /**
