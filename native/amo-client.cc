@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -150,6 +151,7 @@ int ReceiveInto(int fd, uint8_t* at, size_t len, size_t* got, uint64_t spinNs) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && spin) {
       if (spinUntil == 0) spinUntil = words::NowNs() + spinNs;
       else spin = words::NowNs() < spinUntil;
+      sched_yield();
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;

@@ -6,6 +6,7 @@
 #include "words.h"
 #include <cstddef>
 #include <cstdint>
+#include <sched.h>
 #include <cstring>
 #include <sys/epoll.h>
 
@@ -54,6 +55,7 @@ inline int WaitEvents(int epfd, epoll_event* evs, int n, uint64_t spinNs, uint64
       if (k > 0) *lastNs = words::NowNs();
       return k;
     }
+    sched_yield();
   }
 }
 
