@@ -25,12 +25,15 @@
 // Node's threads calling mmap; they feed only the registration cache, which
 // TCP does not use: registration costs nothing there, and the symmetric heap
 // is registered once at wire-up, not per operation);
-// UCX_TCP_TX_SEG_SIZE and UCX_TCP_RX_SEG_SIZE 256K when neither is set (UCX's
+// UCX_TCP_TX_SEG_SIZE and UCX_TCP_RX_SEG_SIZE 128K when neither is set (UCX's
 // 8 KiB sends and 64 KiB receives cut a 1 MiB put into 128 sendmsg calls and
 // as many progress rounds of the target: 1.3-1.6 GB/s across the namespace
-// link; 256 KiB segments give 4.0-4.6 GB/s, Open MPI's osu_bw there, with the
-// same 8-byte latency; 128 KiB and 512 KiB-2 MiB measured a little lower. Both
-// or neither: UCX refuses a send segment larger than the receive segment).
+// link, with the same 8-byte latency at any size). Measured on two machines:
+// one gave 4.0-4.6 GB/s at 256 KiB and a little less at 128 KiB; the next
+// (2026-12-02, 6 alternating runs) 128 KiB against 256 KiB: 1 MiB get 2486
+// against 1639 MB/s (UCX's software get replies in bcopy segments), put 2119
+// against 1876, messages 1394 against 1474. Both or neither: UCX refuses a
+// send segment larger than the receive segment).
 //
 // Progress thread (optional, open({ progressThread })): waits on the worker's
 // event fd and progresses the worker (SERIALIZED mode: our WorkerLock, ucx.h) while
@@ -74,7 +77,7 @@ bool Sym(F& fn, const char* name, std::string& missing) {
 }
 
 // UCX's TCP segment sizes when the user sets neither (see the environment above).
-constexpr const char* kTcpSegSize = "256K";
+constexpr const char* kTcpSegSize = "128K";
 
 // Opens libucp and resolves every function once; afterwards api.error says why not.
 bool Load() {

@@ -167,10 +167,10 @@ describe.skipIf(missing !== null)('UCX transport, two processes', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
-  it("UCX's TCP segments are 256K unless the user sets one (then mprun sets neither)", async () => {
+  it("UCX's TCP segments are 128K unless the user sets one (then mprun sets neither)", async () => {
     const unset = { UCX_TCP_TX_SEG_SIZE: '', UCX_TCP_RX_SEG_SIZE: '' };
     const dflt = await runPeer('probe', dir, '', unset);
-    expect(dflt.result).toMatchObject({ open: 'ok', seg: ['256K', '256K'] });
+    expect(dflt.result).toMatchObject({ open: 'ok', seg: ['128K', '128K'] });
     const mine = await runPeer('probe', dir, '', { ...unset, UCX_TCP_RX_SEG_SIZE: '1M' });
     expect(mine.result).toMatchObject({ open: 'ok', seg: [null, '1M'] });
   });
