@@ -255,6 +255,8 @@ export interface UcxOpenOptions {
   progressThread?: boolean;
   /** UCP's estimated_num_eps hint (the job's size). */
   estimatedEps?: number;
+  /** How long the progress thread polls after serving before it sleeps, in microseconds (0, the default: never). */
+  spinUs?: number;
 }
 
 export interface UcxOpened {

@@ -64,7 +64,8 @@ Napi::Value Resources(const Napi::CallbackInfo& info) {
   return answer(true, "", text);
 }
 
-// open({ progressThread, estimatedEps, netOnly }): context + worker; throws when UCX cannot run.
+// open({ progressThread, estimatedEps, spinUs }): context + worker; throws when UCX cannot run.
+// spinUs: how long the progress thread polls after serving before it sleeps (0: never).
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Load()) return ThrowCode(env, kCode, api.error);
@@ -72,6 +73,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Object opt = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   bool wantThread = opt.Get("progressThread").ToBoolean();
   uint32_t estimatedEps = opt.Has("estimatedEps") && opt.Get("estimatedEps").IsNumber() ? opt.Get("estimatedEps").As<Napi::Number>().Uint32Value() : 0;
+  const double spinUs = opt.Has("spinUs") && opt.Get("spinUs").IsNumber() ? opt.Get("spinUs").As<Napi::Number>().DoubleValue() : 0;
   EnsureControl();
   memset(control, 0, ControlBytes());
 
@@ -116,6 +118,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   st->worker = worker;
   st->efd = efd;
   st->twoThreads = wa.thread_mode != UCS_THREAD_MODE_SINGLE;
+  st->spinNs = spinUs > 0 && spinUs < 1e6 ? static_cast<int64_t>(spinUs * 1000) : 0;
 
   ucp_am_handler_param_t hp{};
   hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;

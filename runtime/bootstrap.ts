@@ -116,7 +116,7 @@ async function start(): Promise<World> {
   const net = netChoice(process.env.MPRUN_NET, direct ? 'auto' : 'tcp');
   let matching: MessageSink | null = null;
   const sink: MessageSink = { arrived: (source, tag, dtype, payload) => matching!.arrived(source, tag, dtype, payload) };
-  const ucx = openUcx(net, place.localSize < place.size, place.rank, place.size, heap, sink);
+  const ucx = openUcx(net, place.localSize < place.size, place.rank, place.size, place.localSize, heap, sink);
   mine.ucx = ucx?.card ?? null;
   // Before the card goes out: a peer that has it may put into this heap through the node agent at once.
   if (made.ctrl !== null) publish(made.ctrl, place, heapSegid, heap.byteLength);

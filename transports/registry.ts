@@ -7,6 +7,7 @@
  * at init for node peers, on first use for other nodes': peers.ts) and the
  * World from then on calls only the endpoints.
  */
+import { cpus } from 'node:os';
 import { MprunError } from '../core/errors.js';
 import type { Endpoint, EndpointCaps, MessageSink } from './endpoint.js';
 import { selectTransport, type PeerLocation, type TransportCandidate } from './select.js';
@@ -16,7 +17,7 @@ import type { ControlSegment } from './shm/control.js';
 import type { ShmMessages } from './shm/messages.js';
 import { DsmEndpoint } from './dsm/endpoint.js';
 import { AgentLinks } from './dsm/links.js';
-import { setAmoSpin } from './dsm/amo.js';
+import { serverSpinMicros, setAmoSpin } from './dsm/amo.js';
 import { PeerTable } from './peers.js';
 import { SharedMemory, type SharedContext } from './dsm/shared.js';
 import { backendName, LazyAttachment } from './xpmem/index.js';
@@ -164,14 +165,15 @@ export function netChoice(value: string | undefined, fallback: NetChoice): NetCh
  * for --net ucx (an error naming why when UCX cannot be used), and for auto
  * when the job spans nodes and libucp is usable; else null.
  */
-export function openUcx(net: NetChoice, spansNodes: boolean, rank: number, size: number, heap: ArrayBuffer, sink: MessageSink): UcxTransport | null {
+export function openUcx(net: NetChoice, spansNodes: boolean, rank: number, size: number, localSize: number, heap: ArrayBuffer, sink: MessageSink): UcxTransport | null {
   if (net === 'tcp' || !spansNodes) return null;
   const q = ucxQuery();
   if (!q.available) {
     if (net === 'ucx') throw new MprunError('ERR_MPRUN_UNSUPPORTED', `--net ucx: UCX is not usable here: ${q.reason}`);
     return null;
   }
-  return UcxTransport.open({ rank, heap, sink, estimatedEps: size });
+  // Its progress thread polls after serving as the agents' serving thread does: where the node's ranks leave a core free.
+  return UcxTransport.open({ rank, heap, sink, estimatedEps: size, progressSpinMicros: serverSpinMicros(localSize, cpus().length) });
 }
 
 export type { AgentLinks, SharedMemory };

@@ -30,6 +30,8 @@ export interface UcxTransportOptions {
   progressThread?: boolean;
   /** UCP's hint of how many endpoints this rank will have (the job's size). */
   estimatedEps?: number;
+  /** How long the progress thread polls after serving peers before it sleeps (us; 0, the default: never). */
+  progressSpinMicros?: number;
 }
 
 const GET = 1;
@@ -95,7 +97,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     this.rank = o.rank;
     this.#ucx = ucx;
     const thread = o.progressThread ?? process.env.MPRUN_UCX_PROGRESS_THREAD !== '0';
-    const opened = ucx.open({ progressThread: thread, estimatedEps: o.estimatedEps ?? 0 });
+    const opened = ucx.open({ progressThread: thread, estimatedEps: o.estimatedEps ?? 0, spinUs: o.progressSpinMicros ?? 0 });
     try {
       this.efd = opened.efd;
       this.progressThread = opened.progressThread;
