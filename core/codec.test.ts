@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFrom, dtypeOf, encode } from './codec.js';
+import { decodeFrom, DTYPE_BUFFER, DTYPE_BYTES, DTYPE_CTORS, DTYPE_DATAVIEW, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from './codec.js';
 import type { TypedArray } from './types.js';
 
 describe('decodeFrom', () => {
@@ -27,5 +27,36 @@ describe('decodeFrom', () => {
   it('decodes msgpack values', () => {
     const e = encode({ a: [1, 'two'] });
     expect(decodeFrom(e.dtype, e.payload, 0, e.payload.byteLength)).toEqual({ a: [1, 'two'] });
+  });
+});
+
+describe('type codes', () => {
+  it('name each typed array type, and Buffer, DataView and anything else apart', () => {
+    for (const [i, Ctor] of DTYPE_CTORS.entries()) {
+      const a = new Ctor(3);
+      expect(dtypeOf(a)).toBe(i + 1);
+      expect(encode(a)).toMatchObject({ dtype: i + 1, payload: a });
+      expect(moveCtor(i + 1)).toBe(Ctor);
+      expect(DTYPE_BYTES[i + 1]).toBe(Ctor.BYTES_PER_ELEMENT);
+    }
+    const b = Buffer.from([1, 2, 3]);
+    expect(dtypeOf(b)).toBe(DTYPE_BUFFER);
+    expect(finish(encode(b).dtype, encode(b).payload)).toBeInstanceOf(Buffer);
+    expect(dtypeOf(new DataView(new ArrayBuffer(4)))).toBe(DTYPE_DATAVIEW);
+    for (const v of [1, 'x', [1], { length: 1 }, new ArrayBuffer(8), null]) expect(dtypeOf(v)).toBe(DTYPE_MSGPACK);
+    expect([DTYPE_BYTES[DTYPE_MSGPACK], DTYPE_BYTES[DTYPE_BUFFER], DTYPE_BYTES[DTYPE_DATAVIEW]]).toEqual([1, 1, 1]);
+  });
+
+  it('send a subclass of a typed array as its base type, with its elements', () => {
+    class Samples extends Float32Array {}
+    const s = Samples.of(1.5, 2.5);
+    const e = encode(s);
+    expect(e).toMatchObject({ dtype: dtypeOf(new Float32Array(0)), payload: s });
+    // Its bytes move as the type code's type (the rings' views are of moveCtor(dtype)).
+    const ring = new (moveCtor(e.dtype))(4);
+    (ring as Float32Array).set(e.payload as Float32Array, 1);
+    const out = decodeFrom(e.dtype, ring, 4, e.payload.byteLength);
+    expect((out as object).constructor).toBe(Float32Array);
+    expect([...(out as Float32Array)]).toEqual([1.5, 2.5]);
   });
 });

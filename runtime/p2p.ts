@@ -29,7 +29,7 @@
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
  * in their own queues for takeInternal().
  */
-import { allocate, decodeFrom, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
+import { allocate, decodeFrom, DTYPE_BYTES, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import type { TypedArray } from '../core/types.js';
 import { RECV_EMPTY, type NodeQueues, type RecordSink } from '../transports/shm/queue.js';
@@ -65,8 +65,10 @@ interface PendingRecv {
 }
 
 /** The first `bytes` of `into` as a message's data: `into` itself when the message fills it (no view to allocate). */
-function filled<T extends TypedArray>(into: T, bytes: number): T {
-  return bytes === into.byteLength ? into : (into.subarray(0, bytes / into.BYTES_PER_ELEMENT) as T);
+function filled<T extends TypedArray>(into: T, bytes: number, dtype: number = dtypeOf(into)): T {
+  // From length and the type code: V8 does not inline byteLength (codec.ts, typedCode).
+  const bpe = DTYPE_BYTES[dtype]!;
+  return bytes === into.length * bpe ? into : (into.subarray(0, bytes / bpe) as T);
 }
 
 /** Whether a received message's data is the prefix of `into` (it was assembled there). */
@@ -208,8 +210,8 @@ export class Messenger implements RecordSink, MessageSink {
         }
       }
     }
-    if (into === null || dtypeOf(into) !== dtype || into.byteLength < bytes) return null;
-    return filled(into, bytes);
+    if (into === null || dtypeOf(into) !== dtype || into.length * DTYPE_BYTES[dtype]! < bytes) return null;
+    return filled(into, bytes, dtype);
   }
   next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void {
     const a = this.#assembling[source];
@@ -277,7 +279,7 @@ export class Messenger implements RecordSink, MessageSink {
       const out = this.#recvOut;
       const n = this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, out);
       if (n >= 0) {
-        const m: Message<T> = { data: filled(into, n), source: out[0]!, tag: out[1]! };
+        const m: Message<T> = { data: filled(into, n, dtype), source: out[0]!, tag: out[1]! };
         this.#lastReady = m;
         return Promise.resolve(m);
       }

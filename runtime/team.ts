@@ -359,19 +359,21 @@ export class Team {
       return Promise.reject(new TypeError(`reductions take a typed array, a number or a bigint, not ${typeof buf}`));
     }
     const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
-    if (arr.constructor !== this.#checkedCtor || op !== this.#checkedOp) {
+    // Read once: a typed array's constructor is a load V8 does not inline (core/codec.ts, typedCode).
+    const Ctor = arr.constructor;
+    if (Ctor !== this.#checkedCtor || op !== this.#checkedOp) {
       try {
-        checkOp(op, arr.constructor);
+        checkOp(op, Ctor);
       } catch (e) {
         return Promise.reject(e);
       }
-      this.#checkedCtor = arr.constructor;
+      this.#checkedCtor = Ctor;
       this.#checkedOp = op;
     }
     const fast = this.#fast;
     if (fast !== null && this.#mayRunFast()) {
       try {
-        if (fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
+        if (fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs, Ctor)) return Promise.resolve(result === null || scalar === null ? result : scalar(arr));
       } catch (e) {
         return Promise.reject(this.#failed(e));
       }

@@ -78,12 +78,13 @@ export class ShmReductions {
   }
 
   /** See ShmCollectives.tryReduce. */
-  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number): boolean {
+  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number, Ctor: unknown = buf.constructor): boolean {
     // One flat round: at most what a round carries of 8-byte elements (smaller ones fit as many bytes).
     this.#fastBytes ??= Math.min(ALLREDUCE_FLAT_BYTES, this.#perRound(8) * 8);
-    if (buf.byteLength > this.#fastBytes) return false;
+    // The size from the constructor's element size (a plain property), not byteLength (a getter V8 does not inline).
+    const bytes = buf.length * (Ctor as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+    if (bytes > this.#fastBytes) return false;
     const b = this.#b;
-    const Ctor = buf.constructor;
     // The last call's type and operator again (a loop's case): no lookups.
     if (Ctor !== this.#lastCtor || op !== this.#lastOp) {
       const plan = this.#plan(Ctor, op);
@@ -101,7 +102,7 @@ export class ShmReductions {
     // Everything that can throw before the round is taken: a failure leaves the rounds in step.
     const team = b.native(nRead, me);
     const c = b.next();
-    const r = this.#native.collReduce(team, c, collPlan(buf.byteLength, kind, 0, 0) + this.#lastPlanLow, collWho(root, nRead), ns);
+    const r = this.#native.collReduce(team, c, collPlan(bytes, kind, 0, 0) + this.#lastPlanLow, collWho(root, nRead), ns);
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
       return true;

@@ -73,10 +73,12 @@ export class ShmCollectives implements CollectiveEngine {
    * A small reduction (one round) in native code, polling for `ns` at each
    * wait: whether it is done (the result in `buf`). If not, reduce() with the
    * same arguments carries on from where it stopped. False at once, doing
-   * nothing, for a reduction that takes more than one round.
+   * nothing, for a reduction that takes more than one round. `Ctor`: buf's
+   * constructor, when the caller has it (a typed array's `constructor` is not
+   * inlined by V8: core/codec.ts, typedCode).
    */
-  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number): boolean {
-    return this.#reductions.tryReduce(buf, op, kind, root, ns);
+  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number, Ctor: unknown = buf.constructor): boolean {
+    return this.#reductions.tryReduce(buf, op, kind, root, ns, Ctor);
   }
 
   /**

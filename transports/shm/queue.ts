@@ -36,7 +36,7 @@
  * consumer, after it moved its head, clears it and rings the participants
  * sleeping for messages, so a blocked sender wakes when room appears.
  */
-import { moveCtor } from '../../core/codec.js';
+import { DTYPE_BYTES, moveCtor } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
 import { TypedViews } from './views.js';
@@ -135,12 +135,15 @@ export class NodeQueues {
    * RECV_EMPTY when nothing arrived.
    */
   recvInto(into: TypedArray, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number {
-    if (into.byteLength > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, into.byteLength, dtype, source, tag, spinNs, out);
+    // Sizes from length and the type code: V8 does not inline byteLength (codec.ts, typedCode).
+    const bpe = DTYPE_BYTES[dtype]!;
+    const room = into.length * bpe;
+    if (room > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, room, dtype, source, tag, spinNs, out);
     // As in trySendEager: through our staging array, then element by element (no allocation).
     const stage = this.#staging.of(moveCtor(dtype));
-    const n = this.#native.queueRecvStaged(this.#queues, into.byteLength, dtype, source, tag, spinNs);
+    const n = this.#native.queueRecvStaged(this.#queues, room, dtype, source, tag, spinNs);
     if (n < 0) return n;
-    for (let i = 0, end = n / into.BYTES_PER_ELEMENT; i < end; i++) (into as Float64Array)[i] = (stage as Float64Array)[i]!;
+    for (let i = 0, end = n / bpe; i < end; i++) (into as Float64Array)[i] = (stage as Float64Array)[i]!;
     out[0] = this.#stagedOut[0]!;
     out[1] = this.#stagedOut[1]!;
     return n;
@@ -211,14 +214,15 @@ export class NodeQueues {
 
   /** Copies a message into the queue of `dest` (native/queue.cc: #reserve and #commit as here); false when it has no room now. */
   trySendEager(dest: number, tag: number, dtype: number, payload: TypedArray, origin = -1): boolean {
-    if (payload.byteLength <= ON_HEAP_BYTES) {
+    const bytes = payload.length * DTYPE_BYTES[dtype]!;
+    if (bytes <= ON_HEAP_BYTES) {
       // Small arrays made in JavaScript live on V8's heap; handing one to native code would move it
       // off (a backing store allocated): a copy into our own staging array costs less.
       const stage = this.#staging.of(moveCtor(dtype));
       (stage as Float64Array).set(payload as Float64Array);
-      return this.#native.queueSendStaged(this.#queues, dest, tag, dtype, origin, payload.byteLength);
+      return this.#native.queueSendStaged(this.#queues, dest, tag, dtype, origin, bytes);
     }
-    return this.#native.queueSendEager(this.#queues, dest, tag, dtype, payload, origin, payload.byteLength);
+    return this.#native.queueSendEager(this.#queues, dest, tag, dtype, payload, origin, bytes);
   }
 
   /**

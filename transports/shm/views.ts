@@ -8,7 +8,10 @@ import type { TypedArray } from '../../core/types.js';
 type ViewCtor = { new (buffer: ArrayBuffer, byteOffset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number };
 
 export class TypedViews {
-  readonly #views = new Map<unknown, TypedArray>();
+  // Looked up by identity in a short list (at most one per element type), not a Map: this is on
+  // every small send and receive, and a Map lookup cost more than the whole scan.
+  readonly #ctors: unknown[] = [];
+  readonly #views: TypedArray[] = [];
 
   constructor(
     readonly buffer: ArrayBuffer,
@@ -18,12 +21,12 @@ export class TypedViews {
 
   /** The region as elements of `Ctor` (index 0 at byteOffset). */
   of(Ctor: unknown): TypedArray {
-    let v = this.#views.get(Ctor);
-    if (v === undefined) {
-      const C = Ctor as ViewCtor;
-      v = new C(this.buffer, this.byteOffset, Math.floor(this.byteLength / C.BYTES_PER_ELEMENT));
-      this.#views.set(Ctor, v);
-    }
+    const ctors = this.#ctors;
+    for (let i = 0; i < ctors.length; i++) if (ctors[i] === Ctor) return this.#views[i]!;
+    const C = Ctor as ViewCtor;
+    const v = new C(this.buffer, this.byteOffset, Math.floor(this.byteLength / C.BYTES_PER_ELEMENT));
+    ctors.push(Ctor);
+    this.#views.push(v);
     return v;
   }
 }
