@@ -29,6 +29,7 @@
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
  * in their own queues for takeInternal().
  */
+import { performance } from 'node:perf_hooks';
 import { allocate, decodeFrom, DTYPE_BYTES, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import type { TypedArray } from '../core/types.js';

@@ -11,6 +11,9 @@
  * another operation returns, so that operation's continuation runs at once.
  */
 import { fileURLToPath } from 'node:url';
+// Imported, not the globals: Node 20's global `performance` and `process` are getters, read on every wait.
+import { performance } from 'node:perf_hooks';
+import { nextTick } from 'node:process';
 import { native } from '../native/index.js';
 import { WAKE_HEAP, WAKE_MESSAGE, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
@@ -31,7 +34,7 @@ const nothing = (): boolean => false;
  * block() still saw it false and slept a whole slice on a doorbell that nobody
  * rings (a put+quiet over UCX took 21 ms instead of tens of microseconds).
  */
-const continuationsRun = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
+const continuationsRun = (): Promise<void> => new Promise((resolve) => nextTick(resolve));
 
 /** A wait that has lasted long enough to be reported (where a hung rank hangs). */
 export interface WaitReport {
