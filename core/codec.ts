@@ -63,6 +63,19 @@ export function dtypeOf(value: unknown): number {
   return Buffer.isBuffer(value) ? DTYPE_BUFFER : value instanceof DataView ? DTYPE_DATAVIEW : DTYPE_MSGPACK;
 }
 
+/**
+ * `value`, or when it is a typed array of a subclass, a view of its memory as
+ * the base type: msgpack cannot name a subclass (its unpacker fails on it), and
+ * a subclass travels as its base type everywhere else.
+ */
+export function asBaseType(value: unknown): unknown {
+  if (!ArrayBuffer.isView(value)) return value;
+  const code = typedCode(value);
+  if (code === 0 || value.constructor === DTYPE_CTORS[code - 1]) return value;
+  const Ctor = DTYPE_CTORS[code - 1]!;
+  return new Ctor(value.buffer as ArrayBuffer, value.byteOffset, value.byteLength / Ctor.BYTES_PER_ELEMENT);
+}
+
 /** The element type a payload of `dtype` is moved as. */
 export function moveCtor(dtype: number): ViewCtor {
   return DTYPE_CTORS[(dtype === DTYPE_MSGPACK || dtype === DTYPE_BUFFER || dtype === DTYPE_DATAVIEW ? DTYPE_UINT8 : dtype) - 1]!;
@@ -133,6 +146,15 @@ function copyOf(view: TypedArray, start: number, end: number): TypedArray {
   const out = new Ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, end - start);
   (out as Float64Array).set((view as Float64Array).subarray(start, end));
   return out;
+}
+
+/**
+ * A copy of a payload of `dtype` in memory of its own, as the type code's own
+ * type: `slice()` would make it through a subclass's constructor (Symbol.species),
+ * which may not take a length.
+ */
+export function copyPayload(dtype: number, payload: TypedArray): TypedArray {
+  return new (moveCtor(dtype) as unknown as new (from: TypedArray) => TypedArray)(payload);
 }
 
 /** Fresh memory for a payload of `byteLength` bytes of `dtype`. */

@@ -372,6 +372,19 @@ describe('Messenger: recvInto', () => {
     expect([...(await later.promise).data]).toEqual([8]);
   });
 
+  it('a subclass of a typed array receives messages of its base type, posted or not (and is sent as one)', async () => {
+    class Samples extends Float32Array {}
+    const { m, inbox } = setup();
+    inbox.push(LOCAL_PEER, 0, Float32Array.of(1.5, 2.5));
+    expect(m.probe()).not.toBe(null);
+    const into = new Samples(4);
+    const r = await m.recvInto(into, LOCAL_PEER, 0);
+    expect(landed(r.data, into) && [...r.data].join() === '1.5,2.5').toBe(true);
+    const p = m.recvInto(into, LOCAL_PEER, 1);
+    inbox.push(LOCAL_PEER, 1, Samples.of(3.5));
+    expect([...(await p).data]).toEqual([3.5]);
+  });
+
   it('a message that does not fit, or of another type, is taken and reported as ERR_MPRUN_TRUNCATE', async () => {
     const { m, inbox, deliver } = setup();
     const into = new Float64Array(2);

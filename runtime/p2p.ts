@@ -293,7 +293,8 @@ export class Messenger implements RecordSink, MessageSink {
       if (landedIn(m, into)) return m as Message<T>;
       // It arrived before the receive was posted (or did not fit): check, then copy.
       const d = m.data;
-      if (!ArrayBuffer.isView(d) || d.constructor !== into.constructor) {
+      // By type code: a subclass of a typed array travels as its base type (core/codec.ts).
+      if (!ArrayBuffer.isView(d) || dtypeOf(d) !== dtype) {
         throw new MprunError('ERR_MPRUN_TRUNCATE', `recvInto(${into.constructor.name}) matched a message of type ${describe(d)} from rank ${m.source} (tag ${m.tag})`, { rank: m.source });
       }
       if ((d as TypedArray).length > into.length) {

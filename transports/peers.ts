@@ -13,6 +13,7 @@
  * the bound endpoint (puts and sends copied, so the caller may reuse its
  * data at once); once bound it only forwards.
  */
+import { copyPayload } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import type { TypedArray } from '../core/types.js';
 import type { AtomicOpCode, Endpoint, EndpointCaps, SendCompletion } from './endpoint.js';
@@ -338,7 +339,7 @@ export class LazyEndpoint implements Endpoint {
     if (this.#ep !== null) return this.#ep.send(tag, dtype, payload, stable);
     if (this.#error !== null) throw this.#error;
     const s = new QueuedSend();
-    const copy = payload.slice();
+    const copy = copyPayload(dtype, payload);
     this.#later((ep) => {
       s.inner = ep.send(tag, dtype, copy, false);
     }).catch((e: unknown) => (s.error = e instanceof Error ? e : new Error(String(e))));

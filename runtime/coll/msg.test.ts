@@ -129,6 +129,11 @@ describe('collectives across nodes (in process)', () => {
             const bc = t.map((_, r) => (r === root ? Int16Array.of(1, 2, root) : new Int16Array(3)));
             run(t.map((c, r) => c.bcast(bc[r], root)));
             for (const b of bc) expect(Array.from(b), `${what} bcast from ${root}`).toEqual([1, 2, root]);
+            // A subclass of a typed array travels as its base type.
+            class Shorts extends Int16Array {}
+            const sc = t.map((_, r) => (r === root ? Shorts.of(3, root) : new Shorts(2)));
+            run(t.map((c, r) => c.bcast(sc[r], root)));
+            for (const b of sc) expect(Array.from(b), `${what} bcast of a subclass from ${root}`).toEqual([3, root]);
             const vals = run(t.map((c, r) => c.bcast(r === root ? { from: root } : null, root)));
             for (const v of vals) expect(v).toEqual({ from: root });
             const g = run(t.map((c, r) => c.gather({ r }, root)));

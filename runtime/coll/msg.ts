@@ -35,7 +35,7 @@
  * asynchronously, or synchronously for split() (messages always arrive through
  * rings, so a synchronous wait sees them). Counters: stats.ts.
  */
-import { allocate, DTYPE_MSGPACK, dtypeOf, finish } from '../../core/codec.js';
+import { allocate, asBaseType, DTYPE_MSGPACK, dtypeOf, finish } from '../../core/codec.js';
 import { MprunError } from '../../core/errors.js';
 import { INTERNAL_TAG, type Messenger } from '../p2p.js';
 import type { TypedArray } from '../../core/types.js';
@@ -134,7 +134,8 @@ export class MsgCollectives implements CollectiveEngine {
 
   #send(to: number, tag: number, call: Call, value: unknown): void {
     const t = this.#t;
-    const msg: Msg = [call, value];
+    // The value goes inside a msgpack array: a typed array of a subclass as its base type (codec.ts).
+    const msg: Msg = [call, asBaseType(value)];
     t.messenger().sendInternal(t.worldRanks[to]!, msg, tag);
     const s = this.#stats;
     const bytes = payloadBytes(msg);
@@ -330,7 +331,7 @@ export class MsgCollectives implements CollectiveEngine {
     const value = yield* this.#bcastFrom(tag, call, root, me === root ? data : null, true);
     if (me === root) return data;
     if (isTyped(data)) {
-      if (!isTyped(value) || value.constructor !== data.constructor || value.byteLength !== data.byteLength) {
+      if (!isTyped(value) || dtypeOf(value) !== dtypeOf(data) || value.byteLength !== data.byteLength) {
         throw this.#mismatch(root, `broadcasts ${isTyped(value) ? `${value.byteLength} bytes of ${value.constructor.name}` : 'a msgpack value'} into this rank's ${data.constructor.name} of ${data.byteLength} bytes`);
       }
       (data as Float64Array).set(value as Float64Array);

@@ -153,6 +153,7 @@ describe('shared-memory collectives on plain memory', () => {
     }
   });
 
+  class Wide extends Float64Array {}
   it('bcast: typed arrays in place, msgpack values, and values of several rounds', () => {
     const nd = node(4);
     const big = Float64Array.from({ length: 25_000 }, (_, i) => i * 0.5); // 200 kB: 4 rounds over 2 slots
@@ -165,12 +166,18 @@ describe('shared-memory collectives on plain memory', () => {
       const b = me === 3 ? big : new Float64Array(big.length);
       yield* e.bcast(b, 3);
       const r4 = yield* e.bcast(me === 1 ? Uint16Array.of(1, 2) : null, 1);
-      return { r2, b, r4 };
+      // A subclass of a typed array, on any rank, as its base type; in several rounds too.
+      const sub = new Wide(big.length);
+      if (me === 0) sub.set(big);
+      yield* e.bcast(sub, 0);
+      return { r2, b, r4, sub };
     });
     for (const g of got) {
       expect(g.r2).toEqual({ hello: 'world', n: [1, 2] });
       expect(g.b).toEqual(big);
       expect(g.r4).toEqual(Uint16Array.of(1, 2));
+      expect([...g.sub.subarray(0, 3)]).toEqual([0, 0.5, 1]);
+      expect(g.sub[big.length - 1]).toBe(big[big.length - 1]);
     }
   });
 

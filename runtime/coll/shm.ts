@@ -87,7 +87,7 @@ export class ShmCollectives implements CollectiveEngine {
    * bcast() with the same arguments runs the round from its start.
    */
   tryBcast(buf: TypedArray, root: number, ns: number): boolean {
-    // Typed arrays as the steps move them (not Buffers nor subclasses: those go as msgpack).
+    // Typed arrays as the steps move them (a subclass as its base type; not Buffers: isTyped() sends those as msgpack).
     const dtype = dtypeOf(buf);
     const b = this.#b;
     // One round: what one slot carries (the steps would take several beyond it).
@@ -152,7 +152,7 @@ export class ShmCollectives implements CollectiveEngine {
           dtype = h.dtype;
           rounds = Math.max(1, Math.ceil(h.total / cap));
           if (isTyped(data)) {
-            if (dtype === DTYPE_MSGPACK || moveCtor(dtype) !== (data.constructor as unknown) || data.byteLength !== h.total) {
+            if (dtype === DTYPE_MSGPACK || dtypeOf(data) !== dtype || data.byteLength !== h.total) {
               throw b.mismatch(root, `broadcasts ${h.total} bytes of ${typeName(dtype)} into this rank's ${data.constructor.name} of ${data.byteLength} bytes`);
             }
             dst = bytesOf(data);

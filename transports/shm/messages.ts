@@ -6,7 +6,7 @@
  * posts what fits, large messages as fragments. Receiving is the rank's own
  * queue, polled by its matching engine (runtime/p2p.ts) through NodeQueues.
  */
-import { DTYPE_BYTES } from '../../core/codec.js';
+import { copyPayload, DTYPE_BYTES } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { SENT, type SendCompletion, type TransportInstance } from '../endpoint.js';
 import type { NodeQueues } from './queue.js';
@@ -39,7 +39,7 @@ export class ShmMessages implements TransportInstance {
   send(local: number, tag: number, dtype: number, payload: TypedArray, stable: boolean): SendCompletion {
     const queue = this.#sends[local]!;
     if (queue.length === 0 && payload.length * DTYPE_BYTES[dtype]! <= this.#eagerLimit && this.queues.trySendEager(local, tag, dtype, payload)) return SENT;
-    const s: PendingSend = { tag, dtype, payload: stable ? payload : payload.slice(), offset: 0, done: false };
+    const s: PendingSend = { tag, dtype, payload: stable ? payload : copyPayload(dtype, payload), offset: 0, done: false };
     queue.push(s);
     this.#pending++;
     this.#advance(local);
