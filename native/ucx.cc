@@ -3,6 +3,7 @@
 // requests and callbacks must stay in C (ucx-lib.cc says why in full).
 #include "ucx.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sys/epoll.h>
@@ -118,7 +119,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   st->worker = worker;
   st->efd = efd;
   st->twoThreads = wa.thread_mode != UCS_THREAD_MODE_SINGLE;
-  st->spinNs = spinUs > 0 && spinUs < 1e6 ? static_cast<int64_t>(spinUs * 1000) : 0;
+  st->spinNs = spinUs > 0 ? static_cast<int64_t>(std::min(spinUs, 1e6) * 1000) : 0;  // at most a second
 
   ucp_am_handler_param_t hp{};
   hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;

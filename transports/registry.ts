@@ -7,7 +7,7 @@
  * at init for node peers, on first use for other nodes': peers.ts) and the
  * World from then on calls only the endpoints.
  */
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { MprunError } from '../core/errors.js';
 import type { Endpoint, EndpointCaps, MessageSink } from './endpoint.js';
 import { selectTransport, type PeerLocation, type TransportCandidate } from './select.js';
@@ -17,11 +17,11 @@ import type { ControlSegment } from './shm/control.js';
 import type { ShmMessages } from './shm/messages.js';
 import { DsmEndpoint } from './dsm/endpoint.js';
 import { AgentLinks } from './dsm/links.js';
-import { serverSpinMicros, setAmoSpin } from './dsm/amo.js';
+import { setAmoSpin } from './dsm/amo.js';
 import { PeerTable } from './peers.js';
 import { SharedMemory, type SharedContext } from './dsm/shared.js';
 import { backendName, LazyAttachment } from './xpmem/index.js';
-import { query as ucxQuery, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY, UcxTransport, type UcxCard } from './ucx/index.js';
+import { progressSpinMicros, query as ucxQuery, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY, UcxTransport, type UcxCard } from './ucx/index.js';
 
 /** What a rank publishes at wire-up, for its peers to bind endpoints to it. */
 export interface PeerCard {
@@ -172,8 +172,7 @@ export function openUcx(net: NetChoice, spansNodes: boolean, rank: number, size:
     if (net === 'ucx') throw new MprunError('ERR_MPRUN_UNSUPPORTED', `--net ucx: UCX is not usable here: ${q.reason}`);
     return null;
   }
-  // Its progress thread polls after serving as the agents' serving thread does: where the node's ranks leave a core free.
-  return UcxTransport.open({ rank, heap, sink, estimatedEps: size, progressSpinMicros: serverSpinMicros(localSize, cpus().length) });
+  return UcxTransport.open({ rank, heap, sink, estimatedEps: size, progressSpinMicros: progressSpinMicros(localSize, availableParallelism()) });
 }
 
 export type { AgentLinks, SharedMemory };

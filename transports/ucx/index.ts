@@ -9,7 +9,7 @@ import { nativeAvailable, native, nativeError } from '../../native/index.js';
 import type { NativeUcx } from '../../native/index.js';
 import { resourcesOf } from './transport.js';
 
-export { UcxTransport, resourcesOf, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY } from './transport.js';
+export { progressSpinMicros, UcxTransport, resourcesOf, UCX_TCP_BANDWIDTH, UCX_TCP_LATENCY } from './transport.js';
 export type { UcxTransportOptions } from './transport.js';
 export { UcxEndpoint, lanesOf } from './endpoint.js';
 export type { UcxCard } from './card.js';

@@ -4,7 +4,7 @@
  * emulates in software anyway; on an RDMA network they stay UCP puts.
  */
 import { describe, expect, it } from 'vitest';
-import { resourcesOf, softwareRma } from './transport.js';
+import { progressSpinMicros, resourcesOf, softwareRma } from './transport.js';
 
 const INFO = `#
 # UCP context
@@ -30,5 +30,16 @@ describe('UCX resources', () => {
     expect(softwareRma(['dc_mlx5/mlx5_0:1', 'ud_verbs/mlx5_0:1'])).toBe(false);
     // No network at all (shared memory only): nothing to emulate, UCP's own puts.
     expect(softwareRma(['self/memory', 'sysv/memory', 'posix/memory', 'cma/memory'])).toBe(false);
+  });
+});
+
+describe("the progress thread's polling after it served", () => {
+  it('polls only where the node leaves a spare core for every rank, and never with MPRUN_SPIN_US=0', () => {
+    expect(progressSpinMicros(1, 2, undefined)).toBe(50);
+    expect(progressSpinMicros(2, 4, 'auto')).toBe(50);
+    expect(progressSpinMicros(2, 2, undefined)).toBe(0);
+    expect(progressSpinMicros(3, 4, undefined)).toBe(0);
+    expect(progressSpinMicros(1, 2, '0')).toBe(0);
+    expect(progressSpinMicros(1, 2, '200')).toBe(50);
   });
 });
