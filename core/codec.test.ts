@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFrom, DTYPE_BUFFER, DTYPE_BYTES, DTYPE_CTORS, DTYPE_DATAVIEW, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from './codec.js';
+import { decodeFrom, DTYPE_BUFFER, DTYPE_BYTES, DTYPE_CTORS, DTYPE_DATAVIEW, DTYPE_MSGPACK, dtypeOf, encode, finish, forMsgpack, moveCtor, packValue, unpackValue } from './codec.js';
 import type { TypedArray } from './types.js';
 
 describe('decodeFrom', () => {
@@ -58,5 +58,27 @@ describe('type codes', () => {
     const out = decodeFrom(e.dtype, ring, 4, e.payload.byteLength);
     expect((out as object).constructor).toBe(Float32Array);
     expect([...(out as Float32Array)]).toEqual([1.5, 2.5]);
+  });
+});
+
+describe('forMsgpack', () => {
+  it('gives small typed arrays as a copy off V8s heap, subclasses as their base type, and the rest as they are', () => {
+    const small = Float64Array.of(1.5, -2);
+    const v = forMsgpack(small) as Float64Array;
+    expect(v).not.toBe(small);
+    expect(v.constructor).toBe(Float64Array);
+    expect([...v]).toEqual([1.5, -2]);
+    expect(unpackValue(packValue([{ k: 1 }, v]))).toEqual([{ k: 1 }, Float64Array.of(1.5, -2)]);
+    const big = new Int32Array(100).fill(7);
+    expect(forMsgpack(big)).toBe(big);
+    class Counts extends Int32Array {}
+    const sub = new Counts(100).fill(3);
+    const base = forMsgpack(sub) as Int32Array;
+    expect(base.constructor).toBe(Int32Array);
+    expect(base.buffer).toBe(sub.buffer);
+    expect(unpackValue(packValue(base))).toEqual(new Int32Array(100).fill(3));
+    const tinySub = forMsgpack(Counts.of(4, 5)) as Int32Array;
+    expect([tinySub.constructor, [...tinySub]]).toEqual([Int32Array, [4, 5]]);
+    for (const other of [null, 'x', { a: 1 }, Buffer.from('hi'), new DataView(new ArrayBuffer(2))]) expect(forMsgpack(other)).toBe(other);
   });
 });

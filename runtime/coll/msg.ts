@@ -35,7 +35,7 @@
  * asynchronously, or synchronously for split() (messages always arrive through
  * rings, so a synchronous wait sees them). Counters: stats.ts.
  */
-import { allocate, asBaseType, DTYPE_MSGPACK, dtypeOf, finish } from '../../core/codec.js';
+import { allocate, DTYPE_MSGPACK, dtypeOf, finish, forMsgpack } from '../../core/codec.js';
 import { MprunError } from '../../core/errors.js';
 import { INTERNAL_TAG, type Messenger } from '../p2p.js';
 import type { TypedArray } from '../../core/types.js';
@@ -134,8 +134,8 @@ export class MsgCollectives implements CollectiveEngine {
 
   #send(to: number, tag: number, call: Call, value: unknown): void {
     const t = this.#t;
-    // The value goes inside a msgpack array: a typed array of a subclass as its base type (codec.ts).
-    const msg: Msg = [call, asBaseType(value)];
+    // The value goes inside a msgpack array (codec.ts forMsgpack), packed by sendInternal at once.
+    const msg: Msg = [call, forMsgpack(value)];
     t.messenger().sendInternal(t.worldRanks[to]!, msg, tag);
     const s = this.#stats;
     const bytes = payloadBytes(msg);
