@@ -82,3 +82,22 @@ describe('forMsgpack', () => {
     for (const other of [null, 'x', { a: 1 }, Buffer.from('hi'), new DataView(new ArrayBuffer(2))]) expect(forMsgpack(other)).toBe(other);
   });
 });
+
+describe('typed arrays inside msgpack values', () => {
+  it('come back as msgpack made them, of every type and size, ArrayBuffers and DataViews too', () => {
+    for (const Ctor of DTYPE_CTORS) {
+      for (const n of [0, 1, 3, 64 / Ctor.BYTES_PER_ELEMENT, 64 / Ctor.BYTES_PER_ELEMENT + 1, 1000]) {
+        const a = new Ctor(n);
+        for (let i = 0; i < n; i++) (a as Float64Array)[i] = (typeof a[0] === 'bigint' ? BigInt(i + 1) : i + 1) as number;
+        const back = unpackValue(packValue({ a, at: 'x' })) as { a: TypedArray };
+        expect(back.a.constructor).toBe(Ctor);
+        expect([...back.a]).toEqual([...a]);
+        expect(back.a.buffer).not.toBe(a.buffer);
+      }
+    }
+    const ab = Uint8Array.of(1, 2, 3).buffer;
+    expect(new Uint8Array(unpackValue(packValue(ab)) as ArrayBuffer)).toEqual(Uint8Array.of(1, 2, 3));
+    const dv = unpackValue(packValue(new DataView(Uint8Array.of(4, 5).buffer))) as DataView;
+    expect([dv.constructor, dv.getUint8(1)]).toEqual([DataView, 5]);
+  });
+});

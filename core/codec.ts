@@ -10,7 +10,7 @@
  */
 // Imported, not the global: Node 20's global Buffer is a getter, 9 ns a read in optimized code (measured).
 import { Buffer } from 'node:buffer';
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
 import type { TypedArray, TypedArrayConstructor } from './types.js';
 
 export const DTYPE_MSGPACK = 0;
@@ -88,6 +88,35 @@ export function forMsgpack(value: unknown): unknown {
   }
   return value.constructor === Ctor ? value : new Ctor(value.buffer as ArrayBuffer, value.byteOffset, n);
 }
+
+/** Where unpackTypedArray() copies small typed arrays through: aligned, outside V8's heap, reused. */
+const UNPACK_SCRATCH = new ArrayBuffer(64);
+const UNPACK_BYTES = new Uint8Array(UNPACK_SCRATCH);
+
+/**
+ * msgpackr's decoder of its typed-array extension (0x74: a type code byte, then
+ * the bytes), the same values, but a small array no longer gets a backing store
+ * of its own: msgpackr takes `.buffer` of a fresh slice, which for 64 bytes or
+ * less lives on V8's heap and must be given one (a malloc, and a free by V8's
+ * sweeper, per typed value of every collective message across nodes). Codes
+ * 0-10 are DTYPE_CTORS in order, 16 an ArrayBuffer, 17 a DataView.
+ */
+function unpackTypedArray(data: Uint8Array): unknown {
+  const code = data[0]!;
+  const Ctor = code < DTYPE_CTORS.length ? DTYPE_CTORS[code]! : null;
+  const bytes = data.length - 1;
+  if (Ctor !== null && bytes <= UNPACK_SCRATCH.byteLength && bytes % Ctor.BYTES_PER_ELEMENT === 0) {
+    UNPACK_BYTES.set(data.subarray(1));
+    return new Ctor(UNPACK_SCRATCH, 0, bytes / Ctor.BYTES_PER_ELEMENT).slice();
+  }
+  // As msgpackr: a copy, for alignment, then the value over its buffer.
+  const buffer = Uint8Array.prototype.slice.call(data, 1).buffer as ArrayBuffer;
+  if (Ctor !== null) return new Ctor(buffer);
+  if (code === 16) return buffer;
+  if (code === 17) return new DataView(buffer);
+  throw new Error(`Could not find typed array for code ${code}`);
+}
+addExtension({ type: 0x74, unpack: unpackTypedArray } as unknown as Parameters<typeof addExtension>[0]);
 
 /** The element type a payload of `dtype` is moved as. */
 export function moveCtor(dtype: number): ViewCtor {
