@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFrom, DTYPE_BUFFER, DTYPE_BYTES, DTYPE_CTORS, DTYPE_DATAVIEW, DTYPE_MSGPACK, dtypeOf, encode, finish, forMsgpack, moveCtor, packValue, unpackValue } from './codec.js';
+import { copyPayload, decodeFrom, DTYPE_BUFFER, DTYPE_BYTES, DTYPE_CTORS, DTYPE_DATAVIEW, DTYPE_MSGPACK, dtypeOf, encode, finish, forMsgpack, moveCtor, packValue, unpackValue } from './codec.js';
 import type { TypedArray } from './types.js';
 
 describe('decodeFrom', () => {
@@ -99,5 +99,22 @@ describe('typed arrays inside msgpack values', () => {
     expect(new Uint8Array(unpackValue(packValue(ab)) as ArrayBuffer)).toEqual(Uint8Array.of(1, 2, 3));
     const dv = unpackValue(packValue(new DataView(Uint8Array.of(4, 5).buffer))) as DataView;
     expect([dv.constructor, dv.getUint8(1)]).toEqual([DataView, 5]);
+  });
+});
+
+describe('copyPayload', () => {
+  it('copies as the type code\'s own type, small or large, sharing nothing with the payload', () => {
+    class Samples extends Float64Array {}
+    for (const n of [0, 1, 8, 9, 1000]) {
+      const src = Samples.from({ length: n }, (_, i) => i + 0.5);
+      const dtype = dtypeOf(src);
+      const copy = copyPayload(dtype, src);
+      expect(copy.constructor).toBe(Float64Array);
+      expect([...copy]).toEqual([...src]);
+      if (n > 0) {
+        src[0] = -1;
+        expect(copy[0]).toBe(0.5);
+      }
+    }
   });
 });

@@ -26,6 +26,14 @@ export const DTYPE_BUFFER = DTYPE_CTORS.length + 1;
 export const DTYPE_DATAVIEW = DTYPE_CTORS.length + 2;
 const DTYPE_UINT8 = 2;
 
+/**
+ * V8 keeps the data of typed arrays up to this size in its heap
+ * (typed_array_max_size_in_heap): a `.buffer` of one, or its hand-over to
+ * native code, gives it a backing store of its own (a malloc, and a free by
+ * V8's sweeper), so small payloads pass through memory outside the heap.
+ */
+export const ON_HEAP_BYTES = 64;
+
 /** Bytes per element of each type code's moved type (msgpack, Buffer and DataView move as bytes). */
 export const DTYPE_BYTES: readonly number[] = [1, ...DTYPE_CTORS.map((c) => c.BYTES_PER_ELEMENT), 1, 1];
 
@@ -64,16 +72,15 @@ export function dtypeOf(value: unknown): number {
 }
 
 /** Where forMsgpack() puts small typed arrays: memory of its own, outside V8's heap, reused. */
-const PACK_SCRATCH = new ArrayBuffer(64);
+const PACK_SCRATCH = new ArrayBuffer(ON_HEAP_BYTES);
 
 /**
  * `value` as msgpack should pack it, for a value about to be packed at once
  * (valid until the next call). A typed array goes as its base type (msgpack
  * cannot name a subclass: its unpacker fails on it, and a subclass travels as
- * its base type everywhere else); a small one as a copy in scratch memory:
- * arrays of up to 64 bytes live on V8's heap, and msgpack's `.buffer` of one
- * gives it a backing store of its own (a malloc, and a free by V8's sweeper:
- * 10% of a rank in a loop of small collectives across nodes, measured).
+ * its base type everywhere else); a small one (ON_HEAP_BYTES) as a copy in
+ * scratch memory, since msgpack takes its `.buffer` (10% of a rank in a loop
+ * of small collectives across nodes went to those backing stores, measured).
  */
 export function forMsgpack(value: unknown): unknown {
   if (!ArrayBuffer.isView(value)) return value;
@@ -81,7 +88,7 @@ export function forMsgpack(value: unknown): unknown {
   if (code === 0) return value;
   const Ctor = DTYPE_CTORS[code - 1]!;
   const n = (value as TypedArray).length;
-  if (n * Ctor.BYTES_PER_ELEMENT <= PACK_SCRATCH.byteLength) {
+  if (n * DTYPE_BYTES[code]! <= ON_HEAP_BYTES) {
     const v = new Ctor(PACK_SCRATCH, 0, n);
     (v as Float64Array).set(value as Float64Array);
     return v;
@@ -90,22 +97,21 @@ export function forMsgpack(value: unknown): unknown {
 }
 
 /** Where unpackTypedArray() copies small typed arrays through: aligned, outside V8's heap, reused. */
-const UNPACK_SCRATCH = new ArrayBuffer(64);
+const UNPACK_SCRATCH = new ArrayBuffer(ON_HEAP_BYTES);
 const UNPACK_BYTES = new Uint8Array(UNPACK_SCRATCH);
 
 /**
  * msgpackr's decoder of its typed-array extension (0x74: a type code byte, then
- * the bytes), the same values, but a small array no longer gets a backing store
- * of its own: msgpackr takes `.buffer` of a fresh slice, which for 64 bytes or
- * less lives on V8's heap and must be given one (a malloc, and a free by V8's
- * sweeper, per typed value of every collective message across nodes). Codes
+ * the bytes), the same values, but a small array (ON_HEAP_BYTES) no longer gets
+ * a backing store of its own: msgpackr takes `.buffer` of a fresh slice, one
+ * per typed value of every collective message across nodes. Codes
  * 0-10 are DTYPE_CTORS in order, 16 an ArrayBuffer, 17 a DataView.
  */
 function unpackTypedArray(data: Uint8Array): unknown {
   const code = data[0]!;
   const Ctor = code < DTYPE_CTORS.length ? DTYPE_CTORS[code]! : null;
   const bytes = data.length - 1;
-  if (Ctor !== null && bytes <= UNPACK_SCRATCH.byteLength && bytes % Ctor.BYTES_PER_ELEMENT === 0) {
+  if (Ctor !== null && bytes <= ON_HEAP_BYTES && bytes % Ctor.BYTES_PER_ELEMENT === 0) {
     UNPACK_BYTES.set(data.subarray(1));
     return new Ctor(UNPACK_SCRATCH, 0, bytes / Ctor.BYTES_PER_ELEMENT).slice();
   }
@@ -193,10 +199,19 @@ function copyOf(view: TypedArray, start: number, end: number): TypedArray {
 /**
  * A copy of a payload of `dtype` in memory of its own, as the type code's own
  * type: `slice()` would make it through a subclass's constructor (Symbol.species),
- * which may not take a length.
+ * which may not take a length. A small one (ON_HEAP_BYTES) is made in Node's
+ * buffer pool, outside V8's heap, for native code to take as it is, and is
+ * filled by set() of the same type, with no `.buffer` of the payload.
  */
 export function copyPayload(dtype: number, payload: TypedArray): TypedArray {
-  return new (moveCtor(dtype) as unknown as new (from: TypedArray) => TypedArray)(payload);
+  const Ctor = moveCtor(dtype);
+  const n = payload.length;
+  if (n * DTYPE_BYTES[dtype]! > ON_HEAP_BYTES) return new (Ctor as unknown as new (from: TypedArray) => TypedArray)(payload);
+  // The pool's slices start on 8-byte boundaries: a view of any element type fits.
+  const pool = Buffer.allocUnsafe(n * DTYPE_BYTES[dtype]!);
+  const copy = new Ctor(pool.buffer as ArrayBuffer, pool.byteOffset, n);
+  (copy as Float64Array).set(payload as Float64Array);
+  return copy;
 }
 
 /** Fresh memory for a payload of `byteLength` bytes of `dtype`. */

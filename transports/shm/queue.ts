@@ -36,7 +36,7 @@
  * consumer, after it moved its head, clears it and rings the participants
  * sleeping for messages, so a blocked sender wakes when room appears.
  */
-import { DTYPE_BYTES, moveCtor } from '../../core/codec.js';
+import { DTYPE_BYTES, moveCtor, ON_HEAP_BYTES } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
 import { TypedViews } from './views.js';
@@ -45,8 +45,6 @@ import { native, type NativeBinding, type QueueHandle } from '../../native/index
 /** NodeQueues.recvInto's results besides a length. */
 export const RECV_NOT_THIS = -1;
 export const RECV_EMPTY = -2;
-/** V8 keeps the data of typed arrays up to this size in its heap (typed_array_max_size_in_heap). */
-const ON_HEAP_BYTES = 64;
 
 export const KIND_EAGER = 1;
 export const KIND_FIRST = 2;

@@ -4,8 +4,7 @@
  * messages (inbox.ts). The UCP endpoint and the peer's rkey are made on first
  * use (wire-up that scales: a rank talks only to the peers it uses).
  */
-import { Buffer } from 'node:buffer';
-import { DTYPE_BYTES, DTYPE_CTORS, moveCtor } from '../../core/codec.js';
+import { copyPayload, DTYPE_BYTES, DTYPE_CTORS } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { AtomicOp, SENT } from '../endpoint.js';
 import type { AtomicOpCode, Endpoint, EndpointCaps, SendCompletion } from '../endpoint.js';
@@ -16,16 +15,6 @@ import type { UcxTransport } from './transport.js';
 
 /** Unstable payloads up to this many bytes are copied before a send (larger ones are waited for). */
 const UNSTABLE_COPY = 64 << 10;
-
-/**
- * Unstable payloads up to this many bytes are copied into Node's buffer pool,
- * not by slice(): V8 keeps a typed array this small on its heap, and handing one
- * to native code gives it a backing store of its own, a malloc and a later free
- * by V8's sweeper (10% of a rank in a loop of small collectives across nodes,
- * whose messages are all copied; measured). A stable payload goes as it is: a
- * buffer the caller reuses gets its backing store once.
- */
-const SMALL_COPY = 64;
 
 /**
  * Puts up to this many bytes go as our own active messages where the transport
@@ -248,16 +237,11 @@ export class UcxEndpoint implements Endpoint {
    */
   send(tag: number, dtype: number, payload: TypedArray, stable: boolean): SendCompletion {
     if (this.#ep < 0) this.connect();
-    const n = payload.length * DTYPE_BYTES[dtype]!;
-    const copy = !stable && n <= UNSTABLE_COPY;
-    let bytes = payload;
-    if (copy && n <= SMALL_COPY) {
-      // Element by element into pool memory (set() of the same type): no `.buffer` of the payload.
-      const pool = Buffer.allocUnsafe(n);
-      const Ctor = moveCtor(dtype);
-      bytes = new Ctor(pool.buffer as ArrayBuffer, pool.byteOffset, payload.length);
-      (bytes as Float64Array).set(payload as Float64Array);
-    } else if (copy) bytes = new Uint8Array(payload.buffer, payload.byteOffset, n).slice();
+    // A copy a small payload's way off V8's heap (copyPayload): the addon would give an on-heap
+    // one a backing store of its own (10% of a rank in a loop of small collectives across nodes).
+    // A stable payload goes as it is: a buffer the caller reuses gets its backing store once.
+    const copy = !stable && payload.length * DTYPE_BYTES[dtype]! <= UNSTABLE_COPY;
+    const bytes = copy ? copyPayload(dtype, payload) : payload;
     const slot = this.#transport.takeSlot();
     let pending: 0 | 1;
     try {
