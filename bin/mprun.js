@@ -2,7 +2,12 @@
 // The mprun command; the code lives in launcher/cli.ts (compiled to dist/). dist/mprun-cli.mjs
 // is the same code in one file (launcher/bundle.ts), loaded when no module it holds is newer;
 // when one is (tsc ran since), the modules are loaded and the bundle is made again in the background.
-import { readFileSync, statSync } from 'node:fs';
+if (typeof process.getBuiltinModule !== 'function') {
+  process.stderr.write(`mprun: needs Node.js 20.16 or newer (process.getBuiltinModule); this is ${process.version}\n`);
+  process.exit(1);
+}
+// Not \`import ... from 'node:fs'\`: the ES module facade of node:fs reads every export and loads the file streams.
+const { readFileSync, statSync } = process.getBuiltinModule('node:fs');
 
 const dist = new URL('../dist/', import.meta.url);
 

@@ -11,7 +11,7 @@ import { renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../native/index.js';
-import { resolvePlugin } from './compile.js';
+import { BUILTIN_NAMESPACE, resolvePlugin } from './compile.js';
 
 export const CLI_BUNDLE = join(packageRoot, 'dist', 'mprun-cli.mjs');
 
@@ -31,7 +31,10 @@ export async function bundleCli(): Promise<{ file: string; inputs: number; bytes
     conditions: ['import', 'node'],
     plugins: [resolvePlugin('cli', CLI_BUNDLE)],
   });
-  const inputs = Object.keys(result.metafile.inputs).map((p) => relative(packageRoot, join(process.cwd(), p)));
+  // Files only: the builtins' one-line modules (compile.ts) are inputs of another namespace, spelt 'namespace:name'.
+  const inputs = Object.keys(result.metafile.inputs)
+    .filter((p) => !p.startsWith(`${BUILTIN_NAMESPACE}:`))
+    .map((p) => relative(packageRoot, join(process.cwd(), p)));
   const record = join(packageRoot, 'dist', 'mprun-cli.json');
   writeFileSync(`${record}.${process.pid}.tmp`, JSON.stringify({ inputs }));
   renameSync(tmp, CLI_BUNDLE);

@@ -5,7 +5,7 @@
  * package installs and runs an app with no compiler on the PATH.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -65,18 +65,35 @@ describe('startup', () => {
     expect(r.stderr).not.toContain('rank-entry');
   });
 
-  it("a rank that uses no checkpoint daemon and no semaphore loads neither node:crypto nor node:child_process", async () => {
+  // What the ES module facades of node:process and node:fs load (they read every export): the bundles take builtins with process.getBuiltinModule.
+  const FACADE_LOADS = ['NativeModule internal/process/report', 'NativeModule internal/fs/streams'];
+
+  it("a rank that uses no checkpoint daemon and no semaphore loads neither node:crypto nor node:child_process, nor what builtins' module facades load", async () => {
     const file = appFile('builtins', [
       "import { init } from 'mprun';",
       'const world = await init();',
       "await world.allreduce(1, 'sum');",
-      "const loaded = process.moduleLoadList.filter((m) => m === 'NativeModule crypto' || m === 'NativeModule child_process');",
+      `const loaded = process.moduleLoadList.filter((m) => m === 'NativeModule crypto' || m === 'NativeModule child_process' || ${JSON.stringify(FACADE_LOADS)}.includes(m));`,
       'console.log(`rank ${world.rank} loaded: [${loaded.join(\', \')}]`);',
       'await world.finalize();',
     ]);
     const r = await runMprun(['-n', '2', file]);
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').sort()).toEqual(['rank 0 loaded: []', 'rank 1 loaded: []']);
+  });
+
+  it("mprun's command runs from its bundle (every input the bundle lists is a file) and loads no builtin's module facade", () => {
+    const { inputs } = JSON.parse(readFileSync(join(root, 'dist', 'mprun-cli.json'), 'utf8')) as { inputs: string[] };
+    expect(inputs.length).toBeGreaterThan(50);
+    // bin/mprun.js loads the bundle only when each input is a file no newer than it:
+    const made = statSync(join(root, 'dist', 'mprun-cli.mjs')).mtimeMs;
+    expect(inputs.filter((p) => !existsSync(join(root, p)) || statSync(join(root, p)).mtimeMs > made)).toEqual([]);
+    const probe = join(scratch, 'modules.cjs');
+    writeFileSync(probe, "process.on('exit', () => process.stderr.write('modules ' + JSON.stringify(process.moduleLoadList) + '\\n'));\n");
+    const r = spawnSync(process.execPath, ['--require', probe, join(root, 'bin', 'mprun.js'), '--version'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const loaded = JSON.parse(/^modules (.*)$/m.exec(r.stderr)![1]!) as string[];
+    expect(loaded.filter((m) => FACADE_LOADS.includes(m))).toEqual([]);
   });
 
   it('native/build.mjs leaves a current addon alone (no node-gyp, no compiler needed)', () => {
