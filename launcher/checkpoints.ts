@@ -8,12 +8,12 @@
  * opens the pool, or cannot open the pool at all) is reported, and list and
  * verify then exit 1; a job whose pools exist is never "no checkpoints".
  */
-import { randomBytes } from 'node:crypto';
 import { isMprunError } from '../core/errors.js';
 import { list, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
 import { jobSetName, rankSetName, readCommitRecords, readDescriptor, readSlot, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
 import { checkJobName, defaultTarget, jobsOn, parseCheckpointTarget, startTargets, type CheckpointTarget } from './ckpt.js';
 import { formatBytes, ProgressBar } from './progress.js';
+import { randomHex } from '../core/random.js';
 
 const USAGE = 'usage: mprun checkpoints list|verify|remove --job NAME [--ckpt-target HOST[:DIR]]... (list without --job: every job)';
 
@@ -117,7 +117,7 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
   const log = (m: string): void => void process.stderr.write(`mprun: ${m}\n`);
   let running;
   try {
-    running = await startTargets(targets, randomBytes(32).toString('hex'), '127.0.0.1', log);
+    running = await startTargets(targets, randomHex(32), '127.0.0.1', log);
   } catch (e) {
     log((e as Error).message);
     return 1;

@@ -22,7 +22,6 @@
  * bundled file, the app's package.json and tsconfig.json) are unchanged
  * reuses its bundle without starting esbuild.
  */
-import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import { homedir } from 'node:os';
@@ -115,7 +114,8 @@ export function resolvePlugin(mode: BundleMode, outfile = ''): Plugin {
           // rather than as ES modules: the ES module facade of a builtin reads every export, so that
           // `node:process` loads the diagnostic report and `node:fs` the file streams (13 ms of CPU
           // per process for the ten that a rank imports, on every rank and in mprun itself).
-          if (bundleSelf && isMprunFile(args.importer)) return { path: args.path.replace(/^node:/, ''), namespace: BUILTIN_NAMESPACE };
+          // (A dynamic import() stays Node's own: its namespace object would read every export, getters too.)
+          if (bundleSelf && isMprunFile(args.importer) && args.kind !== 'dynamic-import') return { path: args.path.replace(/^node:/, ''), namespace: BUILTIN_NAMESPACE };
           return { path: args.path, external: true };
         }
         // 'mprun' and 'mprun/...' are the running mprun, wherever the app lives:
@@ -189,6 +189,18 @@ interface CacheRecord {
   inputs: Array<[path: string, size: number, mtimeMs: number]>;
 }
 
+/**
+ * A 64-bit FNV-1a hash of `text` as 16 hexadecimal digits: the name of a cached bundle (a
+ * collision among one user's apps is negligible). Not node:crypto: loading it costs 9 ms of
+ * mprun's start, which every job waits for.
+ */
+export function fnv1a64(text: string): string {
+  const prime = 0x100000001b3n;
+  let h = 0xcbf29ce484222325n;
+  for (const byte of new TextEncoder().encode(text)) h = BigInt.asUintN(64, (h ^ BigInt(byte)) * prime);
+  return h.toString(16).padStart(16, '0');
+}
+
 function defaultCacheDir(): string | null {
   if (process.env.MPRUN_NO_COMPILE_CACHE === '1') return null;
   if (process.env.MPRUN_CACHE_DIR) return process.env.MPRUN_CACHE_DIR;
@@ -237,7 +249,7 @@ export async function compileApp(app: string, outDir: string, opts: CompileOptio
   let recordFile: string | null = null;
   if (cacheDir !== null) {
     // 'app-by-import': bundles made before the app was imported as a function of its own (and before this file was an input) are not reused.
-    const key = createHash('sha256').update(JSON.stringify([app, rank, packageRoot, process.version, 'app-by-import'])).digest('hex').slice(0, 16);
+    const key = fnv1a64(JSON.stringify([app, rank, packageRoot, process.version, 'app-by-import']));
     const cached = join(cacheDir, `${name}.${key}${rank ? RANK_BUNDLE_SUFFIX : '.mjs'}`);
     recordFile = `${cached}.json`;
     try {

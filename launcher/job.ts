@@ -11,7 +11,6 @@
  *   with their agent, agents with mprun, so nothing is left behind.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -32,6 +31,7 @@ import { encodeLayout } from '../core/layout.js';
 import { TIMEOUT_EXIT_CODE } from './exit-codes.js';
 import { claimJob, committedState, defaultTarget, resumeLine, startTargets } from './ckpt.js';
 import type { CheckpointTarget } from './ckpt.js';
+import { randomHex } from '../core/random.js';
 
 export interface JobOptions {
   np: number;
@@ -78,7 +78,7 @@ function log(message: string): void {
 }
 
 export async function runJob(opts: JobOptions): Promise<number> {
-  const jobId = `${process.pid}.${randomBytes(3).toString('hex')}`;
+  const jobId = `${process.pid}.${randomHex(3)}`;
   // Private (0700), naming its owner; the folders of mprun processes that died (SIGKILL, a crash) go first.
   const dir = makeJobDir();
   const cleanups: Array<() => void> = [() => rmSync(dir, { recursive: true, force: true })];
@@ -109,7 +109,7 @@ class JobController {
   readonly #dir: string;
   readonly #app: string;
   readonly #cleanups: Array<() => void>;
-  readonly #secret = randomBytes(32).toString('hex');
+  readonly #secret = randomHex(32);
   readonly #plans: NodePlan[];
   /** Whether any node is another machine (agents over ssh/srun, the controller on TCP). */
   readonly #remote: boolean;

@@ -8,11 +8,12 @@
  *     control session that proves the job's secret.
  */
 import type { ChildProcess } from 'node:child_process';
-// node:child_process and node:crypto are imported where a daemon is started: every rank's
-// bundle holds this module, and most ranks start none.
+// node:child_process is imported where a daemon is started: every rank's bundle holds this
+// module, and most ranks start none.
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { rpmemError } from '../../core/errors.js';
+import { randomHex } from '../../core/random.js';
 import { shellQuote, shellWords } from '../../core/shell.js';
 import { packageRoot } from '../../native/index.js';
 import { dial, RpmemConnection } from './connection.js';
@@ -104,7 +105,7 @@ export async function spawnDaemon(target: string, opts: LaunchOptions & { argv?:
   });
   await started;
   // The secret travels on the ssh channel; the lanes prove it to the daemon.
-  const secret = opts.secret ?? (await import('node:crypto')).randomBytes(32).toString('hex');
+  const secret = opts.secret ?? randomHex(32);
   const reply = await ch.request(RpmemFrame.AUTH, {}, `starting ${label}`, Buffer.from(secret));
   const where = JSON.parse(Buffer.from(reply).toString('utf8')) as { address: string; port: number };
   const streams = [child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>;
