@@ -369,6 +369,19 @@ function candidates(): string[] {
   return [process.env.MPRUN_NATIVE_PATH, ...built, join(packageRoot, 'build/Debug/mprun_native.node')].filter((p): p is string => typeof p === 'string' && p.length > 0);
 }
 
+/**
+ * A copy of the addon's exports, and of its groups of functions (ucx, pmix, ...), with fast
+ * properties: Node-API's objects, their functions set one by one (51 in the exports, 28 in
+ * ucx), are in dictionary mode, so each call through them was a dictionary lookup (V8's
+ * generic LoadIC, 1.4-2% of a steady ping-pong's samples); an object literal's map lets
+ * optimized code take each function as a constant.
+ */
+function withFastProperties<T extends object>(o: T): T {
+  const copy = { ...o } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(copy)) if (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v)) copy[k] = { ...v };
+  return copy as T;
+}
+
 function load(): { binding: NativeBinding | null; error: string | null; path: string | null } {
   const paths = candidates();
   const require = createRequire(import.meta.url);
@@ -376,11 +389,7 @@ function load(): { binding: NativeBinding | null; error: string | null; path: st
   for (const path of paths) {
     if (!existsSync(path)) continue;
     try {
-      // A copy with fast properties: Node-API's exports object, its 51 functions set one by one, is
-      // in dictionary mode, so each call through it was a dictionary lookup (V8's generic LoadIC,
-      // 1.4-2% of a steady ping-pong's samples); an object literal's map lets optimized code take
-      // each function as a constant.
-      const binding = { ...(require(path) as NativeBinding) };
+      const binding = withFastProperties(require(path) as NativeBinding);
       binding.setErrorClass(MprunError);
       binding.setMaxMapping(maxMappingBytes);
       return { binding, error: null, path };
