@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from './index.js';
+import { native, packageRoot } from './index.js';
 
 describe('the addon object', () => {
   it('has fast properties, and so have its groups of functions (ucx, pmix, ...), so optimized code calls its functions without a dictionary lookup', () => {
@@ -14,5 +14,24 @@ describe('the addon object', () => {
     expect(kind).toBe('function');
     expect(Number(count)).toBeGreaterThan(40);
     expect(fast).toBe('true');
+  });
+});
+
+describe('nowMs', () => {
+  it('is a monotonic clock in milliseconds (the waits\' deadlines)', async () => {
+    const n = native();
+    const a = n.nowMs();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 30));
+    const b = n.nowMs();
+    const elapsed = performance.now() - t0;
+    expect(b).toBeGreaterThan(a);
+    expect(Math.abs(b - a - elapsed)).toBeLessThan(5);
+    let last = n.nowMs();
+    for (let i = 0; i < 10000; i++) {
+      const t = n.nowMs();
+      expect(t).toBeGreaterThanOrEqual(last);
+      last = t;
+    }
   });
 });

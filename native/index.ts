@@ -8,7 +8,6 @@
  * (which backend, what to retry, what to tell the user) stays in TypeScript.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { createRequire } from 'node:module';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +63,8 @@ export interface NativeBinding {
   futexWait(word: Int32Array, index: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(word: Int32Array, index: number, count?: number): number;
   yield(): void;
+  /** A monotonic clock, in milliseconds from an arbitrary origin (CLOCK_MONOTONIC): deadlines and intervals only. */
+  nowMs(): number;
   /**
    * A thread that sleeps on participant door `doorIndex` for its JavaScript
    * (native/door-watch.cc): after doorArm(handle), onRing runs once the door
@@ -384,12 +385,15 @@ function withFastProperties<T extends object>(o: T): T {
 
 function load(): { binding: NativeBinding | null; error: string | null; path: string | null } {
   const paths = candidates();
-  const require = createRequire(import.meta.url);
   const errors: string[] = [];
   for (const path of paths) {
     if (!existsSync(path)) continue;
     try {
-      const binding = withFastProperties(require(path) as NativeBinding);
+      // process.dlopen, which require() calls for a .node file: without Node's CommonJS loader,
+      // whose createRequire and require cost 5-8 ms of every rank's start (cpu profile).
+      const module = { exports: {} };
+      process.dlopen(module, path);
+      const binding = withFastProperties(module.exports as NativeBinding);
       binding.setErrorClass(MprunError);
       binding.setMaxMapping(maxMappingBytes);
       return { binding, error: null, path };

@@ -29,9 +29,9 @@
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
  * in their own queues for takeInternal().
  */
-import { performance } from 'node:perf_hooks';
 import { allocate, decodeFrom, DTYPE_BYTES, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
+import { native } from '../native/index.js';
 import type { TypedArray } from '../core/types.js';
 import { RECV_EMPTY, type NodeQueues, type RecordSink } from '../transports/shm/queue.js';
 import { WAKE_MESSAGE } from '../transports/shm/control.js';
@@ -326,10 +326,11 @@ export class Messenger implements RecordSink, MessageSink {
       try {
         m = this.#tryRecv(source, tag);
         if (m === null && this.#pollNs > 0 && !polled) {
-          const until = performance.now() + this.#pollNs / 1e6;
+          const n = native();
+          const until = n.nowMs() + this.#pollNs / 1e6;
           for (let i = 1; m === null; i++) {
             m = this.#tryRecv(source, tag);
-            if ((i & 15) === 0 && performance.now() > until) break;
+            if ((i & 15) === 0 && n.nowMs() > until) break;
           }
         }
       } finally {
