@@ -29,7 +29,8 @@ once per job). Every rank calls \`await init()\` from 'mprun'.
 Options:
   -n, -np, --np N      number of ranks (default: the slots of --host/--hostfile,
                        else the number of cores, ${cpus().length})
-  -x VAR[=value]       export VAR to every rank (its value here, or the one given)
+  -x VAR[=value]       export VAR to every rank (its value here, or the one given);
+                       ranks start without NODE_EXTRA_CA_CERTS unless it is exported so
   --tag-output         prefix each output line with [job,rank]<stdout|stderr>:
   --timeout SECONDS    stop the job (exit code 124) when it runs longer, saying
                        where each rank waits (operation, peer or team, tag, the

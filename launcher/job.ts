@@ -356,7 +356,9 @@ class JobController {
   }
 
   #agentCommand(node: string): string {
-    return ['cd', shellQuote(process.cwd()), '&&', 'exec', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(this.#address), '--node', node].join(' ');
+    // Without NODE_EXTRA_CA_CERTS, which Node parses as it starts (bin/mprun says why): the agent makes
+    // no TLS connection, and its ranks get the variable from the job's own -x, if at all.
+    return ['cd', shellQuote(process.cwd()), '&&', 'exec', 'env', '-u', 'NODE_EXTRA_CA_CERTS', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(this.#address), '--node', node].join(' ');
   }
 
   /** One agent per node: in this process for a local job, else over ssh (or --launch-agent), or one srun for all. */

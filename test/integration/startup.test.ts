@@ -84,6 +84,29 @@ describe('startup', () => {
     expect(r.stdout.trim().split('\n').sort()).toEqual(['rank 0 loaded: []', 'rank 1 loaded: []']);
   });
 
+  it('ranks start without NODE_EXTRA_CA_CERTS (Node parses it at every start) unless -x exports it, and a rank given it trusts its certificates', async () => {
+    // A real certificate file: Node warns on stderr ("Ignoring extra certs") when it cannot use one.
+    const certs = ['/etc/ssl/certs/ca-certificates.crt', '/etc/ssl/cert.pem'].find((f) => existsSync(f));
+    if (certs === undefined) {
+      console.warn('skipped: no system certificate bundle (/etc/ssl/certs/ca-certificates.crt) to point NODE_EXTRA_CA_CERTS at');
+      return;
+    }
+    const file = appFile('ca-certs', [
+      "import { init } from 'mprun';",
+      'const world = await init();',
+      "console.log(`rank ${world.rank}: ${process.env.NODE_EXTRA_CA_CERTS ?? 'unset'}`);",
+      'await world.finalize();',
+    ]);
+    const env = { NODE_EXTRA_CA_CERTS: certs };
+    const dropped = await runMprun(['-n', '2', file], { env });
+    expect(dropped.code, dropped.stderr).toBe(0);
+    expect(dropped.stdout.trim().split('\n').sort()).toEqual(['rank 0: unset', 'rank 1: unset']);
+    const kept = await runMprun(['-n', '2', '-x', 'NODE_EXTRA_CA_CERTS', file], { env });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.stdout.trim().split('\n').sort()).toEqual([`rank 0: ${certs}`, `rank 1: ${certs}`]);
+    expect(kept.stderr).not.toMatch(/extra certs/i);
+  });
+
   it("mprun's command runs from its bundle (every input the bundle lists is a file) and loads no builtin's module facade", () => {
     const { inputs } = JSON.parse(readFileSync(join(root, 'dist', 'mprun-cli.json'), 'utf8')) as { inputs: string[] };
     expect(inputs.length).toBeGreaterThan(50);
