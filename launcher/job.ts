@@ -356,7 +356,7 @@ class JobController {
   }
 
   #agentCommand(node: string): string {
-    // Without NODE_EXTRA_CA_CERTS, which Node parses as it starts (bin/mprun says why): the agent makes
+    // Without NODE_EXTRA_CA_CERTS, which Node parses as it starts (bin/mprun.js says why): the agent makes
     // no TLS connection, and its ranks get the variable from the job's own -x, if at all.
     return ['cd', shellQuote(process.cwd()), '&&', 'exec', 'env', '-u', 'NODE_EXTRA_CA_CERTS', shellQuote(process.execPath), shellQuote(join(packageRoot, 'bin', 'mprun.js')), '--agent', shellQuote(this.#address), '--node', node].join(' ');
   }
