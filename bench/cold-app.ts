@@ -5,7 +5,10 @@
  *   mprun -n N bench/cold-app.ts KIND [CHUNKS [PER [WARMUP]]]
  *
  * KIND: latency (8-byte send/recv ping-pong between ranks 0 and 1),
- * barrier, or allreduce (one float64, sum, a new Float64Array per call).
+ * barrier, or allreduce (one float64, sum, a new Float64Array per call),
+ * each awaited; or latency-sync, barrier-sync, allreduce-sync: the same
+ * loops with the synchronous forms (sendSync/recvIntoSync, barrierSync,
+ * allreduceSync), nothing awaited.
  * Times CHUNKS (16) chunks of PER (500) operations right after init (cold),
  * then runs WARMUP (20000) more untimed and times CHUNKS chunks again
  * (steady), all in the one top-level loop a user would write. Rank 0 prints
@@ -23,11 +26,12 @@ const warmup = Number(process.argv[5] ?? 20000);
 
 const world = await init();
 
-if (!['latency', 'barrier', 'allreduce'].includes(kind) || !(chunks >= 1 && per >= 1 && warmup >= 0)) {
-  if (world.rank === 0) world.abort(2, 'usage: cold-app.ts latency|barrier|allreduce [CHUNKS [PER [WARMUP]]]');
+const base = kind.replace(/-sync$/, '');
+if (!['latency', 'barrier', 'allreduce'].includes(base) || !(chunks >= 1 && per >= 1 && warmup >= 0)) {
+  if (world.rank === 0) world.abort(2, 'usage: cold-app.ts latency|barrier|allreduce[-sync] [CHUNKS [PER [WARMUP]]]');
   await world.barrier();
 }
-if (kind === 'latency' && world.size < 2) world.abort(2, 'latency needs 2 ranks');
+if (base === 'latency' && world.size < 2) world.abort(2, 'latency needs 2 ranks');
 
 const warmChunks = Math.ceil(warmup / per);
 const total = chunks + warmChunks + chunks;
@@ -49,7 +53,35 @@ if (kind === 'barrier') {
     }
     ms.push(performance.now() - t0);
   }
-} else if (world.rank < 2) {
+} else if (kind === 'barrier-sync') {
+  for (let c = 0; c < total; c++) {
+    const t0 = performance.now();
+    for (let i = 0; i < per; i++) world.barrierSync();
+    ms.push(performance.now() - t0);
+  }
+} else if (kind === 'allreduce-sync') {
+  for (let c = 0; c < total; c++) {
+    const t0 = performance.now();
+    for (let i = 0; i < per; i++) sum += world.allreduceSync(Float64Array.of(i), 'sum')[0]!;
+    ms.push(performance.now() - t0);
+  }
+} else if (kind === 'latency-sync' && world.rank < 2) {
+  const buf = new Uint8Array(8).fill(world.rank + 1);
+  const into = new Uint8Array(8);
+  for (let c = 0; c < total; c++) {
+    const t0 = performance.now();
+    for (let i = 0; i < per; i++) {
+      if (world.rank === 0) {
+        world.sendSync(1, buf, 1);
+        world.recvIntoSync(into, 1, 1);
+      } else {
+        world.recvIntoSync(into, 0, 1);
+        world.sendSync(0, buf, 1);
+      }
+    }
+    ms.push(performance.now() - t0);
+  }
+} else if (kind === 'latency' && world.rank < 2) {
   const buf = new Uint8Array(8).fill(world.rank + 1);
   const into = new Uint8Array(8);
   for (let c = 0; c < total; c++) {
@@ -67,9 +99,9 @@ if (kind === 'barrier') {
   }
 }
 
-if (kind === 'allreduce' && sum !== (world.size * total * per * (per - 1)) / 2) throw new Error(`allreduce summed to ${sum}`);
+if (base === 'allreduce' && sum !== (world.size * total * per * (per - 1)) / 2) throw new Error(`allreduce summed to ${sum}`);
 if (world.rank === 0) {
-  const us = ms.map((t) => (t * 1000) / (kind === 'latency' ? 2 * per : per));
+  const us = ms.map((t) => (t * 1000) / (base === 'latency' ? 2 * per : per));
   console.log(JSON.stringify({ system: 'mprun', kind, ranks: world.size, per, cold: us.slice(0, chunks), steady: us.slice(chunks + warmChunks) }));
 }
 await world.finalize();

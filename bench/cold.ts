@@ -7,7 +7,8 @@
  *   npm run cold [-- --rounds R] [--chunks C] [--per P] [--warmup W] [--only KIND@RANKS,...] [--python PYTHON] [--json]
  *
  * Default: 3 rounds of 16 chunks of 500 operations, 8-byte send/recv latency
- * at 2 ranks, barrier and 8-byte allreduce at 2 and 8. Prints a markdown
+ * at 2 ranks, barrier and 8-byte allreduce at 2 and 8, each awaited and then
+ * in mprun's synchronous forms (KIND-sync). Prints a markdown
  * table: per system the median chunk (over all rounds' cold chunks), the
  * worst chunk (median over rounds of each round's slowest cold chunk) and
  * the steady figure (median chunk after W more untimed operations), in
@@ -21,7 +22,8 @@ import { resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildPeer, CompareError, median, mpirunBinding, mpirunEnv, root } from './compare.js';
 
-export type ColdKind = 'latency' | 'barrier' | 'allreduce';
+/** The loops; a -sync kind runs mprun's synchronous forms (Open MPI and mpi4py run their one program). */
+export type ColdKind = 'latency' | 'barrier' | 'allreduce' | 'latency-sync' | 'barrier-sync' | 'allreduce-sync';
 export type System = 'mprun' | 'openmpi' | 'mpi4py';
 export const SYSTEMS: readonly System[] = ['mprun', 'openmpi', 'mpi4py'];
 
@@ -36,7 +38,17 @@ export const DEFAULT_CASES: readonly ColdCase[] = [
   { kind: 'allreduce', ranks: 2 },
   { kind: 'barrier', ranks: 8 },
   { kind: 'allreduce', ranks: 8 },
+  { kind: 'latency-sync', ranks: 2 },
+  { kind: 'barrier-sync', ranks: 2 },
+  { kind: 'allreduce-sync', ranks: 2 },
+  { kind: 'barrier-sync', ranks: 8 },
+  { kind: 'allreduce-sync', ranks: 8 },
 ];
+
+/** The program a peer runs for case `kind`: its blocking calls are the same for both of mprun's forms. */
+function peerKind(kind: ColdKind): string {
+  return kind.replace(/-sync$/, '');
+}
 
 export interface ColdOptions {
   rounds: number;
@@ -72,7 +84,14 @@ function fail(message: string): never {
   throw new CompareError(message);
 }
 
-export const LABEL: Record<ColdKind, string> = { latency: 'send/recv latency, 8 B', barrier: 'barrier', allreduce: 'allreduce 8 B (float64 sum)' };
+export const LABEL: Record<ColdKind, string> = {
+  latency: 'send/recv latency, 8 B',
+  barrier: 'barrier',
+  allreduce: 'allreduce 8 B (float64 sum)',
+  'latency-sync': 'send/recv latency, 8 B (mprun: sendSync, recvIntoSync)',
+  'barrier-sync': 'barrier (mprun: barrierSync)',
+  'allreduce-sync': 'allreduce 8 B (mprun: allreduceSync)',
+};
 
 /** Debian's python3 (where python3-mpi4py installs) before whatever python3 is first on PATH. */
 export function defaultPython(): string {
@@ -103,9 +122,9 @@ export function parseColdArgs(argv: readonly string[]): ColdOptions & { json: bo
       o.cases = next()
         .split(',')
         .map((c) => {
-          const m = /^(latency|barrier|allreduce)@(\d+)$/.exec(c);
-          if (m === null || Number(m[2]) < (m?.[1] === 'latency' ? 2 : 1)) fail(`--only takes KIND@RANKS,... with KIND latency, barrier or allreduce, not '${c}'`);
-          return { kind: m[1] as ColdKind, ranks: Number(m[2]) };
+          const m = /^((latency|barrier|allreduce)(?:-sync)?)@(\d+)$/.exec(c);
+          if (m === null || Number(m[3]) < (m?.[2] === 'latency' ? 2 : 1)) fail(`--only takes KIND@RANKS,... with KIND latency, barrier or allreduce (-sync: mprun's synchronous forms), not '${c}'`);
+          return { kind: m[1] as ColdKind, ranks: Number(m[3]) };
         });
     } else fail(`unknown option ${a}`);
   }
@@ -113,7 +132,8 @@ export function parseColdArgs(argv: readonly string[]): ColdOptions & { json: bo
 }
 
 function runJob(system: System, c: ColdCase, o: ColdOptions, peer: string): Run {
-  const args = [c.kind, String(o.chunks), String(o.per), String(o.warmup)];
+  const kind = system === 'mprun' ? c.kind : peerKind(c.kind);
+  const args = [kind, String(o.chunks), String(o.per), String(o.warmup)];
   const [cmd, argv, env] =
     system === 'mprun'
       ? [process.execPath, [join(root, 'bin', 'mprun.js'), '-n', String(c.ranks), join(root, 'bench', 'cold-app.ts'), ...args], process.env]
@@ -124,7 +144,7 @@ function runJob(system: System, c: ColdCase, o: ColdOptions, peer: string): Run 
   const what = `${system} ${c.kind} -n ${c.ranks}`;
   if (r.error) fail(`cannot run ${cmd} for ${what}: ${r.error.message}`);
   if (r.status !== 0) fail(`${what} failed (exit ${r.status ?? r.signal}):\n${r.stderr}`);
-  return parseRun(r.stdout + r.stderr, what, c, o.chunks);
+  return parseRun(r.stdout + r.stderr, what, { kind: kind as ColdKind, ranks: c.ranks }, o.chunks);
 }
 
 /** The chunks a cold-app (or a peer of it) printed for case `c`: its JSON line, checked. */

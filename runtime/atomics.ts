@@ -4,7 +4,7 @@
  * moves, then done by `pe`'s endpoint (a hardware atomic on mapped memory, or
  * the peer's node agent or network serving it).
  */
-import type { AtomicArray, AtomicValue } from '../core/types.js';
+import type { AtomicArray, AtomicValue, Comparison } from '../core/types.js';
 import { AtomicOp, type AtomicOpCode } from '../transports/endpoint.js';
 
 /** What the atomics need of the World: one checked atomic on `pe`'s element. */
@@ -42,5 +42,27 @@ export class RemoteAtomics {
 
   async set<A extends AtomicArray>(arr: A, index: number, value: AtomicValue<A>, pe: number): Promise<void> {
     await this.#world.atomic(AtomicOp.SET, arr, index, pe, value, value, 'set');
+  }
+}
+
+/** Throws TypeError unless `value` suits `arr`'s elements (a bigint for BigInt64Array, an integer for Int32Array). */
+export function checkAtomicValue(arr: AtomicArray, value: unknown, what: string): void {
+  if (arr instanceof BigInt64Array) {
+    if (typeof value !== 'bigint') throw new TypeError(`${what}: a BigInt64Array takes bigint values, not ${typeof value}`);
+  } else if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`${what}: an Int32Array takes integer numbers, not ${String(value)}`);
+  }
+}
+
+/** The test waitUntil makes of an element against its value. */
+export function comparator(cmp: Comparison): (a: number, b: number) => boolean {
+  switch (cmp) {
+    case '==': return (a, b) => a === b;
+    case '!=': return (a, b) => a !== b;
+    case '<': return (a, b) => a < b;
+    case '<=': return (a, b) => a <= b;
+    case '>': return (a, b) => a > b;
+    case '>=': return (a, b) => a >= b;
+    default: throw new TypeError(`comparison must be one of == != < <= > >=, not ${String(cmp)}`);
   }
 }

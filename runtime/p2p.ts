@@ -33,64 +33,16 @@ import { allocate, decodeFrom, DTYPE_BYTES, DTYPE_MSGPACK, dtypeOf, encode, fini
 import { MprunError } from '../core/errors.js';
 import { native } from '../native/index.js';
 import type { TypedArray } from '../core/types.js';
-import { RECV_EMPTY, type NodeQueues, type RecordSink } from '../transports/shm/queue.js';
+import { RECV_EMPTY, RECV_NOT_THIS, type NodeQueues, type RecordSink } from '../transports/shm/queue.js';
 import { WAKE_MESSAGE } from '../transports/shm/control.js';
 import type { ShmMessages } from '../transports/shm/messages.js';
-import type { Endpoint, MessageSink, TransportInstance } from '../transports/endpoint.js';
+import type { Endpoint, MessageSink, SendCompletion, TransportInstance } from '../transports/endpoint.js';
+import { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, describeRecv, describeTag, filled, intoResult, landedIn, matches, matchesPair, type Message, type PendingRecv } from './matching.js';
 import type { Waiter } from './wait.js';
 
-export const ANY_SOURCE = -1;
-export const ANY_TAG = -1;
-/** User tags are below this; the runtime's own messages use the tags above. */
-export const INTERNAL_TAG = 0x40000000;
-
-/** A tag as hang reports name it: user tags by number, the runtime's own as internal. */
-function describeTag(tag: number): string {
-  return tag === ANY_TAG ? ', tag ANY_TAG' : tag >= INTERNAL_TAG ? ' (a collective across nodes)' : `, tag ${tag}`;
-}
+export { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, type Message } from './matching.js';
 
 const DONE: Promise<void> = Promise.resolve();
-
-export interface Message<T = unknown> {
-  data: T;
-  source: number;
-  tag: number;
-}
-
-interface PendingRecv {
-  source: number;
-  tag: number;
-  message: Message | null;
-  /** recvInto's buffer: a matching typed message is assembled straight into it. */
-  into: TypedArray | null;
-}
-
-/** The first `bytes` of `into` as a message's data: `into` itself when the message fills it (no view to allocate). */
-function filled<T extends TypedArray>(into: T, bytes: number, dtype: number = dtypeOf(into)): T {
-  // From length and the type code: V8 does not inline byteLength (codec.ts, typedCode).
-  const bpe = DTYPE_BYTES[dtype]!;
-  return bytes === into.length * bpe ? into : (into.subarray(0, bytes / bpe) as T);
-}
-
-/** Whether a received message's data is the prefix of `into` (it was assembled there). */
-function landedIn(m: Message, into: TypedArray): boolean {
-  const d = m.data as TypedArray;
-  return ArrayBuffer.isView(d) && d.buffer === into.buffer && d.byteOffset === into.byteOffset && d.constructor === into.constructor;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  return typeof v === 'object' ? ((v as object).constructor?.name ?? 'object') : typeof v;
-}
-
-function matches(m: Message, source: number, tag: number): boolean {
-  return matchesPair(m.source, m.tag, source, tag);
-}
-
-/** Whether a message from `mSource` with `mTag` answers a receive of (source, tag). */
-function matchesPair(mSource: number, mTag: number, source: number, tag: number): boolean {
-  return (source === ANY_SOURCE || mSource === source) && (tag === ANY_TAG || mTag === tag);
-}
 
 /** What the matching engine works with: the rank's inbox, its endpoints, and the transports that carry its messages. */
 export interface MessagingParts {
@@ -238,9 +190,20 @@ export class Messenger implements RecordSink, MessageSink {
    * when `data` may be reused: once every byte is in the ring.
    */
   send(dest: number, data: unknown, tag = 0): Promise<void> {
+    this.#checkSend(dest, tag);
+    return this.#send(dest, data, tag);
+  }
+
+  /** As send, blocking this thread until `data` may be reused (an eager message: once it is in the ring). */
+  sendSync(dest: number, data: unknown, tag = 0): void {
+    this.#checkSend(dest, tag);
+    const s = this.#start(dest, data, tag, false);
+    if (!s.done) this.#waiter.blockUntil(() => s.done, WAKE_MESSAGE, () => `sendSync to rank ${dest}${describeTag(tag)}`);
+  }
+
+  #checkSend(dest: number, tag: number): void {
     this.#checkPeer(dest, 'destination');
     if (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1}, not ${tag}`);
-    return this.#send(dest, data, tag);
   }
 
   /** Sends one of the runtime's own messages (tag >= INTERNAL_TAG); the data may be reused at once. */
@@ -253,16 +216,26 @@ export class Messenger implements RecordSink, MessageSink {
   }
 
   #send(dest: number, data: unknown, tag: number, copy = false): Promise<void> {
+    const s = this.#start(dest, data, tag, copy);
+    return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE, () => `send to rank ${dest}${describeTag(tag)}`);
+  }
+
+  /** Hands the message to the endpoint of `dest`; `data` may be reused once the completion is done. */
+  #start(dest: number, data: unknown, tag: number, copy: boolean): SendCompletion {
     const { dtype, payload } = encode(data);
     // The packer's buffer is reused by the next encode: a msgpack payload is not stable (nor an internal one).
-    const s = this.#endpoints[dest]!.send(tag, dtype, payload, dtype !== DTYPE_MSGPACK && !copy);
-    return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE, () => `send to rank ${dest}${describeTag(tag)}`);
+    return this.#endpoints[dest]!.send(tag, dtype, payload, dtype !== DTYPE_MSGPACK && !copy);
   }
 
   // --- receive -------------------------------------------------------------------
 
   recv<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
     return this.#receive(source, tag, null) as Promise<Message<T>>;
+  }
+
+  /** As recv, blocking this thread until the message is here. */
+  recvSync<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Message<T> {
+    return this.#receiveSync(source, tag, null) as Message<T>;
   }
 
   /**
@@ -273,36 +246,41 @@ export class Messenger implements RecordSink, MessageSink {
   recvInto<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
     const dtype = dtypeOf(into);
     if (dtype === DTYPE_MSGPACK) throw new TypeError('recvInto needs a typed array to receive into');
-    let polled = false;
-    if (this.#unexpected.length === 0 && this.#recvs.length === 0 && !this.#sending()) {
-      // The common case in native code (native/queue.cc): the awaited message is the next record of our queue.
-      this.#checkRecv(source, tag);
-      const out = this.#recvOut;
-      const n = this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, out);
-      if (n >= 0) {
-        // Not kept in #lastReady (#receive sets it before it is read): storing a new object in an
-        // old one takes V8's write barrier's slow path, on the critical hop of every message.
-        return Promise.resolve({ data: filled(into, n, dtype), source: out[0]!, tag: out[1]! } as Message<T>);
-      }
-      polled = n === RECV_EMPTY;
-    }
-    const got = this.#receive(source, tag, into, polled);
+    const n = this.#nativeRecv(into, dtype, source, tag);
+    if (n >= 0) return Promise.resolve(this.#nativeMessage(into, n, dtype));
+    const got = this.#receive(source, tag, into, n === RECV_EMPTY);
     // Already there, in our buffer: no further promise.
     if (this.#lastReady !== null && landedIn(this.#lastReady, into)) return got as Promise<Message<T>>;
-    return got.then((m) => {
-      if (landedIn(m, into)) return m as Message<T>;
-      // It arrived before the receive was posted (or did not fit): check, then copy.
-      const d = m.data;
-      // By type code: a subclass of a typed array travels as its base type (core/codec.ts).
-      if (!ArrayBuffer.isView(d) || dtypeOf(d) !== dtype) {
-        throw new MprunError('ERR_MPRUN_TRUNCATE', `recvInto(${into.constructor.name}) matched a message of type ${describe(d)} from rank ${m.source} (tag ${m.tag})`, { rank: m.source });
-      }
-      if ((d as TypedArray).length > into.length) {
-        throw new MprunError('ERR_MPRUN_TRUNCATE', `recvInto: a message of ${(d as TypedArray).length} elements from rank ${m.source} (tag ${m.tag}) does not fit in ${into.length}`, { rank: m.source });
-      }
-      (into as unknown as Float64Array).set(d as unknown as Float64Array);
-      return { data: filled(into, (d as TypedArray).byteLength), source: m.source, tag: m.tag };
-    });
+    return got.then((m) => intoResult(m, into));
+  }
+
+  /** As recvInto, blocking this thread until the message is here. */
+  recvIntoSync<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Message<T> {
+    const dtype = dtypeOf(into);
+    if (dtype === DTYPE_MSGPACK) throw new TypeError('recvIntoSync needs a typed array to receive into');
+    const n = this.#nativeRecv(into, dtype, source, tag);
+    if (n >= 0) return this.#nativeMessage(into, n, dtype);
+    return intoResult(this.#receiveSync(source, tag, into, n === RECV_EMPTY), into);
+  }
+
+  /**
+   * The common case in native code (native/queue.cc): with no receive posted
+   * and no send in flight before it, the awaited message is the next record of
+   * our queue. Its bytes, or RECV_EMPTY (nothing came while it polled) or
+   * RECV_NOT_THIS (something else is there, or the case does not apply).
+   */
+  #nativeRecv(into: TypedArray, dtype: number, source: number, tag: number): number {
+    if (this.#unexpected.length !== 0 || this.#recvs.length !== 0 || this.#sending()) return RECV_NOT_THIS;
+    this.#checkRecv(source, tag);
+    return this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, this.#recvOut);
+  }
+
+  /** The message #nativeRecv took: `n` bytes in `into`. */
+  #nativeMessage<T extends TypedArray>(into: T, n: number, dtype: number): Message<T> {
+    // Not kept in #lastReady (#receive sets it before it is read): storing a new object in an
+    // old one takes V8's write barrier's slow path, on the critical hop of every message.
+    const out = this.#recvOut;
+    return { data: filled(into, n, dtype), source: out[0]!, tag: out[1]! };
   }
 
   #checkRecv(source: number, tag: number): void {
@@ -312,6 +290,34 @@ export class Messenger implements RecordSink, MessageSink {
 
   /** `polled`: the native fast path has just polled our queue for a while, found it empty: look once more, then wait. */
   #receive(source: number, tag: number, into: TypedArray | null, polled = false): Promise<Message> {
+    const m = this.#match(source, tag, into, polled);
+    if (m !== null) return Promise.resolve(m);
+    const r = this.#post(source, tag, into);
+    return this.#waiter.wait(() => r.message !== null, WAKE_MESSAGE, () => describeRecv(r)).then(
+      () => r.message!,
+      (e: unknown) => {
+        this.#unpost(r);
+        throw e;
+      },
+    );
+  }
+
+  /** As #receive, blocking this thread. */
+  #receiveSync(source: number, tag: number, into: TypedArray | null, polled = false): Message {
+    const m = this.#match(source, tag, into, polled);
+    if (m !== null) return m;
+    const r = this.#post(source, tag, into);
+    try {
+      this.#waiter.blockUntil(() => r.message !== null, WAKE_MESSAGE, () => `${describeRecv(r)}, synchronous`);
+    } catch (e) {
+      this.#unpost(r);
+      throw e;
+    }
+    return r.message!;
+  }
+
+  /** The message a receive of (source, tag) takes now, if one is here or lands while it polls briefly; else null. */
+  #match(source: number, tag: number, into: TypedArray | null, polled: boolean): Message | null {
     this.#checkRecv(source, tag);
     let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
     // Straight from the rings, unless an earlier receive is still waiting (it
@@ -338,17 +344,20 @@ export class Messenger implements RecordSink, MessageSink {
       }
     }
     this.#lastReady = m;
-    if (m !== null) return Promise.resolve(m);
+    return m;
+  }
+
+  /** Posts a receive that the progress engine completes when its message arrives. */
+  #post(source: number, tag: number, into: TypedArray | null): PendingRecv {
     const r: PendingRecv = { source, tag, message: null, into };
     this.#recvs.push(r);
-    return this.#waiter.wait(() => r.message !== null, WAKE_MESSAGE, () => `${into === null ? 'recv' : 'recvInto'}(source ${source === ANY_SOURCE ? 'ANY_SOURCE' : source}${describeTag(tag)})`).then(
-      () => r.message!,
-      (e: unknown) => {
-        const i = this.#recvs.indexOf(r);
-        if (i >= 0) this.#recvs.splice(i, 1);
-        throw e;
-      },
-    );
+    return r;
+  }
+
+  /** Withdraws a receive whose wait failed (the job is aborting, the world finalized). */
+  #unpost(r: PendingRecv): void {
+    const i = this.#recvs.indexOf(r);
+    if (i >= 0) this.#recvs.splice(i, 1);
   }
 
   /** Whether a matching message has arrived (MPI_Iprobe), without taking it. */

@@ -8,52 +8,20 @@
  * Collectives on one team run in call order; every member must call them in
  * the same order, as MPI requires.
  */
-import { WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
+import { WAKE_SYNC } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
-import { KIND, partsOf, type CollectiveEngine, type Ready, type Steps } from './coll/engine.js';
+import { KIND, partsOf, type CollectiveEngine, type Ready, type ReductionKind, type Steps } from './coll/engine.js';
 import { ShmCollectives } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
 import { leaderPeers } from './coll/peers.js';
-import type { Messenger } from './p2p.js';
-import { checkOp, type ReduceOp } from './coll/ops.js';
+import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import type { Waiter } from './wait.js';
+import type { TeamContext } from './world-parts.js';
 
 export type { ReduceOp } from './coll/ops.js';
+export type { TeamContext } from './world-parts.js';
 
-/** What a team needs of its rank's runtime. @internal */
-export interface TeamContext {
-  ctrl: ControlSegment;
-  waiter: Waiter;
-  /** Throws when the rank's runtime is finalized (teams then have no memory to work in). */
-  checkLive(): void;
-  /** This rank's world rank. */
-  worldRank: number;
-  /** The node-local rank of a world rank, or -1 if it is on another node. */
-  localRankOf(worldRank: number): number;
-  /** The index of the node a world rank runs on. */
-  nodeOf(worldRank: number): number;
-  /** The rank's messenger (teams across nodes run their collectives over its internal messages). */
-  messenger(): Messenger;
-  /** Binds the endpoints of these world ranks (this member's network partners), ahead of its collectives; null when bound. */
-  prepare?(worldRanks: readonly number[]): Promise<void> | null;
-  /** The same, blocking, for a synchronous collective (or an error saying why it cannot). */
-  prepareSync?(worldRanks: readonly number[], what: () => string): void;
-  /** The collective arena of a world rank, mapped here. */
-  arenaOf(worldRank: number): ArrayBuffer;
-  bankBytes: number;
-  chunkBytes: number;
-  /** Nanoseconds a collective polls (bounded, driving progress) before it waits asynchronously. */
-  pollNs: number;
-  /** Nanoseconds the native fast paths of small collectives poll before they leave the rest to the steps. */
-  fastPollNs: number;
-  /** Whether the rank's runtime is live (checkLive() would not throw): its memory is mapped. */
-  isLive(): boolean;
-  /** Ranks outnumber cores: a spinning rank gives its core away. */
-  spinYields: boolean;
-  /** The next team slot this rank has not used, and how many there are. */
-  slots: { next: number; count: number };
-}
 
 
 /** The same, blocking this thread (for collectives that return synchronously). */
@@ -65,7 +33,8 @@ function runSync<T>(steps: Steps<T>, waiter: Waiter, what: () => string): T {
   }
 }
 
-type Scalar = number | bigint;
+/** Reductions as hang reports and errors name them. */
+const REDUCTION_NAMES: Record<ReductionKind, string> = { [KIND.reduce]: 'reduce', [KIND.allreduce]: 'allreduce', [KIND.scan]: 'scan' };
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -248,13 +217,17 @@ export class Team {
 
   #runSync<T>(kind: string, make: () => Steps<T>): T {
     this.#ctx.checkLive();
-    if (this.#inFlight > 0 || this.#queued > 0) throw new MprunError('ERR_MPRUN_ARG', 'a synchronous collective (split, alloc) while another on the same team is in flight; await that first');
+    if (this.#inFlight > 0 || this.#queued > 0) throw new MprunError('ERR_MPRUN_ARG', `a synchronous collective (${kind}) while another on the same team is in flight; await that first`);
     if (this.#broken !== null) throw this.#broken;
     if (this.#preparing !== null) {
       this.#ctx.prepareSync?.(this.#partners, () => this.#describe(kind));
       this.#preparing = null;
     }
-    return runSync(make(), this.#ctx.waiter, () => this.#describe(kind));
+    try {
+      return runSync(make(), this.#ctx.waiter, () => this.#describe(kind));
+    } catch (e) {
+      return this.#fail(e);
+    }
   }
 
   /**
@@ -287,8 +260,22 @@ export class Team {
     return this.#inFlight === 0 && this.#queued === 0 && this.#broken === null && this.#ctx.isLive();
   }
 
-  /** Blocks this thread until every member arrives (for synchronous collectives such as alloc). @internal */
+  /**
+   * As barrier(), blocking this thread: no promise and no await, for tight
+   * loops (README, "Synchronous forms"). The event loop does not run meanwhile;
+   * the rank's other operations in flight still progress.
+   */
   barrierSync(): void {
+    const fast = this.#fast;
+    if (fast !== null && this.#mayRunFast()) {
+      let done: boolean;
+      try {
+        done = fast.tryBarrier(this.#ctx.fastPollNs);
+      } catch (e) {
+        throw this.#failed(e);
+      }
+      if (done) return;
+    }
     this.#runSync('barrier', () => this.#engine.barrier());
   }
 
@@ -316,6 +303,23 @@ export class Team {
     return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
 
+  /** As bcast(), blocking this thread (see barrierSync). */
+  bcastSync<T>(data: T, root = 0): T {
+    const bad = this.#badRoot(root);
+    if (bad !== null) throw bad;
+    const fast = this.#fast;
+    if (fast !== null && isTypedArray(data) && this.#mayRunFast()) {
+      let done: boolean;
+      try {
+        done = fast.tryBcast(data, root, this.#ctx.fastPollNs);
+      } catch (e) {
+        throw this.#failed(e);
+      }
+      if (done) return data;
+    }
+    return this.#runSync('bcast', () => this.#engine.bcast(data, root)) as T;
+  }
+
   /** Reduces `buf` over the team with `op`: the result on `root` (in place for typed arrays), null elsewhere. */
   reduce<T extends TypedArray>(buf: T, op: ReduceOp, root?: number): Promise<T | null>;
   reduce(buf: number, op: ReduceOp, root?: number): Promise<number | null>;
@@ -334,6 +338,24 @@ export class Team {
     return this.#reduction(buf, op, KIND.allreduce, 0) as Promise<TypedArray | Scalar>;
   }
 
+  /** As reduce(), blocking this thread (see barrierSync). */
+  reduceSync<T extends TypedArray>(buf: T, op: ReduceOp, root?: number): T | null;
+  reduceSync(buf: number, op: ReduceOp, root?: number): number | null;
+  reduceSync(buf: bigint, op: ReduceOp, root?: number): bigint | null;
+  reduceSync(buf: TypedArray | Scalar, op: ReduceOp, root = 0): TypedArray | Scalar | null {
+    const bad = this.#badRoot(root);
+    if (bad !== null) throw bad;
+    return this.#reductionSync(buf, op, KIND.reduce, root);
+  }
+
+  /** As allreduce(), blocking this thread (see barrierSync). */
+  allreduceSync<T extends TypedArray>(buf: T, op: ReduceOp): T;
+  allreduceSync(buf: number, op: ReduceOp): number;
+  allreduceSync(buf: bigint, op: ReduceOp): bigint;
+  allreduceSync(buf: TypedArray | Scalar, op: ReduceOp): TypedArray | Scalar {
+    return this.#reductionSync(buf, op, KIND.allreduce, 0)!;
+  }
+
   /** Inclusive prefix reduction: team rank i gets buf(0) op ... op buf(i). */
   scan<T extends TypedArray>(buf: T, op: ReduceOp): Promise<T>;
   scan(buf: number, op: ReduceOp): Promise<number>;
@@ -342,34 +364,17 @@ export class Team {
     return this.#reduction(buf, op, KIND.scan, 0) as Promise<TypedArray | Scalar>;
   }
 
-  #reduction(buf: TypedArray | Scalar, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number): Promise<TypedArray | Scalar | null> {
+  #reduction(buf: TypedArray | Scalar, op: ReduceOp, kind: ReductionKind, root: number): Promise<TypedArray | Scalar | null> {
     let arr: TypedArray;
-    let scalar: ((a: TypedArray) => Scalar) | null = null;
-    if (isTypedArray(buf)) arr = buf;
-    else if (typeof buf === 'bigint') {
-      arr = BigInt64Array.of(buf);
-      scalar = (a) => a[0]!;
-    } else if (typeof buf === 'number') {
-      // Bitwise operators on numbers work on their integer values (as 64-bit integers).
-      const bitwise = op === 'band' || op === 'bor' || op === 'bxor';
-      if (bitwise && !Number.isSafeInteger(buf)) return Promise.reject(new TypeError(`'${op}' needs an integer, not ${buf}`));
-      arr = bitwise ? BigInt64Array.of(BigInt(buf)) : Float64Array.of(buf);
-      scalar = bitwise ? (a) => Number(a[0]!) : (a) => a[0]!;
-    } else {
-      return Promise.reject(new TypeError(`reductions take a typed array, a number or a bigint, not ${typeof buf}`));
+    let Ctor: unknown;
+    try {
+      arr = reductionArray(buf, op);
+      Ctor = this.#checkReduction(arr, op);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    const result: TypedArray | Scalar | null = kind === KIND.reduce && this.rank !== root ? null : arr;
-    // Read once: a typed array's constructor is a load V8 does not inline (core/codec.ts, typedCode).
-    const Ctor = arr.constructor;
-    if (Ctor !== this.#checkedCtor || op !== this.#checkedOp) {
-      try {
-        checkOp(op, Ctor);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      this.#checkedCtor = Ctor;
-      this.#checkedOp = op;
-    }
+    const scalar = scalarOf(buf, op);
+    const result: TypedArray | null = kind === KIND.reduce && this.rank !== root ? null : arr;
     const fast = this.#fast;
     if (fast !== null && this.#mayRunFast()) {
       try {
@@ -378,7 +383,39 @@ export class Team {
         return Promise.reject(this.#failed(e));
       }
     }
-    return this.#run(kind === KIND.reduce ? 'reduce' : kind === KIND.allreduce ? 'allreduce' : 'scan', () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
+    return this.#run(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
+  }
+
+  /** As #reduction, blocking this thread. */
+  #reductionSync(buf: TypedArray | Scalar, op: ReduceOp, kind: ReductionKind, root: number): TypedArray | Scalar | null {
+    const arr = reductionArray(buf, op);
+    const Ctor = this.#checkReduction(arr, op);
+    const scalar = scalarOf(buf, op);
+    const result: TypedArray | null = kind === KIND.reduce && this.rank !== root ? null : arr;
+    const fast = this.#fast;
+    if (fast !== null && this.#mayRunFast()) {
+      let done: boolean;
+      try {
+        done = fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs, Ctor);
+      } catch (e) {
+        throw this.#failed(e);
+      }
+      if (done) return result === null || scalar === null ? result : scalar(arr);
+    }
+    return this.#runSync(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
+  }
+
+  /** Throws when `op` makes no sense on `arr`'s type; returns its constructor. */
+  #checkReduction(arr: TypedArray, op: ReduceOp): unknown {
+    // Read once: a typed array's constructor is a load V8 does not inline (core/codec.ts, typedCode).
+    const Ctor = arr.constructor;
+    // The last call's type and operator again (a loop's case): checked then.
+    if (Ctor !== this.#checkedCtor || op !== this.#checkedOp) {
+      checkOp(op, Ctor);
+      this.#checkedCtor = Ctor;
+      this.#checkedOp = op;
+    }
+    return Ctor;
   }
 
   /** Every member's value, in team-rank order; typed arrays of one type come back concatenated. */

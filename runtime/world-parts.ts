@@ -5,10 +5,10 @@
  */
 import { MprunError } from '../core/errors.js';
 import type { Endpoint, TransportInstance } from '../transports/endpoint.js';
+import type { ControlSegment } from '../transports/shm/control.js';
 import type { AgentLinks, PeerPlace, PeerTable } from '../transports/registry.js';
 import type { RuntimeConfig } from './config.js';
 import type { Messenger } from './p2p.js';
-import type { TeamContext } from './team.js';
 import type { Waiter } from './wait.js';
 import type { JobPlace, Wireup } from './wireup.js';
 
@@ -17,7 +17,7 @@ export interface WorldParts {
   place: JobPlace;
   config: RuntimeConfig;
   /** The node's control segment (team flags), and whether this rank made it (and so unmaps it). */
-  ctrl: TeamContext['ctrl'];
+  ctrl: ControlSegment;
   ownsCtrl: boolean;
   heap: ArrayBuffer;
   /** Where every rank runs, and the endpoint for it (bound on first use for other nodes' ranks). */
@@ -65,4 +65,38 @@ export function teamContext(parts: WorldParts, localRankOf: (w: number) => numbe
     spinYields: config.yieldWhileSpinning,
     slots: { next: firstSlot, count: config.teamSlots },
   };
+}
+
+/** What a team needs of its rank's runtime. @internal */
+export interface TeamContext {
+  ctrl: ControlSegment;
+  waiter: Waiter;
+  /** Throws when the rank's runtime is finalized (teams then have no memory to work in). */
+  checkLive(): void;
+  /** This rank's world rank. */
+  worldRank: number;
+  /** The node-local rank of a world rank, or -1 if it is on another node. */
+  localRankOf(worldRank: number): number;
+  /** The index of the node a world rank runs on. */
+  nodeOf(worldRank: number): number;
+  /** The rank's messenger (teams across nodes run their collectives over its internal messages). */
+  messenger(): Messenger;
+  /** Binds the endpoints of these world ranks (this member's network partners), ahead of its collectives; null when bound. */
+  prepare?(worldRanks: readonly number[]): Promise<void> | null;
+  /** The same, blocking, for a synchronous collective (or an error saying why it cannot). */
+  prepareSync?(worldRanks: readonly number[], what: () => string): void;
+  /** The collective arena of a world rank, mapped here. */
+  arenaOf(worldRank: number): ArrayBuffer;
+  bankBytes: number;
+  chunkBytes: number;
+  /** Nanoseconds a collective polls (bounded, driving progress) before it waits asynchronously. */
+  pollNs: number;
+  /** Nanoseconds the native fast paths of small collectives poll before they leave the rest to the steps. */
+  fastPollNs: number;
+  /** Whether the rank's runtime is live (checkLive() would not throw): its memory is mapped. */
+  isLive(): boolean;
+  /** Ranks outnumber cores: a spinning rank gives its core away. */
+  spinYields: boolean;
+  /** The next team slot this rank has not used, and how many there are. */
+  slots: { next: number; count: number };
 }

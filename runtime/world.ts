@@ -11,7 +11,7 @@ import { isTypedArray, isTypedArrayCtor, type AtomicArray, type Comparison, type
 import { native } from '../native/index.js';
 import type { AtomicOpCode, Endpoint, TransportInstance } from '../transports/endpoint.js';
 import { openSharedMemory, type AgentLinks, type SharedMemory } from '../transports/registry.js';
-import { RemoteAtomics } from './atomics.js';
+import { checkAtomicValue, comparator, RemoteAtomics } from './atomics.js';
 import type { RuntimeConfig } from './config.js';
 import type { Wireup } from './wireup.js';
 import { SymmetricHeap } from './heap.js';
@@ -286,6 +286,19 @@ export class World extends Team {
     return this.#barrierAfterQuiet();
   }
 
+  /**
+   * As barrier(), blocking this thread (Team.barrierSync). Puts to other
+   * nodes complete asynchronously: after them, and while shared variables are
+   * in use, it refuses; `await world.quiet()` first, or use barrier().
+   */
+  override barrierSync(): void {
+    this.#live();
+    if (this.#unflushed.size !== 0 || this.dsm.active) {
+      throw new MprunError('ERR_MPRUN_ARG', `barrierSync() on rank ${this.rank} with ${this.dsm.active ? 'shared variables in use' : 'puts to other nodes not yet complete'}: their completion is asynchronous; await world.quiet() first, or use await world.barrier()`);
+    }
+    super.barrierSync();
+  }
+
   async #barrierAfterQuiet(): Promise<void> {
     await this.quiet();
     await this.dsm.releaseAll();
@@ -334,7 +347,20 @@ export class World extends Team {
       this.#live();
       return this.#messenger.send(dest, data, tag);
     } catch (e) {
-      return Promise.reject(isMprunError(e) || e instanceof RangeError || e instanceof TypeError ? e : new TypeError(`send to rank ${String(dest)} (tag ${String(tag)}): the data cannot be encoded: ${e instanceof Error ? e.message : String(e)}`));
+      return Promise.reject(sendError(e, dest, tag));
+    }
+  }
+
+  /**
+   * As send(), blocking this thread until `data` may be reused: no promise and
+   * no await, for tight loops (README, "Synchronous forms").
+   */
+  sendSync(dest: number, data: unknown, tag = 0): void {
+    this.#live();
+    try {
+      this.#messenger.sendSync(dest, data, tag);
+    } catch (e) {
+      throw sendError(e, dest, tag);
     }
   }
 
@@ -348,6 +374,12 @@ export class World extends Team {
     }
   }
 
+  /** As recv(), blocking this thread until the message is here (see sendSync). */
+  recvSync<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG): Message<T> {
+    this.#live();
+    return this.#messenger.recvSync<T>(source, tag);
+  }
+
   /**
    * Receives into `buf` (MPI_Recv): a message of the same typed-array type is
    * written into it with no allocation, and `data` is the filled prefix (`buf`
@@ -357,11 +389,18 @@ export class World extends Team {
   recvInto<T extends TypedArray>(buf: T, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {
     try {
       this.#live();
-      if (!isTypedArray(buf)) throw new TypeError(`recvInto needs a typed array to receive into, not ${describe(buf)}`);
+      checkInto(buf, 'recvInto');
       return this.#messenger.recvInto(buf, source, tag);
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** As recvInto(), blocking this thread until the message is here (see sendSync). */
+  recvIntoSync<T extends TypedArray>(buf: T, source: number = ANY_SOURCE, tag: number = ANY_TAG): Message<T> {
+    this.#live();
+    checkInto(buf, 'recvIntoSync');
+    return this.#messenger.recvIntoSync(buf, source, tag);
   }
 
   /** Whether a matching message has arrived, without receiving it. */
@@ -432,26 +471,6 @@ export class World extends Team {
   }
 }
 
-function checkAtomicValue(arr: AtomicArray, value: unknown, what: string): void {
-  if (arr instanceof BigInt64Array) {
-    if (typeof value !== 'bigint') throw new TypeError(`${what}: a BigInt64Array takes bigint values, not ${typeof value}`);
-  } else if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`${what}: an Int32Array takes integer numbers, not ${String(value)}`);
-  }
-}
-
-function comparator(cmp: Comparison): (a: number, b: number) => boolean {
-  switch (cmp) {
-    case '==': return (a, b) => a === b;
-    case '!=': return (a, b) => a !== b;
-    case '<': return (a, b) => a < b;
-    case '<=': return (a, b) => a <= b;
-    case '>': return (a, b) => a > b;
-    case '>=': return (a, b) => a >= b;
-    default: throw new TypeError(`comparison must be one of == != < <= > >=, not ${String(cmp)}`);
-  }
-}
-
 /** One rank's alloc call: its ordinal, type name, length and heap offset. */
 type AllocRequest = [number, string, number, number];
 
@@ -461,6 +480,15 @@ function checkAllocsAgree(all: AllocRequest[], me: number): void {
   if (all.every(([n, t, l, o]) => n === n0 && t === type0 && l === len0 && o === off0)) return;
   const what = all.map(([n, t, l, o], r) => `rank ${r}: alloc #${n + 1} ${t}(${l}) at heap offset ${o}`).join('; ');
   throw new MprunError('ERR_MPRUN_COLLECTIVE_MISMATCH', `collective mismatch in alloc on rank ${me}: every rank must allocate the same type and length in the same order (${what})`);
+}
+
+/** The error a send fails with: misuse as it is, anything else as data that cannot be encoded. */
+function sendError(e: unknown, dest: number, tag: number): unknown {
+  return isMprunError(e) || e instanceof RangeError || e instanceof TypeError ? e : new TypeError(`send to rank ${String(dest)} (tag ${String(tag)}): the data cannot be encoded: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+function checkInto(buf: unknown, what: string): void {
+  if (!isTypedArray(buf)) throw new TypeError(`${what} needs a typed array to receive into, not ${describe(buf)}`);
 }
 
 function describe(v: unknown): string {

@@ -5,7 +5,7 @@
  * Integer arithmetic wraps as in C (Math.imul for 32-bit products).
  */
 import { native } from '../../native/index.js';
-import type { TypedArray } from '../../core/types.js';
+import { isTypedArray, type TypedArray } from '../../core/types.js';
 
 export const REDUCE_OPS = ['sum', 'prod', 'min', 'max', 'band', 'bor', 'bxor', 'land', 'lor'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];
@@ -28,10 +28,44 @@ export function opCode(op: string): number {
 /** Throws TypeError when `op` makes no sense on `Ctor` (bitwise operators on floats). */
 export function checkOp(op: string, Ctor: unknown): ReduceOp {
   opCode(op);
-  if ((op === 'band' || op === 'bor' || op === 'bxor') && FLOAT_TYPES.has(Ctor)) {
+  if (isBitwise(op) && FLOAT_TYPES.has(Ctor)) {
     throw new TypeError(`'${op}' is a bitwise reduction; ${(Ctor as { name: string }).name} is not an integer type`);
   }
   return op as ReduceOp;
+}
+
+/** A number or bigint a reduction takes and returns in place of a typed array. */
+export type Scalar = number | bigint;
+
+function isBitwise(op: string): boolean {
+  return op === 'band' || op === 'bor' || op === 'bxor';
+}
+
+/**
+ * The typed array a reduction of `buf` works on: `buf` itself, or a
+ * one-element array for a number (Float64Array; BigInt64Array for the bitwise
+ * operators, which work on its integer value) or a bigint. Throws TypeError
+ * for anything else.
+ */
+export function reductionArray(buf: TypedArray | Scalar, op: string): TypedArray {
+  if (isTypedArray(buf)) return buf;
+  if (typeof buf === 'bigint') return BigInt64Array.of(buf);
+  if (typeof buf === 'number') {
+    if (!isBitwise(op)) return Float64Array.of(buf);
+    if (!Number.isSafeInteger(buf)) throw new TypeError(`'${op}' needs an integer, not ${buf}`);
+    return BigInt64Array.of(BigInt(buf));
+  }
+  throw new TypeError(`reductions take a typed array, a number or a bigint, not ${typeof buf}`);
+}
+
+const firstElement = (a: TypedArray): Scalar => a[0]!;
+const firstAsNumber = (a: TypedArray): Scalar => Number(a[0]!);
+
+/** How the result of a reduction of `buf` is read from its reductionArray: null for a typed array (the array itself). */
+export function scalarOf(buf: TypedArray | Scalar, op: string): ((a: TypedArray) => Scalar) | null {
+  if (typeof buf === 'bigint') return firstElement;
+  if (typeof buf === 'number') return isBitwise(op) ? firstAsNumber : firstElement;
+  return null;
 }
 
 function body(op: ReduceOp, big: boolean, imul: boolean): string {

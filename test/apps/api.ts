@@ -280,6 +280,46 @@ await rejects(() => world.send(size, 1), RangeError, 'send to a bad rank');
 await rejects(() => world.send(right, 1, -2), RangeError, 'negative tag');
 await rejects(() => world.recv(size), RangeError, 'recv from a bad rank');
 
+// --- synchronous forms: no promise, the thread blocks (README, "Synchronous forms") ---
+await world.barrier(); // rank 0's ANY_TAG receives above are done: no sync message can match them
+const syncInto = new Float64Array(2);
+for (let k = 0; k < 200; k++) {
+  world.sendSync(right, Float64Array.of(k, rank), 80);
+  const m = world.recvIntoSync(syncInto, left, 80);
+  check(m.data === syncInto && syncInto[0] === k && syncInto[1] === left && m.source === left && m.tag === 80, `sendSync / recvIntoSync around the ring, round ${k}`);
+}
+world.sendSync(right, { text: 'sync', rank }, 81);
+equal(world.recvSync(left, 81).data, { text: 'sync', rank: left }, 'recvSync of a msgpack value');
+world.sendSync(right, big, 82); // larger than a ring: every rank blocks in sendSync while its neighbour does too
+const bigSync = world.recvIntoSync(new Float64Array(300_000), left, 82);
+check(bigSync.data.length === 300_000 && bigSync.data[299_999] === 299_999 * 0.5 + left, 'a large message between synchronous calls');
+world.sendSync(right, Int16Array.of(1, 2, 3), 83);
+throws(() => world.recvIntoSync(new Int16Array(2), left, 83), MprunError, 'recvIntoSync of a longer message');
+throws(() => world.recvIntoSync([] as unknown as Int16Array, left, 84), TypeError, 'recvIntoSync into a non-typed-array');
+throws(() => world.sendSync(size, 1), RangeError, 'sendSync to a bad rank');
+world.barrierSync();
+world.team('shared').barrierSync();
+equal(world.allreduceSync(rank + 1, 'sum'), (size * (size + 1)) / 2, 'allreduceSync of a number');
+equal(world.allreduceSync(BigInt(rank), 'max'), BigInt(size - 1), 'allreduceSync of a bigint');
+const arSync = Float64Array.of(rank, -rank);
+check(world.allreduceSync(arSync, 'max') === arSync && arSync[0] === size - 1 && arSync[1] === 0, 'allreduceSync of a typed array, in place');
+let loopSum = 0;
+for (let k = 0; k < 300; k++) loopSum += world.allreduceSync(Float64Array.of(k), 'sum')[0]!;
+equal(loopSum, (size * 300 * 299) / 2, 'allreduceSync in a tight loop');
+equal(world.reduceSync(rank, 'sum', size - 1), rank === size - 1 ? (size * (size - 1)) / 2 : null, 'reduceSync to the last rank');
+equal(world.bcastSync(rank === 0 ? { from: 'root' } : null, 0), { from: 'root' }, 'bcastSync of a value');
+const bcSync = new Int32Array(4).fill(rank === size - 1 ? 9 : 0);
+check(world.bcastSync(bcSync, size - 1) === bcSync && bcSync.every((x) => x === 9), 'bcastSync of a typed array, in place');
+throws(() => world.allreduceSync(1.5, 'band'), TypeError, 'allreduceSync: a bitwise reduction of a fraction');
+throws(() => world.reduceSync(1, 'sum', size), RangeError, 'reduceSync to a bad root');
+// Puts to another node complete asynchronously: barrierSync refuses until they are quiet.
+if (!sameNode(right)) {
+  world.put(f, src, right);
+  throws(() => world.barrierSync(), MprunError, 'barrierSync after a put to another node');
+  await world.quiet();
+}
+world.barrierSync();
+
 // --- barrier, many times, with skew -----------------------------------------------
 for (let k = 0; k < 50; k++) {
   if (k % 10 === rank % 10) await new Promise((r) => setTimeout(r, 1));
@@ -293,3 +333,5 @@ throws(() => world.put(f, src, right), MprunError, 'use after finalize');
 await rejects(() => world.barrier(), MprunError, 'barrier after finalize');
 await rejects(() => world.allreduce(1, 'sum'), MprunError, 'collective after finalize');
 throws(() => world.split(0), MprunError, 'split after finalize');
+throws(() => world.barrierSync(), MprunError, 'barrierSync after finalize');
+throws(() => world.sendSync(right, 1), MprunError, 'sendSync after finalize');
