@@ -35,6 +35,19 @@ export type CollTeamHandle = { readonly __collTeam: unique symbol };
 /** An opaque handle of native/queue.cc. */
 export type QueueHandle = { readonly __queues: unique symbol };
 
+/**
+ * queueOpen's result: the handle, and the staged eager paths bound to it,
+ * which take their arguments from queueOpen's `args` (no argument to convert
+ * and no handle to unwrap on a small message's critical path).
+ */
+export interface QueueBinding {
+  handle: QueueHandle;
+  /** queueSendEager of the first args[4] bytes of the staging array; args: [dest, tag, dtype, origin, bytes]. */
+  sendStaged(): boolean;
+  /** queueRecvInto into the staging array; args: [room, dtype, source, tag, spinNs]; source and tag into queueOpen's `out`. */
+  recvStaged(): number;
+}
+
 export interface NativeBinding {
   setErrorClass(cls: typeof MprunError): void;
   memfdCreate(name: string, size: number): number;
@@ -91,14 +104,10 @@ export interface NativeBinding {
   collReduce(team: CollTeamHandle, round: number, plan: number, who: number, spinNs: number): number;
   /** The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it). */
   /** `stage` and `out` (2 words): where the staged calls take their payload and put a receive's source and tag (kept alive by the caller). */
-  queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array, stage: ArrayBuffer, out: Int32Array): QueueHandle;
+  queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array, stage: ArrayBuffer, out: Int32Array, args: Int32Array): QueueBinding;
   queueWorldRanks(queues: QueueHandle, worldOfLocal: Int32Array): void;
   queueSendEager(queues: QueueHandle, dest: number, tag: number, dtype: number, payload: ArrayBufferView, origin: number, bytes: number): boolean;
   queueRecvInto(queues: QueueHandle, into: ArrayBufferView, room: number, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number;
-  /** queueSendEager of the first `bytes` of the staging array (six arguments: no typed array to inspect, no argument array allocated). */
-  queueSendStaged(queues: QueueHandle, dest: number, tag: number, dtype: number, origin: number, bytes: number): boolean;
-  /** queueRecvInto into the staging array, source and tag into queueOpen's `out`. */
-  queueRecvStaged(queues: QueueHandle, room: number, dtype: number, source: number, tag: number, spinNs: number): number;
   xpmem: NativeXpmem;
   /** CRC32C (Castagnoli), hardware-assisted where the CPU has SSE4.2; `seed` chains. */
   crc32c(bytes: Bytes, seed?: number): number;

@@ -38,12 +38,14 @@ struct Queues {
   int32_t* headSeen;  // producer: each destination's head as last read (queue.ts's array)
   int32_t* state;     // consumer: [0] our head (queue.ts's, shared)
   std::vector<int32_t> worldOf;  // world rank of each local participant (-1: the gateway, whose records carry their origin)
-  // queue.ts's staging array and receive result (held by the NodeQueues that holds
-  // this handle): small messages pass through them, so that those calls hand over
-  // numbers only, no typed array for Node-API to inspect and no argument array to allocate.
+  // queue.ts's staging array, receive result and call arguments (held by the NodeQueues
+  // that holds this handle): small messages pass through them, so that their calls take
+  // no argument at all (sendStaged, recvStaged): no typed array for Node-API to inspect,
+  // no number to convert, no handle to unwrap.
   uint8_t* stage;
   size_t stageBytes;
-  int32_t* out;  // [source, tag] of the last message taken
+  int32_t* out;   // [source, tag] of the last message taken
+  int32_t* args;  // sendStaged: [dest, tag, dtype, origin, bytes]; recvStaged: [room, dtype, source, tag, spinNs]
 };
 
 inline int32_t RecordBytes(int32_t payload) { return (HEADER + payload + CELL - 1) & ~(CELL - 1); }
@@ -98,9 +100,12 @@ void Advance(Queues& q, int32_t head) {
 
 Queues* Of(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<Queues>>().Data(); }
 
+Napi::Value SendStaged(const Napi::CallbackInfo& info);
+Napi::Value RecvStaged(const Napi::CallbackInfo& info);
+
 // queueOpen(words: Int32Array, me, ringBytes, ring, tail, head, want, sleeping, door: Int32Array
 //           (per participant), headSeen: Int32Array, state: Int32Array(1), stage: ArrayBuffer,
-//           out: Int32Array(2)) -> handle
+//           out: Int32Array(2), args: Int32Array(5)) -> { handle, sendStaged, recvStaged }
 Napi::Value Open(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   size_t nwords = 0;
@@ -122,7 +127,9 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   int32_t* state = Int32s(info[10], &states);
   size_t outs = 0;
   int32_t* out = Int32s(info[12], &outs);
-  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1 && info[11].IsArrayBuffer() && out != nullptr && outs >= 2;
+  size_t nargs = 0;
+  int32_t* args = Int32s(info[13], &nargs);
+  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1 && info[11].IsArrayBuffer() && out != nullptr && outs >= 2 && args != nullptr && nargs >= 5;
   if (!ok) {
     delete q;
     return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: inconsistent queue layout");
@@ -133,9 +140,15 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   q->stage = static_cast<uint8_t*>(stage.Data());
   q->stageBytes = stage.ByteLength();
   q->out = out;
+  q->args = args;
   q->worldOf.assign(p, -1);
-  // The arrays it points into (the segment, headSeen, state) are held by the NodeQueues that holds this handle.
-  return Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; });
+  // The arrays it points into (the segment, headSeen, state, args) are held by the NodeQueues
+  // that holds this handle, and the two functions bound to it: they go together.
+  auto binding = Napi::Object::New(env);
+  binding.Set("handle", Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; }));
+  binding.Set("sendStaged", Napi::Function::New(env, SendStaged, "sendStaged", q));
+  binding.Set("recvStaged", Napi::Function::New(env, RecvStaged, "recvStaged", q));
+  return binding;
 }
 
 // queueWorldRanks(handle, worldOfLocal: Int32Array): the world rank of each local participant.
@@ -178,13 +191,14 @@ Napi::Value SendEager(const Napi::CallbackInfo& info) {
   return Send(env, Of(info), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), data, given, info[5].As<Napi::Number>().Int32Value());
 }
 
-// queueSendStaged(handle, dest, tag, dtype, origin, bytes): the first `bytes` bytes of the staging array.
+// sendStaged() (bound to its queues by queueOpen): queueSendEager of the first args[4] bytes of
+// the staging array, to args[0] with tag args[1], type args[2] and origin args[3].
 Napi::Value SendStaged(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  Queues* q = Of(info);
-  const size_t given = static_cast<size_t>(info[5].As<Napi::Number>().Int64Value());
-  if (given > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "queueSendStaged: more bytes than the staging array has");
-  return Send(env, q, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), q->stage, given, info[4].As<Napi::Number>().Int32Value());
+  Queues* q = static_cast<Queues*>(info.Data());
+  const int32_t* a = q->args;
+  if (a[4] < 0 || static_cast<size_t>(a[4]) > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "sendStaged: more bytes than the staging array has");
+  return Send(env, q, a[0], a[1], a[2], q->stage, static_cast<size_t>(a[4]), a[3]);
 }
 
 // queueRecvInto(handle, into: ArrayBufferView, room, dtype, source, tag, spinNs, out: Int32Array(2))
@@ -245,14 +259,15 @@ Napi::Value RecvInto(const Napi::CallbackInfo& info) {
   return Take(env, Of(info), into, given, info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), info[5].As<Napi::Number>().Int32Value(), BudgetNs(info[6].As<Napi::Number>().DoubleValue()), out);
 }
 
-// queueRecvStaged(handle, room, dtype, source, tag, spinNs): as queueRecvInto, into the
-// staging array, the source and tag into the handle's `out`.
+// recvStaged() (bound to its queues by queueOpen): as queueRecvInto, into the staging array
+// with room args[0], of type args[1] from source args[2] with tag args[3], polling for
+// args[4] ns; the source and tag into `out`.
 Napi::Value RecvStaged(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  Queues* q = Of(info);
-  const size_t given = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
-  if (given > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvStaged: more room than the staging array has");
-  return Take(env, q, q->stage, given, info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), BudgetNs(info[5].As<Napi::Number>().DoubleValue()), q->out);
+  Queues* q = static_cast<Queues*>(info.Data());
+  const int32_t* a = q->args;
+  if (a[0] < 0 || static_cast<size_t>(a[0]) > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "recvStaged: more room than the staging array has");
+  return Take(env, q, q->stage, static_cast<size_t>(a[0]), a[1], a[2], a[3], BudgetNs(a[4]), q->out);
 }
 
 }  // namespace
@@ -262,8 +277,6 @@ void InitQueue(Napi::Env env, Napi::Object exports) {
   exports.Set("queueWorldRanks", Napi::Function::New(env, WorldRanks));
   exports.Set("queueSendEager", Napi::Function::New(env, SendEager));
   exports.Set("queueRecvInto", Napi::Function::New(env, RecvInto));
-  exports.Set("queueSendStaged", Napi::Function::New(env, SendStaged));
-  exports.Set("queueRecvStaged", Napi::Function::New(env, RecvStaged));
 }
 
 }  // namespace mprun

@@ -102,6 +102,10 @@ export class NodeQueues {
   readonly #staging = new TypedViews(new ArrayBuffer(ON_HEAP_BYTES));
   /** Where the native staged receive puts its message's source and tag. */
   readonly #stagedOut = new Int32Array(2);
+  /** The staged calls' arguments (native/queue.cc reads them), and the calls. */
+  readonly #args = new Int32Array(5);
+  readonly #sendStaged: () => boolean;
+  readonly #recvStaged: () => number;
   constructor(ctrl: ControlSegment, me: number) {
     this.#ctrl = ctrl;
     this.#i32 = ctrl.i32;
@@ -116,7 +120,10 @@ export class NodeQueues {
     this.#state[0] = Atomics.load(this.#i32, this.#headIndex);
     const per = (f: (r: number) => number): Int32Array => Int32Array.from({ length: ctrl.participants }, (_, r) => f(r));
     this.#native = native();
-    this.#queues = this.#native.queueOpen(ctrl.i32, me, ctrl.ringBytes, per((r) => ctrl.ringOffset(r)), per((r) => ctrl.tailIndex(r)), per((r) => ctrl.headIndex(r)), per((r) => ctrl.wantIndex(r)), per((r) => ctrl.sleepingIndex(r)), per((r) => ctrl.doorIndex(r)), this.#headSeen, this.#state, this.#staging.buffer, this.#stagedOut);
+    const q = this.#native.queueOpen(ctrl.i32, me, ctrl.ringBytes, per((r) => ctrl.ringOffset(r)), per((r) => ctrl.tailIndex(r)), per((r) => ctrl.headIndex(r)), per((r) => ctrl.wantIndex(r)), per((r) => ctrl.sleepingIndex(r)), per((r) => ctrl.doorIndex(r)), this.#headSeen, this.#state, this.#staging.buffer, this.#stagedOut, this.#args);
+    this.#queues = q.handle;
+    this.#sendStaged = q.sendStaged;
+    this.#recvStaged = q.recvStaged;
   }
 
   /** The world rank of each local participant (the receiving side matches sources by them). */
@@ -139,7 +146,14 @@ export class NodeQueues {
     if (room > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, room, dtype, source, tag, spinNs, out);
     // As in trySendEager: through our staging array, then element by element (no allocation).
     const stage = this.#staging.of(moveCtor(dtype));
-    const n = this.#native.queueRecvStaged(this.#queues, room, dtype, source, tag, spinNs);
+    const a = this.#args;
+    a[0] = room;
+    a[1] = dtype;
+    a[2] = source;
+    a[3] = tag;
+    // Nanoseconds in an int32: at most 2.1 s (a poll, not a wait); NaN or less polls once.
+    a[4] = spinNs > 0x7fffffff ? 0x7fffffff : spinNs;
+    const n = this.#recvStaged();
     if (n < 0) return n;
     for (let i = 0, end = n / bpe; i < end; i++) (into as Float64Array)[i] = (stage as Float64Array)[i]!;
     out[0] = this.#stagedOut[0]!;
@@ -218,7 +232,13 @@ export class NodeQueues {
       // off (a backing store allocated): a copy into our own staging array costs less.
       const stage = this.#staging.of(moveCtor(dtype));
       (stage as Float64Array).set(payload as Float64Array);
-      return this.#native.queueSendStaged(this.#queues, dest, tag, dtype, origin, bytes);
+      const a = this.#args;
+      a[0] = dest;
+      a[1] = tag;
+      a[2] = dtype;
+      a[3] = origin;
+      a[4] = bytes;
+      return this.#sendStaged();
     }
     return this.#native.queueSendEager(this.#queues, dest, tag, dtype, payload, origin, bytes);
   }
