@@ -35,7 +35,7 @@ constexpr int32_t WAKE_ACK = 8;
 constexpr int KIND_BCAST = 2;
 constexpr int KIND_REDUCE = 7;
 
-// collReduce results
+// reduce() results
 constexpr int NOT_STARTED = 0;  // our bank was not free within the budget: nothing done
 constexpr int PUBLISHED = 1;    // our contribution is published; readers wait for the others
 constexpr int DONE = 2;
@@ -51,11 +51,14 @@ struct CollTeam {
   bool yields;  // ranks outnumber cores: give the core away while spinning
   std::vector<int32_t> ack, data, sleeping, door;  // word indices per member
   std::vector<uint8_t*> bank;                      // members' scratch for this team (null until given)
-  // The team's staging array (shm-rounds.ts staging()), kept alive by the caller
-  // with the handle: small arrays pass through it, so a call hands over numbers
-  // only (a typed array argument costs Node-API a type and buffer lookup).
+  // The team's staging array (shm-rounds.ts staging()) and call arguments, kept alive
+  // by the caller with the handle: small arrays pass through the one, the numbers of a
+  // call through the other, so that the calls bound to this team (barrier, reduce,
+  // bcast) take no argument: no typed array for Node-API to inspect, no number to
+  // convert, no handle to unwrap.
   uint8_t* stage = nullptr;
   size_t stageBytes = 0;
+  const double* args = nullptr;  // [round, plan, who (reduce) or root (bcast), spinNs]
   // A round every member is known to have acked, from what this member saw: a
   // member that published round r (or acked it) has acked every round before.
   // Spares the bank-free check its loads of every member's ack line.
@@ -132,8 +135,13 @@ bool HeaderIs(const uint8_t* slot, int32_t kind, int32_t dtype, int32_t op, int3
 
 CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<CollTeam>>().Data(); }
 
+Napi::Value Barrier(const Napi::CallbackInfo& info);
+Napi::Value Reduce(const Napi::CallbackInfo& info);
+Napi::Value Bcast(const Napi::CallbackInfo& info);
+
 // collTeam(words: Int32Array, me, ack, data, sleeping, door: Int32Array (per member),
-//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer) -> handle
+//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer, args: Float64Array(4))
+//   -> { handle, barrier, reduce, bcast }
 Napi::Value Team(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   size_t nwords = 0;
@@ -154,13 +162,27 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
     t->stage = static_cast<uint8_t*>(ab.Data());
     t->stageBytes = ab.ByteLength();
   }
-  if (!ok || t->stage == nullptr || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
+  if (info[11].IsTypedArray() && info[11].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array && info[11].As<Napi::TypedArray>().ElementLength() >= 4) {
+    t->args = info[11].As<Napi::Float64Array>().Data();
+  }
+  if (!ok || t->stage == nullptr || t->args == nullptr || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
     delete t;
     return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: inconsistent team layout");
   }
   t->bank.assign(size, nullptr);
-  return Napi::External<CollTeam>::New(env, t, [](Napi::Env, CollTeam* p) { delete p; });
+  // The arrays it points into are held by the caller with the handle, and the functions bound to it: they go together.
+  auto binding = Napi::Object::New(env);
+  binding.Set("handle", Napi::External<CollTeam>::New(env, t, [](Napi::Env, CollTeam* p) { delete p; }));
+  binding.Set("barrier", Napi::Function::New(env, Barrier, "barrier", t));
+  binding.Set("reduce", Napi::Function::New(env, Reduce, "reduce", t));
+  binding.Set("bcast", Napi::Function::New(env, Bcast, "bcast", t));
+  return binding;
 }
+
+CollTeam* BoundTeam(const Napi::CallbackInfo& info) { return static_cast<CollTeam*>(info.Data()); }
+
+// A round number from the arguments: an int32 (rounds count modulo 2^32), as JavaScript's `| 0` makes it.
+int32_t RoundArg(double v) { return static_cast<int32_t>(static_cast<int64_t>(v)); }
 
 // collBank(handle, j, scratch: Uint8Array) : member j's scratch for this team
 // (slots x slotBytes), kept alive by the caller (shm-rounds.ts maps it for the job).
@@ -176,20 +198,20 @@ Napi::Value Bank(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// collBarrier(handle, c, spinNs) -> whether every member reached round c. This
+// barrier() (bound to its team; args [c, -, -, spinNs]) -> whether every member reached round c. This
 // member's arrival (ack = c) is stored either way.
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
-  CollTeam* t = TeamOf(info);
-  int32_t c = info[1].As<Napi::Number>().Int32Value();
-  uint64_t budget = BudgetNs(info[2].As<Napi::Number>().DoubleValue());
+  CollTeam* t = BoundTeam(info);
+  const int32_t c = RoundArg(t->args[0]);
+  const uint64_t budget = BudgetNs(t->args[3]);
   Finish(*t, c);
   if (!SpinUntil([&] { return AllAcked(*t, c); }, budget, t->yields)) return Napi::Boolean::New(info.Env(), false);
   SawAcked(*t, c);
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// The numbers a small collective's call packs its arguments into: five or fewer
-// arguments keep node-addon-api from allocating their array per call.
+// The numbers a small collective's call packs its arguments into (a few doubles in the
+// team's args array).
 //   plan = ((bytes * 16 + kind) * 16 + dtype) * 16 + op, who = root * 2^20 + nRead
 // (shm-rounds.ts collPlan and collWho). dtype is core/codec.ts's code: 1.. in napi's typed array order.
 struct Plan {
@@ -210,7 +232,7 @@ bool Unpack(double packed, Plan* p) {
   return true;
 }
 
-// collReduce(handle, c, plan, who, spinNs) -> NOT_STARTED, PUBLISHED, DONE or
+// reduce() (bound to its team by collTeam; args [c, plan, who, spinNs]) -> NOT_STARTED, PUBLISHED, DONE or
 // MISMATCH. One round of shm-reduce.ts's flat reduction: our contribution
 // (the first `bytes` of the team's staging array) into our bank (once every
 // member acked the slot's last round), then members 0..nRead-1's
@@ -218,14 +240,15 @@ bool Unpack(double packed, Plan* p) {
 // member only contributes), then ack. Every bank must have been given.
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  CollTeam* t = TeamOf(info);
-  int32_t c = info[1].As<Napi::Number>().Int32Value();
+  CollTeam* t = BoundTeam(info);
+  const int32_t c = RoundArg(t->args[0]);
   Plan p{};
-  const bool planned = Unpack(info[2].As<Napi::Number>().DoubleValue(), &p);
-  const int64_t who = info[3].As<Napi::Number>().Int64Value();
+  const bool planned = Unpack(t->args[1], &p);
+  const double whoArg = t->args[2];
+  const int64_t who = whoArg >= 0 && whoArg < 9007199254740992.0 ? static_cast<int64_t>(whoArg) : -1;
   const int32_t root = static_cast<int32_t>(who >> 20);
   const int nRead = static_cast<int>(who & 0xfffff);
-  uint64_t budget = BudgetNs(info[4].As<Napi::Number>().DoubleValue());
+  const uint64_t budget = BudgetNs(t->args[3]);
   if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: not a reduction's plan");
   const int32_t kind = p.kind, dtype = p.dtype, op = p.op;
   const size_t bytes = p.bytes;
@@ -262,8 +285,8 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, DONE);
 }
 
-// collBcast(handle, c, root, plan, spinNs) -> NOT_STARTED, DONE or MISMATCH
-// (plan as collReduce's, kind and op 0). One round of shm.ts's broadcast of a
+// bcast() (bound to its team; args [c, plan, root, spinNs]) -> NOT_STARTED, DONE or MISMATCH
+// (plan as reduce()'s, kind and op 0). One round of shm.ts's broadcast of a
 // typed array through the team's staging array: the root writes header and
 // data into its bank (once every member acked the slot's last round) and
 // publishes; a reader waits for the root's data, checks its header against
@@ -272,12 +295,13 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 // steps start the round over).
 Napi::Value Bcast(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  CollTeam* t = TeamOf(info);
-  int32_t c = info[1].As<Napi::Number>().Int32Value();
-  int32_t root = info[2].As<Napi::Number>().Int32Value();
+  CollTeam* t = BoundTeam(info);
+  const int32_t c = RoundArg(t->args[0]);
   Plan p{};
-  const bool planned = Unpack(info[3].As<Napi::Number>().DoubleValue(), &p);
-  uint64_t budget = BudgetNs(info[4].As<Napi::Number>().DoubleValue());
+  const bool planned = Unpack(t->args[1], &p);
+  const double rootArg = t->args[2];
+  const int32_t root = rootArg >= 0 && rootArg < t->size ? static_cast<int32_t>(rootArg) : -1;
+  const uint64_t budget = BudgetNs(t->args[3]);
   if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: not a broadcast's plan");
   const int32_t dtype = p.dtype;
   const size_t bytes = p.bytes;
@@ -305,11 +329,8 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitColl(Napi::Env env, Napi::Object exports) {
-  exports.Set("collBcast", Napi::Function::New(env, Bcast));
   exports.Set("collTeam", Napi::Function::New(env, Team));
   exports.Set("collBank", Napi::Function::New(env, Bank));
-  exports.Set("collBarrier", Napi::Function::New(env, Barrier));
-  exports.Set("collReduce", Napi::Function::New(env, Reduce));
 }
 
 }  // namespace mprun

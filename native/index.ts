@@ -32,6 +32,21 @@ type Bytes = ArrayBufferView | ArrayBuffer;
 
 /** An opaque handle of native/coll.cc. */
 export type CollTeamHandle = { readonly __collTeam: unique symbol };
+
+/**
+ * collTeam's result: the handle, and the team's small collectives bound to it,
+ * which take their arguments from collTeam's `args`: [round, plan, who or
+ * root, spinNs] (no argument to convert and no handle to unwrap per call).
+ */
+export interface CollTeamBinding {
+  handle: CollTeamHandle;
+  /** args [round, -, -, spinNs]: whether every member reached the round. */
+  barrier(): boolean;
+  /** args [round, collPlan(bytes, kind, dtype, op), root * 2^20 + nRead, spinNs]; the data in and out of the team's staging array. */
+  reduce(): number;
+  /** args [round, collPlan(bytes, 0, dtype, 0), root, spinNs]; the data in and out of the team's staging array. */
+  bcast(): number;
+}
 /** An opaque handle of native/queue.cc. */
 export type QueueHandle = { readonly __queues: unique symbol };
 
@@ -95,13 +110,9 @@ export interface NativeBinding {
   reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
   /** A team's small collectives in native code (native/coll.cc; runtime/coll/shm.ts and shm-reduce.ts drive them). */
   /** `stage`: the team's staging array, where small collectives' data passes in and out (kept alive by the caller with the handle). */
-  collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean, stage: ArrayBuffer): CollTeamHandle;
+  /** `args`: the bound calls' arguments (kept alive by the caller with the handle). */
+  collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean, stage: ArrayBuffer, args: Float64Array): CollTeamBinding;
   collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
-  collBarrier(team: CollTeamHandle, round: number, spinNs: number): boolean;
-  /** `plan`: collPlan(bytes, 0, dtype, 0); the data in and out of the team's staging array. */
-  collBcast(team: CollTeamHandle, round: number, root: number, plan: number, spinNs: number): number;
-  /** `plan`: collPlan(bytes, kind, dtype, op), `who`: root * 2^20 + nRead; the data in and out of the team's staging array. */
-  collReduce(team: CollTeamHandle, round: number, plan: number, who: number, spinNs: number): number;
   /** The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it). */
   /** `stage` and `out` (2 words): where the staged calls take their payload and put a receive's source and tag (kept alive by the caller). */
   queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array, stage: ArrayBuffer, out: Int32Array, args: Int32Array): QueueBinding;

@@ -12,7 +12,6 @@ import type { TypedArray } from '../../core/types.js';
 import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import { collPlan, collWho, type ShmRounds } from './shm-rounds.js';
-import { native } from '../../native/index.js';
 
 /** Below this many bytes read per member, an allreduce reads everything everywhere (one step). */
 export const ALLREDUCE_FLAT_BYTES = 16 * 1024;
@@ -32,7 +31,7 @@ function copyElements(dst: TypedArray, dOff: number, src: TypedArray, sOff: numb
   }
 }
 
-/** collReduce's results (native/coll.cc). */
+/** The native reduce()'s results (native/coll.cc). */
 const NOT_STARTED = 0;
 const DONE = 2;
 
@@ -40,7 +39,6 @@ export class ShmReductions {
   readonly #b: ShmRounds;
   /** A round tryReduce() began (its number, and how far it got) for reduce() to finish. */
   #begun: { c: number; stage: number } | null = null;
-  readonly #native = native();
   #fastBytes: number | null = null;
   /** tryReduce's last type and operator, their codes and staging view. */
   #lastCtor: unknown = null;
@@ -102,7 +100,12 @@ export class ShmReductions {
     // Everything that can throw before the round is taken: a failure leaves the rounds in step.
     const team = b.native(nRead, me);
     const c = b.next();
-    const r = this.#native.collReduce(team, c, collPlan(bytes, kind, 0, 0) + this.#lastPlanLow, collWho(root, nRead), ns);
+    const a = b.collArgs;
+    a[0] = c;
+    a[1] = collPlan(bytes, kind, 0, 0) + this.#lastPlanLow;
+    a[2] = collWho(root, nRead);
+    a[3] = ns;
+    const r = team.reduce();
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
       return true;

@@ -30,7 +30,7 @@ import { MprunError } from '../../core/errors.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_ACK, WAKE_SYNC, type ControlSegment } from '../../transports/shm/control.js';
 import { TypedViews } from '../../transports/shm/views.js';
-import { native, type CollTeamHandle } from '../../native/index.js';
+import { native, type CollTeamBinding } from '../../native/index.js';
 import { KIND, KIND_NAME, typeName, type Part, type Ready, type Steps } from './engine.js';
 import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 
@@ -88,15 +88,14 @@ export interface BankHeader {
 }
 
 /**
- * A small collective's arguments as one number for native/coll.cc (collReduce,
- * collBcast): kind < 16, dtype (core/codec.ts) < 16, op (ops.ts opCode) < 16.
- * Fewer arguments spare node-addon-api an allocation per call.
+ * A small collective's plan as one number for native/coll.cc (its team's
+ * reduce() and bcast()): kind < 16, dtype (core/codec.ts) < 16, op (ops.ts opCode) < 16.
  */
 export function collPlan(bytes: number, kind: number, dtype: number, op: number): number {
   return ((bytes * 16 + kind) * 16 + dtype) * 16 + op;
 }
 
-/** A reduction's root and readers as one number for collReduce (both below 2^20: members of a node's team). */
+/** A reduction's root and readers as one number for native/coll.cc's reduce() (both below 2^20: members of a node's team). */
 export function collWho(root: number, nRead: number): number {
   return root * 1048576 + nRead;
 }
@@ -126,7 +125,9 @@ export class ShmRounds {
   readonly #h64: Array<Float64Array | undefined>;
   readonly #views: Array<TypedViews | undefined>;
   #c = 0;
-  #native: CollTeamHandle | null = null;
+  #native: CollTeamBinding | null = null;
+  /** The native team's call arguments (CollTeamBinding): [round, plan, who or root, spinNs]. */
+  readonly collArgs = new Float64Array(4);
   #staging: TypedViews | null = null;
   /** Per member: whether the native team has its bank. */
   #nativeBanks = new Uint8Array(0);
@@ -177,12 +178,12 @@ export class ShmRounds {
    * reads) and `also` (-1: none; our own where we write, the root's for a
    * broadcast), mapped the first time, as the steps map only what they read.
    */
-  native(readers: number, also: number): CollTeamHandle {
+  native(readers: number, also: number): CollTeamBinding {
     const t = this.layout;
     if (this.#native === null) {
       const { ctrl } = t;
       const ints = (f: (j: number) => number): Int32Array => Int32Array.from({ length: t.size }, (_, j) => f(j));
-      this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true, this.staging().buffer);
+      this.#native = native().collTeam(ctrl.i32, t.me, Int32Array.from(t.ackIndex), Int32Array.from(t.dataIndex), ints((j) => ctrl.sleepingIndex(t.localRanks[j]!)), ints((j) => ctrl.doorIndex(t.localRanks[j]!)), this.slots, this.#slotBytes, this.#headerBytes, t.spinYields === true, this.staging().buffer, this.collArgs);
       this.#nativeBanks = new Uint8Array(t.size);
     }
     // Members 0..#banksFrom0-1 have theirs already: the common call checks one number.
@@ -207,7 +208,7 @@ export class ShmRounds {
   }
 
   #giveBank(j: number): void {
-    native().collBank(this.#native!, j, this.u8(j));
+    native().collBank(this.#native!.handle, j, this.u8(j));
     this.#nativeBanks[j] = 1;
   }
 

@@ -14,10 +14,10 @@ import { bytesOf, decodePart, encodePart, isTyped, KIND, range, typeName, type C
 import type { ReduceOp } from './ops.js';
 import { ShmReductions } from './shm-reduce.js';
 import { collPlan, ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
-import { native, type CollTeamHandle } from '../../native/index.js';
+import type { CollTeamBinding } from '../../native/index.js';
 import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 
-/** collBcast's result when done (native/coll.cc). */
+/** The native bcast()'s result when done (native/coll.cc). */
 const DONE = 2;
 
 export type { CollectiveControl, ShmTeamLayout } from './shm-rounds.js';
@@ -38,8 +38,7 @@ function copyStream(parts: Part[], offsets: Float64Array, from: number, to: numb
 export class ShmCollectives implements CollectiveEngine {
   readonly #b: ShmRounds;
   readonly #reductions: ShmReductions;
-  readonly #native = native();
-  #team: CollTeamHandle | null = null;
+  #team: CollTeamBinding | null = null;
   /** The round tryBarrier() arrived at without seeing every member there, for barrier() to finish. */
   #arrived: number | null = null;
   /** The round tryBcast() took and left undone, for bcast() to run. */
@@ -64,7 +63,10 @@ export class ShmCollectives implements CollectiveEngine {
   tryBarrier(ns: number): boolean {
     const team = this.#team ?? (this.#team = this.#b.native(0, -1));
     const c = this.#b.next();
-    if (this.#native.collBarrier(team, c, ns)) return true;
+    const a = this.#b.collArgs;
+    a[0] = c;
+    a[3] = ns;
+    if (team.barrier()) return true;
     this.#arrived = c;
     return false;
   }
@@ -99,7 +101,12 @@ export class ShmCollectives implements CollectiveEngine {
     // Everything that can throw before the round is taken: a failure leaves the rounds in step.
     const team = b.native(0, root);
     const c = b.next();
-    const r = this.#native.collBcast(team, c, root, collPlan(buf.byteLength, 0, dtype, 0), ns);
+    const a = b.collArgs;
+    a[0] = c;
+    a[1] = collPlan(buf.byteLength, 0, dtype, 0);
+    a[2] = root;
+    a[3] = ns;
+    const r = team.bcast();
     if (r !== DONE) {
       this.#bcastRound = c;
       return false;
