@@ -2,6 +2,7 @@
  * Misbehaving ranks for the exit-semantics tests, chosen by argv:
  *   code R C       rank R exits with code C (after init); the others wait in a barrier
  *   kill R         rank R SIGKILLs itself; the others wait in a barrier
+ *   kill-sync R    the same, the others blocked in barrierSync
  *   nofinalize R   rank R exits 0 without finalize while the others wait
  *   abort R C      rank R calls world.abort(C)
  *   sleep          every rank sleeps (for --timeout and signal tests), printing its pid
@@ -24,6 +25,10 @@ switch (mode) {
   case 'kill':
     if (me === Number(a)) process.kill(process.pid, 'SIGKILL');
     await world.barrier();
+    break;
+  case 'kill-sync':
+    if (me === Number(a)) process.kill(process.pid, 'SIGKILL');
+    world.barrierSync();
     break;
   case 'nofinalize':
     if (me === Number(a)) process.exit(0);

@@ -1,9 +1,9 @@
 /**
- * Programs that hang, for the hang-report tests (argv[2]):
+ * Programs that hang, for the hang-report tests (argv[2]); each prints "waiting" on rank 0 first:
  *   recv    both ranks receive first (tag 5) and never send
  *   mixed   rank 0 calls barrier() while the others call allreduce()
  *   ckpt    only rank 0 checkpoints (run with --job)
- * Each prints "waiting" on rank 0 before it hangs.
+ *   recv-sync, mixed-sync   as recv and mixed, blocked in the synchronous forms
  */
 import { init } from 'mprun';
 
@@ -25,6 +25,13 @@ switch (process.argv[2]) {
     else await new Promise((r) => setTimeout(r, 60_000));
     break;
   }
+  case 'recv-sync':
+    world.recvSync(other, 5);
+    break;
+  case 'mixed-sync':
+    if (world.rank === 0) world.barrierSync();
+    else world.allreduceSync(1, 'sum');
+    break;
   default:
     throw new Error(`unknown case ${process.argv[2]}`);
 }

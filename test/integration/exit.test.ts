@@ -48,6 +48,17 @@ describe('exit semantics', () => {
     expect(r.stderr).toMatch(/rank 2: allreduce on the world/);
   });
 
+  it('--timeout says where each rank waits in a synchronous call (no event loop runs there)', async () => {
+    const r = await runMprun(['-n', '2', '--timeout', '3', app('hang.ts'), 'recv-sync']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/rank 0: recv\(source 1, tag 5\), synchronous, for [\d.]+ s, called at \S*test\/apps\/hang\.ts:\d+:\d+/);
+    expect(r.stderr).toMatch(/rank 1: recv\(source 0, tag 5\), synchronous, for [\d.]+ s/);
+    const m = await runMprun(['-n', '3', '--timeout', '3', app('hang.ts'), 'mixed-sync']);
+    expect(m.code).toBe(124);
+    expect(m.stderr).toMatch(/rank 0: barrier on the world \(as its rank 0 of 3\), for [\d.]+ s, called at \S*hang\.ts:\d+:\d+/);
+    expect(m.stderr).toMatch(/rank 2: allreduce on the world \(as its rank 2 of 3\), for [\d.]+ s/);
+  });
+
   it('SIGUSR1 and --report-hangs print where the ranks wait while the job goes on', async () => {
     let signalled = false;
     const r = await runMprun(['-n', '2', '--timeout', '6', '--report-hangs', '1', app('hang.ts'), 'recv'], {
@@ -65,6 +76,13 @@ describe('exit semantics', () => {
 
   it('a rank killed with SIGKILL aborts the job promptly', async () => {
     const r = await runMprun(['-n', '4', exitApp, 'kill', '1']);
+    expect(r.code).toBe(128 + 9);
+    expect(r.stderr).toMatch(/rank 1 \(pid \d+\) was killed by SIGKILL/);
+    expect(r.ms).toBeLessThan(10_000);
+  });
+
+  it('a rank killed while the others are blocked in barrierSync aborts the job promptly', async () => {
+    const r = await runMprun(['-n', '3', exitApp, 'kill-sync', '1']);
     expect(r.code).toBe(128 + 9);
     expect(r.stderr).toMatch(/rank 1 \(pid \d+\) was killed by SIGKILL/);
     expect(r.ms).toBeLessThan(10_000);
