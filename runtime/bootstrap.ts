@@ -157,6 +157,8 @@ async function start(): Promise<World> {
       () => (links?.busy() ?? false) || peers.busy(),
     );
   }
+  // A synchronous wait runs no event loop: endpoints still binding on first use are bound blocking first.
+  if (place.nnodes > 1) waiter.beforeBlocking((what) => peers.bindPendingSync(what));
   // Without UCX's progress thread, a rank arms its worker before it sleeps: the wake thread then rings it.
   if (ucx !== null && !ucx.progressThread) waiter.beforeSleep(() => ucx.arm());
   // The world's collective partners on other nodes, now (alloc and split are synchronous).

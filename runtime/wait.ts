@@ -89,6 +89,7 @@ export class Waiter {
   #loopReplies: () => boolean = nothing;
   #mayDoze: () => boolean = () => true;
   #pump: () => void = () => undefined;
+  #beforeBlocking: (what: () => string) => void = () => undefined;
   /** Waits in progress (several when operations wait concurrently); reported once they last #reportMs. */
   readonly #active = new Set<ActiveWait>();
   #reportMs = Infinity;
@@ -130,6 +131,15 @@ export class Waiter {
     this.#network = pending;
     this.#pump = pump;
     this.#loopReplies = loopReplies;
+  }
+
+  /**
+   * `bind` runs before a synchronous wait blocks: it finishes, blocking, what
+   * only the event loop would otherwise finish (endpoints to other nodes whose
+   * binding began on first use), or throws saying why it cannot.
+   */
+  beforeBlocking(bind: (what: () => string) => void): void {
+    this.#beforeBlocking = bind;
   }
 
   /**
@@ -263,9 +273,10 @@ export class Waiter {
     }
   }
 
-  /** Blocks this thread until `ready()` holds (for synchronous collectives such as alloc); `what` describes it. */
+  /** Blocks this thread until `ready()` holds (the synchronous calls: sendSync, barrierSync, alloc, ...); `what` describes it. */
   blockUntil(ready: () => boolean, wake: number, what: () => string): void {
     if (ready()) return;
+    this.#beforeBlocking(what);
     const w = this.#begin(what, Date.now());
     try {
       while (this.block(ready, wake, this.#sliceMs) !== READY) this.#check(w);

@@ -164,12 +164,12 @@ export class PeerTable implements Binder {
    * links are connected at once (AgentLinks.openNow); where neither can be
    * done without the event loop, the error says to await the team first.
    */
-  prepareSync(ranks: readonly number[], what: () => string): void {
+  prepareSync(ranks: readonly number[], what: () => string, advice = 'await any collective of the team first'): void {
     const missing = [...new Set(ranks)].filter((r) => this.#lazy[r]?.bound === false);
     if (missing.length === 0) return;
     const fetchSync = this.#o.fetchSync;
     const blocked = (why: string): MprunError =>
-      new MprunError('ERR_MPRUN_UNSUPPORTED', `${what()} must reach rank(s) ${missing.join(',')} on other nodes for the first time, and ${why}: await any collective of the team first (its peers connect on first use)`);
+      new MprunError('ERR_MPRUN_UNSUPPORTED', `${what()} must reach rank(s) ${missing.join(',')} on other nodes for the first time, and ${why}: ${advice} (peers connect on first use)`);
     if (fetchSync === null) throw blocked('their cards cannot be fetched synchronously here');
     const need = missing.filter((r) => !this.#cards.has(r));
     if (need.length > 0) this.#remember(need, fetchSync(need));
@@ -186,6 +186,19 @@ export class PeerTable implements Binder {
       }
       this.#lazy[r]!.bindTo(this.#bindNow(r, card, t));
     }
+  }
+
+  /**
+   * Binds now, blocking, the endpoints whose binding began on first use and is
+   * still on its way (a card fetch or a link in flight): a synchronous wait
+   * runs no event loop to finish it, and what is queued on them (a send not
+   * awaited, a synchronous send's own message) would never start.
+   */
+  bindPendingSync(what: () => string): void {
+    if (this.#preparing.size === 0) return;
+    const pending: number[] = [];
+    for (const r of this.#preparing.keys()) if (this.#lazy[r]?.bound === false) pending.push(r);
+    if (pending.length > 0) this.prepareSync(pending, what, 'use the promise form for the first operation with them');
   }
 
   /** Where node `node`'s agent listens: from the card of its first rank (fetched once). */

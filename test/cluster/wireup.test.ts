@@ -8,7 +8,8 @@
  * and the whole job far fewer than p^2 cards. At 2, 4 and 8 nodes. And
  * synchronous collectives (split) of teams whose partners were never used
  * bind them blocking (cards read from mprun's connection, links connected at
- * once), on 8 nodes.
+ * once), on 8 nodes; so do a first sendSync and a synchronous wait behind a
+ * send() not awaited to ranks never met.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -98,8 +99,9 @@ describe.skipIf(why !== null)('wire-up on first use across nodes', () => {
   }
 
   for (const net of nets) {
-    it(`synchronous splits of teams whose partners were never used bind them blocking (8 nodes, --net ${net})`, async () => {
-      const r = await runMprun(['--hostfile', hostfile(8), '--net', net, ...(net === 'ucx' ? UCX_ENV : []), app('split-now.ts')], { env, killAfterMs: 170_000 });
+    it(`synchronous splits, sendSync and waits behind a send() to ranks never used bind them blocking (8 nodes, --net ${net})`, async () => {
+      // --timeout: a synchronous wait that cannot bind its peers hangs; the report then says where.
+      const r = await runMprun(['--hostfile', hostfile(8), '--net', net, '--timeout', '90', ...(net === 'ucx' ? UCX_ENV : []), app('split-now.ts')], { env, killAfterMs: 170_000 });
       expect(r.code, r.stderr).toBe(0);
       const oks = r.stdout.split('\n').filter((l) => l.startsWith('split-now ok '));
       expect(oks.length).toBe(16);
@@ -109,6 +111,11 @@ describe.skipIf(why !== null)('wire-up on first use across nodes', () => {
         const s = JSON.parse(json!) as Stats & { syncBinds: number };
         if (Number(rank) % 2 === 1) expect(s.syncBinds, l).toBeGreaterThan(0);
       }
+      // Point-to-point with ranks 5 and 3 away: bound inside the synchronous waits (a rank whose
+      // partners were all met before binds none there; most ranks' were not).
+      const p2p = [...r.stdout.matchAll(/^split-now p2p (\d+) (\d+) (\d+)$/gm)].map((m) => Number(m[3]) - Number(m[2]));
+      expect(p2p.length).toBe(16);
+      expect(p2p.filter((d) => d > 0).length).toBeGreaterThan(8);
     }, 180_000);
   }
 });
