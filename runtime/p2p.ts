@@ -197,6 +197,7 @@ export class Messenger implements RecordSink, MessageSink {
   /** As send, blocking this thread until `data` may be reused (an eager message: once it is in the ring). */
   sendSync(dest: number, data: unknown, tag = 0): void {
     this.#checkSend(dest, tag);
+    this.#waiter.checkSyncCall('sendSync');
     const s = this.#start(dest, data, tag, false);
     if (!s.done) this.#waiter.blockUntil(() => s.done, WAKE_MESSAGE, () => `sendSync to rank ${dest}${describeTag(tag)}`);
   }
@@ -235,6 +236,7 @@ export class Messenger implements RecordSink, MessageSink {
 
   /** As recv, blocking this thread until the message is here. */
   recvSync<T = unknown>(source = ANY_SOURCE, tag = ANY_TAG): Message<T> {
+    this.#waiter.checkSyncCall('recvSync');
     return this.#receiveSync(source, tag, null) as Message<T>;
   }
 
@@ -258,6 +260,7 @@ export class Messenger implements RecordSink, MessageSink {
   recvIntoSync<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Message<T> {
     const dtype = dtypeOf(into);
     if (dtype === DTYPE_MSGPACK) throw new TypeError('recvIntoSync needs a typed array to receive into');
+    this.#waiter.checkSyncCall('recvIntoSync');
     const n = this.#nativeRecv(into, dtype, source, tag);
     if (n >= 0) return this.#nativeMessage(into, n, dtype);
     return intoResult(this.#receiveSync(source, tag, into, n === RECV_EMPTY), into);

@@ -128,9 +128,9 @@ export class Team {
     // continuation of one in flight must not overtake one called before it (ranks whose
     // first one completed at once would run them in the other order: a mismatch).
     if (!itsTurn && (this.#inFlight > 0 || this.#queued > 0)) {
-      this.#queued++;
+      this.#count(0, 1);
       const next = (): Promise<T> => {
-        this.#queued--;
+        this.#count(0, -1);
         return this.#run(kind, make, true);
       };
       const p = this.#tail.then(next, next);
@@ -141,14 +141,14 @@ export class Team {
       // The partners' cards and links are on their way: run after them (a failure fails the team).
       const ready = this.#preparing;
       this.#preparing = null;
-      this.#inFlight++;
+      this.#count(1, 0);
       const p = ready.then(
         () => {
-          this.#inFlight--;
+          this.#count(-1, 0);
           return this.#run(kind, make, true);
         },
         (e: unknown) => {
-          this.#inFlight--;
+          this.#count(-1, 0);
           return this.#fail(e);
         },
       );
@@ -176,7 +176,7 @@ export class Team {
   /** Continues a collective that must wait: asynchronously, driving progress while it waits. */
   async #continue<T>(kind: string, steps: Steps<T>, pending: Ready): Promise<T> {
     const { waiter, pollNs } = this.#ctx;
-    this.#inFlight++;
+    this.#count(1, 0);
     try {
       let ready: Ready = pending;
       for (;;) {
@@ -191,7 +191,7 @@ export class Team {
     } catch (e) {
       return this.#fail(e);
     } finally {
-      this.#inFlight--;
+      this.#count(-1, 0);
     }
   }
 
@@ -215,9 +215,16 @@ export class Team {
     throw e;
   }
 
+  /** Counts collectives of this team in flight and queued behind them; the waiter counts every team's (checkSyncCall). */
+  #count(inFlight: number, queued: number): void {
+    this.#inFlight += inFlight;
+    this.#queued += queued;
+    this.#ctx.waiter.asyncSteps += inFlight + queued;
+  }
+
   #runSync<T>(kind: string, make: () => Steps<T>): T {
     this.#ctx.checkLive();
-    if (this.#inFlight > 0 || this.#queued > 0) throw new MprunError('ERR_MPRUN_ARG', `a synchronous collective (${kind}) while another on the same team is in flight; await that first`);
+    this.#ctx.waiter.checkSyncCall(`a synchronous collective (${kind})`);
     if (this.#broken !== null) throw this.#broken;
     if (this.#preparing !== null) {
       this.#ctx.prepareSync?.(this.#partners, () => this.#describe(kind));
@@ -266,6 +273,7 @@ export class Team {
    * the rank's other operations in flight still progress.
    */
   barrierSync(): void {
+    this.#ctx.waiter.checkSyncCall('barrierSync');
     const fast = this.#fast;
     if (fast !== null && this.#mayRunFast()) {
       let done: boolean;
@@ -307,6 +315,7 @@ export class Team {
   bcastSync<T>(data: T, root = 0): T {
     const bad = this.#badRoot(root);
     if (bad !== null) throw bad;
+    this.#ctx.waiter.checkSyncCall('bcastSync');
     const fast = this.#fast;
     if (fast !== null && isTypedArray(data) && this.#mayRunFast()) {
       let done: boolean;
@@ -388,6 +397,7 @@ export class Team {
 
   /** As #reduction, blocking this thread. */
   #reductionSync(buf: TypedArray | Scalar, op: ReduceOp, kind: ReductionKind, root: number): TypedArray | Scalar | null {
+    this.#ctx.waiter.checkSyncCall(`${REDUCTION_NAMES[kind]}Sync`);
     const arr = reductionArray(buf, op);
     const Ctor = this.#checkReduction(arr, op);
     const scalar = scalarOf(buf, op);

@@ -96,6 +96,12 @@ export class Waiter {
   #report: (waits: WaitReport[]) => void = () => undefined;
   /** The API call the current waits serve (checkpoint(), finalize(), ...), for the report. */
   context: string | null = null;
+  /**
+   * Promise-returning collectives in flight (or queued behind one) on every
+   * team of this rank: their later steps run in their continuations, which a
+   * synchronous call's wait cannot run, so synchronous calls refuse meanwhile.
+   */
+  asyncSteps = 0;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -271,6 +277,15 @@ export class Waiter {
       if (this.#yield) n.yield();
       if ((i & 15) === 0 && n.nowMs() > until) return false;
     }
+  }
+
+  /**
+   * Throws unless a synchronous call may start: not while a promise-returning
+   * collective is in flight here (asyncSteps). A peer that awaits it before it
+   * joins this call would wait for ever for steps this thread cannot run.
+   */
+  checkSyncCall(what: string): void {
+    if (this.asyncSteps > 0) throw new MprunError('ERR_MPRUN_ARG', `${what} while a promise-returning collective is in flight on this rank: await it first (a synchronous call holds the thread, and that collective's later steps run in its continuations)`);
   }
 
   /** Blocks this thread until `ready()` holds (the synchronous calls: sendSync, barrierSync, alloc, ...); `what` describes it. */

@@ -51,6 +51,8 @@ export class World extends Team {
   readonly #transports: readonly TransportInstance[];
   /** Endpoints with puts that complete only at a flush (quiet and barrier flush them). */
   readonly #unflushed = new Set<Endpoint>();
+  /** quiet() calls whose flushes are still on their way (barrierSync refuses meanwhile). */
+  #flushing = 0;
   /** Peer views of each allocation, by world rank (null: not made yet). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
   #finalized = false;
@@ -127,12 +129,7 @@ export class World extends Team {
    * epoch of the job (mprun --job NAME) and returns it; null on a fresh start.
    */
   restore(): Promise<number | null> {
-    try {
-      this.#live();
-      return this.#within('restore()', () => this.#ckpt.restore());
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#checkpointCall('restore()', () => this.#ckpt.restore());
   }
 
   /**
@@ -142,22 +139,12 @@ export class World extends Team {
    * commits that epoch.
    */
   checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
-    try {
-      this.#live();
-      return this.#within('checkpoint()', () => this.#ckpt.checkpoint(opts));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#checkpointCall('checkpoint()', () => this.#ckpt.checkpoint(opts));
   }
 
   /** Collective: commits a pending asynchronous checkpoint (null when none is pending). */
   checkpointWait(): Promise<CheckpointInfo | null> {
-    try {
-      this.#live();
-      return this.#within('checkpointWait()', () => this.#ckpt.checkpointWait());
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#checkpointCall('checkpointWait()', () => this.#ckpt.checkpointWait());
   }
 
   // --- symmetric heap --------------------------------------------------------
@@ -274,7 +261,12 @@ export class World extends Team {
     if (this.#unflushed.size === 0) return;
     const flushes = [...this.#unflushed].map((ep) => ep.flush());
     this.#unflushed.clear();
-    await this.#waiter.settle(Promise.all(flushes), () => `quiet (flushing puts to ${flushes.length} rank(s))`);
+    this.#flushing++;
+    try {
+      await this.#waiter.settle(Promise.all(flushes), () => `quiet (flushing puts to ${flushes.length} rank(s))`);
+    } finally {
+      this.#flushing--;
+    }
   }
 
   /**
@@ -293,17 +285,23 @@ export class World extends Team {
    */
   override barrierSync(): void {
     this.#live();
-    if (this.#unflushed.size !== 0 || this.dsm.active) {
+    if (this.#unflushed.size !== 0 || this.#flushing !== 0 || this.dsm.active) {
       throw new MprunError('ERR_MPRUN_ARG', `barrierSync() on rank ${this.rank} with ${this.dsm.active ? 'shared variables in use' : 'puts to other nodes not yet complete'}: their completion is asynchronous; await world.quiet() first, or use await world.barrier()`);
     }
     super.barrierSync();
   }
 
   async #barrierAfterQuiet(): Promise<void> {
-    await this.quiet();
-    await this.dsm.releaseAll();
-    await super.barrier();
-    await this.dsm.acquireAll();
+    // A collective in flight from here on: synchronous ones would overtake its barrier (waiter.checkSyncCall).
+    this.#waiter.asyncSteps++;
+    try {
+      await this.quiet();
+      await this.dsm.releaseAll();
+      await super.barrier();
+      await this.dsm.acquireAll();
+    } finally {
+      this.#waiter.asyncSteps--;
+    }
   }
 
   /** Orders puts to each peer (OpenSHMEM fence): stores to shared memory are already ordered here. */
@@ -351,10 +349,7 @@ export class World extends Team {
     }
   }
 
-  /**
-   * As send(), blocking this thread until `data` may be reused: no promise and
-   * no await, for tight loops (README, "Synchronous forms").
-   */
+  /** As send(), blocking this thread until `data` may be reused: no promise, for tight loops (README, "Synchronous forms"). */
   sendSync(dest: number, data: unknown, tag = 0): void {
     this.#live();
     try {
@@ -381,10 +376,9 @@ export class World extends Team {
   }
 
   /**
-   * Receives into `buf` (MPI_Recv): a message of the same typed-array type is
-   * written into it with no allocation, and `data` is the filled prefix (`buf`
-   * itself when the message fills it). A
-   * message of another type, or longer than `buf`, fails with ERR_MPRUN_TRUNCATE.
+   * Receives into `buf` (MPI_Recv): a message of the same typed-array type is written into it
+   * with no allocation, and `data` is the filled prefix (`buf` itself when the message fills
+   * it); one of another type, or longer than `buf`, fails with ERR_MPRUN_TRUNCATE.
    */
   recvInto<T extends TypedArray>(buf: T, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message<T>> {
     try {
@@ -440,6 +434,12 @@ export class World extends Team {
     } finally {
       this.#waiter.context = outer;
     }
+  }
+
+  /** A checkpoint API call: refused after finalize, its waits named by `call`. */
+  async #checkpointCall<T>(call: string, op: () => Promise<T>): Promise<T> {
+    this.#live();
+    return this.#within(call, op);
   }
 
   /** Collective: waits for every rank, then releases this rank's resources. */

@@ -316,7 +316,25 @@ throws(() => world.reduceSync(1, 'sum', size), RangeError, 'reduceSync to a bad 
 if (!sameNode(right)) {
   world.put(f, src, right);
   throws(() => world.barrierSync(), MprunError, 'barrierSync after a put to another node');
-  await world.quiet();
+  const quiet = world.quiet();
+  throws(() => world.barrierSync(), MprunError, 'barrierSync while a quiet is on its way');
+  await quiet;
+}
+world.barrierSync();
+// A promise-returning collective in flight: synchronous calls refuse (a peer awaiting it would wait for ever).
+if (size > 1) {
+  if (rank === 0) {
+    const p = world.allreduce(1, 'sum'); // the others join only after rank 0's message: in flight here
+    throws(() => world.barrierSync(), MprunError, 'barrierSync while an allreduce is in flight');
+    throws(() => world.team('shared').allreduceSync(1, 'sum'), MprunError, 'allreduceSync on another team meanwhile');
+    throws(() => world.recvSync(1, 86), MprunError, 'recvSync meanwhile');
+    throws(() => world.sendSync(1, 0, 86), MprunError, 'sendSync meanwhile');
+    for (let r = 1; r < size; r++) await world.send(r, 0, 86);
+    equal(await p, size, 'the allreduce that was in flight');
+  } else {
+    await world.recv(0, 86);
+    equal(await world.allreduce(1, 'sum'), size, 'the allreduce that was in flight');
+  }
 }
 world.barrierSync();
 
