@@ -13,6 +13,7 @@
 // from there (sleeping on the doorbell, driving the rank's progress, reporting
 // hangs). Policy (when to take this path) stays in TypeScript.
 #include "words.h"
+#include <cmath>
 #include <cstring>
 
 namespace mprun {
@@ -170,19 +171,20 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
     return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: inconsistent team layout");
   }
   t->bank.assign(size, nullptr);
-  // The arrays it points into are held by the caller with the handle, and the functions bound to it: they go together.
+  // The arrays it points into are held by the caller with the handle, which each function bound to it holds too.
   auto binding = Napi::Object::New(env);
-  binding.Set("handle", Napi::External<CollTeam>::New(env, t, [](Napi::Env, CollTeam* p) { delete p; }));
-  binding.Set("barrier", Napi::Function::New(env, Barrier, "barrier", t));
-  binding.Set("reduce", Napi::Function::New(env, Reduce, "reduce", t));
-  binding.Set("bcast", Napi::Function::New(env, Bcast, "bcast", t));
+  auto handle = Napi::External<CollTeam>::New(env, t, [](Napi::Env, CollTeam* p) { delete p; });
+  binding.Set("handle", handle);
+  binding.Set("barrier", BoundFunction<Barrier>(env, "barrier", t, handle));
+  binding.Set("reduce", BoundFunction<Reduce>(env, "reduce", t, handle));
+  binding.Set("bcast", BoundFunction<Bcast>(env, "bcast", t, handle));
   return binding;
 }
 
 CollTeam* BoundTeam(const Napi::CallbackInfo& info) { return static_cast<CollTeam*>(info.Data()); }
 
 // A round number from the arguments: an int32 (rounds count modulo 2^32), as JavaScript's `| 0` makes it.
-int32_t RoundArg(double v) { return static_cast<int32_t>(static_cast<int64_t>(v)); }
+int32_t RoundArg(double v) { return std::isfinite(v) ? static_cast<int32_t>(static_cast<int64_t>(std::fmod(v, 4294967296.0))) : 0; }
 
 // collBank(handle, j, scratch: Uint8Array) : member j's scratch for this team
 // (slots x slotBytes), kept alive by the caller (shm-rounds.ts maps it for the job).
@@ -249,16 +251,16 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int32_t root = static_cast<int32_t>(who >> 20);
   const int nRead = static_cast<int>(who & 0xfffff);
   const uint64_t budget = BudgetNs(t->args[3]);
-  if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: not a reduction's plan");
+  if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: not a reduction's plan");
   const int32_t kind = p.kind, dtype = p.dtype, op = p.op;
   const size_t bytes = p.bytes;
   const size_t bpe = ElementBytes(p.type);
   uint8_t* mine = t->stage;
-  if (who < 0 || nRead > t->size || bytes > t->stageBytes || bytes % bpe != 0 || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: out of the team's layout");
+  if (who < 0 || nRead > t->size || bytes > t->stageBytes || bytes % bpe != 0 || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: out of the team's layout");
   // Our bank (we write there) and the banks of the members we read.
   for (int j = 0; j < nRead; j++)
-    if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: a member's bank is not mapped");
-  if (t->bank[t->me] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: this member's bank is not mapped");
+    if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: a member's bank is not mapped");
+  if (t->bank[t->me] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: this member's bank is not mapped");
 
   if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
@@ -278,7 +280,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     std::memcpy(mine, t->bank[0] + at + dataAt, bytes);
     const size_t n = bytes / bpe;
     for (int j = 1; j < nRead; j++) {
-      if (!ReduceInto(p.type, op, mine, t->bank[j] + at + dataAt, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "collReduce: operator not defined on this type");
+      if (!ReduceInto(p.type, op, mine, t->bank[j] + at + dataAt, n)) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: operator not defined on this type");
     }
   }
   Finish(*t, c);
@@ -302,21 +304,21 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   const double rootArg = t->args[2];
   const int32_t root = rootArg >= 0 && rootArg < t->size ? static_cast<int32_t>(rootArg) : -1;
   const uint64_t budget = BudgetNs(t->args[3]);
-  if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: not a broadcast's plan");
+  if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: not a broadcast's plan");
   const int32_t dtype = p.dtype;
   const size_t bytes = p.bytes;
   uint8_t* mine = t->stage;
-  if (root < 0 || root >= t->size || bytes > t->stageBytes || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: out of the team's layout");
+  if (root < 0 || root >= t->size || bytes > t->stageBytes || bytes > t->slotBytes - t->headerBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: out of the team's layout");
   const size_t at = BankAt(*t, c);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
   if (t->me == root) {
-    if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
+    if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: the root's bank is not mapped");
     if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
     WriteSlot(*t, at, c, KIND_BCAST, dtype, 0, root, mine, bytes, t->headerBytes);
     Store(t->words + t->data[root], stage1);
     RingOthers(*t, WAKE_SYNC);
   } else {
-    if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "collBcast: the root's bank is not mapped");
+    if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: the root's bank is not mapped");
     if (!SpinUntil([&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
     const uint8_t* b = t->bank[root] + at;
     if (!HeaderIs(b, KIND_BCAST, dtype, -2, root, bytes)) return Napi::Number::New(env, MISMATCH);

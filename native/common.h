@@ -17,6 +17,16 @@ Napi::Value ThrowCode(Napi::Env env, const char* code, const std::string& messag
 const char* ErrnoName(int err);
 void SetErrorClass(const Napi::CallbackInfo& info);
 
+// A function bound to `data` (Node-API function data, read with info.Data()) that holds
+// `owner`, the External whose finalizer frees `data`: the struct lives as long as any
+// function bound to it does. The template form calls `cb` with no callback record between.
+template <Napi::Function::Callback cb>
+Napi::Function BoundFunction(Napi::Env env, const char* name, void* data, Napi::Value owner) {
+  Napi::Function f = Napi::Function::New<cb>(env, name, data);
+  f.Set("handle", owner);
+  return f;
+}
+
 // Pointer and length of the bytes behind a TypedArray, DataView or ArrayBuffer.
 // Returns false (with a pending TypeError) for anything else.
 bool BytesOf(Napi::Env env, Napi::Value v, uint8_t** data, size_t* length);

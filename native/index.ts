@@ -108,13 +108,18 @@ export interface NativeBinding {
   fence(): void;
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */
   reduce(dst: ArrayBufferView, dstIndex: number, src: ArrayBufferView, srcIndex: number, count: number, op: number): void;
-  /** A team's small collectives in native code (native/coll.cc; runtime/coll/shm.ts and shm-reduce.ts drive them). */
-  /** `stage`: the team's staging array, where small collectives' data passes in and out (kept alive by the caller with the handle). */
-  /** `args`: the bound calls' arguments (kept alive by the caller with the handle). */
+  /**
+   * A team's small collectives in native code (native/coll.cc; runtime/coll/shm.ts and shm-reduce.ts drive them).
+   * `stage`: the team's staging array, where small collectives' data passes in and out; `args`: the bound calls'
+   * arguments (both kept alive by the caller with the handle).
+   */
   collTeam(words: Int32Array, me: number, ack: Int32Array, data: Int32Array, sleeping: Int32Array, door: Int32Array, slots: number, slotBytes: number, headerBytes: number, yields: boolean, stage: ArrayBuffer, args: Float64Array): CollTeamBinding;
   collBank(team: CollTeamHandle, member: number, scratch: Uint8Array): void;
-  /** The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it). */
-  /** `stage` and `out` (2 words): where the staged calls take their payload and put a receive's source and tag (kept alive by the caller). */
+  /**
+   * The eager path of a rank's node queues in native code (native/queue.cc; transports/shm/queue.ts drives it).
+   * `stage` and `out` (2 words): where the staged calls take their payload and put a receive's source and tag;
+   * `args` (5 words): the staged calls' arguments (all kept alive by the caller).
+   */
   queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array, stage: ArrayBuffer, out: Int32Array, args: Int32Array): QueueBinding;
   queueWorldRanks(queues: QueueHandle, worldOfLocal: Int32Array): void;
   queueSendEager(queues: QueueHandle, dest: number, tag: number, dtype: number, payload: ArrayBufferView, origin: number, bytes: number): boolean;

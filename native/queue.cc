@@ -143,11 +143,12 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   q->args = args;
   q->worldOf.assign(p, -1);
   // The arrays it points into (the segment, headSeen, state, args) are held by the NodeQueues
-  // that holds this handle, and the two functions bound to it: they go together.
+  // that holds this handle, which the two functions bound to it hold too.
   auto binding = Napi::Object::New(env);
-  binding.Set("handle", Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; }));
-  binding.Set("sendStaged", Napi::Function::New(env, SendStaged, "sendStaged", q));
-  binding.Set("recvStaged", Napi::Function::New(env, RecvStaged, "recvStaged", q));
+  auto handle = Napi::External<Queues>::New(env, q, [](Napi::Env, Queues* x) { delete x; });
+  binding.Set("handle", handle);
+  binding.Set("sendStaged", BoundFunction<SendStaged>(env, "sendStaged", q, handle));
+  binding.Set("recvStaged", BoundFunction<RecvStaged>(env, "recvStaged", q, handle));
   return binding;
 }
 

@@ -22,9 +22,7 @@ import type { TeamContext } from './world-parts.js';
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';
 
-
-
-/** The same, blocking this thread (for collectives that return synchronously). */
+/** Runs a collective's steps to the end, blocking this thread (the synchronous collectives: barrierSync, split, alloc, ...). */
 function runSync<T>(steps: Steps<T>, waiter: Waiter, what: () => string): T {
   for (;;) {
     const r = steps.next();

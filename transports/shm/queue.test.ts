@@ -1,8 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ControlSegment, controlLayout } from './control.js';
 import { NodeQueues, RECV_EMPTY, RECV_NOT_THIS, recordBytes, type RecordSink } from './queue.js';
 import { decodeFrom, encode, allocate, finish } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
+import { packageRoot } from '../../native/index.js';
 
 function pair(ringBytes = 4096, nlocal = 2) {
   const { segment } = ControlSegment.create(nlocal, ringBytes, 2);
@@ -293,5 +296,39 @@ describe('shared-memory message queues', () => {
     for (const n of [1, 8, 64, 128, 255, 1024]) expect(size(n)).toBeLessThanOrEqual(3 * 4096 + per * (n + 1));
     expect(size(1024) - size(512)).toBeLessThanOrEqual(per * 512 + 8192);
     expect(size(255)).toBeLessThan(72 * 1024 ** 2); // 256 queues of 256K, and the participant blocks
+  });
+});
+
+describe('the native staged calls', () => {
+  it('hold their queue: called after the binding and its handle are collected, they still reach the queue', () => {
+    // In a child with --expose-gc: only sendStaged (and the arrays it reads) kept, the binding
+    // and its handle dropped and collected; the External's finalizer would free the native
+    // queue under the function if the function did not hold it.
+    const dist = join(packageRoot, 'dist');
+    const script = `
+      const { native } = await import(${JSON.stringify(join(dist, 'native', 'index.js'))});
+      const { ControlSegment } = await import(${JSON.stringify(join(dist, 'transports', 'shm', 'control.js'))});
+      const { NodeQueues } = await import(${JSON.stringify(join(dist, 'transports', 'shm', 'queue.js'))});
+      const { dtypeOf } = await import(${JSON.stringify(join(dist, 'core', 'codec.js'))});
+      const { segment } = ControlSegment.create(2, 4096, 2);
+      const per = (f) => Int32Array.from({ length: 2 }, (_, r) => f(r));
+      // The arrays the native queue points into stay the caller's to keep (NodeQueues keeps them).
+      const stage = new ArrayBuffer(64), out = new Int32Array(2), args = new Int32Array(5), state = new Int32Array(1), headSeen = new Int32Array(2);
+      let binding = native().queueOpen(segment.i32, 0, segment.ringBytes, per((r) => segment.ringOffset(r)), per((r) => segment.tailIndex(r)), per((r) => segment.headIndex(r)), per((r) => segment.wantIndex(r)), per((r) => segment.sleepingIndex(r)), per((r) => segment.doorIndex(r)), headSeen, state, stage, out, args);
+      const send = binding.sendStaged;
+      const held = send.handle === binding.handle;
+      binding = null;
+      for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setImmediate(r)); }
+      new Float64Array(stage)[0] = 42.5;
+      args.set([1, 7, dtypeOf(new Float64Array(1)), -1, 8]); // dest 1, tag 7, one float64, no origin
+      const sent = send();
+      const got = [];
+      new NodeQueues(segment, 1).poll({ eager: (source, origin, tag, dtype, view, off) => got.push(source, tag, view[off / 8]) });
+      console.log(JSON.stringify({ held, sent, got, kept: [headSeen.length, state.length, out.length] }));
+      segment.unmap();
+    `;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ held: true, sent: true, got: [0, 7, 42.5], kept: [2, 1, 2] });
   });
 });
