@@ -222,7 +222,7 @@ export class Team {
 
   #runSync<T>(kind: string, make: () => Steps<T>): T {
     this.#ctx.checkLive();
-    this.#ctx.waiter.checkSyncCall(`a synchronous collective (${kind})`);
+    this.#ctx.waiter.checkSyncCall(kind);
     if (this.#broken !== null) throw this.#broken;
     if (this.#preparing !== null) {
       this.#ctx.prepareSync?.(this.#partners, () => this.#describe(kind));
@@ -395,7 +395,7 @@ export class Team {
 
   /** As #reduction, blocking this thread. */
   #reductionSync(buf: TypedArray | Scalar, op: ReduceOp, kind: ReductionKind, root: number): TypedArray | Scalar | null {
-    this.#ctx.waiter.checkSyncCall(`${REDUCTION_NAMES[kind]}Sync`);
+    this.#ctx.waiter.checkSyncCall(kind === KIND.reduce ? 'reduceSync' : 'allreduceSync');
     const arr = reductionArray(buf, op);
     const Ctor = this.#checkReduction(arr, op);
     const scalar = scalarOf(buf, op);

@@ -284,8 +284,9 @@ export class Waiter {
    * collective is in flight here (asyncSteps). A peer that awaits it before it
    * joins this call would wait for ever for steps this thread cannot run.
    */
-  checkSyncCall(what: string): void {
-    if (this.asyncSteps > 0) throw new MprunError('ERR_MPRUN_ARG', `${what} while a promise-returning collective is in flight on this rank: await it first (a synchronous call holds the thread, and that collective's later steps run in its continuations)`);
+  checkSyncCall(call: string): void {
+    // `call` a constant: this is on every synchronous call's path, the message built only to throw.
+    if (this.asyncSteps > 0) throw new MprunError('ERR_MPRUN_ARG', `${call}: a synchronous call while a promise-returning collective is in flight on this rank: await it first (a synchronous call holds the thread, and that collective's later steps run in its continuations)`);
   }
 
   /** Blocks this thread until `ready()` holds (the synchronous calls: sendSync, barrierSync, alloc, ...); `what` describes it. */
