@@ -62,6 +62,8 @@ export interface MessagingParts {
   recvPollNs: number;
   /** Nanoseconds the native receive polls our queue when no other transport delivers messages (default: recvPollNs). */
   recvFastPollNs?: number;
+  /** Binds a rank on another node now, blocking, before a synchronous send to it (nothing is queued if it cannot). */
+  bindForSend?: (rank: number) => void;
 }
 
 export class Messenger implements RecordSink, MessageSink {
@@ -92,6 +94,7 @@ export class Messenger implements RecordSink, MessageSink {
   readonly #fastPollNs: number;
   /** The native receive's source and tag. */
   readonly #recvOut = new Int32Array(2);
+  readonly #bindForSend: ((rank: number) => void) | undefined;
 
   constructor(p: MessagingParts) {
     this.#pollNs = p.recvPollNs;
@@ -105,6 +108,7 @@ export class Messenger implements RecordSink, MessageSink {
     this.#shm = p.shm;
     this.#others = p.others;
     this.#worldOfLocal = p.worldOfLocal;
+    this.#bindForSend = p.bindForSend;
     this.#assembling = [...p.worldOfLocal, -1].map(() => null);
     p.waiter.attach(() => this.progress(), () => this.busy());
     p.inbox.worldRanks(p.worldOfLocal);
@@ -198,6 +202,7 @@ export class Messenger implements RecordSink, MessageSink {
   sendSync(dest: number, data: unknown, tag = 0): void {
     this.#checkSend(dest, tag);
     this.#waiter.checkSyncCall('sendSync');
+    this.#bindForSend?.(dest);
     const s = this.#start(dest, data, tag, false);
     if (!s.done) this.#waiter.blockUntil(() => s.done, WAKE_MESSAGE, () => `sendSync to rank ${dest}${describeTag(tag)}`);
   }

@@ -173,7 +173,6 @@ export class PeerTable implements Binder {
     if (fetchSync === null) throw blocked('their cards cannot be fetched synchronously here');
     const need = missing.filter((r) => !this.#cards.has(r));
     if (need.length > 0) this.#remember(need, fetchSync(need));
-    this.#stats.syncBinds += missing.length;
     for (const r of missing) {
       const card = this.#cards.get(r)!;
       const t = this.#o.plan(r, card);
@@ -185,20 +184,28 @@ export class PeerTable implements Binder {
         }
       }
       this.#lazy[r]!.bindTo(this.#bindNow(r, card, t));
+      this.#stats.syncBinds++;
+      // Bound: no longer busy (the asynchronous binding, when it resumes, finds it bound).
+      this.#preparing.delete(r);
     }
   }
 
   /**
-   * Binds now, blocking, the endpoints whose binding began on first use and is
-   * still on its way (a card fetch or a link in flight): a synchronous wait
-   * runs no event loop to finish it, and what is queued on them (a send not
-   * awaited, a synchronous send's own message) would never start.
+   * Binds now, blocking, the endpoints whose binding began on first use and
+   * that have operations queued (a send not awaited): a synchronous wait runs
+   * no event loop to finish their binding, so those would never start. Others
+   * still binding (a team's partners, prepared ahead) are left to the loop.
    */
   bindPendingSync(what: () => string): void {
     if (this.#preparing.size === 0) return;
     const pending: number[] = [];
-    for (const r of this.#preparing.keys()) if (this.#lazy[r]?.bound === false) pending.push(r);
-    if (pending.length > 0) this.prepareSync(pending, what, 'use the promise form for the first operation with them');
+    for (const r of this.#preparing.keys()) if (this.#lazy[r]?.waiting === true) pending.push(r);
+    if (pending.length > 0) this.prepareSync(pending, what, 'await the operations with them first');
+  }
+
+  /** Binds rank `r`'s endpoint now, blocking, if it is not bound yet (a synchronous send's destination). */
+  bindSync(r: number, what: () => string): void {
+    if (this.#lazy[r]?.bound === false) this.prepareSync([r], what, 'use send() for the first message to it');
   }
 
   /** Where node `node`'s agent listens: from the card of its first rank (fetched once). */
@@ -257,6 +264,11 @@ export class LazyEndpoint implements Endpoint {
 
   get bound(): boolean {
     return this.#ep !== null;
+  }
+
+  /** Operations are queued until it is bound. */
+  get waiting(): boolean {
+    return this.#queue.length > 0;
   }
 
   get name(): string {

@@ -51,7 +51,7 @@ describe.skipIf(why !== null)('PMIx direct launch fetches cards on first use', (
     }
   }, 180_000);
 
-  it('srun --mpi=pmix -N2 -n4: synchronous splits bind never-used partners blocking (PMIx_Get)', () => {
+  it('srun --mpi=pmix -N2 -n4: synchronous splits and sends bind never-used partners blocking (PMIx_Get)', () => {
     const r = spawnSync('salloc', ['-N2', '-n4', 'srun', '--mpi=pmix', '-N2', '-n4', process.execPath, join(root, 'bin', 'mprun.js'), '--direct', join(root, 'test', 'apps', 'split-now.ts')], {
       encoding: 'utf8',
       cwd: root,
@@ -64,5 +64,7 @@ describe.skipIf(why !== null)('PMIx direct launch fetches cards on first use', (
     expect(oks.length).toBe(4);
     // Ranks 1 and 3 lead their nodes in the odd half: partners no world collective prepared.
     for (const k of [1, 3]) expect((JSON.parse(oks.find((l) => l.startsWith(`split-now ok ${k} `))!.split(' ').slice(3).join(' ')) as { syncBinds: number }).syncBinds).toBe(1);
+    // And the first sendSync, and a recvIntoSync behind a send() not awaited, to ranks on the other node.
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('split-now p2p ')).length).toBe(4);
   }, 180_000);
 });
