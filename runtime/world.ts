@@ -51,8 +51,8 @@ export class World extends Team {
   readonly #transports: readonly TransportInstance[];
   /** Endpoints with puts that complete only at a flush (quiet and barrier flush them). */
   readonly #unflushed = new Set<Endpoint>();
-  /** quiet() calls whose flushes are still on their way (barrierSync refuses meanwhile). */
-  #flushing = 0;
+  /** The flushes of quiet() calls still on their way: a later quiet() (and barrier) waits for them too. */
+  #flushing: Promise<unknown> | null = null;
   /** Peer views of each allocation, by world rank (null: not made yet). */
   readonly #views = new WeakMap<TypedArray, (TypedArray | null)[]>();
   #finalized = false;
@@ -258,23 +258,22 @@ export class World extends Team {
   async quiet(): Promise<void> {
     this.#live();
     native().fence();
-    if (this.#unflushed.size === 0) return;
-    const flushes = [...this.#unflushed].map((ep) => ep.flush());
-    this.#unflushed.clear();
-    this.#flushing++;
+    if (this.#unflushed.size !== 0) {
+      this.#flushing = Promise.all([this.#flushing, ...[...this.#unflushed].map((ep) => ep.flush())]);
+      this.#unflushed.clear();
+    }
+    const flushing = this.#flushing;
+    if (flushing === null) return;
     try {
-      await this.#waiter.settle(Promise.all(flushes), () => `quiet (flushing puts to ${flushes.length} rank(s))`);
+      await this.#waiter.settle(flushing, () => 'quiet (flushing puts to other nodes)');
     } finally {
-      this.#flushing--;
+      if (this.#flushing === flushing) this.#flushing = null;
     }
   }
 
-  /**
-   * Waits for every member; puts issued before it are complete everywhere, and
-   * shared variables are released before and acquired after it.
-   */
+  /** Waits for every member; puts issued before it are complete everywhere, shared variables released before and acquired after it. */
   override barrier(): Promise<void> {
-    if (this.#unflushed.size === 0 && !this.dsm.active) return super.barrier();
+    if (this.#unflushed.size === 0 && this.#flushing === null && !this.dsm.active) return super.barrier();
     return this.#barrierAfterQuiet();
   }
 
@@ -285,7 +284,7 @@ export class World extends Team {
    */
   override barrierSync(): void {
     this.#live();
-    if (this.#unflushed.size !== 0 || this.#flushing !== 0 || this.dsm.active) {
+    if (this.#unflushed.size !== 0 || this.#flushing !== null || this.dsm.active) {
       throw new MprunError('ERR_MPRUN_ARG', `barrierSync() on rank ${this.rank} with ${this.dsm.active ? 'shared variables in use' : 'puts to other nodes not yet complete'}: their completion is asynchronous; await world.quiet() first, or use await world.barrier()`);
     }
     super.barrierSync();

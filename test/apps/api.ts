@@ -70,6 +70,11 @@ world.fence();
 await world.quiet();
 await world.barrier();
 equal(Array.from(u8.subarray(30, 33)), [1, 2, 3], 'put completes by quiet + barrier');
+await world.barrier(); // every rank has read the first
+world.put(u8, Uint8Array.of(4, 5, 6), right, 30);
+void world.quiet(); // not awaited: the barrier still completes the puts it flushes
+await world.barrier();
+equal(Array.from(u8.subarray(30, 33)), [4, 5, 6], 'put completes by a quiet not awaited + barrier');
 
 // putNbi: sources left unchanged until quiet; several in flight at once land whole
 const nbi = world.alloc(Float64Array, 4 * 8192);
