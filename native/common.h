@@ -23,7 +23,8 @@ void SetErrorClass(const Napi::CallbackInfo& info);
 template <Napi::Function::Callback cb>
 Napi::Function BoundFunction(Napi::Env env, const char* name, void* data, Napi::Value owner) {
   Napi::Function f = Napi::Function::New<cb>(env, name, data);
-  f.Set("handle", owner);
+  // Read-only and not configurable: no caller can drop it while it keeps the function.
+  f.DefineProperty(Napi::PropertyDescriptor::Value("handle", owner, napi_default));
   return f;
 }
 

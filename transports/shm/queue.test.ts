@@ -316,7 +316,7 @@ describe('the native staged calls', () => {
       const stage = new ArrayBuffer(64), out = new Int32Array(2), args = new Int32Array(5), state = new Int32Array(1), headSeen = new Int32Array(2);
       let binding = native().queueOpen(segment.i32, 0, segment.ringBytes, per((r) => segment.ringOffset(r)), per((r) => segment.tailIndex(r)), per((r) => segment.headIndex(r)), per((r) => segment.wantIndex(r)), per((r) => segment.sleepingIndex(r)), per((r) => segment.doorIndex(r)), headSeen, state, stage, out, args);
       const send = binding.sendStaged;
-      const held = send.handle === binding.handle;
+      const held = send.handle === binding.handle && !Reflect.deleteProperty(send, 'handle') && send.handle === binding.handle;
       binding = null;
       for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setImmediate(r)); }
       new Float64Array(stage)[0] = 42.5;
