@@ -3,11 +3,15 @@
  * endpoint over a real heap): operations issued before the binding run on it
  * in their order once it is bound, puts and sends are copies (the caller's
  * data may change at once), a flush completes the queued puts, and a binding
- * that fails fails every queued operation and every later one, sends too.
+ * that fails fails every queued operation and every later one, sends too. And
+ * the PeerTable: a synchronous wait binds an endpoint with a send queued on it
+ * (not one a team only prepared), and a late failure of the first, asynchronous
+ * request for its card harms nothing once it is bound.
  */
 import { describe, expect, it } from 'vitest';
 import { AtomicOp, type MessageSink } from './endpoint.js';
-import { LazyEndpoint } from './peers.js';
+import { LazyEndpoint, PeerTable } from './peers.js';
+import type { PeerCard, RankTransports, RegisteredTransport } from './registry.js';
 import { SelfEndpoint } from './self.js';
 import { dtypeOf } from '../core/codec.js';
 
@@ -78,5 +82,53 @@ describe('LazyEndpoint', () => {
     expect(() => sent.done).toThrow(/unreachable/);
     expect(() => lazy.put(0, Int32Array.of(1))).toThrow(/unreachable/);
     await expect(lazy.atomic(AtomicOp.FETCH, DTYPE_INT32, 0, 0, 0) as Promise<number>).rejects.toThrow(/unreachable/);
+  });
+});
+
+describe('PeerTable', () => {
+  // Two ranks on two nodes; rank 1's transport binds a self endpoint (over its own heap) so that its sends are seen.
+  function table(): { peers: PeerTable; got: number[][]; reject: (e: Error) => void } {
+    const got: number[][] = [];
+    const sink: MessageSink = { arrived: (_source, _tag, _dtype, payload) => void got.push(Array.from(payload as Int32Array)) };
+    const card = (r: number): PeerCard => ({ node: `node${r}`, nodeIndex: r }) as PeerCard;
+    const transport = { name: 'ucx', attrs: PLANNED.attrs, bind: (r: number) => new SelfEndpoint(r, new ArrayBuffer(64), new ArrayBuffer(64), sink) } as unknown as RegisteredTransport;
+    let reject: (e: Error) => void = () => undefined;
+    const peers = new PeerTable({
+      mine: { rank: 0 } as RankTransports,
+      nodeOf: Int32Array.of(0, 1),
+      known: new Map([[0, card(0)]]),
+      planned: () => transport,
+      plan: () => transport,
+      fetch: () => new Promise<PeerCard[]>((_, no) => (reject = no)),
+      fetchSync: (ranks) => ranks.map(card),
+      links: null,
+      firstOf: (node) => node,
+    });
+    return { peers, got, reject: (e) => reject(e) };
+  }
+
+  it('a synchronous wait binds an endpoint with a send queued on it, and a late failure of its first request harms nothing', async () => {
+    const { peers, got, reject } = table();
+    const lazy = peers.endpoints[1] as LazyEndpoint;
+    const sent = lazy.send(5, DTYPE_INT32, Int32Array.of(4, 2), false); // binding starts: the card request is on its way
+    const prepared = peers.prepare([1]); // as a team's first collective takes it
+    expect(sent.done).toBe(false);
+    expect(peers.busy()).toBe(true);
+    peers.bindPendingSync(() => 'a test wait');
+    expect(lazy.bound).toBe(true);
+    expect(sent.done).toBe(true);
+    expect(got).toEqual([[4, 2]]);
+    expect(peers.busy()).toBe(false); // bound: a later wait may sleep
+    reject(new Error('the controller went away'));
+    await expect(prepared).resolves.toBeUndefined();
+    lazy.send(6, DTYPE_INT32, Int32Array.of(7), false);
+    expect(got).toEqual([[4, 2], [7]]);
+  });
+
+  it('leaves endpoints that only a team prepared to the event loop', () => {
+    const { peers } = table();
+    void peers.prepare([1]);
+    peers.bindPendingSync(() => 'a test wait');
+    expect((peers.endpoints[1] as LazyEndpoint).bound).toBe(false);
   });
 });

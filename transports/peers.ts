@@ -121,7 +121,17 @@ export class PeerTable implements Binder {
 
   async #prepareMissing(ranks: number[]): Promise<void> {
     const need = ranks.filter((r) => !this.#cards.has(r));
-    if (need.length > 0) this.#remember(need, await this.#o.fetch(need));
+    if (need.length > 0) {
+      let cards: PeerCard[];
+      try {
+        cards = await this.#o.fetch(need);
+      } catch (e) {
+        // Bound meanwhile by a synchronous call (prepareSync): a late failure of this request concerns nobody.
+        if (ranks.every((r) => this.#lazy[r]!.bound)) return;
+        throw e;
+      }
+      this.#remember(need, cards);
+    }
     // A synchronous collective may have bound some meanwhile (prepareSync).
     await Promise.all(ranks.filter((r) => !this.#lazy[r]!.bound).map(async (r) => this.#lazy[r]!.bindTo(await this.#bind(r))));
   }
