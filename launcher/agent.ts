@@ -8,14 +8,14 @@
  * drops, so nothing outlives the job on any node.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
 import { ControlSegment } from '../transports/shm/control.js';
 import type { DsmService } from '../transports/dsm/service.js';
-import { makeJobDir } from './tmpdirs.js';
+import { makeJobDir, removeJobDir } from './tmpdirs.js';
 import { RANK_BUNDLE_SUFFIX } from './stack-map.js';
 import { encodeFrame, FrameReader, parseTcpAddress, WIRE_VERSION, type Frame } from '../core/wire.js';
 
@@ -90,7 +90,7 @@ export class NodeAgent {
       // On another node: the compiled app is written to a private directory of ours.
       // Naming this agent its owner, so that the next mprun on this node removes it if the agent is killed.
       const dir = makeJobDir();
-      this.#cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      this.#cleanups.push(() => removeJobDir(dir));
       app = join(dir, basename(s.app));
       writeFileSync(app, s.appSource);
       if (s.appMap !== null) writeFileSync(`${app}.map`, s.appMap); // hang reports and stacks name the .ts lines here too

@@ -4,11 +4,11 @@
  *   mprun info
  */
 import { cpus } from 'node:os';
-import { rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { compileApp, needsCompile } from './compile.js';
 import { runAsRank } from './rank.js';
-import { makeJobDir } from './tmpdirs.js';
+import { makeJobDir, removeJobDir } from './tmpdirs.js';
 import { agentMain } from './agent.js';
 import { spawnSync } from 'node:child_process';
 import { HostError, parseHostList, readHostfile, slurmAllocation } from './hosts.js';
@@ -258,7 +258,7 @@ async function runDirect(app: string, args: readonly string[]): Promise<null> {
   let path = resolvePath(app);
   if (needsCompile(path)) {
     const dir = makeJobDir();
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    process.once('exit', () => removeJobDir(dir));
     path = await compileApp(path, dir);
   }
   await runAsRank(path, args);

@@ -11,14 +11,14 @@
  *   with their agent, agents with mprun, so nothing is left behind.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { packageRoot } from '../native/index.js';
 import { configVariables, readConfig, type RuntimeConfig } from '../runtime/config.js';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, NodeAgent, type AgentEvent, type LaunchSpec } from './agent.js';
 import { compileApp, needsCompile } from './compile.js';
-import { makeJobDir } from './tmpdirs.js';
+import { makeJobDir, removeJobDir } from './tmpdirs.js';
 import { Controller } from './controller.js';
 import { isLocalHost, placeRanks, type HostSlots, type NodePlan } from './hosts.js';
 import { LineSink, watchOutput } from './stdio.js';
@@ -81,7 +81,7 @@ export async function runJob(opts: JobOptions): Promise<number> {
   const jobId = `${process.pid}.${randomHex(3)}`;
   // Private (0700), naming its owner; the folders of mprun processes that died (SIGKILL, a crash) go first.
   const dir = makeJobDir();
-  const cleanups: Array<() => void> = [() => rmSync(dir, { recursive: true, force: true })];
+  const cleanups: Array<() => void> = [() => removeJobDir(dir)];
   try {
     let app = resolve(opts.app);
     if (needsCompile(app)) app = await compileApp(app, dir, { rank: true });

@@ -90,6 +90,23 @@ export function sweepStaleDirs(base = tmpdir()): string[] {
   return removed;
 }
 
+/**
+ * Removes a job's private folder, its owner file last: a remover killed midway
+ * (an agent SIGKILLed as a Slurm step ends) leaves a folder that still names
+ * its dead owner, which the next mprun sweeps; removed first, as rmSync's
+ * directory order may have it, nothing would ever remove the rest.
+ */
+export function removeJobDir(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // gone already
+  }
+  for (const name of names) if (name !== OWNER_FILE) rmSync(join(dir, name), { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /** Makes the job's private folder (mode 0700), naming this process its owner, after sweeping dead owners' folders. */
 export function makeJobDir(base = tmpdir()): string {
   sweepStaleDirs(base);
