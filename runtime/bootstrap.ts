@@ -16,7 +16,7 @@ import { ControlSegment } from '../transports/shm/control.js';
 import { NodeQueues } from '../transports/shm/queue.js';
 import { ShmMessages } from '../transports/shm/messages.js';
 import type { Endpoint } from '../transports/endpoint.js';
-import { netChoice, openPeers, openUcx, wireupStats, type PeerCard, type PeerTable } from '../transports/registry.js';
+import { netChoice, openPeers, openUcx, wireupStats, type PeerCard } from '../transports/registry.js';
 import { watchAbort } from './abort-watch.js';
 import { leaderPeers } from './coll/peers.js';
 import type { MessageSink } from '../transports/endpoint.js';
@@ -27,9 +27,6 @@ import { Messenger } from './p2p.js';
 import { Waiter } from './wait.js';
 import { World } from './world.js';
 import { warmUp } from './warmup.js';
-
-/** What a synchronous send that cannot reach its destination's node yet is called in the error. */
-const SYNC_SEND = (): string => 'sendSync';
 
 let current: World | null = null;
 let pending: Promise<World> | null = null;
@@ -135,10 +132,7 @@ async function start(): Promise<World> {
   const shm = new ShmMessages(inbox, config.eagerLimit, place.localSize);
   const worldOfLocal = [...local].filter(([, c]) => c.node === node).sort(([, a], [, b]) => a.localRank - b.localRank).map(([r]) => r);
   const endpoints: Endpoint[] = [];
-  // Ranks on other nodes bind on first use; a synchronous send binds its destination blocking first.
-  let table: PeerTable | null = null;
-  const bindForSend = place.nnodes > 1 ? (r: number): void => table?.bindSync(r, SYNC_SEND) : undefined;
-  const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: ucx === null ? [] : [ucx], recvPollNs: config.recvPollNs, recvFastPollNs: config.recvFastPollNs, bindForSend });
+  const messenger = new Messenger({ size: place.size, inbox, waiter, endpoints, worldOfLocal, shm, others: ucx === null ? [] : [ucx], recvPollNs: config.recvPollNs, recvFastPollNs: config.recvFastPollNs });
   matching = messenger;
   const { peers, links } = openPeers({
     mine: { rank: place.rank, node, heap, scratch, ctrl, shm, loopback: messenger, links: null, ucx },
@@ -154,7 +148,6 @@ async function start(): Promise<World> {
     spinMicros: config.spinMicros,
   });
   endpoints.push(...peers.endpoints);
-  table = peers;
   // A rank waiting on shared memory must let its event loop read replies from other nodes (and cards, and new links).
   // UCX completions are delivered by its progress(), which every wait drives; a rank asleep wakes to poll them.
   if (links !== null || ucx !== null || place.nnodes > 1) {

@@ -43,6 +43,8 @@ import type { Waiter } from './wait.js';
 export { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, type Message } from './matching.js';
 
 const DONE: Promise<void> = Promise.resolve();
+/** What a synchronous send that cannot reach its destination's node yet is called in the error. */
+const SEND_SYNC = (): string => 'sendSync';
 
 /** What the matching engine works with: the rank's inbox, its endpoints, and the transports that carry its messages. */
 export interface MessagingParts {
@@ -62,8 +64,6 @@ export interface MessagingParts {
   recvPollNs: number;
   /** Nanoseconds the native receive polls our queue when no other transport delivers messages (default: recvPollNs). */
   recvFastPollNs?: number;
-  /** Binds a rank on another node now, blocking, before a synchronous send to it (nothing is queued if it cannot). */
-  bindForSend?: (rank: number) => void;
 }
 
 export class Messenger implements RecordSink, MessageSink {
@@ -94,7 +94,6 @@ export class Messenger implements RecordSink, MessageSink {
   readonly #fastPollNs: number;
   /** The native receive's source and tag. */
   readonly #recvOut = new Int32Array(2);
-  readonly #bindForSend: ((rank: number) => void) | undefined;
 
   constructor(p: MessagingParts) {
     this.#pollNs = p.recvPollNs;
@@ -108,7 +107,6 @@ export class Messenger implements RecordSink, MessageSink {
     this.#shm = p.shm;
     this.#others = p.others;
     this.#worldOfLocal = p.worldOfLocal;
-    this.#bindForSend = p.bindForSend;
     this.#assembling = [...p.worldOfLocal, -1].map(() => null);
     p.waiter.attach(() => this.progress(), () => this.busy());
     p.inbox.worldRanks(p.worldOfLocal);
@@ -202,7 +200,8 @@ export class Messenger implements RecordSink, MessageSink {
   sendSync(dest: number, data: unknown, tag = 0): void {
     this.#checkSend(dest, tag);
     this.#waiter.checkSyncCall('sendSync');
-    this.#bindForSend?.(dest);
+    // Another node's rank met for the first time: connected before the message is queued (nothing is, if it cannot be).
+    this.#endpoints[dest]!.connectSync?.(SEND_SYNC);
     const s = this.#start(dest, data, tag, false);
     if (!s.done) this.#waiter.blockUntil(() => s.done, WAKE_MESSAGE, () => `sendSync to rank ${dest}${describeTag(tag)}`);
   }

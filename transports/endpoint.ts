@@ -83,6 +83,12 @@ export interface Endpoint {
    * endpoint copies what it keeps past the call.
    */
   send(tag: number, dtype: number, payload: TypedArray, stable: boolean): SendCompletion;
+  /**
+   * An endpoint connected on first use (another node's rank): connect now,
+   * blocking, for a synchronous call that cannot wait for the event loop, or
+   * throw saying why it cannot (`what` names the call). Others have none.
+   */
+  connectSync?(what: () => string): void;
   /** Lets go of the peer (detach its memory, close its connection). */
   close(): void;
 }

@@ -25,7 +25,7 @@ function late(): { lazy: LazyEndpoint; asked: number[]; heap: Int32Array; got: A
   const got: Array<[number, number[]]> = [];
   const sink: MessageSink = { arrived: (_source, tag, _dtype, payload) => void got.push([tag, Array.from(payload as Int32Array)]) };
   const self = new SelfEndpoint(3, heap, new ArrayBuffer(64), sink);
-  const lazy = new LazyEndpoint(3, PLANNED, { bindOne: (r) => void asked.push(r) });
+  const lazy = new LazyEndpoint(3, PLANNED, { bindOne: (r) => void asked.push(r), bindSync: () => undefined });
   return { lazy, asked, heap: new Int32Array(heap), got, self };
 }
 
@@ -123,6 +123,15 @@ describe('PeerTable', () => {
     await expect(prepared).resolves.toBeUndefined();
     lazy.send(6, DTYPE_INT32, Int32Array.of(7), false);
     expect(got).toEqual([[4, 2], [7]]);
+  });
+
+  it('connects an endpoint blocking when a synchronous send asks it to, before anything is queued on it', () => {
+    const { peers, got } = table();
+    const lazy = peers.endpoints[1] as LazyEndpoint;
+    lazy.connectSync(() => 'sendSync');
+    expect(lazy.bound).toBe(true);
+    expect(lazy.send(5, DTYPE_INT32, Int32Array.of(3), false).done).toBe(true);
+    expect(got).toEqual([[3]]);
   });
 
   it('leaves endpoints that only a team prepared to the event loop', () => {

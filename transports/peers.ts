@@ -213,7 +213,7 @@ export class PeerTable implements Binder {
     if (pending.length > 0) this.prepareSync(pending, what, 'await the operations with them first');
   }
 
-  /** Binds rank `r`'s endpoint now, blocking, if it is not bound yet (a synchronous send's destination). */
+  /** Binds rank `r`'s endpoint now, blocking, if it is not bound yet (LazyEndpoint.connectSync: a synchronous send's destination). */
   bindSync(r: number, what: () => string): void {
     if (this.#lazy[r]?.bound === false) this.prepareSync([r], what, 'use send() for the first message to it');
   }
@@ -252,6 +252,7 @@ class QueuedSend implements SendCompletion {
 /** Who binds a LazyEndpoint when its first operation comes (the PeerTable; bindTo or fail answer it). */
 export interface Binder {
   bindOne(rank: number): void;
+  bindSync(rank: number, what: () => string): void;
 }
 
 export class LazyEndpoint implements Endpoint {
@@ -274,6 +275,10 @@ export class LazyEndpoint implements Endpoint {
 
   get bound(): boolean {
     return this.#ep !== null;
+  }
+
+  connectSync(what: () => string): void {
+    if (this.#ep === null) this.#table.bindSync(this.#rank, what);
   }
 
   /** Operations are queued until it is bound. */
