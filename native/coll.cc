@@ -13,7 +13,6 @@
 // from there (sleeping on the doorbell, driving the rank's progress, reporting
 // hangs). Policy (when to take this path) stays in TypeScript.
 #include "words.h"
-#include <cmath>
 #include <cstring>
 
 namespace mprun {
@@ -183,8 +182,10 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
 
 CollTeam* BoundTeam(const Napi::CallbackInfo& info) { return static_cast<CollTeam*>(info.Data()); }
 
-// A round number from the arguments: an int32 (rounds count modulo 2^32), as JavaScript's `| 0` makes it.
-int32_t RoundArg(double v) { return std::isfinite(v) ? static_cast<int32_t>(static_cast<int64_t>(std::fmod(v, 4294967296.0))) : 0; }
+// A round number from the arguments: an int32 (rounds count modulo 2^32; ShmRounds.next wraps them
+// with `| 0`). Anything else, NaN included, reads 0 (a cast of it would be undefined): a compare, no
+// fmod, on every small collective's call.
+int32_t RoundArg(double v) { return v >= -2147483648.0 && v <= 2147483647.0 ? static_cast<int32_t>(v) : 0; }
 
 // collBank(handle, j, scratch: Uint8Array) : member j's scratch for this team
 // (slots x slotBytes), kept alive by the caller (shm-rounds.ts maps it for the job).
