@@ -8,10 +8,12 @@
 // has compiled them, and compiling them takes the core from a peer the job
 // waits for; here a call costs one Node-API crossing from the first one.
 //
-// Every wait spins for a budget the caller gives (MPRUN_COLL_POLL_US) and
-// then returns how far the collective got; the TypeScript engine finishes it
-// from there (sleeping on the doorbell, driving the rank's progress, reporting
-// hangs). Policy (when to take this path) stays in TypeScript.
+// Every wait spins for a budget the caller gives (MPRUN_COLL_POLL_US), then
+// sleeps on the rank's doorbell for a second budget (the synchronous forms',
+// when nothing else of the rank needs driving; 0 for the others), and then
+// returns how far the collective got; the TypeScript engine finishes it from
+// there (sleeping on the doorbell, driving the rank's progress, reporting
+// hangs). Policy (when to take this path, for how long) stays in TypeScript.
 #include "words.h"
 #include <cstring>
 
@@ -58,13 +60,21 @@ struct CollTeam {
   // convert, no handle to unwrap.
   uint8_t* stage = nullptr;
   size_t stageBytes = 0;
-  const double* args = nullptr;  // [round, plan, who (reduce) or root (bcast), spinNs]
+  const double* args = nullptr;  // [round, plan, who (reduce) or root (bcast), spinNs, dozeNs]
   // A round every member is known to have acked, from what this member saw: a
   // member that published round r (or acked it) has acked every round before.
   // Spares the bank-free check its loads of every member's ack line.
   bool knowsAcked = false;
   int32_t acked = 0;
 };
+
+// A wait of this member: SpinUntil for `spinNs`, then asleep on its doorbell for `wake` for up to `dozeNs`.
+template <typename F>
+bool Await(const CollTeam& t, F ready, uint64_t spinNs, uint64_t dozeNs, int32_t wake) {
+  return WaitUntil(ready, spinNs, dozeNs, t.yields, t.words, t.sleeping[t.me], t.door[t.me], wake);
+}
+
+uint64_t DozeOf(const CollTeam& t) { return BudgetNs(t.args[4]); }
 
 bool AllAcked(const CollTeam& t, int32_t c) {
   for (int j = 0; j < t.size; j++)
@@ -87,12 +97,12 @@ void SawAcked(CollTeam& t, int32_t r) {
 }
 
 // Round c's slot is free: every member acked the round that used it last.
-bool BankFree(CollTeam& t, int32_t c, uint64_t budget) {
+bool BankFree(CollTeam& t, int32_t c, uint64_t budget, uint64_t doze) {
   const int32_t last = Sub(c, static_cast<int32_t>(t.slots));
   // Trusted only while recent: counters compare modulo 2^32, so a remembered round
   // 2^31 rounds old (a team on the TypeScript path that long) would pass for a new one.
   if (t.knowsAcked && ModGE(t.acked, last) && Sub(c, t.acked) >= 0 && Sub(c, t.acked) < (1 << 30)) return true;
-  if (!SpinUntil([&] { return AllAcked(t, last); }, budget, t.yields)) return false;
+  if (!Await(t, [&] { return AllAcked(t, last); }, budget, doze, WAKE_ACK)) return false;
   SawAcked(t, last);
   return true;
 }
@@ -140,7 +150,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info);
 Napi::Value Bcast(const Napi::CallbackInfo& info);
 
 // collTeam(words: Int32Array, me, ack, data, sleeping, door: Int32Array (per member),
-//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer, args: Float64Array(4))
+//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer, args: Float64Array(5))
 //   -> { handle, barrier, reduce, bcast }
 Napi::Value Team(const Napi::CallbackInfo& info) {
   auto env = info.Env();
@@ -162,7 +172,7 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
     t->stage = static_cast<uint8_t*>(ab.Data());
     t->stageBytes = ab.ByteLength();
   }
-  if (info[11].IsTypedArray() && info[11].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array && info[11].As<Napi::TypedArray>().ElementLength() >= 4) {
+  if (info[11].IsTypedArray() && info[11].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array && info[11].As<Napi::TypedArray>().ElementLength() >= 5) {
     t->args = info[11].As<Napi::Float64Array>().Data();
   }
   if (!ok || t->stage == nullptr || t->args == nullptr || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
@@ -201,14 +211,14 @@ Napi::Value Bank(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// barrier() (bound to its team; args [c, -, -, spinNs]) -> whether every member reached round c. This
+// barrier() (bound to its team; args [c, -, -, spinNs, dozeNs]) -> whether every member reached round c. This
 // member's arrival (ack = c) is stored either way.
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
   CollTeam* t = BoundTeam(info);
   const int32_t c = RoundArg(t->args[0]);
   const uint64_t budget = BudgetNs(t->args[3]);
   Finish(*t, c);
-  if (!SpinUntil([&] { return AllAcked(*t, c); }, budget, t->yields)) return Napi::Boolean::New(info.Env(), false);
+  if (!Await(*t, [&] { return AllAcked(*t, c); }, budget, DozeOf(*t), WAKE_ACK)) return Napi::Boolean::New(info.Env(), false);
   SawAcked(*t, c);
   return Napi::Boolean::New(info.Env(), true);
 }
@@ -235,7 +245,7 @@ bool Unpack(double packed, Plan* p) {
   return true;
 }
 
-// reduce() (bound to its team by collTeam; args [c, plan, who, spinNs]) -> NOT_STARTED, PUBLISHED, DONE or
+// reduce() (bound to its team by collTeam; args [c, plan, who, spinNs, dozeNs]) -> NOT_STARTED, PUBLISHED, DONE or
 // MISMATCH. One round of shm-reduce.ts's flat reduction: our contribution
 // (the first `bytes` of the team's staging array) into our bank (once every
 // member acked the slot's last round), then members 0..nRead-1's
@@ -252,6 +262,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int32_t root = static_cast<int32_t>(who >> 20);
   const int nRead = static_cast<int>(who & 0xfffff);
   const uint64_t budget = BudgetNs(t->args[3]);
+  const uint64_t doze = DozeOf(*t);
   if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: not a reduction's plan");
   const int32_t kind = p.kind, dtype = p.dtype, op = p.op;
   const size_t bytes = p.bytes;
@@ -263,7 +274,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: a member's bank is not mapped");
   if (t->bank[t->me] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: this member's bank is not mapped");
 
-  if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
+  if (!BankFree(*t, c, budget, doze)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
   const size_t dataAt = bytes <= kInlineBytes ? H_INLINE_BYTE : t->headerBytes;
   WriteSlot(*t, at, c, kind, dtype, op, root, mine, bytes, dataAt);
@@ -274,7 +285,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   RingOthers(*t, WAKE_SYNC);
 
   if (nRead > 0) {
-    if (!SpinUntil([&] { return AllStamped(*t, nRead, at, stage1); }, budget, t->yields)) return Napi::Number::New(env, PUBLISHED);
+    if (!Await(*t, [&] { return AllStamped(*t, nRead, at, stage1); }, budget, doze, WAKE_SYNC)) return Napi::Number::New(env, PUBLISHED);
     if (nRead == t->size) SawAcked(*t, Sub(c, 1));
     for (int j = 0; j < nRead; j++)
       if (!HeaderIs(t->bank[j] + at, kind, dtype, op, kind == KIND_REDUCE ? root : -2, bytes)) return Napi::Number::New(env, MISMATCH);
@@ -288,7 +299,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, DONE);
 }
 
-// bcast() (bound to its team; args [c, plan, root, spinNs]) -> NOT_STARTED, DONE or MISMATCH
+// bcast() (bound to its team; args [c, plan, root, spinNs, dozeNs]) -> NOT_STARTED, DONE or MISMATCH
 // (plan as reduce()'s, kind and op 0). One round of shm.ts's broadcast of a
 // typed array through the team's staging array: the root writes header and
 // data into its bank (once every member acked the slot's last round) and
@@ -305,6 +316,7 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   const double rootArg = t->args[2];
   const int32_t root = rootArg >= 0 && rootArg < t->size ? static_cast<int32_t>(rootArg) : -1;
   const uint64_t budget = BudgetNs(t->args[3]);
+  const uint64_t doze = DozeOf(*t);
   if (!planned) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: not a broadcast's plan");
   const int32_t dtype = p.dtype;
   const size_t bytes = p.bytes;
@@ -314,13 +326,13 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
   if (t->me == root) {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: the root's bank is not mapped");
-    if (!BankFree(*t, c, budget)) return Napi::Number::New(env, NOT_STARTED);
+    if (!BankFree(*t, c, budget, doze)) return Napi::Number::New(env, NOT_STARTED);
     WriteSlot(*t, at, c, KIND_BCAST, dtype, 0, root, mine, bytes, t->headerBytes);
     Store(t->words + t->data[root], stage1);
     RingOthers(*t, WAKE_SYNC);
   } else {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: the root's bank is not mapped");
-    if (!SpinUntil([&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget, t->yields)) return Napi::Number::New(env, NOT_STARTED);
+    if (!Await(*t, [&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget, doze, WAKE_SYNC)) return Napi::Number::New(env, NOT_STARTED);
     const uint8_t* b = t->bank[root] + at;
     if (!HeaderIs(b, KIND_BCAST, dtype, -2, root, bytes)) return Napi::Number::New(env, MISMATCH);
     std::memcpy(mine, b + t->headerBytes, bytes);

@@ -36,15 +36,17 @@ export type CollTeamHandle = { readonly __collTeam: unique symbol };
 /**
  * collTeam's result: the handle, and the team's small collectives bound to it,
  * which take their arguments from collTeam's `args`: [round, plan, who or
- * root, spinNs] (no argument to convert and no handle to unwrap per call).
+ * root, spinNs, dozeNs] (no argument to convert and no handle to unwrap per
+ * call). Each wait polls for spinNs, then sleeps on the rank's doorbell for
+ * up to dozeNs, then returns how far it got.
  */
 export interface CollTeamBinding {
   handle: CollTeamHandle;
-  /** args [round, -, -, spinNs]: whether every member reached the round. */
+  /** args [round, -, -, spinNs, dozeNs]: whether every member reached the round. */
   barrier(): boolean;
-  /** args [round, collPlan(bytes, kind, dtype, op), root * 2^20 + nRead, spinNs]; the data in and out of the team's staging array. */
+  /** args [round, collPlan(bytes, kind, dtype, op), root * 2^20 + nRead, spinNs, dozeNs]; the data in and out of the team's staging array. */
   reduce(): number;
-  /** args [round, collPlan(bytes, 0, dtype, 0), root, spinNs]; the data in and out of the team's staging array. */
+  /** args [round, collPlan(bytes, 0, dtype, 0), root, spinNs, dozeNs]; the data in and out of the team's staging array. */
   bcast(): number;
 }
 /** An opaque handle of native/queue.cc. */
@@ -59,7 +61,7 @@ export interface QueueBinding {
   handle: QueueHandle;
   /** queueSendEager of the first args[4] bytes of the staging array; args: [dest, tag, dtype, origin, bytes]. */
   sendStaged(): boolean;
-  /** queueRecvInto into the staging array; args: [room, dtype, source, tag, spinNs]; source and tag into queueOpen's `out`. */
+  /** queueRecvInto into the staging array; args: [room, dtype, source, tag, spinNs, dozeNs]; source and tag into queueOpen's `out`. */
   recvStaged(): number;
 }
 
@@ -123,7 +125,7 @@ export interface NativeBinding {
   queueOpen(words: Int32Array, me: number, ringBytes: number, ring: Int32Array, tail: Int32Array, head: Int32Array, want: Int32Array, sleeping: Int32Array, door: Int32Array, headSeen: Int32Array, state: Int32Array, stage: ArrayBuffer, out: Int32Array, args: Int32Array): QueueBinding;
   queueWorldRanks(queues: QueueHandle, worldOfLocal: Int32Array): void;
   queueSendEager(queues: QueueHandle, dest: number, tag: number, dtype: number, payload: ArrayBufferView, origin: number, bytes: number): boolean;
-  queueRecvInto(queues: QueueHandle, into: ArrayBufferView, room: number, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number;
+  queueRecvInto(queues: QueueHandle, into: ArrayBufferView, room: number, dtype: number, source: number, tag: number, spinNs: number, dozeNs: number, out: Int32Array): number;
   xpmem: NativeXpmem;
   /** CRC32C (Castagnoli), hardware-assisted where the CPU has SSE4.2; `seed` chains. */
   crc32c(bytes: Bytes, seed?: number): number;

@@ -45,7 +45,7 @@ struct Queues {
   uint8_t* stage;
   size_t stageBytes;
   int32_t* out;   // [source, tag] of the last message taken
-  int32_t* args;  // sendStaged: [dest, tag, dtype, origin, bytes]; recvStaged: [room, dtype, source, tag, spinNs]
+  int32_t* args;  // sendStaged: [dest, tag, dtype, origin, bytes]; recvStaged: [room, dtype, source, tag, spinNs, dozeNs]
 };
 
 inline int32_t RecordBytes(int32_t payload) { return (HEADER + payload + CELL - 1) & ~(CELL - 1); }
@@ -105,7 +105,7 @@ Napi::Value RecvStaged(const Napi::CallbackInfo& info);
 
 // queueOpen(words: Int32Array, me, ringBytes, ring, tail, head, want, sleeping, door: Int32Array
 //           (per participant), headSeen: Int32Array, state: Int32Array(1), stage: ArrayBuffer,
-//           out: Int32Array(2), args: Int32Array(5)) -> { handle, sendStaged, recvStaged }
+//           out: Int32Array(2), args: Int32Array(6)) -> { handle, sendStaged, recvStaged }
 Napi::Value Open(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   size_t nwords = 0;
@@ -129,7 +129,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   int32_t* out = Int32s(info[12], &outs);
   size_t nargs = 0;
   int32_t* args = Int32s(info[13], &nargs);
-  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1 && info[11].IsArrayBuffer() && out != nullptr && outs >= 2 && args != nullptr && nargs >= 5;
+  ok = ok && headSeen != nullptr && seen == p && state != nullptr && states >= 1 && info[11].IsArrayBuffer() && out != nullptr && outs >= 2 && args != nullptr && nargs >= 6;
   if (!ok) {
     delete q;
     return ThrowCode(env, "ERR_MPRUN_ARG", "queueOpen: inconsistent queue layout");
@@ -202,14 +202,14 @@ Napi::Value SendStaged(const Napi::CallbackInfo& info) {
   return Send(env, q, a[0], a[1], a[2], q->stage, static_cast<size_t>(a[4]), a[3]);
 }
 
-// queueRecvInto(handle, into: ArrayBufferView, room, dtype, source, tag, spinNs, out: Int32Array(2))
+// queueRecvInto(handle, into: ArrayBufferView, room, dtype, source, tag, spinNs, dozeNs, out: Int32Array(2))
 // -> the message's bytes (out: its source and tag), NOT_THIS or EMPTY. Takes the record at our
 // head when it is an eager message of `dtype` that fits the first `room` bytes of `into` and that a receive of
-// (source, tag) matches (ANY = -1; the runtime's own tags match no user receive).
-Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t dtype, int32_t source, int32_t tag, uint64_t budget, int32_t* out) {
+// (source, tag) matches (ANY = -1; the runtime's own tags match no user receive). While our queue
+// is empty it polls for `budget` ns, then sleeps on our doorbell for up to `doze` ns (0: not at all).
+Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t dtype, int32_t source, int32_t tag, uint64_t budget, uint64_t doze, int32_t* out) {
   const int64_t base = q->ring[q->me];
-  uint64_t end = 0;
-  for (unsigned i = 0;; i++) {
+  for (bool waited = false;;) {
     int32_t head = q->state[0];
     int32_t* w = q->words + ((base + (static_cast<uint32_t>(head) & (q->cap - 1))) >> 2);
     int32_t size = Load(w);
@@ -222,10 +222,9 @@ Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t d
       size = Load(w);
     }
     if (size == 0) {
-      if (budget == 0) return Napi::Number::New(env, EMPTY);
-      if (i == 0) end = NowNs() + budget;
-      else if ((i & 31) == 0 && NowNs() >= end) return Napi::Number::New(env, EMPTY);
-      Relax(false);
+      // Once: a record that came (its first word set) is read again from the top (it may be padding).
+      if (waited || !WaitUntil([w] { return Load(w) != 0; }, budget, doze, false, q->words, q->sleeping[q->me], q->door[q->me], WAKE_MESSAGE)) return Napi::Number::New(env, EMPTY);
+      waited = true;
       continue;
     }
     const int32_t rtag = w[1];
@@ -255,20 +254,20 @@ Napi::Value RecvInto(const Napi::CallbackInfo& info) {
   const size_t given = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
   if (given > room) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: more room than the array has");
   size_t outs = 0;
-  int32_t* out = Int32s(info[7], &outs);
+  int32_t* out = Int32s(info[8], &outs);
   if (out == nullptr || outs < 2) return ThrowCode(env, "ERR_MPRUN_ARG", "queueRecvInto: out must be an Int32Array of 2");
-  return Take(env, Of(info), into, given, info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), info[5].As<Napi::Number>().Int32Value(), BudgetNs(info[6].As<Napi::Number>().DoubleValue()), out);
+  return Take(env, Of(info), into, given, info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), info[5].As<Napi::Number>().Int32Value(), BudgetNs(info[6].As<Napi::Number>().DoubleValue()), BudgetNs(info[7].As<Napi::Number>().DoubleValue()), out);
 }
 
 // recvStaged() (bound to its queues by queueOpen): as queueRecvInto, into the staging array
 // with room args[0], of type args[1] from source args[2] with tag args[3], polling for
-// args[4] ns; the source and tag into `out`.
+// args[4] ns and then sleeping for up to args[5] ns; the source and tag into `out`.
 Napi::Value RecvStaged(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   Queues* q = static_cast<Queues*>(info.Data());
   const int32_t* a = q->args;
   if (a[0] < 0 || static_cast<size_t>(a[0]) > q->stageBytes) return ThrowCode(env, "ERR_MPRUN_ARG", "recvStaged: more room than the staging array has");
-  return Take(env, q, q->stage, static_cast<size_t>(a[0]), a[1], a[2], a[3], BudgetNs(a[4]), q->out);
+  return Take(env, q, q->stage, static_cast<size_t>(a[0]), a[1], a[2], a[3], BudgetNs(a[4]), BudgetNs(a[5]), q->out);
 }
 
 }  // namespace

@@ -252,7 +252,7 @@ export class Messenger implements RecordSink, MessageSink {
   recvInto<T extends TypedArray>(into: T, source = ANY_SOURCE, tag = ANY_TAG): Promise<Message<T>> {
     const dtype = dtypeOf(into);
     if (dtype === DTYPE_MSGPACK) throw new TypeError('recvInto needs a typed array to receive into');
-    const n = this.#nativeRecv(into, dtype, source, tag);
+    const n = this.#nativeRecv(into, dtype, source, tag, 0);
     if (n >= 0) return Promise.resolve(this.#nativeMessage(into, n, dtype));
     const got = this.#receive(source, tag, into, n === RECV_EMPTY);
     // Already there, in our buffer: no further promise.
@@ -265,7 +265,7 @@ export class Messenger implements RecordSink, MessageSink {
     const dtype = dtypeOf(into);
     if (dtype === DTYPE_MSGPACK) throw new TypeError('recvIntoSync needs a typed array to receive into');
     this.#waiter.checkSyncCall('recvIntoSync');
-    const n = this.#nativeRecv(into, dtype, source, tag);
+    const n = this.#nativeRecv(into, dtype, source, tag, this.#waiter.syncDozeNs());
     if (n >= 0) return this.#nativeMessage(into, n, dtype);
     return intoResult(this.#receiveSync(source, tag, into, n === RECV_EMPTY), into);
   }
@@ -273,13 +273,14 @@ export class Messenger implements RecordSink, MessageSink {
   /**
    * The common case in native code (native/queue.cc): with no receive posted
    * and no send in flight before it, the awaited message is the next record of
-   * our queue. Its bytes, or RECV_EMPTY (nothing came while it polled) or
-   * RECV_NOT_THIS (something else is there, or the case does not apply).
+   * our queue. Its bytes, or RECV_EMPTY (nothing came while it polled, and
+   * slept up to `dozeNs`) or RECV_NOT_THIS (something else is there, or the
+   * case does not apply).
    */
-  #nativeRecv(into: TypedArray, dtype: number, source: number, tag: number): number {
+  #nativeRecv(into: TypedArray, dtype: number, source: number, tag: number, dozeNs: number): number {
     if (this.#unexpected.length !== 0 || this.#recvs.length !== 0 || this.#sending()) return RECV_NOT_THIS;
     this.#checkRecv(source, tag);
-    return this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, this.#recvOut);
+    return this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, dozeNs, this.#recvOut);
   }
 
   /** The message #nativeRecv took: `n` bytes in `into`. */

@@ -276,7 +276,7 @@ export class Team {
     if (fast !== null && this.#mayRunFast()) {
       let done: boolean;
       try {
-        done = fast.tryBarrier(this.#ctx.fastPollNs);
+        done = fast.tryBarrier(this.#ctx.fastPollNs, this.#ctx.waiter.syncDozeNs());
       } catch (e) {
         throw this.#failed(e);
       }
@@ -318,7 +318,7 @@ export class Team {
     if (fast !== null && isTypedArray(data) && this.#mayRunFast()) {
       let done: boolean;
       try {
-        done = fast.tryBcast(data, root, this.#ctx.fastPollNs);
+        done = fast.tryBcast(data, root, this.#ctx.fastPollNs, this.#ctx.waiter.syncDozeNs());
       } catch (e) {
         throw this.#failed(e);
       }
@@ -404,7 +404,7 @@ export class Team {
     if (fast !== null && this.#mayRunFast()) {
       let done: boolean;
       try {
-        done = fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs, Ctor);
+        done = fast.tryReduce(arr, op, kind, root, this.#ctx.fastPollNs, Ctor, this.#ctx.waiter.syncDozeNs());
       } catch (e) {
         throw this.#failed(e);
       }

@@ -40,3 +40,22 @@ describe('Waiter.settle', () => {
     }
   });
 });
+
+describe('Waiter.syncDozeNs', () => {
+  it('lets a synchronous call sleep natively for a slice only while the node memory alone brings the rank events and nothing is pending', () => {
+    const plain = new Waiter(segment, 0, 50, false, 7);
+    expect(plain.syncDozeNs()).toBe(7e6);
+    let pending = true;
+    plain.attach(() => false, () => pending);
+    expect(plain.syncDozeNs()).toBe(0); // a send or receive in flight: block() must drive it
+    pending = false;
+    expect(plain.syncDozeNs()).toBe(7e6);
+    // Connections to other nodes, a hook to run before a blocking wait or before a sleep: never.
+    const hooks: Array<(w: Waiter) => void> = [(w) => w.network(() => false, () => undefined), (w) => w.beforeBlocking(() => undefined), (w) => w.beforeSleep(() => true)];
+    for (const hook of hooks) {
+      const w = new Waiter(segment, 0, 50, false, 7);
+      hook(w);
+      expect(w.syncDozeNs()).toBe(0);
+    }
+  });
+});

@@ -83,6 +83,8 @@ export class Waiter {
   readonly #sliceMs: number;
   /** A native thread naps on our sleeping word while we poll: wake it when we go to sleep. */
   readonly #wakeHelper: boolean;
+  /** syncDozeNs() when the rank has nothing pending: a slice, or 0 once anything but the node's memory brings it events. */
+  #dozeNs: number;
   #progress: () => boolean = nothing;
   #busy: () => boolean = nothing;
   #network: () => boolean = nothing;
@@ -115,6 +117,22 @@ export class Waiter {
     // thread (messages, completions, peers' puts and atomics), or its wake thread when the
     // progress thread is off, while this rank sleeps below.
     this.#wakeHelper = native().ucx.doorbell(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP);
+    this.#dozeNs = this.#wakeHelper ? 0 : sliceMs * 1e6;
+  }
+
+  /**
+   * How long a synchronous call's native wait (native/words.h WaitUntil: the
+   * receive of a message of our queue, a small collective within the node)
+   * may sleep on the doorbell itself, after its poll, before it returns and
+   * block() takes over: a slice when only the node's shared memory brings
+   * this rank events (no network, no native helper thread, no hook that must
+   * run before a sleep) and the rank has no operation pending that progress()
+   * would drive; else 0. Why: a peer stalled past the poll (while V8 compiles
+   * its code) sent every call through the steps and this file's wait loop,
+   * whose own compilation took the cores again (README, "Cold and steady").
+   */
+  syncDozeNs(): number {
+    return this.#busy() ? 0 : this.#dozeNs;
   }
 
   /** The progress engine every wait drives, and whether it has pending operations. */
@@ -134,6 +152,7 @@ export class Waiter {
    * whole spin (a get or an atomic over --net tcp cost the 200 us spin each).
    */
   network(pending: () => boolean, pump: () => void, loopReplies: () => boolean = pending): void {
+    this.#dozeNs = 0;
     this.#network = pending;
     this.#pump = pump;
     this.#loopReplies = loopReplies;
@@ -145,6 +164,7 @@ export class Waiter {
    * binding began on first use), or throws saying why it cannot.
    */
   beforeBlocking(bind: (what: () => string) => void): void {
+    this.#dozeNs = 0;
     this.#beforeBlocking = bind;
   }
 
@@ -155,6 +175,7 @@ export class Waiter {
    * the native wake thread rings the doorbell when something arrives.
    */
   beforeSleep(mayDoze: () => boolean): void {
+    this.#dozeNs = 0;
     this.#mayDoze = mayDoze;
   }
 

@@ -76,7 +76,7 @@ export class ShmReductions {
   }
 
   /** See ShmCollectives.tryReduce. */
-  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number, Ctor: unknown = buf.constructor): boolean {
+  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number, Ctor: unknown = buf.constructor, dozeNs = 0): boolean {
     // One flat round: at most what a round carries of 8-byte elements (smaller ones fit as many bytes).
     this.#fastBytes ??= Math.min(ALLREDUCE_FLAT_BYTES, this.#perRound(8) * 8);
     // The size from the constructor's element size (a plain property), not byteLength (a getter V8 does not inline).
@@ -105,6 +105,7 @@ export class ShmReductions {
     a[1] = collPlan(bytes, kind, 0, 0) + this.#lastPlanLow;
     a[2] = collWho(root, nRead);
     a[3] = ns;
+    a[4] = dozeNs;
     const r = team.reduce();
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);

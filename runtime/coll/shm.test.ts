@@ -18,10 +18,16 @@ import { ShmCollectives, type CollectiveControl } from './shm.js';
 const BANK = 64 * 1024;
 const CHUNK = 32 * 1024;
 
+/** The control words' layout: as in the node control segment, word 4 is the job's abort word. */
+const ABORT_WORD = 4;
+const FIRST_WORD = 8;
+
 interface Node {
   members: ShmCollectives[];
-  /** The control words: acks at n.., data at 2n.., doorbells at 3n.., sleeping words at 4n.. . */
+  /** The control words: the abort word, then from FIRST_WORD acks, data, doorbells and sleeping words, n of each. */
   i32: Int32Array;
+  door(member: number): number;
+  sleeping(member: number): number;
   /** Per member, which members' arenas it mapped. */
   mapped: Array<Set<number>>;
   rings: Array<{ to: number; wake: number }>;
@@ -31,10 +37,11 @@ function node(n: number, opts: { bank?: number; chunk?: number; slot?: number } 
   const bank = opts.bank ?? BANK;
   const scratchBytes = 2 * bank;
   const slot = opts.slot ?? 1;
-  // Words 0..n-1 unused, acks at n.., data at 2n.., doorbells at 3n.., sleeping words at 4n.. .
-  const i32 = new Int32Array(new SharedArrayBuffer(4 * 5 * n));
+  const i32 = new Int32Array(new SharedArrayBuffer(4 * (FIRST_WORD + 4 * n)));
   const rings: Array<{ to: number; wake: number }> = [];
-  const ctrl: CollectiveControl = { i32, ring: (to, wake) => void rings.push({ to, wake }), doorIndex: (r) => 3 * n + r, sleepingIndex: (r) => 4 * n + r };
+  const door = (r: number): number => FIRST_WORD + 2 * n + r;
+  const sleeping = (r: number): number => FIRST_WORD + 3 * n + r;
+  const ctrl: CollectiveControl = { i32, ring: (to, wake) => void rings.push({ to, wake }), doorIndex: door, sleepingIndex: sleeping };
   const arenas = Array.from({ length: n }, () => new ArrayBuffer((slot + 1) * scratchBytes));
   const mapped = Array.from({ length: n }, () => new Set<number>());
   const members = Array.from(
@@ -45,8 +52,8 @@ function node(n: number, opts: { bank?: number; chunk?: number; slot?: number } 
         me,
         size: n,
         worldRanks: Array.from({ length: n }, (_, j) => 10 + j),
-        ackIndex: Array.from({ length: n }, (_, j) => n + j),
-        dataIndex: Array.from({ length: n }, (_, j) => 2 * n + j),
+        ackIndex: Array.from({ length: n }, (_, j) => FIRST_WORD + j),
+        dataIndex: Array.from({ length: n }, (_, j) => FIRST_WORD + n + j),
         localRanks: Array.from({ length: n }, (_, j) => j),
         scratch: (j) => (mapped[me]!.add(j), arenas[j]!),
         scratchOffset: slot * scratchBytes,
@@ -54,7 +61,7 @@ function node(n: number, opts: { bank?: number; chunk?: number; slot?: number } 
         chunkBytes: opts.chunk ?? CHUNK,
       }),
   );
-  return { members, mapped, rings, i32 };
+  return { members, mapped, rings, i32, door, sleeping };
 }
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown } | { ok: null };
@@ -467,12 +474,11 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     expect(a.tryBarrier(200_000)).toBe(false);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(0.15);
     // Member 2 asleep for acks: member 1's native arrival rings its doorbell (and clears its sleeping word).
-    const n = 3;
-    Atomics.store(nd.i32, 4 * n + 2, WAKE_ACK);
-    const door = Atomics.load(nd.i32, 3 * n + 2);
+    Atomics.store(nd.i32, nd.sleeping(2), WAKE_ACK);
+    const door = Atomics.load(nd.i32, nd.door(2));
     const sims = new Sim([a.barrier(), viaFast(() => b.tryBarrier(0), () => b.barrier(), () => undefined), c.barrier()]);
     expect(sims.settle().map((o) => o.ok)).toEqual([true, true, true]);
-    expect([Atomics.load(nd.i32, 3 * n + 2), Atomics.load(nd.i32, 4 * n + 2)]).toEqual([door + 1, 0]);
+    expect([Atomics.load(nd.i32, nd.door(2)), Atomics.load(nd.i32, nd.sleeping(2))]).toEqual([door + 1, 0]);
     // A broadcast larger than a slot (capacity under 16 KiB here) is not the fast path's: no round taken.
     const big = new Float64Array(1500); // 12,000 bytes: under 16 KiB, over this layout's slot
     expect(big.byteLength).toBeLessThan(ALLREDUCE_FLAT_BYTES);
@@ -484,6 +490,35 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
       return buf[1499];
     });
     expect(got).toEqual([1499, 1499, 1499]);
+  });
+
+  it('a synchronous form sleeps on its doorbell after the poll, for its doze (no CPU), then leaves the round to the steps; the abort word ends the sleep', () => {
+    const nd = node(2);
+    const [a, b] = nd.members as [ShmCollectives, ShmCollectives];
+    const one = (): Float64Array => Float64Array.of(1);
+    // The job aborting: a barrier that would doze 20 s returns undone at once (its steps then see the abort).
+    Atomics.store(nd.i32, ABORT_WORD, 1);
+    let t0 = performance.now();
+    expect(a.tryBarrier(0, 20e9)).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    Atomics.store(nd.i32, ABORT_WORD, 0);
+    expect(b.tryBarrier(0, 20e9)).toBe(true); // member 0 is there: no wait
+    expect(new Sim([a.barrier()]).settle().map((o) => o.ok)).toEqual([true]);
+    // Member 0 alone in an allreduce, dozing 60 ms: asleep for the others' data (its sleeping word
+    // cleared after), then undone; member 1 and the steps finish it.
+    const mine = one();
+    let cpu = process.cpuUsage();
+    t0 = performance.now();
+    expect(a.tryReduce(mine, 'sum', KIND.allreduce, 0, 0, Float64Array, 60e6)).toBe(false);
+    const slept = performance.now() - t0;
+    cpu = process.cpuUsage(cpu);
+    expect(slept).toBeGreaterThanOrEqual(55);
+    expect((cpu.user + cpu.system) / 1000).toBeLessThan(slept / 2);
+    expect(Atomics.load(nd.i32, nd.sleeping(0))).toBe(0);
+    const theirs = Float64Array.of(2);
+    expect(b.tryReduce(theirs, 'sum', KIND.allreduce, 0, 0, Float64Array, 20e9)).toBe(true);
+    expect(new Sim([a.reduce(mine, 'sum', KIND.allreduce, 0, mine, null)]).settle().map((o) => o.ok)).toEqual([true]);
+    expect([mine[0], theirs[0]]).toEqual([3, 3]);
   });
 
   it('many small allreduces in a row reuse the banks safely; a larger one takes the steps; a mismatch is named', () => {

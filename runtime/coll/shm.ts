@@ -57,15 +57,17 @@ export class ShmCollectives implements CollectiveEngine {
   }
 
   /**
-   * The barrier in native code (native/coll.cc), polling for `ns`: whether it
+   * The barrier in native code (native/coll.cc), polling for `ns` (then
+   * sleeping up to `dozeNs` on the doorbell: the synchronous forms'): whether it
    * is done. If not, this member has arrived, and barrier() waits for the rest.
    */
-  tryBarrier(ns: number): boolean {
+  tryBarrier(ns: number, dozeNs = 0): boolean {
     const team = this.#team ?? (this.#team = this.#b.native(0, -1));
     const c = this.#b.next();
     const a = this.#b.collArgs;
     a[0] = c;
     a[3] = ns;
+    a[4] = dozeNs;
     if (team.barrier()) return true;
     this.#arrived = c;
     return false;
@@ -77,18 +79,18 @@ export class ShmCollectives implements CollectiveEngine {
    * same arguments carries on from where it stopped. False at once, doing
    * nothing, for a reduction that takes more than one round. `Ctor`: buf's
    * constructor, when the caller has it (a typed array's `constructor` is not
-   * inlined by V8: core/codec.ts, typedCode).
+   * inlined by V8: core/codec.ts, typedCode). `dozeNs` as tryBarrier's.
    */
-  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number, Ctor: unknown = buf.constructor): boolean {
-    return this.#reductions.tryReduce(buf, op, kind, root, ns, Ctor);
+  tryReduce(buf: TypedArray, op: ReduceOp, kind: ReductionKind, root: number, ns: number, Ctor: unknown = buf.constructor, dozeNs = 0): boolean {
+    return this.#reductions.tryReduce(buf, op, kind, root, ns, Ctor, dozeNs);
   }
 
   /**
    * A broadcast of a small typed array (one round) in native code, polling for
-   * `ns`: whether it is done (the root's data in `buf` everywhere). If not,
+   * `ns` (and `dozeNs` as tryBarrier's): whether it is done (the root's data in `buf` everywhere). If not,
    * bcast() with the same arguments runs the round from its start.
    */
-  tryBcast(buf: TypedArray, root: number, ns: number): boolean {
+  tryBcast(buf: TypedArray, root: number, ns: number, dozeNs = 0): boolean {
     // Typed arrays as the steps move them (a subclass as its base type; not Buffers: isTyped() sends those as msgpack).
     const dtype = dtypeOf(buf);
     const b = this.#b;
@@ -106,6 +108,7 @@ export class ShmCollectives implements CollectiveEngine {
     a[1] = collPlan(buf.byteLength, 0, dtype, 0);
     a[2] = root;
     a[3] = ns;
+    a[4] = dozeNs;
     const r = team.bcast();
     if (r !== DONE) {
       this.#bcastRound = c;

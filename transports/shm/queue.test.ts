@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ControlSegment, controlLayout } from './control.js';
@@ -209,14 +210,14 @@ describe('shared-memory message queues', () => {
     const into = new Float64Array(4);
     // Nothing there: EMPTY, after polling for the time given.
     const t0 = performance.now();
-    expect(b.recvInto(into, f64, -1, -1, 2e6, out)).toBe(RECV_EMPTY);
+    expect(b.recvInto(into, f64, -1, -1, 2e6, 0, out)).toBe(RECV_EMPTY);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(1.5);
     // A match by source and tag, by ANY_SOURCE / ANY_TAG, from the agent (its origin is the source).
     expect(a.trySendEager(1, 7, f64, Float64Array.of(1.5, 2.5))).toBe(true);
-    expect(b.recvInto(into, f64, 10, 7, 0, out)).toBe(16);
+    expect(b.recvInto(into, f64, 10, 7, 0, 0, out)).toBe(16);
     expect([...into.subarray(0, 2), ...out]).toEqual([1.5, 2.5, 10, 7]);
     expect(gateway.trySendEager(1, 3, f64, Float64Array.of(-1), 44)).toBe(true);
-    expect(b.recvInto(into, f64, -1, -1, 0, out)).toBe(8);
+    expect(b.recvInto(into, f64, -1, -1, 0, 0, out)).toBe(8);
     expect([into[0], ...out]).toEqual([-1, 44, 3]);
     // Records this receive does not take stay at the head, in order, for poll(): another tag, another
     // source, another type, too long, the runtime's own tag, a fragment.
@@ -231,7 +232,7 @@ describe('shared-memory message queues', () => {
     const sink = new Collect();
     for (const send of others) {
       expect(send()).toBe(true);
-      expect(b.recvInto(into, f64, 10, 7, 0, out)).toBe(RECV_NOT_THIS);
+      expect(b.recvInto(into, f64, 10, 7, 0, 0, out)).toBe(RECV_NOT_THIS);
       expect(b.poll(sink)).toBe(true);
     }
     expect(sink.got.map((m) => [m.source, m.tag])).toEqual([[0, 8], [2, 7], [0, 7], [0, 7], [0, 0x40000000]]);
@@ -252,14 +253,14 @@ describe('shared-memory message queues', () => {
         expect(a.trySendEager(1, 100 + k, dtype, msg)).toBe(true);
         const into = new Ctor(n) as TypedArray;
         out.fill(-9);
-        expect(b.recvInto(into, dtype, 0, 100 + k, 0, out)).toBe(msg.byteLength);
+        expect(b.recvInto(into, dtype, 0, 100 + k, 0, 0, out)).toBe(msg.byteLength);
         expect(into).toEqual(msg);
         expect([...out]).toEqual([0, 100 + k]);
       }
     }
     // A receive that takes nothing leaves the caller's source and tag alone.
     out.fill(-9);
-    expect(b.recvInto(new Float64Array(1), encode(new Float64Array(1)).dtype, -1, -1, 0, out)).toBe(RECV_EMPTY);
+    expect(b.recvInto(new Float64Array(1), encode(new Float64Array(1)).dtype, -1, -1, 0, 0, out)).toBe(RECV_EMPTY);
     expect([...out]).toEqual([-9, -9]);
   });
 
@@ -279,7 +280,7 @@ describe('shared-memory message queues', () => {
         expect(b.poll(sink)).toBe(true);
         expect(sink.got.at(-1)!.data).toEqual(msg);
       } else {
-        expect(b.recvInto(into, f64, 0, k, 0, out)).toBe(msg.byteLength);
+        expect(b.recvInto(into, f64, 0, k, 0, 0, out)).toBe(msg.byteLength);
         expect(Array.from(into.subarray(0, msg.length))).toEqual(Array.from(msg));
       }
       seq++;
@@ -299,6 +300,59 @@ describe('shared-memory message queues', () => {
   });
 });
 
+describe('the native receive asleep on the doorbell (a synchronous receive)', () => {
+  /** Runs `body` in another process that maps this control segment (its fd as fd 3), `delayMs` after it starts. */
+  function peer(fd: number, delayMs: number, body: string) {
+    const dist = join(packageRoot, 'dist');
+    const script = `
+      const { ControlSegment } = await import(${JSON.stringify(join(dist, 'transports', 'shm', 'control.js'))});
+      const { NodeQueues } = await import(${JSON.stringify(join(dist, 'transports', 'shm', 'queue.js'))});
+      const segment = ControlSegment.open(3);
+      await new Promise((r) => setTimeout(r, ${delayMs}));
+      ${body}
+      segment.unmap();
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    return new Promise<string>((resolve) => child.on('exit', (code) => resolve(`exit ${code} ${stderr}`)));
+  }
+
+  it('sleeps (no CPU) for its doze after the poll; a message from another process wakes it at once; so does the job aborting', async () => {
+    const { segment, fd } = ControlSegment.create(2, 4096, 2);
+    const b = new NodeQueues(segment, 1);
+    b.worldRanks([0, 1]);
+    const f64 = encode(new Float64Array(1)).dtype;
+    const out = new Int32Array(2);
+    const into = new Float64Array(1);
+    // Nothing comes: EMPTY once the doze is over, having slept through it.
+    let cpu = process.cpuUsage();
+    let t0 = performance.now();
+    expect(b.recvInto(into, f64, -1, -1, 0, 60e6, out)).toBe(RECV_EMPTY);
+    const slept = performance.now() - t0;
+    cpu = process.cpuUsage(cpu);
+    expect(slept).toBeGreaterThanOrEqual(55);
+    expect((cpu.user + cpu.system) / 1000).toBeLessThan(slept / 2);
+    expect(Atomics.load(segment.i32, segment.sleepingIndex(1))).toBe(0);
+    // Local rank 0 sends 300 ms after it starts, into a doze of 20 s: taken as soon as it is there.
+    const sent = peer(fd, 300, 'if (!new NodeQueues(segment, 0).trySendEager(1, 5, ' + f64 + ', Float64Array.of(4.5))) process.exit(3);');
+    t0 = performance.now();
+    expect(b.recvInto(into, f64, 0, 5, 0, 20e9, out)).toBe(8);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect([into[0], ...out]).toEqual([4.5, 0, 5]);
+    expect(await sent).toBe('exit 0 ');
+    // The job aborts (the launcher's abort rings every rank): a doze of 20 s ends at once, EMPTY.
+    const aborted = peer(fd, 300, "segment.abort('rank 0 failed');");
+    t0 = performance.now();
+    expect(b.recvInto(into, f64, -1, -1, 0, 20e9, out)).toBe(RECV_EMPTY);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(segment.aborted()).toBe(true);
+    expect(await aborted).toBe('exit 0 ');
+    segment.unmap();
+    closeSync(fd);
+  });
+});
+
 describe('the native staged calls', () => {
   it('hold their queue: called after the binding and its handle are collected, they still reach the queue', () => {
     // In a child with --expose-gc: only sendStaged (and the arrays it reads) kept, the binding
@@ -313,7 +367,7 @@ describe('the native staged calls', () => {
       const { segment } = ControlSegment.create(2, 4096, 2);
       const per = (f) => Int32Array.from({ length: 2 }, (_, r) => f(r));
       // The arrays the native queue points into stay the caller's to keep (NodeQueues keeps them).
-      const stage = new ArrayBuffer(64), out = new Int32Array(2), args = new Int32Array(5), state = new Int32Array(1), headSeen = new Int32Array(2);
+      const stage = new ArrayBuffer(64), out = new Int32Array(2), args = new Int32Array(6), state = new Int32Array(1), headSeen = new Int32Array(2);
       let binding = native().queueOpen(segment.i32, 0, segment.ringBytes, per((r) => segment.ringOffset(r)), per((r) => segment.tailIndex(r)), per((r) => segment.headIndex(r)), per((r) => segment.wantIndex(r)), per((r) => segment.sleepingIndex(r)), per((r) => segment.doorIndex(r)), headSeen, state, stage, out, args);
       const send = binding.sendStaged;
       const held = send.handle === binding.handle && !Reflect.deleteProperty(send, 'handle') && send.handle === binding.handle;

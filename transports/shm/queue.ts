@@ -103,7 +103,7 @@ export class NodeQueues {
   /** Where the native staged receive puts its message's source and tag. */
   readonly #stagedOut = new Int32Array(2);
   /** The staged calls' arguments (native/queue.cc reads them), and the calls. */
-  readonly #args = new Int32Array(5);
+  readonly #args = new Int32Array(6);
   readonly #sendStaged: () => boolean;
   readonly #recvStaged: () => number;
   constructor(ctrl: ControlSegment, me: number) {
@@ -133,17 +133,18 @@ export class NodeQueues {
 
   /**
    * The receive fast path (native/queue.cc): polls our queue for up to
-   * `spinNs` and takes the record at its head when it is an eager message of
+   * `spinNs`, then sleeps on our doorbell for up to `dozeNs` (a synchronous
+   * receive's; 0: not at all), and takes the record at its head when it is an eager message of
    * `dtype` that fits `into` and that a receive of (source, tag) matches (-1:
    * any). Returns its bytes (out[0], out[1]: its source and tag), RECV_NOT_THIS
    * when the head record is something else (poll() must take it), or
    * RECV_EMPTY when nothing arrived.
    */
-  recvInto(into: TypedArray, dtype: number, source: number, tag: number, spinNs: number, out: Int32Array): number {
+  recvInto(into: TypedArray, dtype: number, source: number, tag: number, spinNs: number, dozeNs: number, out: Int32Array): number {
     // Sizes from length and the type code: V8 does not inline byteLength (codec.ts, typedCode).
     const bpe = DTYPE_BYTES[dtype]!;
     const room = into.length * bpe;
-    if (room > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, room, dtype, source, tag, spinNs, out);
+    if (room > ON_HEAP_BYTES) return this.#native.queueRecvInto(this.#queues, into, room, dtype, source, tag, spinNs, dozeNs, out);
     // As in trySendEager: through our staging array, then element by element (no allocation).
     const stage = this.#staging.of(moveCtor(dtype));
     const a = this.#args;
@@ -153,6 +154,7 @@ export class NodeQueues {
     a[3] = tag;
     // Nanoseconds in an int32: at most 2.1 s (a poll, not a wait); NaN or less polls once.
     a[4] = spinNs > 0x7fffffff ? 0x7fffffff : spinNs;
+    a[5] = dozeNs > 0x7fffffff ? 0x7fffffff : dozeNs;
     const n = this.#recvStaged();
     if (n < 0) return n;
     for (let i = 0, end = n / bpe; i < end; i++) (into as Float64Array)[i] = (stage as Float64Array)[i]!;
