@@ -220,6 +220,8 @@ Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t d
       Advance(*q, head);
       w = q->words + (base >> 2);
       size = Load(w);
+      // The producer writes the padding before its record: a wait that saw the one may wait for the other.
+      waited = false;
     }
     if (size == 0) {
       // Once: a record that came (its first word set) is read again from the top (it may be padding).

@@ -55,10 +55,12 @@ constexpr int32_t kAbortWord = 4;
 
 // SpinUntil, then asleep on this rank's doorbell until `ready` holds, for up to `dozeNs` in all
 // (0: the spin only). The sleeper's side of ControlSegment.ring()'s protocol, as runtime/wait.ts
-// block() does it: the door read, the sleeping word set to `wake`, `ready` checked once more,
-// then a futex wait on the door; a ringer that saw the sleeping word moved the door first, so
-// the wait cannot miss it. False (not ready) once the budget is spent or the job aborts: the
-// caller's TypeScript takes the wait over from there.
+// block() does it: the door read, the sleeping word set to `wake`, the abort word and `ready`
+// checked once more, then a futex wait on the door. A ringer that saw the sleeping word moved
+// the door first, and an abort (ControlSegment.abort: the abort word, then every door moved)
+// moves it after its word: either is seen before the wait or the wait returns at once. False
+// (not ready) once the budget is spent or the job aborts: the caller's TypeScript takes the
+// wait over from there.
 template <typename F>
 bool WaitUntil(F ready, uint64_t spinNs, uint64_t dozeNs, bool yields, int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32_t wake) {
   if (SpinUntil(ready, spinNs, yields)) return true;
@@ -67,14 +69,16 @@ bool WaitUntil(F ready, uint64_t spinNs, uint64_t dozeNs, bool yields, int32_t* 
   int32_t* sleeping = words + sleepingIndex;
   const uint64_t end = NowNs() + dozeNs;
   for (;;) {
-    if (Load(words + kAbortWord) != 0) return false;
-    const uint64_t now = NowNs();
-    if (now >= end) return false;
     const int32_t seen = Load(door);
     Store(sleeping, wake);
     if (ready()) {
       Store(sleeping, 0);
       return true;
+    }
+    const uint64_t now = NowNs();
+    if (Load(words + kAbortWord) != 0 || now >= end) {
+      Store(sleeping, 0);
+      return false;
     }
     const uint64_t left = end - now;
     timespec ts{static_cast<time_t>(left / 1000000000ull), static_cast<long>(left % 1000000000ull)};

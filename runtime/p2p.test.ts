@@ -29,11 +29,14 @@ type Record = (sink: RecordSink) => void;
 /** The rank's own queue: records polled one at a time. */
 class FakeInbox {
   readonly records: Record[] = [];
+  /** The sleep each call of the native receive path was allowed (its dozeNs). */
+  readonly dozes: number[] = [];
 
   worldRanks(): void {}
 
   /** The native receive path declines every record here: these tests drive the matching engine's own. */
-  recvInto(): number {
+  recvInto(_into: TypedArray, _dtype: number, _source: number, _tag: number, _spinNs: number, dozeNs: number): number {
+    this.dozes.push(dozeNs);
     return RECV_NOT_THIS;
   }
 
@@ -91,6 +94,15 @@ class FakeWaiter {
   }
   close(): void {
     this.#closed = true;
+  }
+  // The synchronous forms' side.
+  static readonly DOZE_NS = 7e6;
+  syncDozeNs(): number {
+    return FakeWaiter.DOZE_NS;
+  }
+  checkSyncCall(): void {}
+  blockUntil(ready: () => boolean): void {
+    while (!ready()) if (!this.#progress() && !ready()) throw new Error('a synchronous wait that nothing can end');
   }
 }
 
@@ -457,5 +469,18 @@ describe('Messenger: sends and progress', () => {
     expect((await m.recv(LOCAL_PEER, 0)).data).toBe('next');
     shm.busy = false;
     expect(m.busy()).toBe(false);
+  });
+});
+
+describe('Messenger: the synchronous receive', () => {
+  it("lets the native receive sleep for the waiter's doze; the promise form never", async () => {
+    const { m, inbox } = setup();
+    const into = new Float64Array(2);
+    inbox.push(LOCAL_PEER, 4, Float64Array.of(1, 2));
+    const got = m.recvIntoSync(into, LOCAL_PEER, 4);
+    expect([...got.data, got.source, got.tag]).toEqual([1, 2, LOCAL_PEER, 4]);
+    inbox.push(LOCAL_PEER, 5, Float64Array.of(3));
+    expect([...(await m.recvInto(into, LOCAL_PEER, 5)).data]).toEqual([3]);
+    expect(inbox.dozes).toEqual([FakeWaiter.DOZE_NS, 0]);
   });
 });

@@ -117,7 +117,8 @@ export class Waiter {
     // thread (messages, completions, peers' puts and atomics), or its wake thread when the
     // progress thread is off, while this rank sleeps below.
     this.#wakeHelper = native().ucx.doorbell(ctrl.i32, this.#door, this.#sleeping, WAKE_MESSAGE, WAKE_HEAP);
-    this.#dozeNs = this.#wakeHelper ? 0 : sliceMs * 1e6;
+    // At most a second (MPRUN_BLOCK_SLICE_MS may be anything): block() then reports and checks.
+    this.#dozeNs = this.#wakeHelper ? 0 : Math.min(sliceMs, 1000) * 1e6;
   }
 
   /**

@@ -320,36 +320,39 @@ describe('the native receive asleep on the doorbell (a synchronous receive)', ()
 
   it('sleeps (no CPU) for its doze after the poll; a message from another process wakes it at once; so does the job aborting', async () => {
     const { segment, fd } = ControlSegment.create(2, 4096, 2);
-    const b = new NodeQueues(segment, 1);
-    b.worldRanks([0, 1]);
-    const f64 = encode(new Float64Array(1)).dtype;
-    const out = new Int32Array(2);
-    const into = new Float64Array(1);
-    // Nothing comes: EMPTY once the doze is over, having slept through it.
-    let cpu = process.cpuUsage();
-    let t0 = performance.now();
-    expect(b.recvInto(into, f64, -1, -1, 0, 60e6, out)).toBe(RECV_EMPTY);
-    const slept = performance.now() - t0;
-    cpu = process.cpuUsage(cpu);
-    expect(slept).toBeGreaterThanOrEqual(55);
-    expect((cpu.user + cpu.system) / 1000).toBeLessThan(slept / 2);
-    expect(Atomics.load(segment.i32, segment.sleepingIndex(1))).toBe(0);
-    // Local rank 0 sends 300 ms after it starts, into a doze of 20 s: taken as soon as it is there.
-    const sent = peer(fd, 300, 'if (!new NodeQueues(segment, 0).trySendEager(1, 5, ' + f64 + ', Float64Array.of(4.5))) process.exit(3);');
-    t0 = performance.now();
-    expect(b.recvInto(into, f64, 0, 5, 0, 20e9, out)).toBe(8);
-    expect(performance.now() - t0).toBeLessThan(10_000);
-    expect([into[0], ...out]).toEqual([4.5, 0, 5]);
-    expect(await sent).toBe('exit 0 ');
-    // The job aborts (the launcher's abort rings every rank): a doze of 20 s ends at once, EMPTY.
-    const aborted = peer(fd, 300, "segment.abort('rank 0 failed');");
-    t0 = performance.now();
-    expect(b.recvInto(into, f64, -1, -1, 0, 20e9, out)).toBe(RECV_EMPTY);
-    expect(performance.now() - t0).toBeLessThan(10_000);
-    expect(segment.aborted()).toBe(true);
-    expect(await aborted).toBe('exit 0 ');
-    segment.unmap();
-    closeSync(fd);
+    try {
+      const b = new NodeQueues(segment, 1);
+      b.worldRanks([0, 1]);
+      const f64 = encode(new Float64Array(1)).dtype;
+      const out = new Int32Array(2);
+      const into = new Float64Array(1);
+      // Nothing comes: EMPTY once the doze is over, having slept through it.
+      let cpu = process.cpuUsage();
+      let t0 = performance.now();
+      expect(b.recvInto(into, f64, -1, -1, 0, 60e6, out)).toBe(RECV_EMPTY);
+      const slept = performance.now() - t0;
+      cpu = process.cpuUsage(cpu);
+      expect(slept).toBeGreaterThanOrEqual(55);
+      expect((cpu.user + cpu.system) / 1000).toBeLessThan(slept / 2);
+      expect(Atomics.load(segment.i32, segment.sleepingIndex(1))).toBe(0);
+      // Local rank 0 sends 300 ms after it starts, into a doze of 20 s: taken as soon as it is there.
+      const sent = peer(fd, 300, 'if (!new NodeQueues(segment, 0).trySendEager(1, 5, ' + f64 + ', Float64Array.of(4.5))) process.exit(3);');
+      t0 = performance.now();
+      expect(b.recvInto(into, f64, 0, 5, 0, 20e9, out)).toBe(8);
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      expect([into[0], ...out]).toEqual([4.5, 0, 5]);
+      expect(await sent).toBe('exit 0 ');
+      // The job aborts (the launcher's abort rings every rank): a doze of 20 s ends at once, EMPTY.
+      const aborted = peer(fd, 300, "segment.abort('rank 0 failed');");
+      t0 = performance.now();
+      expect(b.recvInto(into, f64, -1, -1, 0, 20e9, out)).toBe(RECV_EMPTY);
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      expect(segment.aborted()).toBe(true);
+      expect(await aborted).toBe('exit 0 ');
+    } finally {
+      segment.unmap();
+      closeSync(fd);
+    }
   });
 });
 
