@@ -10,26 +10,16 @@
  */
 import { WAKE_SYNC } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
-import { KIND, partsOf, type CollectiveEngine, type Ready, type ReductionKind, type Steps } from './coll/engine.js';
+import { KIND, partsOf, splitPlan, type CollectiveEngine, type Ready, type ReductionKind, type Steps } from './coll/engine.js';
 import { ShmCollectives } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
 import { leaderPeers } from './coll/peers.js';
 import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
-import type { Waiter } from './wait.js';
-import type { TeamContext } from './world-parts.js';
+import { shmTeamLayout, type TeamContext } from './world-parts.js';
 
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';
-
-/** Runs a collective's steps to the end, blocking this thread (the synchronous collectives: barrierSync, split, alloc, ...). */
-function runSync<T>(steps: Steps<T>, waiter: Waiter, what: () => string): T {
-  for (;;) {
-    const r = steps.next();
-    if (r.done === true) return r.value;
-    waiter.blockUntil(r.value, r.value.wake ?? WAKE_SYNC, what);
-  }
-}
 
 /** Reductions as hang reports and errors name them. */
 const REDUCTION_NAMES: Record<ReductionKind, string> = { [KIND.reduce]: 'reduce', [KIND.allreduce]: 'allreduce', [KIND.scan]: 'scan' };
@@ -80,22 +70,7 @@ export class Team {
       }
       return;
     }
-    // Each team has its own region of every member's collective arena.
-    const scratchBytes = 2 * ctx.bankBytes;
-    this.#engine = this.#fast = new ShmCollectives({
-      ctrl: ctx.ctrl,
-      me: this.rank,
-      size: this.size,
-      worldRanks,
-      ackIndex: locals.map((l) => ctx.ctrl.teamAckIndex(l, slot)),
-      dataIndex: locals.map((l) => ctx.ctrl.teamDataIndex(l, slot)),
-      localRanks: locals,
-      scratch: (j) => ctx.arenaOf(worldRanks[j]!),
-      scratchOffset: slot * scratchBytes,
-      scratchBytes,
-      chunkBytes: ctx.chunkBytes,
-      spinYields: ctx.spinYields,
-    });
+    this.#engine = this.#fast = new ShmCollectives(shmTeamLayout(ctx, worldRanks, locals, this.rank, slot));
   }
 
   /** World rank of team rank `r`. */
@@ -229,7 +204,7 @@ export class Team {
       this.#preparing = null;
     }
     try {
-      return runSync(make(), this.#ctx.waiter, () => this.#describe(kind));
+      return this.#ctx.waiter.runSteps(make(), () => this.#describe(kind));
     } catch (e) {
       return this.#fail(e);
     }
@@ -249,8 +224,31 @@ export class Team {
       } catch (e) {
         return Promise.reject(this.#failed(e));
       }
+      return this.#resumed('barrier', () => this.#engine.barrier(), () => undefined);
     }
     return this.#run('barrier', () => this.#engine.barrier());
+  }
+
+  /**
+   * The rest of a collective a fast path left undone, once the caller's synchronous code has run
+   * (where the steps' wait would block the thread for a slice anyway): natively first (ShmCollectives
+   * .resume, asleep on the doorbell as Waiter.syncDozeNs allows), then the steps. README, "Cold and steady".
+   */
+  #resumed<T>(kind: string, make: () => Steps<T>, done: () => T): Promise<T> {
+    this.#count(1, 0);
+    const p = (async (): Promise<T> => {
+      let finished = false;
+      try {
+        await null;
+        finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, this.#ctx.waiter.syncDozeNs());
+      } catch (e) {
+        this.#fail(e);
+      } finally {
+        this.#count(-1, 0);
+      }
+      return finished ? done() : this.#run(kind, make, true);
+    })();
+    return (this.#tail = p);
   }
 
   /**
@@ -305,6 +303,7 @@ export class Team {
       } catch (e) {
         return Promise.reject(this.#failed(e));
       }
+      return this.#resumed('bcast', () => this.#engine.bcast(data, root), () => data) as Promise<T>;
     }
     return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
@@ -389,6 +388,8 @@ export class Team {
       } catch (e) {
         return Promise.reject(this.#failed(e));
       }
+      const finish = (): TypedArray | Scalar | null => (result === null || scalar === null ? result : scalar(arr));
+      return this.#resumed(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar), finish);
     }
     return this.#run(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }
@@ -483,13 +484,8 @@ export class Team {
     const slots = this.#ctx.slots;
     const all = this.#runSync('split', () => this.#engine.gather([color, key, slots.next], null)) as Array<[number, number, number]>;
     if (color < 0) return null;
-    const members = all
-      .map(([c, k, next], r) => ({ c, k, next, r }))
-      .filter((m) => m.c === color)
-      .sort((a, b) => a.k - b.k || a.r - b.r);
-    const slot = Math.max(...members.map((m) => m.next));
-    if (slot >= slots.count) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `no team slot left (${slots.count} in all); raise MPRUN_TEAM_SLOTS`);
+    const { members, slot } = splitPlan(all, color, slots.count);
     slots.next = slot + 1;
-    return new Team(this.#ctx, members.map((m) => this.worldRanks[m.r]!), slot);
+    return new Team(this.#ctx, members.map((r) => this.worldRanks[r]!), slot);
   }
 }

@@ -15,8 +15,9 @@ import { fileURLToPath } from 'node:url';
 // clock is the addon's (nowMs), not performance.now: node:perf_hooks cost 2.3 ms of a rank's start.
 import { nextTick } from 'node:process';
 import { native } from '../native/index.js';
-import { WAKE_HEAP, WAKE_MESSAGE, type ControlSegment } from '../transports/shm/control.js';
+import { WAKE_HEAP, WAKE_MESSAGE, WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
+import type { Steps } from './coll/engine.js';
 
 /** block() results */
 export const READY = 1;
@@ -309,6 +310,15 @@ export class Waiter {
   checkSyncCall(call: string): void {
     // `call` a constant: this is on every synchronous call's path, the message built only to throw.
     if (this.asyncSteps > 0) throw new MprunError('ERR_MPRUN_ARG', `${call}: a synchronous call while a promise-returning collective is in flight on this rank: await it first (a synchronous call holds the thread, and that collective's later steps run in its continuations)`);
+  }
+
+  /** Runs a collective's steps to the end, blocking this thread (the synchronous collectives: barrierSync, split, alloc, ...). */
+  runSteps<T>(steps: Steps<T>, what: () => string): T {
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return r.value;
+      this.blockUntil(r.value, r.value.wake ?? WAKE_SYNC, what);
+    }
   }
 
   /** Blocks this thread until `ready()` holds (the synchronous calls: sendSync, barrierSync, alloc, ...); `what` describes it. */

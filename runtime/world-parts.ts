@@ -10,6 +10,7 @@ import type { AgentLinks, PeerPlace, PeerTable } from '../transports/registry.js
 import type { RuntimeConfig } from './config.js';
 import type { Messenger } from './p2p.js';
 import type { Waiter } from './wait.js';
+import type { ShmTeamLayout } from './coll/shm-rounds.js';
 import type { JobPlace, Wireup } from './wireup.js';
 
 /** What bootstrap hands the World. @internal */
@@ -99,4 +100,23 @@ export interface TeamContext {
   spinYields: boolean;
   /** The next team slot this rank has not used, and how many there are. */
   slots: { next: number; count: number };
+}
+
+/** A team within one node: where its words and scratch are (its own region of every member's collective arena). */
+export function shmTeamLayout(ctx: TeamContext, worldRanks: readonly number[], locals: readonly number[], me: number, slot: number): ShmTeamLayout {
+  const scratchBytes = 2 * ctx.bankBytes;
+  return {
+    ctrl: ctx.ctrl,
+    me,
+    size: worldRanks.length,
+    worldRanks,
+    ackIndex: locals.map((l) => ctx.ctrl.teamAckIndex(l, slot)),
+    dataIndex: locals.map((l) => ctx.ctrl.teamDataIndex(l, slot)),
+    localRanks: locals,
+    scratch: (j) => ctx.arenaOf(worldRanks[j]!),
+    scratchOffset: slot * scratchBytes,
+    scratchBytes,
+    chunkBytes: ctx.chunkBytes,
+    spinYields: ctx.spinYields,
+  };
 }

@@ -10,6 +10,7 @@
  */
 import { allocate, DTYPE_MSGPACK, encode, finish, moveCtor, unpackValue } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
+import { MprunError } from '../../core/errors.js';
 import type { ReduceOp } from './ops.js';
 
 /** What a collective waits for, polled by the driver; `wake` is the event class that can make it true. */
@@ -81,4 +82,19 @@ export function partsOf(values: unknown, size: number, what: string): Part[] {
   }
   if (!Array.isArray(values) || values.length !== size) throw new TypeError(`${what}: expected an array of ${size} values (one per team rank) or a typed array`);
   return values.map(encodePart);
+}
+
+/**
+ * split()'s new team from every member's [color, key, next free slot]: the
+ * members of `color` (their ranks in the old team) ordered by key, then by
+ * rank, and the first slot free on all of them.
+ */
+export function splitPlan(all: ReadonlyArray<readonly [number, number, number]>, color: number, slotCount: number): { members: number[]; slot: number } {
+  const chosen = all
+    .map(([c, k, next], r) => ({ c, k, next, r }))
+    .filter((m) => m.c === color)
+    .sort((a, b) => a.k - b.k || a.r - b.r);
+  const slot = Math.max(...chosen.map((m) => m.next));
+  if (slot >= slotCount) throw new MprunError('ERR_MPRUN_UNSUPPORTED', `no team slot left (${slotCount} in all); raise MPRUN_TEAM_SLOTS`);
+  return { members: chosen.map((m) => m.r), slot };
 }

@@ -34,11 +34,12 @@ function copyElements(dst: TypedArray, dOff: number, src: TypedArray, sOff: numb
 /** The native reduce()'s results (native/coll.cc). */
 const NOT_STARTED = 0;
 const DONE = 2;
+const MISMATCH = 3;
 
 export class ShmReductions {
   readonly #b: ShmRounds;
-  /** A round tryReduce() began (its number, and how far it got) for reduce() to finish. */
-  #begun: { c: number; stage: number } | null = null;
+  /** A round tryReduce() began (its number, and how far it got) for resume() or reduce() to finish; what resume() copies. */
+  #begun: { c: number; stage: number; buf: TypedArray; from: TypedArray; nRead: number } | null = null;
   #fastBytes: number | null = null;
   /** tryReduce's last type and operator, their codes and staging view. */
   #lastCtor: unknown = null;
@@ -111,8 +112,26 @@ export class ShmReductions {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
       return true;
     }
-    this.#begun = { c, stage: r };
+    this.#begun = { c, stage: r, buf, from: stage, nRead };
     return false;
+  }
+
+  /** See ShmCollectives.resume: the round tryReduce() left, in native code again (collArgs still hold its plan). */
+  resume(ns: number, dozeNs: number): boolean {
+    const begun = this.#begun;
+    if (begun === null || begun.stage === MISMATCH) return false;
+    const a = this.#b.collArgs;
+    a[0] = begun.c;
+    a[3] = ns;
+    a[4] = dozeNs;
+    const r = this.#b.native(begun.nRead, this.#b.layout.me).reduce();
+    if (r !== DONE) {
+      begun.stage = r;
+      return false;
+    }
+    if (begun.nRead > 0) copyElements(begun.buf, 0, begun.from, 0, begun.buf.length);
+    this.#begun = null;
+    return true;
   }
 
   /** Returns `result` when it is not a typed array (null for non-roots), else scalar(buf) or buf itself. */

@@ -3,9 +3,11 @@
  * wait for a late peer) across processes: the two members of a team are two
  * processes mapping one control segment and two arenas (memfds), as ranks do.
  * Member 0 sleeps in the barrier, an allreduce or a broadcast with a doze of
- * 10 s; member 1 arrives 300 ms later through the native path or through the
- * TypeScript steps, whose rings (WAKE_ACK, WAKE_SYNC) must wake it at once.
- * The job's abort must end the sleep as well.
+ * 10 s, in the fast call itself (a synchronous form) or in resume() after a
+ * fast call that did not sleep (a promise form's continuation); member 1
+ * arrives 300 ms later through the native path or through the TypeScript
+ * steps, whose rings (WAKE_ACK, WAKE_SYNC) must wake it at once. The job's
+ * abort must end the sleep as well.
  */
 import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
@@ -17,7 +19,7 @@ import { ControlSegment } from '../../transports/shm/control.js';
 const SCRATCH = 2 * 64 * 1024;
 const DOZE_NS = 10e9;
 
-/** One member: its collective (or 'abort'), through 'native' or 'steps'; prints { done, ms, value }. */
+/** One member: its collective (or 'abort'), through 'native', 'resume' (a try, then resume()) or 'steps'; prints { done, ms, value }. */
 const MEMBER = `
   const [me, op, path] = JSON.parse(process.argv[1]);
   const dist = ${JSON.stringify(join(packageRoot, 'dist'))};
@@ -35,18 +37,20 @@ const MEMBER = `
   // The TypeScript steps, driven by polling what each waits for.
   const drive = (g) => { for (let r = g.next(); !r.done; r = g.next()) while (!r.value()); return true; };
   const doze = me === 0 ? ${DOZE_NS} : 0;
+  // A fast call: sleeping in it, or polling once and then resuming with the sleep.
+  const fast = (tryIt) => path === 'resume' ? tryIt(0) || e.resume(0, doze) : tryIt(doze);
   if (me === 1) await new Promise((r) => setTimeout(r, 300));
   const t0 = performance.now();
   let done = false, value = null;
   if (op === 'abort') { ctrl.abort('member 1 failed'); done = true; }
-  else if (op === 'barrier') done = path === 'native' ? e.tryBarrier(0, doze) : drive(e.barrier());
+  else if (op === 'barrier') done = path !== 'steps' ? fast((d) => e.tryBarrier(0, d)) : drive(e.barrier());
   else if (op === 'allreduce') {
     const buf = Float64Array.of(me + 1);
-    done = path === 'native' ? e.tryReduce(buf, 'sum', KIND.allreduce, 0, 0, Float64Array, doze) : drive(e.reduce(buf, 'sum', KIND.allreduce, 0, buf, null));
+    done = path !== 'steps' ? fast((d) => e.tryReduce(buf, 'sum', KIND.allreduce, 0, 0, Float64Array, d)) : drive(e.reduce(buf, 'sum', KIND.allreduce, 0, buf, null));
     value = buf[0];
   } else if (op === 'bcast') {
     const buf = me === 1 ? Float64Array.of(4.5, 5.5) : new Float64Array(2);
-    done = path === 'native' ? e.tryBcast(buf, 1, 0, doze) : drive(e.bcast(buf, 1));
+    done = path !== 'steps' ? fast((d) => e.tryBcast(buf, 1, 0, d)) : drive(e.bcast(buf, 1));
     value = [...buf];
   }
   console.log(JSON.stringify({ done, ms: performance.now() - t0, value }));
@@ -80,13 +84,13 @@ function node(): number[] {
   return fds;
 }
 
-describe('a synchronous collective asleep in native code, woken by a member in another process', () => {
+describe('a collective asleep in native code, woken by a member in another process', () => {
   const expected: Record<string, unknown> = { barrier: null, allreduce: 3, bcast: [4.5, 5.5] };
   for (const op of ['barrier', 'allreduce', 'bcast']) {
-    for (const path of ['native', 'steps']) {
-      it(`${op}: member 1 arrives through the ${path === 'native' ? 'native path' : 'TypeScript steps'}`, async () => {
+    for (const [asleep, path] of [['native', 'native'], ['native', 'steps'], ['resume', 'steps']]) {
+      it(`${op}: asleep ${asleep === 'native' ? 'in the fast call' : 'in resume()'}, member 1 arrives through the ${path === 'native' ? 'native path' : 'TypeScript steps'}`, async () => {
         const fds = node();
-        const [sleeper, late] = await Promise.all([member(fds, 0, op, 'native'), member(fds, 1, op, path)]);
+        const [sleeper, late] = await Promise.all([member(fds, 0, op, asleep!), member(fds, 1, op, path!)]);
         expect(late.done).toBe(true);
         expect(sleeper.done).toBe(true);
         // Woken, not timed out: 300 ms late (plus the late member's start), far from the 10 s doze.

@@ -521,6 +521,36 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     expect([mine[0], theirs[0]]).toEqual([3, 3]);
   });
 
+  it('resume() takes up the round a fast path left, again and again, and leaves it to the steps when it cannot finish', () => {
+    const nd = node(3);
+    const [a, b, c] = nd.members as [ShmCollectives, ShmCollectives, ShmCollectives];
+    // An allreduce member 0 began alone: resumed in vain (nothing new to do: its contribution stays published) ...
+    const mine = Float64Array.of(1);
+    expect(a.tryReduce(mine, 'sum', KIND.allreduce, 0, 0)).toBe(false);
+    expect(a.resume(0, 0)).toBe(false);
+    expect(a.resume(0, 0)).toBe(false);
+    // ... until the others are in: then done, its result in its array.
+    const theirs = [Float64Array.of(2), Float64Array.of(4)];
+    expect(b.tryReduce(theirs[0]!, 'sum', KIND.allreduce, 0, 0)).toBe(false); // member 2 not there yet
+    expect(c.tryReduce(theirs[1]!, 'sum', KIND.allreduce, 0, 0)).toBe(true);
+    expect(a.resume(0, 0)).toBe(true);
+    expect(b.resume(0, 0)).toBe(true);
+    expect([mine[0], theirs[0]![0], theirs[1]![0]]).toEqual([7, 7, 7]);
+    expect(a.resume(0, 0)).toBe(false); // nothing left to resume
+    // A barrier left by resume() to the steps, which finish it; then a broadcast resumed by a reader.
+    expect(a.tryBarrier(0)).toBe(false);
+    expect(a.resume(0, 0)).toBe(false);
+    expect(new Sim([a.barrier(), b.barrier(), c.barrier()]).settle().map((o) => o.ok)).toEqual([true, true, true]);
+    const got = new Float64Array(2);
+    expect(b.tryBcast(got, 0, 0)).toBe(false);
+    expect(a.tryBcast(Float64Array.of(5, 6), 0, 0)).toBe(true);
+    expect(b.resume(0, 0)).toBe(true);
+    expect([...got]).toEqual([5, 6]);
+    const third = new Float64Array(2);
+    expect(c.tryBcast(third, 0, 0)).toBe(true);
+    expect([...third]).toEqual([5, 6]);
+  });
+
   it('many small allreduces in a row reuse the banks safely; a larger one takes the steps; a mismatch is named', () => {
     const nd = node(4);
     const got = run(nd, function* (e, me) {

@@ -41,8 +41,9 @@ export class ShmCollectives implements CollectiveEngine {
   #team: CollTeamBinding | null = null;
   /** The round tryBarrier() arrived at without seeing every member there, for barrier() to finish. */
   #arrived: number | null = null;
-  /** The round tryBcast() took and left undone, for bcast() to run. */
+  /** The round tryBcast() took and left undone, for resume() or bcast() to run; the array it fills. */
   #bcastRound: number | null = null;
+  #bcastBuf: TypedArray | null = null;
 
   constructor(layout: ShmTeamLayout) {
     this.#b = new ShmRounds(layout);
@@ -112,9 +113,42 @@ export class ShmCollectives implements CollectiveEngine {
     const r = team.bcast();
     if (r !== DONE) {
       this.#bcastRound = c;
+      this.#bcastBuf = buf;
       return false;
     }
     if (me !== root) (buf as Float64Array).set((stage as Float64Array).subarray(0, buf.length));
+    return true;
+  }
+
+  /**
+   * Resumes in native code the collective the last try*() began and left
+   * undone, polling for `ns` and then sleeping up to `dozeNs` on the doorbell:
+   * the same round, with the arguments it left in collArgs (the native calls
+   * redo idempotently what they did of it). Whether it is done now, its
+   * results where the try puts them; if not, barrier(), reduce() or bcast()
+   * carries on from where it is. Team calls it in a promise form's
+   * continuation, where the steps' wait would block the thread anyway.
+   */
+  resume(ns: number, dozeNs: number): boolean {
+    const a = this.#b.collArgs;
+    if (this.#arrived !== null) {
+      a[0] = this.#arrived;
+      a[3] = ns;
+      a[4] = dozeNs;
+      if (!this.#team!.barrier()) return false;
+      this.#arrived = null;
+      return true;
+    }
+    if (this.#bcastRound === null) return this.#reductions.resume(ns, dozeNs);
+    const buf = this.#bcastBuf!;
+    a[0] = this.#bcastRound;
+    a[3] = ns;
+    a[4] = dozeNs;
+    const root = a[2]!;
+    if (this.#b.native(0, root).bcast() !== DONE) return false;
+    if (this.#b.layout.me !== root) (buf as Float64Array).set((this.#b.staging().of(moveCtor(dtypeOf(buf))) as Float64Array).subarray(0, buf.length));
+    this.#bcastRound = null;
+    this.#bcastBuf = null;
     return true;
   }
 
@@ -143,6 +177,7 @@ export class ShmCollectives implements CollectiveEngine {
     // A round tryBcast() began and left undone (nothing of it written): it runs here from its start.
     const begun = this.#bcastRound;
     this.#bcastRound = null;
+    this.#bcastBuf = null;
     let dst: Uint8Array | null = null;
     let dtype = 0;
     let result: unknown = data;
