@@ -224,7 +224,7 @@ export class Team {
       } catch (e) {
         return Promise.reject(this.#failed(e));
       }
-      return this.#resumed('barrier', () => this.#engine.barrier(), () => undefined);
+      if (fast.resumable) return this.#resumed('barrier', () => this.#engine.barrier(), () => undefined);
     }
     return this.#run('barrier', () => this.#engine.barrier());
   }
@@ -240,7 +240,10 @@ export class Team {
       let finished = false;
       try {
         await null;
-        finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, this.#ctx.waiter.syncDozeNs());
+        const dozeNs = this.#ctx.waiter.syncDozeNs();
+        finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, dozeNs);
+        // The steps' wait may block a slice again: the event loop gets its turn between the two, as between block()'s slices.
+        if (!finished && dozeNs > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       } catch (e) {
         this.#fail(e);
       } finally {
@@ -303,7 +306,7 @@ export class Team {
       } catch (e) {
         return Promise.reject(this.#failed(e));
       }
-      return this.#resumed('bcast', () => this.#engine.bcast(data, root), () => data) as Promise<T>;
+      if (fast.resumable) return this.#resumed('bcast', () => this.#engine.bcast(data, root), () => data) as Promise<T>;
     }
     return this.#run('bcast', () => this.#engine.bcast(data, root)) as Promise<T>;
   }
@@ -389,7 +392,7 @@ export class Team {
         return Promise.reject(this.#failed(e));
       }
       const finish = (): TypedArray | Scalar | null => (result === null || scalar === null ? result : scalar(arr));
-      return this.#resumed(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar), finish);
+      if (fast.resumable) return this.#resumed(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar), finish);
     }
     return this.#run(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
   }

@@ -116,14 +116,16 @@ export class ShmReductions {
     return false;
   }
 
-  /** See ShmCollectives.resume: the round tryReduce() left, in native code again (collArgs still hold its plan). */
-  resume(ns: number, dozeNs: number): boolean {
+  /** Whether tryReduce() left a round resume() can take up. */
+  get resumable(): boolean {
+    return this.#begun !== null && this.#begun.stage !== MISMATCH;
+  }
+
+  /** See ShmCollectives.resume: the round tryReduce() left, in native code again (collArgs hold its plan, and the poll and sleep resume() set). */
+  resume(): boolean {
     const begun = this.#begun;
     if (begun === null || begun.stage === MISMATCH) return false;
-    const a = this.#b.collArgs;
-    a[0] = begun.c;
-    a[3] = ns;
-    a[4] = dozeNs;
+    this.#b.collArgs[0] = begun.c;
     const r = this.#b.native(begun.nRead, this.#b.layout.me).reduce();
     if (r !== DONE) {
       begun.stage = r;

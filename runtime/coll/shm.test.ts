@@ -527,6 +527,7 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     // An allreduce member 0 began alone: resumed in vain (nothing new to do: its contribution stays published) ...
     const mine = Float64Array.of(1);
     expect(a.tryReduce(mine, 'sum', KIND.allreduce, 0, 0)).toBe(false);
+    expect(a.resumable).toBe(true);
     expect(a.resume(0, 0)).toBe(false);
     expect(a.resume(0, 0)).toBe(false);
     // ... until the others are in: then done, its result in its array.
@@ -537,12 +538,17 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     expect(b.resume(0, 0)).toBe(true);
     expect([mine[0], theirs[0]![0], theirs[1]![0]]).toEqual([7, 7, 7]);
     expect(a.resume(0, 0)).toBe(false); // nothing left to resume
+    expect(a.resumable).toBe(false);
+    // A reduction too large for one round takes none: nothing to resume (the promise form runs the steps at once).
+    expect(a.tryReduce(new Float64Array(ALLREDUCE_FLAT_BYTES), 'sum', KIND.allreduce, 0, 0)).toBe(false);
+    expect(a.resumable).toBe(false);
     // A barrier left by resume() to the steps, which finish it; then a broadcast resumed by a reader.
     expect(a.tryBarrier(0)).toBe(false);
     expect(a.resume(0, 0)).toBe(false);
     expect(new Sim([a.barrier(), b.barrier(), c.barrier()]).settle().map((o) => o.ok)).toEqual([true, true, true]);
     const got = new Float64Array(2);
     expect(b.tryBcast(got, 0, 0)).toBe(false);
+    expect(b.resumable).toBe(true);
     expect(a.tryBcast(Float64Array.of(5, 6), 0, 0)).toBe(true);
     expect(b.resume(0, 0)).toBe(true);
     expect([...got]).toEqual([5, 6]);

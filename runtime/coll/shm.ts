@@ -41,9 +41,8 @@ export class ShmCollectives implements CollectiveEngine {
   #team: CollTeamBinding | null = null;
   /** The round tryBarrier() arrived at without seeing every member there, for barrier() to finish. */
   #arrived: number | null = null;
-  /** The round tryBcast() took and left undone, for resume() or bcast() to run; the array it fills. */
-  #bcastRound: number | null = null;
-  #bcastBuf: TypedArray | null = null;
+  /** The round tryBcast() took and left undone, for resume() or bcast() to run; the array it fills and the staging view it fills it from. */
+  #bcastBegun: { c: number; buf: TypedArray; from: TypedArray } | null = null;
 
   constructor(layout: ShmTeamLayout) {
     this.#b = new ShmRounds(layout);
@@ -112,8 +111,7 @@ export class ShmCollectives implements CollectiveEngine {
     a[4] = dozeNs;
     const r = team.bcast();
     if (r !== DONE) {
-      this.#bcastRound = c;
-      this.#bcastBuf = buf;
+      this.#bcastBegun = { c, buf, from: stage };
       return false;
     }
     if (me !== root) (buf as Float64Array).set((stage as Float64Array).subarray(0, buf.length));
@@ -131,25 +129,27 @@ export class ShmCollectives implements CollectiveEngine {
    */
   resume(ns: number, dozeNs: number): boolean {
     const a = this.#b.collArgs;
+    a[3] = ns;
+    a[4] = dozeNs;
     if (this.#arrived !== null) {
       a[0] = this.#arrived;
-      a[3] = ns;
-      a[4] = dozeNs;
       if (!this.#team!.barrier()) return false;
       this.#arrived = null;
       return true;
     }
-    if (this.#bcastRound === null) return this.#reductions.resume(ns, dozeNs);
-    const buf = this.#bcastBuf!;
-    a[0] = this.#bcastRound;
-    a[3] = ns;
-    a[4] = dozeNs;
+    const begun = this.#bcastBegun;
+    if (begun === null) return this.#reductions.resume();
+    a[0] = begun.c;
     const root = a[2]!;
     if (this.#b.native(0, root).bcast() !== DONE) return false;
-    if (this.#b.layout.me !== root) (buf as Float64Array).set((this.#b.staging().of(moveCtor(dtypeOf(buf))) as Float64Array).subarray(0, buf.length));
-    this.#bcastRound = null;
-    this.#bcastBuf = null;
+    if (this.#b.layout.me !== root) (begun.buf as Float64Array).set((begun.from as Float64Array).subarray(0, begun.buf.length));
+    this.#bcastBegun = null;
     return true;
+  }
+
+  /** Whether the last try*() left a round that resume() can take up (false: it took none, or its round is a mismatch for the steps to report). */
+  get resumable(): boolean {
+    return this.#arrived !== null || this.#bcastBegun !== null || this.#reductions.resumable;
   }
 
   /** Flat barrier: one store, then every member's ack; the right shape when ranks share cores. */
@@ -175,9 +175,8 @@ export class ShmCollectives implements CollectiveEngine {
     if (me === root) src = encodePart(data);
     let rounds = 1;
     // A round tryBcast() began and left undone (nothing of it written): it runs here from its start.
-    const begun = this.#bcastRound;
-    this.#bcastRound = null;
-    this.#bcastBuf = null;
+    const begun = this.#bcastBegun?.c ?? null;
+    this.#bcastBegun = null;
     let dst: Uint8Array | null = null;
     let dtype = 0;
     let result: unknown = data;
