@@ -113,7 +113,10 @@ void RingOthers(CollTeam& t, int32_t wake) {
     if (j != t.me) Ring(t.words, t.sleeping[j], t.door[j], wake);
 }
 
+// Our ack of round c, and a wake-up for whoever sleeps on acks. Once: a resumed barrier
+// (ShmCollectives.resume calls it again for the same round) neither stores nor rings again.
 void Finish(CollTeam& t, int32_t c) {
+  if (Load(t.words + t.ack[t.me]) == c) return;
   Store(t.words + t.ack[t.me], c);
   RingOthers(t, WAKE_ACK);
 }
@@ -274,15 +277,20 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     if (t->bank[j] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: a member's bank is not mapped");
   if (t->bank[t->me] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native reduce: this member's bank is not mapped");
 
-  if (!BankFree(*t, c, budget, doze)) return Napi::Number::New(env, NOT_STARTED);
   const size_t at = BankAt(*t, c);
   const size_t dataAt = bytes <= kInlineBytes ? H_INLINE_BYTE : t->headerBytes;
-  WriteSlot(*t, at, c, kind, dtype, op, root, mine, bytes, dataAt);
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
-  // The stamp for native readers (one line: stamp, header and a small contribution), the data word for the steps'.
-  Store(reinterpret_cast<int32_t*>(t->bank[t->me] + at + H_STAMP_BYTE), stage1);
-  Store(t->words + t->data[t->me], stage1);
-  RingOthers(*t, WAKE_SYNC);
+  // Published by an earlier call of this round (ShmCollectives.resume calls again) when our data
+  // word says so (4c + 1 for exactly one round in 2^30): the slot stays as it is, readers may be
+  // folding it, and nobody is woken again.
+  if (Load(t->words + t->data[t->me]) != stage1) {
+    if (!BankFree(*t, c, budget, doze)) return Napi::Number::New(env, NOT_STARTED);
+    WriteSlot(*t, at, c, kind, dtype, op, root, mine, bytes, dataAt);
+    // The stamp for native readers (one line: stamp, header and a small contribution), the data word for the steps'.
+    Store(reinterpret_cast<int32_t*>(t->bank[t->me] + at + H_STAMP_BYTE), stage1);
+    Store(t->words + t->data[t->me], stage1);
+    RingOthers(*t, WAKE_SYNC);
+  }
 
   if (nRead > 0) {
     if (!Await(*t, [&] { return AllStamped(*t, nRead, at, stage1); }, budget, doze, WAKE_SYNC)) return Napi::Number::New(env, PUBLISHED);

@@ -528,8 +528,17 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     const mine = Float64Array.of(1);
     expect(a.tryReduce(mine, 'sum', KIND.allreduce, 0, 0)).toBe(false);
     expect(a.resumable).toBe(true);
+    // Members 1 and 2 asleep meanwhile: a resume in vain neither rewrites the slot member 0
+    // published nor rings them again (their doorbells stay, their sleeping words stay set).
+    const asleep = (): void => [1, 2].forEach((j) => Atomics.store(nd.i32, nd.sleeping(j), WAKE_SYNC | WAKE_ACK));
+    const doors = (): number[] => [1, 2].map((j) => Atomics.load(nd.i32, nd.door(j)));
+    asleep();
+    const before = doors();
     expect(a.resume(0, 0)).toBe(false);
     expect(a.resume(0, 0)).toBe(false);
+    expect(doors()).toEqual(before);
+    expect([1, 2].map((j) => Atomics.load(nd.i32, nd.sleeping(j)))).toEqual([WAKE_SYNC | WAKE_ACK, WAKE_SYNC | WAKE_ACK]);
+    [1, 2].forEach((j) => Atomics.store(nd.i32, nd.sleeping(j), 0));
     // ... until the others are in: then done, its result in its array.
     const theirs = [Float64Array.of(2), Float64Array.of(4)];
     expect(b.tryReduce(theirs[0]!, 'sum', KIND.allreduce, 0, 0)).toBe(false); // member 2 not there yet
@@ -544,7 +553,11 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     expect(a.resumable).toBe(false);
     // A barrier left by resume() to the steps, which finish it; then a broadcast resumed by a reader.
     expect(a.tryBarrier(0)).toBe(false);
-    expect(a.resume(0, 0)).toBe(false);
+    asleep();
+    const atBarrier = doors();
+    expect(a.resume(0, 0)).toBe(false); // its arrival stays stored, nobody woken again
+    expect(doors()).toEqual(atBarrier);
+    [1, 2].forEach((j) => Atomics.store(nd.i32, nd.sleeping(j), 0));
     expect(new Sim([a.barrier(), b.barrier(), c.barrier()]).settle().map((o) => o.ok)).toEqual([true, true, true]);
     const got = new Float64Array(2);
     expect(b.tryBcast(got, 0, 0)).toBe(false);
