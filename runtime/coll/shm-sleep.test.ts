@@ -19,7 +19,7 @@ import { ControlSegment } from '../../transports/shm/control.js';
 const SCRATCH = 2 * 64 * 1024;
 const DOZE_NS = 10e9;
 
-/** One member: its collective (or 'abort'), through 'native', 'resume' (a try, then resume()) or 'steps'; prints { done, ms, value }. */
+/** One member: its collective (or 'abort'), through 'native', 'resume' (a try, then resume()) or 'steps'; prints { done, ms, value, resumed }. */
 const MEMBER = `
   const [me, op, path] = JSON.parse(process.argv[1]);
   const dist = ${JSON.stringify(join(packageRoot, 'dist'))};
@@ -37,8 +37,15 @@ const MEMBER = `
   // The TypeScript steps, driven by polling what each waits for.
   const drive = (g) => { for (let r = g.next(); !r.done; r = g.next()) while (!r.value()); return true; };
   const doze = me === 0 ? ${DOZE_NS} : 0;
-  // A fast call: sleeping in it, or polling once and then resuming with the sleep.
-  const fast = (tryIt) => path === 'resume' ? tryIt(0) || e.resume(0, doze) : tryIt(doze);
+  // A fast call: sleeping in it, or polling once and then resuming with the sleep (resumed:
+  // the poll left the round undone, so the sleep was resume()'s).
+  let resumed = false;
+  const fast = (tryIt) => {
+    if (path !== 'resume') return tryIt(doze);
+    if (tryIt(0)) return true;
+    resumed = e.resumable;
+    return e.resume(0, doze);
+  };
   if (me === 1) await new Promise((r) => setTimeout(r, 300));
   const t0 = performance.now();
   let done = false, value = null;
@@ -53,7 +60,7 @@ const MEMBER = `
     done = path !== 'steps' ? fast((d) => e.tryBcast(buf, 1, 0, d)) : drive(e.bcast(buf, 1));
     value = [...buf];
   }
-  console.log(JSON.stringify({ done, ms: performance.now() - t0, value }));
+  console.log(JSON.stringify({ done, ms: performance.now() - t0, value, resumed }));
   ctrl.unmap();
 `;
 
@@ -61,6 +68,8 @@ interface Result {
   done: boolean;
   ms: number;
   value: unknown;
+  /** Through resume(): the first call polled once, left its round, and resume() slept in it. */
+  resumed: boolean;
 }
 
 function member(fds: number[], me: number, op: string, path: string): Promise<Result> {
@@ -93,6 +102,7 @@ describe('a collective asleep in native code, woken by a member in another proce
         const [sleeper, late] = await Promise.all([member(fds, 0, op, asleep!), member(fds, 1, op, path!)]);
         expect(late.done).toBe(true);
         expect(sleeper.done).toBe(true);
+        expect(sleeper.resumed).toBe(asleep === 'resume');
         // Woken, not timed out: 300 ms late (plus the late member's start), far from the 10 s doze.
         expect(sleeper.ms).toBeLessThan(5000);
         expect([sleeper.value, late.value]).toEqual([expected[op], expected[op]]);
