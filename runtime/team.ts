@@ -240,7 +240,7 @@ export class Team {
       let finished = false;
       try {
         await null;
-        const dozeNs = this.#ctx.waiter.syncDozeNs();
+        const dozeNs = this.#ctx.waiter.syncDozeNs(this.#inFlight + this.#queued);
         finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, dozeNs);
         // The steps' wait may block a slice again: the event loop gets its turn between the two, as between block()'s slices.
         if (!finished && dozeNs > 0) await new Promise<void>((resolve) => setImmediate(resolve));

@@ -42,7 +42,7 @@ describe('Waiter.settle', () => {
 });
 
 describe('Waiter.syncDozeNs', () => {
-  it('lets a synchronous call sleep natively for a slice only while the node memory alone brings the rank events and nothing is pending', () => {
+  it('lets a synchronous call sleep natively for a slice only while the node memory alone brings the rank events and nothing is pending', async () => {
     const plain = new Waiter(segment, 0, 50, false, 7);
     expect(plain.syncDozeNs()).toBe(7e6);
     let pending = true;
@@ -50,6 +50,29 @@ describe('Waiter.syncDozeNs', () => {
     expect(plain.syncDozeNs()).toBe(0); // a send or receive in flight: block() must drive it
     pending = false;
     expect(plain.syncDozeNs()).toBe(7e6);
+    // A resumed collective of a team with two in flight (it and one queued behind it): its own
+    // count allows the sleep; a collective of another team in its steps as well does not.
+    plain.asyncSteps = 2;
+    expect(plain.syncDozeNs(2)).toBe(7e6);
+    expect(plain.syncDozeNs()).toBe(0);
+    plain.asyncSteps = 3;
+    expect(plain.syncDozeNs(2)).toBe(0);
+    plain.asyncSteps = 0;
+    // An asynchronous wait pending (from its call on, before its first turn): not either.
+    let met = false;
+    const waiting = plain.wait(() => met, 0, () => 'a wait for memory');
+    expect(plain.syncDozeNs()).toBe(0);
+    met = true;
+    await waiting;
+    expect(plain.syncDozeNs()).toBe(7e6);
+    // A resumed collective of a team with two in flight (it and one queued behind it): its own
+    // count allows the sleep; a collective of another team in its steps as well does not.
+    plain.asyncSteps = 2;
+    expect(plain.syncDozeNs(2)).toBe(7e6);
+    expect(plain.syncDozeNs()).toBe(0);
+    plain.asyncSteps = 3;
+    expect(plain.syncDozeNs(2)).toBe(0);
+    plain.asyncSteps = 0;
     // Connections to other nodes, a hook to run before a blocking wait or before a sleep: never.
     const hooks: Array<(w: Waiter) => void> = [(w) => w.network(() => false, () => undefined), (w) => w.beforeBlocking(() => undefined), (w) => w.beforeSleep(() => true)];
     for (const hook of hooks) {

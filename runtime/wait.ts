@@ -105,6 +105,14 @@ export class Waiter {
    * synchronous call's wait cannot run, so synchronous calls refuse meanwhile.
    */
   asyncSteps = 0;
+  /**
+   * The asynchronous waits pending (wait()): one blocking this thread returns
+   * early to the event loop when another's condition holds, whose continuation
+   * (another team's next step, the code after a waitUntil) a peer may need.
+   */
+  readonly #asyncWaits: Array<{ ready: () => boolean; wake: number }> = [];
+  /** The wake classes of every pending asynchronous wait: what a sleep of any of them must wake for. */
+  #asyncWake = 0;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -132,9 +140,13 @@ export class Waiter {
    * would drive; else 0. Why: a peer stalled past the poll (while V8 compiles
    * its code) sent every call through the steps and this file's wait loop,
    * whose own compilation took the cores again (README, "Cold and steady").
+   * `ownSteps`: the promise-returning collectives of the caller's own team
+   * in asyncSteps (a resumed one, Team.#resumed). Another team's in flight, or
+   * any other asynchronous wait pending, means 0 too: their continuations run
+   * only on this thread, and a peer may need them before it joins the caller.
    */
-  syncDozeNs(): number {
-    return this.#busy() ? 0 : this.#dozeNs;
+  syncDozeNs(ownSteps = 0): number {
+    return this.asyncSteps > ownSteps || this.#asyncWaits.length > 0 || this.#busy() ? 0 : this.#dozeNs;
   }
 
   /** The progress engine every wait drives, and whether it has pending operations. */
@@ -243,10 +255,13 @@ export class Waiter {
       // Poll for a bounded time: after a wake-up too, so that a stream of
       // events costs one wake syscall per spin period, not one per event.
       const spinUntil = n.nowMs() + this.#spinMs;
+      // Other asynchronous waits pending: their conditions are checked too, and woken for.
+      const others = toLoop && this.#asyncWaits.length > 1;
       for (let i = 1; ; i++) {
         this.#pump();
         if (this.#progress()) return ready() ? READY : OTHER_COMPLETED;
         if (ready()) return READY;
+        if (others && this.#otherReady(ready)) return TIMED_OUT;
         if (this.#yield) n.yield();
         if ((i & 63) === 0) {
           this.checkAbort();
@@ -257,7 +272,7 @@ export class Waiter {
       const network = this.#network();
       if (budgetMs !== Infinity && network) return TIMED_OUT;
       const seen = Atomics.load(i32, this.#door);
-      Atomics.store(i32, this.#sleeping, this.#busy() ? wake | WAKE_MESSAGE : wake);
+      Atomics.store(i32, this.#sleeping, (this.#busy() ? wake | WAKE_MESSAGE : wake) | (others ? this.#asyncWake : 0));
       if (this.#progress()) {
         Atomics.store(i32, this.#sleeping, 0);
         return ready() ? READY : OTHER_COMPLETED;
@@ -265,6 +280,10 @@ export class Waiter {
       if (ready()) {
         Atomics.store(i32, this.#sleeping, 0);
         return READY;
+      }
+      if (others && this.#otherReady(ready)) {
+        Atomics.store(i32, this.#sleeping, 0);
+        return TIMED_OUT;
       }
       this.checkAbort();
       const left = budgetMs - (n.nowMs() - start);
@@ -281,6 +300,12 @@ export class Waiter {
       Atomics.store(i32, this.#sleeping, 0);
       this.checkAbort();
     }
+  }
+
+  /** Whether a pending asynchronous wait other than the one of `ready` may go on. */
+  #otherReady(ready: () => boolean): boolean {
+    for (const w of this.#asyncWaits) if (w.ready !== ready && w.ready()) return true;
+    return false;
   }
 
   /**
@@ -334,12 +359,6 @@ export class Waiter {
   }
 
   /**
-   * Waits until `ready()` holds (`what` describes it for hang reports). Starts after the caller's synchronous code
-   * (so that `const r = recv(); await send(); await r` posts the send before
-   * it blocks), lets continuations of other completed operations run, and lets
-   * the event loop run between slices.
-   */
-  /**
    * Waits for an operation's promise, driving progress meanwhile: a transport
    * whose completions only its progress() delivers (UCX) settles it that way;
    * one whose replies the event loop reads (dsm) while the wait yields to it.
@@ -362,14 +381,25 @@ export class Waiter {
     return this.wait(ready, WAKE_HEAP, what);
   }
 
+  /**
+   * Waits until `ready()` holds (`what` describes it for hang reports). Starts after the caller's synchronous code
+   * (so that `const r = recv(); await send(); await r` posts the send before
+   * it blocks), lets continuations of other completed operations run, and lets
+   * the event loop run between slices.
+   */
   async wait(ready: () => boolean, wake: number, what: () => string): Promise<void> {
-    await null;
-    // Tracked for hang reports only once it outlasts a slice: short waits (the common case,
-    // a barrier's peer a few microseconds late) pay one clock read, no record.
-    const since = Date.now();
+    // Pending from the call on: a wait that blocks before this one's first turn returns to let it run.
+    const pending = { ready, wake };
+    this.#asyncWaits.push(pending);
+    this.#asyncWake |= wake;
     let w: ActiveWait | null = null;
     try {
+      await null;
+      // Tracked for hang reports only once it outlasts a slice: short waits (the common case,
+      // a barrier's peer a few microseconds late) pay one clock read, no record.
+      const since = Date.now();
       for (;;) {
+        // TIMED_OUT too when another pending wait may go on: the event loop runs its continuation.
         const r = this.block(ready, wake, this.#sliceMs, true);
         if (r === READY) return;
         // A wait that yields to the event loop early (toLoop) is a record only once it outlasts a slice too.
@@ -381,6 +411,9 @@ export class Waiter {
       }
     } finally {
       if (w !== null) this.#end(w);
+      this.#asyncWaits.splice(this.#asyncWaits.indexOf(pending), 1);
+      this.#asyncWake = 0;
+      for (const a of this.#asyncWaits) this.#asyncWake |= a.wake;
     }
   }
 }
