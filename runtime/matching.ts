@@ -37,6 +37,22 @@ export function describeRecv(r: PendingRecv): string {
   return `${r.into === null ? 'recv' : 'recvInto'}(source ${r.source === ANY_SOURCE ? 'ANY_SOURCE' : r.source}${describeTag(r.tag)})`;
 }
 
+function checkPeer(rank: number, size: number, what: string): void {
+  if (!Number.isInteger(rank) || rank < 0 || rank >= size) throw new RangeError(`${what} ${rank} is not a rank of this world (size ${size})`);
+}
+
+/** A send's destination and tag, in a world of `size` ranks: RangeErrors for anything else. */
+export function checkSend(dest: number, tag: number, size: number): void {
+  checkPeer(dest, size, 'destination');
+  if (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1}, not ${tag}`);
+}
+
+/** A receive's source and tag (either may be ANY_*). */
+export function checkRecv(source: number, tag: number, size: number): void {
+  if (source !== ANY_SOURCE) checkPeer(source, size, 'source');
+  if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG)) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1} or ANY_TAG, not ${tag}`);
+}
+
 export function matches(m: Message, source: number, tag: number): boolean {
   return matchesPair(m.source, m.tag, source, tag);
 }
@@ -82,4 +98,26 @@ export function intoResult<T extends TypedArray>(m: Message, into: T): Message<T
 function describe(v: unknown): string {
   if (v === null) return 'null';
   return typeof v === 'object' ? ((v as object).constructor?.name ?? 'object') : typeof v;
+}
+
+/** The runtime's own messages (tags from INTERNAL_TAG) that arrived, by source and tag, each pair in order. */
+export class InternalMessages {
+  readonly #byKey = new Map<number, Message[]>();
+
+  stash(m: Message): void {
+    const key = m.source * INTERNAL_TAG + (m.tag - INTERNAL_TAG);
+    const q = this.#byKey.get(key);
+    if (q === undefined) this.#byKey.set(key, [m]);
+    else q.push(m);
+  }
+
+  /** The first from `source` with `tag`, or null. */
+  take(source: number, tag: number): Message | null {
+    const key = source * INTERNAL_TAG + (tag - INTERNAL_TAG);
+    const q = this.#byKey.get(key);
+    if (q === undefined) return null;
+    const m = q.shift()!;
+    if (q.length === 0) this.#byKey.delete(key);
+    return m;
+  }
 }

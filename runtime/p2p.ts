@@ -37,7 +37,7 @@ import { RECV_EMPTY, RECV_NOT_THIS, type NodeQueues, type RecordSink } from '../
 import { WAKE_MESSAGE } from '../transports/shm/control.js';
 import type { ShmMessages } from '../transports/shm/messages.js';
 import type { Endpoint, MessageSink, SendCompletion, TransportInstance } from '../transports/endpoint.js';
-import { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, describeRecv, describeTag, filled, intoResult, landedIn, matches, matchesPair, type Message, type PendingRecv } from './matching.js';
+import { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, InternalMessages, checkRecv, checkSend, describeRecv, describeTag, filled, intoResult, landedIn, matches, matchesPair, type Message, type PendingRecv } from './matching.js';
 import type { Waiter } from './wait.js';
 
 export { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, type Message } from './matching.js';
@@ -76,8 +76,7 @@ export class Messenger implements RecordSink, MessageSink {
   /** World rank of each local rank. */
   readonly #worldOfLocal: readonly number[];
   readonly #unexpected: Message[] = [];
-  /** The runtime's own messages that arrived, by source and tag. */
-  readonly #internal = new Map<number, Message[]>();
+  readonly #internal = new InternalMessages();
   /** Posted receives not yet matched, in posting order. */
   readonly #recvs: PendingRecv[] = [];
   /** Per local source: the large message being reassembled from its fragments. */
@@ -180,10 +179,6 @@ export class Messenger implements RecordSink, MessageSink {
     }
   }
 
-  #checkPeer(rank: number, what: string): void {
-    if (!Number.isInteger(rank) || rank < 0 || rank >= this.#size) throw new RangeError(`${what} ${rank} is not a rank of this world (size ${this.#size})`);
-  }
-
   // --- send --------------------------------------------------------------------
 
   /**
@@ -192,23 +187,18 @@ export class Messenger implements RecordSink, MessageSink {
    * when `data` may be reused: once every byte is in the ring.
    */
   send(dest: number, data: unknown, tag = 0): Promise<void> {
-    this.#checkSend(dest, tag);
+    checkSend(dest, tag, this.#size);
     return this.#send(dest, data, tag);
   }
 
   /** As send, blocking this thread until `data` may be reused (an eager message: once it is in the ring). */
   sendSync(dest: number, data: unknown, tag = 0): void {
-    this.#checkSend(dest, tag);
+    checkSend(dest, tag, this.#size);
     this.#waiter.checkSyncCall('sendSync');
     // Another node's rank met for the first time: connected before the message is queued (nothing is, if it cannot be).
     this.#endpoints[dest]!.connectSync?.(SEND_SYNC);
     const s = this.#start(dest, data, tag, false);
     if (!s.done) this.#waiter.blockUntil(() => s.done, WAKE_MESSAGE, () => `sendSync to rank ${dest}${describeTag(tag)}`);
-  }
-
-  #checkSend(dest: number, tag: number): void {
-    this.#checkPeer(dest, 'destination');
-    if (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1}, not ${tag}`);
   }
 
   /** Sends one of the runtime's own messages (tag >= INTERNAL_TAG); the data may be reused at once. */
@@ -279,7 +269,7 @@ export class Messenger implements RecordSink, MessageSink {
    */
   #nativeRecv(into: TypedArray, dtype: number, source: number, tag: number, dozeNs: number): number {
     if (this.#unexpected.length !== 0 || this.#recvs.length !== 0 || this.#sending()) return RECV_NOT_THIS;
-    this.#checkRecv(source, tag);
+    checkRecv(source, tag, this.#size);
     return this.#queues.recvInto(into, dtype, source, tag, this.#fastPollNs, dozeNs, this.#recvOut);
   }
 
@@ -289,11 +279,6 @@ export class Messenger implements RecordSink, MessageSink {
     // old one takes V8's write barrier's slow path, on the critical hop of every message.
     const out = this.#recvOut;
     return { data: filled(into, n, dtype), source: out[0]!, tag: out[1]! };
-  }
-
-  #checkRecv(source: number, tag: number): void {
-    if (source !== ANY_SOURCE) this.#checkPeer(source, 'source');
-    if (tag !== ANY_TAG && (!Number.isInteger(tag) || tag < 0 || tag >= INTERNAL_TAG)) throw new RangeError(`tag must be an integer from 0 to ${INTERNAL_TAG - 1} or ANY_TAG, not ${tag}`);
   }
 
   /** `polled`: the native fast path has just polled our queue for a while, found it empty: look once more, then wait. */
@@ -326,7 +311,7 @@ export class Messenger implements RecordSink, MessageSink {
 
   /** The message a receive of (source, tag) takes now, if one is here or lands while it polls briefly; else null. */
   #match(source: number, tag: number, into: TypedArray | null, polled: boolean): Message | null {
-    this.#checkRecv(source, tag);
+    checkRecv(source, tag, this.#size);
     let m = this.#unexpected.length > 0 ? this.#takeUnexpected(source, tag) : null;
     // Straight from the rings, unless an earlier receive is still waiting (it
     // has first claim). Poll for a few microseconds before going async: a
@@ -378,7 +363,7 @@ export class Messenger implements RecordSink, MessageSink {
   /** A message that arrived: to the earliest posted receive it matches, else the unexpected queue. */
   #arrived(m: Message): boolean {
     if (m.tag >= INTERNAL_TAG) {
-      this.#stashInternal(m);
+      this.#internal.stash(m);
       return false;
     }
     const recvs = this.#recvs;
@@ -400,31 +385,18 @@ export class Messenger implements RecordSink, MessageSink {
     if (!this.#queues.poll(this)) return false;
     const m = this.#lastPolled as Message | null;
     if (m !== null && m.tag >= INTERNAL_TAG) {
-      this.#stashInternal(m);
+      this.#internal.stash(m);
       this.#lastPolled = null;
     }
     return true;
   }
 
-  #stashInternal(m: Message): void {
-    const key = m.source * INTERNAL_TAG + (m.tag - INTERNAL_TAG);
-    const q = this.#internal.get(key);
-    if (q === undefined) this.#internal.set(key, [m]);
-    else q.push(m);
-  }
-
   /** Takes the first internal message from `source` with `tag`, polling the rings first; null if none yet. */
   takeInternal(source: number, tag: number): Message | null {
-    const key = source * INTERNAL_TAG + (tag - INTERNAL_TAG);
-    let q = this.#internal.get(key);
-    if (q === undefined) {
-      this.#drainAll();
-      q = this.#internal.get(key);
-      if (q === undefined) return null;
-    }
-    const m = q.shift()!;
-    if (q.length === 0) this.#internal.delete(key);
-    return m;
+    const m = this.#internal.take(source, tag);
+    if (m !== null) return m;
+    this.#drainAll();
+    return this.#internal.take(source, tag);
   }
 
   /**
