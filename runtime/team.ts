@@ -235,12 +235,15 @@ export class Team {
    * .resume, asleep on the doorbell as Waiter.syncDozeNs allows), then the steps. README, "Cold and steady".
    */
   #resumed<T>(kind: string, make: () => Steps<T>, done: () => T): Promise<T> {
+    const waiter = this.#ctx.waiter;
     this.#count(1, 0);
+    // Until the steps' wait is registered: another wait blocking meanwhile lets this continuation run.
+    waiter.resuming++;
     const p = (async (): Promise<T> => {
       let finished = false;
       try {
         await null;
-        const dozeNs = this.#ctx.waiter.syncDozeNs(this.#inFlight + this.#queued);
+        const dozeNs = waiter.resumeDozeNs(this.#inFlight + this.#queued);
         finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, dozeNs);
         // The steps' wait may block a slice again: the event loop gets its turn between the two, as between block()'s slices.
         if (!finished && dozeNs > 0) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -248,6 +251,7 @@ export class Team {
         this.#fail(e);
       } finally {
         this.#count(-1, 0);
+        waiter.resuming--;
       }
       return finished ? done() : this.#run(kind, make, true);
     })();

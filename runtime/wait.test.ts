@@ -29,6 +29,35 @@ describe('Waiter.wait after the world is finalized', () => {
   });
 });
 
+describe('Waiter.wait with other continuations pending', () => {
+  // The slice is 5 s and nobody rings the doorbell: a wait that slept would miss the 1 s.
+  const within = async (p: Promise<unknown>): Promise<string> => {
+    const t0 = performance.now();
+    await p;
+    return performance.now() - t0 < 1000 ? 'done' : 'slept';
+  };
+
+  it("returns to the event loop when another pending wait's condition holds, even one registered after it", async () => {
+    const waiter = new Waiter(segment, 0, 50, false, 5000);
+    let first = false;
+    const a = waiter.wait(() => first, 0, () => 'a wait only the other one ends');
+    const b = waiter.wait(() => true, 0, () => 'a wait already met').then(() => (first = true));
+    expect(await within(Promise.all([a, b]))).toBe('done');
+  });
+
+  it('returns to the event loop while a collective is between its fast call and its steps (Waiter.resuming)', async () => {
+    const waiter = new Waiter(segment, 0, 50, false, 5000);
+    let met = false;
+    waiter.resuming = 1;
+    const a = waiter.wait(() => met, 0, () => 'a wait the resumed continuation ends');
+    setImmediate(() => {
+      met = true;
+      waiter.resuming = 0;
+    });
+    expect(await within(a)).toBe('done');
+  });
+});
+
 describe('Waiter.settle', () => {
   it('returns an operation settled a few promise hops after its call without sleeping a slice', async () => {
     const waiter = new Waiter(segment, 0, 50, false, 5000);
@@ -50,29 +79,28 @@ describe('Waiter.syncDozeNs', () => {
     expect(plain.syncDozeNs()).toBe(0); // a send or receive in flight: block() must drive it
     pending = false;
     expect(plain.syncDozeNs()).toBe(7e6);
-    // A resumed collective of a team with two in flight (it and one queued behind it): its own
-    // count allows the sleep; a collective of another team in its steps as well does not.
+    // A resumed collective (Team.#resumed) of a team with two in flight (it and one queued behind
+    // it): its own count allows the sleep; a collective of another team in flight, another
+    // pending resume, or an asynchronous wait pending (from its call on) does not. A synchronous
+    // call sleeps all the same: those continuations cannot run meanwhile either way.
     plain.asyncSteps = 2;
-    expect(plain.syncDozeNs(2)).toBe(7e6);
-    expect(plain.syncDozeNs()).toBe(0);
+    plain.resuming = 1;
+    expect(plain.resumeDozeNs(2)).toBe(7e6);
     plain.asyncSteps = 3;
-    expect(plain.syncDozeNs(2)).toBe(0);
-    plain.asyncSteps = 0;
-    // An asynchronous wait pending (from its call on, before its first turn): not either.
+    expect(plain.resumeDozeNs(2)).toBe(0);
+    plain.asyncSteps = 2;
+    plain.resuming = 2;
+    expect(plain.resumeDozeNs(2)).toBe(0);
+    plain.resuming = 1;
     let met = false;
     const waiting = plain.wait(() => met, 0, () => 'a wait for memory');
-    expect(plain.syncDozeNs()).toBe(0);
+    expect(plain.resumeDozeNs(2)).toBe(0);
+    expect(plain.syncDozeNs()).toBe(7e6);
     met = true;
     await waiting;
-    expect(plain.syncDozeNs()).toBe(7e6);
-    // A resumed collective of a team with two in flight (it and one queued behind it): its own
-    // count allows the sleep; a collective of another team in its steps as well does not.
-    plain.asyncSteps = 2;
-    expect(plain.syncDozeNs(2)).toBe(7e6);
-    expect(plain.syncDozeNs()).toBe(0);
-    plain.asyncSteps = 3;
-    expect(plain.syncDozeNs(2)).toBe(0);
+    expect(plain.resumeDozeNs(2)).toBe(7e6);
     plain.asyncSteps = 0;
+    plain.resuming = 0;
     // Connections to other nodes, a hook to run before a blocking wait or before a sleep: never.
     const hooks: Array<(w: Waiter) => void> = [(w) => w.network(() => false, () => undefined), (w) => w.beforeBlocking(() => undefined), (w) => w.beforeSleep(() => true)];
     for (const hook of hooks) {

@@ -113,6 +113,11 @@ export class Waiter {
   readonly #asyncWaits: Array<{ ready: () => boolean; wake: number }> = [];
   /** The wake classes of every pending asynchronous wait: what a sleep of any of them must wake for. */
   #asyncWake = 0;
+  /**
+   * Collectives between their fast call and their steps (Team.#resumed: a continuation pending,
+   * no wait registered yet): an asynchronous wait that blocks returns to let them run.
+   */
+  resuming = 0;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -140,13 +145,21 @@ export class Waiter {
    * would drive; else 0. Why: a peer stalled past the poll (while V8 compiles
    * its code) sent every call through the steps and this file's wait loop,
    * whose own compilation took the cores again (README, "Cold and steady").
-   * `ownSteps`: the promise-returning collectives of the caller's own team
-   * in asyncSteps (a resumed one, Team.#resumed). Another team's in flight, or
-   * any other asynchronous wait pending, means 0 too: their continuations run
-   * only on this thread, and a peer may need them before it joins the caller.
    */
-  syncDozeNs(ownSteps = 0): number {
-    return this.asyncSteps > ownSteps || this.#asyncWaits.length > 0 || this.#busy() ? 0 : this.#dozeNs;
+  syncDozeNs(): number {
+    return this.#busy() ? 0 : this.#dozeNs;
+  }
+
+  /**
+   * As syncDozeNs, for a promise-returning collective resumed in its
+   * continuation (Team.#resumed), `ownSteps` being its own team's collectives
+   * in asyncSteps: 0 as well while another team's is in flight, or any other
+   * asynchronous wait or resume is pending. Their continuations run only on
+   * this thread (a synchronous call's do not run either way), and a peer may
+   * need them before it joins this collective.
+   */
+  resumeDozeNs(ownSteps: number): number {
+    return this.asyncSteps > ownSteps || this.#asyncWaits.length > 0 || this.resuming > 1 ? 0 : this.syncDozeNs();
   }
 
   /** The progress engine every wait drives, and whether it has pending operations. */
@@ -255,16 +268,17 @@ export class Waiter {
       // Poll for a bounded time: after a wake-up too, so that a stream of
       // events costs one wake syscall per spin period, not one per event.
       const spinUntil = n.nowMs() + this.#spinMs;
-      // Other asynchronous waits pending: their conditions are checked too, and woken for.
-      const others = toLoop && this.#asyncWaits.length > 1;
+      // Other asynchronous waits pending: their conditions are checked too (every 64 polls and
+      // before a sleep), and woken for; a resume pending, its continuation is let run at once.
+      const others = toLoop && (this.#asyncWaits.length > 1 || this.resuming > 0);
       for (let i = 1; ; i++) {
         this.#pump();
         if (this.#progress()) return ready() ? READY : OTHER_COMPLETED;
         if (ready()) return READY;
-        if (others && this.#otherReady(ready)) return TIMED_OUT;
         if (this.#yield) n.yield();
         if ((i & 63) === 0) {
           this.checkAbort();
+          if (others && this.#otherReady(ready)) return TIMED_OUT;
           if (n.nowMs() >= spinUntil) break;
           if (toLoop && this.#loopReplies()) return TIMED_OUT;
         }
@@ -302,8 +316,9 @@ export class Waiter {
     }
   }
 
-  /** Whether a pending asynchronous wait other than the one of `ready` may go on. */
+  /** Whether a pending asynchronous wait other than the one of `ready` (or a pending resume) may go on. */
   #otherReady(ready: () => boolean): boolean {
+    if (this.resuming > 0) return true;
     for (const w of this.#asyncWaits) if (w.ready !== ready && w.ready()) return true;
     return false;
   }
