@@ -60,7 +60,7 @@ struct CollTeam {
   // convert, no handle to unwrap.
   uint8_t* stage = nullptr;
   size_t stageBytes = 0;
-  const double* args = nullptr;  // [round, plan, who (reduce) or root (bcast), spinNs, dozeNs]
+  const double* args = nullptr;  // [round, plan, who (reduce) or root (bcast), spinNs, dozeNs, published (reduce)]
   // A round every member is known to have acked, from what this member saw: a
   // member that published round r (or acked it) has acked every round before.
   // Spares the bank-free check its loads of every member's ack line.
@@ -153,7 +153,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info);
 Napi::Value Bcast(const Napi::CallbackInfo& info);
 
 // collTeam(words: Int32Array, me, ack, data, sleeping, door: Int32Array (per member),
-//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer, args: Float64Array(5))
+//          slots, slotBytes, headerBytes, yields, stage: ArrayBuffer, args: Float64Array(6))
 //   -> { handle, barrier, reduce, bcast }
 Napi::Value Team(const Napi::CallbackInfo& info) {
   auto env = info.Env();
@@ -175,7 +175,7 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
     t->stage = static_cast<uint8_t*>(ab.Data());
     t->stageBytes = ab.ByteLength();
   }
-  if (info[11].IsTypedArray() && info[11].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array && info[11].As<Napi::TypedArray>().ElementLength() >= 5) {
+  if (info[11].IsTypedArray() && info[11].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array && info[11].As<Napi::TypedArray>().ElementLength() >= 6) {
     t->args = info[11].As<Napi::Float64Array>().Data();
   }
   if (!ok || t->stage == nullptr || t->args == nullptr || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
@@ -248,7 +248,7 @@ bool Unpack(double packed, Plan* p) {
   return true;
 }
 
-// reduce() (bound to its team by collTeam; args [c, plan, who, spinNs, dozeNs]) -> NOT_STARTED, PUBLISHED, DONE or
+// reduce() (bound to its team by collTeam; args [c, plan, who, spinNs, dozeNs, published]) -> NOT_STARTED, PUBLISHED, DONE or
 // MISMATCH. One round of shm-reduce.ts's flat reduction: our contribution
 // (the first `bytes` of the team's staging array) into our bank (once every
 // member acked the slot's last round), then members 0..nRead-1's
@@ -280,10 +280,10 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const size_t at = BankAt(*t, c);
   const size_t dataAt = bytes <= kInlineBytes ? H_INLINE_BYTE : t->headerBytes;
   const int32_t stage1 = static_cast<int32_t>(static_cast<uint32_t>(c) * 4u + 1u);
-  // Published by an earlier call of this round (ShmCollectives.resume calls again) when our data
-  // word says so (4c + 1 for exactly one round in 2^30): the slot stays as it is, readers may be
-  // folding it, and nobody is woken again.
-  if (Load(t->words + t->data[t->me]) != stage1) {
+  // Published by an earlier call of this round (ShmReductions.resume says so, and our data word
+  // agrees): the slot stays as it is, readers may be folding it, and nobody is woken again.
+  const bool published = t->args[5] == 1 && Load(t->words + t->data[t->me]) == stage1;
+  if (!published) {
     if (!BankFree(*t, c, budget, doze)) return Napi::Number::New(env, NOT_STARTED);
     WriteSlot(*t, at, c, kind, dtype, op, root, mine, bytes, dataAt);
     // The stamp for native readers (one line: stamp, header and a small contribution), the data word for the steps'.

@@ -36,7 +36,7 @@ export type CollTeamHandle = { readonly __collTeam: unique symbol };
 /**
  * collTeam's result: the handle, and the team's small collectives bound to it,
  * which take their arguments from collTeam's `args`: [round, plan, who or
- * root, spinNs, dozeNs] (no argument to convert and no handle to unwrap per
+ * root, spinNs, dozeNs, published] (no argument to convert and no handle to unwrap per
  * call). Each wait polls for spinNs, then sleeps on the rank's doorbell for
  * up to dozeNs, then returns how far it got.
  */
@@ -44,7 +44,10 @@ export interface CollTeamBinding {
   handle: CollTeamHandle;
   /** args [round, -, -, spinNs, dozeNs]: whether every member reached the round. */
   barrier(): boolean;
-  /** args [round, collPlan(bytes, kind, dtype, op), root * 2^20 + nRead, spinNs, dozeNs]; the data in and out of the team's staging array. */
+  /**
+   * args [round, collPlan(bytes, kind, dtype, op), root * 2^20 + nRead, spinNs, dozeNs, published (1: an earlier call of
+   * this round published our contribution)]; the data in and out of the team's staging array.
+   */
   reduce(): number;
   /** args [round, collPlan(bytes, 0, dtype, 0), root, spinNs, dozeNs]; the data in and out of the team's staging array. */
   bcast(): number;

@@ -33,6 +33,7 @@ function copyElements(dst: TypedArray, dOff: number, src: TypedArray, sOff: numb
 
 /** The native reduce()'s results (native/coll.cc). */
 const NOT_STARTED = 0;
+const PUBLISHED = 1;
 const DONE = 2;
 const MISMATCH = 3;
 
@@ -107,6 +108,7 @@ export class ShmReductions {
     a[2] = collWho(root, nRead);
     a[3] = ns;
     a[4] = dozeNs;
+    a[5] = 0;
     const r = team.reduce();
     if (r === DONE) {
       if (nRead > 0) copyElements(buf, 0, stage, 0, n);
@@ -125,7 +127,10 @@ export class ShmReductions {
   resume(): boolean {
     const begun = this.#begun;
     if (begun === null || begun.stage === MISMATCH) return false;
-    this.#b.collArgs[0] = begun.c;
+    const a = this.#b.collArgs;
+    a[0] = begun.c;
+    // Our contribution is in our bank already: not written, nobody rung, again.
+    a[5] = begun.stage === PUBLISHED ? 1 : 0;
     const r = this.#b.native(begun.nRead, this.#b.layout.me).reduce();
     if (r !== DONE) {
       begun.stage = r;

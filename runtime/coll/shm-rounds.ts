@@ -126,8 +126,8 @@ export class ShmRounds {
   readonly #views: Array<TypedViews | undefined>;
   #c = 0;
   #native: CollTeamBinding | null = null;
-  /** The native team's call arguments (CollTeamBinding): [round, plan, who or root, spinNs, dozeNs]. */
-  readonly collArgs = new Float64Array(5);
+  /** The native team's call arguments (CollTeamBinding): [round, plan, who or root, spinNs, dozeNs, published (a resumed reduction's)]. */
+  readonly collArgs = new Float64Array(6);
   #staging: TypedViews | null = null;
   /** Per member: whether the native team has its bank. */
   #nativeBanks = new Uint8Array(0);

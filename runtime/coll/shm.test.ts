@@ -568,6 +568,18 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     const third = new Float64Array(2);
     expect(c.tryBcast(third, 0, 0)).toBe(true);
     expect([...third]).toEqual([5, 6]);
+    // A first call publishes even when our data word happens to hold its round's stamp already
+    // (rounds wrap: 4c + 1 recurs every 2^30 rounds): only resume() of a published round skips.
+    const next = Atomics.load(nd.i32, FIRST_WORD) + 1; // member 0's ack: the last round it finished
+    Atomics.store(nd.i32, FIRST_WORD + 3, (next * 4 + 1) | 0);
+    asleep();
+    const fresh = doors();
+    expect(a.tryReduce(Float64Array.of(1), 'sum', KIND.allreduce, 0, 0)).toBe(false);
+    expect(doors()).toEqual(fresh.map((d) => d + 1));
+    expect(b.tryReduce(Float64Array.of(2), 'sum', KIND.allreduce, 0, 0)).toBe(false);
+    const last = Float64Array.of(4);
+    expect(c.tryReduce(last, 'sum', KIND.allreduce, 0, 0)).toBe(true);
+    expect(last[0]).toBe(7);
   });
 
   it('many small allreduces in a row reuse the banks safely; a larger one takes the steps; a mismatch is named', () => {
