@@ -17,6 +17,7 @@ import { leaderPeers } from './coll/peers.js';
 import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import { shmTeamLayout, type TeamContext } from './world-parts.js';
+import { eventLoopTurn } from './wait.js';
 
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';
@@ -170,8 +171,7 @@ export class Team {
 
   /** A collective of this team, as hang reports name it. */
   #describe(kind: string): string {
-    const slot = this.#slot;
-    const team = slot === 0 ? 'the world' : slot === 1 ? "team('shared')" : `a team of ${this.size} (world ranks ${this.worldRanks.length <= 8 ? this.worldRanks.join(',') : `${this.worldRanks.slice(0, 8).join(',')},...`})`;
+    const team = this.#slot === 0 ? 'the world' : this.#slot === 1 ? "team('shared')" : `a team of ${this.size} (world ranks ${this.worldRanks.length <= 8 ? this.worldRanks.join(',') : `${this.worldRanks.slice(0, 8).join(',')},...`})`;
     return `${kind} on ${team} (as its rank ${this.rank} of ${this.size})`;
   }
 
@@ -232,7 +232,8 @@ export class Team {
   /**
    * The rest of a collective a fast path left undone, once the caller's synchronous code has run
    * (where the steps' wait would block the thread for a slice anyway): natively first (ShmCollectives
-   * .resume, asleep on the doorbell as Waiter.syncDozeNs allows), then the steps. README, "Cold and steady".
+   * .resume: a poll, then after a turn of the event loop asleep on the doorbell as Waiter.resumeDozeNs
+   * allows), then the steps. README, "Cold and steady".
    */
   #resumed<T>(kind: string, make: () => Steps<T>, done: () => T): Promise<T> {
     const waiter = this.#ctx.waiter;
@@ -243,10 +244,12 @@ export class Team {
       let finished = false;
       try {
         await null;
-        const dozeNs = waiter.resumeDozeNs(this.#inFlight + this.#queued);
-        finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, dozeNs);
-        // The steps' wait may block a slice again: the event loop gets its turn between the two, as between block()'s slices.
-        if (!finished && dozeNs > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, 0);
+        // Before a sleep, the continuations queued so far run (the code after a wait that has just ended,
+        // invisible to the waiter): a peer may need them. The steps' wait polls again before it sleeps.
+        if (!finished) await eventLoopTurn();
+        const dozeNs = finished ? 0 : waiter.resumeDozeNs(this.#inFlight + this.#queued);
+        if (dozeNs > 0) finished = this.#ctx.isLive() && this.#fast!.resume(0, dozeNs);
       } catch (e) {
         this.#fail(e);
       } finally {
@@ -259,12 +262,10 @@ export class Team {
   }
 
   /**
-   * Whether a collective may start on its native fast path (within a node):
-   * none of this team's is in flight or failed, and the runtime is live. The
-   * fast path polls for MPRUN_COLL_POLL_US at most and then leaves the rest of
-   * its collective to the engine's steps (#run), which drive the rank's other
-   * progress while they wait: a pending send or receive waits no longer than
-   * that poll.
+   * Whether a collective may start on its native fast path (within a node): none of this team's
+   * is in flight or failed, and the runtime is live. The fast path polls for MPRUN_COLL_POLL_US at
+   * most, then leaves the rest to the steps (#run), which drive the rank's other progress while
+   * they wait: a pending send or receive waits no longer than that poll.
    */
   #mayRunFast(): boolean {
     return this.#inFlight === 0 && this.#queued === 0 && this.#broken === null && this.#ctx.isLive();

@@ -45,6 +45,16 @@ describe('Waiter.wait with other continuations pending', () => {
     expect(await within(Promise.all([a, b]))).toBe('done');
   });
 
+  it('lets the continuations queued behind its first turn run before it sleeps (the code after a wait that has just ended)', async () => {
+    const waiter = new Waiter(segment, 0, 50, false, 5000);
+    let met = false;
+    const a = waiter.wait(() => met, 0, () => 'a wait a continuation two hops later ends');
+    void Promise.resolve()
+      .then(() => undefined)
+      .then(() => (met = true));
+    expect(await within(a)).toBe('done');
+  });
+
   it('returns to the event loop while a collective is between its fast call and its steps (Waiter.resuming)', async () => {
     const waiter = new Waiter(segment, 0, 50, false, 5000);
     let met = false;

@@ -37,6 +37,12 @@ const nothing = (): boolean => false;
  */
 const continuationsRun = (): Promise<void> => new Promise((resolve) => nextTick(resolve));
 
+/**
+ * Resolves after a turn of the event loop: every continuation queued before
+ * (however many hops its chain takes) has run, and timers and I/O had theirs.
+ */
+export const eventLoopTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** A wait that has lasted long enough to be reported (where a hung rank hangs). */
 export interface WaitReport {
   /** The operation: kind, peer or team, tag (and the API call it serves, e.g. checkpoint()). */
@@ -413,15 +419,17 @@ export class Waiter {
       // Tracked for hang reports only once it outlasts a slice: short waits (the common case,
       // a barrier's peer a few microseconds late) pay one clock read, no record.
       const since = Date.now();
-      for (;;) {
+      for (let turn = 0; ; turn++) {
         // TIMED_OUT too when another pending wait may go on: the event loop runs its continuation.
-        const r = this.block(ready, wake, this.#sliceMs, true);
+        // The first turn only polls: before any sleep, the continuations queued behind this one's
+        // first (the code after a wait that has just ended, invisible here) run, as a peer may need them.
+        const r = this.block(ready, wake, turn === 0 ? 0 : this.#sliceMs, true);
         if (r === READY) return;
         // A wait that yields to the event loop early (toLoop) is a record only once it outlasts a slice too.
         if (w === null && Date.now() - since >= this.#sliceMs) w = this.#begin(what, since);
         if (w !== null) this.#check(w);
         if (r === OTHER_COMPLETED) await continuationsRun();
-        else await new Promise<void>((resolve) => setImmediate(resolve));
+        else await eventLoopTurn();
         this.checkAbort();
       }
     } finally {

@@ -4,7 +4,8 @@
  * steps, which only rank 0's continuations do. Rank 0 must not sleep in the
  * first's wait meanwhile, neither natively in its resume (Team.#resumed) nor in
  * Waiter.block() (a whole slice: 5 s here, the test sets MPRUN_BLOCK_SLICE_MS).
- * Prints each round's milliseconds on rank 0.
+ * Then the same with a memory wait (waitUntil) pending instead of the other
+ * team's steps. Prints each round's milliseconds on rank 0.
  */
 import { init } from 'mprun';
 
@@ -27,6 +28,26 @@ for (let round = 0; round < 10; round++) {
   }
   ms.push(performance.now() - t0);
   if (big[7] !== 2 * round + 1) throw new Error(`round ${round}: allreduce gave ${big[7]}`);
+}
+// A memory wait pending while a collective is awaited: rank 1 joins the allreduce only after
+// what rank 0 does once its waitUntil holds, in that wait's continuation.
+const flags = world.alloc(Int32Array, 2); // [0]: rank 1 sets it on rank 0; [1]: rank 0 on rank 1
+const small = new Float64Array(1);
+for (let round = 1; round <= 5; round++) {
+  await world.barrier();
+  const t0 = performance.now();
+  small[0] = round;
+  if (world.rank === 0) {
+    const answered = world.waitUntil(flags, 0, '==', round).then(() => world.atomics.set(flags, 1, round, 1));
+    await world.allreduce(small, 'sum');
+    await answered;
+  } else {
+    await world.atomics.set(flags, 0, round, 0);
+    await world.waitUntil(flags, 1, '==', round);
+    await world.allreduce(small, 'sum');
+  }
+  ms.push(performance.now() - t0);
+  if (small[0] !== 2 * round) throw new Error(`memory round ${round}: allreduce gave ${small[0]}`);
 }
 if (world.rank === 0) console.log(`two-teams ms ${JSON.stringify(ms.map((t) => Math.round(t)))}`);
 await world.finalize();
