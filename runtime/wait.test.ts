@@ -45,6 +45,17 @@ describe('Waiter.wait with other continuations pending', () => {
     expect(await within(Promise.all([a, b]))).toBe('done');
   });
 
+  it("polls another wait's condition without losing what that poll takes (a collective's message across nodes)", async () => {
+    const waiter = new Waiter(segment, 0, 50, false, 5000);
+    const inbox = [7];
+    let got: number | undefined;
+    let taken = false;
+    const other = waiter.wait(() => taken, 0, () => 'a wait only the taking one ends');
+    const takes = waiter.wait(() => (got = inbox.shift()) !== undefined, 0, () => 'a wait that takes a message').then(() => (taken = true));
+    expect(await within(Promise.all([other, takes]))).toBe('done');
+    expect(got).toBe(7);
+  });
+
   it('lets the continuations queued behind its first turn run before it sleeps (the code after a wait that has just ended)', async () => {
     const waiter = new Waiter(segment, 0, 50, false, 5000);
     let met = false;

@@ -325,7 +325,14 @@ export class Waiter {
   /** Whether a pending asynchronous wait other than the one of `ready` (or a pending resume) may go on. */
   #otherReady(ready: () => boolean): boolean {
     if (this.resuming > 0) return true;
-    for (const w of this.#asyncWaits) if (w.ready !== ready && w.ready()) return true;
+    for (const w of this.#asyncWaits) {
+      if (w.ready === ready) continue;
+      try {
+        if (w.ready()) return true;
+      } catch {
+        return true; // its own wait runs it again and fails with it
+      }
+    }
     return false;
   }
 
@@ -408,8 +415,11 @@ export class Waiter {
    * it blocks), lets continuations of other completed operations run, and lets
    * the event loop run between slices.
    */
-  async wait(ready: () => boolean, wake: number, what: () => string): Promise<void> {
-    // Pending from the call on: a wait that blocks before this one's first turn returns to let it run.
+  async wait(test: () => boolean, wake: number, what: () => string): Promise<void> {
+    // Pending from the call on: a wait that blocks before this one's first turn returns to let it
+    // run. Other waits poll it too: once it holds, it is not polled again (a poll may take a message).
+    let met = false;
+    const ready = (): boolean => met || (met = test());
     const pending = { ready, wake };
     this.#asyncWaits.push(pending);
     this.#asyncWake |= wake;

@@ -13,7 +13,11 @@ import type { TypedArray } from '../../core/types.js';
 import { MprunError } from '../../core/errors.js';
 import type { ReduceOp } from './ops.js';
 
-/** What a collective waits for, polled by the driver; `wake` is the event class that can make it true. */
+/**
+ * What a collective waits for, polled by the driver (and by the rank's other waits: Waiter.wait);
+ * `wake` is the event class that can make it true. Once true it stays true, and a poll that
+ * takes something (a message) keeps it for the step: polled again, it loses nothing.
+ */
 export type Ready = (() => boolean) & { wake?: number };
 export type Steps<T> = Generator<Ready, T, void>;
 

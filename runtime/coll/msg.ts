@@ -153,7 +153,8 @@ export class MsgCollectives implements CollectiveEngine {
     const src = this.#t.worldRanks[from]!;
     let m = ms.takeInternal(src, tag);
     if (m === null) {
-      const ready: Ready = () => (m = ms.takeInternal(src, tag)) !== null;
+      // Idempotent (Ready): once taken, the message stays this step's, whoever polls again.
+      const ready: Ready = () => m !== null || (m = ms.takeInternal(src, tag)) !== null;
       ready.wake = WAKE_MESSAGE;
       while (m === null) yield ready;
     }
