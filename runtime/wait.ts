@@ -285,7 +285,8 @@ export class Waiter {
         if ((i & 63) === 0) {
           this.checkAbort();
           if (others && this.#otherReady(ready)) return TIMED_OUT;
-          if (n.nowMs() >= spinUntil) break;
+          // No budget (a wait's first turn): poll, no spin.
+          if (budgetMs <= 0 || n.nowMs() >= spinUntil) break;
           if (toLoop && this.#loopReplies()) return TIMED_OUT;
         }
       }
@@ -429,17 +430,19 @@ export class Waiter {
       // Tracked for hang reports only once it outlasts a slice: short waits (the common case,
       // a barrier's peer a few microseconds late) pay one clock read, no record.
       const since = Date.now();
-      for (let turn = 0; ; turn++) {
+      // Asleep only after a turn of the event loop since this wait last gave way: the continuations
+      // queued behind it (the code after a wait that has just ended, invisible here) run first, as a
+      // peer may need them. Until then block() only polls.
+      let turned = false;
+      for (;;) {
         // TIMED_OUT too when another pending wait may go on: the event loop runs its continuation.
-        // The first turn only polls: before any sleep, the continuations queued behind this one's
-        // first (the code after a wait that has just ended, invisible here) run, as a peer may need them.
-        const r = this.block(ready, wake, turn === 0 ? 0 : this.#sliceMs, true);
+        const r = this.block(ready, wake, turned ? this.#sliceMs : 0, true);
         if (r === READY) return;
         // A wait that yields to the event loop early (toLoop) is a record only once it outlasts a slice too.
         if (w === null && Date.now() - since >= this.#sliceMs) w = this.#begin(what, since);
         if (w !== null) this.#check(w);
-        if (r === OTHER_COMPLETED) await continuationsRun();
-        else await eventLoopTurn();
+        turned = r !== OTHER_COMPLETED;
+        await (turned ? eventLoopTurn() : continuationsRun());
         this.checkAbort();
       }
     } finally {
