@@ -17,7 +17,7 @@ import { leaderPeers } from './coll/peers.js';
 import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import { shmTeamLayout, type TeamContext } from './world-parts.js';
-import { eventLoopTurn } from './wait.js';
+import { continuationsRun } from './wait.js';
 
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';
@@ -232,7 +232,7 @@ export class Team {
   /**
    * The rest of a collective a fast path left undone, once the caller's synchronous code has run
    * (where the steps' wait would block the thread for a slice anyway): natively first (ShmCollectives
-   * .resume: a poll, then after a turn of the event loop asleep on the doorbell as Waiter.resumeDozeNs
+   * .resume: a poll, then once the continuations queued so far ran asleep on the doorbell as Waiter.resumeDozeNs
    * allows), then the steps. README, "Cold and steady".
    */
   #resumed<T>(kind: string, make: () => Steps<T>, done: () => T): Promise<T> {
@@ -247,7 +247,7 @@ export class Team {
         finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, 0);
         // Before a sleep, the continuations queued so far run (the code after a wait that has just ended,
         // invisible to the waiter): a peer may need them. The steps' wait polls again before it sleeps.
-        if (!finished) await eventLoopTurn();
+        if (!finished) await continuationsRun();
         const dozeNs = finished ? 0 : waiter.resumeDozeNs(this.#inFlight + this.#queued);
         if (dozeNs > 0) finished = this.#ctx.isLive() && this.#fast!.resume(0, dozeNs);
       } catch (e) {

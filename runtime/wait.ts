@@ -35,7 +35,7 @@ const nothing = (): boolean => false;
  * block() still saw it false and slept a whole slice on a doorbell that nobody
  * rings (a put+quiet over UCX took 21 ms instead of tens of microseconds).
  */
-const continuationsRun = (): Promise<void> => new Promise((resolve) => nextTick(resolve));
+export const continuationsRun = (): Promise<void> => new Promise((resolve) => nextTick(resolve));
 
 /**
  * Resolves after a turn of the event loop: every continuation queued before
@@ -430,19 +430,16 @@ export class Waiter {
       // Tracked for hang reports only once it outlasts a slice: short waits (the common case,
       // a barrier's peer a few microseconds late) pay one clock read, no record.
       const since = Date.now();
-      // Asleep only after a turn of the event loop since this wait last gave way: the continuations
-      // queued behind it (the code after a wait that has just ended, invisible here) run first, as a
-      // peer may need them. Until then block() only polls.
-      let turned = false;
-      for (;;) {
+      // The first turn only polls: before any sleep, the continuations queued behind this wait
+      // (the code after a wait that has just ended, invisible here) run, as a peer may need them.
+      for (let turn = 0; ; turn++) {
         // TIMED_OUT too when another pending wait may go on: the event loop runs its continuation.
-        const r = this.block(ready, wake, turned ? this.#sliceMs : 0, true);
+        const r = this.block(ready, wake, turn === 0 ? 0 : this.#sliceMs, true);
         if (r === READY) return;
         // A wait that yields to the event loop early (toLoop) is a record only once it outlasts a slice too.
         if (w === null && Date.now() - since >= this.#sliceMs) w = this.#begin(what, since);
         if (w !== null) this.#check(w);
-        turned = r !== OTHER_COMPLETED;
-        await (turned ? eventLoopTurn() : continuationsRun());
+        await (turn === 0 || r === OTHER_COMPLETED ? continuationsRun() : eventLoopTurn());
         this.checkAbort();
       }
     } finally {
