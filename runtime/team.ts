@@ -17,7 +17,7 @@ import { leaderPeers } from './coll/peers.js';
 import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import { shmTeamLayout, type TeamContext } from './world-parts.js';
-import { continuationsRun } from './wait.js';
+import { continuationsRun, eventLoopTurn } from './wait.js';
 
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';
@@ -239,22 +239,22 @@ export class Team {
     const waiter = this.#ctx.waiter;
     this.#count(1, 0);
     // Until the steps' wait is registered: another wait blocking meanwhile lets this continuation run.
-    waiter.resuming++;
+    waiter.runnable++;
     const p = (async (): Promise<T> => {
       let finished = false;
       try {
         await null;
         finished = this.#ctx.isLive() && this.#fast!.resume(this.#ctx.fastPollNs, 0);
         // Before a sleep, the continuations queued so far run (the code after a wait that has just ended,
-        // invisible to the waiter): a peer may need them. The steps' wait polls again before it sleeps.
+        // invisible to the waiter): a peer may need them. After one in vain, timers and I/O get a turn.
         if (!finished) await continuationsRun();
         const dozeNs = finished ? 0 : waiter.resumeDozeNs(this.#inFlight + this.#queued);
-        if (dozeNs > 0) finished = this.#ctx.isLive() && this.#fast!.resume(0, dozeNs);
+        if (dozeNs > 0 && !(finished = this.#ctx.isLive() && this.#fast!.resume(0, dozeNs))) await eventLoopTurn();
       } catch (e) {
         this.#fail(e);
       } finally {
         this.#count(-1, 0);
-        waiter.resuming--;
+        waiter.runnable--;
       }
       return finished ? done() : this.#run(kind, make, true);
     })();

@@ -5,6 +5,7 @@
  * a doorbell nobody rings. The slice here is 5 s, so a wait that slept would
  * miss the 1 s by which these must have settled.
  */
+import { nextTick } from 'node:process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlSegment } from '../transports/shm/control.js';
 import { Waiter } from './wait.js';
@@ -66,14 +67,26 @@ describe('Waiter.wait with other continuations pending', () => {
     expect(await within(a)).toBe('done');
   });
 
-  it('returns to the event loop while a collective is between its fast call and its steps (Waiter.resuming)', async () => {
+  it("gives way to the continuation of a wait that has just ended, queued behind this one's turn", async () => {
+    const waiter = new Waiter(segment, 0, 50, false, 5000);
+    let first = false;
+    let second = false;
+    // Both take their first turn; the first's condition holds before its second, and its
+    // continuation (which ends the other) is queued behind the other's second turn.
+    const a = waiter.wait(() => first, 0, () => 'a wait that ends first').then(() => (second = true));
+    const b = waiter.wait(() => second, 0, () => "a wait the first one's continuation ends");
+    nextTick(() => (first = true));
+    expect(await within(Promise.all([a, b]))).toBe('done');
+  });
+
+  it('returns to the event loop while a collective is between its fast call and its steps (Waiter.runnable)', async () => {
     const waiter = new Waiter(segment, 0, 50, false, 5000);
     let met = false;
-    waiter.resuming = 1;
+    waiter.runnable = 1;
     const a = waiter.wait(() => met, 0, () => 'a wait the resumed continuation ends');
     setImmediate(() => {
       met = true;
-      waiter.resuming = 0;
+      waiter.runnable = 0;
     });
     expect(await within(a)).toBe('done');
   });
@@ -105,23 +118,26 @@ describe('Waiter.syncDozeNs', () => {
     // pending resume, or an asynchronous wait pending (from its call on) does not. A synchronous
     // call sleeps all the same: those continuations cannot run meanwhile either way.
     plain.asyncSteps = 2;
-    plain.resuming = 1;
+    plain.runnable = 1;
     expect(plain.resumeDozeNs(2)).toBe(7e6);
     plain.asyncSteps = 3;
     expect(plain.resumeDozeNs(2)).toBe(0);
     plain.asyncSteps = 2;
-    plain.resuming = 2;
+    plain.runnable = 2;
     expect(plain.resumeDozeNs(2)).toBe(0);
-    plain.resuming = 1;
+    plain.runnable = 1;
     let met = false;
     const waiting = plain.wait(() => met, 0, () => 'a wait for memory');
     expect(plain.resumeDozeNs(2)).toBe(0);
     expect(plain.syncDozeNs()).toBe(7e6);
     met = true;
     await waiting;
+    // Its continuation (this code) counts as runnable until the microtasks drain.
+    expect(plain.resumeDozeNs(2)).toBe(0);
+    await new Promise((resolve) => nextTick(resolve));
     expect(plain.resumeDozeNs(2)).toBe(7e6);
     plain.asyncSteps = 0;
-    plain.resuming = 0;
+    plain.runnable = 0;
     // Connections to other nodes, a hook to run before a blocking wait or before a sleep: never.
     const hooks: Array<(w: Waiter) => void> = [(w) => w.network(() => false, () => undefined), (w) => w.beforeBlocking(() => undefined), (w) => w.beforeSleep(() => true)];
     for (const hook of hooks) {

@@ -120,10 +120,11 @@ export class Waiter {
   /** The wake classes of every pending asynchronous wait: what a sleep of any of them must wake for. */
   #asyncWake = 0;
   /**
-   * Collectives between their fast call and their steps (Team.#resumed: a continuation pending,
-   * no wait registered yet): an asynchronous wait that blocks returns to let them run.
+   * Continuations known to be queued but not registered as waits: a collective between its fast
+   * call and its steps (Team.#resumed), the code after a wait that has just ended (until the
+   * microtasks drain). An asynchronous wait that blocks meanwhile returns to let them run.
    */
-  resuming = 0;
+  runnable = 0;
 
   constructor(ctrl: ControlSegment, localRank: number, spinMicros: number, yieldWhileSpinning: boolean, sliceMs: number) {
     this.#ctrl = ctrl;
@@ -165,7 +166,7 @@ export class Waiter {
    * need them before it joins this collective.
    */
   resumeDozeNs(ownSteps: number): number {
-    return this.asyncSteps > ownSteps || this.#asyncWaits.length > 0 || this.resuming > 1 ? 0 : this.syncDozeNs();
+    return this.asyncSteps > ownSteps || this.#asyncWaits.length > 0 || this.runnable > 1 ? 0 : this.syncDozeNs();
   }
 
   /** The progress engine every wait drives, and whether it has pending operations. */
@@ -276,7 +277,7 @@ export class Waiter {
       const spinUntil = n.nowMs() + this.#spinMs;
       // Other asynchronous waits pending: their conditions are checked too (every 64 polls and
       // before a sleep), and woken for; a resume pending, its continuation is let run at once.
-      const others = toLoop && (this.#asyncWaits.length > 1 || this.resuming > 0);
+      const others = toLoop && (this.#asyncWaits.length > 1 || this.runnable > 0);
       for (let i = 1; ; i++) {
         this.#pump();
         if (this.#progress()) return ready() ? READY : OTHER_COMPLETED;
@@ -285,8 +286,9 @@ export class Waiter {
         if ((i & 63) === 0) {
           this.checkAbort();
           if (others && this.#otherReady(ready)) return TIMED_OUT;
-          // No budget (a wait's first turn): poll, no spin.
-          if (budgetMs <= 0 || n.nowMs() >= spinUntil) break;
+          // No budget (a wait's first turn): poll, no spin, no sleep.
+          if (budgetMs <= 0) return TIMED_OUT;
+          if (n.nowMs() >= spinUntil) break;
           if (toLoop && this.#loopReplies()) return TIMED_OUT;
         }
       }
@@ -325,7 +327,7 @@ export class Waiter {
 
   /** Whether a pending asynchronous wait other than the one of `ready` (or a pending resume) may go on. */
   #otherReady(ready: () => boolean): boolean {
-    if (this.resuming > 0) return true;
+    if (this.runnable > 0) return true;
     for (const w of this.#asyncWaits) {
       if (w.ready === ready) continue;
       try {
@@ -435,7 +437,13 @@ export class Waiter {
       for (let turn = 0; ; turn++) {
         // TIMED_OUT too when another pending wait may go on: the event loop runs its continuation.
         const r = this.block(ready, wake, turn === 0 ? 0 : this.#sliceMs, true);
-        if (r === READY) return;
+        if (r === READY) {
+          // Its continuation (the collective's next step, the program after an await) is queued,
+          // perhaps behind another wait's turn: that one gives way until the microtasks drain.
+          this.runnable++;
+          nextTick(() => this.runnable--);
+          return;
+        }
         // A wait that yields to the event loop early (toLoop) is a record only once it outlasts a slice too.
         if (w === null && Date.now() - since >= this.#sliceMs) w = this.#begin(what, since);
         if (w !== null) this.#check(w);
