@@ -17,7 +17,7 @@ import { leaderPeers } from './coll/peers.js';
 import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import { shmTeamLayout, type TeamContext } from './world-parts.js';
-import { continuationsRun, eventLoopTurn } from './wait.js';
+import { continuationsRun, eventLoopTurn } from '../core/turns.js';
 
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';

@@ -17,6 +17,7 @@ import { nextTick } from 'node:process';
 import { native } from '../native/index.js';
 import { WAKE_HEAP, WAKE_MESSAGE, WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
+import { continuationsRun, eventLoopTurn } from '../core/turns.js';
 import type { Steps } from './coll/engine.js';
 
 /** block() results */
@@ -25,23 +26,6 @@ export const TIMED_OUT = 0;
 export const OTHER_COMPLETED = 2;
 
 const nothing = (): boolean => false;
-
-/**
- * Resolves once every continuation queued so far has run, and those they queue:
- * Node runs a nextTick only after the microtask queue is empty. A completion
- * found by progress() settles the operation's promise, but what the waiter
- * checks may become true only microtasks later (quiet's Promise.all over
- * flushes, then settle()'s finally: two ticks); after `await null` the next
- * block() still saw it false and slept a whole slice on a doorbell that nobody
- * rings (a put+quiet over UCX took 21 ms instead of tens of microseconds).
- */
-export const continuationsRun = (): Promise<void> => new Promise((resolve) => nextTick(resolve));
-
-/**
- * Resolves after a turn of the event loop: every continuation queued before
- * (however many hops its chain takes) has run, and timers and I/O had theirs.
- */
-export const eventLoopTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** A wait that has lasted long enough to be reported (where a hung rank hangs). */
 export interface WaitReport {
@@ -117,8 +101,6 @@ export class Waiter {
    * (another team's next step, the code after a waitUntil) a peer may need.
    */
   readonly #asyncWaits: Array<{ ready: () => boolean; wake: number }> = [];
-  /** The wake classes of every pending asynchronous wait: what a sleep of any of them must wake for. */
-  #asyncWake = 0;
   /**
    * Continuations known to be queued but not registered as waits: a collective between its fast
    * call and its steps (Team.#resumed), the code after a wait that has just ended (until the
@@ -295,7 +277,7 @@ export class Waiter {
       const network = this.#network();
       if (budgetMs !== Infinity && network) return TIMED_OUT;
       const seen = Atomics.load(i32, this.#door);
-      Atomics.store(i32, this.#sleeping, (this.#busy() ? wake | WAKE_MESSAGE : wake) | (others ? this.#asyncWake : 0));
+      Atomics.store(i32, this.#sleeping, (this.#busy() ? wake | WAKE_MESSAGE : wake) | (others ? this.#asyncWake() : 0));
       if (this.#progress()) {
         Atomics.store(i32, this.#sleeping, 0);
         return ready() ? READY : OTHER_COMPLETED;
@@ -323,6 +305,13 @@ export class Waiter {
       Atomics.store(i32, this.#sleeping, 0);
       this.checkAbort();
     }
+  }
+
+  /** The wake classes of every pending asynchronous wait: what a sleep of any of them must wake for. */
+  #asyncWake(): number {
+    let wake = 0;
+    for (const w of this.#asyncWaits) wake |= w.wake;
+    return wake;
   }
 
   /** Whether a pending asynchronous wait other than the one of `ready` (or a pending resume) may go on. */
@@ -425,7 +414,6 @@ export class Waiter {
     const ready = (): boolean => met || (met = test());
     const pending = { ready, wake };
     this.#asyncWaits.push(pending);
-    this.#asyncWake |= wake;
     let w: ActiveWait | null = null;
     try {
       await null;
@@ -453,8 +441,6 @@ export class Waiter {
     } finally {
       if (w !== null) this.#end(w);
       this.#asyncWaits.splice(this.#asyncWaits.indexOf(pending), 1);
-      this.#asyncWake = 0;
-      for (const a of this.#asyncWaits) this.#asyncWake |= a.wake;
     }
   }
 }

@@ -125,8 +125,8 @@ export class ShmReductions {
 
   /** See ShmCollectives.resume: the round tryReduce() left, in native code again (collArgs hold its plan, and the poll and sleep resume() set). */
   resume(): boolean {
-    const begun = this.#begun;
-    if (begun === null || begun.stage === MISMATCH) return false;
+    if (!this.resumable) return false;
+    const begun = this.#begun!;
     const a = this.#b.collArgs;
     a[0] = begun.c;
     // Our contribution is in our bank already: not written, nobody rung, again.

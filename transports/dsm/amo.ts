@@ -15,6 +15,7 @@
  * time, so they keep their order. Operations issued together without awaiting
  * are concurrent, as two ranks' are.
  */
+import { eventLoopTurn } from '../../core/turns.js';
 import { MprunError } from '../../core/errors.js';
 import { native } from '../../native/index.js';
 import type { VarMemory } from './layout.js';
@@ -193,7 +194,7 @@ export class AmoChannel {
   async #rest(elsewhere: () => Promise<unknown>): Promise<unknown> {
     try {
       for (;;) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await eventLoopTurn();
         let got: Reply;
         try {
           got = native().amo.reply(this.#fd);

@@ -23,6 +23,7 @@
  * in the variable's segment), so diffs from one node reach a home in order.
  */
 import { MprunError } from '../../core/errors.js';
+import { eventLoopTurn } from '../../core/turns.js';
 import { dtypeOf } from '../../core/codec.js';
 import { isTypedArrayCtor, type TypedArray, type TypedArrayConstructor } from '../../core/types.js';
 import { allocShared } from '../shm/arena.js';
@@ -52,10 +53,6 @@ export interface SharedContext {
   /** Broadcast among this node's ranks from its first. */
   nodeBcast(value: string): Promise<string>;
   nodeRank: number;
-}
-
-function sleepTick(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class SharedMemory {
@@ -236,7 +233,7 @@ export class SharedVariable<T extends TypedArray> {
 
   async #locked<R>(work: () => Promise<R>): Promise<R> {
     const i32 = this.#memory.i32;
-    while (Atomics.compareExchange(i32, W_LOCK, 0, 1) !== 0) await sleepTick();
+    while (Atomics.compareExchange(i32, W_LOCK, 0, 1) !== 0) await eventLoopTurn();
     try {
       return await work();
     } finally {
