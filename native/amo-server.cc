@@ -289,8 +289,12 @@ bool Consume(Server* s, Connection& c) {
 // when the connection is to be dropped.
 bool Pump(Server* s, int fd, Connection& c) {
   for (;;) {
+    size_t before = c.in.size();
     if (!Consume(s, c) || !Flush(s, fd, c)) return false;
-    if (c.tailLen > 0 || !c.out.empty() || c.in.size() < kRequest) return true;
+    // Nothing consumed (a hello still arriving: it may be longer than a request) is waiting for
+    // more bytes, not for another turn: looping on it spun this thread for ever and starved
+    // every other connection (anyone who can connect could do it, before the secret's check).
+    if (c.tailLen > 0 || !c.out.empty() || c.in.size() < kRequest || c.in.size() == before) return true;
   }
 }
 

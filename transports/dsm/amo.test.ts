@@ -99,6 +99,24 @@ describe('shared-variable atomics on the agent\'s native thread', () => {
     expect(await channel.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0)).toBe(1);
   });
 
+  it('serves the others while a hello is still arriving (longer than a request, not yet whole)', async () => {
+    const i32 = codeOf(Int32Array);
+    const before = await channel.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0);
+    const partial = connect(server.port, '127.0.0.1');
+    partial.on('error', () => undefined);
+    await new Promise<void>((resolve) => partial.once('connect', () => resolve()));
+    // The magic, a secret of 1,024 bytes announced, 40 of them sent: 48 bytes, more than a request's 32.
+    const hello = Buffer.alloc(48);
+    hello.writeUInt32LE(0x4d41504d, 0);
+    hello.writeUInt32LE(1024, 4);
+    partial.write(hello);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The serving thread looped on it for ever before (no answer, and the agent could not stop).
+    const answer = await Promise.race([channel.atomic(ID, 0, AtomicOp.FETCH, i32, 0, 0), new Promise((resolve) => setTimeout(() => resolve('no answer in 5 s'), 5000).unref())]);
+    expect(answer).toBe(before);
+    partial.destroy();
+  });
+
   it('serves a rank\'s heap once given it, ringing its doorbell; before that the caller asks elsewhere', async () => {
     const i32 = codeOf(Int32Array);
     const elsewhere = (): Promise<number> => Promise.resolve(-42);
