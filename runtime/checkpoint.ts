@@ -299,7 +299,7 @@ export class Checkpointer {
     if (opts.async === true) return this.#startAsync(epoch, layout, total, replicas, t0);
     const results = await writeSlot(
       replicas.map((r) => r.pool!),
-      { poolSize: replicas[0]?.pool?.size ?? 0, epoch, rank: this.#comm.rank, nranks: this.#comm.size, layout, views: viewsOf(this.#arrays.values()) },
+      { epoch, rank: this.#comm.rank, nranks: this.#comm.size, layout, views: viewsOf(this.#arrays.values()) },
     );
     const outcome = results.map((x, i) => (x instanceof Error ? { replica: replicas[i]!.index, error: x.message } : { replica: replicas[i]!.index, digest: x.digest }));
     const committed = await this.#commit(job, epoch, total, outcome);

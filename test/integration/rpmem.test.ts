@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create, emptyAttr, open, remove, crc32c, type PoolAttr, type RpmemPool } from '../../transports/rpmem/index.js';
 import { RpmemFrame, RPMEM_PROTOCOL } from '../../transports/rpmem/protocol.js';
+import { layoutOf, readDescriptor, readSlot, writeSlot } from '../../transports/rpmem/store.js';
 import { isMprunError } from '../../core/errors.js';
 import { native } from '../../native/index.js';
 import { eventually, onSmallTmpfs, root } from '../helpers.js';
@@ -144,6 +145,37 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     await pool.persist(4096, 4096, { deep: true, relaxed: true });
     await pool.close();
     await remove('node1', 'big.set', opts());
+  });
+
+  it('a checkpoint slot goes to each replica at its own offsets: pools of different sizes both restore it', async () => {
+    writeFileSync(join(dir, 'rs-small.set'), 'PMEMPOOLSET\n2M rs-small.part0\n');
+    writeFileSync(join(dir, 'rs-big.set'), 'PMEMPOOLSET\n8M rs-big.part0\n');
+    const small = await create('node1', 'rs-small.set', 2 * MiB, { nlanes: 2, attr: attr(), ...opts() });
+    const big = await create('node1', 'rs-big.set', 8 * MiB, { nlanes: 2, attr: attr(), ...opts() });
+    const state = new Uint32Array(64 * 1024).map((_, i) => Math.imul(i, 2654435761) >>> 0);
+    const layout = layoutOf(new Map([['state', state]]));
+    const bytes = new Uint8Array(state.buffer);
+    for (const epoch of [1, 2]) {
+      bytes[0] = epoch;
+      const written = await writeSlot([small, big], { epoch, rank: 0, nranks: 1, layout, views: [bytes] });
+      for (const w of written) expect(w).not.toBeInstanceOf(Error);
+    }
+    // Both epochs from both pools (epoch 1 in slot 1: with the first pool's offsets on the
+    // bigger one, it lay inside that pool's slot 0, where epoch 2 then overwrote it).
+    for (const [name, pool] of [['small', small], ['big', big]] as const) {
+      for (const epoch of [1, 2]) {
+        const info = await readDescriptor(pool, epoch % 2, name);
+        expect(info.epoch).toBe(epoch);
+        const into = new Uint8Array(bytes.byteLength);
+        await readSlot(pool, info, [into], `${name} epoch ${epoch}`);
+        expect(into[0]).toBe(epoch);
+        expect(Buffer.from(into.subarray(1)).equals(Buffer.from(bytes.subarray(1)))).toBe(true);
+      }
+    }
+    await small.close();
+    await big.close();
+    await remove('node1', 'rs-small.set', opts());
+    await remove('node1', 'rs-big.set', opts());
   });
 
   it("reports librpmem's errno names: EEXIST, ENOENT, EBUSY, EINVAL, EFBIG", async () => {

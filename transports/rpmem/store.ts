@@ -292,7 +292,6 @@ function* pieces(views: Uint8Array[]): Generator<{ chunk: number; at: number; by
 }
 
 export interface WriteSlotArgs {
-  poolSize: number;
   epoch: number;
   rank: number;
   nranks: number;
@@ -324,10 +323,13 @@ export async function writeSlot(replicas: RpmemLanes[], a: WriteSlotArgs): Promi
   const desc = { epoch: a.epoch, slot, rank: a.rank, nranks: a.nranks, totalBytes: total, nChunks, tableCrc: crc32c(table), layout: a.layout };
   const descBytes = encodeDescriptor(desc);
   const info: SlotInfo = { ...desc, digest: crc32c(descBytes) };
-  const { table: tableAt, data: dataAt } = slotBase(a.poolSize, slot);
   return Promise.all(
     replicas.map(async (pool) => {
       try {
+        // Each replica's own slot offsets (readSlot's): replicas' pools may differ in size (an
+        // existing pool is kept when big enough), and the first one's put a smaller pool's slot 1
+        // inside a bigger one's slot 0, over its committed epoch.
+        const { table: tableAt, data: dataAt } = slotBase(pool.size, slot);
         if (total > slotCapacity(pool.size)) throw new MprunError('ERR_MPRUN_CHECKPOINT', `state of ${total} bytes does not fit the pool (${slotCapacity(pool.size)} per slot)`);
         // Each lane streams its own chunks; lanes run side by side.
         let sent = 0;

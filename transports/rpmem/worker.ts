@@ -41,7 +41,6 @@ export default async function writeEpoch(task: SlotTask): Promise<SlotTaskResult
   const lanes = await Promise.all(task.pools.map(lanesOf));
   const usable = lanes.filter((l): l is RpmemLanes => !(l instanceof Error));
   const written = await writeSlot(usable, {
-    poolSize: task.pools[0]?.size ?? 0,
     epoch: task.epoch,
     rank: task.rank,
     nranks: task.nranks,
