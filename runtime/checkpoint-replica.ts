@@ -84,12 +84,20 @@ export interface PendingAsync {
 
 export const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-/** Opens a pool, or creates it when it does not exist; a pool too small is replaced. */
-export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr): Promise<RpmemPool> {
+/**
+ * Opens a pool, or creates it when it does not exist. A pool too small is
+ * replaced when `smaller` is 'replace'; with 'keep' it is left as it is and
+ * the answer is null (a rank's pool of a generation may hold a committed
+ * epoch: the caller moves to the next generation).
+ */
+export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr, smaller: 'replace'): Promise<RpmemPool>;
+export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr, smaller: 'keep'): Promise<RpmemPool | null>;
+export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr, smaller: 'replace' | 'keep'): Promise<RpmemPool | null> {
   try {
     const p = await open(ep, set, { nlanes: LANES });
     if (p.size >= size) return p;
     await p.close();
+    if (smaller === 'keep') return null;
     await remove(ep, set, { force: true, poolSet: true });
   } catch (e) {
     if (!isMprunError(e) || e.errno !== 'ENOENT') throw e;

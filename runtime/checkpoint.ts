@@ -265,20 +265,32 @@ export class Checkpointer {
     // A state that outgrew the pools moves to a new generation; the old one keeps the last epoch.
     if (live.some((r) => r.pool !== null && r.poolGen === gen && slotCapacity(r.pool.size) < total)) gen++;
     const size = poolSizeFor(total);
-    await Promise.all(
-      live.map(async (r) => {
-        if (r.pool !== null && r.poolGen === gen) return;
-        try {
-          const old = r.pool;
-          r.pool = null;
-          if (old !== null && old.error === null) await old.close();
-          r.pool = await openOrCreate(r.endpoint, rankSetName(job, rank, gen), size, storeAttr('rank', this.#comm.size));
-          r.poolGen = gen;
-        } catch (e) {
-          r.drop(`cannot make this rank's pool: ${errorText(e)}`, rank);
-        }
-      }),
-    );
+    for (;;) {
+      // A pool of this generation too small on some target is never replaced: it may hold the
+      // committed epoch (a checkpoint before restore() adopts that generation without opening
+      // it), which a failure before the next commit would leave with nothing to restore.
+      let tooSmall = false;
+      await Promise.all(
+        live.map(async (r) => {
+          if (r.pool !== null && r.poolGen === gen) return;
+          try {
+            const old = r.pool;
+            r.pool = null;
+            if (old !== null && old.error === null) await old.close();
+            const pool = await openOrCreate(r.endpoint, rankSetName(job, rank, gen), size, storeAttr('rank', this.#comm.size), 'keep');
+            if (pool === null) tooSmall = true;
+            else {
+              r.pool = pool;
+              r.poolGen = gen;
+            }
+          } catch (e) {
+            r.drop(`cannot make this rank's pool: ${errorText(e)}`, rank);
+          }
+        }),
+      );
+      if (!tooSmall) break;
+      gen++;
+    }
     this.#gen = gen;
   }
 
@@ -393,7 +405,7 @@ export class Checkpointer {
         this.#replicas.map(async (r) => {
           if (!(agreed & (1 << r.index)) || !r.alive) return;
           try {
-            r.job ??= await openOrCreate(r.endpoint, jobSetName(job), jobPoolSize(comm.size), storeAttr('job', comm.size));
+            r.job ??= await openOrCreate(r.endpoint, jobSetName(job), jobPoolSize(comm.size), storeAttr('job', comm.size), 'replace');
             await r.job.persistFrom(recordAt(epoch % 2, comm.size), record);
             written |= 1 << r.index;
           } catch (e) {

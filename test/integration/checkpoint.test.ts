@@ -265,6 +265,26 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     });
   }, 90_000);
 
+  it('a checkpoint without restore() whose state outgrew the committed pools keeps them: a failure before its commit leaves the last epoch', async (ctx) => {
+    const dir = join(base, 'adopt');
+    await onSmallTmpfs(ctx, dir, '8m', async () => {
+      const args = ['-n', '2', '--ckpt-mkdir', '--job', 'adopt', '--ckpt-target', `localhost:${dir}`, ckptApp];
+      expect((await runMprun([...args, '--kib', '64', '--epochs', '2'])).code).toBe(0);
+      // No restore(): the epochs go on after 2, in pools of 4 MiB a rank that do not fit here.
+      // The committed generation's pools were removed to make room for them before.
+      const grown = await runMprun([...args, '--kib', '4096', '--epochs', '1', '--no-restore']);
+      expect(grown.code).not.toBe(0);
+      expect(grown.stderr).toMatch(/ENOSPC/);
+      const verify = await runMprun(['checkpoints', 'verify', '--job', 'adopt', '--ckpt-target', `localhost:${dir}`]);
+      expect(verify.stdout + verify.stderr).toMatch(/ 2 .*verified/);
+      expect(verify.code).toBe(0);
+      const again = await runMprun([...args, '--kib', '64', '--epochs', '3']);
+      expect(again.stdout).toContain('rank 0 restored epoch 2 intact');
+      expect(again.stdout).toContain('rank 1 restored epoch 2 intact');
+      expect(again.code, again.stderr).toBe(0);
+    });
+  }, 90_000);
+
   it('one replica of two lost: restore from the other, and both hold the epochs after', async () => {
     const a = join(base, 'replica-a');
     const b = join(base, 'replica-b');
