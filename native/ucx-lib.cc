@@ -167,7 +167,7 @@ void Complete(uint32_t slot, ucs_status_t status) {
   StoreRelease(&statusOf[slot], status);
   int32_t tail = __atomic_load_n(&ctl[kCtlRingTail], __ATOMIC_RELAXED);
   ring[uint32_t(tail) % kSlots] = int32_t(slot);
-  StoreRelease(&ctl[kCtlRingTail], tail + 1);
+  StoreRelease(&ctl[kCtlRingTail], int32_t(uint32_t(tail) + 1u));  // wraps, as slots.ts reads it
   st->events.fetch_add(1, std::memory_order_release);
 }
 

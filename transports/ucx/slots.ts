@@ -32,10 +32,13 @@ export class Slots {
   readonly #ctl: Int32Array;
   readonly #free: Int32Array;
   #freeTop: number;
-  #ringHead = 0;
+  /** The completion ring's read counter: an int32 that wraps as native code's write counter does. */
+  #ringHead: number;
   readonly #owners: (SlotOwner | null)[];
 
   constructor(control: ArrayBuffer, count: number) {
+    // A power of two: the ring is indexed by the counters' low bits, across their wrap at 2^31.
+    if (!(count > 0 && (count & (count - 1)) === 0)) throw new RangeError(`UCX slots: ${count} is not a power of two`);
     this.count = count;
     this.status = new Int32Array(control, 0, count);
     this.result64 = new BigInt64Array(control, count * 4, count);
@@ -46,6 +49,7 @@ export class Slots {
     for (let i = 0; i < count; i++) this.#free[i] = count - 1 - i;
     this.#freeTop = count;
     this.#owners = new Array<SlotOwner | null>(count).fill(null);
+    this.#ringHead = Atomics.load(this.#ctl, CTL_RING_TAIL);
   }
 
   /** A free slot for `owner`, or -1 when all are in flight (progress, then retry). */
@@ -71,7 +75,9 @@ export class Slots {
     const tail = Atomics.load(this.#ctl, CTL_RING_TAIL);
     let n = 0;
     while (this.#ringHead !== tail) {
-      const slot = Atomics.load(this.#ring, this.#ringHead % this.count);
+      // Not `%`: the counter is negative after 2^31 completions (hours of gets), and a negative
+      // index threw on every later progress().
+      const slot = Atomics.load(this.#ring, this.#ringHead & (this.count - 1));
       this.#ringHead = (this.#ringHead + 1) | 0;
       const owner = this.#owners[slot];
       const status = Atomics.load(this.status, slot);
