@@ -247,7 +247,7 @@ void Serve(Lane* l) {
     uint64_t payload = bytes - kHeader;
     std::string range = " of " + std::to_string(type == kRead ? length : payload) + " bytes at " + std::to_string(offset);
     if (type == kWrite) {
-      if (offset < l->dataStart || offset + payload > l->size) {
+      if (offset < l->dataStart || offset > l->size || payload > l->size - offset) {
         refuse("WRITE" + range + " is outside the pool's data area [" + std::to_string(l->dataStart) + ", " + std::to_string(l->size) + ")");
         break;
       }
@@ -297,7 +297,7 @@ void Serve(Lane* l) {
       if (err == 0) err = PoisonedErrno(l).load();
       if (!Reply(l, id, err)) break;
     } else if (type == kRead) {
-      if (payload != 0 || length > kMaxPayload || offset < l->dataStart || offset + length > l->size) {
+      if (payload != 0 || length > kMaxPayload || offset < l->dataStart || offset > l->size || length > l->size - offset) {
         refuse("READ" + range + " is outside the pool's data area");
         break;
       }

@@ -314,6 +314,13 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     const bad = Buffer.from(RPMEM_PROTOCOL.frame(RpmemFrame.AUTH, { id: 1 }, Buffer.from(d.secret)));
     bad[4] = 99; // protocol version 99
     const outside = Buffer.alloc(64, 0xee);
+    // An offset of 2^64 - 8 (past what JavaScript frames carry): offset + length wraps to 56.
+    const wrapping = (type: number, payload: Buffer, length = 0): Buffer => {
+      const f = Buffer.from(RPMEM_PROTOCOL.frame(type, { offset: 4096, arg: crc32c(payload), ...(length > 0 ? { length } : {}) }, payload));
+      f.writeUInt32LE(0xfffffff8, 16);
+      f.writeUInt32LE(0xffffffff, 20);
+      return f;
+    };
     const cases: Array<[string, Buffer[], RegExp]> = [
       ['garbage', [Buffer.from('GET / HTTP/1.1\r\n\r\n'.repeat(3))], /frame|version|bounds/],
       ['wrong secret', [auth('x'.repeat(d.secret.length))], /wrong secret/],
@@ -322,6 +329,8 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
       ['lane of a pool not open', [auth(d.secret), RPMEM_PROTOCOL.frame(RpmemFrame.LANE, { id: 2, target: 999, arg: 0 })], /not open/],
       ['write into the header', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 0, arg: crc32c(outside) }, outside)], /outside the pool's data area/],
       ['write past the end', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 2 * MiB - 8, arg: crc32c(outside) }, outside)], /outside the pool's data area/],
+      ['write at an offset that wraps', [auth(d.secret), lane, wrapping(RpmemFrame.WRITE, outside)], /WRITE of 64 bytes at 18446744073709551608 is outside the pool's data area/],
+      ['read at an offset that wraps', [auth(d.secret), lane, wrapping(RpmemFrame.READ, Buffer.alloc(0), 64)], /READ of 64 bytes at 18446744073709551608 is outside the pool's data area/],
     ];
     for (const [name, frames, logged] of cases) {
       const closed = await new Promise<boolean>((resolve) => {
