@@ -231,8 +231,11 @@ void ProgressThread() {
     }
     napNs = kNapNs;
     uint32_t before = st->events.load(std::memory_order_acquire);
+    // At most 64 rounds under the lock, as Progress() (ucx-ops.cc): a stream of peers' requests
+    // kept ucp_worker_progress returning work, and this thread held the worker from the rank
+    // (every put, send and progress of its own waits on the lock) for as long as it lasted.
     unsigned did = 0, k;
-    while ((k = api.ucp_worker_progress(st->worker)) != 0) did += k;
+    for (int round = 0; round < 64 && (k = api.ucp_worker_progress(st->worker)) != 0; round++) did += k;
     // Where the node leaves a core free (spinNs > 0), the thread polls on for spinNs after it
     // served something, yielding at each turn, as the agents' serving thread does (amo.h
     // WaitEvents): the next request of a peer in a loop then finds it awake, where waking it
@@ -408,16 +411,18 @@ std::string Capture(void (*print)(void*, FILE*), void* obj) {
 // Closes one endpoint: flush mode, bounded by a second; a failed peer's close is forced.
 // A peer that does not answer in time leaves its request to UCX's cleanup.
 void CloseEndpoint(Ep* e) {
-  int32_t done = UCS_INPROGRESS;
+  // No completion callback: one writing into this frame would outlive it when the close
+  // takes longer than the deadline (it completes later, in a progress or the worker's
+  // destruction). The request is polled, and freed either way: UCX releases a request freed
+  // before it completes when it does.
   ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  p.cb.send = WaitCallback;
-  p.user_data = &done;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = e->status.load() != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   ucs_status_ptr_t r = api.ucp_ep_close_nbx(e->ep, &p);
   if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
     int64_t deadline = NowNs() + 1'000'000'000;
-    while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) == UCS_INPROGRESS && NowNs() < deadline) api.ucp_worker_progress(st->worker);
+    while (api.ucp_request_check_status(r) == UCS_INPROGRESS && NowNs() < deadline) api.ucp_worker_progress(st->worker);
+    api.ucp_request_free(r);
   }
 }
 
