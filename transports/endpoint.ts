@@ -33,7 +33,11 @@ export interface EndpointCaps {
   readonly bandwidth: number;
 }
 
-/** A send in flight: poll `done` (the transport's progress completes it); the payload is reusable once done. */
+/**
+ * A send in flight: poll `done` (the transport's progress completes it); the
+ * payload is reusable once done. A send that failed (its peer unreachable)
+ * throws its error from `done`: a send is never reported as made when it was not.
+ */
 export interface SendCompletion {
   readonly done: boolean;
 }

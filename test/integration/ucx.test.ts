@@ -155,6 +155,16 @@ describe.skipIf(missing !== null)('UCX transport, two processes', () => {
     expect(result.garbage).toMatch(/^ERR_MPRUN_UCX: rank 2's UCX card is damaged/);
   });
 
+  it('a send that UCX fails after its call (the peer killed) fails naming the peer: never reported as sent', async () => {
+    const cards = mkdtempSync(join(dir, 'cards-'));
+    const env = { UCX_TLS: 'tcp', MPRUN_UCX_PROGRESS_THREAD: '0' };
+    const passive = spawn(process.execPath, [peer, 'passive', cards, 'die'], { env: { ...process.env, MPRUN_NATIVE_PATH: nativePath ?? '', ...env }, stdio: 'ignore' });
+    const { result } = await runPeer('active', cards, 'die-send', env, (line) => {
+      if (line === 'READY') passive.kill('SIGKILL');
+    });
+    expect(result.send).toMatch(/^ERR_MPRUN_UCX: .*rank 1/);
+  });
+
   it('a peer killed mid-operation: the operation fails naming it, no hang', async () => {
     const cards = mkdtempSync(join(dir, 'cards-'));
     const passive = spawn(process.execPath, [peer, 'passive', cards, 'die'], { env: { ...process.env, MPRUN_NATIVE_PATH: nativePath ?? '', UCX_TLS: 'tcp' }, stdio: 'ignore' });

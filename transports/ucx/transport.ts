@@ -61,13 +61,18 @@ const PUT = 5;
 export const UCX_TCP_LATENCY = 8e-6;
 export const UCX_TCP_BANDWIDTH = 1.4e9;
 
+/** A send UCX completes later: done throws the error it failed with (as a QueuedSend's does), so the send's caller sees it. */
 class PendingSend implements SendCompletion {
-  done = false;
+  completed = false;
   error: MprunError | null = null;
   /** Holds the payload alive until UCX is done with it. */
   payload: TypedArray | null;
   constructor(payload: TypedArray) {
     this.payload = payload;
+  }
+  get done(): boolean {
+    if (this.error !== null) throw this.error;
+    return this.completed;
   }
 }
 
@@ -287,11 +292,6 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     throw e;
   }
 
-  /** Throws the error a completed send failed with (the endpoint's peer died or is unreachable). */
-  throwIfFailed(c: SendCompletion): void {
-    if (c instanceof PendingSend && c.error !== null) throw c.error;
-  }
-
   awaitSend(slot: number, peer: number, payload: TypedArray): SendCompletion {
     const c = new PendingSend(payload);
     this.#kind[slot] = SEND;
@@ -319,7 +319,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
       const c = hold as PendingSend;
       c.payload = null;
       c.error = error;
-      c.done = true;
+      c.completed = true;
       return;
     }
     if (error !== null) {
