@@ -406,10 +406,12 @@ export class AgentLink {
   /** Resolves when every put written before it has landed. */
   /**
    * A put into world rank `rank`'s heap at this link's node: to the agent's
-   * native thread once it serves that heap (#served), else on this link.
+   * native thread once it serves that heap and no put to it is unflushed on
+   * this link (#nativeFor), else on this link: a put that took the other way
+   * could land before an earlier one the agent's JavaScript has not applied.
    */
   heapPut(rank: number, offset: number, bytes: Uint8Array): void {
-    const amo = this.#served.has(rank) ? this.#nativeChannel() : null;
+    const amo = this.#nativeFor(rank);
     if (amo instanceof AmoChannel) {
       amo.put(heapTarget(rank), offset, bytes);
       this.#nativePuts++;
