@@ -397,6 +397,9 @@ export class Checkpointer {
       const why = all.flatMap((a, r) => a.errors.map((e) => `rank ${r}: ${e}`));
       throw fail(`checkpoint epoch ${epoch} of job ${job} failed on every target (${why.join('; ') || 'no target is reachable'}); epoch ${this.#epoch} stays the last one`);
     }
+    // A target some rank could not write is dropped by every rank: one that went on writing it
+    // would overwrite the slots its last commit record names, and it would hold no intact epoch.
+    this.#dropAllBut(agreed, `epoch ${epoch}: another rank could not write it`);
     const jobBytes = all.reduce((s, a) => s + a.total, 0);
     let written = 0;
     if (rank === 0) {
@@ -415,12 +418,18 @@ export class Checkpointer {
       );
     }
     written = await comm.bcast(written, 0);
+    this.#dropAllBut(written, `epoch ${epoch}: its commit record could not be written`);
     if (written === 0) throw fail(`checkpoint epoch ${epoch} of job ${job}: no target took the commit record; epoch ${this.#epoch} stays the last one`);
     this.#epoch = epoch;
     this.#genEpochs.set(this.#gen, epoch);
     await this.#flipSuperblocks(epoch);
     await this.#retireGenerations(job);
     return { bytes: jobBytes, replicas: this.#replicas.filter((r) => written & (1 << r.index)).map((r) => r.label) };
+  }
+
+  /** Drops every live target whose bit is clear in `mask`. */
+  #dropAllBut(mask: number, why: string): void {
+    for (const r of this.#alive()) if (!(mask & (1 << r.index))) r.drop(why, this.#comm.rank);
   }
 
   /** Removes pools of generations that no restorable epoch (the last two) needs. */

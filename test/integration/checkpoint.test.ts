@@ -285,6 +285,26 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     });
   }, 90_000);
 
+  it('a target one rank drops is dropped by all: the epochs it holds stay restorable', async () => {
+    const a = join(base, 'drop-a');
+    const b = join(base, 'drop-b');
+    const args = ['-n', '2', '--ckpt-mkdir', '--job', 'drop', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`, ckptApp, '--kib', '256', '--epochs', '6'];
+    // Rank 1's pool on b fails its 10th persist: in epoch 3 (about 4 a checkpoint).
+    const first = await runMprun(args, { env: { MPRUN_RPMEMD_FAIL_PERSIST: `10:drop-b/drop/rank-1.` } });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain(`committed epoch 2 (524320 bytes) on localhost:${a} localhost:${b}`);
+    expect(first.stderr).toMatch(new RegExp(`rank 1: checkpoint target localhost:${b} dropped: epoch 3`));
+    expect(first.stdout).toContain(`committed epoch 6 (524320 bytes) on localhost:${a}\n`);
+    // Rank 0 stopped writing b too: it went on overwriting its slots there, which b's last commit
+    // records (epochs 1 and 2) name, and b had no intact epoch left.
+    expect(first.stderr).toMatch(new RegExp(`rank 0: checkpoint target localhost:${b} dropped: epoch 3`));
+    rmSync(a, { recursive: true, force: true });
+    const second = await runMprun(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain('rank 0 restored epoch 2 intact');
+    expect(second.stdout).toContain('rank 1 restored epoch 2 intact');
+  }, 90_000);
+
   it('one replica of two lost: restore from the other, and both hold the epochs after', async () => {
     const a = join(base, 'replica-a');
     const b = join(base, 'replica-b');

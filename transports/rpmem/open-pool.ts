@@ -43,8 +43,17 @@ export const PoolState = {
   FAIL_AT: 3,
 } as const;
 
-/** Test hook: MPRUN_RPMEMD_FAIL_PERSIST=N makes the N-th persist of each pool fail with EIO. */
-const FAIL_PERSIST_AT = Number(process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? 0);
+/**
+ * Test hook: MPRUN_RPMEMD_FAIL_PERSIST=N makes the N-th persist of each pool
+ * fail with EIO; N:TEXT, of each pool whose pool set path contains TEXT (one
+ * rank's pool on one target).
+ */
+function failPersistAt(setPath: string): number {
+  const hook = process.env.MPRUN_RPMEMD_FAIL_PERSIST ?? '';
+  const colon = hook.indexOf(':');
+  if (colon >= 0 && !setPath.includes(hook.slice(colon + 1))) return 0;
+  return Number(colon >= 0 ? hook.slice(0, colon) : hook) || 0;
+}
 
 /** A pool open in this daemon. */
 export class OpenPool {
@@ -64,7 +73,7 @@ export class OpenPool {
     readonly nlanes: number,
   ) {
     this.extents = extentsOf(set);
-    this.state[PoolState.FAIL_AT] = FAIL_PERSIST_AT;
+    this.state[PoolState.FAIL_AT] = failPersistAt(setPath);
   }
 
   get poisoned(): string | null {
