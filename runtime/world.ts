@@ -303,10 +303,11 @@ export class World extends Team {
     }
   }
 
-  /** Orders puts to each peer (OpenSHMEM fence): stores to shared memory are already ordered here. */
+  /** Orders puts to each peer (OpenSHMEM fence): shared memory's and a link's are; UCX's endpoints order theirs (Endpoint.fence). */
   fence(): void {
     this.#live();
     native().fence();
+    for (const ep of this.#unflushed) ep.fence?.();
   }
 
   /** @internal one atomic on `pe`'s element, after every check (RemoteAtomics). */

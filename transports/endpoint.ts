@@ -78,6 +78,12 @@ export interface Endpoint {
    * COMPARE_SWAP), `b` the desired value of COMPARE_SWAP.
    */
   atomic(op: AtomicOpCode, dtype: number, offset: number, a: number | bigint, b: number | bigint): Promise<number | bigint> | number | bigint;
+  /**
+   * Orders the puts issued on this endpoint before it before those issued
+   * after it, at the target (OpenSHMEM fence, per peer); blocking when it must
+   * complete some. Endpoints whose puts land in order have none.
+   */
+  fence?(): void;
   /** Completes every put issued on this endpoint at the target (OpenSHMEM quiet, per peer). */
   flush(): Promise<void> | undefined;
   /**

@@ -59,6 +59,8 @@ export class UcxEndpoint implements Endpoint {
   /** Puts issued since the last flush: as our own active messages, as UCP puts. */
   #amPuts = false;
   #ucpPuts = false;
+  /** A fence() came after active-message puts still in flight: a UCP put after it completes them first. */
+  #fenced = false;
 
   constructor(transport: UcxTransport, ucx: NativeUcx, peer: number, card: UcxCard, caps: EndpointCaps) {
     this.#transport = transport;
@@ -112,8 +114,53 @@ export class UcxEndpoint implements Endpoint {
   #asMessage(bytes: number): boolean {
     const am = bytes <= AM_PUT_MAX && this.#transport.putsAsMessages;
     if (am) this.#amPuts = true;
-    else this.#ucpPuts = true;
+    else {
+      if (this.#fenced) this.#flushNow();
+      this.#ucpPuts = true;
+    }
     return am;
+  }
+
+  /**
+   * Orders the puts issued before it before those after it, at the peer
+   * (World.fence(), OpenSHMEM's fence). Our own active-message puts keep their
+   * order among themselves (one eager lane of one endpoint); UCP's puts are
+   * ordered neither with them nor among themselves (RDMA lanes): with UCP puts
+   * in flight the fence completes them now, and after active-message puts it
+   * makes the next UCP put complete them first (a fence may be a quiet).
+   */
+  fence(): void {
+    if (this.#ep < 0) return;
+    if (this.#ucpPuts) this.#flushNow();
+    else if (this.#amPuts) this.#fenced = true;
+  }
+
+  /** flush(), blocking this thread until it completes (the peer's progress acknowledges our puts). */
+  #flushNow(): void {
+    this.#transport.throwFailedPut();
+    const issues: Array<(slot: number) => 0 | 1> = [];
+    if (this.#amPuts) issues.push((slot) => this.#ucx.flushPuts(this.#ep, slot));
+    if (this.#ucpPuts || !this.#transport.putsAsMessages) issues.push((slot) => this.#ucx.flush(this.#ep, slot));
+    this.#amPuts = false;
+    this.#ucpPuts = false;
+    this.#fenced = false;
+    for (const issue of issues) {
+      const slot = this.#transport.takeSlot();
+      let pending: 0 | 1;
+      try {
+        pending = issue(slot);
+      } catch (e) {
+        this.#transport.giveSlot(slot);
+        throw e;
+      }
+      if (pending === 0) {
+        this.#transport.giveSlot(slot);
+        continue;
+      }
+      // done throws what the flush failed with (a refused put, the peer lost).
+      const c = this.#transport.awaitFlushNow(slot, this.peer);
+      while (!c.done) this.#transport.progress();
+    }
   }
 
   put(offset: number, src: Uint8Array): void {
@@ -199,6 +246,7 @@ export class UcxEndpoint implements Endpoint {
     const ucp = this.#ucpPuts || !this.#transport.putsAsMessages;
     this.#amPuts = false;
     this.#ucpPuts = false;
+    this.#fenced = false;
     const acks = am ? this.#flushWith((slot) => this.#ucx.flushPuts(this.#ep, slot)) : undefined;
     let ucpFlush: Promise<void> | undefined;
     try {

@@ -61,13 +61,16 @@ const PUT = 5;
 export const UCX_TCP_LATENCY = 8e-6;
 export const UCX_TCP_BANDWIDTH = 1.4e9;
 
-/** A send UCX completes later: done throws the error it failed with (as a QueuedSend's does), so the send's caller sees it. */
+/**
+ * A send (or a flush waited for in place) that UCX completes later: done
+ * throws the error it failed with (as a QueuedSend's does), so the caller sees it.
+ */
 class PendingSend implements SendCompletion {
   completed = false;
   error: MprunError | null = null;
   /** Holds the payload alive until UCX is done with it. */
   payload: TypedArray | null;
-  constructor(payload: TypedArray) {
+  constructor(payload: TypedArray | null) {
     this.payload = payload;
   }
   get done(): boolean {
@@ -277,6 +280,15 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     });
   }
 
+  /** A flush polled in place (a fence's): done once it completed, throwing what it failed with. */
+  awaitFlushNow(slot: number, peer: number): SendCompletion {
+    const c = new PendingSend(null);
+    this.#kind[slot] = FLUSH;
+    this.#peer[slot] = peer;
+    this.#hold[slot] = c;
+    return c;
+  }
+
   /** A put_nbi in flight: `src` is held until it completes. */
   awaitPut(slot: number, peer: number, src: TypedArray): void {
     this.#kind[slot] = PUT;
@@ -315,8 +327,8 @@ export class UcxTransport implements TransportInstance, SlotOwner {
       if (error !== null) this.#failedPut ??= error;
       return;
     }
-    if (kind === SEND) {
-      const c = hold as PendingSend;
+    if (hold instanceof PendingSend) {
+      const c = hold;
       c.payload = null;
       c.error = error;
       c.completed = true;
