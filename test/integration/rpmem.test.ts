@@ -272,6 +272,7 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
       await rejects(pool.drain(), 'EIO');
       await pool.close();
       expect(readFileSync(join(dir, 'daemon.log'), 'utf8')).toMatch(/failed \(EIO\); the pool is poisoned/);
+      expect(execFileSync('stat', ['-c', '%a', join(dir, 'daemon.log')], { encoding: 'utf8' }).trim()).toBe('600');
     } finally {
       process.env.RPMEM_CMD = `${DAEMON} --log-file ${join(dir, 'daemon.log')}`;
     }

@@ -39,7 +39,8 @@ export function readConfig(files: string[]): Record<string, string> {
 export function daemonLogger(file: string | undefined): (message: string) => void {
   return (message) => {
     const line = `mprun-rpmemd[${process.pid}]: ${message}\n`;
-    if (file !== undefined) appendFileSync(file, `${new Date().toISOString()} ${line}`);
+    // 0600 as every file of ours: it names pools, paths and clients.
+    if (file !== undefined) appendFileSync(file, `${new Date().toISOString()} ${line}`, { mode: 0o600 });
     else process.stderr.write(line);
   };
 }
