@@ -368,17 +368,19 @@ export class Checkpointer {
     const p = this.#pending;
     if (p === null) return null;
     const t0 = performance.now();
-    await this.#completeAsync();
-    return { epoch: this.#epoch, bytes: p.total, seconds: (performance.now() - t0) / 1000, async: true, replicas: p.replicas.filter((r) => r.alive).map((r) => r.label) };
+    // As a synchronous checkpoint's: the job's bytes, the targets that took the commit record.
+    const committed = (await this.#completeAsync())!;
+    return { epoch: this.#epoch, bytes: committed.bytes, seconds: (performance.now() - t0) / 1000, async: true, replicas: committed.replicas };
   }
 
-  async #completeAsync(): Promise<void> {
+  /** Commits the pending asynchronous checkpoint, if any: what #commit answers, or null. */
+  async #completeAsync(): Promise<{ bytes: number; replicas: string[] } | null> {
     const p = this.#pending;
-    if (p === null) return;
+    if (p === null) return null;
     this.#pending = null;
     const results = await p.result;
     const outcome = results.map((x, i) => ({ replica: p.replicas[i]!.index, ...x }));
-    await this.#commit(this.#config!.job, p.epoch, p.total, outcome);
+    return this.#commit(this.#config!.job, p.epoch, p.total, outcome);
   }
 
   /** Steps 2-4 of the protocol: agree, commit record, superblock flip. */

@@ -6,7 +6,8 @@
  * after each checkpoint: a window for the tests' faults) --grow-at E
  * --grow-kib M (from epoch E on, also protect M KiB more: a new pool generation)
  * --no-restore (checkpoint without restore(): the epochs go on after the
- * committed one; the data is then not checked by epoch).
+ * committed one; the data is then not checked by epoch) --wait (with --async:
+ * checkpointWait() before finalize, and what it says).
  */
 import { init } from 'mprun';
 
@@ -53,6 +54,10 @@ for (let epoch = (restored ?? 0) + 1; epoch <= EPOCHS; epoch++) {
   if (!NO_RESTORE && info.epoch !== epoch) throw new Error(`checkpoint returned epoch ${info.epoch}, expected ${epoch}`);
   if (world.rank === 0) console.log(`${ASYNC ? 'wrote' : 'committed'} epoch ${epoch} (${info.bytes} bytes) on ${info.replicas.join(' ')}`);
   if (HOLD > 0) await new Promise((r) => setTimeout(r, HOLD));
+}
+if (ASYNC && process.argv.includes('--wait')) {
+  const w = await world.checkpointWait();
+  if (world.rank === 0 && w !== null) console.log(`waited for epoch ${w.epoch} (${w.bytes} bytes) on ${w.replicas.join(' ')}`);
 }
 await world.finalize();
 if (world.rank === 0) console.log('done');

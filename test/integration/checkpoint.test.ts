@@ -345,10 +345,12 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     const first = await runMprun([...args, '--epochs', '3']);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toContain('wrote epoch 3');
-    const second = await runMprun([...args, '--epochs', '4']);
+    const second = await runMprun([...args, '--epochs', '4', '--wait']);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('rank 0 restored epoch 3 intact');
     expect(second.stdout).toContain('rank 1 restored epoch 3 intact');
+    // checkpointWait() says what a synchronous checkpoint says: the job's bytes, the targets that committed.
+    expect(second.stdout).toContain(`waited for epoch 4 (4194336 bytes) on localhost:${dir}`);
   });
 
   it('without --job, restore() is a fresh start and checkpoint() says what to pass', async () => {
