@@ -17,7 +17,7 @@ import { writeOperand } from './atomic.js';
 import { DataConnection } from './connection.js';
 import { AMO, DSM_PROTOCOL, DsmFrame, frame, HEADER_BYTES, SemOp, type Header } from './frames.js';
 import { PAGE_BYTES, varLayout } from './layout.js';
-import { encodeFetch, encodeRegister, packRuns, parsePages } from './page-wire.js';
+import { encodeFetch, encodeRegister, fetchRequests, MAX_FETCH_PAGES, packRuns, parseFetch, parsePages } from './page-wire.js';
 import { dataServices } from './service.js';
 
 const SECRET = 'job-secret';
@@ -295,6 +295,29 @@ describe('shared variables at their home', () => {
     expect(errorText(replies[6])).toBe('the agent of node 1: VAR_WRITE to page 0, which is not homed here');
     const data = new Float64Array(segmentBuffer, varLayout(bytes).data, bytes / 8);
     expect(data[PAGE_BYTES / 8 + 1]).toBe(7.5);
+  });
+
+  it('refuses a VAR_FETCH whose reply would not fit a frame (ERROR), and goes on', () => {
+    const { replies, closed, send } = open();
+    send(frame(DsmFrame.VAR_REGISTER, { target: 0, id: 2 }, encodeRegister(segid, bytes)));
+    // Page 1 (homed here) asked for MAX_FETCH_PAGES + 1 times, at a version it does not have.
+    const asked = Array.from({ length: MAX_FETCH_PAGES + 1 }, (): [number, number] => [1, 0xfffffff0]);
+    send(frame(DsmFrame.VAR_FETCH, { target: 0, id: 3 }, encodeFetch(asked)));
+    send(frame(DsmFrame.VAR_FETCH, { target: 0, id: 4 }, encodeFetch(asked.slice(1))));
+    expect(closed).toEqual([]);
+    expect(replies.map((r) => [r.h.type, r.h.id])).toEqual([
+      [DsmFrame.OK, 2],
+      [DsmFrame.ERROR, 3],
+      [DsmFrame.VAR_PAGES, 4],
+    ]);
+    expect(errorText(replies[1])).toContain(`VAR_FETCH of ${MAX_FETCH_PAGES + 1} changed pages: at most ${MAX_FETCH_PAGES} a request`);
+  });
+
+  it('asks for pages in requests whose replies fit a frame', () => {
+    const pages = Array.from({ length: 2 * MAX_FETCH_PAGES + 3 }, (_, i): [number, number] => [2 * i + 1, i]);
+    const asks = fetchRequests(pages);
+    expect(asks.map((a) => parseFetch(a).length)).toEqual([MAX_FETCH_PAGES, MAX_FETCH_PAGES, 3]);
+    expect(asks.flatMap((a) => parseFetch(a))).toEqual(pages);
   });
 
   it('closes on a VAR_REGISTER that is not one', () => {

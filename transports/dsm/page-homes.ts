@@ -10,7 +10,7 @@ import * as xpmem from '../xpmem/index.js';
 import type { AmoServer } from './amo.js';
 import { DsmFrame, HEADER_BYTES, RequestRefused, writeHeader, type Header } from './frames.js';
 import { homeOf, PAGE_BYTES, VarMemory, varLayout } from './layout.js';
-import { pagesPayloadBytes, parseFetch, parseRegister, parseRuns, writePages, type PageCopy, type WriteRun } from './page-wire.js';
+import { MAX_FETCH_PAGES, pagesPayloadBytes, parseFetch, parseRegister, parseRuns, writePages, type PageCopy, type WriteRun } from './page-wire.js';
 import { applyRemoteAtomic } from './remote-atomic.js';
 
 /** Which node this is, of how many: which pages are homed here. */
@@ -107,6 +107,8 @@ export class PageHomes {
   /** VAR_FETCH of request `h`: the VAR_PAGES reply frame. */
   fetch(h: Header, asked: Uint8Array): Buffer {
     const copies = changedPages(this.variable(h.target), parseFetch(asked), this.#home);
+    // A reply over a frame's payload would fail the asking rank's whole link: this request only.
+    if (copies.length > MAX_FETCH_PAGES) throw new RequestRefused(`VAR_FETCH of ${copies.length} changed pages: at most ${MAX_FETCH_PAGES} a request`);
     const payloadBytes = pagesPayloadBytes(copies.length);
     const out = Buffer.allocUnsafe(HEADER_BYTES + payloadBytes);
     writeHeader(out, 0, DsmFrame.VAR_PAGES, payloadBytes, { id: h.id });

@@ -7,7 +7,7 @@
  *   VAR_FETCH     entries [u32 page][u32 version the asker has]
  *   VAR_PAGES     entries [u32 page][u32 version][PAGE_BYTES bytes]: the pages whose version moved
  */
-import { ProtocolError } from './frames.js';
+import { MAX_PAYLOAD, ProtocolError } from './frames.js';
 import { PAGE_BYTES } from './layout.js';
 
 /** One changed range of a variable: its byte offset and bytes. */
@@ -61,6 +61,20 @@ export function parseRuns(payload: Uint8Array): WriteRun[] {
     at += (len + 3) & ~3;
   }
   return runs;
+}
+
+/** The most pages one VAR_FETCH may ask for: its VAR_PAGES reply must fit one frame. */
+export const MAX_FETCH_PAGES = Math.floor(MAX_PAYLOAD / PAGE_ENTRY);
+
+/**
+ * The VAR_FETCH payloads that ask for `pages`, each for at most `most` of them
+ * (the reply to a request for more, 4,096 pages or 16 MiB of a variable, would
+ * not fit a frame: the home refuses it).
+ */
+export function fetchRequests(pages: ReadonlyArray<[page: number, version: number]>, most = MAX_FETCH_PAGES): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < pages.length; at += most) out.push(encodeFetch(pages.slice(at, at + most)));
+  return out;
 }
 
 /** A VAR_FETCH payload: each page with the version this node has of it. */

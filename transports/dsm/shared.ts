@@ -33,7 +33,7 @@ import { AgentLink } from './client.js';
 import { AMO, MAX_PAYLOAD, DsmFrame, SemOp } from './frames.js';
 import { homeOf, PAGE_BYTES, VAR_MAGIC, VarMemory, varLayout, W_LOCK, W_MAGIC, W_PAGES } from './layout.js';
 import { mergePage, releaseRuns } from './page-diff.js';
-import { encodeFetch, encodeRegister, packRuns, parsePages, type WriteRun } from './page-wire.js';
+import { encodeRegister, fetchRequests, packRuns, parsePages, type WriteRun } from './page-wire.js';
 
 type Scalar<T> = T extends BigInt64Array | BigUint64Array ? bigint : number;
 
@@ -269,18 +269,19 @@ export class SharedVariable<T extends TypedArray> {
         if (home === nodeIndex) continue;
         const pairs: Array<[number, number]> = [];
         for (let p = home; p < m.layout.pages; p += nnodes) pairs.push([p, Atomics.load(m.versions, p)]);
-        if (pairs.length === 0) continue;
-        const ask = encodeFetch(pairs);
-        asks.push(
-          (async () => {
-            const got = await (await this.#shared.link(home)).request(DsmFrame.VAR_FETCH, { target: this.#id }, ask);
-            for (const { page, version, bytes } of parsePages(got)) {
-              const lo = page * PAGE_BYTES;
-              mergePage(m.data.subarray(lo, lo + PAGE_BYTES), m.twin.subarray(lo, lo + PAGE_BYTES), bytes, this.#bpe);
-              Atomics.store(m.versions, page, version);
-            }
-          })(),
-        );
+        // In requests whose replies fit a frame each (a variable over 16 MiB a node).
+        for (const ask of fetchRequests(pairs)) {
+          asks.push(
+            (async () => {
+              const got = await (await this.#shared.link(home)).request(DsmFrame.VAR_FETCH, { target: this.#id }, ask);
+              for (const { page, version, bytes } of parsePages(got)) {
+                const lo = page * PAGE_BYTES;
+                mergePage(m.data.subarray(lo, lo + PAGE_BYTES), m.twin.subarray(lo, lo + PAGE_BYTES), bytes, this.#bpe);
+                Atomics.store(m.versions, page, version);
+              }
+            })(),
+          );
+        }
       }
       await Promise.all(asks);
     });
