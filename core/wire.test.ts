@@ -1,5 +1,28 @@
+import { createServer, connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameError, FrameReader, MAX_FRAME, parseTcpAddress, secretMatches } from './wire.js';
+import { encodeFrame, FrameError, FrameReader, MAX_AUTH_FRAME, MAX_FRAME, parseTcpAddress, secretMatches, serveConnection, WIRE_VERSION } from './wire.js';
+
+const len = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+};
+
+/** A server of serveConnection on loopback; `client` writes to it; resolves with what was rejected, in order. */
+async function serve(client: (s: Socket) => void, authTimeoutMs?: number): Promise<{ rejected: string[]; frames: string[] }> {
+  const rejected: string[] = [];
+  const frames: string[] = [];
+  const server = createServer((s) => serveConnection(s, 'the-secret', () => undefined, (f) => frames.push(f.t), (why) => rejected.push(why), authTimeoutMs));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => {
+    const s = connect(port, '127.0.0.1', () => client(s));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve());
+  });
+  server.close();
+  return { rejected, frames };
+}
 
 describe('control wire format', () => {
   it('reassembles frames split at any byte', () => {
@@ -12,15 +35,31 @@ describe('control wire format', () => {
   });
 
   it('rejects oversized, empty, undecodable and untyped frames', () => {
-    const len = (n: number): Buffer => {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(n);
-      return b;
-    };
     expect(() => new FrameReader().push(len(MAX_FRAME + 1))).toThrow(FrameError);
     expect(() => new FrameReader().push(len(0))).toThrow(FrameError);
     expect(() => new FrameReader().push(Buffer.concat([len(1), Buffer.from([0xc1])]))).toThrow(FrameError);
     expect(() => new FrameReader().push(Buffer.concat([len(1), Buffer.from([0x01])]))).toThrow(/without a type/);
+  });
+
+  it('bounds the first frame: a server takes the auth only, then frames up to MAX_FRAME', () => {
+    expect(() => new FrameReader(MAX_AUTH_FRAME).push(len(MAX_AUTH_FRAME + 1))).toThrow(/out of bounds/);
+    const r = new FrameReader(MAX_AUTH_FRAME);
+    const big = encodeFrame({ t: 'big', data: new Uint8Array(1 << 20) });
+    expect(r.push(Buffer.concat([encodeFrame({ t: 'auth' }), big.subarray(0, 100)]))).toEqual([{ t: 'auth' }]);
+    expect(r.push(big.subarray(100)).map((f) => f.t)).toEqual(['big']);
+  });
+
+  it('closes a connection whose first frame is longer than an auth, before its bytes come, and one that never authenticates', async () => {
+    // 64 MiB announced: rejected on its length (it was buffered whole and decoded before the secret's check).
+    const big = await serve((s) => s.write(len(MAX_FRAME)));
+    expect(big.rejected).toEqual([`frame length ${MAX_FRAME} out of bounds`]);
+    const silent = await serve(() => undefined, 200);
+    expect(silent.rejected).toEqual(['no auth within 0.2 s']);
+    const good = await serve((s) => {
+      s.write(encodeFrame({ t: 'auth', v: WIRE_VERSION, secret: 'the-secret' }));
+      s.end(encodeFrame({ t: 'hello', data: new Uint8Array(1 << 20) }));
+    }, 200);
+    expect(good).toEqual({ rejected: [], frames: ['hello'] });
   });
 
   it('tells TCP addresses from Unix socket paths', () => {

@@ -10,6 +10,10 @@ import { packValue, unpackValue } from './codec.js';
 
 export const WIRE_VERSION = 1;
 export const MAX_FRAME = 64 * 1024 * 1024;
+/** The longest first frame a server takes (the auth: a secret, a rank or node, a pid). */
+export const MAX_AUTH_FRAME = 4096;
+/** How long a server waits for a connection's auth before it closes it. */
+export const AUTH_TIMEOUT_MS = 10_000;
 
 export type Frame = { t: string } & Record<string, unknown>;
 
@@ -23,26 +27,43 @@ export function encodeFrame(frame: Frame): Buffer {
 
 export class FrameError extends Error {}
 
-/** Splits a byte stream into frames; throws FrameError on malformed input. */
+/**
+ * Splits a byte stream into frames; throws FrameError on malformed input.
+ * `firstLimit` bounds the first frame (a server's: the auth, MAX_AUTH_FRAME),
+ * so that a peer that has not shown the secret cannot make it buffer and
+ * decode up to MAX_FRAME. A frame's chunks are joined once it is whole.
+ */
 export class FrameReader {
-  #buf: Buffer = Buffer.alloc(0);
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  #limit: number;
+
+  constructor(firstLimit = MAX_FRAME) {
+    this.#limit = firstLimit;
+  }
 
   push(chunk: Buffer): Frame[] {
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
     const frames: Frame[] = [];
-    while (this.#buf.length >= 4) {
-      const len = this.#buf.readUInt32LE(0);
-      if (len === 0 || len > MAX_FRAME) throw new FrameError(`frame length ${len} out of bounds`);
-      if (this.#buf.length < 4 + len) break;
+    while (this.#bytes >= 4) {
+      if (this.#chunks[0]!.length < 4) this.#chunks = [Buffer.concat(this.#chunks)];
+      const len = this.#chunks[0]!.readUInt32LE(0);
+      if (len === 0 || len > this.#limit) throw new FrameError(`frame length ${len} out of bounds`);
+      if (this.#bytes < 4 + len) break;
+      const buf = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
       let value: unknown;
       try {
-        value = unpackValue(this.#buf.subarray(4, 4 + len));
+        value = unpackValue(buf.subarray(4, 4 + len));
       } catch (e) {
         throw new FrameError(`undecodable frame: ${(e as Error).message}`);
       }
       if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') throw new FrameError('frame without a type');
       frames.push(value as Frame);
-      this.#buf = this.#buf.subarray(4 + len);
+      const rest = buf.subarray(4 + len);
+      this.#chunks = rest.length === 0 ? [] : [rest];
+      this.#bytes = rest.length;
+      this.#limit = MAX_FRAME;
     }
     return frames;
   }
@@ -75,9 +96,16 @@ export function serveConnection(
   onAuth: (frame: Frame) => void,
   onFrame: (frame: Frame) => void,
   onReject: (why: string) => void,
+  authTimeoutMs = AUTH_TIMEOUT_MS,
 ): void {
-  const reader = new FrameReader();
+  const reader = new FrameReader(MAX_AUTH_FRAME);
   let authed = false;
+  // Nothing but the auth is taken from a peer that has not shown the secret, nor for long.
+  const deadline = setTimeout(() => {
+    onReject(`no auth within ${authTimeoutMs / 1000} s`);
+    socket.destroy();
+  }, authTimeoutMs).unref();
+  socket.on('close', () => clearTimeout(deadline));
   socket.on('data', (chunk: Buffer) => {
     let frames: Frame[];
     try {
@@ -107,6 +135,7 @@ export function serveConnection(
           return;
         }
         authed = true;
+        clearTimeout(deadline);
         continue;
       }
       try {
