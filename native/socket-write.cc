@@ -7,6 +7,9 @@
 #include "common.h"
 #include <algorithm>
 #include <cerrno>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <vector>
 
@@ -43,10 +46,29 @@ Napi::Value SocketWrite(const Napi::CallbackInfo& info) {
   return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "writev to a socket");
 }
 
+// tcpDeadPeer(fd, seconds): a peer host that vanishes (a crash, a cut link: no FIN, no RST) ends
+// the connection with ETIMEDOUT within about `seconds`, whether it is idle (keepalive probes from
+// seconds / 3, every second after) or has data unacknowledged (TCP_USER_TIMEOUT). Without it, a
+// request whose reply never comes waited for ever. Throws ERR_MPRUN_SYSTEM when a setsockopt fails.
+Napi::Value TcpDeadPeer(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowCode(env, "ERR_MPRUN_ARG", "tcpDeadPeer(fd, seconds)");
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const int seconds = std::max(3, info[1].As<Napi::Number>().Int32Value());
+  const int on = 1, idle = seconds / 3, interval = 1, count = seconds - seconds / 3;
+  const unsigned timeoutMs = unsigned(seconds) * 1000u;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 || setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) != 0 || setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeoutMs, sizeof timeoutMs) != 0)
+    return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "setsockopt (keepalive) on a socket");
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitSocketWrite(Napi::Env env, Napi::Object exports) {
   exports.Set("socketWrite", Napi::Function::New(env, SocketWrite));
+  exports.Set("tcpDeadPeer", Napi::Function::New(env, TcpDeadPeer));
 }
 
 }  // namespace mprun

@@ -11,7 +11,12 @@ import { connect, type Socket } from 'node:net';
 import { RequestChannel, type ReplyRules } from '../../core/channel.js';
 import { rpmemError, type MprunError } from '../../core/errors.js';
 import { FrameParser, HEADER_BYTES, ProtocolError, type HeaderFields } from '../../core/frames.js';
+import { socketFd } from '../../core/wire.js';
+import { native } from '../../native/index.js';
 import { errnoName, MAX_FRAME_PAYLOAD, RpmemFrame, RPMEM_PROTOCOL } from './protocol.js';
+
+/** How long a vanished target host takes to fail a connection to it (tcpDeadPeer). */
+const DEAD_PEER_SECONDS = 60;
 
 /** A failed REPLY's error: the errno of its status, and the target's message from its JSON body when there is one. */
 function statusError(status: number, body: Uint8Array, what: string): MprunError {
@@ -163,6 +168,11 @@ export async function dial(address: string, port: number, secret: string, label:
   } catch (e) {
     throw rpmemError('ECONNREFUSED', `cannot connect to ${label} at ${address}:${port}: ${(e as Error).message}`);
   }
+  // A target host that vanishes (a crash, a cut link) fails the connection, and the request
+  // waiting on it, within a minute: idle, no reply would ever come (a drain's, at the end of a
+  // checkpoint) and every rank waited for ever in the checkpoint's agreement.
+  const fd = socketFd(sock);
+  if (fd !== null) native().tcpDeadPeer(fd, DEAD_PEER_SECONDS);
   const conn = socketConnection(sock, label);
   ch = conn;
   await conn.request(RpmemFrame.AUTH, {}, 'authentication', Buffer.from(secret));

@@ -60,7 +60,8 @@ export function daemonCommand(poolsetDir?: string): string {
  */
 export function sshArgv(target: string, remoteCmd: string, ssh: string[] = shellWords(process.env.RPMEM_SSH ?? 'ssh')): string[] {
   const m = /^(.*?)(?::(\d+))?$/.exec(target)!;
-  return [...ssh, '-T', '-oBatchMode=yes', ...(m[2] !== undefined ? ['-p', m[2], m[1]!] : [m[1]!]), remoteCmd];
+  // ServerAlive: a target host that vanishes ends the session (and the daemon's control channel) in a minute.
+  return [...ssh, '-T', '-oBatchMode=yes', '-oServerAliveInterval=15', '-oServerAliveCountMax=4', ...(m[2] !== undefined ? ['-p', m[2], m[1]!] : [m[1]!]), remoteCmd];
 }
 
 /**
