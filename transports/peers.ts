@@ -368,6 +368,13 @@ export class LazyEndpoint implements Endpoint {
     return this.#later((ep) => ep.atomic(op, dtype, offset, a, b));
   }
 
+  fence(): void {
+    if (this.#ep !== null) return this.#ep.fence?.();
+    // Among the queued operations, which run in order once it is bound (World.fence() reaches
+    // another node's endpoints only through this wrapper).
+    if (this.#error === null && this.#started) void this.#later((ep) => ep.fence?.()).catch(() => undefined);
+  }
+
   flush(): Promise<void> | undefined {
     if (this.#ep !== null) return this.#ep.flush();
     if (this.#error !== null) return Promise.reject(this.#error);

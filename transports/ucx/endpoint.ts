@@ -123,11 +123,12 @@ export class UcxEndpoint implements Endpoint {
 
   /**
    * Orders the puts issued before it before those after it, at the peer
-   * (World.fence(), OpenSHMEM's fence). Our own active-message puts keep their
-   * order among themselves (one eager lane of one endpoint); UCP's puts are
-   * ordered neither with them nor among themselves (RDMA lanes): with UCP puts
-   * in flight the fence completes them now, and after active-message puts it
-   * makes the next UCP put complete them first (a fence may be a quiet).
+   * (World.fence(), OpenSHMEM's fence), and before atomics after it. Our own
+   * active-message puts keep their order among themselves (one eager lane of
+   * one endpoint); UCP's puts and atomics are ordered neither with them nor
+   * among themselves (RDMA lanes): with UCP puts in flight the fence completes
+   * them now, and after active-message puts it makes the next UCP put or
+   * atomic complete them first (a fence may be a quiet).
    */
   fence(): void {
     if (this.#ep < 0) return;
@@ -138,29 +139,32 @@ export class UcxEndpoint implements Endpoint {
   /** flush(), blocking this thread until it completes (the peer's progress acknowledges our puts). */
   #flushNow(): void {
     this.#transport.throwFailedPut();
-    const issues: Array<(slot: number) => 0 | 1> = [];
-    if (this.#amPuts) issues.push((slot) => this.#ucx.flushPuts(this.#ep, slot));
-    if (this.#ucpPuts || !this.#transport.putsAsMessages) issues.push((slot) => this.#ucx.flush(this.#ep, slot));
-    this.#amPuts = false;
-    this.#ucpPuts = false;
-    this.#fenced = false;
-    for (const issue of issues) {
-      const slot = this.#transport.takeSlot();
-      let pending: 0 | 1;
-      try {
-        pending = issue(slot);
-      } catch (e) {
-        this.#transport.giveSlot(slot);
-        throw e;
-      }
-      if (pending === 0) {
-        this.#transport.giveSlot(slot);
-        continue;
-      }
-      // done throws what the flush failed with (a refused put, the peer lost).
-      const c = this.#transport.awaitFlushNow(slot, this.peer);
-      while (!c.done) this.#transport.progress();
+    const waits: SendCompletion[] = [];
+    // Each kind's flag is cleared once its flush is issued (one that throws leaves it for quiet).
+    if (this.#amPuts) {
+      this.#issueNow((slot) => this.#ucx.flushPuts(this.#ep, slot), waits);
+      this.#amPuts = false;
     }
+    if (this.#ucpPuts || !this.#transport.putsAsMessages) {
+      this.#issueNow((slot) => this.#ucx.flush(this.#ep, slot), waits);
+      this.#ucpPuts = false;
+    }
+    this.#fenced = false;
+    // done throws what a flush failed with (a refused put, the peer lost).
+    for (const c of waits) while (!c.done) this.#transport.progress();
+  }
+
+  #issueNow(issue: (slot: number) => 0 | 1, waits: SendCompletion[]): void {
+    const slot = this.#transport.takeSlot();
+    let pending: 0 | 1;
+    try {
+      pending = issue(slot);
+    } catch (e) {
+      this.#transport.giveSlot(slot);
+      throw e;
+    }
+    if (pending === 0) this.#transport.giveSlot(slot);
+    else waits.push(this.#transport.awaitFlushNow(slot, this.peer));
   }
 
   put(offset: number, src: Uint8Array): void {
@@ -207,6 +211,8 @@ export class UcxEndpoint implements Endpoint {
     const size = width === Width.I32 || width === Width.U32 ? 4 : 8;
     if (offset % size !== 0) throw new RangeError(`atomic at byte ${offset} of rank ${this.peer}'s heap is not aligned to ${size}`);
     const at = this.#address(offset, size);
+    // OpenSHMEM's fence orders atomics after the puts before it too: UCP's atomics are not ordered with our puts.
+    if (this.#fenced) this.#flushNow();
     // native atomic(operand, compare): CSWAP writes `operand` where the element equals `compare`.
     let ucpOp: 0 | 1 | 2;
     let operand = a;
