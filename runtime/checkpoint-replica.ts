@@ -84,23 +84,26 @@ export interface PendingAsync {
 
 export const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-/**
- * Opens a pool, or creates it when it does not exist. A pool too small is
- * replaced when `smaller` is 'replace'; with 'keep' it is left as it is and
- * the answer is null (a rank's pool of a generation may hold a committed
- * epoch: the caller moves to the next generation).
- */
-export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr, smaller: 'replace'): Promise<RpmemPool>;
-export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr, smaller: 'keep'): Promise<RpmemPool | null>;
-export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr, smaller: 'replace' | 'keep'): Promise<RpmemPool | null> {
+/** Opens a pool of at least `size` bytes: the pool, or whether it is 'missing' or too 'small' (closed again). */
+export async function openAtLeast(ep: DaemonEndpoint, set: string, size: number): Promise<RpmemPool | 'missing' | 'small'> {
   try {
     const p = await open(ep, set, { nlanes: LANES });
     if (p.size >= size) return p;
     await p.close();
-    if (smaller === 'keep') return null;
-    await remove(ep, set, { force: true, poolSet: true });
+    return 'small';
   } catch (e) {
     if (!isMprunError(e) || e.errno !== 'ENOENT') throw e;
+    return 'missing';
   }
+}
+
+export function createPool(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr): Promise<RpmemPool> {
   return create(ep, set, size, { nlanes: LANES, attr, makeSet: true });
+}
+
+/** Opens a pool, or creates it when it does not exist; one too small is replaced (the job pool's records). */
+export async function openOrCreate(ep: DaemonEndpoint, set: string, size: number, attr: PoolAttr): Promise<RpmemPool> {
+  const p = await openAtLeast(ep, set, size);
+  if (p === 'small') await remove(ep, set, { force: true, poolSet: true });
+  return typeof p === 'string' ? createPool(ep, set, size, attr) : p;
 }

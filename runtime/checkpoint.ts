@@ -22,7 +22,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
-import { errorText, fail, LANES, openOrCreate, Replica, type CheckpointComm, type CheckpointConfig, type CheckpointInfo, type CheckpointOptions, type PendingAsync } from './checkpoint-replica.js';
+import { createPool, errorText, fail, LANES, openAtLeast, openOrCreate, Replica, type CheckpointComm, type CheckpointConfig, type CheckpointInfo, type CheckpointOptions, type PendingAsync } from './checkpoint-replica.js';
 import { isMprunError } from '../core/errors.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import { open, remove } from '../transports/rpmem/client.js';
@@ -265,32 +265,45 @@ export class Checkpointer {
     // A state that outgrew the pools moves to a new generation; the old one keeps the last epoch.
     if (live.some((r) => r.pool !== null && r.poolGen === gen && slotCapacity(r.pool.size) < total)) gen++;
     const size = poolSizeFor(total);
+    // The generation first, then the pools: a pool of a generation too small on some target is
+    // never replaced (it may hold the committed epoch: a checkpoint before restore() adopts that
+    // generation without opening it), and none is made before the generation is settled.
+    const missing: Replica[] = [];
     for (;;) {
-      // A pool of this generation too small on some target is never replaced: it may hold the
-      // committed epoch (a checkpoint before restore() adopts that generation without opening
-      // it), which a failure before the next commit would leave with nothing to restore.
       let tooSmall = false;
+      missing.length = 0;
       await Promise.all(
         live.map(async (r) => {
-          if (r.pool !== null && r.poolGen === gen) return;
+          if (!r.alive || (r.pool !== null && r.poolGen === gen)) return;
           try {
             const old = r.pool;
             r.pool = null;
             if (old !== null && old.error === null) await old.close();
-            const pool = await openOrCreate(r.endpoint, rankSetName(job, rank, gen), size, storeAttr('rank', this.#comm.size), 'keep');
-            if (pool === null) tooSmall = true;
+            const pool = await openAtLeast(r.endpoint, rankSetName(job, rank, gen), size);
+            if (pool === 'small') tooSmall = true;
+            else if (pool === 'missing') missing.push(r);
             else {
               r.pool = pool;
               r.poolGen = gen;
             }
           } catch (e) {
-            r.drop(`cannot make this rank's pool: ${errorText(e)}`, rank);
+            r.drop(`cannot open this rank's pool: ${errorText(e)}`, rank);
           }
         }),
       );
       if (!tooSmall) break;
       gen++;
     }
+    await Promise.all(
+      missing.map(async (r) => {
+        try {
+          r.pool = await createPool(r.endpoint, rankSetName(job, rank, gen), size, storeAttr('rank', this.#comm.size));
+          r.poolGen = gen;
+        } catch (e) {
+          r.drop(`cannot make this rank's pool: ${errorText(e)}`, rank);
+        }
+      }),
+    );
     this.#gen = gen;
   }
 
@@ -410,7 +423,7 @@ export class Checkpointer {
         this.#replicas.map(async (r) => {
           if (!(agreed & (1 << r.index)) || !r.alive) return;
           try {
-            r.job ??= await openOrCreate(r.endpoint, jobSetName(job), jobPoolSize(comm.size), storeAttr('job', comm.size), 'replace');
+            r.job ??= await openOrCreate(r.endpoint, jobSetName(job), jobPoolSize(comm.size), storeAttr('job', comm.size));
             await r.job.persistFrom(recordAt(epoch % 2, comm.size), record);
             written |= 1 << r.index;
           } catch (e) {
