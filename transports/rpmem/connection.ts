@@ -15,8 +15,13 @@ import { socketFd } from '../../core/wire.js';
 import { native } from '../../native/index.js';
 import { errnoName, MAX_FRAME_PAYLOAD, RpmemFrame, RPMEM_PROTOCOL } from './protocol.js';
 
-/** How long a vanished target host takes to fail a connection to it (tcpDeadPeer). */
-const DEAD_PEER_SECONDS = 60;
+/**
+ * How long a vanished target host takes to fail an idle connection to it, and
+ * one whose data it stopped acknowledging (tcpDeadPeer): the second longer,
+ * as a living daemon's lane may hold its window shut while its disk catches up.
+ */
+const DEAD_PEER_IDLE_SECONDS = 60;
+const DEAD_PEER_UNACKED_SECONDS = 300;
 
 /** A failed REPLY's error: the errno of its status, and the target's message from its JSON body when there is one. */
 function statusError(status: number, body: Uint8Array, what: string): MprunError {
@@ -172,7 +177,12 @@ export async function dial(address: string, port: number, secret: string, label:
   // waiting on it, within a minute: idle, no reply would ever come (a drain's, at the end of a
   // checkpoint) and every rank waited for ever in the checkpoint's agreement.
   const fd = socketFd(sock);
-  if (fd !== null) native().tcpDeadPeer(fd, DEAD_PEER_SECONDS);
+  try {
+    if (fd !== null) native().tcpDeadPeer(fd, DEAD_PEER_IDLE_SECONDS, DEAD_PEER_UNACKED_SECONDS);
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  }
   const conn = socketConnection(sock, label);
   ch = conn;
   await conn.request(RpmemFrame.AUTH, {}, 'authentication', Buffer.from(secret));
