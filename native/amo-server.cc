@@ -1,13 +1,10 @@
 // One-sided operations served by a native thread of the node agent: atomics
 // on shared variables and on the node's ranks' heaps, gets and puts of those
 // heaps (native/amo-client.cc is the rank's side; transports/dsm/amo.ts drives both).
-//
-// Why native: served by the agent's JavaScript, each operation cost two
-// event-loop turns at the agent and two at the rank, about 30 us of the
-// agent's CPU, so 2 to 4 ranks saturated it (shared fetchAdd at a third of
-// Redis INCR from 4 clients). Here the agent's thread is an epoll loop over
-// small fixed frames, as Redis is, and the rank writes its request and reads
-// the reply with plain system calls, with no event loop on either side.
+// Why native: served by the agent's JavaScript, each operation cost two event-loop turns at the
+// agent and two at the rank, about 30 us of the agent's CPU, so 2 to 4 ranks saturated it
+// (shared fetchAdd at a third of Redis INCR from 4 clients). Here the agent's thread is an epoll
+// loop over small fixed frames, as Redis is; the rank uses plain system calls, no event loop.
 //
 // Wire (little-endian), after the client's hello {u32 kHelloMagic, u32 n, n
 // bytes of the job secret}, checked in constant time before anything else is
@@ -291,9 +288,8 @@ bool Pump(Server* s, int fd, Connection& c) {
   for (;;) {
     size_t before = c.in.size();
     if (!Consume(s, c) || !Flush(s, fd, c)) return false;
-    // Nothing consumed (a hello still arriving: it may be longer than a request) is waiting for
-    // more bytes, not for another turn: looping on it spun this thread for ever and starved
-    // every other connection (anyone who can connect could do it, before the secret's check).
+    // Nothing consumed (a hello still arriving, longer than a request) waits for more bytes: a
+    // loop here spun for ever, starving every connection (anyone could, before the secret).
     if (c.tailLen > 0 || !c.out.empty() || c.in.size() < kRequest || c.in.size() == before) return true;
   }
 }

@@ -234,8 +234,10 @@ void ProgressThread() {
     // At most 64 rounds under the lock, as Progress() (ucx-ops.cc): a stream of peers' requests
     // kept ucp_worker_progress returning work, and this thread held the worker from the rank
     // (every put, send and progress of its own waits on the lock) for as long as it lasted.
-    unsigned did = 0, k;
-    for (int round = 0; round < 64 && (k = api.ucp_worker_progress(st->worker)) != 0; round++) did += k;
+    unsigned did = 0, k = 0;
+    int round = 0;
+    for (; round < 64 && (k = api.ucp_worker_progress(st->worker)) != 0; round++) did += k;
+    const bool capped = round == 64;
     // Where the node leaves a core free (spinNs > 0), the thread polls on for spinNs after it
     // served something, yielding at each turn, as the agents' serving thread does (amo.h
     // WaitEvents): the next request of a peer in a loop then finds it awake, where waking it
@@ -252,7 +254,8 @@ void ProgressThread() {
     // wake-up for a rank waiting on its memory, which checks and sleeps again).
     if (st->events.load(std::memory_order_acquire) != before) RingRank(st->wakeMessage | st->wakeHeap);
     else if (did > 0) RingRank(st->wakeHeap);
-    if (spin) {
+    // Capped: a yield, so that a rank waiting on the lock takes it (a mutex is not handed over).
+    if (spin || capped) {
       sched_yield();
       continue;
     }
