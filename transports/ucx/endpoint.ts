@@ -142,29 +142,18 @@ export class UcxEndpoint implements Endpoint {
     const waits: SendCompletion[] = [];
     // Each kind's flag is cleared once its flush is issued (one that throws leaves it for quiet).
     if (this.#amPuts) {
-      this.#issueNow((slot) => this.#ucx.flushPuts(this.#ep, slot), waits);
+      const slot = this.#onSlot((s) => this.#ucx.flushPuts(this.#ep, s));
+      if (slot >= 0) waits.push(this.#transport.awaitFlushNow(slot, this.peer));
       this.#amPuts = false;
     }
     if (this.#ucpPuts || !this.#transport.putsAsMessages) {
-      this.#issueNow((slot) => this.#ucx.flush(this.#ep, slot), waits);
+      const slot = this.#onSlot((s) => this.#ucx.flush(this.#ep, s));
+      if (slot >= 0) waits.push(this.#transport.awaitFlushNow(slot, this.peer));
       this.#ucpPuts = false;
     }
     this.#fenced = false;
     // done throws what a flush failed with (a refused put, the peer lost).
     for (const c of waits) while (!c.done) this.#transport.progress();
-  }
-
-  #issueNow(issue: (slot: number) => 0 | 1, waits: SendCompletion[]): void {
-    const slot = this.#transport.takeSlot();
-    let pending: 0 | 1;
-    try {
-      pending = issue(slot);
-    } catch (e) {
-      this.#transport.giveSlot(slot);
-      throw e;
-    }
-    if (pending === 0) this.#transport.giveSlot(slot);
-    else waits.push(this.#transport.awaitFlushNow(slot, this.peer));
   }
 
   put(offset: number, src: Uint8Array): void {
@@ -267,6 +256,12 @@ export class UcxEndpoint implements Endpoint {
   }
 
   #flushWith(issue: (slot: number) => 0 | 1): Promise<void> | undefined {
+    const slot = this.#onSlot(issue);
+    return slot < 0 ? undefined : this.#transport.awaitFlush(slot, this.peer);
+  }
+
+  /** Issues an operation on a slot: the slot while it is in flight, or -1 when it completed in its call (the slot given back). */
+  #onSlot(issue: (slot: number) => 0 | 1): number {
     const slot = this.#transport.takeSlot();
     let pending: 0 | 1;
     try {
@@ -275,11 +270,9 @@ export class UcxEndpoint implements Endpoint {
       this.#transport.giveSlot(slot);
       throw e;
     }
-    if (pending === 0) {
-      this.#transport.giveSlot(slot);
-      return undefined;
-    }
-    return this.#transport.awaitFlush(slot, this.peer);
+    if (pending === 1) return slot;
+    this.#transport.giveSlot(slot);
+    return -1;
   }
 
   /**
