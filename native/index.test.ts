@@ -66,7 +66,7 @@ describe('tcpDeadPeer', () => {
       for (const busy of [false, true]) {
         const s = connect(7007, '10.231.7.2');
         await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-        native().tcpDeadPeer(socketFd(s)!, 3, 3);
+        native().tcpDeadPeer(socketFd(s)!, 3);
         sh('link', 'set', host, 'down'); // gone: nothing answers, nothing refuses
         const t0 = Date.now();
         if (busy) s.write(Buffer.alloc(1000));

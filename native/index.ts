@@ -109,8 +109,8 @@ export interface NativeBinding {
   doorUnwatch(handle: number): void;
   /** writev of the chunks to a non-blocking socket: the bytes it took, 0 when it is full (no exception); other errors throw. */
   socketWrite(fd: number, chunks: readonly Uint8Array[]): number;
-  /** A vanished peer host (no FIN, no RST) ends the TCP connection with ETIMEDOUT: within about `idleSeconds` idle, `unackedSeconds` with data unacknowledged. */
-  tcpDeadPeer(fd: number, idleSeconds: number, unackedSeconds: number): void;
+  /** A vanished peer host (no FIN, no RST) ends the TCP connection with ETIMEDOUT within about `seconds`, idle or with data unacknowledged. */
+  tcpDeadPeer(fd: number, seconds: number): void;
   /** A full memory fence (mfence): orders non-temporal stores of large copies. */
   fence(): void;
   /** dst[dstIndex + i] = dst[..] <op> src[srcIndex + i] for i < count; op codes as runtime/coll/ops.ts. */

@@ -46,19 +46,19 @@ Napi::Value SocketWrite(const Napi::CallbackInfo& info) {
   return ThrowErrno(env, "ERR_MPRUN_SYSTEM", errno, "writev to a socket");
 }
 
-// tcpDeadPeer(fd, idleSeconds, unackedSeconds): a peer host that vanishes (a crash, a cut link:
-// no FIN, no RST) ends the connection with ETIMEDOUT within about idleSeconds when it is idle
-// (keepalive: probes from a third of it, 10 of them), or unackedSeconds after its data stopped
-// being acknowledged (TCP_USER_TIMEOUT; Linux counts a window held at zero too, so a slow but
-// living peer needs room here). Without it, a request whose reply never comes waited for ever.
-// Throws ERR_MPRUN_SYSTEM when a setsockopt fails.
+// tcpDeadPeer(fd, seconds): a peer host that vanishes (a crash, a cut link: no FIN, no RST) ends
+// the connection with ETIMEDOUT within about `seconds`, idle (keepalive probes from a third of
+// it) or with data unacknowledged (TCP_USER_TIMEOUT). One bound for both: with a user timeout
+// set, Linux ends a keepalive on it rather than on the probes' count. It counts a window held at
+// zero too, so a slow but living peer needs room. Without it, a reply that never comes was
+// waited for for ever. Throws ERR_MPRUN_SYSTEM when a setsockopt fails.
 Napi::Value TcpDeadPeer(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) return ThrowCode(env, "ERR_MPRUN_ARG", "tcpDeadPeer(fd, idleSeconds, unackedSeconds)");
+  if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowCode(env, "ERR_MPRUN_ARG", "tcpDeadPeer(fd, seconds)");
   const int fd = info[0].As<Napi::Number>().Int32Value();
   const int seconds = std::min(std::max(3, info[1].As<Napi::Number>().Int32Value()), 3600);
   const int on = 1, idle = seconds / 3, count = 10, interval = std::max(1, (seconds - idle) / count);
-  const unsigned timeoutMs = unsigned(std::min(std::max(1, info[2].As<Napi::Number>().Int32Value()), 86400)) * 1000u;
+  const unsigned timeoutMs = unsigned(seconds) * 1000u;
   if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 || setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
       setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) != 0 || setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0 ||
       setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeoutMs, sizeof timeoutMs) != 0)

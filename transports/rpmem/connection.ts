@@ -16,12 +16,11 @@ import { native } from '../../native/index.js';
 import { errnoName, MAX_FRAME_PAYLOAD, RpmemFrame, RPMEM_PROTOCOL } from './protocol.js';
 
 /**
- * How long a vanished target host takes to fail an idle connection to it, and
- * one whose data it stopped acknowledging (tcpDeadPeer): the second longer,
- * as a living daemon's lane may hold its window shut while its disk catches up.
+ * How long a vanished target host takes to fail a connection to it, idle or
+ * not (tcpDeadPeer): two minutes, as a living daemon's lane may hold its
+ * window shut a while when its disk falls behind.
  */
-const DEAD_PEER_IDLE_SECONDS = 60;
-const DEAD_PEER_UNACKED_SECONDS = 300;
+const DEAD_PEER_SECONDS = 120;
 
 /** A failed REPLY's error: the errno of its status, and the target's message from its JSON body when there is one. */
 function statusError(status: number, body: Uint8Array, what: string): MprunError {
@@ -174,11 +173,11 @@ export async function dial(address: string, port: number, secret: string, label:
     throw rpmemError('ECONNREFUSED', `cannot connect to ${label} at ${address}:${port}: ${(e as Error).message}`);
   }
   // A target host that vanishes (a crash, a cut link) fails the connection, and the request
-  // waiting on it, within a minute: idle, no reply would ever come (a drain's, at the end of a
+  // waiting on it, within two minutes: idle, no reply would ever come (a drain's, at the end of a
   // checkpoint) and every rank waited for ever in the checkpoint's agreement.
   const fd = socketFd(sock);
   try {
-    if (fd !== null) native().tcpDeadPeer(fd, DEAD_PEER_IDLE_SECONDS, DEAD_PEER_UNACKED_SECONDS);
+    if (fd !== null) native().tcpDeadPeer(fd, DEAD_PEER_SECONDS);
   } catch (e) {
     sock.destroy();
     throw e;
