@@ -69,6 +69,26 @@ describe('LazyEndpoint', () => {
     expect(heap[2]).toBe(42);
   });
 
+  it('reports what a fence queued before the binding failed with at the next flush (nobody waits for a fence)', async () => {
+    const { lazy, heap } = late();
+    // An endpoint whose fence completes the puts before it, one of which the target refused.
+    class Refusing extends SelfEndpoint {
+      fence(): void {
+        throw new Error('a put was refused there');
+      }
+    }
+    const refusing = new Refusing(3, heap.buffer as ArrayBuffer, new ArrayBuffer(64), { arrived: () => undefined });
+    lazy.put(0, Int32Array.of(5));
+    lazy.fence();
+    const flushed = lazy.flush();
+    lazy.bindTo(refusing);
+    await expect(flushed).rejects.toThrow(/a put was refused there/);
+    expect(heap[0]).toBe(5);
+    // Reported once; bound now, the fence goes straight through and its error to its caller.
+    expect(lazy.flush()).toBeUndefined();
+    expect(() => lazy.fence()).toThrow(/a put was refused there/);
+  });
+
   it('fails every queued operation, and every later one, when the binding fails', async () => {
     const { lazy } = late();
     lazy.put(0, Int32Array.of(1));

@@ -264,6 +264,8 @@ export class LazyEndpoint implements Endpoint {
   #failures: Array<(e: Error) => void> = [];
   #started = false;
   #error: Error | null = null;
+  /** What a fence queued before the binding failed with: the next flush reports it. */
+  #fenceError: Error | null = null;
   readonly #caps: EndpointCaps;
 
   constructor(rank: number, planned: Pick<RegisteredTransport, 'name' | 'attrs'>, table: Binder) {
@@ -371,15 +373,33 @@ export class LazyEndpoint implements Endpoint {
   fence(): void {
     if (this.#ep !== null) return this.#ep.fence?.();
     // Among the queued operations, which run in order once it is bound (World.fence() reaches
-    // another node's endpoints only through this wrapper).
-    if (this.#error === null && this.#started) void this.#later((ep) => ep.fence?.()).catch(() => undefined);
+    // another node's endpoints only through this wrapper). What it fails with (a refused put it
+    // completed) is the next flush's to report: nobody waits for a fence.
+    if (this.#error === null && this.#started) {
+      const fence = (ep: Endpoint): void => {
+        try {
+          ep.fence?.();
+        } catch (e) {
+          this.#fenceError ??= e instanceof Error ? e : new Error(String(e));
+        }
+      };
+      void this.#later(fence).catch(() => undefined); // a failed binding: every queued operation's error
+    }
   }
 
   flush(): Promise<void> | undefined {
-    if (this.#ep !== null) return this.#ep.flush();
+    if (this.#ep !== null) return this.#flushBound(this.#ep);
     if (this.#error !== null) return Promise.reject(this.#error);
     if (!this.#started) return undefined;
-    return this.#later((ep) => ep.flush());
+    return this.#later((ep) => this.#flushBound(ep));
+  }
+
+  /** The bound endpoint's flush, or what a queued fence failed with first. */
+  #flushBound(ep: Endpoint): Promise<void> | undefined {
+    const e = this.#fenceError;
+    if (e === null) return ep.flush();
+    this.#fenceError = null;
+    return Promise.reject(e);
   }
 
   send(tag: number, dtype: number, payload: TypedArray, stable: boolean): SendCompletion {
