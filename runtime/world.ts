@@ -1,9 +1,8 @@
 /**
- * The World a rank sees: its rank and size, the symmetric heap with one-sided
- * put/get/atomics, point-to-point messages, barrier and finalize. Each peer is
- * reached through the endpoint the transport registry bound for it at init
- * (runtime/bootstrap.ts); the World checks every call (ranges, types, ranks)
- * before a byte moves and then calls the endpoint, never a transport.
+ * The World a rank sees: its rank and size, the symmetric heap with one-sided put/get/atomics,
+ * point-to-point messages, barrier and finalize. Each peer is reached through the endpoint the
+ * transport registry bound for it at init (runtime/bootstrap.ts); the World checks every call
+ * (ranges, types, ranks) before a byte moves and then calls the endpoint, never a transport.
  */
 import { MprunError, isMprunError } from '../core/errors.js';
 import { dtypeOf } from '../core/codec.js';
@@ -117,7 +116,6 @@ export class World extends Team {
   }
 
   // --- checkpoint/restart (runtime/checkpoint.ts) ---------------------------------
-
   /** Registers a typed array to checkpoint under `name` (every rank, the same names in the same order). */
   protect(name: string, array: TypedArray): void {
     this.#live();
@@ -318,8 +316,11 @@ export class World extends Team {
     if (!Number.isInteger(index) || index < 0 || index >= arr.length) throw new RangeError(`${what}: index ${index} is outside the allocation of ${arr.length}`);
     checkAtomicValue(arr, a, what);
     checkAtomicValue(arr, b, what);
-    const r = this.#endpoint(pe).atomic(op, dtypeOf(arr), arr.byteOffset + index * arr.BYTES_PER_ELEMENT, a, b);
-    return typeof r === 'object' ? this.#waiter.settle(r, () => `${what} on rank ${pe}`) : r;
+    const ep = this.#endpoint(pe);
+    const r = ep.atomic(op, dtypeOf(arr), arr.byteOffset + index * arr.BYTES_PER_ELEMENT, a, b);
+    if (typeof r !== 'object') return r;
+    if (ep.fence !== undefined) this.#unflushed.add(ep); // in flight: a fence() orders it before later puts
+    return this.#waiter.settle(r, () => `${what} on rank ${pe}`);
   }
 
   /** Waits until this rank's `arr[index] <cmp> value` holds (OpenSHMEM wait_until). */

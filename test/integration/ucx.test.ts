@@ -86,7 +86,7 @@ const expectedAtomics = (big: boolean, unsigned: boolean): unknown[] => {
 
 function checkOps(r: Record<string, unknown>): void {
   expect(r.error).toBeUndefined();
-  expect(r).toMatchObject({ putGetSmall: true, putGetLarge: true, fenceCompletes: true, fenceOrder: true, msgSmall: true, msgEmpty: true, msgLarge: true, msgOrder: true, remoteChecksumOk: true });
+  expect(r).toMatchObject({ putGetSmall: true, putGetLarge: true, fenceCompletes: true, fenceOrder: true, fenceAtomic: true, msgSmall: true, msgEmpty: true, msgLarge: true, msgOrder: true, remoteChecksumOk: true });
   expect(r.atomics).toEqual({ i32: expectedAtomics(false, false), u32: expectedAtomics(false, true), i64: expectedAtomics(true, false), u64: expectedAtomics(true, true) });
   expect(r.big).toBe(`${(1n << 62n) + 12345n}n`);
   expect(r.u32high).toBe(0xfffffff0);

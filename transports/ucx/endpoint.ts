@@ -56,9 +56,9 @@ export class UcxEndpoint implements Endpoint {
   #rkey = -1;
   #name = 'ucx';
   #closed = false;
-  /** Puts issued since the last flush: as our own active messages, as UCP puts. */
+  /** Issued since the last flush: puts as our own active messages; UCP's puts or atomics still in flight. */
   #amPuts = false;
-  #ucpPuts = false;
+  #ucpOps = false;
   /** A fence() came after active-message puts still in flight: a UCP put after it completes them first. */
   #fenced = false;
 
@@ -116,7 +116,7 @@ export class UcxEndpoint implements Endpoint {
     if (am) this.#amPuts = true;
     else {
       if (this.#fenced) this.#flushNow();
-      this.#ucpPuts = true;
+      this.#ucpOps = true;
     }
     return am;
   }
@@ -132,7 +132,7 @@ export class UcxEndpoint implements Endpoint {
    */
   fence(): void {
     if (this.#ep < 0) return;
-    if (this.#ucpPuts) this.#flushNow();
+    if (this.#ucpOps) this.#flushNow();
     else if (this.#amPuts) this.#fenced = true;
   }
 
@@ -146,10 +146,10 @@ export class UcxEndpoint implements Endpoint {
       if (slot >= 0) waits.push(this.#transport.awaitFlushNow(slot, this.peer));
       this.#amPuts = false;
     }
-    if (this.#ucpPuts || !this.#transport.putsAsMessages) {
+    if (this.#ucpOps || !this.#transport.putsAsMessages) {
       const slot = this.#onSlot((s) => this.#ucx.flush(this.#ep, s));
       if (slot >= 0) waits.push(this.#transport.awaitFlushNow(slot, this.peer));
-      this.#ucpPuts = false;
+      this.#ucpOps = false;
     }
     this.#fenced = false;
     // done throws what a flush failed with (a refused put, the peer lost).
@@ -226,6 +226,8 @@ export class UcxEndpoint implements Endpoint {
       this.#transport.giveSlot(slot);
       return v;
     }
+    // In flight: a fence completes it before the puts after it (a UCP flush does).
+    this.#ucpOps = true;
     return this.#transport.awaitAtomic(slot, this.peer, width);
   }
 
@@ -238,9 +240,9 @@ export class UcxEndpoint implements Endpoint {
     if (this.#ep < 0) return undefined; // nothing was ever issued
     this.#transport.throwFailedPut();
     const am = this.#amPuts;
-    const ucp = this.#ucpPuts || !this.#transport.putsAsMessages;
+    const ucp = this.#ucpOps || !this.#transport.putsAsMessages;
     this.#amPuts = false;
-    this.#ucpPuts = false;
+    this.#ucpOps = false;
     this.#fenced = false;
     const acks = am ? this.#flushWith((slot) => this.#ucx.flushPuts(this.#ep, slot)) : undefined;
     let ucpFlush: Promise<void> | undefined;
