@@ -50,6 +50,8 @@ export class World extends Team {
   readonly #transports: readonly TransportInstance[];
   /** Endpoints with puts that complete only at a flush (quiet and barrier flush them). */
   readonly #unflushed = new Set<Endpoint>();
+  /** Endpoints that had an atomic in flight since the last fence: it orders them too (quiet and barriers do not wait for them). */
+  readonly #atomicsSinceFence = new Set<Endpoint>();
   /** The flushes of quiet() calls still on their way: a later quiet() (and barrier) waits for them too. */
   #flushing: Promise<unknown> | null = null;
   /** Peer views of each allocation, by world rank (null: not made yet). */
@@ -122,19 +124,15 @@ export class World extends Team {
     this.#ckpt.protect(name, array);
   }
 
-  /**
-   * Collective: fills the protected arrays from the newest intact committed
-   * epoch of the job (mprun --job NAME) and returns it; null on a fresh start.
-   */
+  /** Collective: fills the protected arrays from the newest intact committed epoch of the job (mprun --job NAME) and returns it; null on a fresh start. */
   restore(): Promise<number | null> {
     return this.#checkpointCall('restore()', () => this.#ckpt.restore());
   }
 
   /**
-   * Collective: makes the protected arrays durable on the checkpoint targets as
-   * a new epoch; resolves once committed. With `{ async: true }` it returns once
-   * they are copied aside; the next checkpoint, checkpointWait() or finalize
-   * commits that epoch.
+   * Collective: makes the protected arrays durable on the checkpoint targets as a new epoch; resolves once
+   * committed. With `{ async: true }` it returns once they are copied aside; the next checkpoint,
+   * checkpointWait() or finalize commits that epoch.
    */
   checkpoint(opts: CheckpointOptions = {}): Promise<CheckpointInfo> {
     return this.#checkpointCall('checkpoint()', () => this.#ckpt.checkpoint(opts));
@@ -148,9 +146,8 @@ export class World extends Team {
   // --- symmetric heap --------------------------------------------------------
 
   /**
-   * Collective: allocates `length` elements of `Type` on the symmetric heap of
-   * every rank, at the same offset everywhere. Zero-filled. Like shmem_malloc
-   * it ends with a barrier, so peers may put into it as soon as it returns.
+   * Collective: allocates `length` elements of `Type` on the symmetric heap of every rank, at the same
+   * offset everywhere. Zero-filled. Like shmem_malloc it ends with a barrier, so peers may put into it at once.
    */
   alloc<T extends TypedArray>(Type: TypedArrayConstructor<T>, length: number): T {
     this.#live();
@@ -306,6 +303,8 @@ export class World extends Team {
     this.#live();
     native().fence();
     for (const ep of this.#unflushed) ep.fence?.();
+    for (const ep of this.#atomicsSinceFence) if (!this.#unflushed.has(ep)) ep.fence?.();
+    this.#atomicsSinceFence.clear();
   }
 
   /** @internal one atomic on `pe`'s element, after every check (RemoteAtomics). */
@@ -319,7 +318,7 @@ export class World extends Team {
     const ep = this.#endpoint(pe);
     const r = ep.atomic(op, dtypeOf(arr), arr.byteOffset + index * arr.BYTES_PER_ELEMENT, a, b);
     if (typeof r !== 'object') return r;
-    if (ep.fence !== undefined) this.#unflushed.add(ep); // in flight: a fence() orders it before later puts
+    if (ep.fence !== undefined) this.#atomicsSinceFence.add(ep);
     return this.#waiter.settle(r, () => `${what} on rank ${pe}`);
   }
 

@@ -141,6 +141,8 @@ const flag64 = world.alloc(BigInt64Array, 2);
 await world.atomics.set(flag, 0, 7, right);
 await world.waitUntil(flag, 0, '==', 7);
 await world.atomics.add(flag64, 0, 5n, right);
+// Awaited atomics leave nothing to complete: a synchronous barrier is not refused after them.
+world.barrierSync();
 await world.waitUntil(flag64, 0, '>=', 5n);
 await world.waitUntil(flag, 0, '!=', 0);
 await world.waitUntil(flag, 0, '>', 6);
