@@ -80,10 +80,11 @@ describe('LazyEndpoint', () => {
     const refusing = new Refusing(3, heap.buffer as ArrayBuffer, new ArrayBuffer(64), { arrived: () => undefined });
     lazy.put(0, Int32Array.of(5));
     lazy.fence();
+    lazy.put(4, Int32Array.of(6)); // after the fence: flushed all the same
     const flushed = lazy.flush();
     lazy.bindTo(refusing);
     await expect(flushed).rejects.toThrow(/a put was refused there/);
-    expect(heap[0]).toBe(5);
+    expect([heap[0], heap[1]]).toEqual([5, 6]);
     // Reported once; bound now, the fence goes straight through and its error to its caller.
     expect(lazy.flush()).toBeUndefined();
     expect(() => lazy.fence()).toThrow(/a put was refused there/);

@@ -394,12 +394,16 @@ export class LazyEndpoint implements Endpoint {
     return this.#later((ep) => this.#flushBound(ep));
   }
 
-  /** The bound endpoint's flush, or what a queued fence failed with first. */
+  /** The bound endpoint's flush; rejected, once it is done, with what a queued fence failed with first. */
   #flushBound(ep: Endpoint): Promise<void> | undefined {
     const e = this.#fenceError;
     if (e === null) return ep.flush();
     this.#fenceError = null;
-    return Promise.reject(e);
+    // The puts after the fence are flushed all the same: the caller's quiet counts them done.
+    const fail = (): never => {
+      throw e;
+    };
+    return Promise.resolve(ep.flush()).then(fail, fail);
   }
 
   send(tag: number, dtype: number, payload: TypedArray, stable: boolean): SendCompletion {
