@@ -216,7 +216,7 @@ void ProgressThread() {
   for (;;) {
     if (st->stop.load(std::memory_order_acquire)) return;
     // The rank polls (or is inside a call into the worker): nap rather than wait for the lock.
-    bool polling = NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs && !RankSleeps();
+    bool polling = (NowNs() - st->lastMainProgress.load(std::memory_order_relaxed) < kIdleNs && !RankSleeps()) || st->mainWaiting.load(std::memory_order_relaxed) > 0;
     if (polling || !st->workerLock.try_lock()) {
       // The nap is a futex wait on the sleeping word, which the rank sets and
       // wakes just before it sleeps (runtime/wait.ts): the thread then serves it

@@ -170,6 +170,7 @@ struct State {
   std::atomic<uint32_t> arms{0};  // arm() calls that armed the worker (the wake thread waits for the next)
   std::atomic<bool> stop{false};
   std::atomic<int64_t> lastMainProgress{0};
+  std::atomic<int> mainWaiting{0};  // the rank's threads waiting for workerLock (WorkerLock)
   int epollFd = -1;
   // Bumped by every completion, arriving message and endpoint failure (whichever
   // thread's progress ran it): the progress thread compares it around its progress.
@@ -194,16 +195,15 @@ extern State* st;
 // this lock and the thread's doubling naps (ucx-lib.cc), two-sided latency
 // across the namespace link went from 38 us one way to 23-28 us (19 us without
 // the thread), medians of 5 alternating runs.
-int64_t NowNs();
-
 class WorkerLock {
  public:
   WorkerLock() : held_(st != nullptr && st->progressing) {
-    // Marked as polling first: the progress thread then naps instead of taking the lock again
-    // (a mutex is not handed over, and a yield does nothing for a rank on the other core).
-    if (held_) {
-      st->lastMainProgress.store(NowNs(), std::memory_order_relaxed);
+    // Counted while it waits: the progress thread then naps instead of taking the lock again (a
+    // mutex is not handed over, and a yield does nothing for a rank on the other core).
+    if (held_ && !st->workerLock.try_lock()) {
+      st->mainWaiting.fetch_add(1, std::memory_order_relaxed);
       st->workerLock.lock();
+      st->mainWaiting.fetch_sub(1, std::memory_order_relaxed);
     }
   }
   ~WorkerLock() {
@@ -233,6 +233,7 @@ extern int32_t* ctl;
 inline void StoreRelease(int32_t* p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 size_t ControlBytes();
 void EnsureControl();
+int64_t NowNs();
 
 void SendCallback(void* request, ucs_status_t status, void* user);
 void WaitCallback(void* request, ucs_status_t status, void* user);
