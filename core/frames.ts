@@ -14,6 +14,8 @@
  *   +16 u32 offset low   +20 u32 offset high   +24 u32 length   +28 i32 arg
  */
 export const HEADER_BYTES = 32;
+/** The largest AUTH payload a server takes: nothing bigger is read before the secret is checked. */
+export const MAX_AUTH_PAYLOAD = 1024;
 
 export interface Header {
   bytes: number;

@@ -8,7 +8,8 @@
 //
 // Wire (little-endian), after the client's hello {u32 kHelloMagic, u32 n, n
 // bytes of the job secret}, checked in constant time before anything else is
-// read (a wrong or malformed hello closes that connection):
+// read (a wrong or malformed hello closes that connection, as one that has not
+// come whole within the auth timeout):
 //   request 32 bytes: u32 target (variable id, or kHeapTarget | world rank),
 //     u8 op (amo.h Op), u8 dtype (core/codec DTYPE_CTORS index + 1), u16 0,
 //     u64 byte offset, 8 bytes operand a (a get's or put's length), 8 bytes
@@ -19,17 +20,15 @@
 // The memory is what the agent's JavaScript and the node's ranks map too: the
 // atomics are the hardware's, atomic with respect to theirs, and a change to a
 // variable bumps its page's version as VarMemory.bump does.
-#include "amo.h"
+#include "amo-server.h"
 #include "words.h"
 #include <algorithm>
 #include <arpa/inet.h>
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
-#include <mutex>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,75 +36,16 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
-#include <thread>
 #include <unistd.h>
-#include <unordered_map>
-#include <vector>
 
 namespace mprun::amo {
 namespace {
 
-constexpr size_t kPageBytes = 4096;
-// A client that does not read its replies is dropped rather than buffered for.
-constexpr size_t kMaxOut = 1 << 20;
-
-struct Variable {
-  uint8_t* versions;  // u32 per page
-  uint8_t* data;      // the variable's bytes (the home's copy of its homed pages)
-  uint64_t bytes;
-  uint32_t pages;
-};
-
-// A rank of this node's symmetric heap, and its doorbell (control segment words), rung
-// for WAKE_HEAP after every operation as ControlSegment.ring does (runtime/wait.ts).
-struct Heap {
-  uint8_t* base;
-  uint64_t bytes;
-  int32_t* sleeping;
-  int32_t* door;
-  int32_t wake;
-};
-
-struct Connection {
-  bool authenticated = false;
-  std::vector<uint8_t> in;
-  std::vector<uint8_t> out;
-  // A get's bytes, sent straight from the heap after `out` (the heaps stay mapped
-  // until the server stops); no request is read while they are being sent.
-  const uint8_t* tail = nullptr;
-  size_t tailLen = 0;
-  // A put's bytes still to come, received straight into the heap (putTo null: a refused
-  // put's, read and dropped); its heap's doorbell is rung once they are all there.
-  uint8_t* putTo = nullptr;
-  size_t putLeft = 0;
-  const Heap* putHeap = nullptr;
-  uint32_t putFailure = kOk;  // the first refused put since the last flush
-  bool watchingOut = false;  // EPOLLOUT registered (replies the socket did not take yet)
-};
-
-struct Server {
-  int listenFd = -1;
-  int epollFd = -1;
-  int wakeFd = -1;
-  std::string secret;
-  uint32_t nodeIndex = 0;
-  uint32_t nnodes = 1;
-  uint64_t spinNs = 0;  // how long the thread polls after an event before it sleeps (amo.h WaitEvents)
-  std::mutex lock;  // guards vars and heaps (registered by the agent's JavaScript thread)
-  std::unordered_map<uint32_t, Variable> vars;
-  std::unordered_map<uint32_t, Heap> heaps;  // by world rank
-  std::unordered_map<int, Connection> conns;
-  std::atomic<bool> stop{false};
-  std::thread thread;
-};
-
-// By handle; null once stopped. Never destroyed: a process that exits with a server still
-// running must not run ~thread on its thread (std::terminate).
-auto& servers = *new std::vector<std::unique_ptr<Server>>();
-
 constexpr uint64_t kListenKey = ~0ull;
 constexpr uint64_t kWakeKey = ~0ull - 1;
+constexpr uint64_t kAuthTimerKey = ~0ull - 2;
 
 uint32_t Serve(Server* s, const uint8_t* q, uint8_t* old) {
   uint32_t id;
@@ -294,6 +234,35 @@ bool Pump(Server* s, int fd, Connection& c) {
   }
 }
 
+// Arms the auth timer to ring in `ns` (at least 1 ns: 0 would disarm it).
+void ArmAuthTimer(Server* s, uint64_t ns) {
+  itimerspec t{};
+  ns = std::max<uint64_t>(ns, 1);
+  t.it_value.tv_sec = time_t(ns / 1000000000ull);
+  t.it_value.tv_nsec = long(ns % 1000000000ull);
+  timerfd_settime(s->authTimerFd, 0, &t, nullptr);
+  s->authTimerArmed = true;
+}
+
+// Drops the connections whose hello is overdue: one that never authenticates holds a
+// descriptor and its buffer for ever otherwise (the controller's rule, core/wire.ts).
+void DropOverdue(Server* s) {
+  uint64_t fired;
+  [[maybe_unused]] ssize_t r = read(s->authTimerFd, &fired, sizeof fired);
+  s->authTimerArmed = false;
+  const uint64_t now = words::NowNs();
+  uint64_t next = UINT64_MAX;
+  std::vector<int> overdue;
+  for (const auto& [fd, c] : s->conns) {
+    if (c.authenticated) continue;
+    uint64_t due = c.acceptedNs + s->authTimeoutNs;
+    if (due <= now) overdue.push_back(fd);
+    else next = std::min(next, due - now);
+  }
+  for (int fd : overdue) Drop(s, fd);
+  if (next != UINT64_MAX) ArmAuthTimer(s, next);
+}
+
 void Loop(Server* s) {
   epoll_event evs[64];
   uint8_t buf[64 * 1024];
@@ -304,6 +273,10 @@ void Loop(Server* s) {
     for (int i = 0; i < k; i++) {
       uint64_t key = evs[i].data.u64;
       if (key == kWakeKey) continue;
+      if (key == kAuthTimerKey) {
+        DropOverdue(s);
+        continue;
+      }
       if (key == kListenKey) {
         for (;;) {
           int fd = accept4(s->listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -314,7 +287,10 @@ void Loop(Server* s) {
           ev.events = EPOLLIN;
           ev.data.u64 = uint64_t(fd);
           epoll_ctl(s->epollFd, EPOLL_CTL_ADD, fd, &ev);
-          s->conns.emplace(fd, Connection{});
+          Connection c;
+          c.acceptedNs = words::NowNs();
+          s->conns.emplace(fd, std::move(c));
+          if (!s->authTimerArmed) ArmAuthTimer(s, s->authTimeoutNs);
         }
         continue;
       }
@@ -354,6 +330,53 @@ void Loop(Server* s) {
   }
 }
 
+
+}  // namespace
+
+const char* StartServer(Server* s, const std::string& host, uint16_t* port, int* err, std::string* detail) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+  int gai = getaddrinfo(host.c_str(), "0", &hints, &res);
+  if (gai != 0) {
+    *err = 0;
+    *detail = gai_strerror(gai);
+    return "getaddrinfo";
+  }
+  const char* failed = nullptr;
+  // The first call that fails, with its errno taken before anything else can change it.
+  auto check = [&](bool ok, const char* call) {
+    if (failed == nullptr && !ok) {
+      failed = call;
+      *err = errno;
+    }
+  };
+  s->listenFd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  check(s->listenFd >= 0, "socket");
+  if (failed == nullptr) check(bind(s->listenFd, res->ai_addr, res->ai_addrlen) == 0, "bind");
+  freeaddrinfo(res);
+  if (failed == nullptr) check(listen(s->listenFd, 128) == 0, "listen");
+  sockaddr_storage a{};
+  socklen_t alen = sizeof a;
+  if (failed == nullptr) check(getsockname(s->listenFd, reinterpret_cast<sockaddr*>(&a), &alen) == 0, "getsockname");
+  if (failed == nullptr) check((s->epollFd = epoll_create1(EPOLL_CLOEXEC)) >= 0, "epoll_create1");
+  if (failed == nullptr) check((s->wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0, "eventfd");
+  if (failed == nullptr) check((s->authTimerFd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) >= 0, "timerfd_create");
+  if (failed != nullptr) {
+    for (int fd : {s->listenFd, s->epollFd, s->wakeFd, s->authTimerFd}) if (fd >= 0) close(fd);
+    return failed;
+  }
+  *port = ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  for (auto [fd, key] : {std::pair{s->listenFd, kListenKey}, {s->wakeFd, kWakeKey}, {s->authTimerFd, kAuthTimerKey}}) {
+    ev.data.u64 = key;
+    epoll_ctl(s->epollFd, EPOLL_CTL_ADD, fd, &ev);
+  }
+  s->thread = std::thread(Loop, s);
+  return nullptr;
+}
+
 void StopServer(Server* s) {
   s->stop.store(true, std::memory_order_release);
   uint64_t one = 1;
@@ -364,136 +387,7 @@ void StopServer(Server* s) {
   close(s->listenFd);
   close(s->epollFd);
   close(s->wakeFd);
+  close(s->authTimerFd);
 }
-
-Server* ServerOf(Napi::Env env, Napi::Value v) {
-  uint32_t h = v.As<Napi::Number>().Uint32Value();
-  if (h >= servers.size() || servers[h] == nullptr) {
-    ThrowCode(env, "ERR_MPRUN_ARG", "no atomics server " + std::to_string(h));
-    return nullptr;
-  }
-  return servers[h].get();
-}
-
-// amoServe(host, secret, nodeIndex, nnodes, spinUs): { handle, port } of a server listening on
-// host (port chosen by the kernel), polling for spinUs after each event before it sleeps.
-Napi::Value AmoServe(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string host = info[0].As<Napi::String>().Utf8Value();
-  auto s = std::make_unique<Server>();
-  s->secret = info[1].As<Napi::String>().Utf8Value();
-  s->nodeIndex = info[2].As<Napi::Number>().Uint32Value();
-  s->nnodes = std::max(1u, info[3].As<Napi::Number>().Uint32Value());
-  s->spinNs = words::BudgetNs(info[4].As<Napi::Number>().DoubleValue() * 1000);
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
-  int gai = getaddrinfo(host.c_str(), "0", &hints, &res);
-  if (gai != 0) return ThrowCode(env, "ERR_MPRUN_ARG", "atomics server: bad host " + host + ": " + gai_strerror(gai));
-  s->listenFd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int err = s->listenFd < 0 ? errno : 0;
-  if (err == 0 && bind(s->listenFd, res->ai_addr, res->ai_addrlen) != 0) err = errno;
-  freeaddrinfo(res);
-  if (err == 0 && listen(s->listenFd, 128) != 0) err = errno;
-  sockaddr_storage a{};
-  socklen_t alen = sizeof a;
-  if (err == 0 && getsockname(s->listenFd, reinterpret_cast<sockaddr*>(&a), &alen) != 0) err = errno;
-  if (err != 0) {
-    if (s->listenFd >= 0) close(s->listenFd);
-    return ThrowErrno(env, "ERR_MPRUN_SYSTEM", err, "listen", "atomics server on " + host);
-  }
-  uint16_t port = ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
-  s->epollFd = epoll_create1(EPOLL_CLOEXEC);
-  s->wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kListenKey;
-  epoll_ctl(s->epollFd, EPOLL_CTL_ADD, s->listenFd, &ev);
-  ev.data.u64 = kWakeKey;
-  epoll_ctl(s->epollFd, EPOLL_CTL_ADD, s->wakeFd, &ev);
-  Server* raw = s.get();
-  s->thread = std::thread(Loop, raw);
-  servers.push_back(std::move(s));
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("handle", double(servers.size() - 1));
-  out.Set("port", double(port));
-  return out;
-}
-
-// The server of info[0] and the memory of info[2] (the register calls); false with an exception pending.
-bool ServerAndMemory(const Napi::CallbackInfo& info, Server** s, uint8_t** base, size_t* length) {
-  *s = ServerOf(info.Env(), info[0]);
-  return *s != nullptr && BytesOf(info.Env(), info[2], base, length);
-}
-
-// amoRegister(handle, id, segment, versionsOffset, dataOffset, pages, bytes): serve variable `id`.
-// The segment stays mapped until amoUnregister (the agent detaches it only after).
-Napi::Value AmoRegister(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Server* s; uint8_t* base; size_t length;
-  if (!ServerAndMemory(info, &s, &base, &length)) return env.Undefined();
-  uint64_t versions = uint64_t(info[3].As<Napi::Number>().DoubleValue());
-  uint64_t data = uint64_t(info[4].As<Napi::Number>().DoubleValue());
-  uint32_t pages = info[5].As<Napi::Number>().Uint32Value();
-  uint64_t bytes = uint64_t(info[6].As<Napi::Number>().DoubleValue());
-  if (versions + 4ull * pages > length || data + uint64_t(pages) * kPageBytes > length || bytes > uint64_t(pages) * kPageBytes) {
-    return ThrowCode(env, "ERR_MPRUN_ARG", "amoRegister: the layout is outside the segment");
-  }
-  std::lock_guard<std::mutex> g(s->lock);
-  s->vars[info[1].As<Napi::Number>().Uint32Value()] = Variable{base + versions, base + data, bytes, pages};
-  return env.Undefined();
-}
-
-// amoRegisterHeap(handle, worldRank, heap, ctrlWords, sleepingIndex, doorIndex, wake): serve
-// atomics on that rank's heap (mapped, as the control segment, until the server stops).
-Napi::Value AmoRegisterHeap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Server* s; uint8_t* base; size_t length;
-  if (!ServerAndMemory(info, &s, &base, &length)) return env.Undefined();
-  size_t nwords = 0;
-  int32_t* words = words::Int32s(info[3], &nwords);
-  int64_t sleeping = info[4].As<Napi::Number>().Int64Value(), door = info[5].As<Napi::Number>().Int64Value();
-  if (words == nullptr || sleeping < 0 || door < 0 || size_t(sleeping) >= nwords || size_t(door) >= nwords) {
-    return ThrowCode(env, "ERR_MPRUN_ARG", "amoRegisterHeap: the doorbell is outside the control words");
-  }
-  std::lock_guard<std::mutex> g(s->lock);
-  s->heaps[info[1].As<Napi::Number>().Uint32Value() & ~kHeapTarget] = Heap{base, length, words + sleeping, words + door, info[6].As<Napi::Number>().Int32Value()};
-  return env.Undefined();
-}
-
-Napi::Value AmoUnregister(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Server* s = ServerOf(env, info[0]);
-  if (s == nullptr) return env.Undefined();
-  std::lock_guard<std::mutex> g(s->lock);
-  s->vars.erase(info[1].As<Napi::Number>().Uint32Value());
-  return env.Undefined();
-}
-
-Napi::Value AmoStop(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Server* s = ServerOf(env, info[0]);
-  if (s == nullptr) return env.Undefined();
-  StopServer(s);
-  servers[info[0].As<Napi::Number>().Uint32Value()].reset();
-  return env.Undefined();
-}
-
-}  // namespace
 
 }  // namespace mprun::amo
-
-namespace mprun {
-
-void InitAmo(Napi::Env env, Napi::Object exports) {
-  Napi::Object amo = Napi::Object::New(env);
-  amo.Set("serve", Napi::Function::New(env, amo::AmoServe));
-  amo.Set("register", Napi::Function::New(env, amo::AmoRegister));
-  amo.Set("unregister", Napi::Function::New(env, amo::AmoUnregister));
-  amo.Set("registerHeap", Napi::Function::New(env, amo::AmoRegisterHeap));
-  amo.Set("stop", Napi::Function::New(env, amo::AmoStop));
-  amo::InitClient(env, amo);
-  exports.Set("amo", amo);
-}
-
-}  // namespace mprun

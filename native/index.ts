@@ -172,8 +172,11 @@ export interface NativeBinding {
 // ---- shared-variable atomics (native/amo-server.cc) ----
 
 export interface NativeAmo {
-  /** Starts a serving thread listening on `host` (a numeric address; port chosen by the kernel), polling for `spinUs` after each event before it sleeps. */
-  serve(host: string, secret: string, nodeIndex: number, nnodes: number, spinUs: number): { handle: number; port: number };
+  /**
+   * Starts a serving thread listening on `host` (a numeric address; port chosen by the kernel), polling for `spinUs`
+   * after each event before it sleeps, closing a connection whose hello has not come whole within `authTimeoutMs`.
+   */
+  serve(host: string, secret: string, nodeIndex: number, nnodes: number, spinUs: number, authTimeoutMs: number): { handle: number; port: number };
   /** Serves variable `id` from its segment (mapped until unregister): its page versions, data, pages and byte length. */
   register(handle: number, id: number, segment: ArrayBuffer, versionsOffset: number, dataOffset: number, pages: number, bytes: number): void;
   unregister(handle: number, id: number): void;

@@ -326,6 +326,8 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
       ['garbage', [Buffer.from('GET / HTTP/1.1\r\n\r\n'.repeat(3))], /frame|version|bounds/],
       ['wrong secret', [auth('x'.repeat(d.secret.length))], /wrong secret/],
       ['version 99', [bad], /version 99/],
+      // Refused on its header: nothing bigger than a secret is read before the secret is checked.
+      ['oversized auth', [RPMEM_PROTOCOL.frame(RpmemFrame.AUTH, { id: 1 }, Buffer.alloc(2048))], /AUTH of 2048 bytes \(at most 1024\)/],
       ['write before auth', [RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 4096, arg: crc32c(outside) }, outside)], /WRITE before AUTH/],
       ['lane of a pool not open', [auth(d.secret), RPMEM_PROTOCOL.frame(RpmemFrame.LANE, { id: 2, target: 999, arg: 0 })], /not open/],
       ['write into the header', [auth(d.secret), lane, RPMEM_PROTOCOL.frame(RpmemFrame.WRITE, { offset: 0, arg: crc32c(outside) }, outside)], /outside the pool's data area/],

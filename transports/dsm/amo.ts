@@ -17,6 +17,7 @@
  */
 import { eventLoopTurn } from '../../core/turns.js';
 import { MprunError } from '../../core/errors.js';
+import { AUTH_TIMEOUT_MS } from '../../core/wire.js';
 import { native } from '../../native/index.js';
 import type { VarMemory } from './layout.js';
 
@@ -70,9 +71,12 @@ export class AmoServer {
     this.port = port;
   }
 
-  /** Listens on `host` (a numeric address), polling for `spinMicros` after each event; throws MprunError when it cannot. */
-  static start(host: string, secret: string, nodeIndex: number, nnodes: number, spinMicros: number): AmoServer {
-    const { handle, port } = native().amo.serve(host, secret, nodeIndex, nnodes, spinMicros);
+  /**
+   * Listens on `host` (a numeric address), polling for `spinMicros` after each event, closing a connection that has
+   * not shown the secret within `authTimeoutMs`; throws MprunError when it cannot.
+   */
+  static start(host: string, secret: string, nodeIndex: number, nnodes: number, spinMicros: number, authTimeoutMs = AUTH_TIMEOUT_MS): AmoServer {
+    const { handle, port } = native().amo.serve(host, secret, nodeIndex, nnodes, spinMicros, authTimeoutMs);
     return new AmoServer(handle, port);
   }
 

@@ -15,7 +15,7 @@
  */
 import { secretMatches } from '../../core/wire.js';
 import type { TypedArray } from '../../core/types.js';
-import { DsmFrame, frame, FrameParser, HEADER_BYTES, ProtocolError, typeName, type Header } from './frames.js';
+import { DsmFrame, frame, FrameParser, HEADER_BYTES, MAX_AUTH_PAYLOAD, ProtocolError, typeName, type Header } from './frames.js';
 import type { NodeHeaps } from './node-heaps.js';
 import type { PageHomes } from './page-homes.js';
 import type { MessageRelay } from './relay.js';
@@ -44,8 +44,6 @@ export interface ConnectionEnds {
   close(reason: string): void;
 }
 
-/** Largest payload of AUTH, and of VAR_REGISTER and SEM frames. */
-const MAX_AUTH_BYTES = 1024;
 const MAX_SMALL_REQUEST_BYTES = 4096;
 
 /** Frames answered by a reply (so a refusal is answered with ERROR). */
@@ -100,7 +98,7 @@ export class DataConnection {
     this.#refusal = null;
     if (this.#peer < 0) {
       if (h.type !== DsmFrame.AUTH) throw new ProtocolError(`first frame was ${typeName(h.type)}, not AUTH`);
-      if (h.bytes - HEADER_BYTES > MAX_AUTH_BYTES) throw new ProtocolError('oversized AUTH frame');
+      if (h.bytes - HEADER_BYTES > MAX_AUTH_PAYLOAD) throw new ProtocolError('oversized AUTH frame');
       return null;
     }
     try {

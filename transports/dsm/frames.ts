@@ -11,7 +11,7 @@
  */
 import { FrameParser as GenericParser, FrameProtocol, type FrameHandler, type HeaderFields } from '../../core/frames.js';
 
-export { HEADER_BYTES, ProtocolError, type FrameHandler, type Header } from '../../core/frames.js';
+export { HEADER_BYTES, MAX_AUTH_PAYLOAD, ProtocolError, type FrameHandler, type Header } from '../../core/frames.js';
 
 export const DSM_VERSION = 2;
 /** Largest payload of one frame; larger puts, gets and messages are split by the client. */

@@ -14,6 +14,7 @@
  */
 import { cpus } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
+import { AUTH_TIMEOUT_MS } from '../../core/wire.js';
 import { WAKE_MESSAGE, type ControlSegment } from '../shm/control.js';
 import { DoorWatch } from '../shm/door.js';
 import { NodeQueues } from '../shm/queue.js';
@@ -33,6 +34,8 @@ export interface ServiceOptions {
   nnodes: number;
   secret: string;
   log(message: string): void;
+  /** How long a connection may take to show the secret (AUTH_TIMEOUT_MS; shorter in tests). */
+  authTimeoutMs?: number;
 }
 
 /** The parts of the service, over this node's control segment and ranks. */
@@ -62,6 +65,15 @@ export class DsmService {
     this.#log = o.log;
     this.#options = o;
     this.#services = dataServices(o);
+  }
+
+  get #authTimeoutMs(): number {
+    return this.#options.authTimeoutMs ?? AUTH_TIMEOUT_MS;
+  }
+
+  /** The port of the native thread serving one-sided operations (0: none; atomics stay on the data connections). */
+  get atomicsPort(): number {
+    return this.#services.amoPort;
   }
 
   /** Listens on a TCP host (port chosen by the kernel) or a Unix socket path; returns the address for ranks. */
@@ -104,7 +116,7 @@ export class DsmService {
     const o = this.#options;
     if (o.nnodes < 2) return;
     try {
-      this.#atomics = AmoServer.start(host, o.secret, o.nodeIndex, o.nnodes, serverSpinMicros(o.ranks.length, cpus().length));
+      this.#atomics = AmoServer.start(host, o.secret, o.nodeIndex, o.nnodes, serverSpinMicros(o.ranks.length, cpus().length), this.#authTimeoutMs);
     } catch (e) {
       this.#log(`atomics stay on the data connections: ${(e as Error).message}`);
       return;
@@ -117,6 +129,11 @@ export class DsmService {
   #accept(socket: Socket): void {
     this.#sockets.add(socket);
     socket.setNoDelay(true);
+    const close = (reason: string): void => {
+      const peer = connection.peer;
+      this.#log(`closed a data connection from ${socket.remoteAddress ?? 'a local socket'}${peer >= 0 ? ` (rank ${peer})` : ''}: ${reason}`);
+      socket.destroy();
+    };
     const connection: DataConnection = new DataConnection(this.#services, {
       write(...chunks) {
         if (socket.destroyed) return;
@@ -128,15 +145,17 @@ export class DsmService {
         for (const c of chunks) socket.write(c);
         socket.uncork();
       },
-      close: (reason) => {
-        const peer = connection.peer;
-        this.#log(`closed a data connection from ${socket.remoteAddress ?? 'a local socket'}${peer >= 0 ? ` (rank ${peer})` : ''}: ${reason}`);
-        socket.destroy();
-      },
+      close,
     });
     socket.on('data', (chunk: Buffer) => connection.push(chunk));
     socket.on('error', () => socket.destroy());
+    // One that never shows the secret holds a descriptor and its buffer for ever otherwise (core/wire.ts's rule).
+    const timeout = this.#authTimeoutMs;
+    const deadline = setTimeout(() => {
+      if (connection.peer < 0) close(`no AUTH within ${timeout / 1000} s`);
+    }, timeout).unref();
     socket.on('close', () => {
+      clearTimeout(deadline);
       connection.lost();
       this.#sockets.delete(socket);
     });

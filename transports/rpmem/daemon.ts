@@ -17,7 +17,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
-import { FrameParser, ProtocolError, type Header } from '../../core/frames.js';
+import { FrameParser, HEADER_BYTES, MAX_AUTH_PAYLOAD, ProtocolError, type Header } from '../../core/frames.js';
+import { AUTH_TIMEOUT_MS } from '../../core/wire.js';
 import type { DaemonLog } from './header-store.js';
 import type { OpenPool } from './open-pool.js';
 import { errnoNumber, RpmemFrame, RPMEM_PROTOCOL } from './protocol.js';
@@ -134,6 +135,8 @@ export class RpmemDaemon {
       {
         begin: (h) => {
           if (role === null && h.type !== RpmemFrame.AUTH) throw new ProtocolError(`${RPMEM_PROTOCOL.typeName(h.type)} before AUTH`);
+          // Nothing bigger than a secret is buffered for a peer that has not shown one.
+          if (role === null && h.bytes - HEADER_BYTES > MAX_AUTH_PAYLOAD) throw new ProtocolError(`AUTH of ${h.bytes - HEADER_BYTES} bytes (at most ${MAX_AUTH_PAYLOAD})`);
           return null;
         },
         end: (h, payload) => {
@@ -167,7 +170,7 @@ export class RpmemDaemon {
       RPMEM_PROTOCOL,
     );
     let laneStarted = false;
-    const authTimer = setTimeout(() => role === null && close('no AUTH within 10 s'), 10_000);
+    const authTimer = setTimeout(() => role === null && close(`no AUTH within ${AUTH_TIMEOUT_MS / 1000} s`), AUTH_TIMEOUT_MS);
     s.on('data', (d: Buffer) => {
       try {
         const rest = parser.push(d);
