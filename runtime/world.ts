@@ -8,7 +8,7 @@ import { MprunError, isMprunError } from '../core/errors.js';
 import { dtypeOf } from '../core/codec.js';
 import { isTypedArray, isTypedArrayCtor, type AtomicArray, type Comparison, type TypedArray, type TypedArrayConstructor } from '../core/types.js';
 import { native } from '../native/index.js';
-import type { AtomicOpCode, Endpoint, TransportInstance } from '../transports/endpoint.js';
+import { flushAll, type AtomicOpCode, type Endpoint, type TransportInstance } from '../transports/endpoint.js';
 import { openSharedMemory, type AgentLinks, type SharedMemory } from '../transports/registry.js';
 import { checkAtomicValue, comparator, RemoteAtomics } from './atomics.js';
 import type { RuntimeConfig } from './config.js';
@@ -254,7 +254,7 @@ export class World extends Team {
     this.#live();
     native().fence();
     if (this.#unflushed.size !== 0) {
-      this.#flushing = Promise.all([this.#flushing, ...[...this.#unflushed].map((ep) => ep.flush())]);
+      this.#flushing = flushAll(this.#unflushed, this.#flushing) ?? null;
       this.#unflushed.clear();
     }
     const flushing = this.#flushing;

@@ -116,3 +116,29 @@ export interface TransportInstance {
   busy(): boolean;
   close(): void;
 }
+
+/**
+ * Flushes every endpoint of `endpoints` and waits for `pending` too (an
+ * earlier quiet's flushes): settles once every flush has, rejecting then with
+ * the first failure. A flush that throws at once neither stops the others nor
+ * leaves their later rejections unhandled (a quiet returning while puts were
+ * still on their way, or a rank killed by a rejection nobody awaited).
+ * undefined: nothing to wait for.
+ */
+export function flushAll(endpoints: Iterable<Endpoint>, pending: Promise<unknown> | null = null): Promise<unknown> | undefined {
+  const waits: Promise<unknown>[] = pending === null ? [] : [pending];
+  let failure: { error: unknown } | null = null;
+  for (const ep of endpoints) {
+    try {
+      const f = ep.flush();
+      if (f !== undefined) waits.push(f);
+    } catch (e) {
+      failure ??= { error: e };
+    }
+  }
+  if (failure === null && waits.length <= 1) return waits[0];
+  return Promise.allSettled(waits).then((settled) => {
+    if (failure !== null) throw failure.error;
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  });
+}

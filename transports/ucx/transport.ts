@@ -9,7 +9,7 @@
  */
 import { MprunError } from '../../core/errors.js';
 import type { TypedArray } from '../../core/types.js';
-import type { EndpointCaps, MessageSink, SendCompletion, TransportInstance } from '../endpoint.js';
+import { flushAll, type EndpointCaps, type MessageSink, type SendCompletion, type TransportInstance } from '../endpoint.js';
 import { native } from '../../native/index.js';
 import type { NativeUcx } from '../../native/index.js';
 import { cardCheck, toBase64 } from './card.js';
@@ -187,12 +187,7 @@ export class UcxTransport implements TransportInstance, SlotOwner {
     this.throwFailedPut();
     if (this.putsAsMessages) {
       // Our own puts are acknowledged per endpoint; UCP's worker flush knows nothing of them.
-      const flushes: Promise<void>[] = [];
-      for (const ep of this.#endpoints) {
-        const f = ep.flush();
-        if (f !== undefined) flushes.push(f);
-      }
-      return flushes.length === 0 ? undefined : Promise.all(flushes).then(() => undefined);
+      return flushAll(this.#endpoints)?.then(() => undefined);
     }
     const slot = this.takeSlot();
     let pending: 0 | 1;
