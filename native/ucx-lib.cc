@@ -54,6 +54,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <dlfcn.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -213,6 +214,7 @@ void ProgressThread() {
   // kMaxNapNs, and at once when it sleeps (the futex below).
   long napNs = kNapNs;
   int64_t servedAt = 0;
+  bool armFailed = false;
   for (;;) {
     if (st->stop.load(std::memory_order_acquire)) return;
     // The rank polls (or is inside a call into the worker): nap rather than wait for the lock.
@@ -245,7 +247,7 @@ void ProgressThread() {
     const int64_t now = NowNs();
     if (did > 0) servedAt = now;
     const bool spin = st->spinNs > 0 && now - servedAt < st->spinNs;
-    ucs_status_t s = spin ? UCS_OK : api.ucp_worker_arm(st->worker);
+    ucs_status_t s = spin ? UCS_OK : st->failArm ? UCS_ERR_IO_ERROR : api.ucp_worker_arm(st->worker);
     st->workerLock.unlock();
     // Rung only now, with the worker's lock released: the rank woken here may
     // take this thread's core at once, and the first thing it does is use the
@@ -260,7 +262,16 @@ void ProgressThread() {
       continue;
     }
     if (s == UCS_ERR_BUSY) continue;
-    if (s != UCS_OK) return;
+    if (s != UCS_OK) {
+      // No event fd to sleep on: the thread serves by polling, a round a millisecond, and says
+      // so once. It returned here before, silently: the rank's peers then waited on it for as
+      // long as it computed, and a message to a sleeping rank for the end of its 20 ms slice.
+      if (!armFailed) dprintf(2, "mprun: the UCX progress thread cannot arm the worker's event fd (ucp_worker_arm: %s); it polls every millisecond instead\n", StatusString(s));
+      armFailed = true;
+      timespec ms{0, 1'000'000};
+      nanosleep(&ms, nullptr);
+      continue;
+    }
     epoll_wait(st->epollFd, &ev, 1, 100);
   }
 }

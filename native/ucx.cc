@@ -119,6 +119,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   st->worker = worker;
   st->efd = efd;
   st->twoThreads = wa.thread_mode != UCS_THREAD_MODE_SINGLE;
+  st->failArm = getenv("MPRUN_UCX_FAIL_ARM") != nullptr;
   st->spinNs = spinUs > 0 ? static_cast<int64_t>(std::min(spinUs, 1e6) * 1000) : 0;  // at most a second
 
   ucp_am_handler_param_t hp{};

@@ -166,6 +166,7 @@ struct State {
   std::thread thread;
   bool progressing = false;  // the thread progresses the worker (SERIALIZED mode), not only watches it
   int64_t spinNs = 0;        // how long the progress thread polls after serving before it sleeps (open's spinUs)
+  bool failArm = false;      // MPRUN_UCX_FAIL_ARM (tests): the progress thread's ucp_worker_arm reports an I/O error
   std::mutex workerLock;     // WorkerLock below
   std::atomic<uint32_t> arms{0};  // arm() calls that armed the worker (the wake thread waits for the next)
   std::atomic<bool> stop{false};

@@ -146,6 +146,13 @@ describe.skipIf(missing !== null)('UCX transport, two processes', () => {
     expect(active.result.ms as number).toBeLessThan(1500);
   });
 
+  it("serves the target by polling when its progress thread cannot arm the worker's event fd, and says so", async () => {
+    const { active, passive } = await pair('busy-atomic', { UCX_TLS: 'tcp', MPRUN_TEST_THREAD: '1', MPRUN_TEST_BUSY_MS: '3000', MPRUN_UCX_FAIL_ARM: '1' }, 'busy');
+    expect(active.result.progressThread).toBe(true);
+    expect(active.result.ms as number).toBeLessThan(1500);
+    expect(passive.stderr).toMatch(/UCX progress thread cannot arm the worker's event fd \(ucp_worker_arm: .+\); it polls every millisecond instead/);
+  });
+
   it('an unreachable peer and a damaged card: clear errors naming the rank, no hang', async () => {
     const cards = mkdtempSync(join(dir, 'cards-'));
     const gone = await runPeer('gone', cards, 'ops', { UCX_TLS: 'tcp' });
