@@ -7,7 +7,7 @@
  * lane port.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync, readdirSync, truncateSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -255,6 +255,18 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     await remove('node1', 'bad.set', { ...opts(), force: true, poolSet: true });
     expect(existsSync(part)).toBe(false);
     expect(existsSync(backup)).toBe(false);
+  });
+
+  it("refuses a pool whose header says more bytes than its set's parts now hold", async () => {
+    writeFileSync(join(dir, 'cut.set'), 'PMEMPOOLSET\n4M cut.part0\n');
+    const pool = await create('node1', 'cut.set', 4 * MiB, { attr: attr(), ...opts() });
+    const size = pool.descriptor().size;
+    await pool.close();
+    // The set edited and its part cut to match: both agree, the header does not.
+    writeFileSync(join(dir, 'cut.set'), 'PMEMPOOLSET\n2M cut.part0\n');
+    truncateSync(join(dir, 'cut.part0'), 2 * MiB);
+    const why = await rejects(open('node1', 'cut.set', opts()), 'EINVAL');
+    expect(why).toBe(`${join(dir, 'cut.set')}: the pool header says ${size} bytes, the set's parts hold ${2 * MiB} (EINVAL)`);
   });
 
   it('a failed persist is never acknowledged and poisons the pool: every later call reports it (sticky)', async () => {

@@ -139,6 +139,9 @@ export class PoolRegistry {
         // Part 0 has a header unless NOHDRS.
         if (first === null) throw new Refusal('EINVAL', `${path}: part 0 has no header`);
         if (first.parts !== set.parts.length) throw new Refusal('EINVAL', `${path}: the pool was created with ${first.parts} part(s), the set now lists ${set.parts.length}`);
+        // A set edited, and its parts cut to match, since the pool was made: its header's size
+        // would let writes and reads past the parts' ends.
+        if (first.poolSize > size) throw new Refusal('EINVAL', `${path}: the pool header says ${first.poolSize} bytes, the set's parts hold ${size}`);
         size = first.poolSize;
         attr = first.attr;
       }
