@@ -10,7 +10,7 @@
  */
 import { isMprunError } from '../core/errors.js';
 import { list, open, remove, type DaemonEndpoint, type RpmemPool } from '../transports/rpmem/client.js';
-import { jobSetName, rankSetName, readCommitRecords, readDescriptor, readSlot, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
+import { commitKey, jobSetName, newestCommitFirst, rankSetName, readCommitRecords, readDescriptor, readSlot, VerifyError, type CommitRecord } from '../transports/rpmem/store.js';
 import { checkJobName, defaultTarget, jobsOn, parseCheckpointTarget, startTargets, type CheckpointTarget } from './ckpt.js';
 import { formatBytes, ProgressBar } from './progress.js';
 import { randomHex } from '../core/random.js';
@@ -131,7 +131,7 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
       }
       return 0;
     }
-    const epochs = new Map<number, EpochHealth>();
+    const epochs = new Map<string, EpochHealth>();
     const damage: Damage = new Set();
     /** Targets with rank pools but no job pool: a run that stopped before its first commit. */
     const uncommitted: string[] = [];
@@ -156,8 +156,8 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
       nranks = r.nranks;
       for (const n of r.notes) log(`${ep.label}: ${n}`);
       for (const rec of r.records) {
-        const have = epochs.get(rec.epoch) ?? { record: rec, health: new Map<string, string>() };
-        epochs.set(rec.epoch, have);
+        const have = epochs.get(commitKey(rec)) ?? { record: rec, health: new Map<string, string>() };
+        epochs.set(commitKey(rec), have);
         const total = action === 'verify' ? rec.totalBytes : 0;
         const bar = action === 'verify' ? new ProgressBar(`verifying epoch ${rec.epoch} on ${label}`, total) : null;
         have.health.set(label, await checkEpoch(ep, job, rec, action === 'verify', bar, { bytes: 0 }, damage));
@@ -178,7 +178,8 @@ export async function checkpointsMain(argv: readonly string[]): Promise<number> 
       else process.stdout.write(`job ${job}: no checkpoints on ${where}\n`);
       return action === 'verify' ? 1 : 0;
     }
-    const sorted = [...epochs.values()].sort((a, b) => b.record.epoch - a.record.epoch);
+    // Newest first, as a restart picks (diverged histories may hold epochs of the same number).
+    const sorted = [...epochs.values()].sort((a, b) => newestCommitFirst(a.record, b.record));
     process.stdout.write(`job ${job}: ${nranks} ranks, ${sorted.length} committed epoch(s)\n`);
     process.stdout.write(`${'epoch'.padStart(7)}  ${'committed'.padEnd(19)}  ${'bytes'.padStart(10)}  replicas\n`);
     for (const e of sorted) {

@@ -10,7 +10,7 @@ import { isAbsolute, join } from 'node:path';
 import { native, packageRoot } from '../native/index.js';
 import { isMprunError } from '../core/errors.js';
 import { daemonCommand, open, spawnDaemon, sshArgv, type DaemonEndpoint } from '../transports/rpmem/client.js';
-import { jobSetName, ranksOf, readCommitRecords, type CommitRecord } from '../transports/rpmem/store.js';
+import { jobSetName, newestCommitFirst, ranksOf, readCommitRecords, type CommitRecord } from '../transports/rpmem/store.js';
 import { shellQuote, shellWords } from '../core/shell.js';
 import { isLocalHost } from './hosts.js';
 import { formatBytes } from './progress.js';
@@ -121,7 +121,7 @@ export async function committedState(endpoints: DaemonEndpoint[], job: string): 
     try {
       state ??= { nranks: ranksOf(pool.attr), newest: null };
       const newest = (await readCommitRecords(pool, pool.attr, 'commit record').catch(() => null))?.records[0] ?? null;
-      if (newest !== null && (state.newest === null || newest.epoch > state.newest.epoch)) state.newest = newest;
+      if (newest !== null && (state.newest === null || newestCommitFirst(newest, state.newest) < 0)) state.newest = newest;
     } finally {
       await pool.close();
     }

@@ -12,8 +12,10 @@
  *   4. only then does every rank flip its superblock to e.
  * A crash anywhere before 3 leaves e - 1 restorable (its slot was not written);
  * after 3, restore rolls the superblocks forward. Restore takes the newest
- * committed epoch whose every chunk verifies on some replica, else the one
- * before, reporting what failed; with none it stops with a clear message.
+ * commit (by the time it was made: replicas that runs reached apart may hold
+ * diverged histories, store.ts newestCommitFirst) whose every chunk verifies
+ * on some replica, else the one before, reporting what failed; with none it
+ * stops with a clear message.
  *
  * Asynchronous mode copies the arrays aside and returns; checksums and
  * transfer run in a piscina worker (its own lanes to the same pools), and the
@@ -35,6 +37,8 @@ import {
   poolSizeFor,
   rankSetName,
   readCommitRecords,
+  commitKey,
+  newestCommitFirst,
   readDescriptor,
   readSlot,
   recordAt,
@@ -165,7 +169,7 @@ export class Checkpointer {
   }
 
   async #readRecords(job: string): Promise<Array<{ record: CommitRecord; replicas: number[] }> | { error: string }> {
-    const byEpoch = new Map<number, { record: CommitRecord; replicas: number[] }>();
+    const commits = new Map<string, { record: CommitRecord; replicas: number[] }>();
     for (const r of this.#alive()) {
       try {
         r.job ??= await open(r.endpoint, jobSetName(job), { nlanes: LANES });
@@ -187,12 +191,12 @@ export class Checkpointer {
       }
       for (const note of read.notes) process.stderr.write(`mprun: job ${job}: ${note}\n`);
       for (const rec of read.records) {
-        const have = byEpoch.get(rec.epoch);
-        if (have === undefined) byEpoch.set(rec.epoch, { record: rec, replicas: [r.index] });
+        const have = commits.get(commitKey(rec));
+        if (have === undefined) commits.set(commitKey(rec), { record: rec, replicas: [r.index] });
         else have.replicas.push(r.index);
       }
     }
-    return [...byEpoch.values()].sort((a, b) => b.record.epoch - a.record.epoch);
+    return [...commits.values()].sort((a, b) => newestCommitFirst(a.record, b.record));
   }
 
   /** Reads and verifies this rank's slot of epoch E; code 2: ok, 1: failed verification, 0: unusable (layout). */

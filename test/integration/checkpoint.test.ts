@@ -339,6 +339,34 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(readdirSync(a)).toEqual([]);
   }, 90_000);
 
+  it('replicas whose histories diverged (runs that each reached one): the history the latest run continued is restored', async () => {
+    const a = join(base, 'fork-a');
+    const b = join(base, 'fork-b');
+    const run = (targets: string[], epochs: number): ReturnType<typeof runMprun> =>
+      runMprun(['-n', '2', '--ckpt-mkdir', '--job', 'fork', ...targets.flatMap((t) => ['--ckpt-target', `localhost:${t}`]), ckptApp, '--kib', '64', '--epochs', String(epochs)]);
+    const both = await run([a, b], 2);
+    expect(both.code, both.stderr).toBe(0);
+    // Only A reached: epochs 3 to 6 there. Then only B: from its epoch 2, epochs 3 and 4 there.
+    const onA = await run([a], 6);
+    expect(onA.code, onA.stderr).toBe(0);
+    expect(onA.stdout).toContain(`committed epoch 6 (`);
+    const onB = await run([b], 4);
+    expect(onB.code, onB.stderr).toBe(0);
+    expect(onB.stdout).toContain('rank 0 restored epoch 2 intact');
+    // Both again: B's epoch 4 is what the latest run left, though A holds epochs 5 and 6 of the history left before.
+    const again = await run([a, b], 5);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('rank 0 restored epoch 4 intact');
+    expect(again.stdout).toContain('rank 1 restored epoch 4 intact');
+    expect(again.stdout).toContain(`committed epoch 5 (`);
+    // Epoch 5 of the latest history is on both now, and listed first.
+    const list = await runMprun(['checkpoints', 'list', '--job', 'fork', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`]);
+    expect(list.code, list.stdout).toBe(0);
+    const rows = list.stdout.split('\n').filter((l) => /^\s+\d+ /.test(l));
+    expect(rows[0], list.stdout).toMatch(new RegExp(`^\\s+5 .*localhost:${a} ok, localhost:${b} ok`));
+    await runMprun(['checkpoints', 'remove', '--job', 'fork', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`]);
+  }, 120_000);
+
   it('asynchronous checkpoints: finalize commits the last one, and a restart restores it', async () => {
     const dir = join(base, 'async');
     const args = ['-n', '2', '--ckpt-mkdir', '--job', 'async', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '2048', '--async'];

@@ -92,6 +92,25 @@ export interface CommitRecord {
   generations: number[];
 }
 
+/**
+ * The identity of a commit across replicas. Its epoch alone is not: a run that
+ * reached only some replicas went on from what they held, and another run that
+ * reached only the others went on from theirs, each numbering its commits on
+ * from the epoch it restored (diverged histories with epochs of the same number).
+ */
+export function commitKey(r: CommitRecord): string {
+  return `${r.epoch}@${r.time}`;
+}
+
+/**
+ * Newest commit first, by the time rank 0 committed it, then by epoch. Not by
+ * epoch first: of two diverged histories the one the latest run continued
+ * wins, though the other reached a higher epoch before it was left.
+ */
+export function newestCommitFirst(a: CommitRecord, b: CommitRecord): number {
+  return b.time - a.time || b.epoch - a.epoch;
+}
+
 /** A checkpoint that fails verification: what failed, for the report. */
 export class VerifyError extends Error {}
 
@@ -251,7 +270,7 @@ export async function readCommitRecords(pool: RpmemLanes, attr: PoolAttr | null,
       if (!e.message.includes('no commit record')) notes.push(e.message);
     }
   }
-  return { nranks, records: records.sort((a, b) => b.epoch - a.epoch), notes };
+  return { nranks, records: records.sort(newestCommitFirst), notes };
 }
 
 /** The commit record in `bytes` (a whole record area), or a VerifyError. */
