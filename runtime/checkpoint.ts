@@ -64,6 +64,13 @@ export class Checkpointer {
   /** The last committed (or restored) epoch; 0: none. */
   #epoch = 0;
   #restored = false;
+  /**
+   * Rank 0: the latest commit time it has read or written. Commits are stamped
+   * after it (a Lamport clock over rank 0's wall clock): restore orders commits
+   * by time, and a run whose rank 0's clock is behind the last run's must still
+   * stamp its epochs as the newer ones.
+   */
+  #lastCommitTime = 0;
   /** This rank's pool generation, and the last epoch each generation holds. */
   #gen = 0;
   readonly #genEpochs = new Map<number, number>();
@@ -191,6 +198,7 @@ export class Checkpointer {
       }
       for (const note of read.notes) process.stderr.write(`mprun: job ${job}: ${note}\n`);
       for (const rec of read.records) {
+        this.#lastCommitTime = Math.max(this.#lastCommitTime, rec.time);
         const have = commits.get(commitKey(rec));
         if (have === undefined) commits.set(commitKey(rec), { record: rec, replicas: [r.index] });
         else have.replicas.push(r.index);
@@ -422,7 +430,8 @@ export class Checkpointer {
     const jobBytes = all.reduce((s, a) => s + a.total, 0);
     let written = 0;
     if (rank === 0) {
-      const record = encodeRecord({ epoch, nranks: comm.size, totalBytes: jobBytes, time: Date.now(), digests: all.map((a) => a.digest), generations: all.map((a) => a.gen) });
+      this.#lastCommitTime = Math.max(Date.now(), this.#lastCommitTime + 1);
+      const record = encodeRecord({ epoch, nranks: comm.size, totalBytes: jobBytes, time: this.#lastCommitTime, digests: all.map((a) => a.digest), generations: all.map((a) => a.gen) });
       await Promise.all(
         this.#replicas.map(async (r) => {
           if (!(agreed & (1 << r.index)) || !r.alive) return;

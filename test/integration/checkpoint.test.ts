@@ -7,7 +7,7 @@
  * `mprun checkpoints` tools. Nothing may be left behind on any path.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -366,6 +366,26 @@ describe('checkpoint/restart of jobs (world.protect/restore/checkpoint)', () => 
     expect(rows[0], list.stdout).toMatch(new RegExp(`^\\s+5 .*localhost:${a} ok, localhost:${b} ok`));
     await runMprun(['checkpoints', 'remove', '--job', 'fork', '--ckpt-target', `localhost:${a}`, '--ckpt-target', `localhost:${b}`]);
   }, 120_000);
+
+  it("a run whose clock is behind the last one's still commits the newer epochs (commit times never go back)", async () => {
+    const dir = join(base, 'clock');
+    // Every rank of the second run sees a wall clock an hour behind (a rank 0 on another host, an NTP step).
+    const behind = join(base, 'clock-behind.mjs');
+    writeFileSync(behind, 'const real = Date.now;\nDate.now = () => real() - 3_600_000;\n');
+    const run = (epochs: number, env: Record<string, string> = {}): ReturnType<typeof runMprun> =>
+      runMprun(['-n', '2', '--ckpt-mkdir', '--job', 'clock', '--ckpt-target', `localhost:${dir}`, ckptApp, '--kib', '64', '--epochs', String(epochs)], { env });
+    const first = await run(2);
+    expect(first.code, first.stderr).toBe(0);
+    const second = await run(3, { MPRUN_NODE_ARGS: `--import ${behind}` });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain('rank 0 restored epoch 2 intact');
+    expect(second.stdout).toContain('committed epoch 3 (');
+    // Epoch 3 is the newest, though its rank 0 read a clock an hour behind epoch 2's.
+    const third = await run(4);
+    expect(third.code, third.stderr).toBe(0);
+    expect(third.stdout).toContain('rank 0 restored epoch 3 intact');
+    await runMprun(['checkpoints', 'remove', '--job', 'clock', '--ckpt-target', `localhost:${dir}`]);
+  }, 60_000);
 
   it('asynchronous checkpoints: finalize commits the last one, and a restart restores it', async () => {
     const dir = join(base, 'async');
