@@ -265,8 +265,11 @@ describe('mprun/rpmem (librpmem API, local target over RPMEM_SSH)', () => {
     // The set edited and its part cut to match: both agree, the header does not.
     writeFileSync(join(dir, 'cut.set'), 'PMEMPOOLSET\n2M cut.part0\n');
     truncateSync(join(dir, 'cut.part0'), 2 * MiB);
+    // Its header's backup gone: an open would make it again, a refused one writes nothing.
+    rmSync(join(dir, 'cut.part0.hdr'));
     const why = await rejects(open('node1', 'cut.set', opts()), 'EINVAL');
     expect(why).toBe(`${join(dir, 'cut.set')}: the pool header says ${size} bytes, the set's parts hold ${2 * MiB} (EINVAL)`);
+    expect(existsSync(join(dir, 'cut.part0.hdr'))).toBe(false);
   });
 
   it('a failed persist is never acknowledged and poisons the pool: every later call reports it (sticky)', async () => {

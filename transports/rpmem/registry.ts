@@ -128,12 +128,14 @@ export class PoolRegistry {
       const repairs: string[] = [];
       if (set.headers !== 'none') {
         let first: PoolHeader | null = null;
+        // Repairs are written only once the pool is known to open: a refused one is left as it was.
+        const fixes: Array<() => void> = [];
         for (let i = 0; i < parts.length; i++) {
           if (!partHasHeader(set, i)) continue;
           const file = set.parts[i]!.path;
           const backup = readBackup(backupPathOf(file));
           const { header, fix } = recoverHeader(parts[i]!.bytes, backup, i, file);
-          fixHeader(parts[i]!, file, backup, fix, repairs, this.#opts);
+          fixes.push(() => fixHeader(parts[i]!, file, backup, fix, repairs, this.#opts));
           if (i === 0) first = header;
         }
         // Part 0 has a header unless NOHDRS.
@@ -144,6 +146,7 @@ export class PoolRegistry {
         if (first.poolSize > size) throw new Refusal('EINVAL', `${path}: the pool header says ${first.poolSize} bytes, the set's parts hold ${size}`);
         size = first.poolSize;
         attr = first.attr;
+        for (const fix of fixes) fix();
       }
       const pool = new OpenPool(this.#nextPool++, path, set, parts, size, attr, lockFd, this.#lanes(req.nlanes));
       this.#register(pool, owner);
