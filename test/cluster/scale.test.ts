@@ -58,12 +58,12 @@ describe.skipIf(why !== null)('collectives on 8 nodes x 2 ranks', () => {
     }, 180_000);
 
     // The whole collective app once, in the default (fast) mode with ranks filling nodes: 16
-    // ranks on 2 cores take minutes, and CI's run has a budget. The reproducible fold runs the
+    // ranks and 8 agents on 2 cores take about 50 s, and CI's run has a budget. The reproducible fold runs the
     // rank API app here and every collective in process for p = 1..17 in every placement
     // (runtime/coll/msg.test.ts); test/cluster/dsm.test.ts runs both placements on 2 nodes.
     for (const mapBy of reproducible === '0' ? ['slot'] : []) {
       it(`passes every collective, ranks by ${mapBy} (MPRUN_COLL_REPRODUCIBLE=${reproducible})`, async () => {
-        // 16 ranks on this machine's cores: minutes, not seconds.
+        // 16 ranks on this machine's cores: most of a minute (small collectives 10-15 ms each).
         const r = await runMprun(['--hostfile', cluster.hostfile, '--map-by', mapBy, '--timeout', '500', '-x', `MPRUN_COLL_REPRODUCIBLE=${reproducible}`, app('coll.ts')], { env, killAfterMs: 540_000 });
         expect(r.stderr).toBe('');
         expect(r.code).toBe(0);
