@@ -25,6 +25,8 @@ export interface PendingRecv {
   message: Message | null;
   /** recvInto's buffer: a matching typed message is assembled straight into it. */
   into: TypedArray | null;
+  /** Matched by a large message whose first fragment arrived: nothing else may take it (its buffer fills). */
+  claimed: boolean;
 }
 
 /** A tag as hang reports name it: user tags by number, the runtime's own as internal. */
@@ -67,6 +69,12 @@ export function filled<T extends TypedArray>(into: T, bytes: number, dtype: numb
   // From length and the type code: V8 does not inline byteLength (codec.ts, typedCode).
   const bpe = DTYPE_BYTES[dtype]!;
   return bytes === into.length * bpe ? into : (into.subarray(0, bytes / bpe) as T);
+}
+
+/** Where a message of `dtype` and `bytes` lands in `into`: its filled prefix; null for another type or too little room (a fresh array then). */
+export function landing(into: TypedArray | null, dtype: number, bytes: number): TypedArray | null {
+  if (into === null || dtypeOf(into) !== dtype || into.length * DTYPE_BYTES[dtype]! < bytes) return null;
+  return filled(into, bytes, dtype);
 }
 
 /** Whether a received message's data is the prefix of `into` (it was assembled there). */

@@ -8,9 +8,9 @@
  * Messages between one pair never overtake each other: sends to one
  * destination post in call order.
  *
- * Sending: each destination's endpoint (transports/endpoint.ts) carries the
- * message. A send the endpoint cannot finish at once (a full queue, a large
- * message streaming as fragments) completes as its transport progresses.
+ * Sending (send.ts): each destination's endpoint (transports/endpoint.ts)
+ * carries the message; a send it cannot finish at once completes as its
+ * transport progresses.
  *
  * Progress: pending sends and receives that cannot match at once are pending
  * operations. Every wait of this rank, whatever it waits for, drives all of
@@ -29,22 +29,19 @@
  * across nodes): they never match a user's receive, ANY_TAG included, and wait
  * in their own queues for takeInternal().
  */
-import { allocate, decodeFrom, DTYPE_BYTES, DTYPE_MSGPACK, dtypeOf, encode, finish, moveCtor } from '../core/codec.js';
+import { allocate, decodeFrom, DTYPE_MSGPACK, dtypeOf, finish, moveCtor } from '../core/codec.js';
 import { MprunError } from '../core/errors.js';
 import { native } from '../native/index.js';
 import type { TypedArray } from '../core/types.js';
 import { RECV_EMPTY, RECV_NOT_THIS, type NodeQueues, type RecordSink } from '../transports/shm/queue.js';
 import { WAKE_MESSAGE } from '../transports/shm/control.js';
 import type { ShmMessages } from '../transports/shm/messages.js';
-import type { Endpoint, MessageSink, SendCompletion, TransportInstance } from '../transports/endpoint.js';
-import { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, InternalMessages, checkRecv, checkSend, describeRecv, describeTag, filled, intoResult, landedIn, matches, matchesPair, type Message, type PendingRecv } from './matching.js';
+import type { Endpoint, MessageSink, TransportInstance } from '../transports/endpoint.js';
+import { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, InternalMessages, checkRecv, describeRecv, filled, intoResult, landedIn, landing, matches, matchesPair, type Message, type PendingRecv } from './matching.js';
+import { Sender } from './send.js';
 import type { Waiter } from './wait.js';
 
 export { ANY_SOURCE, ANY_TAG, INTERNAL_TAG, type Message } from './matching.js';
-
-const DONE: Promise<void> = Promise.resolve();
-/** What a synchronous send that cannot reach its destination's node yet is called in the error. */
-const SEND_SYNC = (): string => 'sendSync';
 
 /** What the matching engine works with: the rank's inbox, its endpoints, and the transports that carry its messages. */
 export interface MessagingParts {
@@ -68,9 +65,10 @@ export interface MessagingParts {
 
 export class Messenger implements RecordSink, MessageSink {
   readonly #size: number;
+  /** The sending side (send.ts). */
+  readonly sends: Sender;
   readonly #queues: NodeQueues;
   readonly #waiter: Waiter;
-  readonly #endpoints: readonly Endpoint[];
   readonly #shm: ShmMessages;
   readonly #others: readonly TransportInstance[];
   /** World rank of each local rank. */
@@ -79,9 +77,13 @@ export class Messenger implements RecordSink, MessageSink {
   readonly #internal = new InternalMessages();
   /** Posted receives not yet matched, in posting order. */
   readonly #recvs: PendingRecv[] = [];
-  /** Per local source: the large message being reassembled from its fragments. */
-  readonly #assembling: Array<{ from: number; tag: number; dtype: number; dst: TypedArray; filled: number } | null>;
+  /** Per local source: the large message being reassembled from its fragments, and the receive it matched. */
+  readonly #assembling: Array<{ from: number; tag: number; dtype: number; dst: TypedArray; filled: number; claim: PendingRecv | null } | null>;
   #lastPolled: Message | null = null;
+  /** The last poll completed a posted receive claimed by a large message. */
+  #claimDone = false;
+  /** The fast path's receive, claimed by a large message whose first fragment it polled. */
+  #fastClaim: PendingRecv | null = null;
   /** The recvInto being served by the synchronous fast path, if any (no allocation per call). */
   #fastInto: TypedArray | null = null;
   #fastSource = 0;
@@ -102,7 +104,7 @@ export class Messenger implements RecordSink, MessageSink {
     this.#size = p.size;
     this.#queues = p.inbox;
     this.#waiter = p.waiter;
-    this.#endpoints = p.endpoints;
+    this.sends = new Sender(p.size, p.endpoints, p.waiter);
     this.#shm = p.shm;
     this.#others = p.others;
     this.#worldOfLocal = p.worldOfLocal;
@@ -139,11 +141,34 @@ export class Messenger implements RecordSink, MessageSink {
     }
     this.#lastPolled = { data, source: from, tag };
   }
+  /**
+   * A large message is matched at its first fragment, as MPI matches on the
+   * envelope: the receive it matches is claimed, so that no message arriving
+   * between its fragments takes that receive or lands in its buffer (which the
+   * program had back while the rest of the fragments still landed there).
+   */
   first(ring: number, origin: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void {
     const from = origin >= 0 ? origin : this.#worldOfLocal[ring]!;
-    const dst = this.#destination(from, tag, dtype, totalBytes) ?? allocate(dtype, totalBytes);
-    this.#assembling[ring] = { from, tag, dtype, dst, filled: 0 };
+    const claim = this.#claim(from, tag);
+    const dst = (claim === null ? null : landing(claim.into, dtype, totalBytes)) ?? allocate(dtype, totalBytes);
+    this.#assembling[ring] = { from, tag, dtype, dst, filled: 0, claim };
     this.next(ring, view, byteOffset, byteLength);
+  }
+
+  /** The receive a message from `source` with `tag` matches now (the fast path's, or the earliest posted), claimed for it; or null. */
+  #claim(source: number, tag: number): PendingRecv | null {
+    if (tag >= INTERNAL_TAG) return null;
+    if (this.#fastInto !== null) {
+      if (this.#fastClaim !== null || !matchesPair(source, tag, this.#fastSource, this.#fastTag)) return null;
+      return (this.#fastClaim = { source: this.#fastSource, tag: this.#fastTag, message: null, into: this.#fastInto, claimed: true });
+    }
+    for (const r of this.#recvs) {
+      if (!r.claimed && matchesPair(source, tag, r.source, r.tag)) {
+        r.claimed = true;
+        return r;
+      }
+    }
+    return null;
   }
 
   /**
@@ -155,17 +180,16 @@ export class Messenger implements RecordSink, MessageSink {
     let into: TypedArray | null = null;
     if (tag >= INTERNAL_TAG) return null;
     if (this.#fastInto !== null) {
-      if (matchesPair(source, tag, this.#fastSource, this.#fastTag)) into = this.#fastInto;
+      if (this.#fastClaim === null && matchesPair(source, tag, this.#fastSource, this.#fastTag)) into = this.#fastInto;
     } else {
       for (const r of this.#recvs) {
-        if (matchesPair(source, tag, r.source, r.tag)) {
+        if (!r.claimed && matchesPair(source, tag, r.source, r.tag)) {
           into = r.into;
           break;
         }
       }
     }
-    if (into === null || dtypeOf(into) !== dtype || into.length * DTYPE_BYTES[dtype]! < bytes) return null;
-    return filled(into, bytes, dtype);
+    return landing(into, dtype, bytes);
   }
   next(source: number, view: TypedArray, byteOffset: number, byteLength: number): void {
     const a = this.#assembling[source];
@@ -173,53 +197,20 @@ export class Messenger implements RecordSink, MessageSink {
     const bpe = view.BYTES_PER_ELEMENT;
     (a.dst as Float64Array).set((view as Float64Array).subarray(byteOffset / bpe, (byteOffset + byteLength) / bpe), a.filled / bpe);
     a.filled += byteLength;
-    if (a.filled === a.dst.byteLength) {
-      this.#assembling[source] = null;
-      this.#lastPolled = { data: finish(a.dtype, a.dst), source: a.from, tag: a.tag };
+    if (a.filled !== a.dst.byteLength) return;
+    this.#assembling[source] = null;
+    const m: Message = { data: finish(a.dtype, a.dst), source: a.from, tag: a.tag };
+    const c = a.claim;
+    const i = c === null || c === this.#fastClaim ? -1 : this.#recvs.indexOf(c);
+    if (i < 0) {
+      // Unclaimed (the fast path's claim included: #tryRecv returns it), or a receive withdrawn since.
+      if (c !== null && c === this.#fastClaim) c.message = m;
+      this.#lastPolled = m;
+      return;
     }
-  }
-
-  // --- send --------------------------------------------------------------------
-
-  /**
-   * Not an async function: a send that posts at once (the common eager case)
-   * returns one shared resolved promise and costs no extra ticks. It resolves
-   * when `data` may be reused: once every byte is in the ring.
-   */
-  send(dest: number, data: unknown, tag = 0): Promise<void> {
-    checkSend(dest, tag, this.#size);
-    return this.#send(dest, data, tag);
-  }
-
-  /** As send, blocking this thread until `data` may be reused (an eager message: once it is in the ring). */
-  sendSync(dest: number, data: unknown, tag = 0): void {
-    checkSend(dest, tag, this.#size);
-    this.#waiter.checkSyncCall('sendSync');
-    // Another node's rank met for the first time: connected before the message is queued (nothing is, if it cannot be).
-    this.#endpoints[dest]!.connectSync?.(SEND_SYNC);
-    const s = this.#start(dest, data, tag, false);
-    if (!s.done) this.#waiter.blockUntil(() => s.done, WAKE_MESSAGE, () => `sendSync to rank ${dest}${describeTag(tag)}`);
-  }
-
-  /** Sends one of the runtime's own messages (tag >= INTERNAL_TAG); the data may be reused at once. */
-  sendInternal(dest: number, data: unknown, tag: number): void {
-    // Nobody waits for it: a send still completing when the world is finalized (the last
-    // barrier's message, over UCX) ends there quietly; any other failure stays loud.
-    this.#send(dest, data, tag, true).catch((e: unknown) => {
-      if (!(e instanceof MprunError && e.code === 'ERR_MPRUN_FINALIZED')) throw e;
-    });
-  }
-
-  #send(dest: number, data: unknown, tag: number, copy = false): Promise<void> {
-    const s = this.#start(dest, data, tag, copy);
-    return s.done ? DONE : this.#waiter.wait(() => s.done, WAKE_MESSAGE, () => `send to rank ${dest}${describeTag(tag)}`);
-  }
-
-  /** Hands the message to the endpoint of `dest`; `data` may be reused once the completion is done. */
-  #start(dest: number, data: unknown, tag: number, copy: boolean): SendCompletion {
-    const { dtype, payload } = encode(data);
-    // The packer's buffer is reused by the next encode: a msgpack payload is not stable (nor an internal one).
-    return this.#endpoints[dest]!.send(tag, dtype, payload, dtype !== DTYPE_MSGPACK && !copy);
+    this.#recvs.splice(i, 1);
+    c!.message = m;
+    this.#claimDone = true;
   }
 
   // --- receive -------------------------------------------------------------------
@@ -332,6 +323,9 @@ export class Messenger implements RecordSink, MessageSink {
             if ((i & 15) === 0 && n.nowMs() > until) break;
           }
         }
+      } catch (e) {
+        this.#dropFastClaim(); // no receive is posted to take it
+        throw e;
       } finally {
         this.#fastInto = null;
       }
@@ -340,9 +334,18 @@ export class Messenger implements RecordSink, MessageSink {
     return m;
   }
 
+  /** The fast path's claim, for a receive that is not posted after all: its message arrives unclaimed. */
+  #dropFastClaim(): void {
+    for (const a of this.#assembling) if (a !== null && a.claim === this.#fastClaim) a.claim = null;
+    this.#fastClaim = null;
+  }
+
   /** Posts a receive that the progress engine completes when its message arrives. */
   #post(source: number, tag: number, into: TypedArray | null): PendingRecv {
-    const r: PendingRecv = { source, tag, message: null, into };
+    // The fast path's receive, claimed by a large message still arriving: posted as it is.
+    const c = this.#fastClaim;
+    this.#fastClaim = null;
+    const r: PendingRecv = c ?? { source, tag, message: null, into, claimed: false };
     this.#recvs.push(r);
     return r;
   }
@@ -369,7 +372,7 @@ export class Messenger implements RecordSink, MessageSink {
     const recvs = this.#recvs;
     for (let i = 0; i < recvs.length; i++) {
       const r = recvs[i]!;
-      if (matches(m, r.source, r.tag)) {
+      if (!r.claimed && matches(m, r.source, r.tag)) {
         recvs.splice(i, 1);
         r.message = m;
         return true;
@@ -382,6 +385,7 @@ export class Messenger implements RecordSink, MessageSink {
   /** Takes one record from our queue; #lastPolled is the message it completed, if any (not an internal one). */
   #poll(): boolean {
     this.#lastPolled = null;
+    this.#claimDone = false;
     if (!this.#queues.poll(this)) return false;
     const m = this.#lastPolled as Message | null;
     if (m !== null && m.tag >= INTERNAL_TAG) {
@@ -389,6 +393,11 @@ export class Messenger implements RecordSink, MessageSink {
       this.#lastPolled = null;
     }
     return true;
+  }
+
+  /** Sends one of the runtime's own messages (Sender.sendInternal; the collectives across nodes). */
+  sendInternal(dest: number, data: unknown, tag: number): void {
+    this.sends.sendInternal(dest, data, tag);
   }
 
   /** Takes the first internal message from `source` with `tag`, polling the rings first; null if none yet. */
@@ -410,7 +419,7 @@ export class Messenger implements RecordSink, MessageSink {
   #drainAll(untilServed = false): boolean {
     let completed = false;
     while (this.#poll()) {
-      if (this.#lastPolled !== null && this.#arrived(this.#lastPolled)) {
+      if (this.#claimDone || (this.#lastPolled !== null && this.#arrived(this.#lastPolled))) {
         completed = true;
         if (untilServed && this.#recvs.length === 0) break;
       }
@@ -431,7 +440,12 @@ export class Messenger implements RecordSink, MessageSink {
     while (this.#poll()) {
       const m = this.#lastPolled;
       if (m === null) continue;
-      if (matchesPair(m.source, m.tag, source, tag)) return m;
+      const c = this.#fastClaim;
+      // Claimed by a large message: that one, once whole, and no other.
+      if (c === null ? matchesPair(m.source, m.tag, source, tag) : c.message === m) {
+        this.#fastClaim = null;
+        return m;
+      }
       this.#unexpected.push(m);
     }
     return null;

@@ -343,7 +343,7 @@ export class World extends Team {
     // Misuse rejects the promise (never a synchronous throw past .catch()).
     try {
       this.#live();
-      return this.#messenger.send(dest, data, tag);
+      return this.#messenger.sends.send(dest, data, tag);
     } catch (e) {
       return Promise.reject(sendError(e, dest, tag));
     }
@@ -353,7 +353,7 @@ export class World extends Team {
   sendSync(dest: number, data: unknown, tag = 0): void {
     this.#live();
     try {
-      this.#messenger.sendSync(dest, data, tag);
+      this.#messenger.sends.sendSync(dest, data, tag);
     } catch (e) {
       throw sendError(e, dest, tag);
     }
