@@ -178,7 +178,7 @@ Napi::Value Team(const Napi::CallbackInfo& info) {
   if (info[11].IsTypedArray() && info[11].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array && info[11].As<Napi::TypedArray>().ElementLength() >= 6) {
     t->args = info[11].As<Napi::Float64Array>().Data();
   }
-  if (!ok || t->stage == nullptr || t->args == nullptr || t->slots < 2 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
+  if (!ok || t->stage == nullptr || t->args == nullptr || t->slots < 2 || (t->slots & (t->slots - 1)) != 0 || t->headerBytes < 64 || t->slotBytes <= t->headerBytes) {
     delete t;
     return ThrowCode(env, "ERR_MPRUN_ARG", "collTeam: inconsistent team layout");
   }

@@ -137,7 +137,12 @@ export class ShmRounds {
     this.layout = layout;
     this.#i32 = layout.ctrl.i32;
     this.#headerBytes = Math.ceil((H_PARTS + 8 * (layout.size + 1) + 4 * layout.size) / 64) * 64;
-    this.slots = Math.max(2, Math.floor(layout.scratchBytes / (this.#headerBytes + 2 * layout.chunkBytes)));
+    // A power of two: round c's slot is (c mod 2^32) mod slots, and only then does round c + 2^32
+    // (the counter's wrap) keep the slot sequence. With 7 slots, 2^32 mod 7 = 4: after the wrap a
+    // round reused the slot of the round 4 before it, which a reader up to 7 behind could still be
+    // reading (hours into a job of tight collectives).
+    const fit = Math.max(2, Math.floor(layout.scratchBytes / (this.#headerBytes + 2 * layout.chunkBytes)));
+    this.slots = 2 ** Math.floor(Math.log2(fit));
     this.#slotBytes = Math.floor(layout.scratchBytes / this.slots / 64) * 64;
     if (this.#slotBytes < this.#headerBytes + 4096) throw new MprunError('ERR_MPRUN_ARG', `MPRUN_COLL_BANK of ${layout.scratchBytes / 2} bytes is too small for a team of ${layout.size}`);
     this.#u8 = new Array<Uint8Array | undefined>(layout.size).fill(undefined);

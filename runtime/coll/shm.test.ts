@@ -13,6 +13,7 @@ import { KIND, partsOf, type ReductionKind, type Ready, type Steps } from './eng
 import { REDUCE_OPS, type ReduceOp } from './ops.js';
 import { ALLREDUCE_FLAT_BYTES } from './shm-reduce.js';
 import { ShmCollectives, type CollectiveControl } from './shm.js';
+import { ShmRounds } from './shm-rounds.js';
 
 /** Small banks, so that modest values take several rounds and reuse slots: 2 slots of 64 KiB. */
 const BANK = 64 * 1024;
@@ -467,7 +468,7 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
   });
 
   it('a fast path polls its budget, then leaves the round to the steps; it rings sleepers; one that cannot fit a slot takes no round', () => {
-    const nd = node(3, { bank: 64 * 1024, chunk: 4096 });
+    const nd = node(3, { bank: 32 * 1024, chunk: 2048 }); // 8 slots of 8 KiB
     const [a, b, c] = nd.members as [ShmCollectives, ShmCollectives, ShmCollectives];
     // Member 0 alone: a barrier and an allreduce poll 200 us in vain and return undone.
     const t0 = performance.now();
@@ -653,5 +654,35 @@ describe('shared-memory collectives: layout and wake-ups', () => {
     expect(sync.map((r) => r.to).sort()).toEqual([1, 2]); // the root published once
     expect(nd.rings.filter((r) => r.wake === WAKE_ACK).length).toBe(3 * 2);
     expect(() => node(64, { bank: 4096, chunk: 4096 })).toThrow(/MPRUN_COLL_BANK of 4096 bytes is too small for a team of 64/);
+  });
+});
+
+describe('round slots', () => {
+  it('are a power of two, so that any run of as many rounds uses distinct slots, across the counter\'s wrap at 2^32 too', () => {
+    // The default bank and chunk (7 slots would fit), the tests' small banks, and a few others.
+    for (const [bank, chunk] of [[1 << 20, 128 << 10], [BANK, CHUNK], [256 << 10, 16 << 10], [4 << 20, 128 << 10], [3 << 20, 100 << 10]] as const) {
+      const i32 = new Int32Array(new SharedArrayBuffer(64));
+      const rounds = new ShmRounds({
+        ctrl: { i32, ring: () => undefined, doorIndex: () => 0, sleepingIndex: () => 0 },
+        me: 0,
+        size: 2,
+        worldRanks: [0, 1],
+        ackIndex: [8, 9],
+        dataIndex: [10, 11],
+        localRanks: [0, 1],
+        scratch: () => new ArrayBuffer(2 * bank),
+        scratchOffset: 0,
+        scratchBytes: 2 * bank,
+        chunkBytes: chunk,
+      });
+      const n = rounds.slots;
+      expect(n & (n - 1), `${n} slots (bank ${bank}, chunk ${chunk})`).toBe(0);
+      // The round counter is an int32 that wraps; rounds from 2^32 - 2n on, past 0.
+      for (let start = -2 * n; start <= n; start++) {
+        const used = new Set<number>();
+        for (let k = 0; k < n; k++) used.add(rounds.bank((start + k) | 0));
+        expect(used.size, `rounds ${start} to ${start + n - 1} of ${n} slots`).toBe(n);
+      }
+    }
   });
 });
