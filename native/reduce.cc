@@ -29,8 +29,10 @@ void Apply(T* __restrict d, const T* __restrict s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if constexpr (op == SUM) d[i] = static_cast<T>(static_cast<U>(d[i]) + static_cast<U>(s[i]));
     else if constexpr (op == PROD) d[i] = static_cast<T>(static_cast<U>(d[i]) * static_cast<U>(s[i]));
-    else if constexpr (op == MIN) d[i] = s[i] < d[i] ? s[i] : d[i];
-    else if constexpr (op == MAX) d[i] = s[i] > d[i] ? s[i] : d[i];
+    // A NaN wins (s != s only for floats): so min and max are associative, and a fold across
+    // nodes in another grouping gives what one in rank order gives (1 min NaN was 1, NaN min 1 NaN).
+    else if constexpr (op == MIN) d[i] = (s[i] < d[i] || s[i] != s[i]) ? s[i] : d[i];
+    else if constexpr (op == MAX) d[i] = (s[i] > d[i] || s[i] != s[i]) ? s[i] : d[i];
     else if constexpr (op == LAND) d[i] = (d[i] != 0 && s[i] != 0) ? 1 : 0;
     else if constexpr (op == LOR) d[i] = (d[i] != 0 || s[i] != 0) ? 1 : 0;
     else if constexpr (std::is_integral_v<T>) {

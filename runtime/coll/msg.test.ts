@@ -192,6 +192,24 @@ describe('collectives across nodes (in process)', () => {
     }
   });
 
+  it('float min and max with a NaN give NaN, whoever holds it and however the nodes group the fold (JavaScript and native kernels)', () => {
+    for (const [T, op] of [[Float64Array, 'min'], [Float32Array, 'max'], [Float64Array, 'max'], [Float32Array, 'min']] as const) {
+      for (const n of [3, 300]) { // 300: the native kernel's length
+        for (const nodes of [[0, 1, 1], [0, 0, 1, 2, 2], [0, 1, 2, 3, 0, 1]]) {
+          for (let holder = 0; holder < nodes.length; holder++) {
+            const t = team(nodes, false);
+            const bufs = nodes.map((_, r) => (T as typeof Float64Array).from({ length: n }, (_, i) => (r === holder && i % 2 === 0 ? NaN : r - i)));
+            run(t.map((c, r) => c.reduce(bufs[r]!, op, KIND.allreduce, 0, bufs[r]!, null)), holder + 1);
+            for (const b of bufs) {
+              expect(Number.isNaN(b[0]), `${T.name} ${op} n ${n} nodes ${nodes.join()} NaN at rank ${holder}`).toBe(true);
+              expect(b[1], `${T.name} ${op}: elements without a NaN as before`).toBe(op === 'min' ? -1 : nodes.length - 2);
+            }
+          }
+        }
+      }
+    }
+  });
+
   it('messages a leader sends over the network per collective grow as log2 of the node count', () => {
     for (const P of [2, 4, 8, 16, 5, 12]) {
       const nodes = Array.from({ length: 2 * P }, (_, r) => Math.floor(r / 2));

@@ -68,14 +68,16 @@ export function scalarOf(buf: TypedArray | Scalar, op: string): ((a: TypedArray)
   return null;
 }
 
-function body(op: ReduceOp, big: boolean, imul: boolean): string {
+function body(op: ReduceOp, big: boolean, imul: boolean, float: boolean): string {
   const zero = big ? '0n' : '0';
   const one = big ? '1n' : '1';
   switch (op) {
     case 'sum': return 'd[a] += s[b];';
     case 'prod': return imul ? 'd[a] = Math.imul(d[a], s[b]);' : 'd[a] *= s[b];';
-    case 'min': return 'if (s[b] < d[a]) d[a] = s[b];';
-    case 'max': return 'if (s[b] > d[a]) d[a] = s[b];';
+    // A NaN wins, as native/reduce.cc's: so the fold is associative, and the result the same
+    // whatever the grouping (across nodes) or the member that holds the NaN.
+    case 'min': return float ? 'if (s[b] < d[a] || s[b] !== s[b]) d[a] = s[b];' : 'if (s[b] < d[a]) d[a] = s[b];';
+    case 'max': return float ? 'if (s[b] > d[a] || s[b] !== s[b]) d[a] = s[b];' : 'if (s[b] > d[a]) d[a] = s[b];';
     case 'band': return 'd[a] &= s[b];';
     case 'bor': return 'd[a] |= s[b];';
     case 'bxor': return 'd[a] ^= s[b];';
@@ -94,7 +96,7 @@ export function kernel(Ctor: unknown, op: ReduceOp): Kernel {
     const big = BIGINT_TYPES.has(Ctor);
     const imul = Ctor === Int32Array || Ctor === Uint32Array;
     // A new Function per pair: its own feedback, so its accesses stay monomorphic.
-    const js = new Function('d', 'dOff', 's', 'sOff', 'n', `for (let i = 0; i < n; i++) { const a = dOff + i, b = sOff + i; ${body(op, big, imul)} }`) as Kernel;
+    const js = new Function('d', 'dOff', 's', 'sOff', 'n', `for (let i = 0; i < n; i++) { const a = dOff + i, b = sOff + i; ${body(op, big, imul, Ctor === Float32Array || Ctor === Float64Array)} }`) as Kernel;
     const code = opCode(op);
     const reduce = native().reduce;
     k = (d, dOff, src, sOff, n) => (n < NATIVE_FROM ? js(d, dOff, src, sOff, n) : reduce(d, dOff, src, sOff, n, code));
