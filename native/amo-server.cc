@@ -125,7 +125,7 @@ void TakePut(Connection& c, const uint8_t* from, size_t n) {
     c.putTo += n;
   }
   c.putLeft -= n;
-  if (c.putLeft == 0 && c.putHeap != nullptr) words::RingDoor(c.putHeap->sleeping, c.putHeap->door, c.putHeap->wake);
+  if (c.putLeft == 0 && c.putHeap != nullptr) words::RingDoorAfterStores(c.putHeap->sleeping, c.putHeap->door, c.putHeap->wake);
 }
 
 void Drop(Server* s, int fd) {

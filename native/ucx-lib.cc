@@ -194,7 +194,7 @@ void EpErrorHandler(void* arg, ucp_ep_h, ucs_status_t status) {
 // ControlSegment.ring (words.h RingDoor) on the rank's doorbell, once it gave one.
 void RingRank(int32_t wake) {
   int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
-  if (sleeping != nullptr) words::RingDoor(sleeping, st->door.load(std::memory_order_relaxed), wake);
+  if (sleeping != nullptr) words::RingDoorAfterStores(sleeping, st->door.load(std::memory_order_relaxed), wake);
 }
 
 // Whether the rank has published that it sleeps (or is about to) on its doorbell.

@@ -99,6 +99,14 @@ inline void RingDoor(int32_t* sleeping, int32_t* door, int32_t wake) {
   if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
+// RingDoor after plain stores to memory the woken rank reads (a put's bytes, recv()'d or copied
+// into its heap): the load of `sleeping` could otherwise pass those stores (x86 reorders a load
+// before earlier stores), and a rank that checked the memory and then slept would sleep on.
+inline void RingDoorAfterStores(int32_t* sleeping, int32_t* door, int32_t wake) {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  RingDoor(sleeping, door, wake);
+}
+
 // The same, by the words' indices in the segment.
 inline void Ring(int32_t* words, int32_t sleepingIndex, int32_t doorIndex, int32_t wake) { RingDoor(words + sleepingIndex, words + doorIndex, wake); }
 

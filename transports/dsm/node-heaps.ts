@@ -79,6 +79,11 @@ export class NodeHeaps {
     this.#ctrl.ring(l, reason);
   }
 
+  /** ring() after a put's bytes landed in local rank l's heap (ControlSegment.ringAfterStores). */
+  ringAfterStores(l: number, reason: number): void {
+    this.#ctrl.ringAfterStores(l, reason);
+  }
+
   close(): void {
     for (const h of this.#heaps) h?.attachment.detach();
   }

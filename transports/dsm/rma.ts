@@ -26,7 +26,7 @@ export class RemoteMemoryAccess {
 
   /** A PUT's payload has landed: wakes its rank. */
   putLanded(h: Header): void {
-    this.#heaps.ring(this.#heaps.local(h.target, 'PUT'), WAKE_HEAP);
+    this.#heaps.ringAfterStores(this.#heaps.local(h.target, 'PUT'), WAKE_HEAP);
   }
 
   /** Checks a GET's range when its header arrives. */

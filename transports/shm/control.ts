@@ -209,6 +209,18 @@ export class ControlSegment {
     if (Atomics.exchange(this.i32, sleeping, 0) !== 0) native().futexWake(this.i32, sleeping - R_SLEEPING + R_DOOR);
   }
 
+  /**
+   * ring(), after plain stores to memory that rank r reads (a put's bytes).
+   * ring()'s check is a plain load, which x86 may run before this thread's
+   * earlier plain stores reach memory: a waiter that published its sleep and
+   * then still saw the old bytes would sleep on, unrung, until its slice ended.
+   * A locked read-modify-write of the sleeping word is the full barrier
+   * (messages need none: they are published with sequentially consistent stores).
+   */
+  ringAfterStores(r: number, wake: number): void {
+    if ((Atomics.or(this.i32, this.sleepingIndex(r), 0) & wake) !== 0) this.ring(r, wake);
+  }
+
   wakeAlways(r: number): void {
     const door = this.doorIndex(r);
     Atomics.add(this.i32, door, 1);

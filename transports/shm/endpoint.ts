@@ -85,7 +85,7 @@ export class ShmEndpoint implements Endpoint {
       (this.#viewLike(src) as Float64Array).set(src as unknown as Float64Array, offset / src.BYTES_PER_ELEMENT);
       if (src.byteLength >= NT_STORE_BYTES) native().fence();
     }
-    this.#ctrl.ring(this.#peer.localRank, WAKE_HEAP);
+    this.#ctrl.ringAfterStores(this.#peer.localRank, WAKE_HEAP);
   }
 
   get(offset: number, dst: TypedArray): undefined {
