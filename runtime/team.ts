@@ -10,7 +10,7 @@
  */
 import { WAKE_SYNC } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
-import { KIND, partsOf, splitPlan, type CollectiveEngine, type Ready, type ReductionKind, type Steps } from './coll/engine.js';
+import { KIND, partsOf, REDUCTION_NAMES, RESOLVED, splitPlan, type CollectiveEngine, type Ready, type ReductionKind, type Steps } from './coll/engine.js';
 import { ShmCollectives } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
 import { leaderPeers } from './coll/peers.js';
@@ -21,11 +21,6 @@ import { continuationsRun, eventLoopTurn } from '../core/turns.js';
 
 export type { ReduceOp } from './coll/ops.js';
 export type { TeamContext } from './world-parts.js';
-
-/** Reductions as hang reports and errors name them. */
-const REDUCTION_NAMES: Record<ReductionKind, string> = { [KIND.reduce]: 'reduce', [KIND.allreduce]: 'allreduce', [KIND.scan]: 'scan' };
-
-const RESOLVED: Promise<void> = Promise.resolve();
 
 export class Team {
   /** This rank's rank in the team, and the team's size. */
@@ -259,6 +254,11 @@ export class Team {
       return finished ? done() : this.#run(kind, make, true);
     })();
     return (this.#tail = p);
+  }
+
+  /** Runs `make`'s steps in this team's call order, their place taken now (World's barrier after its quiet). @internal */
+  queued<T>(kind: string, make: (engine: CollectiveEngine) => Steps<T>): Promise<T> {
+    return this.#run(kind, () => make(this.#engine));
   }
 
   /**

@@ -17,6 +17,7 @@ import { SymmetricHeap } from './heap.js';
 import { ANY_SOURCE, ANY_TAG, type Message, type Messenger } from './p2p.js';
 import type { Waiter } from './wait.js';
 import { Team, type TeamContext } from './team.js';
+import { settledSteps, type CollectiveEngine, type Steps } from './coll/engine.js';
 import { teamContext, type WorldParts } from './world-parts.js';
 import { Checkpointer, checkpointConfig, type CheckpointInfo, type CheckpointOptions } from './checkpoint.js';
 
@@ -269,7 +270,9 @@ export class World extends Team {
   /** Waits for every member; puts issued before it are complete everywhere, shared variables released before and acquired after it. */
   override barrier(): Promise<void> {
     if (this.#unflushed.size === 0 && this.#flushing === null && !this.dsm.active) return super.barrier();
-    return this.#barrierAfterQuiet();
+    // Its place among the world's collectives is taken now: one called after it ran first while
+    // it awaited its quiet (a mismatch across ranks, or a hang).
+    return this.queued('barrier', (engine) => this.#barrierAfterQuiet(engine));
   }
 
   /**
@@ -285,17 +288,10 @@ export class World extends Team {
     super.barrierSync();
   }
 
-  async #barrierAfterQuiet(): Promise<void> {
-    // A collective in flight from here on: synchronous ones would overtake its barrier (waiter.checkSyncCall).
-    this.#waiter.asyncSteps++;
-    try {
-      await this.quiet();
-      await this.dsm.releaseAll();
-      await super.barrier();
-      await this.dsm.acquireAll();
-    } finally {
-      this.#waiter.asyncSteps--;
-    }
+  *#barrierAfterQuiet(engine: CollectiveEngine): Steps<void> {
+    yield* settledSteps(this.quiet().then(() => this.dsm.releaseAll()));
+    yield* engine.barrier();
+    yield* settledSteps(this.dsm.acquireAll());
   }
 
   /** Orders puts to each peer (OpenSHMEM fence): shared memory's and a link's are; UCX's endpoints order theirs (Endpoint.fence). */

@@ -11,6 +11,7 @@
 import { allocate, DTYPE_MSGPACK, encode, finish, moveCtor, unpackValue } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { MprunError } from '../../core/errors.js';
+import { WAKE_MESSAGE } from '../../transports/shm/control.js';
 import type { ReduceOp } from './ops.js';
 
 /**
@@ -21,10 +22,26 @@ import type { ReduceOp } from './ops.js';
 export type Ready = (() => boolean) & { wake?: number };
 export type Steps<T> = Generator<Ready, T, void>;
 
+/** Steps that wait for `p` (a quiet, a release: promises that other waits of the rank settle) and return, or throw its error. */
+export function* settledSteps(p: Promise<unknown>): Steps<void> {
+  const state = { done: false, failed: false, error: undefined as unknown };
+  p.then(
+    () => void (state.done = true),
+    (e: unknown) => void Object.assign(state, { done: true, failed: true, error: e }),
+  );
+  // Woken as a message completion is (Waiter.settle).
+  if (!state.done) yield Object.assign(() => state.done, { wake: WAKE_MESSAGE });
+  if (state.failed) throw state.error;
+}
+
 export const KIND = { barrier: 1, bcast: 2, gather: 3, allgather: 4, scatter: 5, alltoall: 6, reduce: 7, allreduce: 8, scan: 9 } as const;
 export type ReductionKind = typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan;
 /** A kind's name for error messages, by its code. */
 export const KIND_NAME = Object.fromEntries(Object.entries(KIND).map(([k, v]) => [v, k])) as Record<number, string>;
+/** A collective done in its call: one resolved promise for all of them. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+/** Reductions as hang reports and errors name them. */
+export const REDUCTION_NAMES: Record<ReductionKind, string> = { [KIND.reduce]: 'reduce', [KIND.allreduce]: 'allreduce', [KIND.scan]: 'scan' };
 
 /** A value as bytes: a typed array's own elements (dtype its codec code), or msgpack (DTYPE_MSGPACK). */
 export interface Part {

@@ -328,6 +328,14 @@ if (!sameNode(right)) {
   await quiet;
 }
 world.barrierSync();
+// A barrier after puts to another node quiets them first, at its own turn: a collective called
+// after it, before it is awaited, still runs after it on every rank (it ran first on the ranks
+// with puts to flush: a collective mismatch across ranks).
+if (!sameNode(right)) world.put(f, src, right);
+const barrierFirst = world.barrier();
+const afterBarrier = world.allreduce(rank, 'sum');
+await barrierFirst;
+equal(await afterBarrier, (size * (size - 1)) / 2, 'an allreduce called after a barrier with puts to flush, before it is awaited');
 // A promise-returning collective in flight: synchronous calls refuse (a peer awaiting it would wait for ever).
 if (size > 1) {
   if (rank === 0) {
