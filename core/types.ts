@@ -26,6 +26,12 @@ export function isTypedArrayCtor(c: unknown): c is TypedArrayConstructor<TypedAr
   return TYPED_ARRAY_CTORS.has(c);
 }
 
+/** The standard typed-array constructor `c` is or derives from (Buffer's: Uint8Array); `c` itself when none. */
+export function baseTypedArrayCtor(c: unknown): unknown {
+  for (let p = c; typeof p === 'function'; p = Object.getPrototypeOf(p) as unknown) if (TYPED_ARRAY_CTORS.has(p)) return p;
+  return c;
+}
+
 export function isTypedArray(v: unknown): v is TypedArray {
   return ArrayBuffer.isView(v) && !(v instanceof DataView);
 }

@@ -14,7 +14,7 @@ import { KIND, partsOf, REDUCTION_NAMES, RESOLVED, splitPlan, type CollectiveEng
 import { ShmCollectives } from './coll/shm.js';
 import { MsgCollectives } from './coll/msg.js';
 import { leaderPeers } from './coll/peers.js';
-import { checkOp, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
+import { ReductionCheck, reductionArray, scalarOf, type ReduceOp, type Scalar } from './coll/ops.js';
 import { isTypedArray, type TypedArray } from '../core/types.js';
 import { shmTeamLayout, type TeamContext } from './world-parts.js';
 import { continuationsRun, eventLoopTurn } from '../core/turns.js';
@@ -36,9 +36,7 @@ export class Team {
   #inFlight = 0;
   /** Collectives called while others were in flight, waiting their turn on #tail. */
   #queued = 0;
-  /** The array type and operator of the last reduction, checked then (a loop repeats them). */
-  #checkedCtor: unknown = null;
-  #checkedOp = '';
+  readonly #check = new ReductionCheck();
   #broken: Error | null = null;
   readonly #slot: number;
   /** Network partners of this member (world ranks), and their binding while it is under way. */
@@ -383,7 +381,7 @@ export class Team {
     let Ctor: unknown;
     try {
       arr = reductionArray(buf, op);
-      Ctor = this.#checkReduction(arr, op);
+      Ctor = this.#check.of(arr, op);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -406,7 +404,7 @@ export class Team {
   #reductionSync(buf: TypedArray | Scalar, op: ReduceOp, kind: ReductionKind, root: number): TypedArray | Scalar | null {
     this.#ctx.waiter.checkSyncCall(kind === KIND.reduce ? 'reduceSync' : 'allreduceSync');
     const arr = reductionArray(buf, op);
-    const Ctor = this.#checkReduction(arr, op);
+    const Ctor = this.#check.of(arr, op);
     const scalar = scalarOf(buf, op);
     const result: TypedArray | null = kind === KIND.reduce && this.rank !== root ? null : arr;
     const fast = this.#fast;
@@ -420,19 +418,6 @@ export class Team {
       if (done) return result === null || scalar === null ? result : scalar(arr);
     }
     return this.#runSync(REDUCTION_NAMES[kind], () => this.#engine.reduce<TypedArray | Scalar | null>(arr, op, kind, root, result, scalar));
-  }
-
-  /** Throws when `op` makes no sense on `arr`'s type; returns its constructor. */
-  #checkReduction(arr: TypedArray, op: ReduceOp): unknown {
-    // Read once: a typed array's constructor is a load V8 does not inline (core/codec.ts, typedCode).
-    const Ctor = arr.constructor;
-    // The last call's type and operator again (a loop's case): checked then.
-    if (Ctor !== this.#checkedCtor || op !== this.#checkedOp) {
-      checkOp(op, Ctor);
-      this.#checkedCtor = Ctor;
-      this.#checkedOp = op;
-    }
-    return Ctor;
   }
 
   /** Every member's value, in team-rank order; typed arrays of one type come back concatenated. */

@@ -5,7 +5,7 @@
  * Integer arithmetic wraps as in C (Math.imul for 32-bit products).
  */
 import { native } from '../../native/index.js';
-import { isTypedArray, type TypedArray } from '../../core/types.js';
+import { baseTypedArrayCtor, isTypedArray, type TypedArray } from '../../core/types.js';
 
 export const REDUCE_OPS = ['sum', 'prod', 'min', 'max', 'band', 'bor', 'bxor', 'land', 'lor'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];
@@ -34,6 +34,32 @@ export function checkOp(op: string, Ctor: unknown): ReduceOp {
   return op as ReduceOp;
 }
 
+/**
+ * The check of a reduction's array type and operator, kept for a loop that
+ * repeats them. A subclass (a Buffer too) reduces as its base type: its
+ * kernels, its checks, the native code's type code (a Buffer's failed there,
+ * after its round was taken, and broke the team).
+ */
+export class ReductionCheck {
+  #ctor: unknown = null;
+  #op = '';
+  #base: unknown = null;
+
+  /** Throws when `op` makes no sense on `arr`'s type; returns its base typed-array constructor. */
+  of(arr: TypedArray, op: ReduceOp): unknown {
+    // Read once: a typed array's constructor is a load V8 does not inline (core/codec.ts, typedCode).
+    const Ctor = arr.constructor;
+    if (Ctor !== this.#ctor || op !== this.#op) {
+      const base = baseTypedArrayCtor(Ctor);
+      checkOp(op, base);
+      this.#base = base;
+      this.#ctor = Ctor;
+      this.#op = op;
+    }
+    return this.#base;
+  }
+}
+
 /** A number or bigint a reduction takes and returns in place of a typed array. */
 export type Scalar = number | bigint;
 
@@ -49,7 +75,11 @@ function isBitwise(op: string): boolean {
  */
 export function reductionArray(buf: TypedArray | Scalar, op: string): TypedArray {
   if (isTypedArray(buf)) return buf;
-  if (typeof buf === 'bigint') return BigInt64Array.of(buf);
+  if (typeof buf === 'bigint') {
+    // A BigInt64Array of one: a bigint beyond 64 bits was cut to its low ones, silently.
+    if (buf !== BigInt.asIntN(64, buf)) throw new RangeError(`a bigint reduces as a signed 64-bit integer; ${buf} is out of its range`);
+    return BigInt64Array.of(buf);
+  }
   if (typeof buf === 'number') {
     if (!isBitwise(op)) return Float64Array.of(buf);
     if (!Number.isSafeInteger(buf)) throw new TypeError(`'${op}' needs an integer, not ${buf}`);

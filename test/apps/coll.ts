@@ -152,6 +152,13 @@ async function reductions(team: Team, label: string): Promise<void> {
   equal(await team.allreduce(BigInt(me) + 10n, 'max'), BigInt(n - 1) + 10n, `${label} bigint max`);
   equal(await team.allreduce(1 << me % 30, 'bor'), Array.from({ length: n }, (_, r) => 1 << r % 30).reduce((x, y) => x | y, 0), `${label} number bor`);
   equal(await team.scan(2, 'prod'), 2 ** (me + 1), `${label} scalar scan`);
+  // A Buffer, and a subclass of a typed array, reduce as their base type, in place.
+  const bytes = Buffer.from([me, 1]);
+  const summed = await team.allreduce(bytes, 'sum');
+  check(summed === bytes && bytes[0] === ((n * (n - 1)) / 2) % 256 && bytes[1] === n % 256, `${label} allreduce of a Buffer`);
+  class Samples extends Float64Array {}
+  const samples = Samples.of(me, -me);
+  check((await team.allreduce(samples, 'max')) === samples && samples[0] === n - 1 && samples[1] === 0, `${label} allreduce of a subclass of Float64Array`);
   equal(await team.reduce(me, 'min', n - 1), me === n - 1 ? 0 : null, `${label} scalar reduce`);
 }
 
@@ -239,6 +246,8 @@ equal(queued, ['first', 'second'], 'collectives on one team run in call order');
 
 // --- bad input ---------------------------------------------------------------------
 await rejects(() => world.allreduce(new Float64Array(1), 'band'), TypeError, 'bitwise reduction on floats');
+await rejects(() => world.allreduce(new (class Samples extends Float32Array {})(1), 'bor'), TypeError, 'bitwise reduction on a subclass of Float32Array');
+await rejects(() => world.allreduce(2n ** 63n, 'max'), RangeError, 'a bigint past 64 bits');
 await rejects(() => world.allreduce(new Float64Array(1), 'avg' as ReduceOp), TypeError, 'unknown operator');
 await rejects(() => world.bcast(1, size), RangeError, 'bcast root out of range');
 await rejects(() => world.reduce(1, 'sum', -1), RangeError, 'reduce root out of range');
