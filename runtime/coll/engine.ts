@@ -8,7 +8,7 @@
  * Team's driver waits on each (asynchronously for the Team API, synchronously
  * for split()), and every wait drives the rank's point-to-point progress too.
  */
-import { allocate, DTYPE_MSGPACK, encode, finish, moveCtor, unpackValue } from '../../core/codec.js';
+import { allocate, DTYPE_BUFFER, DTYPE_DATAVIEW, DTYPE_MSGPACK, encode, finish, moveCtor, unpackValue } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { MprunError } from '../../core/errors.js';
 import { WAKE_MESSAGE } from '../../transports/shm/control.js';
@@ -66,6 +66,11 @@ export interface CollectiveEngine {
 
 export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer as ArrayBuffer, a.byteOffset, a.byteLength);
+}
+
+/** Whether values of type code `dtype`, all alike, come back concatenated (typed arrays; not Buffers, DataViews or msgpack), as isTyped says. */
+export function joins(dtype: number): boolean {
+  return dtype !== DTYPE_MSGPACK && dtype !== DTYPE_BUFFER && dtype !== DTYPE_DATAVIEW;
 }
 
 export function isTyped(v: unknown): v is TypedArray {

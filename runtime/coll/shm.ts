@@ -10,7 +10,7 @@
  */
 import { allocate, DTYPE_MSGPACK, dtypeOf, finish, moveCtor, unpackValue } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
-import { bytesOf, decodePart, encodePart, isTyped, KIND, range, typeName, type CollectiveEngine, type Part, type ReductionKind, type Steps } from './engine.js';
+import { bytesOf, decodePart, encodePart, isTyped, joins, KIND, range, typeName, type CollectiveEngine, type Part, type ReductionKind, type Steps } from './engine.js';
 import type { ReduceOp } from './ops.js';
 import { ShmReductions } from './shm-reduce.js';
 import { collPlan, ShmRounds, type ShmTeamLayout } from './shm-rounds.js';
@@ -253,7 +253,8 @@ export class ShmCollectives implements CollectiveEngine {
         }
         rounds = Math.max(1, ...totals.map((t) => Math.ceil(t / cap)));
         if (reader) {
-          const sameTyped = dtypes.every((d) => d === dtypes[0] && d !== DTYPE_MSGPACK);
+          // The rule of teams across nodes (msg-lists.ts assemble): Buffers came back joined here only.
+          const sameTyped = joins(dtypes[0]!) && dtypes.every((d) => d === dtypes[0]);
           if (sameTyped) {
             const all = allocate(dtypes[0]!, totals.reduce((x, y) => x + y, 0));
             const bytes = bytesOf(all);
