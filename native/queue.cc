@@ -10,6 +10,7 @@
 // has compiled them, and their compilation stalls the peer that waits).
 #include "words.h"
 #include <cstring>
+#include <string>
 
 namespace mprun {
 namespace {
@@ -213,7 +214,12 @@ Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t d
     int32_t head = q->state[0];
     int32_t* w = q->words + ((base + (static_cast<uint32_t>(head) & (q->cap - 1))) >> 2);
     int32_t size = Load(w);
+    // Sizes another process wrote: checked before they steer a copy or the zeroing (poll() too).
+    auto damaged = [&](const char* what) {
+      return ThrowCode(env, "ERR_MPRUN_PROTOCOL", "local rank " + std::to_string(q->me) + "'s message queue holds a damaged " + what + " (" + std::to_string(size) + " bytes at offset " + std::to_string(static_cast<uint32_t>(head) & (q->cap - 1)) + " of a " + std::to_string(q->cap) + "-byte ring): a process of the job wrote over the node's segment");
+    };
     if (size < 0) {
+      if (-static_cast<int64_t>(size) != static_cast<int64_t>(q->cap) - (static_cast<uint32_t>(head) & (q->cap - 1))) return damaged("padding");
       // Padding: the record is at the start of the ring. Our head moves past it now, as poll() would.
       *w = 0;
       head = Sub(head, size);
@@ -232,6 +238,7 @@ Napi::Value Take(Napi::Env env, Queues* q, uint8_t* into, size_t room, int32_t d
     const int32_t rtag = w[1];
     const int32_t meta = w[2];
     const int32_t length = w[3];
+    if (size % CELL != 0 || static_cast<int64_t>(size) > static_cast<int64_t>(q->cap) - (static_cast<uint32_t>(head) & (q->cap - 1)) || length < 0 || length > size - HEADER) return damaged("record");
     const int32_t origin = w[4] - 1;
     const int producer = static_cast<int>(static_cast<uint32_t>(meta) >> 8);
     const int32_t from = origin >= 0 ? origin : (producer < q->participants ? q->worldOf[producer] : -1);

@@ -239,6 +239,30 @@ describe('shared-memory message queues', () => {
     expect(sink.partial.has(0)).toBe(true); // the fragment's first record went to poll()
   });
 
+  it('a record whose sizes another process damaged is refused by poll() and the native receive, before it steers a copy', () => {
+    const f64 = encode(new Float64Array(1)).dtype;
+    const out = new Int32Array(2);
+    const into = new Float64Array(4);
+    // Each damage to the record at the head of rank 1's ring: its size, its payload length, and a padding record's size.
+    const damages: Array<[string, (i32: Int32Array, w: number) => void]> = [
+      ['a size past the ring', (i32, w) => void (i32[w] = 8192)],
+      ['a size not of whole cells', (i32, w) => void (i32[w] = 100)],
+      ['a payload longer than the record', (i32, w) => void (i32[w + 3] = 4000)],
+      ['a negative payload', (i32, w) => void (i32[w + 3] = -8)],
+      ['padding of the wrong size', (i32, w) => void (i32[w] = -64)],
+    ];
+    for (const [what, damage] of damages) {
+      for (const via of ['poll', 'native'] as const) {
+        const { segment, a, b } = pair(4096, 2);
+        b.worldRanks([10, 11]);
+        expect(a.trySendEager(1, 7, f64, Float64Array.of(1.5))).toBe(true);
+        damage(segment.i32, segment.ringOffset(1) >> 2);
+        const take = via === 'poll' ? () => b.poll(new Collect()) : () => b.recvInto(into, f64, -1, -1, 0, 0, out);
+        expect(take, `${what}, ${via}`).toThrow(/local rank 1's message queue holds a damaged (record|padding)/);
+      }
+    }
+  });
+
   it('small messages of every element type pass through the staging arrays both ways (no typed array handed to native code)', () => {
     const { a, b } = pair(4096, 2);
     b.worldRanks([0, 1]);

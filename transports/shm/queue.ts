@@ -37,6 +37,7 @@
  * sleeping for messages, so a blocked sender wakes when room appears.
  */
 import { DTYPE_BYTES, moveCtor, ON_HEAP_BYTES } from '../../core/codec.js';
+import { MprunError } from '../../core/errors.js';
 import type { TypedArray } from '../../core/types.js';
 import { WAKE_MESSAGE, type ControlSegment } from './control.js';
 import { TypedViews } from './views.js';
@@ -290,6 +291,10 @@ export class NodeQueues {
   }
 
   /** Takes the next record of our queue into `sink`; false when there is none. */
+  #corrupt(what: string, size: number, head: number, length?: number): never {
+    throw new MprunError('ERR_MPRUN_PROTOCOL', `local rank ${this.#me}'s message queue holds a damaged ${what} (${size} bytes${length === undefined ? '' : `, payload ${length}`} at offset ${head & this.#mask} of a ${this.#cap}-byte ring): a process of the job wrote over the node's segment`);
+  }
+
   poll(sink: RecordSink): boolean {
     const i32 = this.#i32;
     const base = this.#base;
@@ -299,6 +304,7 @@ export class NodeQueues {
     if (size === 0) return false;
     if (size < 0) {
       // padding: the record is at the start of the ring
+      if (-size !== this.#cap - (head & this.#mask)) this.#corrupt('padding', size, head);
       i32[w] = 0;
       head = (head - size) | 0;
       w = base >> 2;
@@ -311,6 +317,8 @@ export class NodeQueues {
     const tag = i32[w + 1]!;
     const meta = i32[w + 2]!;
     const length = i32[w + 3]!;
+    // Sizes another process wrote: checked before they steer a copy or the zeroing below.
+    if (size % CELL !== 0 || size > this.#cap - (head & this.#mask) || length < 0 || length > size - HEADER) this.#corrupt('record', size, head, length);
     const origin = i32[w + 4]! - 1;
     const dtype = (meta >> 4) & 0xf;
     const kind = meta & 0xf;
