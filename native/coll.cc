@@ -138,12 +138,15 @@ void WriteSlot(CollTeam& t, size_t at, int32_t c, int32_t kind, int32_t dtype, i
   std::memcpy(own + dataAt, data, bytes);
 }
 
-// Whether a member's header says what this member called (op or root -2: not checked).
-bool HeaderIs(const uint8_t* slot, int32_t kind, int32_t dtype, int32_t op, int32_t root, size_t bytes) {
+// Whether a member's header is round c's (its stamp 4c or 4c + 1: not a header an earlier round
+// left in the slot, which a member that called another root than the others could read as its
+// own) and says what this member called (op or root -2: not checked).
+bool HeaderIs(const uint8_t* slot, int32_t c, int32_t kind, int32_t dtype, int32_t op, int32_t root, size_t bytes) {
   const int32_t* h = reinterpret_cast<const int32_t*>(slot);
   double total;
   std::memcpy(&total, slot + H_TOTAL_BYTE, sizeof total);
-  return h[H_KIND] == kind && h[H_DTYPE] == dtype && (op == -2 || h[H_OP] == op) && (root == -2 || h[H_ROOT] == root) && total == static_cast<double>(bytes);
+  const bool ofRound = (static_cast<uint32_t>(Load(h + H_STAMP_BYTE / 4)) & ~1u) == static_cast<uint32_t>(c) * 4u;
+  return ofRound && h[H_KIND] == kind && h[H_DTYPE] == dtype && (op == -2 || h[H_OP] == op) && (root == -2 || h[H_ROOT] == root) && total == static_cast<double>(bytes);
 }
 
 CollTeam* TeamOf(const Napi::CallbackInfo& info) { return info[0].As<Napi::External<CollTeam>>().Data(); }
@@ -296,7 +299,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     if (!Await(*t, [&] { return AllStamped(*t, nRead, at, stage1); }, budget, doze, WAKE_SYNC)) return Napi::Number::New(env, PUBLISHED);
     if (nRead == t->size) SawAcked(*t, Sub(c, 1));
     for (int j = 0; j < nRead; j++)
-      if (!HeaderIs(t->bank[j] + at, kind, dtype, op, kind == KIND_REDUCE ? root : -2, bytes)) return Napi::Number::New(env, MISMATCH);
+      if (!HeaderIs(t->bank[j] + at, c, kind, dtype, op, kind == KIND_REDUCE ? root : -2, bytes)) return Napi::Number::New(env, MISMATCH);
     std::memcpy(mine, t->bank[0] + at + dataAt, bytes);
     const size_t n = bytes / bpe;
     for (int j = 1; j < nRead; j++) {
@@ -342,7 +345,7 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
     if (t->bank[root] == nullptr) return ThrowCode(env, "ERR_MPRUN_ARG", "a team's native bcast: the root's bank is not mapped");
     if (!Await(*t, [&] { return ModGE(Load(t->words + t->data[root]), stage1); }, budget, doze, WAKE_SYNC)) return Napi::Number::New(env, NOT_STARTED);
     const uint8_t* b = t->bank[root] + at;
-    if (!HeaderIs(b, KIND_BCAST, dtype, -2, root, bytes)) return Napi::Number::New(env, MISMATCH);
+    if (!HeaderIs(b, c, KIND_BCAST, dtype, -2, root, bytes)) return Napi::Number::New(env, MISMATCH);
     std::memcpy(mine, b + t->headerBytes, bytes);
   }
   Finish(*t, c);

@@ -349,6 +349,9 @@ export class ShmRounds {
   /** Checks member j's header for round c against what this member called; returns it. */
   expect(j: number, c: number, kind: number, extra?: Expected): BankHeader {
     const h = this.header(j, c);
+    // Round c's header, not one an earlier round left in the slot (read by a member that called another root).
+    const stamp = Atomics.load(this.#H32(j), (this.bank(c) >> 2) + H_STAMP);
+    if ((stamp & ~1) !== ((c * 4) | 0)) throw this.mismatch(j, `has not published this round's header (its slot holds round ${stamp >>> 2}'s): the members called collectives in another order, or with other roots`);
     if (h.kind !== kind) throw this.mismatch(j, `called ${KIND_NAME[h.kind] ?? `collective #${h.kind}`} where this rank called ${KIND_NAME[kind]}`);
     if (extra?.root !== undefined && h.root !== extra.root) throw this.mismatch(j, `gave root ${h.root}, this rank ${extra.root}`);
     if (extra?.dtype !== undefined && h.dtype !== extra.dtype) throw this.mismatch(j, `passed ${typeName(h.dtype)}, this rank ${typeName(extra.dtype)}`);
@@ -362,7 +365,7 @@ export class ShmRounds {
     const b = this.bank(c);
     const h = this.#H32(j);
     const w = b >> 2;
-    if (h[w + H_KIND] !== kind || h[w + H_DTYPE] !== dtype || h[w + H_OP] !== op || this.#H64(j)[(b + H_TOTAL * 4) >> 3] !== total || (kind === KIND.reduce && h[w + H_ROOT] !== root)) {
+    if (h[w + H_KIND] !== kind || h[w + H_DTYPE] !== dtype || h[w + H_OP] !== op || this.#H64(j)[(b + H_TOTAL * 4) >> 3] !== total || (kind === KIND.reduce && h[w + H_ROOT] !== root) || (h[w + H_STAMP]! & ~1) !== ((c * 4) | 0)) {
       this.expect(j, c, kind, kind === KIND.reduce ? { dtype, op, total, root } : { dtype, op, total });
     }
   }

@@ -646,6 +646,33 @@ describe('shared-memory collectives detect mismatched calls', () => {
   });
 });
 
+describe('shared-memory collectives: a header an earlier round left in a slot', () => {
+  it('is not taken for this round\'s by a member that called another root (steps and native fast path)', () => {
+    for (const native of [false, true]) {
+      const nd = node(3); // 2 slots: round 3 uses round 1's
+      const outcomes = drive(
+        nd.members.map(function* (e, me): Steps<number[]> {
+          const got: number[] = [];
+          const bcast = function* (root: number): Steps<void> {
+            const buf = me === root ? Float64Array.of(10 * got.length + root, 1, 2, 3) : new Float64Array(4);
+            if (!(native && e.tryBcast(buf, root, 0))) yield* e.bcast(buf, root);
+            got.push(buf[0]!);
+          };
+          yield* bcast(1);
+          yield* bcast(1);
+          yield* bcast(me === 2 ? 1 : 0); // member 2 alone names root 1
+          yield* bcast(1);
+          return got;
+        }),
+      );
+      // Member 2 is stopped with a mismatch, never served round 1's value as round 3's.
+      const two = outcomes[2]!;
+      expect(two.ok, `native ${native}: ${JSON.stringify(two)}`).toBe(false);
+      expect(isMprunError((two as { error: unknown }).error, 'ERR_MPRUN_COLLECTIVE_MISMATCH'), String((two as { error: unknown }).error)).toBe(true);
+    }
+  });
+});
+
 describe('shared-memory collectives: layout and wake-ups', () => {
   it('publishing rings the other members for data, finishing for acks; the bank must fit a slot', () => {
     const nd = node(3);
