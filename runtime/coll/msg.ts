@@ -38,9 +38,9 @@
 import { allocate, DTYPE_MSGPACK, dtypeOf, finish, forMsgpack } from '../../core/codec.js';
 import { MprunError } from '../../core/errors.js';
 import { INTERNAL_TAG, type Messenger } from '../p2p.js';
-import type { TypedArray } from '../../core/types.js';
+import { baseTypedArrayCtor, type TypedArray } from '../../core/types.js';
 import { WAKE_MESSAGE } from '../../transports/shm/control.js';
-import { bytesOf, decodePart, isTyped, KIND, KIND_NAME, typeName, type CollectiveEngine, type Part, type Ready, type Steps } from './engine.js';
+import { bytesOf, decodePart, isTyped, joins, KIND, KIND_NAME, typeName, type CollectiveEngine, type Part, type Ready, type Steps } from './engine.js';
 import { kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import { collReproducible } from '../config.js';
 import { allreduceAmong, reduceAmong, scanAmong, type Peers } from './msg-reduce.js';
@@ -402,7 +402,7 @@ export class MsgCollectives implements CollectiveEngine {
       got.push(bytes);
     }
     const d0 = dtypes[0]!;
-    if (d0 !== DTYPE_MSGPACK && dtypes.every((d) => d === d0)) {
+    if (joins(d0) && dtypes.every((d) => d === d0)) {
       const out = allocate(d0, got.reduce((a, b) => a + b.byteLength, 0));
       const o = bytesOf(out);
       let off = 0;
@@ -419,7 +419,7 @@ export class MsgCollectives implements CollectiveEngine {
   *reduce<R>(buf: TypedArray, op: ReduceOp, kind: typeof KIND.reduce | typeof KIND.allreduce | typeof KIND.scan, root: number, result: R, scalar: ((a: TypedArray) => R) | null): Steps<R> {
     const tag = this.#next();
     const call: Call = { k: kind, d: dtypeOf(buf), o: opCode(op), n: buf.byteLength, ...(kind === KIND.reduce ? { r: root } : {}), ...(this.#reproducible ? { m: 1 } : {}) };
-    const k = kernel(buf.constructor, op);
+    const k = kernel(baseTypedArrayCtor(buf.constructor), op); // a subclass's elements as its base type's (NaN, imul)
     const mine = this.#reproducible ? yield* this.#foldInOrder(tag, call, buf, k, kind, root) : yield* this.#fast(tag, call, buf, k, kind, root);
     if (mine !== null && mine !== buf) (buf as Float64Array).set(mine as Float64Array);
     return result === null || scalar === null ? result : scalar(buf);

@@ -8,7 +8,7 @@
  * segment i) then an allgather of the segments, both through the banks.
  */
 import { dtypeOf } from '../../core/codec.js';
-import type { TypedArray } from '../../core/types.js';
+import { baseTypedArrayCtor, type TypedArray } from '../../core/types.js';
 import { KIND, type ReductionKind, type Steps } from './engine.js';
 import { checkOp, kernel, opCode, type Kernel, type ReduceOp } from './ops.js';
 import { collPlan, collWho, type ShmRounds } from './shm-rounds.js';
@@ -146,7 +146,8 @@ export class ShmReductions {
     const b = this.#b;
     const { me, size } = b.layout;
     const slots = b.slots;
-    const Ctor = buf.constructor;
+    // As its base type (a Buffer as Uint8Array), as the native fast path wrote the header of this round.
+    const Ctor = baseTypedArrayCtor(buf.constructor);
     const { code, dtype, k } = this.#plan(Ctor, op);
     const bpe = buf.BYTES_PER_ELEMENT;
     const area = this.#area();

@@ -386,6 +386,21 @@ describe('the native fast paths (native/coll.cc) and the TypeScript steps, mixed
     expect(tally.left).toBeGreaterThan(50);
   });
 
+  it('a Buffer reduces as Uint8Array whichever way each member takes (the fast path, the steps, or both)', () => {
+    for (let seed = 1; seed <= 6; seed++) {
+      const nd = node(3);
+      const got = run(
+        nd,
+        (e, me) => {
+          const b = Buffer.from([me, 1, 200]);
+          return viaFast(() => e.tryReduce(b, 'sum', KIND.allreduce, 0, 0, Uint8Array), () => e.reduce(b, 'sum', KIND.allreduce, 0, b, null), () => b);
+        },
+        seed,
+      );
+      for (const b of got) expect([...b]).toEqual([3, 3, (600 % 256)]);
+    }
+  });
+
   it('barriers: fast and slow members in any order; a fast member that must wait is finished by the steps', () => {
     const nd = node(4);
     for (let seed = 1; seed <= 6; seed++) {

@@ -346,7 +346,7 @@ export class ShmCollectives implements CollectiveEngine {
   *alltoall(parts: Part[]): Steps<unknown> {
     const got = yield* this.#parts(KIND.alltoall, range(this.#b.layout.size), parts, -1);
     const d0 = got.dtypes[0]!;
-    if (d0 !== DTYPE_MSGPACK && got.dtypes.every((d) => d === d0)) {
+    if (joins(d0) && got.dtypes.every((d) => d === d0)) {
       const out = allocate(d0, got.bytes.reduce((x, y) => x + y.byteLength, 0));
       const o = bytesOf(out);
       let off = 0;
