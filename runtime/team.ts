@@ -20,6 +20,7 @@ import { shmTeamLayout, type TeamContext } from './world-parts.js';
 import { continuationsRun, eventLoopTurn } from '../core/turns.js';
 
 export type { ReduceOp } from './coll/ops.js';
+const noop = (): void => undefined;
 export type { TeamContext } from './world-parts.js';
 
 export class Team {
@@ -128,7 +129,7 @@ export class Team {
       for (;;) {
         const r = steps.next();
         if (r.done === true) return Promise.resolve(r.value);
-        if (!waiter.poll(r.value, pollNs)) {
+        if (r.value.settles !== undefined || !waiter.poll(r.value, pollNs)) {
           const p = this.#continue(kind, steps, r.value);
           // The last called is the tail (one dequeued has later ones queued behind it already).
           if (!itsTurn) this.#tail = p;
@@ -147,12 +148,14 @@ export class Team {
     try {
       let ready: Ready = pending;
       for (;;) {
-        await waiter.wait(ready, ready.wake ?? WAKE_SYNC, () => this.#describe(kind));
+        // A promise's step (settledSteps) is awaited; the others' conditions are waited for.
+        if (ready.settles !== undefined) await ready.settles.then(noop, noop);
+        else await waiter.wait(ready, ready.wake ?? WAKE_SYNC, () => this.#describe(kind));
         for (;;) {
           const r = steps.next();
           if (r.done === true) return r.value;
           ready = r.value;
-          if (!waiter.poll(ready, pollNs)) break;
+          if (ready.settles !== undefined || !waiter.poll(ready, pollNs)) break;
         }
       }
     } catch (e) {

@@ -11,7 +11,6 @@
 import { allocate, DTYPE_BUFFER, DTYPE_DATAVIEW, DTYPE_MSGPACK, encode, finish, moveCtor, unpackValue } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
 import { MprunError } from '../../core/errors.js';
-import { WAKE_MESSAGE } from '../../transports/shm/control.js';
 import type { ReduceOp } from './ops.js';
 
 /**
@@ -19,7 +18,7 @@ import type { ReduceOp } from './ops.js';
  * `wake` is the event class that can make it true. Once true it stays true, and a poll that
  * takes something (a message) keeps it for the step: polled again, it loses nothing.
  */
-export type Ready = (() => boolean) & { wake?: number };
+export type Ready = (() => boolean) & { wake?: number; settles?: Promise<unknown> };
 export type Steps<T> = Generator<Ready, T, void>;
 
 /** Steps that wait for `p` (a quiet, a release: promises that other waits of the rank settle) and return, or throw its error. */
@@ -29,8 +28,9 @@ export function* settledSteps(p: Promise<unknown>): Steps<void> {
     () => void (state.done = true),
     (e: unknown) => void Object.assign(state, { done: true, failed: true, error: e }),
   );
-  // Woken as a message completion is (Waiter.settle).
-  if (!state.done) yield Object.assign(() => state.done, { wake: WAKE_MESSAGE });
+  // Awaited as it is by the team (settles): nothing rings for it (a release spins on the node's lock
+  // through event-loop turns), so a poll or a sleep on the doorbell would only waste the time.
+  if (!state.done) yield Object.assign(() => state.done, { settles: p });
   if (state.failed) throw state.error;
 }
 
