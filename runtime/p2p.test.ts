@@ -418,6 +418,21 @@ describe('Messenger: recvInto', () => {
     }
   });
 
+  it("a receive withdrawn while its claimed message is half there leaves the rest out of its buffer", async () => {
+    const { m, inbox } = setup();
+    const buf = new Float64Array(8);
+    const r = m.recvInto(buf, LOCAL_PEER);
+    inbox.push(LOCAL_PEER, 0, new Float64Array(8).fill(1), 16);
+    const rest = inbox.records.splice(1);
+    await turns(); // the first fragment claimed the receive and landed in its buffer
+    expect([...buf.subarray(0, 2)]).toEqual([1, 1]);
+    waiters[waiters.length - 1]!.close(); // its wait fails (the job aborting): the receive is withdrawn
+    await expect(r).rejects.toThrow(/closed while waiting/);
+    inbox.records.push(...rest);
+    expect(m.probe()).toEqual({ source: LOCAL_PEER, tag: 0 }); // the message, unexpected now
+    expect([...buf.subarray(2)]).toEqual([0, 0, 0, 0, 0, 0]); // the caller's buffer again: untouched
+  });
+
   it('copies a message that came before the receive; another posted receive keeps its claim', async () => {
     const { m, inbox } = setup();
     inbox.push(LOCAL_PEER, 0, Uint16Array.of(5, 6));

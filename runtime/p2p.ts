@@ -6,11 +6,8 @@
  * or ANY_SOURCE, tag or ANY_TAG); one that arrives before any matching
  * receive waits in the unexpected queue, which a new receive searches first.
  * Messages between one pair never overtake each other: sends to one
- * destination post in call order.
- *
- * Sending (send.ts): each destination's endpoint (transports/endpoint.ts)
- * carries the message; a send it cannot finish at once completes as its
- * transport progresses.
+ * destination post in call order (send.ts, through its endpoint). A large
+ * message is matched at its first fragment, which claims the receive.
  *
  * Progress: pending sends and receives that cannot match at once are pending
  * operations. Every wait of this rank, whatever it waits for, drives all of
@@ -142,15 +139,20 @@ export class Messenger implements RecordSink, MessageSink {
     this.#lastPolled = { data, source: from, tag };
   }
   /**
-   * A large message is matched at its first fragment, as MPI matches on the
-   * envelope: the receive it matches is claimed, so that no message arriving
-   * between its fragments takes that receive or lands in its buffer (which the
-   * program had back while the rest of the fragments still landed there).
+   * A large message is matched at its first fragment, as MPI matches on the envelope: the receive it matches is
+   * claimed, so that no message arriving between its fragments takes that receive or lands in its buffer.
    */
   first(ring: number, origin: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void {
     const from = origin >= 0 ? origin : this.#worldOfLocal[ring]!;
     const claim = this.#claim(from, tag);
-    const dst = (claim === null ? null : landing(claim.into, dtype, totalBytes)) ?? allocate(dtype, totalBytes);
+    let dst: TypedArray;
+    try {
+      dst = (claim === null ? null : landing(claim.into, dtype, totalBytes)) ?? allocate(dtype, totalBytes);
+    } catch (e) {
+      if (claim !== null) claim.claimed = false; // no memory for it: the receive stays free for what comes
+      if (claim === this.#fastClaim) this.#fastClaim = null;
+      throw e;
+    }
     this.#assembling[ring] = { from, tag, dtype, dst, filled: 0, claim };
     this.next(ring, view, byteOffset, byteLength);
   }
@@ -336,8 +338,20 @@ export class Messenger implements RecordSink, MessageSink {
 
   /** The fast path's claim, for a receive that is not posted after all: its message arrives unclaimed. */
   #dropFastClaim(): void {
-    for (const a of this.#assembling) if (a !== null && a.claim === this.#fastClaim) a.claim = null;
+    if (this.#fastClaim !== null) this.#release(this.#fastClaim);
     this.#fastClaim = null;
+  }
+
+  /** The assembly claimed by withdrawn receive `c` goes on unclaimed, in memory of its own (not `c`'s buffer, the caller's again). */
+  #release(c: PendingRecv): void {
+    for (const a of this.#assembling) {
+      if (a === null || a.claim !== c) continue;
+      a.claim = null;
+      if (c.into === null || a.dst.buffer !== c.into.buffer) continue;
+      const fresh = allocate(a.dtype, a.dst.byteLength);
+      new Uint8Array(fresh.buffer, fresh.byteOffset, a.filled).set(new Uint8Array(a.dst.buffer, a.dst.byteOffset, a.filled));
+      a.dst = fresh;
+    }
   }
 
   /** Posts a receive that the progress engine completes when its message arrives. */
@@ -354,6 +368,7 @@ export class Messenger implements RecordSink, MessageSink {
   #unpost(r: PendingRecv): void {
     const i = this.#recvs.indexOf(r);
     if (i >= 0) this.#recvs.splice(i, 1);
+    if (r.claimed) this.#release(r);
   }
 
   /** Whether a matching message has arrived (MPI_Iprobe), without taking it. */
