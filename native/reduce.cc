@@ -3,7 +3,7 @@
 // sums float64 at about 1.7 ns per element; this loop, which the compiler
 // vectorizes, runs at memory speed. Semantics match runtime/coll/ops.ts:
 // integers wrap (computed unsigned, so no signed overflow), Uint8Clamped
-// clamps, min/max keep dst when a comparison with NaN is false.
+// clamps, min/max let a NaN win (associative, whatever the grouping).
 #include "common.h"
 #include <cstdint>
 #include <type_traits>

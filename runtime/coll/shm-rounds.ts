@@ -351,7 +351,7 @@ export class ShmRounds {
     const h = this.header(j, c);
     // Round c's header, not one an earlier round left in the slot (read by a member that called another root).
     const stamp = Atomics.load(this.#H32(j), (this.bank(c) >> 2) + H_STAMP);
-    if ((stamp & ~1) !== ((c * 4) | 0)) throw this.mismatch(j, `has not published this round's header (its slot holds round ${stamp >>> 2}'s): the members called collectives in another order, or with other roots`);
+    if ((stamp & ~1) !== ((c * 4) | 0)) throw this.mismatch(j, `has not published this round's header (its slot holds an earlier round's): the members called collectives in another order, or with other roots`);
     if (h.kind !== kind) throw this.mismatch(j, `called ${KIND_NAME[h.kind] ?? `collective #${h.kind}`} where this rank called ${KIND_NAME[kind]}`);
     if (extra?.root !== undefined && h.root !== extra.root) throw this.mismatch(j, `gave root ${h.root}, this rank ${extra.root}`);
     if (extra?.dtype !== undefined && h.dtype !== extra.dtype) throw this.mismatch(j, `passed ${typeName(h.dtype)}, this rank ${typeName(extra.dtype)}`);
