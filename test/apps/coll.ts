@@ -197,9 +197,10 @@ async function movement(team: Team, label: string): Promise<void> {
   const bigAg = await team.allgather(new Float64Array(200_000).fill(me + 0.5));
   check(bigAg.length === 200_000 * n && bigAg[0] === 0.5 && bigAg[bigAg.length - 1] === n - 0.5, `${label} large allgather`);
   equal((await team.allgather(new Int8Array(0))).length, 0, `${label} allgather of nothing`);
-  // Buffers are values, on one node as across nodes: one each, not joined.
-  const bufs = (await team.allgather(Buffer.from([me, me + 1]))) as unknown as Buffer[];
-  check(Array.isArray(bufs) && bufs.length === n && bufs.every((b, r) => Buffer.isBuffer(b) && b[0] === r && b[1] === r + 1), `${label} allgather of Buffers`);
+  // Buffers are values, on one node as across nodes: one each, not joined (other members' come as
+  // Uint8Arrays across nodes, where collectives carry them as msgpack values).
+  const bufs = (await team.allgather(Buffer.from([me, me + 1]))) as unknown as Uint8Array[];
+  check(Array.isArray(bufs) && bufs.length === n && bufs.every((b, r) => b instanceof Uint8Array && b.length === 2 && b[0] === r && b[1] === r + 1), `${label} allgather of Buffers`);
 
   // scatter
   const sroot = n - 1;
