@@ -144,16 +144,9 @@ export class Messenger implements RecordSink, MessageSink {
    */
   first(ring: number, origin: number, tag: number, dtype: number, totalBytes: number, view: TypedArray, byteOffset: number, byteLength: number): void {
     const from = origin >= 0 ? origin : this.#worldOfLocal[ring]!;
-    const claim = this.#claim(from, tag);
-    let dst: TypedArray;
-    try {
-      dst = (claim === null ? null : landing(claim.into, dtype, totalBytes)) ?? allocate(dtype, totalBytes);
-    } catch (e) {
-      if (claim !== null) claim.claimed = false; // no memory for it: the receive stays free for what comes
-      if (claim === this.#fastClaim) this.#fastClaim = null;
-      throw e;
-    }
-    this.#assembling[ring] = { from, tag, dtype, dst, filled: 0, claim };
+    // Its memory first (the receive #claim takes has that buffer): one that finds none claims nothing.
+    const dst = this.#destination(from, tag, dtype, totalBytes) ?? allocate(dtype, totalBytes);
+    this.#assembling[ring] = { from, tag, dtype, dst, filled: 0, claim: this.#claim(from, tag) };
     this.next(ring, view, byteOffset, byteLength);
   }
 
@@ -203,15 +196,14 @@ export class Messenger implements RecordSink, MessageSink {
     this.#assembling[source] = null;
     const m: Message = { data: finish(a.dtype, a.dst), source: a.from, tag: a.tag };
     const c = a.claim;
-    const i = c === null || c === this.#fastClaim ? -1 : this.#recvs.indexOf(c);
-    if (i < 0) {
-      // Unclaimed (the fast path's claim included: #tryRecv returns it), or a receive withdrawn since.
-      if (c !== null && c === this.#fastClaim) c.message = m;
+    if (c === null || c === this.#fastClaim) {
+      // Unclaimed (a withdrawn receive's claim is dropped: #release), or the fast path's: #tryRecv returns it.
+      if (c !== null) c.message = m;
       this.#lastPolled = m;
       return;
     }
-    this.#recvs.splice(i, 1);
-    c!.message = m;
+    this.#recvs.splice(this.#recvs.indexOf(c), 1);
+    c.message = m;
     this.#claimDone = true;
   }
 

@@ -126,7 +126,7 @@ export function kernel(Ctor: unknown, op: ReduceOp): Kernel {
     const big = BIGINT_TYPES.has(Ctor);
     const imul = Ctor === Int32Array || Ctor === Uint32Array;
     // A new Function per pair: its own feedback, so its accesses stay monomorphic.
-    const js = new Function('d', 'dOff', 's', 'sOff', 'n', `for (let i = 0; i < n; i++) { const a = dOff + i, b = sOff + i; ${body(op, big, imul, Ctor === Float32Array || Ctor === Float64Array)} }`) as Kernel;
+    const js = new Function('d', 'dOff', 's', 'sOff', 'n', `for (let i = 0; i < n; i++) { const a = dOff + i, b = sOff + i; ${body(op, big, imul, FLOAT_TYPES.has(Ctor))} }`) as Kernel;
     const code = opCode(op);
     const reduce = native().reduce;
     k = (d, dOff, src, sOff, n) => (n < NATIVE_FROM ? js(d, dOff, src, sOff, n) : reduce(d, dOff, src, sOff, n, code));
