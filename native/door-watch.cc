@@ -12,12 +12,11 @@
 // the caller then checks its condition once more. A ringer that saw the
 // publication moves the door (words::RingDoor), so the thread, waiting for the
 // door to leave the value read before it, does not miss it; a ringer that did
-// not wrote its change before the caller's check. One interleaving still loses a
-// ring, as it can for a rank: a ringer that saw an earlier publication, moved
-// the door and was preempted before it cleared `sleeping` clears the next
-// publication instead, and later ringers then ring nobody. A rank's sleep is
-// bounded by its slice for that; here the thread calls back after its slice
-// without a ring too, and the caller looks again (and arms again if need be).
+// not wrote its change before the caller's check. Each arm after a callback is
+// a new generation of the word (words::ArmSleep), so a ringer preempted after
+// it moved the door for an earlier one cannot clear this one. The thread still
+// calls back after its slice without a ring, and the caller looks again (and
+// arms again if need be): a door moved without a wake (an abort's) ends there.
 #include "common.h"
 #include "words.h"
 #include <algorithm>
@@ -128,8 +127,11 @@ Napi::Value DoorArm(const Napi::CallbackInfo& info) {
     if (!w->armed) {
       w->seen = words::Load(w->door);
       w->armed = true;
+      // Classes an earlier arm left (no ringer came) are kept: only a spurious wake-up.
+      words::ArmSleep(w->sleeping, words::Load(w->sleeping) | w->wake);
+    } else {
+      words::Store(w->sleeping, words::Load(w->sleeping) | w->wake);
     }
-    words::Store(w->sleeping, words::Load(w->sleeping) | w->wake);
   }
   w->changed.notify_one();
   return info.Env().Undefined();

@@ -200,7 +200,7 @@ void RingRank(int32_t wake) {
 // Whether the rank has published that it sleeps (or is about to) on its doorbell.
 bool RankSleeps() {
   int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
-  return sleeping != nullptr && __atomic_load_n(sleeping, __ATOMIC_SEQ_CST) != 0;
+  return sleeping != nullptr && words::Asleep(__atomic_load_n(sleeping, __ATOMIC_SEQ_CST));
 }
 
 void ProgressThread() {
@@ -225,9 +225,11 @@ void ProgressThread() {
       // at once. A plain nap added up to kNapNs to every wait that outlasted the
       // rank's spin (what arrived meanwhile waited for the nap to end).
       timespec nap{0, napNs};
+      // (The word's generation moves when the rank publishes a sleep: a wait on its awake value.)
       int32_t* sleeping = st->sleeping.load(std::memory_order_acquire);
-      if (sleeping != nullptr) syscall(SYS_futex, sleeping, FUTEX_WAIT, 0, &nap, nullptr, 0);
-      else nanosleep(&nap, nullptr);
+      const int32_t word = sleeping != nullptr ? __atomic_load_n(sleeping, __ATOMIC_SEQ_CST) : 0;
+      if (sleeping == nullptr) nanosleep(&nap, nullptr);
+      else if (!words::Asleep(word)) syscall(SYS_futex, sleeping, FUTEX_WAIT, word, &nap, nullptr, 0);
       napNs = std::min(2 * napNs, kMaxNapNs);
       continue;
     }
@@ -300,7 +302,7 @@ void WakeThread() {
     }
     int32_t s = __atomic_load_n(sleeping, __ATOMIC_SEQ_CST);
     uint32_t armed = st->arms.load(std::memory_order_acquire);
-    if (s == 0 || armed == rungAt) {
+    if (!words::Asleep(s) || armed == rungAt) {
       // The rank futex-wakes this word once it has armed the worker and goes to sleep.
       syscall(SYS_futex, sleeping, FUTEX_WAIT, s, &nap, nullptr, 0);
       continue;

@@ -53,11 +53,35 @@ bool SpinUntil(F ready, uint64_t budgetNs, bool yields) {
 // Where the job's abort word lies in the node control segment (control.ts H_ABORT).
 constexpr int32_t kAbortWord = 4;
 
+// A rank's sleeping word: what it sleeps for (the wake classes, control.ts WAKE_*) in the low
+// byte, and above it a generation that each publication of a sleep moves on. A ringer clears the
+// classes only if the word is still the one it saw (RingDoor): one preempted between moving the
+// door and clearing them would otherwise clear the rank's next sleep, and every later ringer,
+// reading no classes, would leave the rank asleep to the end of its slice. Only the rank (or
+// its door watch) moves the generation, so a ringer's compare-exchange can fail only after the
+// rank was awake again, and the rank checks its condition after it publishes.
+constexpr int32_t kWakeBits = 0xff;
+constexpr int32_t kSleepGeneration = 0x100;
+
+// Publishes a sleep for `wake`, a generation on from the last; the value published.
+inline int32_t ArmSleep(int32_t* sleeping, int32_t wake) {
+  const uint32_t next = (static_cast<uint32_t>(Load(sleeping)) & ~static_cast<uint32_t>(kWakeBits)) + kSleepGeneration;
+  const int32_t armed = static_cast<int32_t>(next | static_cast<uint32_t>(wake & kWakeBits));
+  Store(sleeping, armed);
+  return armed;
+}
+
+// Awake again: no classes, the generation kept (a ringer may have cleared the classes already).
+inline void DisarmSleep(int32_t* sleeping, int32_t armed) { Store(sleeping, armed & ~kWakeBits); }
+
+// Whether the rank published a sleep that ringers have not cleared yet.
+inline bool Asleep(int32_t word) { return (word & kWakeBits) != 0; }
+
 // SpinUntil, then asleep on this rank's doorbell until `ready` holds, for up to `dozeNs` in all
 // (0: the spin only). The sleeper's side of ControlSegment.ring()'s protocol, as runtime/wait.ts
-// block() does it: the door read, the sleeping word set to `wake`, the abort word and `ready`
-// checked once more, then a futex wait on the door. A ringer that saw the sleeping word moved
-// the door first, and an abort (ControlSegment.abort: the abort word, then every door moved)
+// block() does it: the door read, the sleep published in the sleeping word (ArmSleep), the abort
+// word and `ready` checked once more, then a futex wait on the door. A ringer that saw the sleep
+// moved the door first, and an abort (ControlSegment.abort: the abort word, then every door moved)
 // moves it after its word: either is seen before the wait or the wait returns at once. False
 // (not ready) once the budget is spent or the job aborts: the caller's TypeScript takes the
 // wait over from there.
@@ -70,20 +94,20 @@ bool WaitUntil(F ready, uint64_t spinNs, uint64_t dozeNs, bool yields, int32_t* 
   const uint64_t end = NowNs() + dozeNs;
   for (;;) {
     const int32_t seen = Load(door);
-    Store(sleeping, wake);
+    const int32_t armed = ArmSleep(sleeping, wake);
     if (ready()) {
-      Store(sleeping, 0);
+      DisarmSleep(sleeping, armed);
       return true;
     }
     const uint64_t now = NowNs();
     if (Load(words + kAbortWord) != 0 || now >= end) {
-      Store(sleeping, 0);
+      DisarmSleep(sleeping, armed);
       return false;
     }
     const uint64_t left = end - now;
     timespec ts{static_cast<time_t>(left / 1000000000ull), static_cast<long>(left % 1000000000ull)};
     syscall(SYS_futex, door, FUTEX_WAIT, seen, &ts, nullptr, 0);
-    Store(sleeping, 0);
+    DisarmSleep(sleeping, armed);
     // Awake: poll again for a spin, so that a stream of events costs one wake-up per spin.
     if (SpinUntil(ready, spinNs, yields)) return true;
   }
@@ -91,12 +115,13 @@ bool WaitUntil(F ready, uint64_t spinNs, uint64_t dozeNs, bool yields, int32_t* 
 
 // ControlSegment.ring(): wakes the rank whose sleeping and door words these are
 // if it sleeps for `wake`. One load unless it does; then the door moves (its
-// futex wait cannot miss that) and whoever clears the sleeping word pays the
-// wake syscall. The segment is shared memory: a shared (not PRIVATE) futex.
+// futex wait cannot miss that) and whoever clears the classes of the sleep it
+// saw pays the wake syscall. The segment is shared memory: a shared (not PRIVATE) futex.
 inline void RingDoor(int32_t* sleeping, int32_t* door, int32_t wake) {
-  if ((Load(sleeping) & wake) == 0) return;
+  int32_t seen = Load(sleeping);
+  if ((seen & wake) == 0) return;
   __atomic_add_fetch(door, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, door, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  if (__atomic_compare_exchange_n(sleeping, &seen, seen & ~kWakeBits, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) syscall(SYS_futex, door, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
 // RingDoor after plain stores to memory the woken rank reads (a put's bytes, recv()'d or copied

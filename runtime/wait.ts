@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 // clock is the addon's (nowMs), not performance.now: node:perf_hooks cost 2.3 ms of a rank's start.
 import { nextTick } from 'node:process';
 import { native } from '../native/index.js';
-import { WAKE_HEAP, WAKE_MESSAGE, WAKE_SYNC, type ControlSegment } from '../transports/shm/control.js';
+import { WAKE_HEAP, WAKE_MESSAGE, WAKE_SYNC, armSleep, disarmSleep, type ControlSegment } from '../transports/shm/control.js';
 import { MprunError } from '../core/errors.js';
 import { continuationsRun, eventLoopTurn } from '../core/turns.js';
 import type { Steps } from './coll/engine.js';
@@ -277,32 +277,32 @@ export class Waiter {
       const network = this.#network();
       if (budgetMs !== Infinity && network) return TIMED_OUT;
       const seen = Atomics.load(i32, this.#door);
-      Atomics.store(i32, this.#sleeping, (this.#busy() ? wake | WAKE_MESSAGE : wake) | (others ? this.#asyncWake() : 0));
+      const armed = armSleep(i32, this.#sleeping, (this.#busy() ? wake | WAKE_MESSAGE : wake) | (others ? this.#asyncWake() : 0));
       if (this.#progress()) {
-        Atomics.store(i32, this.#sleeping, 0);
+        disarmSleep(i32, this.#sleeping, armed);
         return ready() ? READY : OTHER_COMPLETED;
       }
       if (ready()) {
-        Atomics.store(i32, this.#sleeping, 0);
+        disarmSleep(i32, this.#sleeping, armed);
         return READY;
       }
       if (others && this.#otherReady(ready)) {
-        Atomics.store(i32, this.#sleeping, 0);
+        disarmSleep(i32, this.#sleeping, armed);
         return TIMED_OUT;
       }
       this.checkAbort();
       const left = budgetMs - (n.nowMs() - start);
       if (left <= 0) {
-        Atomics.store(i32, this.#sleeping, 0);
+        disarmSleep(i32, this.#sleeping, armed);
         return TIMED_OUT;
       }
       if (!this.#mayDoze()) {
-        Atomics.store(i32, this.#sleeping, 0);
+        disarmSleep(i32, this.#sleeping, armed);
         continue;
       }
       if (this.#wakeHelper) n.futexWake(i32, this.#sleeping);
       n.futexWait(i32, this.#door, seen, Math.min(left, network ? 1 : this.#sliceMs));
-      Atomics.store(i32, this.#sleeping, 0);
+      disarmSleep(i32, this.#sleeping, armed);
       this.checkAbort();
     }
   }

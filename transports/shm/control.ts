@@ -62,6 +62,28 @@ export const WAKE_SYNC = 4;
 /** A member's end of a collective round (barriers and bank reuse wait for these). */
 export const WAKE_ACK = 8;
 
+/**
+ * A sleeping word holds the classes its rank sleeps for in its low byte and, above it, a
+ * generation that each publication of a sleep moves on (native/words.h ArmSleep). A ringer
+ * clears the classes only if the word is still the one it saw: one preempted between moving
+ * the door and clearing them would otherwise clear the rank's next sleep, and every later
+ * ringer, reading no classes, would leave the rank asleep to the end of its slice.
+ */
+export const WAKE_BITS = 0xff;
+const SLEEP_GENERATION = 0x100;
+
+/** Publishes a sleep for `wake` in word `index`, a generation on from the last; the value published. */
+export function armSleep(i32: Int32Array, index: number, wake: number): number {
+  const armed = (((Atomics.load(i32, index) & ~WAKE_BITS) + SLEEP_GENERATION) | 0) | (wake & WAKE_BITS);
+  Atomics.store(i32, index, armed);
+  return armed;
+}
+
+/** Awake again: no classes, the generation kept (a ringer may have cleared the classes already). */
+export function disarmSleep(i32: Int32Array, index: number, armed: number): void {
+  Atomics.store(i32, index, armed & ~WAKE_BITS);
+}
+
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
@@ -200,13 +222,25 @@ export class ControlSegment {
    * waits for in `sleeping` before its last
    * check (seq-cst), so a ringer that reads 0 wrote its data before that check.
    * When r sleeps, the door moves (its futex wait then cannot miss the
-   * change) and the first ringer to clear the flag pays the wake syscall.
+   * change) and the ringer that clears the classes of the sleep it saw pays
+   * the wake syscall (finishRing).
    */
   ring(r: number, wake: number): void {
     const sleeping = this.sleepingIndex(r);
-    if ((Atomics.load(this.i32, sleeping) & wake) === 0) return;
+    const seen = Atomics.load(this.i32, sleeping);
+    if ((seen & wake) === 0) return;
     Atomics.add(this.i32, sleeping - R_SLEEPING + R_DOOR, 1);
-    if (Atomics.exchange(this.i32, sleeping, 0) !== 0) native().futexWake(this.i32, sleeping - R_SLEEPING + R_DOOR);
+    this.finishRing(r, seen);
+  }
+
+  /**
+   * ring()'s second half, for the sleep `seen` (rank r's sleeping word when the door moved):
+   * clears its classes and wakes r, unless r has woken since (or another ringer did it). A
+   * step of its own so that a test can play a ringer preempted between the two halves.
+   */
+  finishRing(r: number, seen: number): void {
+    const sleeping = this.sleepingIndex(r);
+    if (Atomics.compareExchange(this.i32, sleeping, seen, seen & ~WAKE_BITS) === seen) native().futexWake(this.i32, sleeping - R_SLEEPING + R_DOOR);
   }
 
   /**

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ControlSegment, controlLayout } from './control.js';
+import { ControlSegment, WAKE_BITS, controlLayout } from './control.js';
 import { NodeQueues, RECV_EMPTY, RECV_NOT_THIS, recordBytes, type RecordSink } from './queue.js';
 import { decodeFrom, encode, allocate, finish } from '../../core/codec.js';
 import type { TypedArray } from '../../core/types.js';
@@ -358,7 +358,7 @@ describe('the native receive asleep on the doorbell (a synchronous receive)', ()
       cpu = process.cpuUsage(cpu);
       expect(slept).toBeGreaterThanOrEqual(55);
       expect((cpu.user + cpu.system) / 1000).toBeLessThan(slept / 2);
-      expect(Atomics.load(segment.i32, segment.sleepingIndex(1))).toBe(0);
+      expect(Atomics.load(segment.i32, segment.sleepingIndex(1)) & WAKE_BITS).toBe(0);
       // Local rank 0 sends 300 ms after it starts, into a doze of 20 s: taken as soon as it is there.
       const sent = peer(fd, 300, 'if (!new NodeQueues(segment, 0).trySendEager(1, 5, ' + f64 + ', Float64Array.of(4.5))) process.exit(3);');
       t0 = performance.now();
@@ -373,6 +373,49 @@ describe('the native receive asleep on the doorbell (a synchronous receive)', ()
       expect(performance.now() - t0).toBeLessThan(10_000);
       expect(segment.aborted()).toBe(true);
       expect(await aborted).toBe('exit 0 ');
+    } finally {
+      segment.unmap();
+      closeSync(fd);
+    }
+  });
+  it('a ringer preempted between moving the door and clearing the sleep it saw does not clear the next sleep', async () => {
+    const { segment, fd } = ControlSegment.create(2, 4096, 2);
+    try {
+      const b = new NodeQueues(segment, 1);
+      b.worldRanks([0, 1]);
+      const f64 = encode(new Float64Array(1)).dtype;
+      const out = new Int32Array(2);
+      const into = new Float64Array(1);
+      // The peer plays two ringers and a sender while this rank dozes for a message: ringer A
+      // moves the door and is preempted; ringer B rings in full (this rank wakes, finds nothing,
+      // and sleeps again); A resumes with the sleep it saw; then a message comes, rung by the
+      // native queue. Before the sleeping word had a generation, A cleared the second sleep (and
+      // woke the rank only if it was in its futex wait by then): when it was not, the message's
+      // ring found nobody asleep and the rank slept to the end of its doze.
+      const body = `
+        const i32 = segment.i32, word = segment.sleepingIndex(1);
+        const asleepOtherThan = (w) => {
+          for (const end = Date.now() + 3000; Date.now() < end; ) { const s = Atomics.load(i32, word); if ((s & 0xff) !== 0 && s !== w) return s; }
+          process.exit(5); // no new sleep published
+        };
+        const stale = asleepOtherThan(undefined);
+        Atomics.add(i32, segment.doorIndex(1), 1);
+        segment.ring(1, 1);
+        asleepOtherThan(stale);
+        segment.finishRing(1, stale);
+        if ((Atomics.load(i32, word) & 0xff) === 0) process.exit(4); // the second sleep cleared
+        if (!new NodeQueues(segment, 0).trySendEager(1, 5, ${f64}, Float64Array.of(2.5))) process.exit(3);
+        process.stderr.write('sent at ' + (performance.timeOrigin + performance.now()));`;
+      const rung = peer(fd, 100, body);
+      // Dozes of at most 2.1 s each (the staged call's int32 nanoseconds), until the message comes.
+      let got = RECV_EMPTY;
+      for (const end = performance.now() + 20_000; got === RECV_EMPTY && performance.now() < end; ) got = b.recvInto(into, f64, 0, 5, 0, 2e9, out);
+      const receivedAt = performance.timeOrigin + performance.now();
+      expect(got).toBe(8);
+      expect(into[0]).toBe(2.5);
+      const [status, sentAt] = (await rung).split(' sent at ');
+      expect(status).toBe('exit 0');
+      expect(receivedAt - Number(sentAt)).toBeLessThan(1_000);
     } finally {
       segment.unmap();
       closeSync(fd);
